@@ -1,0 +1,78 @@
+"""Who is who on loopback: the local backend's map of lab addresses.
+
+On the local backend every service listens on 127.0.0.1 at a free port, and
+every lab client connects from 127.0.0.1. Two tables restore the lab's view:
+
+* listeners: (lab address, protocol, lab port) → loopback port;
+* clients: loopback (host, port) of a client socket → (the client node's lab
+  address, the trace id its experiment travels with). A client binds its
+  socket *before* connecting and registers it, so by the time the server
+  accepts, the entry is there (one event loop, no race).
+
+A loopback client that is not in the table is a real program on the machine
+(swaks, dig): it is given the identity of the node ``maillab up --as`` names.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Literal
+
+__all__ = ["ClientEntry", "LoopbackRegistry"]
+
+Proto = Literal["tcp", "udp"]
+
+#: Ephemeral ports are reused by the kernel; old client entries are simply
+#: overwritten, and the table is bounded so a long soak cannot grow it forever.
+MAX_CLIENTS = 65536
+
+
+@dataclass(frozen=True)
+class ClientEntry:
+    node: str
+    address: IPv4Address
+    trace_id: str | None
+
+
+class LoopbackRegistry:
+    def __init__(self) -> None:
+        self._listeners: dict[tuple[IPv4Address, Proto, int], int] = {}
+        self._owners: dict[tuple[IPv4Address, Proto, int], str] = {}
+        self._clients: OrderedDict[tuple[str, int], ClientEntry] = OrderedDict()
+
+    def listen(self, address: IPv4Address, proto: Proto, port: int, local_port: int,
+               owner: str) -> None:
+        key = (address, proto, port)
+        if key in self._listeners:
+            raise ValueError(
+                f"{proto}/{port} on {address} is already taken by {self._owners[key]}"
+            )
+        self._listeners[key] = local_port
+        self._owners[key] = owner
+
+    def unlisten(self, address: IPv4Address, proto: Proto, port: int) -> None:
+        self._listeners.pop((address, proto, port), None)
+        self._owners.pop((address, proto, port), None)
+
+    def listener(self, address: IPv4Address, proto: Proto, port: int) -> int | None:
+        return self._listeners.get((address, proto, port))
+
+    def listeners(self) -> dict[tuple[IPv4Address, Proto, int], int]:
+        return dict(self._listeners)
+
+    def register_client(self, sockname: tuple[str, int], entry: ClientEntry) -> None:
+        key = (sockname[0], sockname[1])
+        self._clients.pop(key, None)
+        self._clients[key] = entry
+        while len(self._clients) > MAX_CLIENTS:
+            self._clients.popitem(last=False)
+
+    def forget_client(self, sockname: tuple[str, int]) -> None:
+        self._clients.pop((sockname[0], sockname[1]), None)
+
+    def client(self, peername: tuple[str, int] | None) -> ClientEntry | None:
+        if peername is None:
+            return None
+        return self._clients.get((peername[0], peername[1]))

@@ -1,0 +1,83 @@
+"""Plain-text renderings of results and traces for the CLI.
+
+The text is a rendering of structured data (the same data ``--json`` prints),
+never the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sim.experiments import ConnectResult, DigResult
+from sim.net.api import Endpoint
+from sim.trace import Trace
+
+if TYPE_CHECKING:
+    from sim.runtime import Lab
+
+__all__ = ["render_connect", "render_dig", "render_endpoints", "render_trace"]
+
+KIND_LABEL = {
+    "dns": "DNS",
+    "net": "NET",
+    "smtp": "SMTP",
+    "tls": "TLS",
+    "check": "CHECK",
+    "queue": "QUEUE",
+    "delivery": "STORE",
+    "outcome": "RESULT",
+}
+
+
+def render_trace(trace: Trace) -> str:
+    lines = []
+    for event in trace:
+        label = KIND_LABEL.get(event.kind, event.kind.upper())
+        lines.append(f"{event.t:>9.3f}  {label:<6} {event.node:<12} {event.summary}")
+    return "\n".join(lines)
+
+
+def render_dig(result: DigResult) -> str:
+    lines = [
+        f";; QUESTION: {result.name} {result.type}",
+        f";; status: {result.rcode}  server: {result.server}",
+    ]
+    if result.answers:
+        lines.append(";; ANSWER SECTION:")
+        for a in result.answers:
+            lines.append(f"{a['name']:<32} {a['ttl']:<6} IN {a['type']:<6} {a['data']}")
+    lines += ["", ";; TRACE:", render_trace(result.trace)]
+    return "\n".join(lines)
+
+
+def render_connect(result: ConnectResult) -> str:
+    if result.outcome == "connected":
+        head = f"connected to {result.dst}:{result.port}"
+        if result.banner:
+            head += f"\n{result.banner}"
+    else:
+        reason = (result.verdict or {}).get("explanation") or ""
+        head = f"blocked: {result.error} connecting to {result.dst}:{result.port}"
+        if reason:
+            head += f"\n  {reason}"
+    return head + "\n\n;; TRACE:\n" + render_trace(result.trace)
+
+
+def render_endpoints(lab: Lab, endpoints: list[Endpoint]) -> str:
+    backend = lab.backend
+    who = backend.as_node or "outside"
+    lines = [
+        f"maillab: {lab.topology.name} is up on the {backend.name} backend "
+        f"(state in {lab.state_dir})",
+        f"Real clients on this machine speak as {who}. Lab CA: {lab.state_dir / 'tls' / 'ca.pem'}",
+        "",
+        f"{'node':<14} {'service':<11} {'lab address':<22} reach it at",
+    ]
+    for ep in endpoints:
+        where = ep.local or "(from the node's shell)"
+        if ep.blocked:
+            where = f"blocked: {ep.blocked}"
+        lab_addr = f"{ep.lab}/{ep.proto}" if ep.proto == "udp" else ep.lab
+        lines.append(f"{ep.node:<14} {ep.service:<11} {lab_addr:<22} {where}")
+    lines += ["", "Ctrl-C stops the lab."]
+    return "\n".join(lines)

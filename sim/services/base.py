@@ -1,0 +1,77 @@
+"""What every lab service is given, and what it must provide.
+
+A service (dns, dnsbl, mx, submission, relay, mailbox) is started on one node
+with a :class:`NodeContext` and the node's config from the topology. The same
+service code runs on both backends: only ``ctx.net`` differs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sim.clock import LabClock
+from sim.net.api import Endpoint, NodeNet
+from sim.topology.model import Node, Topology
+from sim.trace import TraceEvent, TraceHub
+
+if TYPE_CHECKING:
+    from sim.resolve import Resolver
+    from sim.tls import LabCA
+    from sim.topology.graph import LabNetwork
+
+__all__ = ["NodeContext", "Service"]
+
+
+@dataclass
+class NodeContext:
+    """Everything a service on ``node`` may use."""
+
+    topology: Topology
+    network: LabNetwork
+    node: Node
+    net: NodeNet
+    clock: LabClock
+    hub: TraceHub
+    state_dir: Path
+    resolver: Resolver
+    ca: LabCA
+
+    def emit(
+        self, trace_id: str | None, kind: str, summary: str, **data: Any
+    ) -> TraceEvent:
+        """Record an event that happened on this node."""
+        event = TraceEvent(
+            t=round(self.clock.now(), 3), kind=kind, node=self.node.name, summary=summary, data=data
+        )
+        self.hub.emit(trace_id, event)
+        return event
+
+    @property
+    def node_state(self) -> Path:
+        path = self.state_dir / self.node.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class Service(ABC):
+    """A running service on one node."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
+
+    @abstractmethod
+    async def start(self) -> list[Endpoint]:
+        """Start listening; return the endpoints."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop listening and release everything started."""
+
+    async def control(self, command: str, **args: Any) -> dict[str, Any]:
+        """Change the running service (a lab task); see each service."""
+        raise NotImplementedError(f"{self.kind} has no control command {command!r}")

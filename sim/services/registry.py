@@ -1,0 +1,35 @@
+"""Which class runs which service kind, and in which order they start.
+
+Imported lazily so that a backend only loads the services a topology uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from sim.services.base import Service
+
+__all__ = ["SERVICE_ORDER", "service_class"]
+
+#: Start waves: DNS first (everyone else looks things up), then the rest.
+SERVICE_ORDER: tuple[tuple[str, ...], ...] = (
+    ("dns", "dnsbl"),
+    ("mailbox", "mx", "relay"),
+    ("submission",),
+)
+
+_CLASSES: dict[str, str] = {
+    "dns": "sim.services.dns:DnsServer",
+    "dnsbl": "sim.services.dnsbl:DnsblServer",
+    "mx": "sim.services.mx:MxServer",
+    "relay": "sim.services.relay:RelayServer",
+    "submission": "sim.services.submission:SubmissionServer",
+    "mailbox": "sim.services.mailbox:MailboxServer",
+}
+
+
+def service_class(kind: str) -> type[Service]:
+    module_name, _, class_name = _CLASSES[kind].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    assert issubclass(cls, Service)
+    return cls

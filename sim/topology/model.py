@@ -1,0 +1,259 @@
+"""The topology model: plain, typed, frozen data.
+
+Describe, then realise: nothing here knows about sockets, namespaces or event
+loops. :mod:`sim.topology.loader` builds these objects from a YAML file;
+backends (:mod:`sim.net`) take them and run them.
+
+Addresses are :mod:`ipaddress` objects. Durations are lab seconds (floats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Literal
+
+__all__ = [
+    "DEFAULT_CHECK_ACTIONS",
+    "CheckName",
+    "CheckPolicy",
+    "CheckAction",
+    "DnsService",
+    "DnsblListing",
+    "DnsblService",
+    "FirewallRule",
+    "MailboxService",
+    "MxService",
+    "Node",
+    "NodeKind",
+    "RelayService",
+    "Services",
+    "Settings",
+    "Smarthost",
+    "SubmissionService",
+    "Topology",
+]
+
+NodeKind = Literal["host", "router"]
+Action = Literal["accept", "drop", "reject"]
+Proto = Literal["tcp", "udp", "icmp", "any"]
+Direction = Literal["in", "out", "any"]
+RejectWith = Literal["tcp-reset", "icmp-port-unreachable", "icmp-admin-prohibited"]
+CheckName = Literal["ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc", "tls"]
+CheckAction = Literal["reject", "defer", "junk", "header", "policy"]
+DmarcDiscovery = Literal["treewalk", "psl"]
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """One rule of a router's forwarding firewall.
+
+    Rules are evaluated in order, first match wins; a packet no rule matches is
+    accepted. Only the first packet of a connection is judged (the router is
+    stateful, like iptables with a conntrack ESTABLISHED rule first), so
+    replies always pass. ``direction`` is seen from the router: ``out`` is
+    traffic from a network the router serves (its hosts' LANs) towards its
+    uplinks (links to other routers), ``in`` the reverse, ``any`` both.
+    """
+
+    action: Action
+    proto: Proto = "any"
+    src: IPv4Network | None = None
+    dst: IPv4Network | None = None
+    dport: tuple[int, int] | None = None
+    direction: Direction = "any"
+    reject_with: RejectWith = "tcp-reset"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DnsService:
+    """Authoritative DNS for the named zones; the node named in
+    ``settings.resolver`` also resolves every other lab zone for its clients."""
+
+    zones: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DnsblListing:
+    """Addresses in ``net`` are listed with answer ``code`` (127.0.0.x) and a reason."""
+
+    net: IPv4Network
+    code: IPv4Address = IPv4Address("127.0.0.2")
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DnsblService:
+    """A DNS blocklist zone answered in reversed-octet form (RFC 5782)."""
+
+    zone: str
+    listed: tuple[DnsblListing, ...] = ()
+
+
+#: What a failing check costs when a topology lists a check by name only.
+#: Mirrors common practice: Gmail rejects mail from IPs without PTR (550 5.7.25),
+#: Postfix's reject_unknown_client_hostname defers a failed FCrDNS (450 4.7.1),
+#: Spamhaus-listed clients are rejected (554 5.7.1), an SPF fail is rejected
+#: (a softfail goes to junk), DKIM alone only annotates (RFC 6376 §6.3), and
+#: DMARC follows the domain owner's published policy (RFC 9989).
+DEFAULT_CHECK_ACTIONS: dict[str, CheckAction] = {
+    "ptr": "reject",
+    "fcrdns": "defer",
+    "helo": "reject",
+    "dnsbl": "reject",
+    "spf": "reject",
+    "dkim": "header",
+    "dmarc": "policy",
+    "tls": "header",
+}
+
+
+@dataclass(frozen=True)
+class CheckPolicy:
+    """What a failing check costs: reject (5xx), defer (4xx), junk, header only.
+
+    ``policy`` is for DMARC: follow the domain owner's published policy.
+    """
+
+    check: CheckName
+    action: CheckAction
+
+
+@dataclass(frozen=True)
+class MxService:
+    """A receiving MTA on port 25 for ``domains``; never an open relay."""
+
+    domains: tuple[str, ...]
+    mailboxes: tuple[str, ...] = ()
+    checks: tuple[CheckPolicy, ...] = ()
+    dnsbl: tuple[str, ...] = ()
+    hostname: str | None = None
+    greylist: float | None = None
+    tls: bool = True
+    max_size: int = 10 * 1024 * 1024
+    dmarc_discovery: DmarcDiscovery = "treewalk"
+    down: bool = False
+
+
+@dataclass(frozen=True)
+class MailboxService:
+    """Mailboxes served to their owners (the MDA's role: IMAP on 143)."""
+
+    users: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SubmissionService:
+    """An MSA (RFC 6409): 587 with STARTTLS, 465 with implicit TLS (RFC 8314),
+    AUTH against ``users`` (address → password); hands mail to the node's relay."""
+
+    users: tuple[tuple[str, str], ...]
+    ports: tuple[int, ...] = (587, 465)
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class Smarthost:
+    """Hand every message to another relay's submission port, with AUTH."""
+
+    host: str
+    port: int = 587
+    user: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class RelayService:
+    """An outbound MTA with a durable queue (RFC 5321 §4.5.4.1 retries)."""
+
+    retry: tuple[float, ...] = (300.0, 1800.0, 7200.0)
+    give_up: float = 5 * 86400.0
+    warn_after: float | None = 4 * 3600.0
+    dkim: tuple[tuple[str, str], ...] = ()
+    smarthost: Smarthost | None = None
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class Services:
+    dns: DnsService | None = None
+    dnsbl: DnsblService | None = None
+    mx: MxService | None = None
+    submission: SubmissionService | None = None
+    relay: RelayService | None = None
+    mailbox: MailboxService | None = None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(
+            name
+            for name in ("dns", "dnsbl", "mx", "submission", "relay", "mailbox")
+            if getattr(self, name) is not None
+        )
+
+
+@dataclass(frozen=True)
+class Node:
+    """A host (with one address and a gateway router) or a router."""
+
+    name: str
+    kind: NodeKind
+    ip: IPv4Interface | None = None
+    gateway: str | None = None
+    firewall: tuple[FirewallRule, ...] = ()
+    services: Services = field(default_factory=Services)
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Lab-wide settings.
+
+    ``time_scale``: lab seconds per real second. ``resolver``: the address every
+    node uses as its DNS resolver. ``connect_timeout``: how long (lab time) a
+    client waits for a TCP connection whose packets are dropped. ``outside``:
+    the router where the neutral outside host (a real client on the machine
+    using ``maillab up``) attaches.
+    """
+
+    time_scale: float = 60.0
+    resolver: IPv4Address | None = None
+    connect_timeout: float = 30.0
+    outside: str | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A whole lab network: nodes, router-to-router links, DNS zones."""
+
+    name: str
+    title: str = ""
+    settings: Settings = field(default_factory=Settings)
+    nodes: tuple[Node, ...] = ()
+    links: tuple[tuple[str, str], ...] = ()
+    zones: tuple[tuple[str, str], ...] = ()
+    source: str | None = None
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def hosts(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.kind == "host")
+
+    def routers(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.kind == "router")
+
+    def zone_text(self, zone: str) -> str:
+        for name, text in self.zones:
+            if name == zone:
+                return text
+        raise KeyError(zone)
+
+    def host_by_address(self, address: IPv4Address) -> Node | None:
+        for node in self.nodes:
+            if node.ip is not None and node.ip.ip == address:
+                return node
+        return None

@@ -1,0 +1,122 @@
+"""Traces: what happened during an experiment, as structured events.
+
+Every experiment returns a :class:`Trace`. Each :class:`TraceEvent` has a kind,
+the node where it happened, one readable sentence and structured data; the
+TUI, ``--json`` and notebooks all render the same events.
+
+Kinds and the keys their ``data`` carries (more keys may be added):
+
+``dns``       client, server, name, type, rcode, answers [{name,type,ttl,data}]
+``net``       src, dst, proto, port, verdict (accept|drop|reject|unreachable|closed),
+              path [node...], router, rule (0-based index), note
+``smtp``      role ("client"), peer, command, code, enhanced, text
+``tls``       peer, version, cipher
+``check``     check, result, action (reject|junk|header|none), explanation, inputs {...}
+``queue``     event (queued|attempt|deferred|delivered|bounced|warning), queue_id, ...
+``delivery``  mailbox, folder (inbox|junk), message_id
+``outcome``   outcome, stage, code, enhanced, text
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Trace", "TraceEvent", "new_trace_id"]
+
+_ids = itertools.count(1)
+
+
+def new_trace_id() -> str:
+    """A trace id unique within this process and distinct across processes."""
+    return f"t{int(time.time() * 1000) % 10**9:09d}-{next(_ids)}"
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One thing that happened, at lab time ``t`` (seconds since lab start)."""
+
+    t: float
+    kind: str
+    node: str
+    summary: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> TraceEvent:
+        return cls(
+            t=float(raw["t"]),
+            kind=str(raw["kind"]),
+            node=str(raw["node"]),
+            summary=str(raw["summary"]),
+            data=dict(raw.get("data", {})),
+        )
+
+
+@dataclass
+class Trace:
+    """An ordered list of events that belong to one experiment."""
+
+    id: str = field(default_factory=new_trace_id)
+    events: list[TraceEvent] = field(default_factory=list)
+
+    def add(self, event: TraceEvent) -> None:
+        self.events.append(event)
+
+    def __iter__(self) -> Iterator[TraceEvent]:
+        return iter(sorted(self.events, key=lambda e: e.t))
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def of_kind(self, kind: str) -> list[TraceEvent]:
+        return [e for e in self if e.kind == kind]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [e.to_json() for e in self]
+
+
+class TraceHub:
+    """Collects events from every service of a running lab.
+
+    Services do not know which experiment they serve: a connection carries a
+    trace id (see :mod:`sim.net.api`), and services emit into the hub under
+    that id. Events without an id still land in the lab-wide log, which
+    ``Lab.trace()`` shows.
+    """
+
+    def __init__(self) -> None:
+        self._traces: dict[str, Trace] = {}
+        self.log = Trace(id="lab")
+        self._listeners: list[Any] = []
+
+    def open(self, trace_id: str | None = None) -> Trace:
+        trace = Trace(id=trace_id) if trace_id else Trace()
+        self._traces[trace.id] = trace
+        return trace
+
+    def get(self, trace_id: str) -> Trace | None:
+        return self._traces.get(trace_id)
+
+    def emit(self, trace_id: str | None, event: TraceEvent) -> None:
+        self.log.add(event)
+        if trace_id is not None:
+            trace = self._traces.get(trace_id)
+            if trace is not None:
+                trace.add(event)
+        for listener in list(self._listeners):
+            listener(trace_id, event)
+
+    def subscribe(self, listener: Any) -> None:
+        """Call ``listener(trace_id, event)`` for every event from now on."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Any) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)

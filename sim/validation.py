@@ -1,0 +1,35 @@
+"""``maillab validate``: every problem of topology and lab files, as Problems.
+
+A file is a lab file when its top level has ``steps``, a topology otherwise
+(``nodes``); the kind decides which validator reads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim.errors import Problem
+
+__all__ = ["validate_path"]
+
+
+def _looks_like_lab(path: Path) -> bool:
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(line.startswith("steps:") for line in head.splitlines())
+
+
+def validate_path(path: Path) -> list[Problem]:
+    """Problems of one file; a missing path or directory is itself a problem."""
+    if path.is_file() and _looks_like_lab(path):
+        try:
+            from sim.lab.loader import validate_lab_file  # type: ignore[import-not-found,unused-ignore]
+        except ModuleNotFoundError:
+            return [Problem(str(path), 1, 1, "lab files are not supported yet")]
+        problems: list[Problem] = validate_lab_file(path)
+        return problems
+    from sim.topology import validate_topology_file
+
+    return validate_topology_file(path)
