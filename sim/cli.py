@@ -92,6 +92,57 @@ def cmd_connect(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+# -- send ---------------------------------------------------------------------
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    import sim
+
+    topology = sim.load_topology(args.topology)
+    if (args.user is None) != (args.password is None):
+        raise UsageError("maillab send: --user and --password go together")
+    with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
+        result = lab.send(
+            args.node, args.to, mail_from=args.mail_from, from_header=args.from_header,
+            via=args.via, user=args.user, password=args.password, subject=args.subject,
+            body=args.body, port=args.port, settle=args.settle,
+        )
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        from sim.render import render_send
+
+        print(render_send(result))
+    # Like swaks: a message that was not delivered is a failure (exit 1).
+    return EXIT_OK if result.outcome == "delivered" else EXIT_FAILED
+
+
+# -- mailbox ------------------------------------------------------------------
+
+
+def cmd_mailbox(args: argparse.Namespace) -> int:
+    import sim
+    from sim.send import mailbox_of
+
+    topology = sim.load_topology(args.topology)
+    state = Path(args.state_dir)
+    if not state.is_dir():
+        raise UsageError(f"maillab mailbox: {state}: no such state directory "
+                         "(start the lab with `maillab up --state-dir DIR`)")
+    messages = mailbox_of(topology, state, args.address, args.folder)
+    if args.json:
+        _print_json({"address": args.address, "folder": args.folder, "messages": [
+            {"key": m.key, "subject": m.subject, "from": m.header("From"),
+             "headers": [[k, str(v)] for k, v in m.message().items()]} for m in messages]})
+        return EXIT_OK
+    if not messages:
+        print(f"{args.address} {args.folder}: empty")
+    for m in messages:
+        print(f"--- {m.key}")
+        print(m.data.decode("utf-8", "replace"))
+    return EXIT_OK
+
+
 # -- up -----------------------------------------------------------------------
 
 
@@ -183,6 +234,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_connect)
+
+    p = sub.add_parser("send", help="send one message from a node and follow it")
+    p.add_argument("topology", metavar="TOPOLOGY")
+    p.add_argument("--from", dest="node", required=True, metavar="NODE")
+    p.add_argument("--to", required=True, action="append", metavar="ADDR")
+    p.add_argument("--mail-from", metavar="ADDR", help="the envelope sender (MAIL FROM)")
+    p.add_argument("--from-header", metavar="ADDR", help="the From: header (default: MAIL FROM)")
+    p.add_argument("--via", default="direct", metavar="direct|NODE",
+                   help="direct: MX lookup and port 25; NODE: submit to NODE's submission service")
+    p.add_argument("--user", metavar="U")
+    p.add_argument("--password", metavar="P")
+    p.add_argument("--port", type=int, metavar="PORT", help="submission port (587 or 465)")
+    p.add_argument("--subject", default="Hello from maillab")
+    p.add_argument("--body", default="This is a test message.\n")
+    p.add_argument("--settle", action="store_true",
+                   help="advance lab time until the relay is done with the message")
+    p.add_argument("--state-dir", metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    backend_arg(p)
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("mailbox", help="read a mailbox of a lab started with --state-dir")
+    p.add_argument("topology", metavar="TOPOLOGY")
+    p.add_argument("address", metavar="ADDR")
+    p.add_argument("--state-dir", required=True, metavar="DIR")
+    p.add_argument("--folder", default="INBOX", choices=["INBOX", "Junk"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_mailbox)
 
     p = sub.add_parser("up", help="start a topology and keep it running")
     p.add_argument("topology", metavar="TOPOLOGY")

@@ -14,8 +14,9 @@ from sim.trace import Trace
 
 if TYPE_CHECKING:
     from sim.runtime import Lab
+    from sim.send import SendResult
 
-__all__ = ["render_connect", "render_dig", "render_endpoints", "render_trace"]
+__all__ = ["render_connect", "render_dig", "render_endpoints", "render_send", "render_trace"]
 
 KIND_LABEL = {
     "dns": "DNS",
@@ -61,6 +62,26 @@ def render_connect(result: ConnectResult) -> str:
         if reason:
             head += f"\n  {reason}"
     return head + "\n\n;; TRACE:\n" + render_trace(result.trace)
+
+
+def render_send(result: SendResult) -> str:
+    head = f"{result.outcome.upper()}"
+    if result.stage:
+        head += f" at {result.stage}"
+    if result.reply:
+        reply = result.reply
+        head += f": {reply.get('code')} {reply.get('enhanced') or ''} {reply.get('text')}".rstrip()
+    lines = [head, f"  from <{result.mail_from}> to {', '.join(result.rcpts)}"]
+    if result.verdict:
+        lines.append(f"  {result.verdict.get('explanation', '')}")
+    if result.queue_id:
+        lines.append(f"  relay queue id {result.queue_id}")
+    if result.checks:
+        lines.append("  checks: " + " ".join(f"{k}={v}" for k, v in sorted(result.checks.items())))
+    if len(result.recipients) > 1:
+        for r in result.recipients:
+            lines.append(f"  <{r['rcpt']}>: {r['outcome']}")
+    return "\n".join(lines) + "\n\n;; TRACE:\n" + render_trace(result.trace)
 
 
 def render_endpoints(lab: Lab, endpoints: list[Endpoint]) -> str:

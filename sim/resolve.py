@@ -3,14 +3,56 @@
 Every query goes to the topology's resolver address over the node's
 :class:`~sim.net.api.NodeNet` (never the host's resolver) and is recorded in
 the trace. Answers come back as plain data.
+
+The wire exchange (:func:`exchange`) is shared with the lab's recursive
+resolver (:mod:`sim.services.dns`), which asks the authoritative nodes the
+same way: one UDP datagram, and the same question again over TCP when the
+answer comes back truncated (RFC 1035 §4.2.1, RFC 7766 §5).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
+import struct
 from dataclasses import dataclass, field
-from typing import Any
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any, Protocol
 
-__all__ = ["DnsAnswer", "DnsRecord", "Resolver"]
+import dnslib
+
+from sim.clock import LabClock
+from sim.net.api import NodeNet
+from sim.topology.zones import fqdn
+
+__all__ = [
+    "DnsAnswer",
+    "DnsRecord",
+    "Emit",
+    "NoAnswer",
+    "Resolver",
+    "exchange",
+    "qtype_code",
+    "qtype_name",
+    "rdata_text",
+    "record_from_rr",
+    "reverse_name",
+]
+
+#: How long a stub waits for its resolver, in lab seconds (glibc's default is 5 s;
+#: the lab resolver may itself wait for an authoritative node, so the stub waits longer).
+STUB_TIMEOUT = 10.0
+
+#: A lab clock may run so fast (time_scale 60 makes 10 lab seconds 0.17 real
+#: seconds) that a time-out in lab time would be shorter than a loopback round
+#: trip on a busy machine. A stub's time-outs never go below this many real
+#: seconds (the lab resolver's own, towards authoritative nodes, are shorter,
+#: so that it can still answer SERVFAIL before its client gives up).
+MIN_REAL_TIMEOUT = 3.0
+
+# The largest DNS message (RFC 1035 §4.2.2: TCP messages carry a 16-bit length).
+_MAX_MESSAGE = 65535
 
 
 @dataclass(frozen=True)
@@ -47,3 +89,290 @@ class DnsAnswer:
     def texts(self) -> list[str]:
         """TXT records, each with its strings joined (RFC 7208 §3.3)."""
         return ["".join(r.strings) for r in self.of_type("TXT")]
+
+
+class Emit(Protocol):
+    """Where the resolver records what it saw (``NodeContext.emit`` fits)."""
+
+    def __call__(self, trace_id: str | None, kind: str, summary: str, **data: Any) -> Any: ...
+
+
+class NoAnswer(Exception):
+    """No usable reply came back: time-out, a firewall, or a broken reply."""
+
+
+# --- presentation ---------------------------------------------------------
+
+
+def qtype_code(rtype: str | int) -> int:
+    """``"MX"`` → 15; ``"TYPE99"`` (RFC 3597 §5) → 99. Raises ValueError."""
+    if isinstance(rtype, int):
+        if not 0 <= rtype <= 0xFFFF:
+            raise ValueError(f"not a DNS record type: {rtype}")
+        return rtype
+    name = rtype.strip().upper()
+    code = dnslib.QTYPE.reverse.get(name)
+    if code is not None:
+        return int(code)
+    if name.startswith("TYPE") and name[4:].isdigit():
+        return qtype_code(int(name[4:]))
+    raise ValueError(f"not a DNS record type: {rtype!r} (A, AAAA, MX, TXT, PTR, CNAME, NS, SOA...)")
+
+
+def qtype_name(code: int) -> str:
+    """15 → ``"MX"``; a type dnslib does not name → ``"TYPE<n>"`` (RFC 3597 §5)."""
+    name = dnslib.QTYPE.get(code)
+    return name if isinstance(name, str) else f"TYPE{code}"
+
+
+def _quote(raw: bytes) -> str:
+    # RFC 1035 §5.1: a character-string in quotes; '"' and '\' escaped, and
+    # bytes that are not printable ASCII as \DDD.
+    out = []
+    for byte in raw:
+        ch = chr(byte)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= byte < 0x7F:
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def rdata_text(rr: dnslib.RR) -> str:
+    """The RDATA in zone-file form: ``10 mx.qq.example.``, ``"v=spf1" " -all"``."""
+    if rr.rtype == dnslib.QTYPE.TXT:
+        return " ".join(_quote(bytes(s)) for s in rr.rdata.data)
+    return str(rr.rdata)
+
+
+def record_from_rr(rr: dnslib.RR) -> DnsRecord:
+    strings: tuple[str, ...] = ()
+    if rr.rtype == dnslib.QTYPE.TXT:
+        strings = tuple(bytes(s).decode("utf-8", "surrogateescape") for s in rr.rdata.data)
+    return DnsRecord(
+        name=fqdn(str(rr.rname)),
+        type=qtype_name(rr.rtype),
+        ttl=int(rr.ttl),
+        data=rdata_text(rr),
+        strings=strings,
+    )
+
+
+def reverse_name(address: str | IPv4Address | IPv6Address) -> str:
+    """``203.0.113.25`` → ``25.113.0.203.in-addr.arpa.`` (RFC 1035 §3.5)."""
+    return fqdn(ip_address(address).reverse_pointer)
+
+
+# --- the wire -------------------------------------------------------------
+
+
+def lab_timeout(clock: LabClock, lab_seconds: float, min_real: float = MIN_REAL_TIMEOUT) -> float:
+    """A time-out in lab seconds, never shorter than ``min_real`` real seconds."""
+    return max(lab_seconds, min_real * clock.time_scale)
+
+
+def _why(err: BaseException) -> str:
+    """An exception as a short reason (a lab verdict's message, not ``[Errno 110]``)."""
+    if isinstance(err, asyncio.IncompleteReadError):
+        return "the connection closed before a whole answer came"
+    if isinstance(err, OSError) and err.strerror:
+        return str(err.strerror)
+    return str(err) or ("timed out" if isinstance(err, TimeoutError) else type(err).__name__)
+
+
+def _check_reply(request: dnslib.DNSRecord, raw: bytes) -> dnslib.DNSRecord:
+    try:
+        reply = dnslib.DNSRecord.parse(raw)
+    except (dnslib.DNSError, ValueError, IndexError, struct.error) as err:
+        raise NoAnswer(f"unreadable reply: {err}") from None
+    # RFC 5452 §4.1: a reply belongs to a query only if the id and the
+    # question match; anything else is ignored, like a spoofed answer.
+    if reply.header.id != request.header.id or not reply.header.qr:
+        raise NoAnswer("the reply does not belong to the query (id mismatch)")
+    if reply.q.qtype != request.q.qtype or reply.q.qname != request.q.qname:
+        raise NoAnswer("the reply answers a different question")
+    return reply
+
+
+async def _exchange_tcp(
+    net: NodeNet,
+    server: IPv4Address,
+    request: dnslib.DNSRecord,
+    packet: bytes,
+    *,
+    trace_id: str | None,
+    timeout: float,
+    clock: LabClock,
+) -> dnslib.DNSRecord:
+    # RFC 1035 §4.2.2: over TCP each message is preceded by its length (2 bytes).
+    try:
+        reader, writer = await net.open_connection(server, 53, trace_id=trace_id, timeout=timeout)
+    except (TimeoutError, OSError) as err:
+        raise NoAnswer(f"TCP to {server}:53: {_why(err)}") from None
+    try:
+        writer.write(struct.pack("!H", len(packet)) + packet)
+        await writer.drain()
+        async with asyncio.timeout(clock.real_seconds(timeout)):
+            (length,) = struct.unpack("!H", await reader.readexactly(2))
+            raw = await reader.readexactly(length)
+    except (TimeoutError, OSError, asyncio.IncompleteReadError) as err:
+        raise NoAnswer(f"TCP to {server}:53: {_why(err)}") from None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return _check_reply(request, raw)
+
+
+async def exchange(
+    net: NodeNet,
+    server: IPv4Address,
+    request: dnslib.DNSRecord,
+    *,
+    clock: LabClock,
+    trace_id: str | None = None,
+    timeout: float = STUB_TIMEOUT,
+    min_real: float = MIN_REAL_TIMEOUT,
+) -> tuple[dnslib.DNSRecord, str]:
+    """Ask ``server`` one question; returns the reply and the transport used.
+
+    Over UDP first; a reply with TC set is discarded and the question asked
+    again over TCP (RFC 1035 §4.2.1, RFC 7766 §5). Raises :class:`NoAnswer`.
+    """
+    packet = request.pack()
+    timeout = lab_timeout(clock, timeout, min_real)
+    try:
+        raw = await net.udp_exchange(server, 53, packet, trace_id=trace_id, timeout=timeout)
+    except (TimeoutError, OSError) as err:
+        raise NoAnswer(f"UDP to {server}:53: {_why(err)}") from None
+    reply = _check_reply(request, raw)
+    if not reply.header.tc:
+        return reply, "udp"
+    reply = await _exchange_tcp(
+        net, server, request, packet, trace_id=trace_id, timeout=timeout, clock=clock
+    )
+    return reply, "tcp"
+
+
+def new_query(name: str, qtype: int, *, recursion: bool = True) -> dnslib.DNSRecord:
+    """A query with a random id (RFC 5452 §9.2) and no EDNS: answers over 512
+    bytes come back truncated and are fetched again over TCP."""
+    try:
+        label = dnslib.DNSLabel(fqdn(name))
+        # Packing checks label lengths (63) and the whole name (255 bytes).
+        dnslib.DNSBuffer().encode_name(label)
+    except (dnslib.DNSError, UnicodeError, ValueError) as err:
+        raise ValueError(
+            f"not a valid DNS name: {name!r} (labels of 1-63 characters, at most 255 in all)"
+        ) from err
+    header = dnslib.DNSHeader(id=random.randrange(1 << 16), rd=1 if recursion else 0)
+    return dnslib.DNSRecord(header, q=dnslib.DNSQuestion(label, qtype))
+
+
+# --- the stub resolver ----------------------------------------------------
+
+
+class Resolver:
+    """The stub resolver of one node: asks the lab resolver at ``server``.
+
+    ``await query(...)`` on the lab's event loop; ``query_sync(...)`` from a
+    worker thread (pyspf and dkimpy look names up synchronously) while that
+    loop runs elsewhere. The host's resolver is never used.
+
+    The DNS servers record every query they answer in the trace; the stub
+    itself emits a ``dns`` event only when no answer came back at all
+    (rcode TIMEOUT), since then no server saw the question.
+    """
+
+    def __init__(
+        self,
+        net: NodeNet,
+        server: IPv4Address,
+        clock: LabClock,
+        emit: Emit | None = None,
+        *,
+        timeout: float = STUB_TIMEOUT,
+        min_real: float = MIN_REAL_TIMEOUT,
+    ) -> None:
+        self.net = net
+        self.server = server
+        self.clock = clock
+        self.emit = emit
+        self.timeout = timeout
+        self.min_real = min_real
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+
+    async def query(
+        self, name: str, rtype: str | int = "A", *, trace_id: str | None = None
+    ) -> DnsAnswer:
+        """Ask ``rtype`` of ``name``; the answer includes any CNAME chain.
+
+        Raises ValueError for a name or type that cannot be asked.
+        """
+        self._loop = asyncio.get_running_loop()
+        code = qtype_code(rtype)
+        request = new_query(name, code)
+        qname, qtype = fqdn(name), qtype_name(code)
+        try:
+            reply, _ = await exchange(
+                self.net,
+                self.server,
+                request,
+                clock=self.clock,
+                trace_id=trace_id,
+                timeout=self.timeout,
+                min_real=self.min_real,
+            )
+        except NoAnswer as err:
+            self._emit_timeout(trace_id, qname, qtype, str(err))
+            return DnsAnswer(name=qname, type=qtype, rcode="TIMEOUT", server=str(self.server))
+        rcode = dnslib.RCODE.get(reply.header.rcode)
+        return DnsAnswer(
+            name=qname,
+            type=qtype,
+            rcode=rcode if isinstance(rcode, str) else f"RCODE{rcode}",
+            records=tuple(record_from_rr(rr) for rr in reply.rr),
+            server=str(self.server),
+        )
+
+    def query_sync(
+        self, name: str, rtype: str | int = "A", *, trace_id: str | None = None
+    ) -> DnsAnswer:
+        """:meth:`query` from a thread other than the event loop's (blocks)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise RuntimeError(
+                "Resolver.query_sync needs the lab's event loop: create the resolver "
+                "inside it or await query() once first"
+            )
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("Resolver.query_sync would block the event loop; await query()")
+        future = asyncio.run_coroutine_threadsafe(self.query(name, rtype, trace_id=trace_id), loop)
+        # The exchange can take a UDP and a TCP time-out; allow both and a margin.
+        lab_wait = lab_timeout(self.clock, self.timeout, self.min_real)
+        wait = 2 * self.clock.real_seconds(lab_wait) + 5.0
+        return future.result(timeout=wait)
+
+    def _emit_timeout(self, trace_id: str | None, name: str, qtype: str, reason: str) -> None:
+        if self.emit is None:
+            return
+        self.emit(
+            trace_id,
+            "dns",
+            f"{self.net.address} asked {self.server} {qtype} {name} → no answer ({reason})",
+            client=str(self.net.address),
+            server=str(self.server),
+            name=name,
+            type=qtype,
+            rcode="TIMEOUT",
+            answers=[],
+            explanation=reason,
+        )

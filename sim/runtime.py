@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.clock import parse_duration
 from sim.errors import BackendError
@@ -27,6 +27,10 @@ from sim.net.api import Endpoint
 from sim.net.backend import Backend
 from sim.topology.model import Topology
 from sim.trace import Trace
+
+if TYPE_CHECKING:
+    from sim.send import SendResult
+    from sim.services.maildir import StoredMessage
 
 __all__ = ["BACKENDS", "Lab", "start"]
 
@@ -58,6 +62,50 @@ class Lab:
         result = self.run(node, Connect(host=host, port=port))
         assert isinstance(result, ConnectResult)
         return result
+
+    def send(
+        self,
+        node: str,
+        to: str | list[str],
+        *,
+        mail_from: str | None = None,
+        from_header: str | None = None,
+        via: str = "direct",
+        user: str | None = None,
+        password: str | None = None,
+        subject: str = "Hello from maillab",
+        body: str = "This is a test message.\n",
+        headers: dict[str, str] | None = None,
+        port: int | None = None,
+        settle: bool = False,
+    ) -> SendResult:
+        """Send one message from ``node``.
+
+        ``via="direct"``: the node looks up the recipient's MX and connects to
+        port 25 itself. ``via=NODE``: it submits to that node's submission
+        service (587, STARTTLS, AUTH ``user``/``password``) and the relay
+        there carries it on. The result says what became of it (delivered,
+        junk, rejected, deferred, bounced, blocked) with the stage, the reply,
+        the checks and the whole trace. ``settle=True`` advances lab time
+        until the relay's queue has finished with the message.
+        """
+        from sim.send import Send
+
+        rcpts = [to] if isinstance(to, str) else list(to)
+        result = self.run(node, Send(
+            to=tuple(rcpts), mail_from=mail_from, from_header=from_header, via=via,
+            user=user, password=password, subject=subject, body=body,
+            headers=tuple((headers or {}).items()), port=port, settle=settle,
+        ))
+        assert isinstance(result, SendResult)
+        return result
+
+    def mailbox(self, address: str, folder: str = "INBOX") -> list[StoredMessage]:
+        """Messages stored for ``address`` (``user@domain``) in ``folder``
+        (``INBOX`` or ``Junk``), oldest first, read from the MX's Maildir."""
+        from sim.send import mailbox_of
+
+        return mailbox_of(self.topology, self.state_dir, address, folder)
 
     # -- the lab ------------------------------------------------------------
 

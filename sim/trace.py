@@ -19,9 +19,10 @@ Kinds and the keys their ``data`` carries (more keys may be added):
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -112,6 +113,34 @@ class TraceHub:
                 trace.add(event)
         for listener in list(self._listeners):
             listener(trace_id, event)
+
+    async def wait_for(
+        self,
+        trace_id: str,
+        predicate: Callable[[TraceEvent], bool],
+        timeout: float,
+    ) -> TraceEvent | None:
+        """The first event of ``trace_id`` (already there or still to come) for
+        which ``predicate`` holds; None after ``timeout`` real seconds."""
+        trace = self._traces.get(trace_id)
+        if trace is not None:
+            for event in trace.events:
+                if predicate(event):
+                    return event
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[TraceEvent] = loop.create_future()
+
+        def listener(tid: str | None, event: TraceEvent) -> None:
+            if tid == trace_id and not found.done() and predicate(event):
+                found.set_result(event)
+
+        self.subscribe(listener)
+        try:
+            return await asyncio.wait_for(found, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self.unsubscribe(listener)
 
     def subscribe(self, listener: Any) -> None:
         """Call ``listener(trace_id, event)`` for every event from now on."""

@@ -162,6 +162,12 @@ class NodeNet(ABC):
     async def serve_udp(self, service: str, port: int, factory: ProtocolFactory) -> Endpoint:
         """Listen for datagrams on this node's lab address."""
 
+    async def unserve(self, endpoint: Endpoint) -> None:
+        """Stop listening at ``endpoint`` (as returned by ``serve_tcp`` or
+        ``serve_udp``): new connections are refused, established ones go on,
+        as when a daemon stops on a running host (an MX that is down)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stop a single listener")
+
     @abstractmethod
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         """The lab identity of the client behind a server-side transport

@@ -197,6 +197,22 @@ class LocalNodeNet(NodeNet):
             raise ServiceError(f"{self.node}: {err}") from None
         self._listening.append((self.address, proto, port))
 
+    async def unserve(self, endpoint: Endpoint) -> None:
+        address, _, port = endpoint.lab.rpartition(":")
+        key = (IPv4Address(address), endpoint.proto, int(port))
+        local_port = self.backend.registry.listener(*key)
+        self.backend.registry.unlisten(*key)
+        if key in self._listening:
+            self._listening.remove(key)
+        for server in list(self._servers):
+            if any(s.getsockname()[1] == local_port for s in server.sockets):
+                server.close()  # established connections are not touched
+                self._servers.remove(server)
+        for transport in list(self._transports):
+            if transport.get_extra_info("sockname")[1] == local_port:
+                transport.close()
+                self._transports.remove(transport)
+
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         peername = addr if addr is not None else transport.get_extra_info("peername")
         entry = self.backend.registry.client(peername)
@@ -287,16 +303,16 @@ class LocalBackend(Backend):
             self._contexts[name] = self._make_context(name)
         # Services start in waves: DNS first (everyone else looks things up),
         # then mailboxes, receivers, relays, submission.
+        # Every service object exists before any starts, so siblings can find
+        # each other (submission hands mail to the relay on its node).
+        for node in self.topology.hosts():
+            ctx = self._contexts[node.name]
+            for kind in node.services.names():
+                service = service_class(kind)(ctx)
+                ctx.services[kind] = service
+                self._services.append((node.name, service))
         for wave in SERVICE_ORDER:
-            batch = []
-            for node in self.topology.hosts():
-                if node.services is None:
-                    continue
-                for kind in wave:
-                    if getattr(node.services, kind, None) is not None:
-                        service = service_class(kind)(self._contexts[node.name])
-                        self._services.append((node.name, service))
-                        batch.append(service.start())
+            batch = [svc.start() for _, svc in self._services if svc.kind in wave]
             for endpoints in await asyncio.gather(*batch):
                 self._endpoints.extend(endpoints)
 

@@ -8,7 +8,7 @@ service code runs on both backends: only ``ctx.net`` differs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,6 +38,9 @@ class NodeContext:
     state_dir: Path
     resolver: Resolver
     ca: LabCA
+    #: The other services running on the same node, by kind (the submission
+    #: service hands accepted mail to ``services["relay"]``). Filled by the backend.
+    services: dict[str, Service] = field(default_factory=dict)
 
     def emit(
         self, trace_id: str | None, kind: str, summary: str, **data: Any

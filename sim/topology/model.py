@@ -173,6 +173,10 @@ class RelayService:
     dkim: tuple[tuple[str, str], ...] = ()
     smarthost: Smarthost | None = None
     hostname: str | None = None
+    #: Publish each ``dkim`` key's TXT record in the lab DNS at start
+    #: (:func:`sim.services.dkimkeys.publish`); false when a lab task asks the
+    #: student to publish it.
+    dkim_publish: bool = True
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import dnslib
 
-__all__ = ["ZoneSyntaxError", "parse_zone", "fqdn"]
+__all__ = ["ZoneSyntaxError", "fqdn", "parse_zone", "parse_zone_lines"]
 
 DEFAULT_TTL = 300
 
@@ -52,6 +52,31 @@ def _strip_comment(line: str) -> str:
     return line
 
 
+def _unquoted(line: str) -> list[tuple[str, bool]]:
+    """Each character with whether it stands outside a quoted string."""
+    out = []
+    quoted = escaped = False
+    for ch in line:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        out.append((ch, not quoted or ch == '"'))
+    return out
+
+
+def _paren_depth(line: str) -> int:
+    # Parentheses group a record over lines (RFC 1035 §5.1), but inside a
+    # quoted TXT string they are just text.
+    return sum((ch == "(") - (ch == ")") for ch, free in _unquoted(line) if free)
+
+
+def _drop_parens(line: str) -> str:
+    return "".join(" " if free and ch in "()" else ch for ch, free in _unquoted(line))
+
+
 def _logical_records(text: str) -> list[tuple[int, str]]:
     """(first line number, record text) for each record, parentheses joined."""
     out: list[tuple[int, str]] = []
@@ -65,9 +90,9 @@ def _logical_records(text: str) -> list[tuple[int, str]]:
         if not pending:
             start = number
         pending.append(line)
-        depth += line.count("(") - line.count(")")
+        depth += _paren_depth(line)
         if depth <= 0:
-            joined = " ".join(pending).replace("(", " ").replace(")", " ")
+            joined = _drop_parens(" ".join(pending))
             # Keep a leading blank: in zone files it means "same owner as before".
             out.append((start, joined))
             pending, depth = [], 0
@@ -78,18 +103,26 @@ def _logical_records(text: str) -> list[tuple[int, str]]:
 
 def parse_zone(origin: str, text: str, default_ttl: int = DEFAULT_TTL) -> list[dnslib.RR]:
     """Every record of a zone, owner names absolute. Raises :class:`ZoneSyntaxError`."""
+    return [rr for _, rr in parse_zone_lines(origin, text, default_ttl)]
+
+
+def parse_zone_lines(
+    origin: str, text: str, default_ttl: int = DEFAULT_TTL
+) -> list[tuple[int, dnslib.RR]]:
+    """Like :func:`parse_zone`, each record with the (1-based) line it starts on,
+    so that a check about a record can point at it."""
     current_origin = fqdn(origin)
     ttl = default_ttl
     last_owner = current_origin
-    records: list[dnslib.RR] = []
+    records: list[tuple[int, dnslib.RR]] = []
     for line_no, record in _logical_records(text):
         stripped = record.strip()
         if stripped.startswith("$"):
             directive, _, value = stripped.partition(" ")
             value = value.strip()
             if directive.upper() == "$ORIGIN" and value:
-                current_origin = fqdn(value) if value.endswith(".") else fqdn(
-                    f"{value}.{current_origin}"
+                current_origin = (
+                    fqdn(value) if value.endswith(".") else fqdn(f"{value}.{current_origin}")
                 )
                 continue
             if directive.upper() == "$TTL" and value.isdigit():
@@ -107,7 +140,7 @@ def parse_zone(origin: str, text: str, default_ttl: int = DEFAULT_TTL) -> list[d
             raise ZoneSyntaxError(line_no, 1, f"cannot read a record from {stripped!r}")
         for rr in parsed:
             last_owner = str(rr.rname)
-            records.append(rr)
+            records.append((line_no, rr))
     return records
 
 

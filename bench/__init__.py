@@ -1,0 +1,2 @@
+"""Benchmarks: run by hand (`make bench`) or in CI; they print figures and
+assert nothing about speed."""

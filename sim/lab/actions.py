@@ -1,0 +1,379 @@
+"""Task actions: the changes a student makes to a running lab, as data.
+
+A task's reference solution and a student's own edits are the same kind of
+thing: one-key mappings such as::
+
+    dns_add: {node: ns, zone: shop.example, record: "@ MX 0 ."}
+    dnsbl_delist: {node: dnsbl, net: 203.0.113.10/32}
+    advance: 2h
+
+Each entry of :data:`ACTIONS` gives an action's shape (checked when a lab
+file loads and published in the JSON Schema), the service it drives and how
+its arguments map onto that service's control command
+(``lab.control(node, service, command, **args)``). :func:`action_problems`
+checks an action against the topology (the node exists and runs the service,
+the zone is one it serves, a record parses); :func:`apply_action` performs
+it and reports the result, or the error, as data.
+
+DNS caching. A real resolver keeps an answer for its TTL (RFC 1035 §7.3) and
+the absence of one for the SOA minimum (RFC 2308 §5), so a fix published in
+DNS shows up elsewhere only after the old answer expires. A lab's
+``dns_cache`` chooses: ``flush`` (default) empties the lab resolver's cache
+after every DNS edit, and the result says so; ``ttl`` keeps cached answers,
+and the result says how long they may live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+from typing import Any, Protocol, get_args
+
+from sim.clock import format_duration, parse_duration
+from sim.errors import LabFileError, SimError
+from sim.lab.model import Action
+from sim.lab.spec import Anything, Checker, Duration, Field, MapOf, OneKey, Record, Spec, Str
+from sim.resolve import qtype_code
+from sim.topology.model import CheckAction, CheckName, Topology
+from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
+
+__all__ = [
+    "ACTIONS",
+    "ACTION_SPEC",
+    "ActionDef",
+    "ActionResult",
+    "ControlLab",
+    "action_from_data",
+    "action_problems",
+    "apply_action",
+    "resolver_node",
+]
+
+CHECKS: tuple[str, ...] = get_args(CheckName)
+CHECK_ACTIONS: tuple[str, ...] = get_args(CheckAction)
+
+
+class ControlLab(Protocol):
+    """What actions need from a running lab (``sim.Lab`` fits)."""
+
+    def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]: ...
+
+    def advance(self, duration: str | float) -> None: ...
+
+
+@dataclass(frozen=True)
+class ActionDef:
+    name: str
+    spec: Spec
+    #: The service the action's node must run (None: the action needs no node).
+    service: str | None
+    command: str
+    description: str
+    #: Keyword arguments of the control command, from the action's arguments.
+    control_args: Callable[[Mapping[str, Any]], dict[str, Any]]
+    #: What the action does, in words (for results and the TUI).
+    summary: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What became of one action: ``ok``, a sentence, and the service's reply."""
+
+    ok: bool
+    action: dict[str, Any]
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "action": self.action, "message": self.message, "data": self.data}
+
+
+def _node(desc: str = "the node that runs the service") -> Field:
+    return Field(Str(), required=True, description=desc)
+
+
+def _zone() -> Field:
+    return Field(Str(), required=True, description="the zone's origin, e.g. `qq.example`")
+
+
+def _record(fields: dict[str, Field], name: str, description: str) -> Record:
+    return Record(fields, name=name, description=description)
+
+
+def _dns_add_args(a: Mapping[str, Any]) -> dict[str, Any]:
+    return {"zone": a["zone"], "text": a["record"]}
+
+
+def _dns_remove_args(a: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"zone": a["zone"], "name": a["name"]}
+    if a.get("type"):
+        out["rtype"] = a["type"]
+    if a.get("data"):
+        out["data"] = a["data"]
+    return out
+
+
+def _remove_summary(a: Mapping[str, Any]) -> str:
+    what = f"the {a['type']} records" if a.get("type") else "the records"
+    if a.get("data"):
+        what = f"the {a.get('type', '')} record {a['data']!r}".replace("  ", " ")
+    return f"remove {what} of {a['name']} in {a['zone']} on {a['node']}"
+
+
+ACTIONS: dict[str, ActionDef] = {
+    d.name: d
+    for d in (
+        ActionDef(
+            "dns_add",
+            _record({
+                "node": _node("the DNS server node that holds the zone"),
+                "zone": _zone(),
+                "record": Field(Str(), required=True, description=(
+                    "zone-file line(s), names relative to the zone: `@ MX 0 .`, "
+                    "`_dmarc TXT \"v=DMARC1; p=reject\"`")),
+            }, "DnsAdd", "Add records to a zone (the serial increases)."),
+            "dns", "add", "Add records to a zone the node serves.",
+            _dns_add_args,
+            lambda a: f"add {a['record'].strip()!r} to {a['zone']} on {a['node']}",
+        ),
+        ActionDef(
+            "dns_remove",
+            _record({
+                "node": _node("the DNS server node that holds the zone"),
+                "zone": _zone(),
+                "name": Field(Str(), required=True,
+                              description="owner name: `@`, relative or absolute"),
+                "type": Field(Str(), description="only records of this type (MX, TXT...)"),
+                "data": Field(Str(), description="only the record whose data reads this"),
+            }, "DnsRemove", "Remove records from a zone."),
+            "dns", "remove", "Remove records of a name from a zone.",
+            _dns_remove_args, _remove_summary,
+        ),
+        ActionDef(
+            "dns_replace_zone",
+            _record({
+                "node": _node("the DNS server node that holds the zone"),
+                "zone": _zone(),
+                "text": Field(Str(markdown=False), required=True,
+                              description="the whole zone in zone-file syntax"),
+            }, "DnsReplaceZone", "Replace a whole zone."),
+            "dns", "replace_zone", "Replace a whole zone with new text.",
+            lambda a: {"origin": a["zone"], "text": a["text"]},
+            lambda a: f"replace the zone {a['zone']} on {a['node']}",
+        ),
+        ActionDef(
+            "dnsbl_list",
+            _record({
+                "node": _node("the node running the dnsbl service"),
+                "net": Field(Str(), required=True, description="an address or network, CIDR"),
+                "reason": Field(Str(), description="the TXT reason the list gives (RFC 5782)"),
+            }, "DnsblList", "List an address range on a DNS blocklist."),
+            "dnsbl", "list", "List a network on a DNS blocklist.",
+            lambda a: {"net": a["net"], "reason": a.get("reason", "")},
+            lambda a: f"list {a['net']} on {a['node']}",
+        ),
+        ActionDef(
+            "dnsbl_delist",
+            _record({
+                "node": _node("the node running the dnsbl service"),
+                "net": Field(Str(), required=True, description="the listed address or network"),
+            }, "DnsblDelist", "Remove a listing from a DNS blocklist."),
+            "dnsbl", "delist", "Remove a network from a DNS blocklist.",
+            lambda a: {"net": a["net"]},
+            lambda a: f"delist {a['net']} from {a['node']}",
+        ),
+        ActionDef(
+            "mx_down",
+            _record({"node": _node("the node running the mx service")}, "MxDown",
+                    "Stop an MX answering (an outage)."),
+            "mx", "down", "Take an MX down (connections are refused).",
+            lambda a: {}, lambda a: f"take the MX on {a['node']} down",
+        ),
+        ActionDef(
+            "mx_up",
+            _record({"node": _node("the node running the mx service")}, "MxUp",
+                    "Bring an MX back."),
+            "mx", "up", "Bring an MX back up.",
+            lambda a: {}, lambda a: f"bring the MX on {a['node']} back up",
+        ),
+        ActionDef(
+            "mx_set_check",
+            _record({
+                "node": _node("the node running the mx service"),
+                "check": Field(Str(enum=CHECKS), required=True, description="which check"),
+                "action": Field(Str(enum=CHECK_ACTIONS), required=True,
+                                description="what a failure costs from now on"),
+            }, "MxSetCheck", "Change what a failing receiving check costs."),
+            "mx", "set_check", "Change an MX's policy for one check.",
+            lambda a: {"check": a["check"], "action": a["action"]},
+            lambda a: f"set the {a['check']} check of {a['node']} to {a['action']}",
+        ),
+        ActionDef(
+            "relay_flush",
+            _record({"node": _node("the node running the relay service")}, "RelayFlush",
+                    "Retry every queued message now."),
+            "relay", "flush", "Make a relay retry its queue now.",
+            lambda a: {}, lambda a: f"flush the queue of {a['node']}",
+        ),
+        ActionDef(
+            "advance", Duration(description="lab time to let pass, e.g. `30m`"), None, "advance",
+            "Let lab time pass (queues retry, greylisting expires, caches age).",
+            lambda a: {}, lambda a: f"let {a} of lab time pass",
+        ),
+        ActionDef(
+            "control",
+            _record({
+                "node": _node(),
+                "service": Field(Str(enum=("dns", "dnsbl", "mx", "submission", "relay",
+                                           "mailbox")), required=True),
+                "command": Field(Str(), required=True, description="the control command"),
+                "args": Field(MapOf(Anything()), description="its keyword arguments"),
+            }, "Control", "Any control command of a service (for commands without a "
+               "shorthand above)."),
+            None, "control", "Send a control command to a service.",
+            lambda a: dict(a.get("args") or {}),
+            lambda a: f"{a['service']} {a['command']} on {a['node']}",
+        ),
+    )
+}
+
+#: The shape of one action in a lab file.
+ACTION_SPEC = OneKey(
+    {name: Field(d.spec, description=d.description) for name, d in ACTIONS.items()},
+    name="Action",
+    description="A change to the running lab: one key naming the action.",
+)
+
+
+def _service_of(action: Action) -> str | None:
+    if action.name == "control":
+        return str(action.args["service"])
+    return ACTIONS[action.name].service
+
+
+def action_problems(action: Action, topology: Topology) -> list[tuple[tuple[str, ...], str]]:
+    """What is wrong with ``action`` on ``topology``: (key path within the
+    action's arguments, message) pairs; empty when it can run."""
+    service = _service_of(action)
+    if service is None:
+        return []
+    args = action.args
+    node_name = str(args["node"])
+    try:
+        node = topology.node(node_name)
+    except KeyError:
+        names = ", ".join(n.name for n in topology.hosts())
+        return [(("node",), f"no node {node_name!r} in topology {topology.name} "
+                 f"(hosts: {names})")]
+    if getattr(node.services, service, None) is None:
+        runs = ", ".join(node.services.names()) or "no services"
+        return [(("node",), f"{node_name} runs no {service} service (it runs {runs})")]
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if service == "dns" and "zone" in args:
+        zone = fqdn(str(args["zone"]))
+        dns = node.services.dns
+        served = [fqdn(z) for z in (dns.zones if dns is not None else ())]
+        if zone not in served:
+            problems.append((("zone",), f"{node_name} does not serve the zone {zone} "
+                             f"(it serves: {', '.join(served) or 'none'})"))
+        for key in ("record", "text"):
+            if key in args:
+                try:
+                    parse_zone(zone, str(args[key]), DEFAULT_TTL)
+                except ZoneSyntaxError as err:
+                    problems.append(((key,), f"not a valid zone record: {err}"))
+        if args.get("type"):
+            try:
+                qtype_code(str(args["type"]))
+            except ValueError as err:
+                problems.append((("type",), str(err)))
+    if service == "dnsbl" and "net" in args:
+        try:
+            IPv4Network(str(args["net"]), strict=False)
+        except ValueError:
+            problems.append((("net",), f"{args['net']!r} is not an IPv4 address or network"))
+    return problems
+
+
+def action_from_data(raw: Any) -> Action:
+    """Build an :class:`Action` from plain data (a front end's edit), checked
+    like a lab file's; raises :class:`LabFileError` with every problem."""
+    checker = Checker("action")
+    ACTION_SPEC.check(raw, (1, 1), (), checker)
+    if checker.problems:
+        raise LabFileError(checker.problems)
+    name, args = next(iter(raw.items()))
+    return Action(str(name), _plain(args))
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's commented containers → plain dicts and lists (for JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def resolver_node(topology: Topology) -> str | None:
+    """The node whose DNS service answers every node's queries."""
+    if topology.settings.resolver is not None:
+        node = topology.host_by_address(topology.settings.resolver)
+        if node is not None and node.services.dns is not None:
+            return node.name
+    hosts = [n.name for n in topology.hosts() if n.services.dns is not None]
+    return hosts[0] if len(hosts) == 1 else None
+
+
+def apply_action(lab: ControlLab, action: Action, topology: Topology,
+                 dns_cache: str = "flush") -> ActionResult:
+    """Perform ``action`` on the running ``lab``; errors come back as data."""
+    definition = ACTIONS[action.name]
+    as_json = action.to_json()
+    problems = action_problems(action, topology)
+    if problems:
+        return ActionResult(False, as_json, "; ".join(m for _, m in problems))
+    summary = definition.summary(action.args)
+    try:
+        if action.name == "advance":
+            seconds = parse_duration(action.args)
+            lab.advance(seconds)
+            return ActionResult(True, as_json, f"{format_duration(seconds)} of lab time passed",
+                                {"advanced": seconds})
+        service = _service_of(action)
+        command = action.args["command"] if action.name == "control" else definition.command
+        assert service is not None
+        data = lab.control(str(action.args["node"]), service, str(command),
+                           **definition.control_args(action.args))
+    except (SimError, ValueError, LookupError, NotImplementedError) as err:
+        # The service refused the edit (a record that is not there, a zone
+        # rule broken): the student sees why, the lab keeps running.
+        return ActionResult(False, as_json, f"could not {summary}: {_reason(err)}")
+    message = f"done: {summary}"
+    if service == "dns" and action.name != "control":
+        message += ". " + _after_dns_edit(lab, topology, dns_cache)
+    return ActionResult(True, as_json, message, dict(data or {}))
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.strip("'\"") if isinstance(err, KeyError) else text
+
+
+def _after_dns_edit(lab: ControlLab, topology: Topology, dns_cache: str) -> str:
+    resolver = resolver_node(topology)
+    if dns_cache == "ttl" or resolver is None:
+        return (f"Resolvers that cached the old answer keep it until its TTL runs out "
+                f"({DEFAULT_TTL} s unless the zone says otherwise; a cached absence lasts "
+                "the SOA minimum, RFC 2308): wait, or advance lab time")
+    try:
+        lab.control(resolver, "dns", "flush")
+    except (SimError, ValueError, LookupError, NotImplementedError) as err:
+        return (f"The resolver on {resolver} could not flush its cache ({_reason(err)}): "
+                "old answers live until their TTL runs out")
+    return (f"The lab flushed the resolver cache on {resolver} so you see the change now; "
+            "a real resolver would keep a cached answer until its TTL runs out "
+            "(RFC 1035 §7.3)")

@@ -1,0 +1,448 @@
+"""Check predicates: declarative tests over experiment results and lab state.
+
+A lab file writes a check as data::
+
+    checks:
+      - run: {send: {from: mta, to: bob@qq.example}}
+        expect:
+          - outcome: delivered
+          - checks: {spf: pass}
+      - expect:
+          - mailbox: {address: bob@qq.example, min: 1}
+
+Each predicate is one entry of :data:`PREDICATES`: its shape (checked when
+the file loads, and published in the JSON Schema), which experiment results
+it can test (``subjects``; ``None`` for predicates over the lab's state),
+and how to evaluate it. Results are read in their JSON form (the shapes
+DESIGN.md fixes for ``--json``), so a check means the same whichever front
+end ran the experiment. Every evaluation returns a sentence for the student.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sim.errors import SimError
+from sim.lab.spec import Either, Field, Int, ListOf, MapOf, Record, Spec, Str
+
+__all__ = [
+    "CHECK_NAMES",
+    "OUTCOMES",
+    "PREDICATES",
+    "LabState",
+    "PredicateDef",
+    "PredicateOutcome",
+    "evaluate",
+    "summarise",
+]
+
+#: The outcome vocabulary (DESIGN.md), plus ``connected`` for connect results.
+OUTCOMES = ("delivered", "junk", "rejected", "deferred", "bounced", "blocked", "connected")
+STAGES = ("connect", "helo", "mail", "rcpt", "data")
+RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT")
+CHECK_NAMES = ("ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc", "tls")
+CONNECT_ERRORS = ("timeout", "refused", "unreachable")
+TRACE_KINDS = ("dns", "net", "smtp", "tls", "check", "queue", "delivery", "outcome")
+FOLDERS = ("INBOX", "Junk")
+ENHANCED = r"^[245]\.\d{1,3}\.\d{1,3}$"
+
+
+class LabState(Protocol):
+    """What predicates over the lab's state may ask a running lab."""
+
+    def mailbox(self, address: str, folder: str = "INBOX") -> Sequence[Any]: ...
+
+    def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PredicateOutcome:
+    passed: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "detail": self.detail}
+
+
+Evaluator = Callable[[Any, Mapping[str, Any] | None, LabState | None], PredicateOutcome]
+
+
+@dataclass(frozen=True)
+class PredicateDef:
+    name: str
+    spec: Spec
+    #: Experiment kinds whose result it tests; None: it reads the lab's state.
+    subjects: frozenset[str] | None
+    description: str
+    evaluate: Evaluator
+
+
+def _wanted(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
+def _either(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _reply_text(result: Mapping[str, Any]) -> str:
+    reply = result.get("reply") or {}
+    parts = [str(reply.get(k)) for k in ("code", "enhanced", "text") if reply.get(k)]
+    return " ".join(parts)
+
+
+# -- send and connect ------------------------------------------------------
+
+
+def _outcome(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    wanted = _wanted(value)
+    actual = str(result.get("outcome"))
+    reply = _reply_text(result)
+    said = f" ({reply})" if reply else ""
+    if actual in wanted:
+        return PredicateOutcome(True, f"the outcome was {actual}{said}, as expected")
+    return PredicateOutcome(False, f"the outcome was {actual}{said}, expected {_either(wanted)}")
+
+
+def _stage(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    actual = result.get("stage")
+    if actual == value:
+        return PredicateOutcome(True, f"it ended at the {value} stage, as expected")
+    where = f"at the {actual} stage" if actual else "with no SMTP stage"
+    return PredicateOutcome(False, f"it ended {where}, expected the {value} stage")
+
+
+def _reply_code(value: Any, result: Mapping[str, Any] | None,
+                lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    reply = result.get("reply") or {}
+    actual = reply.get("code")
+    if actual == value:
+        return PredicateOutcome(True, f"the reply code was {value}: {_reply_text(result)}")
+    got = f"the reply was {_reply_text(result)}" if actual else "there was no SMTP reply"
+    return PredicateOutcome(False, f"{got}, expected code {value}")
+
+
+def _enhanced(value: Any, result: Mapping[str, Any] | None,
+              lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    actual = (result.get("reply") or {}).get("enhanced")
+    if actual == value:
+        return PredicateOutcome(True, f"the enhanced status code was {value} (RFC 3463)")
+    got = f"it was {actual}" if actual else "the reply carried none"
+    return PredicateOutcome(False, f"expected the enhanced status code {value}, {got}")
+
+
+def _reply_contains(value: Any, result: Mapping[str, Any] | None,
+                    lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    text = _reply_text(result)
+    if str(value).lower() in text.lower():
+        return PredicateOutcome(True, f"the reply says {text!r}")
+    return PredicateOutcome(False, f"the reply {text!r} does not mention {value!r}"
+                            if text else f"there was no reply mentioning {value!r}")
+
+
+def _check_result(raw: Any) -> str | None:
+    """A check's verdict, whether the result lists it as text or as a mapping."""
+    if raw is None:
+        return None
+    if isinstance(raw, Mapping):
+        found = raw.get("result")
+        return None if found is None else str(found)
+    return str(raw)
+
+
+def _checks(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    found = result.get("checks") or {}
+    good: list[str] = []
+    bad: list[str] = []
+    for name, expected in value.items():
+        wanted = _wanted(expected)
+        actual = _check_result(found.get(name))
+        if actual is None:
+            bad.append(f"{name} was not evaluated (expected {_either(wanted)})")
+        elif actual in wanted:
+            good.append(f"{name}={actual}")
+        else:
+            bad.append(f"{name}={actual}, expected {_either(wanted)}")
+    if bad:
+        return PredicateOutcome(False, "; ".join(bad))
+    return PredicateOutcome(True, "the receiver's checks gave " + ", ".join(good))
+
+
+def _error(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    actual = result.get("error")
+    verdict = result.get("verdict") or {}
+    why = f" ({verdict.get('note') or verdict.get('router') or ''})".replace(" ()", "")
+    if actual == value:
+        return PredicateOutcome(True, f"the connection failed with {value}{why}")
+    got = f"failed with {actual}" if actual else f"was {result.get('outcome')}"
+    return PredicateOutcome(False, f"the connection {got}, expected {value}")
+
+
+def _banner_contains(value: Any, result: Mapping[str, Any] | None,
+                     lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    banner = result.get("banner") or ""
+    if str(value).lower() in banner.lower():
+        return PredicateOutcome(True, f"the server greeted with {banner!r}")
+    if not banner:
+        return PredicateOutcome(False, f"no greeting came back (expected one mentioning {value!r})")
+    return PredicateOutcome(False, f"the greeting {banner!r} does not mention {value!r}")
+
+
+# -- dig -------------------------------------------------------------------
+
+
+def _question(result: Mapping[str, Any]) -> str:
+    q = result.get("question") or {}
+    return f"{q.get('name', '?')} {q.get('type', '?')}"
+
+
+def _answers_text(result: Mapping[str, Any]) -> str:
+    answers = result.get("answers") or []
+    if not answers:
+        return f"no answer ({result.get('rcode')})"
+    return "; ".join(f"{a.get('type')} {a.get('data')}" for a in answers)
+
+
+def _rcode(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    actual = result.get("rcode")
+    if actual == value:
+        return PredicateOutcome(True, f"{_question(result)} answered {value}")
+    return PredicateOutcome(False, f"{_question(result)} answered {actual}, expected {value}")
+
+
+def _answer_contains(value: Any, result: Mapping[str, Any] | None,
+                     lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    needle = str(value).lower().rstrip(".")
+    for answer in result.get("answers") or []:
+        if needle in str(answer.get("data", "")).lower():
+            return PredicateOutcome(
+                True, f"{_question(result)} answered {answer.get('type')} {answer.get('data')}")
+    return PredicateOutcome(
+        False, f"no answer to {_question(result)} contains {value!r}: {_answers_text(result)}")
+
+
+def _answer_count(value: Any, result: Mapping[str, Any] | None,
+                  lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    answers = result.get("answers") or []
+    qtype = (result.get("question") or {}).get("type")
+    # Count records of the asked type (a CNAME on the way is not an answer).
+    count = len([a for a in answers if qtype in (None, "ANY") or a.get("type") == qtype])
+    if count == value:
+        return PredicateOutcome(True, f"{_question(result)} has {count} record(s): "
+                                f"{_answers_text(result)}")
+    return PredicateOutcome(False, f"{_question(result)} has {count} record(s), expected {value}: "
+                            f"{_answers_text(result)}")
+
+
+# -- any experiment --------------------------------------------------------
+
+
+def _event_text(event: Mapping[str, Any]) -> str:
+    data = event.get("data") or {}
+    values = " ".join(str(v) for v in data.values() if isinstance(v, str | int | float))
+    return f"{event.get('summary', '')} {values}".lower()
+
+
+def _trace_contains(value: Any, result: Mapping[str, Any] | None,
+                    lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    text, kind = (value, None) if isinstance(value, str) else (value["text"], value.get("kind"))
+    events = [e for e in result.get("trace") or [] if kind is None or e.get("kind") == kind]
+    for event in events:
+        if str(text).lower() in _event_text(event):
+            return PredicateOutcome(True, f"the trace shows: {event.get('summary')}")
+    what = f"{kind} event" if kind else "event"
+    return PredicateOutcome(False, f"no {what} in the trace mentions {text!r}")
+
+
+# -- lab state -------------------------------------------------------------
+
+
+def _subject_of(message: Any) -> str:
+    subject = getattr(message, "subject", None)
+    return str(subject) if subject is not None else ""
+
+
+def _headers_of(message: Any, name: str) -> list[str]:
+    header = getattr(message, "header", None)
+    if callable(header):
+        return [str(v) for v in header(name)]
+    return []
+
+
+def _mailbox(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+    assert lab is not None
+    address = value["address"]
+    folder = value.get("folder", "INBOX")
+    messages = list(lab.mailbox(address, folder))
+    matching = messages
+    filters: list[str] = []
+    if "subject_contains" in value:
+        needle = str(value["subject_contains"]).lower()
+        matching = [m for m in matching if needle in _subject_of(m).lower()]
+        filters.append(f"with {value['subject_contains']!r} in the subject")
+    header = value.get("header")
+    if header is not None:
+        needle = str(header["contains"]).lower()
+        matching = [m for m in matching
+                    if any(needle in h.lower() for h in _headers_of(m, header["name"]))]
+        filters.append(f"whose {header['name']} header contains {header['contains']!r}")
+    count = len(matching)
+    what = "message" + ("" if count == 1 else "s") + (" " + " and ".join(filters) if filters else "")
+    found = f"{address} has {count} {what} in {folder}"
+    if "count" in value:
+        ok = count == value["count"]
+        expected = f"exactly {value['count']}"
+    else:
+        least = value.get("min", 1)
+        ok = count >= least
+        expected = f"at least {least}"
+    if ok:
+        return PredicateOutcome(True, found)
+    more = ""
+    if header is not None and messages and not matching:
+        seen = _headers_of(messages[-1], header["name"])
+        more = (f"; the newest message's {header['name']}: {seen[0]!r}" if seen
+                else f"; the newest message has no {header['name']} header")
+    return PredicateOutcome(False, f"{found}, expected {expected}{more}")
+
+
+def _queue_size(raw: Mapping[str, Any]) -> int:
+    for key in ("messages", "queue", "entries", "items"):
+        entries = raw.get(key)
+        if isinstance(entries, list):
+            return len(entries)
+    count = raw.get("count", raw.get("size"))
+    return int(count) if isinstance(count, int) else 0
+
+
+def _queue(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+    assert lab is not None
+    node = value["node"]
+    size = _queue_size(lab.control(node, "relay", "queue"))
+    found = f"{node}'s queue holds {size} message" + ("" if size == 1 else "s")
+    if "count" in value:
+        ok, expected = size == value["count"], f"exactly {value['count']}"
+    else:
+        ok, expected = size >= value.get("min", 1), f"at least {value.get('min', 1)}"
+    return PredicateOutcome(ok, found if ok else f"{found}, expected {expected}")
+
+
+# -- the registry ----------------------------------------------------------
+
+_OUTCOME = Str(enum=OUTCOMES)
+_SEND = frozenset({"send"})
+_SEND_CONNECT = frozenset({"send", "connect"})
+_DIG = frozenset({"dig"})
+_CONNECT = frozenset({"connect"})
+_ANY = frozenset({"send", "connect", "dig"})
+
+
+def _def(name: str, spec: Spec, subjects: frozenset[str] | None, description: str,
+         fn: Evaluator) -> PredicateDef:
+    return PredicateDef(name, spec, subjects, description, fn)
+
+
+PREDICATES: dict[str, PredicateDef] = {
+    p.name: p
+    for p in (
+        _def("outcome", Either((_OUTCOME, ListOf(_OUTCOME, min_items=1))), _SEND_CONNECT,
+             "What became of a message (delivered, junk, rejected, deferred, bounced, "
+             "blocked) or a connection (connected, blocked); a list accepts any of them.",
+             _outcome),
+        _def("stage", Str(enum=STAGES), _SEND,
+             "The SMTP stage where a rejected message was refused.", _stage),
+        _def("reply_code", Int(minimum=200, maximum=599), _SEND,
+             "The SMTP reply code of the last reply (RFC 5321 §4.2).", _reply_code),
+        _def("enhanced", Str(pattern=ENHANCED, pattern_hint="like 5.7.1 (RFC 3463)"), _SEND,
+             "The enhanced status code of the last reply (RFC 3463, RFC 7372).", _enhanced),
+        _def("reply_contains", Str(), _SEND,
+             "Text the last SMTP reply contains (case does not matter).", _reply_contains),
+        _def("checks", MapOf(Either((Str(), ListOf(Str(), min_items=1))),
+                             key=Str(enum=CHECK_NAMES), min_items=1), _SEND,
+             "Results of the receiver's checks, such as `{spf: pass, dkim: [fail, permerror]}`.",
+             _checks),
+        _def("error", Str(enum=CONNECT_ERRORS), _CONNECT,
+             "How a blocked connection failed: timeout (a drop), refused (a reset), "
+             "unreachable.", _error),
+        _def("banner_contains", Str(), _CONNECT,
+             "Text the server's greeting contains.", _banner_contains),
+        _def("rcode", Str(enum=RCODES), _DIG, "The DNS response code.", _rcode),
+        _def("answer_contains", Str(), _DIG,
+             "Text some answer record's data contains (case and a final dot do not matter).",
+             _answer_contains),
+        _def("answer_count", Int(minimum=0), _DIG,
+             "How many records of the asked type the answer holds.", _answer_count),
+        _def("trace_contains",
+             Either((Str(), Record({
+                 "text": Field(Str(), required=True, description="the text to find"),
+                 "kind": Field(Str(enum=TRACE_KINDS), description="only events of this kind"),
+             }, name="TraceMatch"))), _ANY,
+             "Some trace event (its sentence or its data) mentions this text.", _trace_contains),
+        _def("mailbox", Record({
+            "address": Field(Str(pattern=r"^[^@\s]+@[^@\s]+$", pattern_hint="user@domain"),
+                             required=True, description="whose mailbox"),
+            "folder": Field(Str(enum=FOLDERS), default="INBOX", description="which folder"),
+            "count": Field(Int(minimum=0), description="exactly this many matching messages"),
+            "min": Field(Int(minimum=0), default="1",
+                         description="at least this many matching messages"),
+            "subject_contains": Field(Str(), description="only messages whose subject has this"),
+            "header": Field(Record({
+                "name": Field(Str(), required=True, description="header field name"),
+                "contains": Field(Str(), required=True, description="text it must contain"),
+            }, name="HeaderMatch"), description="only messages with this header content"),
+        }, name="MailboxMatch"), None,
+             "Messages stored in a mailbox (lab state), optionally those with a subject "
+             "or a header content.", _mailbox),
+        _def("queue", Record({
+            "node": Field(Str(), required=True, description="the node running the relay"),
+            "count": Field(Int(minimum=0), description="exactly this many queued messages"),
+            "min": Field(Int(minimum=0), default="1", description="at least this many"),
+        }, name="QueueMatch"), None,
+             "Messages waiting in a relay's queue (lab state); `count: 0` means empty.", _queue),
+    )
+}
+
+
+def evaluate(name: str, value: Any, result: Mapping[str, Any] | None,
+             lab: LabState | None) -> PredicateOutcome:
+    """Evaluate one predicate; a lab that fails to answer is a failed check."""
+    definition = PREDICATES[name]
+    try:
+        return definition.evaluate(value, result, lab)
+    except SimError as err:
+        return PredicateOutcome(False, f"{name}: the lab could not answer: {err}")
+    except (LookupError, ValueError, TypeError, AttributeError, NotImplementedError) as err:
+        # A result without the keys we read, or a service without that command.
+        return PredicateOutcome(False, f"{name}: cannot evaluate ({type(err).__name__}: {err})")
+
+
+def summarise(outcomes: Sequence[PredicateOutcome]) -> str:
+    """One paragraph: the failures first (what to fix), else what was seen."""
+    failed = [o.detail for o in outcomes if not o.passed]
+    chosen = failed or [o.detail for o in outcomes]
+    text = "; ".join(chosen)
+    return text[:1].upper() + text[1:] + ("." if text and not text.endswith(".") else "")
+
+
+def pattern_ok(pattern: str) -> str | None:
+    """None when ``pattern`` is a valid regular expression, else the reason."""
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        return str(err)
+    return None

@@ -1,0 +1,521 @@
+"""Load a lab file: YAML → structure → model → meaning.
+
+1. **YAML** with positions (:mod:`sim.lab.yamlpos`): syntax errors and
+   duplicate keys are problems at their line.
+2. **Structure**: the document is checked against :data:`sim.lab.schema.LAB_SPEC`;
+   every unknown key, missing key or wrong value is a problem at its line.
+   A file with structural problems stops here (its meaning cannot be read).
+3. **Model**: the document becomes a :class:`~sim.lab.model.LabDef`.
+4. **Meaning** (two-layer validation, as containerlab does): the topology
+   loads; experiments, checks and actions name hosts that exist and run the
+   services they need; ``of:`` names an earlier experiment; predicates fit
+   their subject; questions are answerable; curriculum labs (files in a
+   directory named ``labs``) have 4–10 steps with a question and a task.
+
+Every problem is a :class:`~sim.errors.Problem`: ``PATH:LINE:COL: message``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from sim.clock import parse_duration
+from sim.errors import LabFileError, Problem, TopologyError
+from sim.lab.actions import action_problems
+from sim.lab.checks import PREDICATES, pattern_ok
+from sim.lab.model import (
+    Action,
+    Check,
+    CheckpointStep,
+    Choice,
+    ConnectRun,
+    DigRun,
+    ExperimentRun,
+    ExperimentStep,
+    ExplainStep,
+    LabDef,
+    Predicate,
+    QuestionStep,
+    SendRun,
+    Step,
+    TaskStep,
+    WrongAnswer,
+)
+from sim.lab.schema import LAB_SPEC
+from sim.lab.spec import Checker, path_text, suggest
+from sim.lab.yamlpos import Key, load_yaml, locate
+from sim.resolve import qtype_code
+from sim.topology.model import Topology
+
+__all__ = [
+    "MAX_STEPS",
+    "MIN_STEPS",
+    "is_curriculum_file",
+    "load_lab",
+    "normalise_answer",
+    "topology_path",
+    "validate_lab_file",
+]
+
+#: Curriculum labs are short: one concept (DESIGN.md), 4 to 10 steps.
+MIN_STEPS, MAX_STEPS = 4, 10
+#: The synthetic host outside every ISP that the network adds (sim.topology.graph).
+OUTSIDE = "outside"
+#: RFC 5321 §4.5.1: every domain that receives mail has a postmaster.
+ALWAYS_MAILBOXES = ("postmaster",)
+
+FilePath = tuple[Key, ...]
+
+
+def topology_path(lab_file: Path, value: str) -> Path:
+    """Where a lab's ``topology:`` points: a bare name is looked up in the
+    ``topologies`` directory beside the labs directory; anything with a slash
+    or a YAML suffix is a path relative to the lab file."""
+    if "/" in value or "\\" in value or value.endswith((".yaml", ".yml")):
+        return lab_file.parent / value
+    return lab_file.parent.parent / "topologies" / f"{value}.yaml"
+
+
+def is_curriculum_file(path: Path) -> bool:
+    """Labs in a directory named ``labs`` are the curriculum's (strict rules)."""
+    return path.resolve().parent.name == "labs"
+
+
+def normalise_answer(text: str) -> str:
+    """How short answers are compared: case and runs of spaces do not matter."""
+    return " ".join(str(text).split()).casefold()
+
+
+def validate_lab_file(path: str | os.PathLike[str], *,
+                      curriculum: bool | None = None) -> list[Problem]:
+    """Every problem of a lab file, sorted; never raises for bad input.
+
+    ``curriculum``: apply the curriculum's rules (4–10 steps, a question, a
+    task); by default, when the file is in a directory named ``labs``.
+    """
+    return _analyse(Path(path), curriculum)[1]
+
+
+def load_lab(path: str | os.PathLike[str], *, curriculum: bool | None = None) -> LabDef:
+    """Load and validate a lab file; raises :class:`LabFileError` with every problem."""
+    lab, problems = _analyse(Path(path), curriculum)
+    if problems or lab is None:
+        raise LabFileError(problems)
+    return lab
+
+
+def _analyse(path: Path, curriculum: bool | None) -> tuple[LabDef | None, list[Problem]]:
+    source = str(path)
+    doc, problems = load_yaml(path)
+    if problems:
+        return None, problems
+    if doc is None:
+        return None, [Problem(source, 1, 1, "the file is empty: a lab needs id, title, "
+                              "topology, estimated_time, goals and steps")]
+    if not isinstance(doc, dict):
+        return None, [Problem(source, 1, 1, "the top level must be a mapping of keys (id, "
+                              "title, topology, estimated_time, goals, steps)")]
+    checker = Checker(source)
+    LAB_SPEC.check(doc, (1, 1), (), checker)
+    if checker.problems:
+        return None, sorted(checker.problems)
+    lab = _build(doc, path)
+    if curriculum is None:
+        curriculum = is_curriculum_file(path)
+    meaning = _Meaning(doc, lab, source)
+    meaning.run(curriculum)
+    return lab, sorted(set(meaning.problems))
+
+
+# -- the model -------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _experiment(raw: Any, path: FilePath) -> ExperimentRun:
+    (kind, args), = raw.items()
+    at = (*path, kind)
+    if kind == "dig":
+        return DigRun(str(args["from"]), str(args["name"]), str(args.get("type", "A")).upper(),
+                      path=at)
+    if kind == "connect":
+        return ConnectRun(str(args["from"]), str(args["host"]), int(args["port"]), path=at)
+    to = args["to"]
+    return SendRun(
+        node=str(args["from"]),
+        to=(str(to),) if isinstance(to, str) else tuple(str(t) for t in to),
+        mail_from=_opt(args.get("mail_from")),
+        from_header=_opt(args.get("from_header")),
+        via=str(args.get("via", "direct")),
+        user=_opt(args.get("user")),
+        password=_opt(args.get("password")),
+        subject=_opt(args.get("subject")),
+        body=_opt(args.get("body")),
+        headers=tuple((str(k), str(v)) for k, v in (args.get("headers") or {}).items()),
+        port=args.get("port"),
+        settle=bool(args.get("settle", False)),
+        path=at,
+    )
+
+
+def _predicates(raw: Any, path: FilePath) -> tuple[Predicate, ...]:
+    out = []
+    for i, item in enumerate(raw or ()):
+        (name, value), = item.items()
+        out.append(Predicate(str(name), _plain(value), path=(*path, i, name)))
+    return tuple(out)
+
+
+def _checks(raw: Any, path: FilePath) -> tuple[Check, ...]:
+    out = []
+    for i, item in enumerate(raw or ()):
+        at = (*path, i)
+        run = _experiment(item["run"], (*at, "run")) if "run" in item else None
+        out.append(Check(_predicates(item["expect"], (*at, "expect")), run=run,
+                         of=_opt(item.get("of")), path=at))
+    return tuple(out)
+
+
+def _step(raw: Any, path: FilePath) -> Step:
+    kind = raw["kind"]
+    common: dict[str, Any] = {"id": str(raw["id"]), "title": str(raw["title"]),
+                              "text": _text(raw.get("text")), "path": path}
+    if kind == "explain":
+        return ExplainStep(**common)
+    if kind == "experiment":
+        return ExperimentStep(**common, run=_experiment(raw["run"], (*path, "run")),
+                              expect=_predicates(raw.get("expect"), (*path, "expect")))
+    if kind == "question":
+        wrong = []
+        for item in raw.get("wrong") or ():
+            answers = item["answers"]
+            answers = [answers] if isinstance(answers, str) else answers
+            wrong.append(WrongAnswer(tuple(str(a) for a in answers), str(item["feedback"])))
+        return QuestionStep(
+            **common,
+            choices=tuple(Choice(str(c["id"]), str(c["text"]), _text(c.get("feedback")))
+                          for c in raw.get("choices") or ()),
+            answer=_opt(raw.get("answer")),
+            accept=tuple(str(a) for a in raw.get("accept") or ()),
+            pattern=_opt(raw.get("pattern")),
+            wrong=tuple(wrong),
+            feedback=_text(raw.get("feedback")),
+            explanation=_text(raw.get("explanation")),
+        )
+    if kind == "task":
+        return TaskStep(
+            **common,
+            checks=_checks(raw["checks"], (*path, "checks")),
+            hints=tuple(str(h) for h in raw["hints"]),
+            solution=tuple(
+                Action(str(name), _plain(args), path=(*path, "solution", i, name))
+                for i, item in enumerate(raw["solution"])
+                for name, args in item.items()
+            ),
+            explanation=_text(raw.get("explanation")),
+        )
+    return CheckpointStep(**common, checks=_checks(raw["checks"], (*path, "checks")))
+
+
+def _build(doc: Any, path: Path) -> LabDef:
+    topology = str(doc["topology"])
+    return LabDef(
+        id=str(doc["id"]),
+        title=str(doc["title"]),
+        topology=topology,
+        topology_path=topology_path(path, topology),
+        estimated_time=parse_duration(doc["estimated_time"]),
+        goals=tuple(str(g) for g in doc["goals"]),
+        steps=tuple(_step(s, ("steps", i)) for i, s in enumerate(doc["steps"])),
+        description=_text(doc.get("description")),
+        dns_cache=str(doc.get("dns_cache", "flush")),  # type: ignore[arg-type]
+        source=path,
+    )
+
+
+# -- meaning ---------------------------------------------------------------
+
+
+def _domain(name: str) -> str:
+    return name.strip().lower().rstrip(".")
+
+
+class _Meaning:
+    """The semantic checks of one lab, each problem at its line."""
+
+    def __init__(self, doc: Any, lab: LabDef, source: str) -> None:
+        self.doc = doc
+        self.lab = lab
+        self.source = source
+        self.problems: list[Problem] = []
+        self.topology: Topology | None = None
+
+    def add(self, path: FilePath, message: str, *, at_key: bool = False) -> None:
+        line, col = locate(self.doc, path, at_key=at_key)
+        self.problems.append(Problem(self.source, line, col, f"{path_text(path)}: {message}"))
+
+    def run(self, curriculum: bool) -> None:
+        self.topology = self._load_topology()
+        self._step_ids()
+        experiments: dict[str, ExperimentRun] = {}
+        for step in self.lab.steps:
+            self._step(step, experiments)
+            if isinstance(step, ExperimentStep) and step.run is not None:
+                experiments[step.id] = step.run
+        if curriculum:
+            self._curriculum()
+
+    # -- the topology --------------------------------------------------------
+
+    def _load_topology(self) -> Topology | None:
+        from sim.topology import load_topology
+
+        path = self.lab.topology_path
+        where: FilePath = ("topology",)
+        if not path.is_file():
+            self.add(where, f"no topology file {path}")
+            return None
+        try:
+            return load_topology(path)
+        except TopologyError as err:
+            first = err.problems[0] if err.problems else None
+            more = f" (and {len(err.problems) - 1} more)" if len(err.problems) > 1 else ""
+            detail = f": {first}" if first else ""
+            self.add(where, f"the topology {self.lab.topology} does not load{detail}{more}")
+            return None
+
+    def _host(self, node: str, path: FilePath) -> bool:
+        """Whether ``node`` is a host experiments can run from."""
+        topology = self.topology
+        if topology is None:
+            return False
+        names = [n.name for n in topology.hosts()]
+        if node in names or node == OUTSIDE:
+            return True
+        if any(n.name == node for n in topology.routers()):
+            self.add(path, f"{node} is a router: experiments run from hosts "
+                     f"({', '.join(names)}, or {OUTSIDE})")
+        else:
+            hint = suggest(node, [*names, OUTSIDE]) or f" (hosts: {', '.join(names)}, {OUTSIDE})"
+            self.add(path, f"no host {node!r} in the topology {topology.name}{hint}")
+        return False
+
+    # -- steps ---------------------------------------------------------------
+
+    def _step_ids(self) -> None:
+        seen: dict[str, Step] = {}
+        for step in self.lab.steps:
+            first = seen.get(step.id)
+            if first is not None:
+                line = locate(self.doc, (*first.path, "id"))[0]
+                self.add((*step.path, "id"), f"duplicate step id {step.id!r} "
+                         f"(first used on line {line})")
+            else:
+                seen[step.id] = step
+
+    def _step(self, step: Step, earlier: dict[str, ExperimentRun]) -> None:
+        if isinstance(step, ExperimentStep) and step.run is not None:
+            self._experiment(step.run)
+            self._predicates(step.expect, step.run.kind)
+        elif isinstance(step, QuestionStep):
+            self._question(step)
+        elif isinstance(step, TaskStep | CheckpointStep):
+            for check in step.checks:
+                self._check(check, earlier)
+            if isinstance(step, TaskStep):
+                for action in step.solution:
+                    self._action(action)
+
+    def _experiment(self, run: ExperimentRun) -> None:
+        self._host(run.node, (*run.path, "from"))
+        if isinstance(run, DigRun):
+            try:
+                qtype_code(run.type)
+            except ValueError as err:
+                self.add((*run.path, "type"), str(err))
+        if isinstance(run, SendRun):
+            for i, address in enumerate(run.to):
+                if "@" not in address:
+                    at: FilePath = (*run.path, "to") if len(run.to) == 1 else (*run.path, "to", i)
+                    self.add(at, f"{address!r} is not a mail address (user@domain)")
+            if run.via != "direct":
+                self._submission(run.via, (*run.path, "via"))
+            elif run.user is not None or run.password is not None:
+                key = "user" if run.user is not None else "password"
+                self.add((*run.path, key), "AUTH credentials need `via:` a submission node "
+                         "(a direct send speaks to the MX on port 25, which does not "
+                         "authenticate senders)")
+
+    def _submission(self, node: str, path: FilePath) -> None:
+        topology = self.topology
+        if topology is None:
+            return
+        try:
+            found = topology.node(node)
+        except KeyError:
+            names = [n.name for n in topology.hosts() if n.services.submission is not None]
+            hint = suggest(node, names) or f" (submission nodes: {', '.join(names) or 'none'})"
+            self.add(path, f"`via` is `direct` or a node; no node {node!r}{hint}")
+            return
+        if found.services.submission is None:
+            self.add(path, f"{node} runs no submission service to send via")
+
+    def _check(self, check: Check, earlier: dict[str, ExperimentRun]) -> None:
+        subject: str | None = None
+        if check.run is not None and check.of is not None:
+            self.add((*check.path, "of"), "a check tests either its own `run` or an earlier "
+                     "step (`of`), not both")
+        if check.run is not None:
+            self._experiment(check.run)
+            subject = check.run.kind
+        elif check.of is not None:
+            run = earlier.get(check.of)
+            if run is None:
+                ids = [s.id for s in self.lab.steps if isinstance(s, ExperimentStep)]
+                later = check.of in ids
+                why = ("comes later in the lab" if later else
+                       "is not an experiment step" if any(s.id == check.of
+                                                          for s in self.lab.steps)
+                       else "does not exist")
+                hint = "" if later else suggest(check.of, ids)
+                self.add((*check.path, "of"), f"`of: {check.of}` must name an earlier "
+                         f"experiment step; {check.of!r} {why}{hint}")
+                subject = "?"
+            else:
+                subject = run.kind
+        self._predicates(check.expect, subject)
+
+    def _predicates(self, predicates: tuple[Predicate, ...], subject: str | None) -> None:
+        for predicate in predicates:
+            definition = PREDICATES[predicate.name]
+            if definition.subjects is not None and subject != "?":
+                if subject is None:
+                    self.add(predicate.path, f"{predicate.name} tests an experiment's result: "
+                             "give the check a `run:` or an `of:` step", at_key=True)
+                elif subject not in definition.subjects:
+                    kinds = " or ".join(sorted(definition.subjects))
+                    self.add(predicate.path, f"{predicate.name} tests the result of {kinds}, "
+                             f"not of {subject}", at_key=True)
+            if predicate.name == "mailbox":
+                self._mailbox(str(predicate.value["address"]), (*predicate.path, "address"))
+            elif predicate.name == "queue":
+                self._runs(str(predicate.value["node"]), "relay", (*predicate.path, "node"))
+
+    def _mailbox(self, address: str, path: FilePath) -> None:
+        topology = self.topology
+        if topology is None:
+            return
+        user, _, domain = address.rpartition("@")
+        receivers = [n for n in topology.hosts() if n.services.mx is not None
+                     and _domain(domain) in (_domain(d) for d in n.services.mx.domains)]
+        if not receivers:
+            self.add(path, f"no mx in the topology receives mail for {domain}")
+            return
+        mx = receivers[0].services.mx
+        assert mx is not None
+        boxes = [b.lower() for b in mx.mailboxes]
+        local = user.lower()
+        if boxes and local not in boxes and local not in ALWAYS_MAILBOXES:
+            self.add(path, f"{receivers[0].name} has no mailbox {user!r} "
+                     f"(its mailboxes: {', '.join(mx.mailboxes)})")
+
+    def _runs(self, node: str, service: str, path: FilePath) -> None:
+        topology = self.topology
+        if topology is None:
+            return
+        try:
+            found = topology.node(node)
+        except KeyError:
+            self.add(path, f"no node {node!r} in the topology {topology.name}"
+                     f"{suggest(node, [n.name for n in topology.nodes])}")
+            return
+        if getattr(found.services, service, None) is None:
+            self.add(path, f"{node} runs no {service} service")
+
+    def _action(self, action: Action) -> None:
+        if self.topology is None:
+            return
+        for sub, message in action_problems(action, self.topology):
+            self.add((*action.path, *sub), message)
+
+    # -- questions -------------------------------------------------------------
+
+    def _question(self, q: QuestionStep) -> None:
+        path = q.path
+        if q.choices:
+            for key, present in (("accept", q.accept), ("pattern", q.pattern),
+                                 ("wrong", q.wrong), ("feedback", q.feedback)):
+                if present:
+                    self.add((*path, key), f"`{key}` is for short-answer questions; a "
+                             "multiple-choice question gives feedback on each choice",
+                             at_key=True)
+            ids: dict[str, int] = {}
+            for i, choice in enumerate(q.choices):
+                if choice.id in ids:
+                    self.add((*path, "choices", i, "id"), f"duplicate choice id {choice.id!r}")
+                ids.setdefault(choice.id, i)
+            if q.answer is None:
+                self.add(path, "a multiple-choice question needs `answer`: the id of the "
+                         "right choice")
+            elif q.answer not in ids:
+                self.add((*path, "answer"), f"{q.answer!r} is not one of the choices "
+                         f"({', '.join(ids)}){suggest(q.answer, list(ids))}")
+            for i, choice in enumerate(q.choices):
+                if choice.id != q.answer and not choice.feedback.strip():
+                    self.add((*path, "choices", i), f"choice {choice.id!r} is wrong and needs "
+                             "`feedback`: why a student might pick it, and why it is wrong")
+            return
+        if q.answer is not None:
+            self.add((*path, "answer"), "`answer` names a choice, and this question has no "
+                     "`choices`: use `accept` for a short answer", at_key=True)
+        if not q.accept and q.pattern is None:
+            self.add(path, "a question needs `choices` and `answer`, or (short answer) "
+                     "`accept` and/or `pattern`")
+        if q.pattern is not None:
+            reason = pattern_ok(q.pattern)
+            if reason:
+                self.add((*path, "pattern"), f"not a valid regular expression: {reason}")
+        if (q.accept or q.pattern is not None) and not q.feedback.strip():
+            self.add(path, "a short-answer question needs `feedback` for wrong answers")
+        accepted = {normalise_answer(a) for a in q.accept}
+        for i, wrong in enumerate(q.wrong):
+            for answer in wrong.answers:
+                if normalise_answer(answer) in accepted or (
+                    q.pattern is not None and pattern_ok(q.pattern) is None
+                    and re.fullmatch(q.pattern, answer.strip(), re.IGNORECASE)
+                ):
+                    self.add((*path, "wrong", i, "answers"),
+                             f"{answer!r} is listed as wrong but is also accepted")
+
+    # -- the curriculum --------------------------------------------------------
+
+    def _curriculum(self) -> None:
+        steps = self.lab.steps
+        where: FilePath = ("steps",)
+        if not MIN_STEPS <= len(steps) <= MAX_STEPS:
+            self.add(where, f"a curriculum lab has {MIN_STEPS} to {MAX_STEPS} steps, this one "
+                     f"has {len(steps)}", at_key=True)
+        for kind in ("question", "task"):
+            if not any(s.kind == kind for s in steps):
+                self.add(where, f"a curriculum lab needs at least one {kind} step",
+                         at_key=True)
+

@@ -1,0 +1,281 @@
+"""The lab model: plain, typed, frozen data read from a lab file.
+
+A lab (``labs/*.yaml``) walks a student through one concept on one topology
+in steps of five kinds:
+
+* ``explain``    Markdown text (with diagrams in code blocks);
+* ``experiment`` a ``dig``, ``connect`` or ``send`` from a node, whose result
+  and trace the student reads; ``expect`` says what it must show;
+* ``question``   multiple choice (feedback for each wrong choice) or a short
+  answer;
+* ``task``       a change the student makes to the running lab, with checks,
+  hints revealed one at a time, and a reference solution;
+* ``checkpoint`` checks over the lab state.
+
+Describe, then run: nothing here knows about a running lab. The loader
+(:mod:`sim.lab.loader`) builds these objects; the engine
+(:mod:`sim.lab.engine`) runs them.
+
+Every object keeps ``path``, its place in the file (``("steps", 3, "run")``),
+so that semantic problems found later can point at a line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "Action",
+    "Check",
+    "CheckpointStep",
+    "Choice",
+    "ConnectRun",
+    "DigRun",
+    "ExperimentRun",
+    "ExperimentStep",
+    "ExplainStep",
+    "LabDef",
+    "Predicate",
+    "QuestionStep",
+    "SendRun",
+    "Step",
+    "StepKind",
+    "TaskStep",
+    "WrongAnswer",
+]
+
+StepKind = Literal["explain", "experiment", "question", "task", "checkpoint"]
+FilePath = tuple[str | int, ...]
+
+
+# -- experiments -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigRun:
+    """``dig NAME TYPE`` on ``node``, against the lab resolver."""
+
+    node: str
+    name: str
+    type: str = "A"
+    path: FilePath = field(default=(), compare=False)
+
+    kind = "dig"
+
+    def describe(self) -> str:
+        return f"dig {self.name} {self.type} from {self.node}"
+
+
+@dataclass(frozen=True)
+class ConnectRun:
+    """A TCP connection from ``node`` to ``host:port`` (reads the banner)."""
+
+    node: str
+    host: str
+    port: int
+    path: FilePath = field(default=(), compare=False)
+
+    kind = "connect"
+
+    def describe(self) -> str:
+        return f"connect from {self.node} to {self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SendRun:
+    """One message from ``node``; the arguments of :meth:`sim.Lab.send`."""
+
+    node: str
+    to: tuple[str, ...]
+    mail_from: str | None = None
+    from_header: str | None = None
+    via: str = "direct"
+    user: str | None = None
+    password: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    port: int | None = None
+    settle: bool = False
+    path: FilePath = field(default=(), compare=False)
+
+    kind = "send"
+
+    def describe(self) -> str:
+        via = "" if self.via == "direct" else f" via {self.via}"
+        return f"send from {self.node} to {', '.join(self.to)}{via}"
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`sim.Lab.send` (unset ones left out)."""
+        out: dict[str, Any] = {"via": self.via, "settle": self.settle}
+        for name in ("mail_from", "from_header", "user", "password", "subject", "body", "port"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.headers:
+            out["headers"] = dict(self.headers)
+        return out
+
+
+ExperimentRun = DigRun | ConnectRun | SendRun
+
+
+# -- checks and actions ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """One test over an experiment's result or the lab's state, such as
+    ``outcome: delivered`` or ``mailbox: {address: bob@qq.example}``.
+
+    ``name`` is a key of :data:`sim.lab.checks.PREDICATES`; ``value`` is the
+    plain data written in the file (already checked against its shape).
+    """
+
+    name: str
+    value: Any
+    path: FilePath = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Check:
+    """Predicates over one subject: the result of ``run`` (an experiment the
+    check runs itself), of the experiment step ``of``, or none (lab state)."""
+
+    expect: tuple[Predicate, ...]
+    run: ExperimentRun | None = None
+    of: str | None = None
+    path: FilePath = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A change to the running lab, such as ``dns_add``; ``name`` is a key of
+    :data:`sim.lab.actions.ACTIONS`, ``args`` its arguments."""
+
+    name: str
+    args: Any
+    path: FilePath = field(default=(), compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {self.name: self.args}
+
+
+# -- steps -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _StepBase:
+    id: str
+    title: str
+    text: str = ""
+    path: FilePath = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class ExplainStep(_StepBase):
+    kind: Literal["explain"] = "explain"
+
+
+@dataclass(frozen=True)
+class ExperimentStep(_StepBase):
+    run: ExperimentRun | None = None
+    expect: tuple[Predicate, ...] = ()
+    kind: Literal["experiment"] = "experiment"
+
+
+@dataclass(frozen=True)
+class Choice:
+    id: str
+    text: str
+    feedback: str = ""
+
+
+@dataclass(frozen=True)
+class WrongAnswer:
+    """Short answers that deserve their own feedback (a known misconception)."""
+
+    answers: tuple[str, ...]
+    feedback: str
+
+
+@dataclass(frozen=True)
+class QuestionStep(_StepBase):
+    """Multiple choice (``choices`` and ``answer``) or short answer
+    (``accept`` and/or ``pattern``, ``wrong``, ``feedback``)."""
+
+    choices: tuple[Choice, ...] = ()
+    answer: str | None = None
+    accept: tuple[str, ...] = ()
+    pattern: str | None = None
+    wrong: tuple[WrongAnswer, ...] = ()
+    feedback: str = ""
+    explanation: str = ""
+    kind: Literal["question"] = "question"
+
+    @property
+    def multiple_choice(self) -> bool:
+        return bool(self.choices)
+
+    def choice(self, choice_id: str) -> Choice | None:
+        return next((c for c in self.choices if c.id == choice_id), None)
+
+    def reference_answer(self) -> str:
+        """The right answer, as a student would give it."""
+        if self.answer is not None:
+            return self.answer
+        return self.accept[0] if self.accept else ""
+
+
+@dataclass(frozen=True)
+class TaskStep(_StepBase):
+    checks: tuple[Check, ...] = ()
+    hints: tuple[str, ...] = ()
+    solution: tuple[Action, ...] = ()
+    explanation: str = ""
+    kind: Literal["task"] = "task"
+
+
+@dataclass(frozen=True)
+class CheckpointStep(_StepBase):
+    checks: tuple[Check, ...] = ()
+    kind: Literal["checkpoint"] = "checkpoint"
+
+
+Step = ExplainStep | ExperimentStep | QuestionStep | TaskStep | CheckpointStep
+
+
+# -- the lab ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabDef:
+    """A lab file, loaded and validated."""
+
+    id: str
+    title: str
+    topology: str
+    topology_path: Path
+    estimated_time: float
+    goals: tuple[str, ...]
+    steps: tuple[Step, ...]
+    description: str = ""
+    #: After a DNS edit: ``flush`` the lab resolver's cache so the change shows
+    #: at once (and say so), or ``ttl``: keep cached answers until they expire,
+    #: as a real resolver would (RFC 1035 §7.3, RFC 2308 for negative answers).
+    dns_cache: Literal["flush", "ttl"] = "flush"
+    source: Path | None = None
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def index(self, step_id: str) -> int:
+        for i, step in enumerate(self.steps):
+            if step.id == step_id:
+                return i
+        raise KeyError(step_id)

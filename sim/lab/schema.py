@@ -1,0 +1,313 @@
+"""The shape of a lab file, and the documents generated from it.
+
+:data:`LAB_SPEC` is the single description of a lab file's structure: the
+loader checks files against it (with line and column), and this module
+renders it as a JSON Schema for editors (``docs/lab.schema.json``) and as a
+Markdown reference for instructors (``docs/lab-reference.md``). Regenerate
+both with ``python -m sim.lab.schema``; a test fails when they are stale.
+
+Meaning checks (the topology loads, nodes exist, answers name a choice...)
+live in :mod:`sim.lab.loader`: a JSON Schema cannot see other files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sim.lab.actions import ACTION_SPEC
+from sim.lab.checks import PREDICATES
+from sim.lab.spec import (
+    SLUG,
+    SLUG_HINT,
+    Bool,
+    Duration,
+    Either,
+    Field,
+    Int,
+    ListOf,
+    MapOf,
+    OneKey,
+    Record,
+    Str,
+    Tagged,
+    named_specs,
+    reference_sections,
+)
+
+__all__ = ["LAB_SPEC", "json_schema", "main", "markdown_reference"]
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SCHEMA_PATH = DOCS / "lab.schema.json"
+REFERENCE_PATH = DOCS / "lab-reference.md"
+
+
+def _slug(description: str) -> Str:
+    return Str(pattern=SLUG, pattern_hint=SLUG_HINT, description=description)
+
+
+_NODE = Field(Str(), required=True, description="the node it runs on (a host of the topology)")
+
+EXPERIMENT_SPEC = OneKey(
+    {
+        "dig": Field(Record({
+            "from": _NODE,
+            "name": Field(Str(), required=True, description="the name to look up"),
+            "type": Field(Str(), default="A", description="record type: A, MX, TXT, PTR..."),
+        }, name="Dig", description="Ask the lab resolver, as `dig NAME TYPE` on the node."),
+            description="a DNS question"),
+        "connect": Field(Record({
+            "from": _NODE,
+            "host": Field(Str(), required=True, description="a lab address or a name"),
+            "port": Field(Int(minimum=1, maximum=65535), required=True),
+        }, name="Connect", description="Open a TCP connection and read the greeting."),
+            description="a TCP connection"),
+        "send": Field(Record({
+            "from": _NODE,
+            "to": Field(Either((Str(), ListOf(Str(), min_items=1))), required=True,
+                        description="recipient address(es)"),
+            "mail_from": Field(Str(), description="envelope sender (MAIL FROM)"),
+            "from_header": Field(Str(), description="the From: header a person reads"),
+            "via": Field(Str(), default="direct", description=(
+                "`direct` (MX lookup, port 25) or the node of a submission service")),
+            "user": Field(Str(), description="AUTH user (with `via`)"),
+            "password": Field(Str(), description="AUTH password"),
+            "subject": Field(Str()),
+            "body": Field(Str(min_length=0)),
+            "headers": Field(MapOf(Str(min_length=0)), description="extra header fields"),
+            "port": Field(Int(minimum=1, maximum=65535), description="override the port"),
+            "settle": Field(Bool(), default="false",
+                            description="let lab time pass until the relay's queue is done"),
+        }, name="Send", description="Send one message and follow it."),
+            description="a message"),
+    },
+    name="Experiment",
+    description="What a student runs from a node: one key naming the experiment.",
+)
+
+
+def _predicate_field(name: str) -> Field:
+    definition = PREDICATES[name]
+    subjects = (
+        "lab state" if definition.subjects is None
+        else "result of " + ", ".join(sorted(definition.subjects))
+    )
+    return Field(definition.spec, description=f"{definition.description} ({subjects})")
+
+
+PREDICATE_SPEC = OneKey(
+    {name: _predicate_field(name) for name in PREDICATES},
+    name="Predicate",
+    description="One test: one key naming what is tested.",
+)
+
+CHECK_SPEC = Record(
+    {
+        "run": Field(EXPERIMENT_SPEC, description="an experiment the check runs to test"),
+        "of": Field(_slug(""), description="the id of an earlier experiment step to test"),
+        "expect": Field(ListOf(PREDICATE_SPEC, min_items=1), required=True,
+                        description="what must hold, all of it"),
+    },
+    name="Check",
+    description=(
+        "Predicates over one subject: the result of `run`, of the experiment step `of`, "
+        "or (with neither) the lab's state only."
+    ),
+)
+
+CHOICE_SPEC = Record(
+    {
+        "id": Field(_slug(""), required=True, description="short id (`a`, `b`...)"),
+        "text": Field(Str(markdown=True), required=True),
+        "feedback": Field(Str(markdown=True),
+                          description="why this is wrong (required for every wrong choice)"),
+    },
+    name="Choice",
+    description="One answer of a multiple-choice question.",
+)
+
+WRONG_SPEC = Record(
+    {
+        "answers": Field(Either((Str(), ListOf(Str(), min_items=1))), required=True,
+                         description="short answers (compared ignoring case and spaces)"),
+        "feedback": Field(Str(markdown=True), required=True),
+    },
+    name="WrongAnswer",
+    description="Short answers that deserve their own feedback (a known misconception).",
+)
+
+
+def _step(name: str, description: str, text_required: bool, **more: Field) -> Record:
+    fields = {
+        "id": Field(_slug(""), required=True, description="unique within the lab"),
+        "title": Field(Str(), required=True),
+        "text": Field(Str(markdown=True), required=text_required,
+                      description="Markdown; diagrams in fenced code blocks"),
+        **more,
+    }
+    return Record(fields, name=name, description=description)
+
+
+STEP_SPEC = Tagged(
+    {
+        "explain": _step("ExplainStep", "Text to read.", True),
+        "experiment": _step(
+            "ExperimentStep", "An experiment the student runs, then reads its trace.", False,
+            run=Field(EXPERIMENT_SPEC, required=True),
+            expect=Field(ListOf(PREDICATE_SPEC, min_items=1),
+                         description="what the result must show (`maillab check` tests it)"),
+        ),
+        "question": _step(
+            "QuestionStep",
+            "Multiple choice (`choices` + `answer`) or short answer (`accept` and/or "
+            "`pattern`, with `feedback`).",
+            True,
+            choices=Field(ListOf(CHOICE_SPEC, min_items=2)),
+            answer=Field(_slug(""), description="the id of the right choice"),
+            accept=Field(ListOf(Str(), min_items=1), description="right short answers"),
+            pattern=Field(Str(), description="a regular expression a right answer matches"),
+            wrong=Field(ListOf(WRONG_SPEC, min_items=1)),
+            feedback=Field(Str(markdown=True),
+                           description="for any other wrong short answer"),
+            explanation=Field(Str(markdown=True), description="shown after the right answer"),
+        ),
+        "task": _step(
+            "TaskStep", "A change the student makes to the running lab.", True,
+            checks=Field(ListOf(CHECK_SPEC, min_items=1), required=True,
+                         description="all must pass for the task to be done"),
+            hints=Field(ListOf(Str(markdown=True), min_items=1), required=True,
+                        description="revealed one at a time"),
+            solution=Field(ListOf(ACTION_SPEC, min_items=1), required=True,
+                           description="the reference solution (`maillab check` applies it)"),
+            explanation=Field(Str(markdown=True), description="shown when the task is done"),
+        ),
+        "checkpoint": _step(
+            "CheckpointStep", "Checks over the lab's state.", False,
+            checks=Field(ListOf(CHECK_SPEC, min_items=1), required=True),
+        ),
+    },
+    name="Step",
+    description="One step of a lab; `kind` says which.",
+)
+
+LAB_SPEC = Record(
+    {
+        "id": Field(_slug(""), required=True, description="unique among the labs"),
+        "title": Field(Str(), required=True),
+        "description": Field(Str(markdown=True), description="an introduction"),
+        "topology": Field(Str(), required=True, description=(
+            "a topology name (`receive-only` → `topologies/receive-only.yaml` beside the "
+            "labs directory) or a path relative to the lab file")),
+        "estimated_time": Field(Duration(), required=True,
+                                description="how long a student needs"),
+        "goals": Field(ListOf(Str(), min_items=1), required=True,
+                       description="what the student will understand"),
+        "dns_cache": Field(Str(enum=("flush", "ttl")), default="flush", description=(
+            "after a DNS edit: flush the lab resolver's cache, or keep answers for their TTL")),
+        "steps": Field(ListOf(STEP_SPEC, min_items=1), required=True),
+    },
+    name="Lab",
+    description="A lab file: one concept, taught in steps on one topology.",
+)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a lab file."""
+    defs = {spec.name: spec.schema() for spec in named_specs(LAB_SPEC) if spec.name}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://maillab.example/schemas/lab.schema.json",
+        "title": "maillab lab file",
+        "description": (
+            "Generated by `python -m sim.lab.schema` from sim/lab/schema.py; do not edit. "
+            "The loader also checks meaning (see docs/lab-reference.md)."
+        ),
+        "$ref": "#/$defs/Lab",
+        "$defs": defs,
+    }
+
+
+_MEANING = """\
+## Checks beyond the shape
+
+`maillab validate` also checks what a JSON Schema cannot see:
+
+* the topology file exists and loads;
+* every node an experiment, a check or an action names is a host of the topology
+  (or `outside`), and runs the service the action drives (`dns_add` needs `dns`...);
+  a DNS zone is one the node serves and a record parses as zone-file text;
+* `send.via` is `direct` or a node with a `submission` service;
+* step ids are unique; `of:` names an earlier experiment step;
+* each predicate fits its subject (`answer_contains` tests a `dig`, `outcome` a
+  `send` or `connect`; `mailbox` and `queue` test the lab's state);
+* a multiple-choice question has an `answer` naming one of its choices and
+  `feedback` on every other choice; a short-answer question has `accept` or
+  `pattern` and a `feedback`; a pattern is a valid regular expression;
+* a mailbox address belongs to a domain and a mailbox some `mx` serves;
+* labs under `labs/` (the curriculum) have 4 to 10 steps, at least one
+  question and at least one task.
+"""
+
+
+def markdown_reference() -> str:
+    """The Markdown reference of a lab file."""
+    lines = [
+        "# Lab file reference",
+        "",
+        "<!-- Generated by `python -m sim.lab.schema` from sim/lab/schema.py; do not edit. -->",
+        "",
+        "A lab is a YAML file in `labs/`. Its text fields are Markdown. Every key not",
+        "listed here is an error, reported as `PATH:LINE:COL: message` by",
+        "`maillab validate`. Editors can use the JSON Schema `docs/lab.schema.json`.",
+        "",
+    ]
+    for name, description, rows in reference_sections(LAB_SPEC):
+        lines += [f"## {name}", "", description, ""]
+        if rows:
+            lines += ["| key | type | required | meaning |", "|---|---|---|---|"]
+            for key, type_text, required, meaning in rows:
+                lines.append(f"| `{key}` | {type_text} | {required} | {_cell(meaning)} |")
+            lines.append("")
+    lines.append(_MEANING)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def rendered() -> dict[Path, str]:
+    """The generated documents, by path."""
+    return {
+        SCHEMA_PATH: json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n",
+        REFERENCE_PATH: markdown_reference(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sim.lab.schema",
+                                     description="write docs/lab.schema.json and "
+                                     "docs/lab-reference.md")
+    parser.add_argument("--check", action="store_true", help="only report stale files (exit 1)")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in rendered().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    if args.check and stale:
+        print("stale: " + ", ".join(str(p) for p in stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

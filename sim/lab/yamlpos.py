@@ -1,0 +1,131 @@
+"""YAML with positions: load a file keeping line/column of every key and value.
+
+ruamel.yaml's round-trip loader remembers where each key and value stood
+(``CommentedMap.lc``); this module turns that into 1-based ``(line, col)``
+pairs and turns YAML syntax errors (including duplicate keys, which YAML 1.2
+§3.2.1.1 forbids) into :class:`~sim.errors.Problem` values instead of
+exceptions, so an instructor sees ``PATH:LINE:COL: message``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from sim.errors import Problem
+
+__all__ = ["Key", "Pos", "is_map", "is_seq", "key_pos", "load_yaml", "locate", "value_pos"]
+
+Pos = tuple[int, int]
+Key = str | int
+
+
+def is_map(node: Any) -> bool:
+    """A YAML mapping, or a plain dict (actions built in Python are checked too)."""
+    return isinstance(node, dict)
+
+
+def is_seq(node: Any) -> bool:
+    return isinstance(node, list | tuple)
+
+
+def node_pos(node: Any, default: Pos = (1, 1)) -> Pos:
+    """Where a mapping or a sequence starts (1-based); ``default`` for scalars."""
+    if isinstance(node, CommentedMap | CommentedSeq):
+        return node.lc.line + 1, node.lc.col + 1
+    return default
+
+
+def key_pos(parent: Any, key: Key) -> Pos:
+    """Where ``key`` of a mapping (or item ``key`` of a sequence) is written."""
+    if isinstance(parent, CommentedMap) and key in parent:
+        line, col = parent.lc.key(key)
+        return line + 1, col + 1
+    if isinstance(parent, CommentedSeq) and isinstance(key, int) and 0 <= key < len(parent):
+        line, col = parent.lc.item(key)
+        return line + 1, col + 1
+    return node_pos(parent)
+
+
+def value_pos(parent: Any, key: Key) -> Pos:
+    """Where the value of ``key`` starts; the key's position when the value is
+    empty (ruamel places an empty value on the next line) or a block scalar."""
+    if isinstance(parent, CommentedMap) and key in parent:
+        value = parent[key]
+        if value is None:
+            return key_pos(parent, key)
+        if isinstance(value, CommentedMap | CommentedSeq):
+            return node_pos(value)
+        line, col = parent.lc.value(key)
+        return line + 1, col + 1
+    return key_pos(parent, key)
+
+
+def locate(doc: Any, path: Sequence[Key], *, at_key: bool = False) -> Pos:
+    """The position of the node at ``path`` (keys and indexes) in ``doc``.
+
+    Stops at the deepest part of the path that exists, so a problem about a
+    missing key points at the mapping that lacks it. ``at_key`` points at the
+    last key instead of its value (for "unknown key" style problems).
+    """
+    node = doc
+    pos = node_pos(doc)
+    for i, key in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, CommentedMap) and key in node:
+            pos = key_pos(node, key) if last and at_key else value_pos(node, key)
+            node = node[key]
+        elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
+            pos = key_pos(node, key) if isinstance(node[key], str | int | float | bool) else (
+                node_pos(node[key], key_pos(node, key))
+            )
+            node = node[key]
+        else:
+            break
+    return pos
+
+
+def load_yaml(path: Path, text: str | None = None) -> tuple[Any, list[Problem]]:
+    """Parse ``path`` (or ``text``, reported as ``path``) with positions kept.
+
+    Returns the document (None when it cannot be read) and the problems found
+    while reading: an unreadable file, a YAML syntax error, a duplicate key.
+    """
+    where = str(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, [Problem(where, 1, 1, "no such file")]
+        except IsADirectoryError:
+            return None, [Problem(where, 1, 1, "is a directory, not a file")]
+        except UnicodeDecodeError as err:
+            return None, [Problem(where, 1, 1, f"not UTF-8 text ({err.reason})")]
+        except OSError as err:
+            return None, [Problem(where, 1, 1, f"cannot read: {err.strerror or err}")]
+    yaml = YAML(typ="rt")
+    try:
+        doc = yaml.load(text)
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        return None, [Problem(where, line, col, _yaml_message(err))]
+    except YAMLError as err:
+        return None, [Problem(where, 1, 1, f"not valid YAML: {err}")]
+    return doc, []
+
+
+def _yaml_message(err: MarkedYAMLError) -> str:
+    problem = (err.problem or "").strip()
+    if problem.startswith("found duplicate key"):
+        # ruamel: 'found duplicate key "a" with value "2" (original value: "1")'
+        key = problem.split('"')[1] if '"' in problem else "?"
+        return f'duplicate key "{key}": a key may appear only once in a mapping'
+    context = (err.context or "").strip()
+    text = f"{problem} {context}".strip() if context else problem
+    return f"not valid YAML: {text or 'syntax error'}"

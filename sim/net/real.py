@@ -1,0 +1,144 @@
+"""NodeNet on real sockets, inside a node's network namespace (mininet).
+
+The kernel routes and the routers' iptables rules filter: nothing here
+simulates the network. What this adds is the lab's view of what happened:
+before connecting, the verdict :mod:`sim.net.firewall` predicts from the
+topology (the very rules compiled into iptables) names the router and rule
+that explain a time-out or a refusal; the trace records what the kernel
+actually reported beside it, so a difference between the two backends shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from ipaddress import IPv4Address
+from typing import Any
+
+from sim.clock import LabClock
+from sim.net.api import Dropped, Endpoint, NodeNet, Peer, ProtocolFactory, Refused, Unreachable
+from sim.net.firewall import Packet, Verdict, evaluate
+from sim.net.shared import ConnTags
+from sim.topology.graph import LabNetwork
+from sim.trace import TraceEvent, TraceHub
+
+__all__ = ["RealNodeNet"]
+
+
+class RealNodeNet(NodeNet):
+    def __init__(self, network: LabNetwork, node: str, clock: LabClock, hub: TraceHub,
+                 tags: ConnTags) -> None:
+        self.network = network
+        self.node = node
+        self.address = network.address_of(node)
+        self.clock = clock
+        self.hub = hub
+        self.tags = tags
+        self._servers: list[asyncio.AbstractServer] = []
+        self._transports: list[asyncio.BaseTransport] = []
+
+    def _predict(self, dst: IPv4Address, proto: str, port: int) -> Verdict:
+        return evaluate(self.network, self.node, Packet(self.address, dst, proto, port))  # type: ignore[arg-type]
+
+    def _emit(self, trace_id: str | None, verdict: Verdict, dst: IPv4Address, proto: str,
+              port: int, observed: str) -> None:
+        self.hub.emit(trace_id, TraceEvent(
+            t=round(self.clock.now(), 3), kind="net", node=verdict.router or self.node,
+            summary=verdict.explain(),
+            data={"src": str(self.address), "dst": str(dst), "proto": proto, "port": port,
+                  "observed": observed, **verdict.to_json()},
+        ))
+
+    async def connect(self, dst: IPv4Address, port: int, *, trace_id: str | None = None,
+                      timeout: float | None = None) -> socket.socket:
+        verdict = self._predict(dst, "tcp", port)
+        if not self.network.in_lab(dst):
+            # Never let a packet leave for an address outside the lab.
+            self._emit(trace_id, verdict, dst, "tcp", port, "not sent")
+            raise Unreachable(f"{dst}: not an address of this lab", verdict)
+        wait = timeout if timeout is not None else self.network.topology.settings.connect_timeout
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.bind((str(self.address), 0))
+            self.tags.tag(self.address, sock.getsockname()[1], trace_id)
+            loop = asyncio.get_running_loop()
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, (str(dst), port)),
+                                       self.clock.real_seconds(wait))
+            except TimeoutError:
+                self._emit(trace_id, verdict, dst, "tcp", port, "timeout")
+                raise Dropped(f"connection to {dst}:{port} timed out ({verdict.explain()})",
+                              verdict) from None
+            except ConnectionRefusedError:
+                self._emit(trace_id, verdict, dst, "tcp", port, "refused")
+                raise Refused(f"connection to {dst}:{port} refused", verdict) from None
+            except OSError as err:
+                if err.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES):
+                    self._emit(trace_id, verdict, dst, "tcp", port, "unreachable")
+                    raise Unreachable(f"{dst}:{port}: {err.strerror}", verdict) from None
+                raise
+        except BaseException:
+            sock.close()
+            raise
+        self._emit(trace_id, verdict, dst, "tcp", port, "connected")
+        return sock
+
+    async def udp_exchange(self, dst: IPv4Address, port: int, payload: bytes, *,
+                           trace_id: str | None = None, timeout: float = 5.0) -> bytes:
+        verdict = self._predict(dst, "udp", port)
+        if not self.network.in_lab(dst):
+            self._emit(trace_id, verdict, dst, "udp", port, "not sent")
+            raise Unreachable(f"{dst}: not an address of this lab", verdict)
+        if verdict.action != "accept":
+            self._emit(trace_id, verdict, dst, "udp", port, "expected to fail")
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            sock.bind((str(self.address), 0))
+            self.tags.tag(self.address, sock.getsockname()[1], trace_id)
+            sock.connect((str(dst), port))
+            await loop.sock_sendall(sock, payload)
+            try:
+                return await asyncio.wait_for(loop.sock_recv(sock, 65535),
+                                              self.clock.real_seconds(timeout))
+            except TimeoutError:
+                raise Dropped(f"no answer from {dst}:{port}/udp", verdict) from None
+            except ConnectionRefusedError:
+                raise Refused(f"{dst}:{port}/udp: port unreachable", verdict) from None
+        finally:
+            self.tags.tag(self.address, sock.getsockname()[1], None)
+            sock.close()
+
+    async def serve_tcp(self, service: str, port: int, factory: ProtocolFactory) -> Endpoint:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(factory, str(self.address), port, reuse_address=True)
+        self._servers.append(server)
+        return Endpoint(self.node, service, "tcp", f"{self.address}:{port}")
+
+    async def serve_udp(self, service: str, port: int, factory: ProtocolFactory) -> Endpoint:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            factory, local_addr=(str(self.address), port))
+        self._transports.append(transport)
+        return Endpoint(self.node, service, "udp", f"{self.address}:{port}")
+
+    def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
+        peername = addr if addr is not None else transport.get_extra_info("peername")
+        host, port = str(peername[0]), int(peername[1])
+        return Peer(IPv4Address(host), port, self.tags.lookup(host, port))
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for transport in self._transports:
+            transport.close()
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 2)
+            except (TimeoutError, OSError):
+                pass
+        self._servers.clear()
+        self._transports.clear()

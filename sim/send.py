@@ -1,0 +1,383 @@
+"""The ``send`` experiment: one message from a node, followed to its end.
+
+Two ways to send, as in the curriculum:
+
+* ``via="direct"`` — what a naive script on a laptop does: look up the
+  recipient domain's MX (RFC 5321 §5.1: MX records by preference; no MX →
+  the domain's own A record; a null MX ``0 .`` → the domain takes no mail,
+  RFC 7505), connect to port 25 and speak SMTP. The network may stop it
+  (``blocked``), the receiver may refuse it (``rejected`` at a stage), defer
+  it (``deferred``), or accept it (``delivered`` or ``junk``).
+* ``via=NODE`` — what a mail client does: submit to NODE's submission
+  service (587 with STARTTLS, or 465 with implicit TLS; RFC 6409, RFC 8314)
+  with AUTH. After the 250 the relay there owns the message (RFC 5321 §6.1);
+  the experiment follows its queue events to the end: delivered, junk,
+  bounced, or deferred (with ``settle=True`` lab time is advanced until the
+  queue is done with it).
+
+The outcome, stage and reply come from the SMTP transcripts and the events
+the services emitted into the experiment's trace, so the same code gives the
+same answer on both backends.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import re
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sim.errors import NetworkError
+from sim.experiments import EXPERIMENTS, Experiment, ExperimentResult
+from sim.services.maildir import Maildir, StoredMessage, mail_root
+from sim.services.smtpclient import Reply, SmtpClient, Transcript
+from sim.topology.model import Topology
+from sim.trace import Trace, TraceEvent
+
+if TYPE_CHECKING:
+    from sim.services.base import NodeContext
+
+__all__ = ["Send", "SendResult", "mailbox_of"]
+
+#: How long (real seconds) to wait for a relay's next queue event.
+QUEUE_WAIT = 60.0
+#: How much lab time ``settle`` may advance in all (RFC 5321 §4.5.4.1
+#: suggests giving up after 4-5 days; relays here are configured likewise).
+SETTLE_LIMIT = 8 * 86400.0
+_QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9._-]+)")
+
+
+@dataclass
+class SendResult(ExperimentResult):
+    """``outcome``: delivered, junk, rejected, deferred, bounced or blocked."""
+
+    outcome: str = "delivered"
+    stage: str | None = None
+    reply: dict[str, Any] | None = None
+    checks: dict[str, str] = field(default_factory=dict)
+    verdict: dict[str, Any] | None = None
+    queue_id: str | None = None
+    message_id: str = ""
+    mail_from: str = ""
+    rcpts: list[str] = field(default_factory=list)
+    recipients: list[dict[str, Any]] = field(default_factory=list)
+    transcripts: list[dict[str, Any]] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "stage": self.stage,
+            "reply": self.reply,
+            "checks": self.checks,
+            "verdict": self.verdict,
+            "queue_id": self.queue_id,
+            "message_id": self.message_id,
+            "mail_from": self.mail_from,
+            "rcpts": self.rcpts,
+            "recipients": self.recipients,
+            "transcripts": self.transcripts,
+        }
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "delivered"
+
+    @property
+    def code(self) -> int | None:
+        return int(self.reply["code"]) if self.reply else None
+
+    @property
+    def enhanced(self) -> str | None:
+        return self.reply.get("enhanced") if self.reply else None
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True)
+class Send(Experiment):
+    kind: ClassVar[str] = "send"
+    to: tuple[str, ...]
+    mail_from: str | None = None
+    from_header: str | None = None
+    via: str = "direct"
+    user: str | None = None
+    password: str | None = None
+    subject: str = "Hello from maillab"
+    body: str = "This is a test message.\n"
+    headers: tuple[tuple[str, str], ...] = ()
+    port: int | None = None
+    settle: bool = False
+    helo: str | None = None
+
+    # -- the message ----------------------------------------------------------
+
+    def envelope_from(self, ctx: NodeContext) -> str:
+        return self.mail_from or self.user or f"{ctx.node.name}@{ctx.node.name}.test"
+
+    def build(self, ctx: NodeContext) -> tuple[bytes, str]:
+        sender = self.envelope_from(ctx)
+        msg = EmailMessage(policy=email.policy.SMTP)
+        msg["From"] = self.from_header or sender
+        msg["To"] = ", ".join(self.to)
+        msg["Subject"] = self.subject
+        msg["Date"] = email.utils.formatdate(localtime=False)
+        message_id = email.utils.make_msgid(domain=_domain(sender) or "maillab.test")
+        msg["Message-ID"] = message_id
+        for name, value in self.headers:
+            msg[name] = value
+        msg.set_content(self.body)
+        return msg.as_bytes(policy=email.policy.SMTP), message_id
+
+    async def helo_name(self, ctx: NodeContext, trace: Trace) -> str:
+        """What the node says in EHLO: its PTR name if it has one (a well-run
+        MTA's HELO matches its reverse DNS), else a name under its domain."""
+        if self.helo:
+            return self.helo
+        answer = await ctx.resolver.query(
+            ".".join(reversed(str(ctx.net.address).split("."))) + ".in-addr.arpa", "PTR",
+            trace_id=trace.id)
+        for record in answer.of_type("PTR"):
+            return record.data.rstrip(".")
+        return f"{ctx.node.name}.{_domain(self.envelope_from(ctx)) or 'maillab.test'}"
+
+    # -- running ----------------------------------------------------------------
+
+    async def run(self, ctx: NodeContext, trace: Trace) -> SendResult:
+        data, message_id = self.build(ctx)
+        sender = self.envelope_from(ctx)
+        base = SendResult(message_id=message_id, mail_from=sender, rcpts=list(self.to))
+        if self.via == "direct":
+            return await self._direct(ctx, trace, data, base)
+        return await self._submit(ctx, trace, data, base)
+
+    async def _direct(self, ctx: NodeContext, trace: Trace, data: bytes,
+                      result: SendResult) -> SendResult:
+        client = SmtpClient.for_node(ctx)
+        helo = await self.helo_name(ctx, trace)
+        domains = list(dict.fromkeys(_domain(r) for r in self.to))
+        per_rcpt: list[dict[str, Any]] = []
+        for domain in domains:
+            rcpts = [r for r in self.to if _domain(r) == domain]
+            hosts, problem = await mx_hosts(ctx, domain, trace)
+            if problem is not None:
+                per_rcpt += [{"rcpt": r, "outcome": "rejected", "stage": "dns",
+                              "reply": problem.to_json()} for r in rcpts]
+                continue
+            transcript: Transcript | None = None
+            for host, address in hosts:
+                transcript = await client.send(
+                    address, 25, mail_from=result.mail_from, rcpts=rcpts, data=data, helo=helo,
+                    tls="opportunistic", server_name=host, trace_id=trace.id)
+                result.transcripts.append(transcript.to_json())
+                if not transcript.blocked:
+                    break  # RFC 5321 §5.1: the next MX only when this one did not answer
+            assert transcript is not None
+            for rcpt in rcpts:
+                per_rcpt.append(_direct_outcome(transcript, rcpt, trace))
+        return _summarise(result, per_rcpt, trace)
+
+    async def _submit(self, ctx: NodeContext, trace: Trace, data: bytes,
+                      result: SendResult) -> SendResult:
+        try:
+            address = ctx.network.address_of(self.via)
+        except NetworkError:
+            address = IPv4Address(self.via) if _is_ip(self.via) else None
+        if address is None:
+            raise NetworkError(f"--via {self.via}: no such node")
+        node = ctx.network.node(self.via) if ctx.network.owner(address) else None
+        submission = node.services.submission if node is not None and node.kind == "host" else None
+        hostname = (submission.hostname if submission else None) or self.via
+        port = self.port or 587
+        client = SmtpClient.for_node(ctx)
+        transcript = await client.send(
+            address, port, mail_from=result.mail_from, rcpts=list(self.to), data=data,
+            helo=await self.helo_name(ctx, trace),
+            tls="implicit" if port == 465 else "required", verify=True, server_name=hostname,
+            auth=(self.user, self.password or "") if self.user else None, trace_id=trace.id)
+        result.transcripts.append(transcript.to_json())
+        if not transcript.delivered:
+            per = [_direct_outcome(transcript, r, trace, final_hop=False) for r in self.to]
+            return _summarise(result, per, trace)
+        final = transcript.final
+        match = _QUEUED_AS.search(final.text if final else "")
+        result.queue_id = match.group(1) if match else None
+        if result.queue_id is None:
+            per = [{"rcpt": r, "outcome": "delivered", "stage": None,
+                    "reply": final.to_json() if final else None} for r in self.to]
+            return _summarise(result, per, trace)
+        per = await follow_queue(ctx, trace, result.queue_id, list(self.to), self.settle)
+        return _summarise(result, per, trace)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+async def mx_hosts(ctx: NodeContext, domain: str,
+                   trace: Trace) -> tuple[list[tuple[str, IPv4Address]], Reply | None]:
+    """The hosts to try for ``domain``, best first, with their addresses."""
+    answer = await ctx.resolver.query(domain, "MX", trace_id=trace.id)
+    if answer.rcode == "NXDOMAIN":
+        return [], Reply(550, "5.1.2", f"Host or domain name not found: {domain}")
+    records = []
+    for record in answer.of_type("MX"):
+        pref, _, host = record.data.partition(" ")
+        records.append((int(pref), host.strip().rstrip(".").lower()))
+    if any(host in ("", ".") for _, host in records) or records == [(0, "")]:
+        # RFC 7505 §3: "0 ." means the domain accepts no mail at all.
+        return [], Reply(556, "5.1.10", f"Recipient address rejected: {domain} has a null MX")
+    names = [h for _, h in sorted(records)] if records else [domain]  # implicit MX
+    hosts = []
+    for name in names:
+        a = await ctx.resolver.query(name, "A", trace_id=trace.id)
+        hosts += [(name, IPv4Address(r.data)) for r in a.of_type("A")]
+    if not hosts:
+        return [], Reply(550, "5.1.2", f"Host or domain name not found: {domain} has no "
+                                       "MX and no address")
+    return hosts, None
+
+
+def _delivery_for(trace: Trace, rcpt: str) -> TraceEvent | None:
+    found = None
+    for event in trace.of_kind("delivery"):
+        if str(event.data.get("mailbox", "")).lower() == rcpt.lower():
+            found = event
+    return found
+
+
+def _direct_outcome(transcript: Transcript, rcpt: str, trace: Trace,
+                    final_hop: bool = True) -> dict[str, Any]:
+    """What became of ``rcpt`` in one SMTP transaction."""
+    if transcript.blocked:
+        return {"rcpt": rcpt, "outcome": "blocked", "stage": "connect", "reply": None,
+                "verdict": transcript.verdict, "error": transcript.error}
+    reply = transcript.rcpt_replies.get(rcpt)
+    stage: str | None = transcript.failed_stage
+    if reply is not None and not reply.positive:
+        stage = "rcpt"
+    elif transcript.delivered:
+        reply = transcript.final
+        stage = None
+    else:
+        reply = transcript.last_reply
+    if stage is None and reply is not None and reply.positive:
+        delivery = _delivery_for(trace, rcpt) if final_hop else None
+        folder = delivery.data.get("folder") if delivery else "inbox"
+        return {"rcpt": rcpt, "outcome": "junk" if folder == "junk" else "delivered",
+                "stage": None, "reply": reply.to_json()}
+    if reply is None:
+        # The dialogue broke without a reply (time-out, lost connection): as
+        # with a 4xx, a sender would try again later.
+        return {"rcpt": rcpt, "outcome": "deferred", "stage": stage, "reply": None,
+                "error": transcript.error}
+    outcome = "deferred" if reply.transient else "rejected"
+    return {"rcpt": rcpt, "outcome": outcome, "stage": stage, "reply": reply.to_json()}
+
+
+async def follow_queue(ctx: NodeContext, trace: Trace, queue_id: str, rcpts: list[str],
+                       settle: bool) -> list[dict[str, Any]]:
+    """Wait for the relay's verdict on each recipient of ``queue_id``."""
+    status: dict[str, dict[str, Any]] = {}
+    seen = 0
+    advanced = 0.0
+
+    def rcpts_of(event: TraceEvent) -> list[str]:
+        if "rcpt" in event.data:
+            return [str(event.data["rcpt"])]
+        return [str(r) for r in event.data.get("rcpts", [])]
+
+    while True:
+        def wanted(event: TraceEvent) -> bool:
+            return (event.kind == "queue" and event.data.get("queue_id") == queue_id
+                    and event.data.get("event") in ("delivered", "bounced", "deferred")
+                    and event.t >= 0 and id(event) not in handled)
+
+        handled: set[int] = set()
+        events = [e for e in (ctx.hub.get(trace.id) or trace).events
+                  if e.kind == "queue" and e.data.get("queue_id") == queue_id]
+        for event in events[seen:]:
+            name = event.data.get("event")
+            for rcpt in rcpts_of(event):
+                if rcpt not in rcpts or event.data.get("dsn"):
+                    continue
+                reply = event.data.get("reply")
+                if name == "delivered":
+                    delivery = _delivery_for(ctx.hub.get(trace.id) or trace, rcpt)
+                    folder = delivery.data.get("folder") if delivery else "inbox"
+                    status[rcpt] = {"rcpt": rcpt,
+                                    "outcome": "junk" if folder == "junk" else "delivered",
+                                    "stage": None, "reply": reply}
+                elif name == "bounced":
+                    status[rcpt] = {"rcpt": rcpt, "outcome": "bounced",
+                                    "stage": event.data.get("stage"), "reply": reply}
+                elif name == "deferred" and status.get(rcpt, {}).get("outcome") in (None,
+                                                                                    "deferred"):
+                    status[rcpt] = {"rcpt": rcpt, "outcome": "deferred",
+                                    "stage": event.data.get("stage"), "reply": reply,
+                                    "next_attempt": event.data.get("next_attempt")}
+        seen = len(events)
+        pending = [r for r in rcpts if status.get(r, {}).get("outcome") in (None, "deferred")]
+        waiting_first = [r for r in rcpts if r not in status]
+        if not pending:
+            break
+        if not waiting_first and not settle:
+            break  # every recipient has had its first attempt: report deferred
+        if not waiting_first and settle:
+            due = min(float(status[r].get("next_attempt") or ctx.clock.now()) for r in pending)
+            step = max(due - ctx.clock.now(), 0.0) + 1.0
+            if advanced + step > SETTLE_LIMIT:
+                break
+            advanced += step
+            ctx.clock.advance(step)
+            for r in pending:
+                status.pop(r, None)  # wait for the next attempt's verdict
+        event = await ctx.hub.wait_for(trace.id, wanted, QUEUE_WAIT)
+        if event is None:
+            break
+    return [status.get(r, {"rcpt": r, "outcome": "deferred", "stage": None, "reply": None,
+                           "error": "no word from the relay"}) for r in rcpts]
+
+
+_RANK = {"blocked": 0, "rejected": 1, "bounced": 2, "deferred": 3, "junk": 4, "delivered": 5}
+
+
+def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace) -> SendResult:
+    """The first recipient's fate is the message's; all are in ``recipients``."""
+    result.recipients = per_rcpt
+    worst = min(per_rcpt, key=lambda p: _RANK.get(p["outcome"], 0)) if per_rcpt else None
+    main = per_rcpt[0] if per_rcpt else worst
+    if main is not None:
+        result.outcome = main["outcome"]
+        result.stage = main.get("stage")
+        result.reply = main.get("reply")
+        result.verdict = main.get("verdict")
+    for event in trace.of_kind("check"):
+        name, value = event.data.get("check"), event.data.get("result")
+        if isinstance(name, str) and isinstance(value, str):
+            result.checks[name] = value
+    return result
+
+
+def mailbox_of(topology: Topology, state_dir: Path, address: str,
+               folder: str = "INBOX") -> list[StoredMessage]:
+    """Messages for ``address`` stored by the MX that serves its domain."""
+    user, _, domain = address.partition("@")
+    domain = domain.lower()
+    for node in topology.hosts():
+        mx = node.services.mx
+        if mx is not None and domain in (d.lower() for d in mx.domains):
+            return Maildir(mail_root(state_dir, node.name)).messages(user, folder)
+    return []
+
+
+EXPERIMENTS[Send.kind] = Send

@@ -1,0 +1,122 @@
+"""Mail storage: one Maildir per user, with INBOX and Junk (the MDA's job).
+
+Maildir (https://cr.yp.to/proto/maildir.html) is what Postfix's local
+delivery and Dovecot use: each message is a file, written under ``tmp/`` and
+renamed into ``new/`` when complete, so a reader never sees half a message
+and a crash never loses an accepted one. Folders follow the Maildir++ layout
+Dovecot uses: ``.Junk/`` beside ``cur/ new/ tmp/``.
+
+The standard library's :class:`mailbox.Maildir` does the protocol; here we
+add the lab layout (``STATE/NODE/mail/USER``), fsync for durability, and
+plain-data views for the API.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import os
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+__all__ = ["FOLDERS", "Maildir", "StoredMessage", "mail_root"]
+
+#: The folders every mailbox has; "Junk" is where spam-filed mail goes.
+FOLDERS = ("INBOX", "Junk")
+
+
+def mail_root(state_dir: Path, node: str) -> Path:
+    """Where ``node`` keeps its users' mailboxes (shared by both backends)."""
+    return state_dir / node / "mail"
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    user: str
+    folder: str
+    key: str
+    path: Path
+    data: bytes
+
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    @property
+    def subject(self) -> str:
+        return str(self.message().get("Subject", ""))
+
+    def header(self, name: str) -> list[str]:
+        return [str(v) for v in self.message().get_all(name, [])]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Maildir:
+    """The mailboxes of one node: ``root/USER`` is a Maildir per user."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _box(self, user: str, folder: str, create: bool) -> mailbox.Maildir | None:
+        if not user or "/" in user or user.startswith("."):
+            raise ValueError(f"not a mailbox name: {user!r}")
+        path = self.root / user
+        if not create and not path.exists():
+            return None
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        box = mailbox.Maildir(path, factory=None, create=create)
+        if folder == "INBOX":
+            return box
+        if folder not in box.list_folders():
+            if not create:
+                return None
+            return box.add_folder(folder)
+        return box.get_folder(folder)
+
+    def create(self, user: str) -> None:
+        """Make the mailbox with all its folders (an empty INBOX is still a mailbox)."""
+        for folder in FOLDERS:
+            self._box(user, folder, create=True)
+
+    def deliver(self, user: str, data: bytes, folder: str = "INBOX") -> str:
+        """Store one message durably; returns its key."""
+        box = self._box(user, folder, create=True)
+        assert box is not None
+        key: str = box.add(data)
+        # mailbox.Maildir renames tmp → new but does not fsync: do it, so a
+        # message we answered 250 for survives a power cut (RFC 5321 §6.1).
+        path = Path(box._path) / box._lookup(key)  # noqa: SLF001 - stdlib gives no public path
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(path.parent)
+        return key
+
+    def users(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "cur").is_dir())
+
+    def messages(self, user: str, folder: str = "INBOX") -> list[StoredMessage]:
+        box = self._box(user, folder, create=False)
+        if box is None:
+            return []
+        out = []
+        for key in box.keys():
+            path = Path(box._path) / box._lookup(key)  # noqa: SLF001
+            out.append(StoredMessage(user, folder, key, path, path.read_bytes()))
+        # Maildir keys start with the delivery time: sort by it, oldest first.
+        return sorted(out, key=lambda m: (m.path.stat().st_mtime_ns, m.key))

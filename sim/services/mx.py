@@ -1,0 +1,985 @@
+"""The receiving MTA: port 25 of a domain's MX host (RFC 5321).
+
+What it does, in the order a session meets it:
+
+1. **Greeting and EHLO.** ``220 HOST ESMTP``; EHLO lists SIZE (RFC 1870),
+   8BITMIME (RFC 6152), PIPELINING (RFC 2920), STARTTLS (RFC 3207, with a
+   certificate from the lab CA) and ENHANCEDSTATUSCODES (RFC 2034). Every reply
+   after the greeting and EHLO carries an enhanced status code (RFC 3463).
+2. **MAIL.** The null reverse-path ``<>`` is accepted: bounces use it
+   (RFC 5321 §4.5.5). The ``tls`` check runs here, so "Must issue a STARTTLS
+   command first" comes at MAIL, as with Postfix.
+3. **RCPT.** Only the MX's own domains (never an open relay: ``554 5.7.1
+   Relay access denied``), then the checks of the client (ptr, fcrdns, helo,
+   dnsbl: once per connection, at the first RCPT, like Postfix's
+   ``smtpd_delay_reject`` so that the reply names the recipient's stage) and
+   SPF (once per transaction), then unknown users (``550 5.1.1``), then
+   greylisting (RFC 6647). ``postmaster`` is always accepted (RFC 5321 §4.5.1)
+   and is exempt from the client checks and greylisting, so a rejected sender
+   can still reach a person.
+4. **DATA.** DKIM and DMARC need the message, so they run after the final
+   dot; then the message is stored (Maildir, INBOX or Junk) **before** the
+   ``250 2.0.0 Ok: queued as ID`` (RFC 5321 §6.1: what is acknowledged must
+   not be lost). Each stored copy gets ``Return-Path``, ``Delivered-To``
+   (what the MDA adds at final delivery, RFC 5321 §4.4), ``Received``
+   (RFC 5321 §4.4) and ``Authentication-Results`` (RFC 8601).
+
+Which checks run, and what a failure costs, is the topology's
+(:class:`~sim.topology.model.MxService`); the decision rules are in
+:mod:`sim.services.policy`, the reply texts in :mod:`sim.services.replies`.
+Every check emits a ``check`` trace event, every stored copy a ``delivery``
+event, under the trace id the connection came with.
+
+Robustness (each in ``tests/test_mx_robustness.py``): aiosmtpd answers
+malformed commands with 500/501 and goes on; a line longer than the limit is
+read to its end and answered ``500 5.5.2``; data beyond ``max_size`` is read
+and answered ``552 5.3.4``; a client that disconnects mid-DATA leaves nothing
+stored. **Bare LF**: command lines ending in a bare LF are accepted (aiosmtpd
+reads commands up to LF, as Postfix's default ``smtpd_forbid_bare_newline =
+normalize`` does), but inside DATA only CRLF ends a line and only
+``CRLF.CRLF`` ends the message; ``LF.LF`` does not (RFC 5321 §4.1.1.4 says it
+MUST NOT), which is what defeats SMTP smuggling (CVE-2023-51766 and
+relatives): a message cannot hide a second one. A bare LF inside the content
+is kept as it came.
+
+Control commands (:meth:`MxServer.control`, labs use them)::
+
+    down / up                       stop / start listening (connection refused)
+    set_check  check, action        change (or add) a check's action; "off" removes it
+    greylist   delay                turn greylisting on (lab seconds or "5m") or off (0)
+    greylist_clear                  forget every greylisting triplet
+    mailbox    user[, folder]       the stored messages of a user, as data
+    status                          the MX's configuration now
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import re
+import secrets
+import socket
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import Any, ClassVar, TypeVar, get_args
+
+from sim.auth.dkim import verify_dkim
+from sim.auth.dmarc import check_dmarc
+from sim.auth.headers import authentication_results
+from sim.auth.result import CheckResult, Lookup
+from sim.auth.spf import check_spf
+from sim.clock import parse_duration
+from sim.errors import ServiceError
+from sim.net.api import Endpoint
+from sim.services.base import NodeContext, Service
+from sim.services.greylist import Greylist
+from sim.services.maildir import Maildir, mail_root
+from sim.services.mxchecks import (
+    ReverseDns,
+    check_dnsbl,
+    check_helo,
+    check_tls,
+    fcrdns_result,
+    ptr_result,
+    reverse_dns,
+)
+from sim.services.policy import Decision, Judgement, Stage, decide, judge
+from sim.services.replies import enhance, reply
+from sim.services.smtpbase import LabSMTP
+from sim.topology.model import CheckAction, CheckName, CheckPolicy, MxService
+
+__all__ = ["MxHandler", "MxServer", "MxSMTP"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Checks about the client, run once per connection at the first RCPT.
+CLIENT_CHECKS = ("ptr", "fcrdns", "dnsbl")
+#: Checks that need the message, run after DATA.
+MESSAGE_CHECKS = ("dkim", "dmarc")
+ACTIONS: tuple[str, ...] = get_args(CheckAction)
+CHECKS: tuple[str, ...] = get_args(CheckName)
+
+# RFC 5321 §4.4: the "id" clause of a Received field (the sender's queue id).
+_RECEIVED_ID = re.compile(r"\bid\s+([A-Za-z0-9._-]+)", re.IGNORECASE)
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
+
+
+# --- per-connection and per-transaction state ---------------------------------
+
+
+@dataclass
+class Connection:
+    """What the MX knows about one client connection (kept across STARTTLS:
+    these facts come from the network, not from the client, RFC 3207 §4.2)."""
+
+    ip: str
+    port: int
+    trace_id: str | None
+    rdns: ReverseDns | None = None
+    #: Results of the client checks (ptr, fcrdns, dnsbl), once computed.
+    client: dict[str, list[CheckResult]] | None = None
+    #: Result of the helo check, per HELO name.
+    helo: dict[str, CheckResult] = field(default_factory=dict)
+
+
+@dataclass
+class Transaction:
+    """One MAIL ... DATA transaction (kept on the aiosmtpd envelope, which
+    aiosmtpd renews after DATA, RSET and EHLO)."""
+
+    mail_from: str
+    judgements: list[Judgement] = field(default_factory=list)
+    spf: CheckResult | None = None
+    recipients: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a RCPT address goes: ``local`` (a mailbox), ``postmaster``,
+    ``unknown`` (our domain, no such user), ``relay`` (not our domain),
+    ``syntax`` (not an address)."""
+
+    kind: str
+    mailbox: str | None = None
+
+
+# --- the SMTP protocol object ------------------------------------------------------
+
+
+class MxSMTP(LabSMTP):
+    """aiosmtpd's SMTP for the MX: enhanced status codes on aiosmtpd's own
+    replies, and the connection's state."""
+
+    def __init__(self, handler: Any, *, net: Any, **kwargs: Any) -> None:
+        super().__init__(handler, net=net, ident="ESMTP maillab", **kwargs)
+        self.mx_conn: Connection | None = None
+        self._greeted = False
+        self._verbatim = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.mx_conn is None:
+            ip, port = self.session.peer
+            self.mx_conn = Connection(str(ip), int(port), self.session.trace_id)
+            opened = getattr(self.event_handler, "opened", None)
+            if callable(opened):
+                opened(self)
+
+    async def push(self, status: str | bytes) -> None:
+        # RFC 2034 §3: an enhanced code on every reply but the greeting and
+        # the EHLO/HELO reply.
+        if isinstance(status, str) and not self._verbatim:
+            if self._greeted:
+                status = enhance(status)
+            self._greeted = True
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._verbatim = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._verbatim = False
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._verbatim = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._verbatim = False
+
+
+class _Reset(asyncio.Protocol):
+    """Answers a connection with a TCP reset: the "down" MX on a backend
+    that cannot stop one listener (see :meth:`MxServer._go_down`)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+            except OSError:
+                pass
+        transport.abort()  # type: ignore[attr-defined]
+
+
+# --- the service -------------------------------------------------------------------
+
+
+class MxServer(Service):
+    """The receiving MTA of one node."""
+
+    kind: ClassVar[str] = "mx"
+
+    def __init__(self, ctx: NodeContext) -> None:
+        super().__init__(ctx)
+        config = ctx.node.services.mx
+        if config is None:
+            raise ServiceError(f"{ctx.node.name} has no mx service")
+        if not config.domains:
+            raise ServiceError(f"{ctx.node.name}: an mx service needs at least one domain")
+        self.config: MxService = config
+        self.hostname = config.hostname or f"mx.{config.domains[0]}"
+        self.domains = tuple(d.lower().rstrip(".") for d in config.domains)
+        self.mailboxes = tuple(m.lower() for m in config.mailboxes)
+        #: The checks in the order they run, with their actions (``set_check`` edits it).
+        self.checks: list[CheckPolicy] = list(config.checks)
+        self.greylist: Greylist | None = (
+            Greylist(config.greylist) if config.greylist is not None else None
+        )
+        self.maildir = Maildir(mail_root(ctx.state_dir, ctx.node.name))
+        self.handler = MxHandler(self)
+        self.down = config.down
+        self._endpoint: Endpoint | None = None
+        self._reset_mode = False
+        self._sessions: weakref.WeakSet[MxSMTP] = weakref.WeakSet()
+        self._tls = ctx.ca.server_context([self.hostname]) if config.tls else None
+
+    # -- configuration views ------------------------------------------------
+
+    def action(self, check: str) -> CheckAction | None:
+        for policy in self.checks:
+            if policy.check == check:
+                return policy.action
+        return None
+
+    def runs(self, check: str) -> bool:
+        return self.action(check) is not None
+
+    @property
+    def postmaster_mailbox(self) -> str:
+        """RFC 5321 §4.5.1: postmaster mail goes to a person: the first mailbox."""
+        return self.mailboxes[0] if self.mailboxes else "postmaster"
+
+    def route(self, address: str) -> Route:
+        """Where a RCPT TO address goes (domains compare case-insensitively;
+        local parts too, as Postfix's virtual mailbox lookups do)."""
+        address = address.strip()
+        if "@" not in address:
+            # RFC 5321 §4.1.1.3: "RCPT TO:<Postmaster>" without a domain must work.
+            if address.lower() == "postmaster":
+                return Route("postmaster", self.postmaster_mailbox)
+            return Route("syntax")
+        local, _, domain = address.rpartition("@")
+        if not local or not domain:
+            return Route("syntax")
+        if domain.lower().rstrip(".") not in self.domains:
+            return Route("relay")
+        local = local.lower()
+        if local == "postmaster":
+            return Route("postmaster", self.postmaster_mailbox)
+        if local in self.mailboxes:
+            return Route("local", local)
+        return Route("unknown")
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> list[Endpoint]:
+        loop = asyncio.get_running_loop()
+        mailboxes = set(self.mailboxes) | {self.postmaster_mailbox}
+        try:
+            for user in sorted(mailboxes):
+                await loop.run_in_executor(None, self.maildir.create, user)
+        except (ValueError, OSError) as err:
+            raise ServiceError(f"{self.ctx.node.name}: cannot create the mailboxes: {err}") from err
+        if self.down:
+            return []
+        return [await self._listen()]
+
+    async def stop(self) -> None:
+        await self._unlisten()
+        for session in list(self._sessions):
+            if session.transport is not None:
+                session.transport.close()
+
+    def _factory(self) -> asyncio.BaseProtocol:
+        if self._reset_mode:
+            return _Reset()
+        session = MxSMTP(
+            self.handler,
+            net=self.ctx.net,
+            hostname=self.hostname,
+            data_size_limit=self.config.max_size,
+            tls_context=self._tls,
+            # RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for a command.
+            timeout=300,
+        )
+        self._sessions.add(session)
+        return session
+
+    async def _listen(self) -> Endpoint:
+        if self._endpoint is None:
+            self._endpoint = await self.ctx.net.serve_tcp("mx", 25, self._factory)
+        self._reset_mode = False
+        return self._endpoint
+
+    async def _unlisten(self) -> None:
+        if self._endpoint is None:
+            return
+        try:
+            await self.ctx.net.unserve(self._endpoint)
+        except NotImplementedError:
+            # This backend cannot close one listener: answer every new
+            # connection with a reset, which a client also sees as refused.
+            self._reset_mode = True
+            return
+        self._endpoint = None
+
+    # -- control ---------------------------------------------------------------
+
+    async def control(self, command: str, **args: Any) -> dict[str, Any]:
+        """Change the running MX; see the module docstring for the commands."""
+        if command == "down":
+            self.down = True
+            await self._unlisten()
+            return {"down": True}
+        if command == "up":
+            self.down = False
+            endpoint = await self._listen()
+            return {"down": False, "endpoint": endpoint.to_json()}
+        if command == "set_check":
+            return self._set_check(args)
+        if command == "greylist":
+            return self._set_greylist(args)
+        if command == "greylist_clear":
+            cleared = self.greylist.clear() if self.greylist is not None else 0
+            return {"cleared": cleared}
+        if command == "mailbox":
+            return await self._mailbox(args)
+        if command == "status":
+            return self.status()
+        raise ServiceError(
+            f"mx has no control command {command!r} (down, up, set_check, greylist, "
+            "greylist_clear, mailbox, status)"
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "hostname": self.hostname,
+            "domains": list(self.domains),
+            "mailboxes": list(self.mailboxes),
+            "checks": [{"check": p.check, "action": p.action} for p in self.checks],
+            "dnsbl": list(self.config.dnsbl),
+            "greylist": self.greylist.delay if self.greylist is not None else None,
+            "tls": self._tls is not None,
+            "max_size": self.config.max_size,
+            "down": self.down,
+        }
+
+    def _set_check(self, args: dict[str, Any]) -> dict[str, Any]:
+        check = str(args.get("check", "")).lower()
+        action = str(args.get("action", "")).lower()
+        if check not in CHECKS:
+            raise ServiceError(f"mx set_check: unknown check {check!r} ({', '.join(CHECKS)})")
+        if action not in (*ACTIONS, "off"):
+            raise ServiceError(
+                f"mx set_check: unknown action {action!r} ({', '.join(ACTIONS)}, off)"
+            )
+        if action == "policy" and check != "dmarc":
+            raise ServiceError("mx set_check: action 'policy' is for dmarc only")
+        updated: list[CheckPolicy] = []
+        found = False
+        for policy in self.checks:
+            if policy.check == check:
+                found = True
+                if action != "off":
+                    updated.append(CheckPolicy(policy.check, action))  # type: ignore[arg-type]
+            else:
+                updated.append(policy)
+        if not found and action != "off":
+            updated.append(CheckPolicy(check, action))  # type: ignore[arg-type]
+        self.checks = updated
+        return {"checks": [{"check": p.check, "action": p.action} for p in self.checks]}
+
+    def _set_greylist(self, args: dict[str, Any]) -> dict[str, Any]:
+        raw = args.get("delay")
+        if raw in (None, False, "off", "0", 0):
+            self.greylist = None
+            return {"greylist": None}
+        try:
+            delay = parse_duration(raw)
+        except ValueError as err:
+            raise ServiceError(f"mx greylist: {err}") from None
+        self.greylist = Greylist(delay)
+        return {"greylist": delay}
+
+    async def _mailbox(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = str(args.get("user", "")).strip().lower()
+        if "@" in user:
+            user = user.split("@", 1)[0]
+        folders = [args["folder"]] if args.get("folder") else ["INBOX", "Junk"]
+        for folder in folders:
+            if folder not in ("INBOX", "Junk"):
+                raise ServiceError(f"mx mailbox: no folder {folder!r} (INBOX, Junk)")
+        if user not in {*self.mailboxes, self.postmaster_mailbox}:
+            raise ServiceError(
+                f"mx mailbox: no mailbox {user!r} on {self.ctx.node.name} "
+                f"({', '.join(self.mailboxes) or 'none'})"
+            )
+        loop = asyncio.get_running_loop()
+        out: list[dict[str, Any]] = []
+        for folder in folders:
+            stored = await loop.run_in_executor(None, self.maildir.messages, user, folder)
+            for message in stored:
+                out.append(_describe_stored(message.folder, message.key, message.data))
+        return {"user": user, "messages": out}
+
+    # -- helpers for the handler ---------------------------------------------------
+
+    def lookup_for(self, trace_id: str | None) -> Lookup:
+        resolver = self.ctx.resolver
+        return lambda name, rtype: resolver.query_sync(name, rtype, trace_id=trace_id)
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work (DNS lookups through ``query_sync``, pyspf,
+        dkimpy, fsync) in a worker thread while the lab loop keeps serving."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def emit_check(self, conn: Connection, judgement: Judgement) -> None:
+        result = judgement.result
+        self.ctx.emit(
+            conn.trace_id,
+            "check",
+            f"{judgement.summary}: {result.explanation}",
+            client=conn.ip,
+            **judgement.event_data(),
+        )
+
+
+def _describe_stored(folder: str, key: str, data: bytes) -> dict[str, Any]:
+    headers = BytesHeaderParser(policy=compat32).parsebytes(data)
+
+    def all_of(name: str) -> list[str]:
+        return [str(v) for v in headers.get_all(name, [])]
+
+    return {
+        "folder": folder,
+        "key": key,
+        "size": len(data),
+        "subject": str(headers.get("Subject", "")),
+        "from": str(headers.get("From", "")),
+        "to": str(headers.get("To", "")),
+        "message_id": str(headers.get("Message-ID", "")),
+        "return_path": str(headers.get("Return-Path", "")),
+        "delivered_to": str(headers.get("Delivered-To", "")),
+        "authentication_results": all_of("Authentication-Results"),
+        "received": all_of("Received"),
+    }
+
+
+# --- the aiosmtpd handler ----------------------------------------------------------
+
+
+class MxHandler:
+    """aiosmtpd hooks: the receiving policy, step by step."""
+
+    def __init__(self, mx: MxServer) -> None:
+        self.mx = mx
+
+    def opened(self, server: MxSMTP) -> None:
+        self.mx._sessions.add(server)
+
+    # -- greeting -------------------------------------------------------------------
+
+    async def handle_EHLO(
+        self, server: MxSMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        lines = [f"{server.hostname}"]
+        if server.data_size_limit:
+            lines.append(f"SIZE {server.data_size_limit}")  # RFC 1870
+        lines += ["8BITMIME", "PIPELINING"]  # RFC 6152, RFC 2920
+        if server.tls_context is not None and session.ssl is None:
+            lines.append("STARTTLS")  # RFC 3207; not again once in TLS
+        lines.append("ENHANCEDSTATUSCODES")  # RFC 2034
+        return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
+
+    async def handle_HELO(self, server: MxSMTP, session: Any, envelope: Any, hostname: str) -> str:
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    # -- MAIL -------------------------------------------------------------------------
+
+    async def handle_MAIL(
+        self, server: MxSMTP, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        conn = _conn(server)
+        null = address == "<>"
+        mail_from = "" if null else address
+        if not null and not _is_address(mail_from):
+            return reply("sender_syntax", address=address).line
+        tx = Transaction(mail_from)
+        action = self.mx.action("tls")
+        if action is not None:
+            version, cipher = _tls_info(session)
+            result = check_tls(session.ssl is not None, version, cipher)
+            judgement = judge(result, action, "mail", ip=conn.ip)
+            self.mx.emit_check(conn, judgement)
+            tx.judgements.append(judgement)
+            decision = decide([judgement], "mail")
+            if not decision.accepted and decision.reply is not None:
+                return decision.reply.line
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.mx_tx = tx
+        return reply("mail_ok").line
+
+    # -- RCPT -------------------------------------------------------------------------
+
+    async def handle_RCPT(
+        self, server: MxSMTP, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        conn = _conn(server)
+        tx: Transaction | None = getattr(envelope, "mx_tx", None)
+        if tx is None:  # aiosmtpd checks MAIL came first; be safe anyway
+            return "503 5.5.1 Error: need MAIL command"
+        route = self.mx.route(address)
+        if route.kind == "syntax":
+            return reply("rcpt_syntax", address=address).line
+        if route.kind == "relay":
+            # Never an open relay (RFC 5321 §3.6.2 leaves relaying to policy;
+            # an MX that relays for anyone is abused and blocklisted).
+            return reply("relay_denied", address=address).line
+        helo = str(session.host_name or "")
+        current = await self._client_judgements(conn, helo)
+        current += await self._spf_judgements(conn, tx, helo)
+        decision = decide(current, "rcpt")
+        postmaster = route.kind == "postmaster"
+        if not decision.accepted:
+            if not postmaster:
+                assert decision.reply is not None
+                return decision.reply.line
+            self._note_postmaster(conn, decision)
+        if route.kind == "unknown":
+            return reply("user_unknown", address=address).line
+        if self.mx.greylist is not None and not postmaster:
+            verdict = self.mx.greylist.check(conn.ip, tx.mail_from, address, self.mx.ctx.clock.now())
+            defer = reply("greylisted", rcpt=address, seconds=verdict.wait_seconds)
+            self.mx.ctx.emit(
+                conn.trace_id,
+                "check",
+                f"greylist {'pass' if verdict.passed else 'deferred'}: {verdict.explanation}",
+                client=conn.ip,
+                check="greylist",
+                result="pass" if verdict.passed else "greylisted",
+                action="none" if verdict.passed else "defer",
+                configured="defer",
+                stage="rcpt",
+                explanation=verdict.explanation,
+                inputs={"client": verdict.triplet[0], "sender": verdict.triplet[1],
+                        "rcpt": verdict.triplet[2]},
+                details={"first_seen": verdict.first_seen, "wait": verdict.wait,
+                         "delay": self.mx.greylist.delay},
+                reply=None if verdict.passed else defer.to_json(),
+            )
+            if not verdict.passed:
+                return defer.line
+        assert route.mailbox is not None
+        tx.recipients.append((address, route.mailbox))
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return reply("rcpt_ok").line
+
+    def _note_postmaster(self, conn: Connection, decision: Decision) -> None:
+        sentence = (
+            f"Mail to postmaster is accepted although {decision.decided_by} would "
+            f"{decision.verdict} it: RFC 5321 §4.5.1 expects every site to accept mail "
+            "for its postmaster, so that a blocked sender can reach a person."
+        )
+        self.mx.ctx.emit(
+            conn.trace_id,
+            "check",
+            f"postmaster exempt: {sentence}",
+            client=conn.ip,
+            check="postmaster",
+            result="exempt",
+            action="none",
+            configured=None,
+            stage="rcpt",
+            explanation=sentence,
+            inputs={"decided_by": decision.decided_by},
+            details={},
+            reply=None,
+        )
+
+    async def _client_judgements(self, conn: Connection, helo: str) -> list[Judgement]:
+        """ptr, fcrdns, dnsbl (once per connection) and helo (once per
+        name), judged with the actions in force, in the configured order."""
+        mx = self.mx
+        lookup = mx.lookup_for(conn.trace_id)
+        fresh: list[CheckResult] = []
+        if conn.client is None:
+            zones = tuple(mx.config.dnsbl) if mx.runs("dnsbl") else ()
+            rdns, found = await mx.in_thread(_client_checks, conn.ip, zones, lookup)
+            conn.rdns = rdns
+            conn.client = {"dnsbl": found}
+            if mx.runs("ptr"):
+                conn.client["ptr"] = [ptr_result(rdns)]
+            if mx.runs("fcrdns"):
+                conn.client["fcrdns"] = [fcrdns_result(rdns)]
+            fresh += [r for p in mx.checks for r in conn.client.get(p.check, [])]
+        if mx.runs("helo") and helo not in conn.helo:
+            conn.helo[helo] = await mx.in_thread(check_helo, helo, conn.ip, lookup)
+            fresh.append(conn.helo[helo])
+        out: list[Judgement] = []
+        for policy in mx.checks:
+            if policy.check == "helo" and helo in conn.helo:
+                results = [conn.helo[helo]]
+            else:
+                results = conn.client.get(policy.check, []) if conn.client else []
+            for result in results:
+                judgement = judge(result, policy.action, "rcpt", ip=conn.ip, helo=helo)
+                if any(result is r for r in fresh):
+                    mx.emit_check(conn, judgement)
+                out.append(judgement)
+        return out
+
+    async def _spf(self, conn: Connection, tx: Transaction, helo: str) -> CheckResult:
+        lookup = self.mx.lookup_for(conn.trace_id)
+        return await self.mx.in_thread(_spf_safely, conn.ip, tx.mail_from, helo, lookup)
+
+    async def _spf_judgements(self, conn: Connection, tx: Transaction, helo: str) -> list[Judgement]:
+        action = self.mx.action("spf")
+        if action is None:
+            return []
+        if tx.spf is None:
+            tx.spf = await self._spf(conn, tx, helo)
+            judgement = judge(tx.spf, action, "rcpt", ip=conn.ip, helo=helo)
+            self.mx.emit_check(conn, judgement)
+            tx.judgements.append(judgement)
+        else:
+            judgement = judge(tx.spf, action, "rcpt", ip=conn.ip, helo=helo)
+        return [judgement]
+
+    # -- DATA -------------------------------------------------------------------------
+
+    async def handle_DATA(self, server: MxSMTP, session: Any, envelope: Any) -> str:
+        conn = _conn(server)
+        tx: Transaction | None = getattr(envelope, "mx_tx", None)
+        if tx is None or not tx.recipients:
+            return "503 5.5.1 Error: need RCPT command"
+        content = envelope.original_content
+        if not isinstance(content, bytes):
+            content = bytes(content or b"")
+        helo = str(session.host_name or "")
+        current = await self._message_judgements(conn, tx, helo, content)
+        earlier = self._earlier(conn, tx, helo)
+        decision = decide(current, "data", earlier)
+        if not decision.accepted:
+            assert decision.reply is not None
+            return decision.reply.line
+        results = [j.result for j in [*earlier, *current]]
+        if conn.rdns is not None and (self.mx.runs("ptr") or self.mx.runs("fcrdns")):
+            # One iprev clause for the A-R header (RFC 8601 §3): the
+            # forward-confirmed result, whichever of the two checks ran.
+            results = [r for r in results if r.check not in ("ptr", "fcrdns")]
+            results.insert(0, _iprev(conn.rdns))
+        queue_id = secrets.token_hex(5).upper()
+        # Storing must finish even if the client disconnects meanwhile, and
+        # before the 250 (RFC 5321 §6.1).
+        try:
+            await asyncio.shield(
+                self._deliver(conn, session, tx, content, queue_id, decision,
+                              [*earlier, *current], results)
+            )
+        except OSError as err:
+            log.warning("%s: storing failed: %s", self.mx.ctx.node.name, err)
+            return reply("store_failed").line
+        return reply("queued", queue_id=queue_id).line
+
+    def _earlier(self, conn: Connection, tx: Transaction, helo: str) -> list[Judgement]:
+        """The judgements of the connection and the transaction so far, with
+        the actions in force now (they may add junk at DATA)."""
+        out: list[Judgement] = []
+        for policy in self.mx.checks:
+            if policy.check in ("spf", "tls"):
+                out += [j for j in tx.judgements if j.check == policy.check]
+                continue
+            if policy.check == "helo":
+                results = [conn.helo[helo]] if helo in conn.helo else []
+            else:
+                results = conn.client.get(policy.check, []) if conn.client else []
+            out += [judge(r, policy.action, "rcpt", ip=conn.ip, helo=helo) for r in results]
+        return out
+
+    async def _message_judgements(
+        self, conn: Connection, tx: Transaction, helo: str, content: bytes
+    ) -> list[Judgement]:
+        mx = self.mx
+        dkim_action, dmarc_action = mx.action("dkim"), mx.action("dmarc")
+        if dkim_action is None and dmarc_action is None:
+            return []
+        lookup = mx.lookup_for(conn.trace_id)
+        out: list[Judgement] = []
+        if dmarc_action is not None and tx.spf is None:
+            # DMARC needs the SPF result even when SPF has no action of its own.
+            tx.spf = await self._spf(conn, tx, helo)
+            judgement = judge(tx.spf, None, "data", ip=conn.ip)
+            mx.emit_check(conn, judgement)
+            tx.judgements.append(judgement)
+        from_domain = _from_domain(content)
+        dkim, dmarc = await mx.in_thread(
+            _message_checks, content, from_domain, tx.spf, dmarc_action is not None,
+            mx.config.dmarc_discovery, lookup,
+        )
+        # RFC 6376 §6.1: one verifying signature is enough; the others are noted.
+        any_pass = any(r.result == "pass" for r in dkim)
+        for result in dkim:
+            action = dkim_action
+            if any_pass and action is not None:
+                action = "header"
+            judgement = judge(result, action, "data", ip=conn.ip)
+            mx.emit_check(conn, judgement)
+            if dkim_action is not None:
+                out.append(judgement)
+            else:
+                tx.judgements.append(judgement)
+        if dmarc is not None:
+            judgement = judge(dmarc, dmarc_action, "data", ip=conn.ip, domain=from_domain)
+            mx.emit_check(conn, judgement)
+            out.append(judgement)
+        return self._in_order(out)
+
+    def _in_order(self, judgements: Sequence[Judgement]) -> list[Judgement]:
+        order = {p.check: i for i, p in enumerate(self.mx.checks)}
+        return sorted(judgements, key=lambda j: order.get(j.check, len(order)))
+
+    async def _deliver(
+        self,
+        conn: Connection,
+        session: Any,
+        tx: Transaction,
+        content: bytes,
+        queue_id: str,
+        decision: Decision,
+        judgements: list[Judgement],
+        results: list[CheckResult],
+    ) -> None:
+        mx = self.mx
+        a_r = authentication_results(mx.hostname, results)
+        noted = _checks_header(judgements, decision)
+        client_queue_id = _client_queue_id(content)
+        message_id = _message_id(content)
+        copies: list[tuple[str, str, bytes]] = []
+        for address, mailbox in tx.recipients:
+            headers = [
+                f"Return-Path: <{_printable(tx.mail_from)}>",
+                f"Delivered-To: {_printable(address)}",
+                _received(conn, session, mx.hostname, queue_id, address),
+                "Authentication-Results: " + _fold(a_r),
+                f"X-Maillab-Checks: {_fold(noted)}",
+            ]
+            copies.append((address, mailbox, ("\r\n".join(headers) + "\r\n").encode() + content))
+        folder = decision.folder
+
+        def store() -> list[str]:
+            return [mx.maildir.deliver(mailbox, data, folder) for _, mailbox, data in copies]
+
+        keys = await mx.in_thread(store)
+        for (address, mailbox, _), key in zip(copies, keys, strict=True):
+            where = "junk" if folder == "Junk" else "inbox"
+            why = f" (junk because of {', '.join(decision.junk_by)})" if decision.junk_by else ""
+            mx.ctx.emit(
+                conn.trace_id,
+                "delivery",
+                f"stored for {address} in {folder}{why}, queued as {queue_id}",
+                mailbox=address,
+                user=mailbox,
+                folder=where,
+                message_id=message_id,
+                queue_id=client_queue_id,
+                mx_queue_id=queue_id,
+                key=key,
+                junk_by=list(decision.junk_by),
+            )
+
+    async def handle_exception(self, error: Exception) -> str:
+        # A bug must not show a traceback to the client nor kill the server;
+        # 451 makes a real MTA retry later (nothing was acknowledged).
+        log.exception("mx: error in an SMTP session: %s", error)
+        return reply("internal").line
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _conn(server: MxSMTP) -> Connection:
+    if server.mx_conn is None:  # connection_made always sets it
+        ip, port = server.session.peer
+        server.mx_conn = Connection(str(ip), int(port), server.session.trace_id)
+    return server.mx_conn
+
+
+def _is_address(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and domain and not _UNPRINTABLE.search(address))
+
+
+def _tls_info(session: Any) -> tuple[str | None, str | None]:
+    info = session.ssl
+    if not info:
+        return None, None
+    ssl_object = info.get("ssl_object")
+    cipher = info.get("cipher")
+    version = ssl_object.version() if ssl_object is not None else None
+    return version, (cipher[0] if cipher else None)
+
+
+def _client_checks(
+    ip: str, zones: tuple[str, ...], lookup: Lookup
+) -> tuple[ReverseDns, list[CheckResult]]:
+    """The DNS work of the client checks, in a worker thread. The reverse
+    lookup always runs: the Received field names the client (RFC 5321 §4.4)."""
+    rdns = reverse_dns(ip, lookup)
+    return rdns, [check_dnsbl(ip, zone, lookup) for zone in zones]
+
+
+def _spf_safely(ip: str, mail_from: str, helo: str, lookup: Lookup) -> CheckResult:
+    try:
+        return check_spf(ip, mail_from, helo, lookup)
+    except Exception as err:  # garbage from the client must not crash the session
+        return CheckResult(
+            "spf",
+            "permerror",
+            f"SPF could not be evaluated for MAIL FROM {mail_from!r} / HELO {helo!r}: {err}.",
+            {"ip": ip, "mail_from": mail_from, "helo": helo, "domain": ""},
+        )
+
+
+def _message_checks(
+    content: bytes,
+    from_domain: str,
+    spf: CheckResult | None,
+    want_dmarc: bool,
+    discovery: Any,
+    lookup: Lookup,
+) -> tuple[list[CheckResult], CheckResult | None]:
+    """DKIM (every signature) and DMARC, in a worker thread."""
+    dkim = verify_dkim(content, lookup)
+    if not want_dmarc:
+        return dkim, None
+    try:
+        dmarc = check_dmarc(from_domain, spf, None, dkim, lookup, discovery=discovery)
+    except Exception as err:
+        dmarc = CheckResult(
+            "dmarc",
+            "permerror",
+            f"DMARC could not be evaluated for {from_domain!r}: {err}.",
+            {"from_domain": from_domain},
+        )
+    return dkim, dmarc
+
+
+def _iprev(rdns: ReverseDns) -> CheckResult:
+    result = fcrdns_result(rdns)
+    name = rdns.confirmed or (rdns.names[0] if rdns.names else None)
+    return CheckResult(
+        result.check, result.result, result.explanation, result.inputs,
+        {**result.details, "hostname": name},
+    )
+
+
+def _from_domain(content: bytes) -> str:
+    """The RFC5322.From domain DMARC judges (RFC 9989 §5.3.1): the first
+    address's domain; empty when there is none."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+        values = [str(v) for v in headers.get_all("From", [])]
+    except Exception:
+        return ""
+    for _, address in email.utils.getaddresses(values):
+        if "@" in address:
+            return address.rpartition("@")[2].strip().lower().rstrip(".")
+    return ""
+
+
+def _message_id(content: bytes) -> str | None:
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+    except Exception:
+        return None
+    value = headers.get("Message-ID")
+    return str(value).strip() if value else None
+
+
+def _client_queue_id(content: bytes) -> str | None:
+    """The sending MTA's queue id, from the ``id`` clause of the topmost
+    Received field (the one the client added, RFC 5321 §4.4)."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+        top = headers.get("Received")
+    except Exception:
+        return None
+    if not top:
+        return None
+    match = _RECEIVED_ID.search(str(top))
+    return match.group(1) if match else None
+
+
+def _printable(text: str) -> str:
+    return _UNPRINTABLE.sub("?", text.replace(" ", "?"))[:255] if text else ""
+
+
+def _received(conn: Connection, session: Any, host: str, queue_id: str, rcpt: str) -> str:
+    """``Received: from HELO (NAME [IP]) by HOST with ESMTPS id ID for <rcpt>; date``
+    (RFC 5321 §4.4; "with" values from RFC 3848; the name in parentheses is the
+    forward-confirmed PTR name, "unknown" without one, as Postfix writes it)."""
+    helo = _printable(str(session.host_name or "")) or "unknown"
+    name = (conn.rdns.confirmed if conn.rdns is not None else None) or "unknown"
+    tls = session.ssl is not None
+    protocol = ("ESMTP" if session.extended_smtp else "SMTP") + ("S" if tls else "")
+    lines = [f"Received: from {helo} ({name} [{conn.ip}])"]
+    if tls:
+        version, cipher = _tls_info(session)
+        lines.append(f"\t(using {version} with cipher {cipher})")
+    lines.append(f"\tby {host} (maillab) with {protocol} id {queue_id}")
+    date = email.utils.format_datetime(datetime.now(UTC).astimezone())
+    lines.append(f"\tfor <{_printable(rcpt)}>; {date}")
+    return "\r\n".join(lines)
+
+
+def _fold(value: str) -> str:
+    """Fold a long structured field after ``;`` outside quotes and comments
+    (RFC 5322 §2.2.3), so no header line grows past 998 octets."""
+    parts: list[str] = []
+    depth, quoted, start = 0, False, 0
+    for i, ch in enumerate(value):
+        if ch == '"' and (i == 0 or value[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")" and depth:
+            depth -= 1
+        elif ch == ";" and not quoted and depth == 0:
+            parts.append(value[start : i + 1].strip())
+            start = i + 1
+    parts.append(value[start:].strip())
+    return "\r\n\t".join(p for p in parts if p)
+
+
+def _checks_header(judgements: Sequence[Judgement], decision: Decision) -> str:
+    """``X-Maillab-Checks``: every check with its result and the action
+    taken, including those Authentication-Results has no method for (DNSBL,
+    HELO, TLS), and where the message was filed."""
+    parts: list[str] = []
+    for j in judgements:
+        text = f"{j.check}={j.result.result}"
+        zone = j.result.inputs.get("zone") if j.check == "dnsbl" else None
+        extra = [str(zone)] if zone else []
+        if j.taken != "none":
+            extra.append(f"action={j.taken}")
+        if extra:
+            text += f" ({', '.join(extra)})"
+        parts.append(text)
+    parts.append(f"folder={decision.folder}")
+    return "; ".join(parts)
+
+
+__all__ += ["Connection", "Route", "Transaction"]
+_ = Stage  # re-exported type for annotations in tests

@@ -1,0 +1,40 @@
+"""aiosmtpd as the lab's SMTP server: the client's lab identity in every hook.
+
+aiosmtpd puts the socket's peer address in ``session.peer``. On the local
+backend that is 127.0.0.1, so :class:`LabSMTP` asks the node's
+:class:`~sim.net.api.NodeNet` who the client really is and replaces it: every
+handler hook then sees ``session.peer == (lab address, port)`` on both
+backends, and ``session.trace_id`` names the experiment the connection
+belongs to (None for a real program such as swaks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+
+from sim.net.api import NodeNet
+
+__all__ = ["LabSMTP", "session_trace_id"]
+
+
+class LabSMTP(SMTP):  # type: ignore[misc]
+    def __init__(self, handler: Any, *, net: NodeNet, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.lab_net = net
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # After STARTTLS aiosmtpd calls this again with the TLS transport and a
+        # fresh session (RFC 3207 §4.2): map the peer again each time.
+        peer = self.lab_net.peer(transport)
+        self.session.peer = (str(peer.address), peer.port)
+        self.session.trace_id = peer.trace_id
+
+
+def session_trace_id(session: Any) -> str | None:
+    """The trace id of the experiment a session belongs to, if any."""
+    trace_id = getattr(session, "trace_id", None)
+    return trace_id if isinstance(trace_id, str) else None
