@@ -272,6 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     backend_arg(p)
     p.set_defaults(func=cmd_up)
 
+    # Commands that live with their subsystem register themselves here.
+    import importlib
+
+    for module in ("sim.lab.commands", "sim.graphcmd", "sim.net.mnclean", "sim.tui.command"):
+        try:
+            registrar = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue
+        registrar.register(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
+import secrets
 import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -33,6 +33,8 @@ __all__ = [
     "NoAnswer",
     "Resolver",
     "exchange",
+    "lab_timeout",
+    "new_query",
     "qtype_code",
     "qtype_name",
     "rdata_text",
@@ -185,7 +187,7 @@ def _why(err: BaseException) -> str:
 def _check_reply(request: dnslib.DNSRecord, raw: bytes) -> dnslib.DNSRecord:
     try:
         reply = dnslib.DNSRecord.parse(raw)
-    except (dnslib.DNSError, ValueError, IndexError, struct.error) as err:
+    except Exception as err:  # dnslib raises many kinds on garbage; all mean "unreadable"
         raise NoAnswer(f"unreadable reply: {err}") from None
     # RFC 5452 §4.1: a reply belongs to a query only if the id and the
     # question match; anything else is ignored, like a spoofed answer.
@@ -267,7 +269,7 @@ def new_query(name: str, qtype: int, *, recursion: bool = True) -> dnslib.DNSRec
         raise ValueError(
             f"not a valid DNS name: {name!r} (labels of 1-63 characters, at most 255 in all)"
         ) from err
-    header = dnslib.DNSHeader(id=random.randrange(1 << 16), rd=1 if recursion else 0)
+    header = dnslib.DNSHeader(id=secrets.randbelow(1 << 16), rd=1 if recursion else 0)
     return dnslib.DNSRecord(header, q=dnslib.DNSQuestion(label, qtype))
 
 

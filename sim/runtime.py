@@ -15,6 +15,7 @@ own thread, so these calls block only until the experiment is done.
 from __future__ import annotations
 
 import shutil
+import time
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -89,7 +90,7 @@ class Lab:
         the checks and the whole trace. ``settle=True`` advances lab time
         until the relay's queue has finished with the message.
         """
-        from sim.send import Send
+        from sim.send import Send, SendResult
 
         rcpts = [to] if isinstance(to, str) else list(to)
         result = self.run(node, Send(
@@ -106,6 +107,41 @@ class Lab:
         from sim.send import mailbox_of
 
         return mailbox_of(self.topology, self.state_dir, address, folder)
+
+    def queues(self) -> dict[str, list[dict[str, Any]]]:
+        """Every relay's queue entries, by node."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for node in self.topology.hosts():
+            if node.services.relay is not None:
+                out[node.name] = list(self.control(node.name, "relay", "queue")["entries"])
+        return out
+
+    def settle(self, limit: str | float = "8d", *, poll: float = 0.05) -> float:
+        """Let every relay finish: wait for due attempts and jump lab time to
+        the next one until all queues are empty (bounces delivered too) or
+        ``limit`` lab time has been added. Returns the lab seconds added."""
+        budget = parse_duration(limit)
+        added = 0.0
+        idle_polls = 0
+        while True:
+            entries = [e for q in self.queues().values() for e in q if not e.get("held")]
+            if not entries:
+                return added
+            now = self.now()
+            due = min(float(e["next_attempt"]) for e in entries)
+            if due > now + 1:
+                step = due - now + 1
+                if added + step > budget:
+                    return added
+                self.backend.advance(step)
+                added += step
+                idle_polls = 0
+            else:
+                # An attempt is due or under way: give it real time to finish.
+                idle_polls += 1
+                if idle_polls * poll > 60:  # a minute of real time without progress
+                    return added
+                time.sleep(poll)
 
     # -- the lab ------------------------------------------------------------
 

@@ -296,13 +296,18 @@ async def follow_queue(ctx: NodeContext, trace: Trace, queue_id: str, rcpts: lis
             return [str(event.data["rcpt"])]
         return [str(r) for r in event.data.get("rcpts", [])]
 
-    while True:
-        def wanted(event: TraceEvent) -> bool:
-            return (event.kind == "queue" and event.data.get("queue_id") == queue_id
-                    and event.data.get("event") in ("delivered", "bounced", "deferred")
-                    and event.t >= 0 and id(event) not in handled)
+    def key(event: TraceEvent) -> tuple[float, str, str]:
+        # Events may be re-read from a file (mininet): compare by content.
+        return (event.t, event.node, event.summary)
 
-        handled: set[int] = set()
+    known: set[tuple[float, str, str]] = set()
+
+    def wanted(event: TraceEvent) -> bool:
+        return (event.kind == "queue" and event.data.get("queue_id") == queue_id
+                and event.data.get("event") in ("delivered", "bounced", "deferred")
+                and key(event) not in known)
+
+    while True:
         events = [e for e in (ctx.hub.get(trace.id) or trace).events
                   if e.kind == "queue" and e.data.get("queue_id") == queue_id]
         for event in events[seen:]:
@@ -326,6 +331,7 @@ async def follow_queue(ctx: NodeContext, trace: Trace, queue_id: str, rcpts: lis
                                     "stage": event.data.get("stage"), "reply": reply,
                                     "next_attempt": event.data.get("next_attempt")}
         seen = len(events)
+        known.update(key(e) for e in events)
         pending = [r for r in rcpts if status.get(r, {}).get("outcome") in (None, "deferred")]
         waiting_first = [r for r in rcpts if r not in status]
         if not pending:
@@ -370,14 +376,16 @@ def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace)
 
 def mailbox_of(topology: Topology, state_dir: Path, address: str,
                folder: str = "INBOX") -> list[StoredMessage]:
-    """Messages for ``address`` stored by the MX that serves its domain."""
+    """Messages for ``address`` stored by every MX that serves its domain
+    (a domain with a backup MX has mail on either), oldest first."""
     user, _, domain = address.partition("@")
     domain = domain.lower()
+    found: list[StoredMessage] = []
     for node in topology.hosts():
         mx = node.services.mx
         if mx is not None and domain in (d.lower() for d in mx.domains):
-            return Maildir(mail_root(state_dir, node.name)).messages(user, folder)
-    return []
+            found += Maildir(mail_root(state_dir, node.name)).messages(user, folder)
+    return sorted(found, key=lambda m: (m.path.stat().st_mtime_ns, m.key))
 
 
 EXPERIMENTS[Send.kind] = Send

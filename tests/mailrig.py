@@ -18,6 +18,7 @@ node's state directory and can greylist, defer or reject on demand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from sim.services.maildir import Maildir, mail_root
 from sim.services.smtpbase import LabSMTP, session_trace_id
 from sim.topology.model import (
     DnsService,
+    MxService,
     Node,
     RelayService,
     Services,
@@ -77,8 +79,28 @@ def topology(
     ports: tuple[int, ...] = (587, 465),
     smarthost_relay: RelayService | None = None,
     smarthost_users: Sequence[tuple[str, str]] = (),
+    real_mx: bool = False,
+    greylist: float | None = None,
+    down: Sequence[str] = (),
 ) -> Topology:
+    """``real_mx``: the MX nodes run the lab's MX service (no receiving
+    checks, ``greylist`` on mx1, the nodes in ``down`` not listening);
+    otherwise they run nothing and tests start a :class:`Sink` on them."""
     relay = relay or RelayService(retry=(300.0,), give_up=86400.0, warn_after=None)
+
+    def mx(node: str, domain: str, user: str, grey: float | None = None) -> Services:
+        if not real_mx:
+            return Services()
+        return Services(
+            mx=MxService(
+                domains=(domain,),
+                mailboxes=(user,),
+                hostname=f"{node}.{domain}",
+                greylist=grey,
+                down=node in down,
+            )
+        )
+
     nodes = [
         Node(name="isp", kind="router"),
         Node(name="internet", kind="router"),
@@ -100,9 +122,9 @@ def topology(
                 relay=replace(relay, hostname=relay.hostname or "smtp.relay.example"),
             ),
         ),
-        _host("mx1", "203.0.113.25/24", "internet"),
-        _host("mx2", "203.0.113.26/24", "internet"),
-        _host("mxhome", "198.51.100.25/24", "internet"),
+        _host("mx1", "203.0.113.25/24", "internet", mx("mx1", "qq.example", "bob", greylist)),
+        _host("mx2", "203.0.113.26/24", "internet", mx("mx2", "qq.example", "bob")),
+        _host("mxhome", "198.51.100.25/24", "internet", mx("mxhome", "home.example", "alice")),
     ]
     if smarthost_relay is not None:
         nodes.append(
@@ -235,6 +257,11 @@ def start_sink(lab: Lab, node: str, **kwargs: Any) -> Sink:
     return sink
 
 
+def mailbox(lab: Lab, node: str, user: str) -> list[bytes]:
+    """The messages in ``user``'s INBOX on ``node`` (oldest first)."""
+    return [m.data for m in Maildir(mail_root(lab.state_dir, node)).messages(user)]
+
+
 def relay_of(lab: Lab, node: str = "smtp") -> Any:
     return lab.backend.service(node, "relay")  # type: ignore[attr-defined]
 
@@ -258,6 +285,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         if predicate():
             return
         time.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def flush_until(lab: Lab, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Like :func:`wait_until`, flushing the relay's queue now and then: after
+    a restart the relay may try before a receiver on another node listens."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        lab.control("smtp", "relay", "flush")
+        with contextlib.suppress(AssertionError):
+            wait_until(predicate, 0.3)
+            return
     raise AssertionError(f"condition not met within {timeout} s")
 
 

@@ -41,7 +41,7 @@ def test_port_25_from_the_laptop_is_dropped_at_the_isp(lab: sim.Lab) -> None:
     assert result.verdict is not None
     assert result.verdict["router"] == "isp"
     assert result.verdict["rule"] == 0
-    net = [e for e in result.trace.of_kind("net") if e.data.get("action") == "drop"]
+    net = [e for e in result.trace.of_kind("net") if e.data.get("verdict") == "drop"]
     assert net and net[0].node == "isp"
     assert "residential customers may not send on port 25" in net[0].summary
 
@@ -54,7 +54,7 @@ def test_submission_port_gets_through_the_same_router(lab: sim.Lab) -> None:
     # the host itself answers with a reset.
     other = lab.connect("laptop", "mx.qq.example", 587)
     assert other.outcome == "blocked" and other.error == "refused"
-    verdicts = [e.data.get("action") for e in other.trace.of_kind("net")]
+    verdicts = [e.data.get("verdict") for e in other.trace.of_kind("net")]
     assert "accept" in verdicts
 
 
@@ -68,7 +68,7 @@ def test_an_address_outside_the_lab_is_unreachable(lab: sim.Lab) -> None:
     result = lab.connect("laptop", "192.0.2.200", 25)
     assert result.outcome == "blocked"
     assert result.error == "unreachable"
-    assert result.verdict is not None and result.verdict["action"] == "unreachable"
+    assert result.verdict is not None and result.verdict["verdict"] == "unreachable"
 
 
 def test_an_unknown_node_is_a_clear_error(lab: sim.Lab) -> None:
@@ -120,7 +120,9 @@ def test_endpoints_seen_from_the_laptop_mark_port_25_blocked(home_isp_path: Path
 def _up(topology: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "up", str(topology), "--json", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -131,15 +133,26 @@ def test_real_dig_against_up_matches_the_api(home_isp_path: Path) -> None:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
         assert ready["ready"] is True and ready["backend"] == "local"
-        dns = next(e for e in ready["endpoints"]
-                   if e["node"] == "ns" and e["service"] == "dns" and e["proto"] == "udp")
+        dns = next(
+            e
+            for e in ready["endpoints"]
+            if e["node"] == "ns" and e["service"] == "dns" and e["proto"] == "udp"
+        )
         assert dns["lab"] == "198.51.100.53:53"
         host, port = dns["local"].split(":")
         assert host == "127.0.0.1"
-        for name, rtype in [("qq.example", "MX"), ("qq.example", "TXT"),
-                            ("25.113.0.203.in-addr.arpa", "PTR")]:
-            out = subprocess.run(["dig", f"@{host}", "-p", port, name, rtype, "+short"],
-                                 capture_output=True, text=True, timeout=20, check=True)
+        for name, rtype in [
+            ("qq.example", "MX"),
+            ("qq.example", "TXT"),
+            ("25.113.0.203.in-addr.arpa", "PTR"),
+        ]:
+            out = subprocess.run(
+                ["dig", f"@{host}", "-p", port, name, rtype, "+short"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=True,
+            )
             real = sorted(out.stdout.split("\n")[:-1])
             with sim.start(home_isp_path) as lab:
                 api = sorted(a["data"] for a in lab.dig("laptop", name, rtype).answers)

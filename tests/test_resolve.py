@@ -93,6 +93,16 @@ async def test_big_answer_falls_back_to_tcp(dns: DnsLab, stub: Resolver) -> None
     assert events[0].data["answers"] == events[1].data["answers"]
 
 
+async def test_a_pasted_dkim_key_comes_back_whole(dns: DnsLab, stub: Resolver) -> None:
+    key = "v=DKIM1; k=rsa; p=" + "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A" * 12
+    await dns.service("ns", "dns").control(
+        "add", zone="qq.example", text=f'lab._domainkey TXT "{key}"'
+    )
+    answer = await stub.query("lab._domainkey.qq.example", "TXT")
+    assert answer.texts() == [key]
+    assert all(len(s) <= 255 for s in answer.records[0].strings)
+
+
 async def test_name_under_no_lab_zone(dns: DnsLab, stub: Resolver) -> None:
     trace = dns.lab.hub.open()
     answer = await stub.query("www.example.com", "A", trace_id=trace.id)

@@ -194,7 +194,7 @@ async def test_submission_adds_received_message_id_and_date(lab: Lab, sink: Sink
         await smtp.starttls()
         await smtp.login(ALICE, ALICE_PASSWORD)
         raw = b"From: Alice <alice@home.example>\r\nTo: bob@qq.example\r\nSubject: hi\r\n\r\nx\r\n"
-        errors, reply = await smtp.sendmail(ALICE, [BOB], raw)
+        _errors, reply = await smtp.sendmail(ALICE, [BOB], raw)
     finally:
         smtp.close()
     queue_id = reply.rsplit(" ", 1)[1]
@@ -285,3 +285,68 @@ def test_swaks_submits_over_starttls_with_auth(lab: Lab, sink: Sink) -> None:
     got = email.message_from_bytes(sink.received[0].data)
     assert got["Subject"] == "from swaks"
     assert "with ESMTPSA" in got["Received"]
+
+
+# --- bad input: the server keeps serving and queues nothing it did not accept ----------
+
+
+async def test_malformed_commands_get_errors_and_the_session_goes_on(lab: Lab) -> None:
+    smtp = await connect(lab)
+    try:
+        assert (await smtp.execute_command(b"XYZZY")).code == 500
+        assert (await smtp.execute_command(b"HELO")).code == 501
+        assert (await smtp.execute_command(b"RCPT", b"TO:<bob@qq.example>")).code == 503
+        await smtp.starttls()
+        await smtp.login(ALICE, ALICE_PASSWORD)
+        assert (await smtp.execute_command(b"MAIL", b"FROM:")).code == 501
+        assert (await smtp.execute_command(b"MAIL", b"FROM:<alice@home.example>")).code == 250
+        bad = await smtp.execute_command(b"RCPT", b"TO:<bob>")
+        assert (bad.code, bad.message.split()[0]) == (501, "5.1.3")
+        assert (await smtp.execute_command(b"NOOP")).code == 250
+    finally:
+        smtp.close()
+
+
+async def test_oversized_message_gets_552_and_is_not_queued(lab: Lab) -> None:
+    smtp = await connect(lab)
+    try:
+        await smtp.starttls()
+        await smtp.login(ALICE, ALICE_PASSWORD)
+        big = message("big", body="x" * 998 + "\r\n") * 11_000  # ~11 MB > 10 MiB
+        with pytest.raises(aiosmtplib.SMTPResponseException) as info:
+            await smtp.sendmail(ALICE, [BOB], big)
+        assert info.value.code == 552
+        # The session still works for a message of a sensible size.
+        await smtp.rset()
+        errors, _ = await smtp.sendmail(ALICE, [BOB], message("small"))
+        assert errors == {}
+    finally:
+        smtp.close()
+    queued = [e for e in events(lab, "queue", event="queued")]
+    assert len(queued) == 1
+
+
+async def test_disconnect_mid_data_queues_nothing(lab: Lab) -> None:
+    smtp = await connect(lab)
+    try:
+        await smtp.starttls()
+        await smtp.login(ALICE, ALICE_PASSWORD)
+        await smtp.mail(ALICE)
+        await smtp.rcpt(BOB)
+        assert (await smtp.execute_command(b"DATA")).code == 354
+        assert smtp.protocol is not None
+        smtp.protocol.write(b"Subject: half\r\n\r\nthe first half of a mess")
+        await asyncio.sleep(0.1)
+    finally:
+        smtp.close()
+    await asyncio.sleep(0.3)
+    assert events(lab, "queue", event="queued") == []
+    # And the server goes on serving.
+    again = await connect(lab)
+    try:
+        await again.starttls()
+        await again.login(ALICE, ALICE_PASSWORD)
+        errors, _ = await again.sendmail(ALICE, [BOB], message("whole"))
+        assert errors == {}
+    finally:
+        again.close()

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.resolve import record_from_rr
-from sim.services.zonestore import ZoneEditError, ZoneStore, split_txt
+from sim.services.zonestore import ZoneEditError, ZoneStore, split_long_strings, split_txt
 from sim.topology.zones import ZoneSyntaxError, parse_zone
 
 QQ = """\
@@ -301,6 +301,25 @@ def test_split_txt_cuts_at_255_bytes() -> None:
     parts = split_txt([b"a" * 600, b"", b"short"])
     assert [len(p) for p in parts] == [255, 255, 90, 0, 5]
     assert b"".join(parts) == b"a" * 600 + b"short"
+
+
+def test_a_long_string_is_split_into_character_strings() -> None:
+    key = "p=" + "A" * 600
+    text = f'sel._domainkey TXT "v=DKIM1; k=rsa; {key}" ; a "comment" {"x" * 300}\n'
+    store = ZoneStore({"q.example": text})
+    (rr,) = store.lookup("sel._domainkey.q.example", "TXT").answers
+    strings = record_from_rr(rr).strings
+    assert [len(s) for s in strings] == [255, 255, 618 - 510]
+    assert "".join(strings) == "v=DKIM1; k=rsa; " + key
+
+
+def test_split_long_strings_leaves_short_strings_and_comments_alone() -> None:
+    text = '@ TXT "short" "also \\"short\\"" ; "' + "c" * 300 + '"\n'
+    assert split_long_strings(text) == text
+    long = '@ TXT "' + "é" * 200 + '"'
+    parts = split_long_strings(long).split('" "')
+    assert len(parts) == 2
+    assert len(parts[0].removeprefix('@ TXT "').encode()) <= 255
 
 
 labels = st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9]", fullmatch=True)

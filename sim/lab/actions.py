@@ -126,112 +126,188 @@ ACTIONS: dict[str, ActionDef] = {
     for d in (
         ActionDef(
             "dns_add",
-            _record({
-                "node": _node("the DNS server node that holds the zone"),
-                "zone": _zone(),
-                "record": Field(Str(), required=True, description=(
-                    "zone-file line(s), names relative to the zone: `@ MX 0 .`, "
-                    "`_dmarc TXT \"v=DMARC1; p=reject\"`")),
-            }, "DnsAdd", "Add records to a zone (the serial increases)."),
-            "dns", "add", "Add records to a zone the node serves.",
+            _record(
+                {
+                    "node": _node("the DNS server node that holds the zone"),
+                    "zone": _zone(),
+                    "record": Field(
+                        Str(),
+                        required=True,
+                        description=(
+                            "zone-file line(s), names relative to the zone: `@ MX 0 .`, "
+                            '`_dmarc TXT "v=DMARC1; p=reject"`'
+                        ),
+                    ),
+                },
+                "DnsAdd",
+                "Add records to a zone (the serial increases).",
+            ),
+            "dns",
+            "add",
+            "Add records to a zone the node serves.",
             _dns_add_args,
             lambda a: f"add {a['record'].strip()!r} to {a['zone']} on {a['node']}",
         ),
         ActionDef(
             "dns_remove",
-            _record({
-                "node": _node("the DNS server node that holds the zone"),
-                "zone": _zone(),
-                "name": Field(Str(), required=True,
-                              description="owner name: `@`, relative or absolute"),
-                "type": Field(Str(), description="only records of this type (MX, TXT...)"),
-                "data": Field(Str(), description="only the record whose data reads this"),
-            }, "DnsRemove", "Remove records from a zone."),
-            "dns", "remove", "Remove records of a name from a zone.",
-            _dns_remove_args, _remove_summary,
+            _record(
+                {
+                    "node": _node("the DNS server node that holds the zone"),
+                    "zone": _zone(),
+                    "name": Field(
+                        Str(), required=True, description="owner name: `@`, relative or absolute"
+                    ),
+                    "type": Field(Str(), description="only records of this type (MX, TXT...)"),
+                    "data": Field(Str(), description="only the record whose data reads this"),
+                },
+                "DnsRemove",
+                "Remove records from a zone.",
+            ),
+            "dns",
+            "remove",
+            "Remove records of a name from a zone.",
+            _dns_remove_args,
+            _remove_summary,
         ),
         ActionDef(
             "dns_replace_zone",
-            _record({
-                "node": _node("the DNS server node that holds the zone"),
-                "zone": _zone(),
-                "text": Field(Str(markdown=False), required=True,
-                              description="the whole zone in zone-file syntax"),
-            }, "DnsReplaceZone", "Replace a whole zone."),
-            "dns", "replace_zone", "Replace a whole zone with new text.",
+            _record(
+                {
+                    "node": _node("the DNS server node that holds the zone"),
+                    "zone": _zone(),
+                    "text": Field(
+                        Str(markdown=False),
+                        required=True,
+                        description="the whole zone in zone-file syntax",
+                    ),
+                },
+                "DnsReplaceZone",
+                "Replace a whole zone.",
+            ),
+            "dns",
+            "replace_zone",
+            "Replace a whole zone with new text.",
             lambda a: {"origin": a["zone"], "text": a["text"]},
             lambda a: f"replace the zone {a['zone']} on {a['node']}",
         ),
         ActionDef(
             "dnsbl_list",
-            _record({
-                "node": _node("the node running the dnsbl service"),
-                "net": Field(Str(), required=True, description="an address or network, CIDR"),
-                "reason": Field(Str(), description="the TXT reason the list gives (RFC 5782)"),
-            }, "DnsblList", "List an address range on a DNS blocklist."),
-            "dnsbl", "list", "List a network on a DNS blocklist.",
+            _record(
+                {
+                    "node": _node("the node running the dnsbl service"),
+                    "net": Field(Str(), required=True, description="an address or network, CIDR"),
+                    "reason": Field(Str(), description="the TXT reason the list gives (RFC 5782)"),
+                },
+                "DnsblList",
+                "List an address range on a DNS blocklist.",
+            ),
+            "dnsbl",
+            "list",
+            "List a network on a DNS blocklist.",
             lambda a: {"net": a["net"], "reason": a.get("reason", "")},
             lambda a: f"list {a['net']} on {a['node']}",
         ),
         ActionDef(
             "dnsbl_delist",
-            _record({
-                "node": _node("the node running the dnsbl service"),
-                "net": Field(Str(), required=True, description="the listed address or network"),
-            }, "DnsblDelist", "Remove a listing from a DNS blocklist."),
-            "dnsbl", "delist", "Remove a network from a DNS blocklist.",
+            _record(
+                {
+                    "node": _node("the node running the dnsbl service"),
+                    "net": Field(Str(), required=True, description="the listed address or network"),
+                },
+                "DnsblDelist",
+                "Remove a listing from a DNS blocklist.",
+            ),
+            "dnsbl",
+            "delist",
+            "Remove a network from a DNS blocklist.",
             lambda a: {"net": a["net"]},
             lambda a: f"delist {a['net']} from {a['node']}",
         ),
         ActionDef(
             "mx_down",
-            _record({"node": _node("the node running the mx service")}, "MxDown",
-                    "Stop an MX answering (an outage)."),
-            "mx", "down", "Take an MX down (connections are refused).",
-            lambda a: {}, lambda a: f"take the MX on {a['node']} down",
+            _record(
+                {"node": _node("the node running the mx service")},
+                "MxDown",
+                "Stop an MX answering (an outage).",
+            ),
+            "mx",
+            "down",
+            "Take an MX down (connections are refused).",
+            lambda a: {},
+            lambda a: f"take the MX on {a['node']} down",
         ),
         ActionDef(
             "mx_up",
-            _record({"node": _node("the node running the mx service")}, "MxUp",
-                    "Bring an MX back."),
-            "mx", "up", "Bring an MX back up.",
-            lambda a: {}, lambda a: f"bring the MX on {a['node']} back up",
+            _record(
+                {"node": _node("the node running the mx service")}, "MxUp", "Bring an MX back."
+            ),
+            "mx",
+            "up",
+            "Bring an MX back up.",
+            lambda a: {},
+            lambda a: f"bring the MX on {a['node']} back up",
         ),
         ActionDef(
             "mx_set_check",
-            _record({
-                "node": _node("the node running the mx service"),
-                "check": Field(Str(enum=CHECKS), required=True, description="which check"),
-                "action": Field(Str(enum=CHECK_ACTIONS), required=True,
-                                description="what a failure costs from now on"),
-            }, "MxSetCheck", "Change what a failing receiving check costs."),
-            "mx", "set_check", "Change an MX's policy for one check.",
+            _record(
+                {
+                    "node": _node("the node running the mx service"),
+                    "check": Field(Str(enum=CHECKS), required=True, description="which check"),
+                    "action": Field(
+                        Str(enum=CHECK_ACTIONS),
+                        required=True,
+                        description="what a failure costs from now on",
+                    ),
+                },
+                "MxSetCheck",
+                "Change what a failing receiving check costs.",
+            ),
+            "mx",
+            "set_check",
+            "Change an MX's policy for one check.",
             lambda a: {"check": a["check"], "action": a["action"]},
             lambda a: f"set the {a['check']} check of {a['node']} to {a['action']}",
         ),
         ActionDef(
             "relay_flush",
-            _record({"node": _node("the node running the relay service")}, "RelayFlush",
-                    "Retry every queued message now."),
-            "relay", "flush", "Make a relay retry its queue now.",
-            lambda a: {}, lambda a: f"flush the queue of {a['node']}",
+            _record(
+                {"node": _node("the node running the relay service")},
+                "RelayFlush",
+                "Retry every queued message now.",
+            ),
+            "relay",
+            "flush",
+            "Make a relay retry its queue now.",
+            lambda a: {},
+            lambda a: f"flush the queue of {a['node']}",
         ),
         ActionDef(
-            "advance", Duration(description="lab time to let pass, e.g. `30m`"), None, "advance",
+            "advance",
+            Duration(description="lab time to let pass, e.g. `30m`"),
+            None,
+            "advance",
             "Let lab time pass (queues retry, greylisting expires, caches age).",
-            lambda a: {}, lambda a: f"let {a} of lab time pass",
+            lambda a: {},
+            lambda a: f"let {a} of lab time pass",
         ),
         ActionDef(
             "control",
-            _record({
-                "node": _node(),
-                "service": Field(Str(enum=("dns", "dnsbl", "mx", "submission", "relay",
-                                           "mailbox")), required=True),
-                "command": Field(Str(), required=True, description="the control command"),
-                "args": Field(MapOf(Anything()), description="its keyword arguments"),
-            }, "Control", "Any control command of a service (for commands without a "
-               "shorthand above)."),
-            None, "control", "Send a control command to a service.",
+            _record(
+                {
+                    "node": _node(),
+                    "service": Field(
+                        Str(enum=("dns", "dnsbl", "mx", "submission", "relay", "mailbox")),
+                        required=True,
+                    ),
+                    "command": Field(Str(), required=True, description="the control command"),
+                    "args": Field(MapOf(Anything()), description="its keyword arguments"),
+                },
+                "Control",
+                "Any control command of a service (for commands without a shorthand above).",
+            ),
+            None,
+            "control",
+            "Send a control command to a service.",
             lambda a: dict(a.get("args") or {}),
             lambda a: f"{a['service']} {a['command']} on {a['node']}",
         ),
@@ -264,8 +340,7 @@ def action_problems(action: Action, topology: Topology) -> list[tuple[tuple[str,
         node = topology.node(node_name)
     except KeyError:
         names = ", ".join(n.name for n in topology.hosts())
-        return [(("node",), f"no node {node_name!r} in topology {topology.name} "
-                 f"(hosts: {names})")]
+        return [(("node",), f"no node {node_name!r} in topology {topology.name} (hosts: {names})")]
     if getattr(node.services, service, None) is None:
         runs = ", ".join(node.services.names()) or "no services"
         return [(("node",), f"{node_name} runs no {service} service (it runs {runs})")]
@@ -275,8 +350,13 @@ def action_problems(action: Action, topology: Topology) -> list[tuple[tuple[str,
         dns = node.services.dns
         served = [fqdn(z) for z in (dns.zones if dns is not None else ())]
         if zone not in served:
-            problems.append((("zone",), f"{node_name} does not serve the zone {zone} "
-                             f"(it serves: {', '.join(served) or 'none'})"))
+            problems.append(
+                (
+                    ("zone",),
+                    f"{node_name} does not serve the zone {zone} "
+                    f"(it serves: {', '.join(served) or 'none'})",
+                )
+            )
         for key in ("record", "text"):
             if key in args:
                 try:
@@ -328,8 +408,9 @@ def resolver_node(topology: Topology) -> str | None:
     return hosts[0] if len(hosts) == 1 else None
 
 
-def apply_action(lab: ControlLab, action: Action, topology: Topology,
-                 dns_cache: str = "flush") -> ActionResult:
+def apply_action(
+    lab: ControlLab, action: Action, topology: Topology, dns_cache: str = "flush"
+) -> ActionResult:
     """Perform ``action`` on the running ``lab``; errors come back as data."""
     definition = ACTIONS[action.name]
     as_json = action.to_json()
@@ -341,13 +422,18 @@ def apply_action(lab: ControlLab, action: Action, topology: Topology,
         if action.name == "advance":
             seconds = parse_duration(action.args)
             lab.advance(seconds)
-            return ActionResult(True, as_json, f"{format_duration(seconds)} of lab time passed",
-                                {"advanced": seconds})
+            return ActionResult(
+                True,
+                as_json,
+                f"{format_duration(seconds)} of lab time passed",
+                {"advanced": seconds},
+            )
         service = _service_of(action)
         command = action.args["command"] if action.name == "control" else definition.command
         assert service is not None
-        data = lab.control(str(action.args["node"]), service, str(command),
-                           **definition.control_args(action.args))
+        data = lab.control(
+            str(action.args["node"]), service, str(command), **definition.control_args(action.args)
+        )
     except (SimError, ValueError, LookupError, NotImplementedError) as err:
         # The service refused the edit (a record that is not there, a zone
         # rule broken): the student sees why, the lab keeps running.
@@ -366,14 +452,20 @@ def _reason(err: BaseException) -> str:
 def _after_dns_edit(lab: ControlLab, topology: Topology, dns_cache: str) -> str:
     resolver = resolver_node(topology)
     if dns_cache == "ttl" or resolver is None:
-        return (f"Resolvers that cached the old answer keep it until its TTL runs out "
-                f"({DEFAULT_TTL} s unless the zone says otherwise; a cached absence lasts "
-                "the SOA minimum, RFC 2308): wait, or advance lab time")
+        return (
+            f"Resolvers that cached the old answer keep it until its TTL runs out "
+            f"({DEFAULT_TTL} s unless the zone says otherwise; a cached absence lasts "
+            "the SOA minimum, RFC 2308): wait, or advance lab time"
+        )
     try:
         lab.control(resolver, "dns", "flush")
     except (SimError, ValueError, LookupError, NotImplementedError) as err:
-        return (f"The resolver on {resolver} could not flush its cache ({_reason(err)}): "
-                "old answers live until their TTL runs out")
-    return (f"The lab flushed the resolver cache on {resolver} so you see the change now; "
-            "a real resolver would keep a cached answer until its TTL runs out "
-            "(RFC 1035 §7.3)")
+        return (
+            f"The resolver on {resolver} could not flush its cache ({_reason(err)}): "
+            "old answers live until their TTL runs out"
+        )
+    return (
+        f"The lab flushed the resolver cache on {resolver} so you see the change now; "
+        "a real resolver would keep a cached answer until its TTL runs out "
+        "(RFC 1035 §7.3)"
+    )

@@ -41,7 +41,9 @@ __all__ = [
 
 #: The outcome vocabulary (DESIGN.md), plus ``connected`` for connect results.
 OUTCOMES = ("delivered", "junk", "rejected", "deferred", "bounced", "blocked", "connected")
-STAGES = ("connect", "helo", "mail", "rcpt", "data")
+#: Where a send ended: the SMTP client's stages (sim.services.smtpclient), and
+#: ``dns`` when the recipient's domain itself says no (a null MX, RFC 7505).
+STAGES = ("dns", "connect", "helo", "starttls", "auth", "mail", "rcpt", "data")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT")
 CHECK_NAMES = ("ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc", "tls")
 CONNECT_ERRORS = ("timeout", "refused", "unreachable")
@@ -97,7 +99,9 @@ def _reply_text(result: Mapping[str, Any]) -> str:
 # -- send and connect ------------------------------------------------------
 
 
-def _outcome(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+def _outcome(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     assert result is not None
     wanted = _wanted(value)
     actual = str(result.get("outcome"))
@@ -117,8 +121,9 @@ def _stage(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -
     return PredicateOutcome(False, f"it ended {where}, expected the {value} stage")
 
 
-def _reply_code(value: Any, result: Mapping[str, Any] | None,
-                lab: LabState | None) -> PredicateOutcome:
+def _reply_code(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     assert result is not None
     reply = result.get("reply") or {}
     actual = reply.get("code")
@@ -128,8 +133,9 @@ def _reply_code(value: Any, result: Mapping[str, Any] | None,
     return PredicateOutcome(False, f"{got}, expected code {value}")
 
 
-def _enhanced(value: Any, result: Mapping[str, Any] | None,
-              lab: LabState | None) -> PredicateOutcome:
+def _enhanced(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     assert result is not None
     actual = (result.get("reply") or {}).get("enhanced")
     if actual == value:
@@ -138,14 +144,19 @@ def _enhanced(value: Any, result: Mapping[str, Any] | None,
     return PredicateOutcome(False, f"expected the enhanced status code {value}, {got}")
 
 
-def _reply_contains(value: Any, result: Mapping[str, Any] | None,
-                    lab: LabState | None) -> PredicateOutcome:
+def _reply_contains(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     assert result is not None
     text = _reply_text(result)
     if str(value).lower() in text.lower():
         return PredicateOutcome(True, f"the reply says {text!r}")
-    return PredicateOutcome(False, f"the reply {text!r} does not mention {value!r}"
-                            if text else f"there was no reply mentioning {value!r}")
+    return PredicateOutcome(
+        False,
+        f"the reply {text!r} does not mention {value!r}"
+        if text
+        else f"there was no reply mentioning {value!r}",
+    )
 
 
 def _check_result(raw: Any) -> str | None:
@@ -188,8 +199,9 @@ def _error(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -
     return PredicateOutcome(False, f"the connection {got}, expected {value}")
 
 
-def _banner_contains(value: Any, result: Mapping[str, Any] | None,
-                     lab: LabState | None) -> PredicateOutcome:
+def _banner_contains(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     assert result is not None
     banner = result.get("banner") or ""
     if str(value).lower() in banner.lower():
@@ -222,30 +234,37 @@ def _rcode(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -
     return PredicateOutcome(False, f"{_question(result)} answered {actual}, expected {value}")
 
 
-def _answer_contains(value: Any, result: Mapping[str, Any] | None,
-                     lab: LabState | None) -> PredicateOutcome:
+def _answer_contains(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     assert result is not None
-    needle = str(value).lower().rstrip(".")
+    needle = str(value).lower()
     for answer in result.get("answers") or []:
         if needle in str(answer.get("data", "")).lower():
             return PredicateOutcome(
-                True, f"{_question(result)} answered {answer.get('type')} {answer.get('data')}")
+                True, f"{_question(result)} answered {answer.get('type')} {answer.get('data')}"
+            )
     return PredicateOutcome(
-        False, f"no answer to {_question(result)} contains {value!r}: {_answers_text(result)}")
+        False, f"no answer to {_question(result)} contains {value!r}: {_answers_text(result)}"
+    )
 
 
-def _answer_count(value: Any, result: Mapping[str, Any] | None,
-                  lab: LabState | None) -> PredicateOutcome:
+def _answer_count(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     assert result is not None
     answers = result.get("answers") or []
     qtype = (result.get("question") or {}).get("type")
     # Count records of the asked type (a CNAME on the way is not an answer).
     count = len([a for a in answers if qtype in (None, "ANY") or a.get("type") == qtype])
     if count == value:
-        return PredicateOutcome(True, f"{_question(result)} has {count} record(s): "
-                                f"{_answers_text(result)}")
-    return PredicateOutcome(False, f"{_question(result)} has {count} record(s), expected {value}: "
-                            f"{_answers_text(result)}")
+        return PredicateOutcome(
+            True, f"{_question(result)} has {count} record(s): {_answers_text(result)}"
+        )
+    return PredicateOutcome(
+        False,
+        f"{_question(result)} has {count} record(s), expected {value}: {_answers_text(result)}",
+    )
 
 
 # -- any experiment --------------------------------------------------------
@@ -257,8 +276,9 @@ def _event_text(event: Mapping[str, Any]) -> str:
     return f"{event.get('summary', '')} {values}".lower()
 
 
-def _trace_contains(value: Any, result: Mapping[str, Any] | None,
-                    lab: LabState | None) -> PredicateOutcome:
+def _trace_contains(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     assert result is not None
     text, kind = (value, None) if isinstance(value, str) else (value["text"], value.get("kind"))
     events = [e for e in result.get("trace") or [] if kind is None or e.get("kind") == kind]
@@ -284,7 +304,9 @@ def _headers_of(message: Any, name: str) -> list[str]:
     return []
 
 
-def _mailbox(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+def _mailbox(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     assert lab is not None
     address = value["address"]
     folder = value.get("folder", "INBOX")
@@ -298,11 +320,14 @@ def _mailbox(value: Any, result: Mapping[str, Any] | None, lab: LabState | None)
     header = value.get("header")
     if header is not None:
         needle = str(header["contains"]).lower()
-        matching = [m for m in matching
-                    if any(needle in h.lower() for h in _headers_of(m, header["name"]))]
+        matching = [
+            m for m in matching if any(needle in h.lower() for h in _headers_of(m, header["name"]))
+        ]
         filters.append(f"whose {header['name']} header contains {header['contains']!r}")
     count = len(matching)
-    what = "message" + ("" if count == 1 else "s") + (" " + " and ".join(filters) if filters else "")
+    what = (
+        "message" + ("" if count == 1 else "s") + (" " + " and ".join(filters) if filters else "")
+    )
     found = f"{address} has {count} {what} in {folder}"
     if "count" in value:
         ok = count == value["count"]
@@ -316,8 +341,11 @@ def _mailbox(value: Any, result: Mapping[str, Any] | None, lab: LabState | None)
     more = ""
     if header is not None and messages and not matching:
         seen = _headers_of(messages[-1], header["name"])
-        more = (f"; the newest message's {header['name']}: {seen[0]!r}" if seen
-                else f"; the newest message has no {header['name']} header")
+        more = (
+            f"; the newest message's {header['name']}: {seen[0]!r}"
+            if seen
+            else f"; the newest message has no {header['name']} header"
+        )
     return PredicateOutcome(False, f"{found}, expected {expected}{more}")
 
 
@@ -352,74 +380,177 @@ _CONNECT = frozenset({"connect"})
 _ANY = frozenset({"send", "connect", "dig"})
 
 
-def _def(name: str, spec: Spec, subjects: frozenset[str] | None, description: str,
-         fn: Evaluator) -> PredicateDef:
+def _def(
+    name: str, spec: Spec, subjects: frozenset[str] | None, description: str, fn: Evaluator
+) -> PredicateDef:
     return PredicateDef(name, spec, subjects, description, fn)
 
 
 PREDICATES: dict[str, PredicateDef] = {
     p.name: p
     for p in (
-        _def("outcome", Either((_OUTCOME, ListOf(_OUTCOME, min_items=1))), _SEND_CONNECT,
-             "What became of a message (delivered, junk, rejected, deferred, bounced, "
-             "blocked) or a connection (connected, blocked); a list accepts any of them.",
-             _outcome),
-        _def("stage", Str(enum=STAGES), _SEND,
-             "The SMTP stage where a rejected message was refused.", _stage),
-        _def("reply_code", Int(minimum=200, maximum=599), _SEND,
-             "The SMTP reply code of the last reply (RFC 5321 §4.2).", _reply_code),
-        _def("enhanced", Str(pattern=ENHANCED, pattern_hint="like 5.7.1 (RFC 3463)"), _SEND,
-             "The enhanced status code of the last reply (RFC 3463, RFC 7372).", _enhanced),
-        _def("reply_contains", Str(), _SEND,
-             "Text the last SMTP reply contains (case does not matter).", _reply_contains),
-        _def("checks", MapOf(Either((Str(), ListOf(Str(), min_items=1))),
-                             key=Str(enum=CHECK_NAMES), min_items=1), _SEND,
-             "Results of the receiver's checks, such as `{spf: pass, dkim: [fail, permerror]}`.",
-             _checks),
-        _def("error", Str(enum=CONNECT_ERRORS), _CONNECT,
-             "How a blocked connection failed: timeout (a drop), refused (a reset), "
-             "unreachable.", _error),
-        _def("banner_contains", Str(), _CONNECT,
-             "Text the server's greeting contains.", _banner_contains),
+        _def(
+            "outcome",
+            Either((_OUTCOME, ListOf(_OUTCOME, min_items=1))),
+            _SEND_CONNECT,
+            "What became of a message (delivered, junk, rejected, deferred, bounced, "
+            "blocked) or a connection (connected, blocked); a list accepts any of them.",
+            _outcome,
+        ),
+        _def(
+            "stage",
+            Str(enum=STAGES),
+            _SEND,
+            "The SMTP stage where a rejected message was refused.",
+            _stage,
+        ),
+        _def(
+            "reply_code",
+            Int(minimum=200, maximum=599),
+            _SEND,
+            "The SMTP reply code of the last reply (RFC 5321 §4.2).",
+            _reply_code,
+        ),
+        _def(
+            "enhanced",
+            Str(pattern=ENHANCED, pattern_hint="like 5.7.1 (RFC 3463)"),
+            _SEND,
+            "The enhanced status code of the last reply (RFC 3463, RFC 7372).",
+            _enhanced,
+        ),
+        _def(
+            "reply_contains",
+            Str(),
+            _SEND,
+            "Text the last SMTP reply contains (case does not matter).",
+            _reply_contains,
+        ),
+        _def(
+            "checks",
+            MapOf(
+                Either((Str(), ListOf(Str(), min_items=1))), key=Str(enum=CHECK_NAMES), min_items=1
+            ),
+            _SEND,
+            "Results of the receiver's checks, such as `{spf: pass, dkim: [fail, permerror]}`.",
+            _checks,
+        ),
+        _def(
+            "error",
+            Str(enum=CONNECT_ERRORS),
+            _CONNECT,
+            "How a blocked connection failed: timeout (a drop), refused (a reset), unreachable.",
+            _error,
+        ),
+        _def(
+            "banner_contains",
+            Str(),
+            _CONNECT,
+            "Text the server's greeting contains.",
+            _banner_contains,
+        ),
         _def("rcode", Str(enum=RCODES), _DIG, "The DNS response code.", _rcode),
-        _def("answer_contains", Str(), _DIG,
-             "Text some answer record's data contains (case and a final dot do not matter).",
-             _answer_contains),
-        _def("answer_count", Int(minimum=0), _DIG,
-             "How many records of the asked type the answer holds.", _answer_count),
-        _def("trace_contains",
-             Either((Str(), Record({
-                 "text": Field(Str(), required=True, description="the text to find"),
-                 "kind": Field(Str(enum=TRACE_KINDS), description="only events of this kind"),
-             }, name="TraceMatch"))), _ANY,
-             "Some trace event (its sentence or its data) mentions this text.", _trace_contains),
-        _def("mailbox", Record({
-            "address": Field(Str(pattern=r"^[^@\s]+@[^@\s]+$", pattern_hint="user@domain"),
-                             required=True, description="whose mailbox"),
-            "folder": Field(Str(enum=FOLDERS), default="INBOX", description="which folder"),
-            "count": Field(Int(minimum=0), description="exactly this many matching messages"),
-            "min": Field(Int(minimum=0), default="1",
-                         description="at least this many matching messages"),
-            "subject_contains": Field(Str(), description="only messages whose subject has this"),
-            "header": Field(Record({
-                "name": Field(Str(), required=True, description="header field name"),
-                "contains": Field(Str(), required=True, description="text it must contain"),
-            }, name="HeaderMatch"), description="only messages with this header content"),
-        }, name="MailboxMatch"), None,
-             "Messages stored in a mailbox (lab state), optionally those with a subject "
-             "or a header content.", _mailbox),
-        _def("queue", Record({
-            "node": Field(Str(), required=True, description="the node running the relay"),
-            "count": Field(Int(minimum=0), description="exactly this many queued messages"),
-            "min": Field(Int(minimum=0), default="1", description="at least this many"),
-        }, name="QueueMatch"), None,
-             "Messages waiting in a relay's queue (lab state); `count: 0` means empty.", _queue),
+        _def(
+            "answer_contains",
+            Str(),
+            _DIG,
+            "Text some answer record's data contains (case does not matter).",
+            _answer_contains,
+        ),
+        _def(
+            "answer_count",
+            Int(minimum=0),
+            _DIG,
+            "How many records of the asked type the answer holds.",
+            _answer_count,
+        ),
+        _def(
+            "trace_contains",
+            Either(
+                (
+                    Str(),
+                    Record(
+                        {
+                            "text": Field(Str(), required=True, description="the text to find"),
+                            "kind": Field(
+                                Str(enum=TRACE_KINDS), description="only events of this kind"
+                            ),
+                        },
+                        name="TraceMatch",
+                        description="Text to find in the trace, optionally in one kind of event.",
+                    ),
+                )
+            ),
+            _ANY,
+            "Some trace event (its sentence or its data) mentions this text.",
+            _trace_contains,
+        ),
+        _def(
+            "mailbox",
+            Record(
+                {
+                    "address": Field(
+                        Str(pattern=r"^[^@\s]+@[^@\s]+$", pattern_hint="user@domain"),
+                        required=True,
+                        description="whose mailbox",
+                    ),
+                    "folder": Field(Str(enum=FOLDERS), default="INBOX", description="which folder"),
+                    "count": Field(
+                        Int(minimum=0), description="exactly this many matching messages"
+                    ),
+                    "min": Field(
+                        Int(minimum=0),
+                        default="1",
+                        description="at least this many matching messages",
+                    ),
+                    "subject_contains": Field(
+                        Str(), description="only messages whose subject has this"
+                    ),
+                    "header": Field(
+                        Record(
+                            {
+                                "name": Field(
+                                    Str(), required=True, description="header field name"
+                                ),
+                                "contains": Field(
+                                    Str(), required=True, description="text it must contain"
+                                ),
+                            },
+                            name="HeaderMatch",
+                            description="A header field and text its value must contain.",
+                        ),
+                        description="only messages with this header content",
+                    ),
+                },
+                name="MailboxMatch",
+                description="Which mailbox, which messages in it, and how many.",
+            ),
+            None,
+            "Messages stored in a mailbox, optionally only those with a subject or a "
+            "header content.",
+            _mailbox,
+        ),
+        _def(
+            "queue",
+            Record(
+                {
+                    "node": Field(Str(), required=True, description="the node running the relay"),
+                    "count": Field(Int(minimum=0), description="exactly this many queued messages"),
+                    "min": Field(Int(minimum=0), default="1", description="at least this many"),
+                },
+                name="QueueMatch",
+                description="Which relay's queue, and how many messages in it.",
+            ),
+            None,
+            "Messages waiting in a relay's queue; `count: 0` means empty.",
+            _queue,
+        ),
     )
 }
 
 
-def evaluate(name: str, value: Any, result: Mapping[str, Any] | None,
-             lab: LabState | None) -> PredicateOutcome:
+def evaluate(
+    name: str, value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
     """Evaluate one predicate; a lab that fails to answer is a failed check."""
     definition = PREDICATES[name]
     try:
@@ -436,7 +567,7 @@ def summarise(outcomes: Sequence[PredicateOutcome]) -> str:
     failed = [o.detail for o in outcomes if not o.passed]
     chosen = failed or [o.detail for o in outcomes]
     text = "; ".join(chosen)
-    return text[:1].upper() + text[1:] + ("." if text and not text.endswith(".") else "")
+    return text + ("." if text and not text.endswith(".") else "")
 
 
 def pattern_ok(pattern: str) -> str | None:

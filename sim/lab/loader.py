@@ -89,8 +89,9 @@ def normalise_answer(text: str) -> str:
     return " ".join(str(text).split()).casefold()
 
 
-def validate_lab_file(path: str | os.PathLike[str], *,
-                      curriculum: bool | None = None) -> list[Problem]:
+def validate_lab_file(
+    path: str | os.PathLike[str], *, curriculum: bool | None = None
+) -> list[Problem]:
     """Every problem of a lab file, sorted; never raises for bad input.
 
     ``curriculum``: apply the curriculum's rules (4–10 steps, a question, a
@@ -113,11 +114,25 @@ def _analyse(path: Path, curriculum: bool | None) -> tuple[LabDef | None, list[P
     if problems:
         return None, problems
     if doc is None:
-        return None, [Problem(source, 1, 1, "the file is empty: a lab needs id, title, "
-                              "topology, estimated_time, goals and steps")]
+        return None, [
+            Problem(
+                source,
+                1,
+                1,
+                "the file is empty: a lab needs id, title, "
+                "topology, estimated_time, goals and steps",
+            )
+        ]
     if not isinstance(doc, dict):
-        return None, [Problem(source, 1, 1, "the top level must be a mapping of keys (id, "
-                              "title, topology, estimated_time, goals, steps)")]
+        return None, [
+            Problem(
+                source,
+                1,
+                1,
+                "the top level must be a mapping of keys (id, "
+                "title, topology, estimated_time, goals, steps)",
+            )
+        ]
     checker = Checker(source)
     LAB_SPEC.check(doc, (1, 1), (), checker)
     if checker.problems:
@@ -152,11 +167,12 @@ def _plain(value: Any) -> Any:
 
 
 def _experiment(raw: Any, path: FilePath) -> ExperimentRun:
-    (kind, args), = raw.items()
+    ((kind, args),) = raw.items()
     at = (*path, kind)
     if kind == "dig":
-        return DigRun(str(args["from"]), str(args["name"]), str(args.get("type", "A")).upper(),
-                      path=at)
+        return DigRun(
+            str(args["from"]), str(args["name"]), str(args.get("type", "A")).upper(), path=at
+        )
     if kind == "connect":
         return ConnectRun(str(args["from"]), str(args["host"]), int(args["port"]), path=at)
     to = args["to"]
@@ -180,7 +196,7 @@ def _experiment(raw: Any, path: FilePath) -> ExperimentRun:
 def _predicates(raw: Any, path: FilePath) -> tuple[Predicate, ...]:
     out = []
     for i, item in enumerate(raw or ()):
-        (name, value), = item.items()
+        ((name, value),) = item.items()
         out.append(Predicate(str(name), _plain(value), path=(*path, i, name)))
     return tuple(out)
 
@@ -190,20 +206,33 @@ def _checks(raw: Any, path: FilePath) -> tuple[Check, ...]:
     for i, item in enumerate(raw or ()):
         at = (*path, i)
         run = _experiment(item["run"], (*at, "run")) if "run" in item else None
-        out.append(Check(_predicates(item["expect"], (*at, "expect")), run=run,
-                         of=_opt(item.get("of")), path=at))
+        out.append(
+            Check(
+                _predicates(item["expect"], (*at, "expect")),
+                run=run,
+                of=_opt(item.get("of")),
+                path=at,
+            )
+        )
     return tuple(out)
 
 
 def _step(raw: Any, path: FilePath) -> Step:
     kind = raw["kind"]
-    common: dict[str, Any] = {"id": str(raw["id"]), "title": str(raw["title"]),
-                              "text": _text(raw.get("text")), "path": path}
+    common: dict[str, Any] = {
+        "id": str(raw["id"]),
+        "title": str(raw["title"]),
+        "text": _text(raw.get("text")),
+        "path": path,
+    }
     if kind == "explain":
         return ExplainStep(**common)
     if kind == "experiment":
-        return ExperimentStep(**common, run=_experiment(raw["run"], (*path, "run")),
-                              expect=_predicates(raw.get("expect"), (*path, "expect")))
+        return ExperimentStep(
+            **common,
+            run=_experiment(raw["run"], (*path, "run")),
+            expect=_predicates(raw.get("expect"), (*path, "expect")),
+        )
     if kind == "question":
         wrong = []
         for item in raw.get("wrong") or ():
@@ -212,8 +241,10 @@ def _step(raw: Any, path: FilePath) -> Step:
             wrong.append(WrongAnswer(tuple(str(a) for a in answers), str(item["feedback"])))
         return QuestionStep(
             **common,
-            choices=tuple(Choice(str(c["id"]), str(c["text"]), _text(c.get("feedback")))
-                          for c in raw.get("choices") or ()),
+            choices=tuple(
+                Choice(str(c["id"]), str(c["text"]), _text(c.get("feedback")))
+                for c in raw.get("choices") or ()
+            ),
             answer=_opt(raw.get("answer")),
             accept=tuple(str(a) for a in raw.get("accept") or ()),
             pattern=_opt(raw.get("pattern")),
@@ -312,8 +343,11 @@ class _Meaning:
         if node in names or node == OUTSIDE:
             return True
         if any(n.name == node for n in topology.routers()):
-            self.add(path, f"{node} is a router: experiments run from hosts "
-                     f"({', '.join(names)}, or {OUTSIDE})")
+            self.add(
+                path,
+                f"{node} is a router: experiments run from hosts "
+                f"({', '.join(names)}, or {OUTSIDE})",
+            )
         else:
             hint = suggest(node, [*names, OUTSIDE]) or f" (hosts: {', '.join(names)}, {OUTSIDE})"
             self.add(path, f"no host {node!r} in the topology {topology.name}{hint}")
@@ -327,8 +361,9 @@ class _Meaning:
             first = seen.get(step.id)
             if first is not None:
                 line = locate(self.doc, (*first.path, "id"))[0]
-                self.add((*step.path, "id"), f"duplicate step id {step.id!r} "
-                         f"(first used on line {line})")
+                self.add(
+                    (*step.path, "id"), f"duplicate step id {step.id!r} (first used on line {line})"
+                )
             else:
                 seen[step.id] = step
 
@@ -361,9 +396,12 @@ class _Meaning:
                 self._submission(run.via, (*run.path, "via"))
             elif run.user is not None or run.password is not None:
                 key = "user" if run.user is not None else "password"
-                self.add((*run.path, key), "AUTH credentials need `via:` a submission node "
-                         "(a direct send speaks to the MX on port 25, which does not "
-                         "authenticate senders)")
+                self.add(
+                    (*run.path, key),
+                    "AUTH credentials need `via:` a submission node "
+                    "(a direct send speaks to the MX on port 25, which does not "
+                    "authenticate senders)",
+                )
 
     def _submission(self, node: str, path: FilePath) -> None:
         topology = self.topology
@@ -382,8 +420,10 @@ class _Meaning:
     def _check(self, check: Check, earlier: dict[str, ExperimentRun]) -> None:
         subject: str | None = None
         if check.run is not None and check.of is not None:
-            self.add((*check.path, "of"), "a check tests either its own `run` or an earlier "
-                     "step (`of`), not both")
+            self.add(
+                (*check.path, "of"),
+                "a check tests either its own `run` or an earlier step (`of`), not both",
+            )
         if check.run is not None:
             self._experiment(check.run)
             subject = check.run.kind
@@ -392,13 +432,19 @@ class _Meaning:
             if run is None:
                 ids = [s.id for s in self.lab.steps if isinstance(s, ExperimentStep)]
                 later = check.of in ids
-                why = ("comes later in the lab" if later else
-                       "is not an experiment step" if any(s.id == check.of
-                                                          for s in self.lab.steps)
-                       else "does not exist")
+                why = (
+                    "comes later in the lab"
+                    if later
+                    else "is not an experiment step"
+                    if any(s.id == check.of for s in self.lab.steps)
+                    else "does not exist"
+                )
                 hint = "" if later else suggest(check.of, ids)
-                self.add((*check.path, "of"), f"`of: {check.of}` must name an earlier "
-                         f"experiment step; {check.of!r} {why}{hint}")
+                self.add(
+                    (*check.path, "of"),
+                    f"`of: {check.of}` must name an earlier "
+                    f"experiment step; {check.of!r} {why}{hint}",
+                )
                 subject = "?"
             else:
                 subject = run.kind
@@ -409,12 +455,19 @@ class _Meaning:
             definition = PREDICATES[predicate.name]
             if definition.subjects is not None and subject != "?":
                 if subject is None:
-                    self.add(predicate.path, f"{predicate.name} tests an experiment's result: "
-                             "give the check a `run:` or an `of:` step", at_key=True)
+                    self.add(
+                        predicate.path,
+                        f"{predicate.name} tests an experiment's result: "
+                        "give the check a `run:` or an `of:` step",
+                        at_key=True,
+                    )
                 elif subject not in definition.subjects:
                     kinds = " or ".join(sorted(definition.subjects))
-                    self.add(predicate.path, f"{predicate.name} tests the result of {kinds}, "
-                             f"not of {subject}", at_key=True)
+                    self.add(
+                        predicate.path,
+                        f"{predicate.name} tests the result of {kinds}, not of {subject}",
+                        at_key=True,
+                    )
             if predicate.name == "mailbox":
                 self._mailbox(str(predicate.value["address"]), (*predicate.path, "address"))
             elif predicate.name == "queue":
@@ -425,8 +478,12 @@ class _Meaning:
         if topology is None:
             return
         user, _, domain = address.rpartition("@")
-        receivers = [n for n in topology.hosts() if n.services.mx is not None
-                     and _domain(domain) in (_domain(d) for d in n.services.mx.domains)]
+        receivers = [
+            n
+            for n in topology.hosts()
+            if n.services.mx is not None
+            and _domain(domain) in (_domain(d) for d in n.services.mx.domains)
+        ]
         if not receivers:
             self.add(path, f"no mx in the topology receives mail for {domain}")
             return
@@ -435,8 +492,11 @@ class _Meaning:
         boxes = [b.lower() for b in mx.mailboxes]
         local = user.lower()
         if boxes and local not in boxes and local not in ALWAYS_MAILBOXES:
-            self.add(path, f"{receivers[0].name} has no mailbox {user!r} "
-                     f"(its mailboxes: {', '.join(mx.mailboxes)})")
+            self.add(
+                path,
+                f"{receivers[0].name} has no mailbox {user!r} "
+                f"(its mailboxes: {', '.join(mx.mailboxes)})",
+            )
 
     def _runs(self, node: str, service: str, path: FilePath) -> None:
         topology = self.topology
@@ -445,8 +505,11 @@ class _Meaning:
         try:
             found = topology.node(node)
         except KeyError:
-            self.add(path, f"no node {node!r} in the topology {topology.name}"
-                     f"{suggest(node, [n.name for n in topology.nodes])}")
+            self.add(
+                path,
+                f"no node {node!r} in the topology {topology.name}"
+                f"{suggest(node, [n.name for n in topology.nodes])}",
+            )
             return
         if getattr(found.services, service, None) is None:
             self.add(path, f"{node} runs no {service} service")
@@ -462,34 +525,55 @@ class _Meaning:
     def _question(self, q: QuestionStep) -> None:
         path = q.path
         if q.choices:
-            for key, present in (("accept", q.accept), ("pattern", q.pattern),
-                                 ("wrong", q.wrong), ("feedback", q.feedback)):
+            for key, present in (
+                ("accept", q.accept),
+                ("pattern", q.pattern),
+                ("wrong", q.wrong),
+                ("feedback", q.feedback),
+            ):
                 if present:
-                    self.add((*path, key), f"`{key}` is for short-answer questions; a "
-                             "multiple-choice question gives feedback on each choice",
-                             at_key=True)
+                    self.add(
+                        (*path, key),
+                        f"`{key}` is for short-answer questions; a "
+                        "multiple-choice question gives feedback on each choice",
+                        at_key=True,
+                    )
             ids: dict[str, int] = {}
             for i, choice in enumerate(q.choices):
                 if choice.id in ids:
                     self.add((*path, "choices", i, "id"), f"duplicate choice id {choice.id!r}")
                 ids.setdefault(choice.id, i)
             if q.answer is None:
-                self.add(path, "a multiple-choice question needs `answer`: the id of the "
-                         "right choice")
+                self.add(
+                    path, "a multiple-choice question needs `answer`: the id of the right choice"
+                )
             elif q.answer not in ids:
-                self.add((*path, "answer"), f"{q.answer!r} is not one of the choices "
-                         f"({', '.join(ids)}){suggest(q.answer, list(ids))}")
+                self.add(
+                    (*path, "answer"),
+                    f"{q.answer!r} is not one of the choices "
+                    f"({', '.join(ids)}){suggest(q.answer, list(ids))}",
+                )
             for i, choice in enumerate(q.choices):
                 if choice.id != q.answer and not choice.feedback.strip():
-                    self.add((*path, "choices", i), f"choice {choice.id!r} is wrong and needs "
-                             "`feedback`: why a student might pick it, and why it is wrong")
+                    self.add(
+                        (*path, "choices", i),
+                        f"choice {choice.id!r} is wrong and needs "
+                        "`feedback`: why a student might pick it, and why it is wrong",
+                    )
             return
         if q.answer is not None:
-            self.add((*path, "answer"), "`answer` names a choice, and this question has no "
-                     "`choices`: use `accept` for a short answer", at_key=True)
+            self.add(
+                (*path, "answer"),
+                "`answer` names a choice, and this question has no "
+                "`choices`: use `accept` for a short answer",
+                at_key=True,
+            )
         if not q.accept and q.pattern is None:
-            self.add(path, "a question needs `choices` and `answer`, or (short answer) "
-                     "`accept` and/or `pattern`")
+            self.add(
+                path,
+                "a question needs `choices` and `answer`, or (short answer) "
+                "`accept` and/or `pattern`",
+            )
         if q.pattern is not None:
             reason = pattern_ok(q.pattern)
             if reason:
@@ -500,11 +584,14 @@ class _Meaning:
         for i, wrong in enumerate(q.wrong):
             for answer in wrong.answers:
                 if normalise_answer(answer) in accepted or (
-                    q.pattern is not None and pattern_ok(q.pattern) is None
+                    q.pattern is not None
+                    and pattern_ok(q.pattern) is None
                     and re.fullmatch(q.pattern, answer.strip(), re.IGNORECASE)
                 ):
-                    self.add((*path, "wrong", i, "answers"),
-                             f"{answer!r} is listed as wrong but is also accepted")
+                    self.add(
+                        (*path, "wrong", i, "answers"),
+                        f"{answer!r} is listed as wrong but is also accepted",
+                    )
 
     # -- the curriculum --------------------------------------------------------
 
@@ -512,10 +599,11 @@ class _Meaning:
         steps = self.lab.steps
         where: FilePath = ("steps",)
         if not MIN_STEPS <= len(steps) <= MAX_STEPS:
-            self.add(where, f"a curriculum lab has {MIN_STEPS} to {MAX_STEPS} steps, this one "
-                     f"has {len(steps)}", at_key=True)
+            self.add(
+                where,
+                f"a curriculum lab has {MIN_STEPS} to {MAX_STEPS} steps, this one has {len(steps)}",
+                at_key=True,
+            )
         for kind in ("question", "task"):
             if not any(s.kind == kind for s in steps):
-                self.add(where, f"a curriculum lab needs at least one {kind} step",
-                         at_key=True)
-
+                self.add(where, f"a curriculum lab needs at least one {kind} step", at_key=True)

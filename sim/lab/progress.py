@@ -142,8 +142,12 @@ class LabProgress:
 
     def summary(self, total: int) -> dict[str, Any]:
         done = sum(1 for s in self.steps.values() if s.done)
-        return {"done": done, "total": total, "completed": self.completed is not None,
-                "updated": self.updated}
+        return {
+            "done": done,
+            "total": total,
+            "completed": self.completed is not None,
+            "updated": self.updated,
+        }
 
 
 class ProgressStore:
@@ -215,16 +219,20 @@ class FileProgressStore(ProgressStore):
             aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
             with contextlib.suppress(OSError):
                 os.replace(self.path, aside)
-            self.warning = (f"the progress file {self.path} was damaged ({err}); "
-                            f"it was moved to {aside.name} and progress starts afresh")
+            self.warning = (
+                f"the progress file {self.path} was damaged ({err}); "
+                f"it was moved to {aside.name} and progress starts afresh"
+            )
             return {"version": VERSION, "students": {}}
-        return data
+        checked: dict[str, Any] = data
+        return checked
 
     def _write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
@@ -238,19 +246,27 @@ class FileProgressStore(ProgressStore):
         _fsync_dir(self.path.parent)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> Iterator[bool]:
+        """Hold the lock file; yields whether the lock is exclusive."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
         except ImportError:  # Windows: no advisory locks; last writer wins
-            yield
+            yield False
             return
         with open(self.path.with_name(self.path.name + ".lock"), "a+") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
-                yield
+                yield True
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _sweep(self) -> None:
+        """Remove temporary files left by writers that died before renaming
+        (safe only under the exclusive lock: no other writer is running)."""
+        for stray in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stray.unlink()
 
     def _labs(self, data: dict[str, Any]) -> dict[str, Any]:
         student = data["students"].setdefault(self.student, {})
@@ -259,7 +275,8 @@ class FileProgressStore(ProgressStore):
         labs = student.setdefault("labs", {})
         if not isinstance(labs, dict):
             labs = student["labs"] = {}
-        return labs
+        checked: dict[str, Any] = labs
+        return checked
 
     # -- the store -----------------------------------------------------------
 
@@ -274,7 +291,9 @@ class FileProgressStore(ProgressStore):
     def save(self, progress: LabProgress) -> None:
         progress.updated = _now()
         try:
-            with self._locked():
+            with self._locked() as exclusive:
+                if exclusive:
+                    self._sweep()
                 data = self._read()
                 data["version"] = VERSION
                 self._labs(data)[progress.lab_id] = progress.to_json()

@@ -53,36 +53,67 @@ _NODE = Field(Str(), required=True, description="the node it runs on (a host of 
 
 EXPERIMENT_SPEC = OneKey(
     {
-        "dig": Field(Record({
-            "from": _NODE,
-            "name": Field(Str(), required=True, description="the name to look up"),
-            "type": Field(Str(), default="A", description="record type: A, MX, TXT, PTR..."),
-        }, name="Dig", description="Ask the lab resolver, as `dig NAME TYPE` on the node."),
-            description="a DNS question"),
-        "connect": Field(Record({
-            "from": _NODE,
-            "host": Field(Str(), required=True, description="a lab address or a name"),
-            "port": Field(Int(minimum=1, maximum=65535), required=True),
-        }, name="Connect", description="Open a TCP connection and read the greeting."),
-            description="a TCP connection"),
-        "send": Field(Record({
-            "from": _NODE,
-            "to": Field(Either((Str(), ListOf(Str(), min_items=1))), required=True,
-                        description="recipient address(es)"),
-            "mail_from": Field(Str(), description="envelope sender (MAIL FROM)"),
-            "from_header": Field(Str(), description="the From: header a person reads"),
-            "via": Field(Str(), default="direct", description=(
-                "`direct` (MX lookup, port 25) or the node of a submission service")),
-            "user": Field(Str(), description="AUTH user (with `via`)"),
-            "password": Field(Str(), description="AUTH password"),
-            "subject": Field(Str()),
-            "body": Field(Str(min_length=0)),
-            "headers": Field(MapOf(Str(min_length=0)), description="extra header fields"),
-            "port": Field(Int(minimum=1, maximum=65535), description="override the port"),
-            "settle": Field(Bool(), default="false",
-                            description="let lab time pass until the relay's queue is done"),
-        }, name="Send", description="Send one message and follow it."),
-            description="a message"),
+        "dig": Field(
+            Record(
+                {
+                    "from": _NODE,
+                    "name": Field(Str(), required=True, description="the name to look up"),
+                    "type": Field(
+                        Str(), default="A", description="record type: A, MX, TXT, PTR..."
+                    ),
+                },
+                name="Dig",
+                description="Ask the lab resolver, as `dig NAME TYPE` on the node.",
+            ),
+            description="a DNS question",
+        ),
+        "connect": Field(
+            Record(
+                {
+                    "from": _NODE,
+                    "host": Field(Str(), required=True, description="a lab address or a name"),
+                    "port": Field(Int(minimum=1, maximum=65535), required=True),
+                },
+                name="Connect",
+                description="Open a TCP connection and read the greeting.",
+            ),
+            description="a TCP connection",
+        ),
+        "send": Field(
+            Record(
+                {
+                    "from": _NODE,
+                    "to": Field(
+                        Either((Str(), ListOf(Str(), min_items=1))),
+                        required=True,
+                        description="recipient address(es)",
+                    ),
+                    "mail_from": Field(Str(), description="envelope sender (MAIL FROM)"),
+                    "from_header": Field(Str(), description="the From: header a person reads"),
+                    "via": Field(
+                        Str(),
+                        default="direct",
+                        description=(
+                            "`direct` (MX lookup, port 25) or the node of a submission service"
+                        ),
+                    ),
+                    "user": Field(Str(), description="AUTH user (with `via`)"),
+                    "password": Field(Str(), description="AUTH password"),
+                    "subject": Field(Str()),
+                    "body": Field(Str(min_length=0)),
+                    "headers": Field(MapOf(Str(min_length=0)), description="extra header fields"),
+                    "port": Field(Int(minimum=1, maximum=65535), description="override the port"),
+                    "settle": Field(
+                        Bool(),
+                        default="false",
+                        description="let lab time pass until the relay's queue is done",
+                    ),
+                },
+                name="Send",
+                description="Send one message and follow it.",
+            ),
+            description="a message",
+        ),
     },
     name="Experiment",
     description="What a student runs from a node: one key naming the experiment.",
@@ -92,7 +123,8 @@ EXPERIMENT_SPEC = OneKey(
 def _predicate_field(name: str) -> Field:
     definition = PREDICATES[name]
     subjects = (
-        "lab state" if definition.subjects is None
+        "lab state"
+        if definition.subjects is None
         else "result of " + ", ".join(sorted(definition.subjects))
     )
     return Field(definition.spec, description=f"{definition.description} ({subjects})")
@@ -108,8 +140,11 @@ CHECK_SPEC = Record(
     {
         "run": Field(EXPERIMENT_SPEC, description="an experiment the check runs to test"),
         "of": Field(_slug(""), description="the id of an earlier experiment step to test"),
-        "expect": Field(ListOf(PREDICATE_SPEC, min_items=1), required=True,
-                        description="what must hold, all of it"),
+        "expect": Field(
+            ListOf(PREDICATE_SPEC, min_items=1),
+            required=True,
+            description="what must hold, all of it",
+        ),
     },
     name="Check",
     description=(
@@ -122,8 +157,9 @@ CHOICE_SPEC = Record(
     {
         "id": Field(_slug(""), required=True, description="short id (`a`, `b`...)"),
         "text": Field(Str(markdown=True), required=True),
-        "feedback": Field(Str(markdown=True),
-                          description="why this is wrong (required for every wrong choice)"),
+        "feedback": Field(
+            Str(markdown=True), description="why this is wrong (required for every wrong choice)"
+        ),
     },
     name="Choice",
     description="One answer of a multiple-choice question.",
@@ -131,8 +167,11 @@ CHOICE_SPEC = Record(
 
 WRONG_SPEC = Record(
     {
-        "answers": Field(Either((Str(), ListOf(Str(), min_items=1))), required=True,
-                         description="short answers (compared ignoring case and spaces)"),
+        "answers": Field(
+            Either((Str(), ListOf(Str(), min_items=1))),
+            required=True,
+            description="short answers (compared ignoring case and spaces)",
+        ),
         "feedback": Field(Str(markdown=True), required=True),
     },
     name="WrongAnswer",
@@ -144,8 +183,11 @@ def _step(name: str, description: str, text_required: bool, **more: Field) -> Re
     fields = {
         "id": Field(_slug(""), required=True, description="unique within the lab"),
         "title": Field(Str(), required=True),
-        "text": Field(Str(markdown=True), required=text_required,
-                      description="Markdown; diagrams in fenced code blocks"),
+        "text": Field(
+            Str(markdown=True),
+            required=text_required,
+            description="Markdown; diagrams in fenced code blocks",
+        ),
         **more,
     }
     return Record(fields, name=name, description=description)
@@ -155,10 +197,14 @@ STEP_SPEC = Tagged(
     {
         "explain": _step("ExplainStep", "Text to read.", True),
         "experiment": _step(
-            "ExperimentStep", "An experiment the student runs, then reads its trace.", False,
+            "ExperimentStep",
+            "An experiment the student runs, then reads its trace.",
+            False,
             run=Field(EXPERIMENT_SPEC, required=True),
-            expect=Field(ListOf(PREDICATE_SPEC, min_items=1),
-                         description="what the result must show (`maillab check` tests it)"),
+            expect=Field(
+                ListOf(PREDICATE_SPEC, min_items=1),
+                description="what the result must show (`maillab check` tests it)",
+            ),
         ),
         "question": _step(
             "QuestionStep",
@@ -170,22 +216,34 @@ STEP_SPEC = Tagged(
             accept=Field(ListOf(Str(), min_items=1), description="right short answers"),
             pattern=Field(Str(), description="a regular expression a right answer matches"),
             wrong=Field(ListOf(WRONG_SPEC, min_items=1)),
-            feedback=Field(Str(markdown=True),
-                           description="for any other wrong short answer"),
+            feedback=Field(Str(markdown=True), description="for any other wrong short answer"),
             explanation=Field(Str(markdown=True), description="shown after the right answer"),
         ),
         "task": _step(
-            "TaskStep", "A change the student makes to the running lab.", True,
-            checks=Field(ListOf(CHECK_SPEC, min_items=1), required=True,
-                         description="all must pass for the task to be done"),
-            hints=Field(ListOf(Str(markdown=True), min_items=1), required=True,
-                        description="revealed one at a time"),
-            solution=Field(ListOf(ACTION_SPEC, min_items=1), required=True,
-                           description="the reference solution (`maillab check` applies it)"),
+            "TaskStep",
+            "A change the student makes to the running lab.",
+            True,
+            checks=Field(
+                ListOf(CHECK_SPEC, min_items=1),
+                required=True,
+                description="all must pass for the task to be done",
+            ),
+            hints=Field(
+                ListOf(Str(markdown=True), min_items=1),
+                required=True,
+                description="revealed one at a time",
+            ),
+            solution=Field(
+                ListOf(ACTION_SPEC, min_items=1),
+                required=True,
+                description="the reference solution (`maillab check` applies it)",
+            ),
             explanation=Field(Str(markdown=True), description="shown when the task is done"),
         ),
         "checkpoint": _step(
-            "CheckpointStep", "Checks over the lab's state.", False,
+            "CheckpointStep",
+            "Checks over the lab's state.",
+            False,
             checks=Field(ListOf(CHECK_SPEC, min_items=1), required=True),
         ),
     },
@@ -198,15 +256,27 @@ LAB_SPEC = Record(
         "id": Field(_slug(""), required=True, description="unique among the labs"),
         "title": Field(Str(), required=True),
         "description": Field(Str(markdown=True), description="an introduction"),
-        "topology": Field(Str(), required=True, description=(
-            "a topology name (`receive-only` → `topologies/receive-only.yaml` beside the "
-            "labs directory) or a path relative to the lab file")),
-        "estimated_time": Field(Duration(), required=True,
-                                description="how long a student needs"),
-        "goals": Field(ListOf(Str(), min_items=1), required=True,
-                       description="what the student will understand"),
-        "dns_cache": Field(Str(enum=("flush", "ttl")), default="flush", description=(
-            "after a DNS edit: flush the lab resolver's cache, or keep answers for their TTL")),
+        "topology": Field(
+            Str(),
+            required=True,
+            description=(
+                "a topology name (`receive-only` → `topologies/receive-only.yaml` beside the "
+                "labs directory) or a path relative to the lab file"
+            ),
+        ),
+        "estimated_time": Field(Duration(), required=True, description="how long a student needs"),
+        "goals": Field(
+            ListOf(Str(), min_items=1),
+            required=True,
+            description="what the student will understand",
+        ),
+        "dns_cache": Field(
+            Str(enum=("flush", "ttl")),
+            default="flush",
+            description=(
+                "after a DNS edit: flush the lab resolver's cache, or keep answers for their TTL"
+            ),
+        ),
         "steps": Field(ListOf(STEP_SPEC, min_items=1), required=True),
     },
     name="Lab",
@@ -229,6 +299,37 @@ def json_schema() -> dict[str, Any]:
         "$defs": defs,
     }
 
+
+_EXAMPLE = """\
+id: receive-only
+title: "Receiving mail: an MX record and a listener on port 25"
+topology: receive-only            # topologies/receive-only.yaml
+estimated_time: 25m
+goals: [A sender finds a domain's mail server by an MX lookup.]
+steps:
+  - id: dig-mx
+    kind: experiment
+    title: Ask DNS for qq.example's mail exchanger
+    run: {dig: {from: mta, name: qq.example, type: MX}}
+    expect: [{answer_contains: mx.qq.example}]
+  - id: which-port
+    kind: question
+    title: The receiving port
+    text: On which TCP port must the MX listen?
+    accept: ["25"]
+    wrong: [{answers: ["587"], feedback: "587 is submission (RFC 6409)."}]
+    feedback: Look at the connection in the trace.
+  - id: null-mx
+    kind: task
+    title: Say that shop.example accepts no mail
+    text: Publish a null MX (RFC 7505).
+    checks:
+      - run: {send: {from: mta, to: info@shop.example}}
+        expect: [{enhanced: 5.1.10}]
+    hints: [A null MX is `@ MX 0 .`]
+    solution:
+      - dns_add: {node: ns, zone: shop.example, record: "@ MX 0 ."}
+"""
 
 _MEANING = """\
 ## Checks beyond the shape
@@ -262,12 +363,17 @@ def markdown_reference() -> str:
         "A lab is a YAML file in `labs/`. Its text fields are Markdown. Every key not",
         "listed here is an error, reported as `PATH:LINE:COL: message` by",
         "`maillab validate`. Editors can use the JSON Schema `docs/lab.schema.json`.",
+        "`maillab check LAB` runs a lab's reference path headless.",
+        "",
+        "```yaml",
+        _EXAMPLE.rstrip(),
+        "```",
         "",
     ]
-    for name, description, rows in reference_sections(LAB_SPEC):
+    for name, description, header, rows in reference_sections(LAB_SPEC):
         lines += [f"## {name}", "", description, ""]
         if rows:
-            lines += ["| key | type | required | meaning |", "|---|---|---|---|"]
+            lines += ["| " + " | ".join(header) + " |", "|---|---|---|---|"]
             for key, type_text, required, meaning in rows:
                 lines.append(f"| `{key}` | {type_text} | {required} | {_cell(meaning)} |")
             lines.append("")
@@ -288,9 +394,10 @@ def rendered() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.lab.schema",
-                                     description="write docs/lab.schema.json and "
-                                     "docs/lab-reference.md")
+    parser = argparse.ArgumentParser(
+        prog="python -m sim.lab.schema",
+        description="write docs/lab.schema.json and docs/lab-reference.md",
+    )
     parser.add_argument("--check", action="store_true", help="only report stale files (exit 1)")
     args = parser.parse_args(argv)
     stale = []

@@ -99,7 +99,8 @@ class Checker:
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, pos: Pos, where: tuple[str | int, ...], message: str) -> None:
-        self.problems.append(Problem(self.path, pos[0], pos[1], f"{path_text(where)}: {message}"))
+        prefix = f"{path_text(where)}: " if where else ""
+        self.problems.append(Problem(self.path, pos[0], pos[1], prefix + message))
 
 
 class Spec(ABC):
@@ -134,8 +135,9 @@ class Spec(ABC):
     def children(self) -> Iterator[Spec]:
         return iter(())
 
-    def expect(self, value: Any, pos: Pos, where: tuple[str | int, ...], out: Checker,
-               wanted: str) -> None:
+    def expect(
+        self, value: Any, pos: Pos, where: tuple[str | int, ...], out: Checker, wanted: str
+    ) -> None:
         hint = ""
         if isinstance(value, int | float) and not isinstance(value, bool) and wanted == "text":
             hint = f' (quote it: "{value}")'
@@ -159,12 +161,16 @@ class Str(Spec):
 
     def check(self, value: Any, pos: Pos, where: tuple[str | int, ...], out: Checker) -> None:
         if not isinstance(value, str):
-            self.expect(value, pos, where, out, "one of " + ", ".join(self.enum)
-                        if self.enum else "text")
+            self.expect(
+                value, pos, where, out, "one of " + ", ".join(self.enum) if self.enum else "text"
+            )
             return
         if self.enum and value not in self.enum:
-            out.add(pos, where, f"{value!r} is not one of: {', '.join(self.enum)}"
-                    f"{suggest(value, self.enum)}")
+            out.add(
+                pos,
+                where,
+                f"{value!r} is not one of: {', '.join(self.enum)}{suggest(value, self.enum)}",
+            )
         elif len(value.strip()) < self.min_length:
             out.add(pos, where, "must not be empty")
         elif self.pattern and not re.match(self.pattern, value):
@@ -297,7 +303,9 @@ class ListOf(Spec):
             self.expect(value, pos, where, out, f"a list of {self.item.type_text()}")
             return
         if len(value) < self.min_items:
-            need = "at least one item" if self.min_items == 1 else f"at least {self.min_items} items"
+            need = (
+                "at least one item" if self.min_items == 1 else f"at least {self.min_items} items"
+            )
             out.add(pos, where, f"needs {need}")
         if self.max_items is not None and len(value) > self.max_items:
             out.add(pos, where, f"has {len(value)} items, at most {self.max_items} allowed")
@@ -384,6 +392,8 @@ class Record(Spec):
     fields: dict[str, Field]
     name: str | None = None
     description: str = ""
+    #: Set by :class:`Tagged`: the tag key and the value that selects this record.
+    tagged_as: tuple[str, str] | None = None
 
     def accepts(self, value: Any) -> bool:
         return is_map(value)
@@ -394,8 +404,14 @@ class Record(Spec):
             return
         self.check_keys(value, pos, where, out, skip=())
 
-    def check_keys(self, value: Any, pos: Pos, where: tuple[str | int, ...], out: Checker,
-                   skip: tuple[str, ...]) -> None:
+    def check_keys(
+        self,
+        value: Any,
+        pos: Pos,
+        where: tuple[str | int, ...],
+        out: Checker,
+        skip: tuple[str, ...],
+    ) -> None:
         known = ", ".join(self.fields)
         for key in value:
             if key in skip:
@@ -415,12 +431,17 @@ class Record(Spec):
                 out.add(pos, where, f"missing key {name!r}")
 
     def schema(self) -> dict[str, Any]:
+        properties = {name: self._field_schema(f) for name, f in self.fields.items()}
+        required = [name for name, f in self.fields.items() if f.required]
+        if self.tagged_as is not None:
+            tag, value = self.tagged_as
+            properties = {tag: {"const": value}, **properties}
+            required = [tag, *required]
         out: dict[str, Any] = {
             "type": "object",
-            "properties": {name: self._field_schema(f) for name, f in self.fields.items()},
+            "properties": properties,
             "additionalProperties": False,
         }
-        required = [name for name, f in self.fields.items() if f.required]
         if required:
             out["required"] = required
         if self.description:
@@ -453,6 +474,10 @@ class Tagged(Spec):
     name: str | None = None
     description: str = ""
 
+    def __post_init__(self) -> None:
+        for kind, variant in self.variants.items():
+            variant.tagged_as = (self.tag, kind)
+
     def accepts(self, value: Any) -> bool:
         return is_map(value)
 
@@ -467,8 +492,11 @@ class Tagged(Spec):
         kind = value[self.tag]
         variant = self.variants.get(kind) if isinstance(kind, str) else None
         if variant is None:
-            out.add(value_pos(value, self.tag), (*where, self.tag),
-                    f"{kind!r} is not one of: {kinds}{suggest(kind, list(self.variants))}")
+            out.add(
+                value_pos(value, self.tag),
+                (*where, self.tag),
+                f"{kind!r} is not one of: {kinds}{suggest(kind, list(self.variants))}",
+            )
             return
         variant.check_keys(value, pos, where, out, skip=(self.tag,))
 
@@ -593,22 +621,31 @@ def named_specs(root: Spec) -> list[Spec]:
     return list(seen.values())
 
 
-def reference_sections(root: Spec) -> Iterator[tuple[str, str, list[tuple[str, str, str, str]]]]:
-    """(name, description, rows of (key, type, required, description)) for
-    every named spec: the Markdown reference is a rendering of these."""
+Row = tuple[str, str, str, str]
+
+
+def reference_sections(root: Spec) -> Iterator[tuple[str, str, Row, list[Row]]]:
+    """(name, description, column titles, rows) for every named spec: the
+    Markdown reference is a rendering of these."""
     for spec in named_specs(root):
-        rows: list[tuple[str, str, str, str]] = []
+        rows: list[Row] = []
+        header: Row = ("key", "type", "required", "meaning")
         if isinstance(spec, Record):
             for key, f in spec.fields.items():
-                req = "yes" if f.required else (f"no (default `{f.default}`)" if f.default else "no")
+                req = (
+                    "yes" if f.required else (f"no (default `{f.default}`)" if f.default else "no")
+                )
                 rows.append((key, f.spec.type_text(), req, f.description))
         elif isinstance(spec, OneKey):
             for key, f in spec.options.items():
                 rows.append((key, f.spec.type_text(), "one of", f.description))
         elif isinstance(spec, Tagged):
+            header = (spec.tag, "keys", "written", "meaning")
             for kind, variant in spec.variants.items():
-                rows.append((f"{spec.tag}: {kind}", variant.type_text(), "", variant.description))
-        yield spec.name or "", spec.description, rows
+                rows.append(
+                    (kind, variant.type_text(), f"`{spec.tag}: {kind}`", variant.description)
+                )
+        yield spec.name or "", spec.description, header, rows
 
 
 @dataclass

@@ -81,8 +81,10 @@ def locate(doc: Any, path: Sequence[Key], *, at_key: bool = False) -> Pos:
             pos = key_pos(node, key) if last and at_key else value_pos(node, key)
             node = node[key]
         elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
-            pos = key_pos(node, key) if isinstance(node[key], str | int | float | bool) else (
-                node_pos(node[key], key_pos(node, key))
+            pos = (
+                key_pos(node, key)
+                if isinstance(node[key], str | int | float | bool)
+                else (node_pos(node[key], key_pos(node, key)))
             )
             node = node[key]
         else:
@@ -128,4 +130,9 @@ def _yaml_message(err: MarkedYAMLError) -> str:
         return f'duplicate key "{key}": a key may appear only once in a mapping'
     context = (err.context or "").strip()
     text = f"{problem} {context}".strip() if context else problem
+    start, mark = err.context_mark, err.problem_mark
+    if start is not None and mark is not None and start.line != mark.line:
+        # The parser notices the problem where it gives up; say where the
+        # construct it was reading began (often the real mistake).
+        text += f" that began on line {start.line + 1}"
     return f"not valid YAML: {text or 'syntax error'}"

@@ -197,6 +197,16 @@ class Agent:
         await self.net.close()
 
 
+def write_line(text: str) -> None:
+    """One line to standard output in a single write(2): lines shorter than
+    PIPE_BUF from several processes sharing a pipe then never interleave
+    (``print`` may write the text and the newline separately, as it does
+    under PYTHONUNBUFFERED)."""
+    data = (text + "\n").encode()
+    while data:
+        data = data[os.write(1, data):]
+
+
 def _ready_line(state_dir: Path, data: dict[str, Any]) -> str:
     line = json.dumps(data)
     if len(line.encode()) < LINE_MAX:
@@ -208,10 +218,10 @@ def _ready_line(state_dir: Path, data: dict[str, Any]) -> str:
                        "endpoints_file": str(path)})
 
 
-async def _amain(state_dir: Path, node: str, *, agent: Agent | None = None,
+async def _amain(state_dir: Path, node: str, *, shared: dict[str, Any] | None = None,
                  watch_stdin: bool = False) -> int:
-    if agent is None:
-        agent = Agent(state_dir, node, SERVICE_ORDER)
+    # Built on the running loop: the resolver (and services) bind to it.
+    agent = Agent(state_dir, node, SERVICE_ORDER, **(shared or {}))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stopping.set)
@@ -234,15 +244,14 @@ async def _amain(state_dir: Path, node: str, *, agent: Agent | None = None,
     try:
         endpoints = await agent.start()
     except Exception as err:
-        print(json.dumps({"ready": False, "node": node, "pid": os.getpid(),
-                          "error": f"{type(err).__name__}: {err}"[:LINE_MAX - 200]}),
-              flush=True)
+        write_line(json.dumps({"ready": False, "node": node, "pid": os.getpid(),
+                               "error": f"{type(err).__name__}: {err}"[:LINE_MAX - 200]}))
         traceback.print_exc()
         with contextlib.suppress(Exception):
             await agent.stop()
         return 1
-    print(_ready_line(state_dir, {"ready": True, "node": node, "pid": os.getpid(),
-                                  "endpoints": endpoints}), flush=True)
+    write_line(_ready_line(state_dir, {"ready": True, "node": node, "pid": os.getpid(),
+                                       "endpoints": endpoints}))
     await agent.stopping.wait()
     server.close()
     await agent.stop()
@@ -350,8 +359,7 @@ class ForkServer:
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def emit(self, data: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(data) + "\n")
-        sys.stdout.flush()
+        write_line(json.dumps(data))
 
     def serve(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -412,10 +420,14 @@ class ForkServer:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.closerange(3, 4096)
+        import faulthandler
+
+        # A stuck agent tells where it is stuck: kill -USR1 PID writes every
+        # thread's stack to its log.
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
         enter_namespaces(ns_pid)
-        agent = Agent(self.state_dir, node, SERVICE_ORDER, topology=self.topology,
-                      network=self.network, ca=self.ca)
-        return asyncio.run(_amain(self.state_dir, node, agent=agent))
+        shared = {"topology": self.topology, "network": self.network, "ca": self.ca}
+        return asyncio.run(_amain(self.state_dir, node, shared=shared))
 
     def reap(self) -> None:
         while self.children:

@@ -66,14 +66,19 @@ def node_or_synthetic(topology: Topology, network: LabNetwork, name: str) -> Nod
                     title="a neutral host outside every ISP")
 
 
+def prepare_topology(topology: Topology, state_dir: Path) -> Topology:
+    """The topology as the services see it: with published DKIM keys."""
+    from sim.services.dkimkeys import ensure_keys, publish
+
+    return publish(topology, ensure_keys(topology, state_dir))
+
+
 def resolver_address(topology: Topology) -> IPv4Address:
-    """``settings.resolver``, or the address of the only host that runs DNS."""
-    if topology.settings.resolver is not None:
-        return topology.settings.resolver
-    for node in topology.hosts():
-        if node.services.dns is not None and node.ip is not None:
-            return node.ip.ip
-    raise BackendError(f"{topology.name}: no DNS resolver (settings.resolver)")
+    """The lab resolver's address; a topology without DNS cannot run."""
+    address = topology.resolver_address()
+    if address is None:
+        raise BackendError(f"{topology.name}: no DNS resolver (settings.resolver)")
+    return address
 
 
 class LocalNodeNet(NodeNet):
@@ -173,7 +178,15 @@ class LocalNodeNet(NodeNet):
 
     async def serve_tcp(self, service: str, port: int, factory: ProtocolFactory) -> Endpoint:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(factory, LOOPBACK, 0)
+        server = None
+        twin = self.backend.registry.listener(self.address, "udp", port)
+        if twin is not None:
+            # Same loopback port number as the UDP twin: dig retries a
+            # truncated UDP answer over TCP on the same port (RFC 7766 §5).
+            with contextlib.suppress(OSError):
+                server = await loop.create_server(factory, LOOPBACK, twin)
+        if server is None:
+            server = await loop.create_server(factory, LOOPBACK, 0)
         local_port = server.sockets[0].getsockname()[1]
         self._register(service, "tcp", port, local_port)
         self._servers.append(server)
@@ -182,7 +195,15 @@ class LocalNodeNet(NodeNet):
 
     async def serve_udp(self, service: str, port: int, factory: ProtocolFactory) -> Endpoint:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(factory, local_addr=(LOOPBACK, 0))
+        transport = None
+        twin = self.backend.registry.listener(self.address, "tcp", port)
+        if twin is not None:
+            with contextlib.suppress(OSError):
+                transport, _ = await loop.create_datagram_endpoint(
+                    factory, local_addr=(LOOPBACK, twin))
+        if transport is None:
+            transport, _ = await loop.create_datagram_endpoint(factory,
+                                                               local_addr=(LOOPBACK, 0))
         local_port = transport.get_extra_info("sockname")[1]
         self._register(service, "udp", port, local_port)
         self._transports.append(transport)
@@ -204,14 +225,17 @@ class LocalNodeNet(NodeNet):
         self.backend.registry.unlisten(*key)
         if key in self._listening:
             self._listening.remove(key)
-        for server in list(self._servers):
-            if any(s.getsockname()[1] == local_port for s in server.sockets):
-                server.close()  # established connections are not touched
-                self._servers.remove(server)
-        for transport in list(self._transports):
-            if transport.get_extra_info("sockname")[1] == local_port:
-                transport.close()
-                self._transports.remove(transport)
+        # A TCP listener and its UDP twin may share a port number: match the protocol.
+        if endpoint.proto == "tcp":
+            for server in list(self._servers):
+                if any(s.getsockname()[1] == local_port for s in getattr(server, "sockets", ())):
+                    server.close()  # established connections are not touched
+                    self._servers.remove(server)
+        else:
+            for transport in list(self._transports):
+                if transport.get_extra_info("sockname")[1] == local_port:
+                    transport.close()
+                    self._transports.remove(transport)
 
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         peername = addr if addr is not None else transport.get_extra_info("peername")
@@ -299,6 +323,10 @@ class LocalBackend(Backend):
         self.clock.bind(loop)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._ca = await loop.run_in_executor(None, LabCA, self.state_dir / "tls")
+        # DKIM keys are made once per state directory; the ones a relay should
+        # publish go into the zones before the DNS starts.
+        self.topology = await loop.run_in_executor(None, prepare_topology, self.topology,
+                                                   self.state_dir)
         for name in self.network.graph.nodes:
             self._contexts[name] = self._make_context(name)
         # Services start in waves: DNS first (everyone else looks things up),

@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 RECORD_VERSION = 1
+#: The environment variable that marks every process a run starts in its nodes.
+ENV_MARKER = "MAILLAB_RUN"
 #: How long (s) a process is given to exit on SIGTERM before SIGKILL.
 GRACE = 2.0
 
@@ -272,6 +274,17 @@ def _marked(run: str, argv: list[str]) -> bool:
     )
 
 
+def _env_marked(run: str, pid: int) -> bool:
+    """Whether ``pid`` carries ``MAILLAB_RUN=<run>`` in its environment: what
+    the run starts inside its nodes (the shells pass it on to every command,
+    the lab shell to what a person types)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{ENV_MARKER}={run}".encode() in raw.split(b"\0")
+
+
 def _protected() -> set[int]:
     """This process and its ancestors: never ours to kill."""
     out = {1}
@@ -286,33 +299,44 @@ def _protected() -> set[int]:
     return out
 
 
+def _root_namespaces() -> set[int]:
+    """Network namespaces that are never a run's: this process's and init's."""
+    return {ns for ns in (process_netns(os.getpid()), process_netns(1)) if ns is not None}
+
+
 def run_processes(record: RunRecord) -> dict[int, int]:
     """The processes of a run that are still alive: pid → start time.
 
     Recorded processes that are still ours, processes carrying the run's
-    marker, and every process in a network namespace one of those lives in
-    (except the root namespace, which is never ours).
+    marker (command line or environment), and every process in the network
+    namespace of one of the run's live node shells (the shells own the
+    namespaces: ``mnexec -n`` made them). While that shell is alive its
+    namespace cannot have been freed and its inode reused. The namespace
+    this process lives in, and init's, are never a run's.
     """
     protected = _protected()
-    root_ns = process_netns(1)
     found: dict[int, int] = {}
     for entry in record.processes:
         if entry.alive():
             found[entry.pid] = entry.start
+    shell = f"mininet:{run_marker(record.run)}"
+    shells: set[int] = set()
     all_pids = list(_pids())
     for pid in all_pids:
-        if pid in found:
-            continue
         argv = process_argv(pid)
         start = process_start(pid)
-        if argv and start is not None and _marked(record.run, argv):
+        if argv is None or start is None:
+            continue
+        # A node shell once mnexec has made its namespaces and exec'd bash
+        # (before that, the same command line is still in the parent's).
+        if argv[:1] == ["bash"] and any(arg.startswith(shell) for arg in argv):
+            shells.add(pid)
+        if pid not in found and (_marked(record.run, argv) or _env_marked(record.run, pid)):
             found[pid] = start
-    namespaces = {process_netns(pid) for pid in found} - {None, root_ns}
+    namespaces = {process_netns(pid) for pid in shells} - {None} - _root_namespaces()
     if namespaces:
         for pid in all_pids:
-            if pid in found:
-                continue
-            if process_netns(pid) in namespaces:
+            if pid not in found and process_netns(pid) in namespaces:
                 start = process_start(pid)
                 if start is not None:
                     found[pid] = start

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Any, ClassVar, Protocol, cast
@@ -92,14 +92,8 @@ class ZoneHandler(Protocol):
 
 
 def resolver_address(topology: Topology) -> IPv4Address | None:
-    """``settings.resolver``, else the address of the first host running dns
-    (the local backend points every stub at the same address)."""
-    if topology.settings.resolver is not None:
-        return topology.settings.resolver
-    for node in topology.hosts():
-        if node.services.dns is not None and node.ip is not None:
-            return node.ip.ip
-    return None
+    """The address every stub asks (see :meth:`Topology.resolver_address`)."""
+    return topology.resolver_address()
 
 
 def lab_zones(topology: Topology) -> dict[str, list[IPv4Address]]:
@@ -152,7 +146,7 @@ class DnsCache:
     their TTL, as a real resolver does (RFC 1035 §4.1.3: TTLs count down).
     """
 
-    def __init__(self, now: Any) -> None:
+    def __init__(self, now: Callable[[], float]) -> None:
         self._now = now
         self._entries: dict[tuple[str, int], _Cached] = {}
 
@@ -166,7 +160,7 @@ class DnsCache:
         entry = self._entries.get((name, qtype))
         if entry is None:
             return None
-        now = float(self._now())
+        now = self._now()
         if now >= entry.expires:
             del self._entries[(name, qtype)]
             return None
@@ -202,7 +196,7 @@ class DnsCache:
         ttl = min(ttl, MAX_CACHE_TTL)
         if ttl <= 0:
             return
-        now = float(self._now())
+        now = self._now()
         self._entries[(name, qtype)] = _Cached(
             now, now + ttl, rcode, tuple(answers), tuple(authority), source
         )

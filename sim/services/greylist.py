@@ -25,13 +25,17 @@ import math
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
 
-__all__ = ["GreylistVerdict", "Greylist", "Triplet", "triplet"]
+__all__ = ["Greylist", "GreylistVerdict", "Triplet", "triplet"]
 
 #: postgrey's defaults: retries count for 2 days, known triplets last 35 days.
 RETRY_WINDOW = 2 * 86400.0
 LIFETIME = 35 * 86400.0
 
 Triplet = tuple[str, str, str]
+
+
+def _secs(value: float) -> str:
+    return f"{round(value, 1):g} s"
 
 
 def triplet(client_ip: str, sender: str, rcpt: str) -> Triplet:
@@ -104,7 +108,7 @@ class Greylist:
                 self.delay,
                 now,
                 f"The triplet {who} is new, so it is greylisted: a real mail server "
-                f"retries after a 4xx, and this one may pass after {self.delay:g} s "
+                f"retries after a 4xx, and this one may pass after {_secs(self.delay)} "
                 "(RFC 6647 §2.1).",
             )
         entry.last_seen = now
@@ -124,8 +128,8 @@ class Greylist:
                 key,
                 0.0,
                 entry.first_seen,
-                f"The triplet {who} was first seen {elapsed:g} s ago and came back after "
-                f"the greylisting delay of {self.delay:g} s, so it passes and is remembered.",
+                f"The triplet {who} was first seen {_secs(elapsed)} ago and came back after "
+                f"the greylisting delay of {_secs(self.delay)}, so it passes and is remembered.",
             )
         remaining = self.delay - elapsed
         return GreylistVerdict(
@@ -133,8 +137,8 @@ class Greylist:
             key,
             remaining,
             entry.first_seen,
-            f"The triplet {who} retried too early ({elapsed:g} s after the first attempt; "
-            f"the delay is {self.delay:g} s), so it is deferred again.",
+            f"The triplet {who} retried too early ({_secs(elapsed)} after the first attempt; "
+            f"the delay is {_secs(self.delay)}), so it is deferred again.",
         )
 
     def clear(self) -> int:

@@ -55,18 +55,21 @@ Control commands (:meth:`MxServer.control`, labs use them)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import re
 import secrets
 import socket
+import ssl
+import struct
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import Any, ClassVar, TypeVar, get_args
+from typing import Any, AnyStr, ClassVar, Literal, TypeVar, get_args
 
 from sim.auth.dkim import verify_dkim
 from sim.auth.dmarc import check_dmarc
@@ -88,18 +91,16 @@ from sim.services.mxchecks import (
     ptr_result,
     reverse_dns,
 )
-from sim.services.policy import Decision, Judgement, Stage, decide, judge
+from sim.services.policy import Decision, Judgement, decide, judge
 from sim.services.replies import enhance, reply
 from sim.services.smtpbase import LabSMTP
 from sim.topology.model import CheckAction, CheckName, CheckPolicy, MxService
 
-__all__ = ["MxHandler", "MxServer", "MxSMTP"]
+__all__ = ["Connection", "MxHandler", "MxSMTP", "MxServer", "Route", "Transaction"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Checks about the client, run once per connection at the first RCPT.
-CLIENT_CHECKS = ("ptr", "fcrdns", "dnsbl")
 #: Checks that need the message, run after DATA.
 MESSAGE_CHECKS = ("dkim", "dmarc")
 ACTIONS: tuple[str, ...] = get_args(CheckAction)
@@ -139,13 +140,16 @@ class Transaction:
     recipients: list[tuple[str, str]] = field(default_factory=list)
 
 
+RouteKind = Literal["local", "postmaster", "unknown", "relay", "syntax"]
+
+
 @dataclass(frozen=True)
 class Route:
     """Where a RCPT address goes: ``local`` (a mailbox), ``postmaster``,
     ``unknown`` (our domain, no such user), ``relay`` (not our domain),
     ``syntax`` (not an address)."""
 
-    kind: str
+    kind: RouteKind
     mailbox: str | None = None
 
 
@@ -165,19 +169,16 @@ class MxSMTP(LabSMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self.mx_conn is None:
-            ip, port = self.session.peer
-            self.mx_conn = Connection(str(ip), int(port), self.session.trace_id)
-            opened = getattr(self.event_handler, "opened", None)
-            if callable(opened):
-                opened(self)
+            self.mx_conn = _new_connection(self)
 
-    async def push(self, status: str | bytes) -> None:
+    async def push(self, status: AnyStr) -> None:
         # RFC 2034 §3: an enhanced code on every reply but the greeting and
         # the EHLO/HELO reply.
         if isinstance(status, str) and not self._verbatim:
-            if self._greeted:
-                status = enhance(status)
-            self._greeted = True
+            greeted, self._greeted = self._greeted, True
+            if greeted:
+                await super().push(enhance(status))
+                return
         await super().push(status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
@@ -202,10 +203,9 @@ class _Reset(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
-            except OSError:
-                pass
+            # SO_LINGER on, 0 seconds: close() sends a reset, not a FIN.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()  # type: ignore[attr-defined]
 
 
@@ -239,7 +239,7 @@ class MxServer(Service):
         self._endpoint: Endpoint | None = None
         self._reset_mode = False
         self._sessions: weakref.WeakSet[MxSMTP] = weakref.WeakSet()
-        self._tls = ctx.ca.server_context([self.hostname]) if config.tls else None
+        self._tls: ssl.SSLContext | None = None
 
     # -- configuration views ------------------------------------------------
 
@@ -282,6 +282,11 @@ class MxServer(Service):
 
     async def start(self) -> list[Endpoint]:
         loop = asyncio.get_running_loop()
+        if self.config.tls:
+            # RFC 3207: STARTTLS with a certificate for the MX's name from the lab CA.
+            self._tls = await loop.run_in_executor(
+                None, self.ctx.ca.server_context, [self.hostname]
+            )
         mailboxes = set(self.mailboxes) | {self.postmaster_mailbox}
         try:
             for user in sorted(mailboxes):
@@ -482,9 +487,6 @@ class MxHandler:
     def __init__(self, mx: MxServer) -> None:
         self.mx = mx
 
-    def opened(self, server: MxSMTP) -> None:
-        self.mx._sessions.add(server)
-
     # -- greeting -------------------------------------------------------------------
 
     async def handle_EHLO(
@@ -559,7 +561,9 @@ class MxHandler:
         if route.kind == "unknown":
             return reply("user_unknown", address=address).line
         if self.mx.greylist is not None and not postmaster:
-            verdict = self.mx.greylist.check(conn.ip, tx.mail_from, address, self.mx.ctx.clock.now())
+            verdict = self.mx.greylist.check(
+                conn.ip, tx.mail_from, address, self.mx.ctx.clock.now()
+            )
             defer = reply("greylisted", rcpt=address, seconds=verdict.wait_seconds)
             self.mx.ctx.emit(
                 conn.trace_id,
@@ -572,10 +576,16 @@ class MxHandler:
                 configured="defer",
                 stage="rcpt",
                 explanation=verdict.explanation,
-                inputs={"client": verdict.triplet[0], "sender": verdict.triplet[1],
-                        "rcpt": verdict.triplet[2]},
-                details={"first_seen": verdict.first_seen, "wait": verdict.wait,
-                         "delay": self.mx.greylist.delay},
+                inputs={
+                    "client": verdict.triplet[0],
+                    "sender": verdict.triplet[1],
+                    "rcpt": verdict.triplet[2],
+                },
+                details={
+                    "first_seen": verdict.first_seen,
+                    "wait": verdict.wait,
+                    "delay": self.mx.greylist.delay,
+                },
                 reply=None if verdict.passed else defer.to_json(),
             )
             if not verdict.passed:
@@ -644,7 +654,9 @@ class MxHandler:
         lookup = self.mx.lookup_for(conn.trace_id)
         return await self.mx.in_thread(_spf_safely, conn.ip, tx.mail_from, helo, lookup)
 
-    async def _spf_judgements(self, conn: Connection, tx: Transaction, helo: str) -> list[Judgement]:
+    async def _spf_judgements(
+        self, conn: Connection, tx: Transaction, helo: str
+    ) -> list[Judgement]:
         action = self.mx.action("spf")
         if action is None:
             return []
@@ -674,19 +686,19 @@ class MxHandler:
         if not decision.accepted:
             assert decision.reply is not None
             return decision.reply.line
-        results = [j.result for j in [*earlier, *current]]
+        results = [j.result for j in [*earlier, *current] if j.check in ("spf", "dkim", "dmarc")]
         if conn.rdns is not None and (self.mx.runs("ptr") or self.mx.runs("fcrdns")):
             # One iprev clause for the A-R header (RFC 8601 §3): the
             # forward-confirmed result, whichever of the two checks ran.
-            results = [r for r in results if r.check not in ("ptr", "fcrdns")]
             results.insert(0, _iprev(conn.rdns))
         queue_id = secrets.token_hex(5).upper()
         # Storing must finish even if the client disconnects meanwhile, and
         # before the 250 (RFC 5321 §6.1).
         try:
             await asyncio.shield(
-                self._deliver(conn, session, tx, content, queue_id, decision,
-                              [*earlier, *current], results)
+                self._deliver(
+                    conn, session, tx, content, queue_id, decision, [*earlier, *current], results
+                )
             )
         except OSError as err:
             log.warning("%s: storing failed: %s", self.mx.ctx.node.name, err)
@@ -694,19 +706,19 @@ class MxHandler:
         return reply("queued", queue_id=queue_id).line
 
     def _earlier(self, conn: Connection, tx: Transaction, helo: str) -> list[Judgement]:
-        """The judgements of the connection and the transaction so far, with
-        the actions in force now (they may add junk at DATA)."""
+        """The judgements of the connection (with the actions in force now)
+        and of the transaction so far: they may add junk at DATA, and count
+        for X.7.26."""
         out: list[Judgement] = []
         for policy in self.mx.checks:
-            if policy.check in ("spf", "tls"):
-                out += [j for j in tx.judgements if j.check == policy.check]
-                continue
+            if policy.check in ("spf", "tls", *MESSAGE_CHECKS):
+                continue  # in tx.judgements
             if policy.check == "helo":
                 results = [conn.helo[helo]] if helo in conn.helo else []
             else:
                 results = conn.client.get(policy.check, []) if conn.client else []
             out += [judge(r, policy.action, "rcpt", ip=conn.ip, helo=helo) for r in results]
-        return out
+        return out + tx.judgements
 
     async def _message_judgements(
         self, conn: Connection, tx: Transaction, helo: str, content: bytes
@@ -725,8 +737,13 @@ class MxHandler:
             tx.judgements.append(judgement)
         from_domain = _from_domain(content)
         dkim, dmarc = await mx.in_thread(
-            _message_checks, content, from_domain, tx.spf, dmarc_action is not None,
-            mx.config.dmarc_discovery, lookup,
+            _message_checks,
+            content,
+            from_domain,
+            tx.spf,
+            dmarc_action is not None,
+            mx.config.dmarc_discovery,
+            lookup,
         )
         # RFC 6376 §6.1: one verifying signature is enough; the others are noted.
         any_pass = any(r.result == "pass" for r in dkim)
@@ -747,7 +764,7 @@ class MxHandler:
         return self._in_order(out)
 
     def _in_order(self, judgements: Sequence[Judgement]) -> list[Judgement]:
-        order = {p.check: i for i, p in enumerate(self.mx.checks)}
+        order: dict[str, int] = {p.check: i for i, p in enumerate(self.mx.checks)}
         return sorted(judgements, key=lambda j: order.get(j.check, len(order)))
 
     async def _deliver(
@@ -809,10 +826,15 @@ class MxHandler:
 # --- helpers -------------------------------------------------------------------------
 
 
+def _new_connection(server: MxSMTP) -> Connection:
+    session: Any = server.session
+    ip, port = session.peer
+    return Connection(str(ip), int(port), session.trace_id)
+
+
 def _conn(server: MxSMTP) -> Connection:
     if server.mx_conn is None:  # connection_made always sets it
-        ip, port = server.session.peer
-        server.mx_conn = Connection(str(ip), int(port), server.session.trace_id)
+        server.mx_conn = _new_connection(server)
     return server.mx_conn
 
 
@@ -880,7 +902,10 @@ def _iprev(rdns: ReverseDns) -> CheckResult:
     result = fcrdns_result(rdns)
     name = rdns.confirmed or (rdns.names[0] if rdns.names else None)
     return CheckResult(
-        result.check, result.result, result.explanation, result.inputs,
+        result.check,
+        result.result,
+        result.explanation,
+        result.inputs,
         {**result.details, "hostname": name},
     )
 
@@ -944,9 +969,10 @@ def _received(conn: Connection, session: Any, host: str, queue_id: str, rcpt: st
     return "\r\n".join(lines)
 
 
-def _fold(value: str) -> str:
+def _fold(value: str, width: int = 78) -> str:
     """Fold a long structured field after ``;`` outside quotes and comments
-    (RFC 5322 §2.2.3), so no header line grows past 998 octets."""
+    (RFC 5322 §2.2.3: lines SHOULD stay within 78 characters), packing as
+    many clauses on a line as fit."""
     parts: list[str] = []
     depth, quoted, start = 0, False, 0
     for i, ch in enumerate(value):
@@ -960,7 +986,13 @@ def _fold(value: str) -> str:
             parts.append(value[start : i + 1].strip())
             start = i + 1
     parts.append(value[start:].strip())
-    return "\r\n\t".join(p for p in parts if p)
+    lines: list[str] = []
+    for part in (p for p in parts if p):
+        if lines and len(lines[-1]) + 1 + len(part) <= width - 8:
+            lines[-1] += " " + part
+        else:
+            lines.append(part)
+    return "\r\n\t".join(lines)
 
 
 def _checks_header(judgements: Sequence[Judgement], decision: Decision) -> str:
@@ -979,7 +1011,3 @@ def _checks_header(judgements: Sequence[Judgement], decision: Decision) -> str:
         parts.append(text)
     parts.append(f"folder={decision.folder}")
     return "; ".join(parts)
-
-
-__all__ += ["Connection", "Route", "Transaction"]
-_ = Stage  # re-exported type for annotations in tests

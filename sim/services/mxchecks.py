@@ -201,9 +201,7 @@ def fcrdns_result(rdns: ReverseDns) -> CheckResult:
     elif not rdns.names:
         # RFC 8601 §2.7.3: no PTR data at all is iprev "permerror".
         result = "permerror"
-        sentence = (
-            f"{ip} has no PTR record, so there is no name to confirm (iprev permerror)."
-        )
+        sentence = f"{ip} has no PTR record, so there is no name to confirm (iprev permerror)."
     else:
         result = "fail"
         found = "; ".join(
@@ -399,9 +397,7 @@ def check_dnsbl(ip: str, zone: str, lookup: Lookup) -> CheckResult:
         )
     codes = [a for a in _addresses(answer) if isinstance(ip_address(a), IPv4Address)]
     details["codes"] = codes
-    listed = [
-        c for c in codes if IPv4Address(c) in LOOPBACK and IPv4Address(c) not in DNSBL_ERRORS
-    ]
+    listed = [c for c in codes if IPv4Address(c) in LOOPBACK and IPv4Address(c) not in DNSBL_ERRORS]
     if not codes:
         how = "NXDOMAIN" if answer.rcode == "NXDOMAIN" else f"{answer.rcode}, no A record"
         return CheckResult(

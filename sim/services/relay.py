@@ -110,6 +110,11 @@ class RelayServer(Service):
         self._wake: dict[str, asyncio.Event] = {}
         self._saving: dict[str, asyncio.Lock] = {}
         self._stopping = False
+        #: Text appended to every message's body on the way out, after DKIM
+        #: signing: what a disclaimer gateway or a mailing list does, and why
+        #: their mail fails DKIM (body hash mismatch, RFC 6376 §3.7). Set with
+        #: ``control("footer", text=...)``.
+        self.footer: str | None = None
 
     # -- identity -------------------------------------------------------------
 
@@ -226,7 +231,7 @@ class RelayServer(Service):
             rcpts=list(rcpts),
             size=len(data),
             dkim=signed,
-            kind=kind,
+            entry_kind=kind,
         )
         self._schedule(entry)
         return entry.id
@@ -345,6 +350,8 @@ class RelayServer(Service):
         loop = asyncio.get_running_loop()
         entry.attempts += 1
         data = await loop.run_in_executor(None, self.spool.data, entry.id)
+        if self.footer and entry.kind == "message":
+            data = append_footer(data, self.footer)
         groups: dict[str, list[Recipient]] = {}
         for rcpt in entry.open_rcpts():
             key = "" if self.config.smarthost else _domain(rcpt.address)
@@ -375,6 +382,8 @@ class RelayServer(Service):
                     rcpt=rcpt.address,
                     reply=rcpt.reply.to_json() if rcpt.reply else None,
                     reason="give_up",
+                    stage=rcpt.stage,
+                    remote_mta=rcpt.remote_mta,
                 )
             deferred = []
         failed = [r for r in entry.rcpts if r.state == "bounced" and not r.reported]
@@ -400,6 +409,7 @@ class RelayServer(Service):
                     reply=rcpt.reply.to_json() if rcpt.reply else None,
                     next_attempt=round(entry.next_attempt, 3),
                     remote_mta=rcpt.remote_mta,
+                    stage=rcpt.stage,
                 )
         await self._save(entry)
 
@@ -722,11 +732,13 @@ class RelayServer(Service):
         self, entry: QueueEntry, rcpts: list[Recipient], action: str, data: bytes
     ) -> None:
         """Queue a failure DSN or a delay warning to the envelope sender."""
+        if (entry.kind == "dsn" or not entry.mail_from) and action != "failed":
+            return  # a bounce that is late gets no delay warning of its own
         if entry.kind == "dsn" or not entry.mail_from:
             # RFC 5321 §6.2: never send a notification about a notification.
             self._emit(
                 entry.trace_id,
-                "bounced" if action == "failed" else "warning",
+                "bounced",
                 f"{entry.id} is itself a bounce (MAIL FROM:<>); it is dropped, "
                 "not bounced (RFC 5321 §6.2)",
                 entry,
@@ -791,7 +803,11 @@ class RelayServer(Service):
     # -- control --------------------------------------------------------------
 
     async def control(self, command: str, **args: Any) -> dict[str, Any]:
-        """``queue``; ``flush``; ``hold`` / ``release`` [queue_id]."""
+        """``queue``; ``flush``; ``hold`` / ``release`` [queue_id]; ``footer`` [text]."""
+        if command == "footer":
+            text = args.get("text")
+            self.footer = str(text) if text else None
+            return {"footer": self.footer}
         if command == "queue":
             return {
                 "entries": [e.to_json() for e in sorted(self.entries.values(), key=_by_age)],
@@ -825,7 +841,7 @@ class RelayServer(Service):
             key = "held" if command == "hold" else "released"
             return {key: [e.id for e in targets]}
         raise ServiceError(
-            f"relay has no control command {command!r} (queue, flush, hold, release)"
+            f"relay has no control command {command!r} (queue, flush, hold, release, footer)"
         )
 
     def _poke(self, queue_id: str) -> None:
@@ -836,3 +852,9 @@ class RelayServer(Service):
 
 def _by_age(entry: QueueEntry) -> tuple[float, str]:
     return (entry.created, entry.id)
+
+
+def append_footer(data: bytes, footer: str) -> bytes:
+    """The message with ``footer`` added as the last lines of its body."""
+    body = data if data.endswith(b"\r\n") else data + b"\r\n"
+    return body + footer.replace("\r\n", "\n").replace("\n", "\r\n").encode() + b"\r\n"

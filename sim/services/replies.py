@@ -236,7 +236,7 @@ REPLIES: dict[str, Template] = {
     "data_line_too_long": Template(
         500,
         "5.5.2",
-        "Error: message line too long (the limit is 1000 octets, RFC 5321 §4.5.3.1.6)",
+        "Error: message line too long (the limit is 1000 octets, RFC 5321 section 4.5.3.1.6)",
         "aiosmtpd; RFC 5321 §4.5.3.1.6",
     ),
     "internal": Template(

@@ -156,9 +156,10 @@ class Transcript:
     ``failed_stage`` is None when the dialogue went as far as asked;
     ``delivered`` is True only when the server answered 2xx after the final
     dot (RFC 5321 §6.1: from then on the message is the server's
-    responsibility). ``blocked`` is True when no SMTP greeting came at all
-    (the network dropped or refused the connection); ``verdict`` then carries
-    the network's decision.
+    responsibility). ``blocked`` is True when the TCP connection itself
+    failed (the network dropped, refused or could not route it; ``verdict``
+    then carries the network's decision); a server that accepted the
+    connection but never greeted is not blocked, only failed at ``connect``.
     """
 
     address: str
@@ -173,6 +174,8 @@ class Transcript:
     extensions: dict[str, str] = field(default_factory=dict)
     rcpt_replies: dict[str, Reply] = field(default_factory=dict)
     final: Reply | None = None
+    #: The TCP connection was established (whatever SMTP then said).
+    connected: bool = False
 
     @property
     def peer(self) -> str:
@@ -189,7 +192,7 @@ class Transcript:
 
     @property
     def blocked(self) -> bool:
-        return self.failed_stage == "connect" and self.reply_at("connect") is None
+        return self.failed_stage == "connect" and not self.connected
 
     @property
     def last_reply(self) -> Reply | None:
@@ -213,6 +216,7 @@ class Transcript:
             "error": self.error,
             "verdict": self.verdict,
             "tls": self.tls,
+            "connected": self.connected,
             "authenticated": self.authenticated,
             "delivered": self.delivered,
             "rcpt_replies": {r: reply.to_json() for r, reply in self.rcpt_replies.items()},
@@ -424,6 +428,7 @@ class _Session:
             self.fail("connect", f"connection {kind}: {err.strerror or err}", shown)
         except (OSError, NetworkError) as err:
             self.fail("connect", f"connection failed: {err}", shown)
+        t.connected = True
         use_tls = tls == "implicit"
         smtp = aiosmtplib.SMTP(
             hostname=t.server_name or t.address,
@@ -445,6 +450,9 @@ class _Session:
             raise _Failed from None
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as err:
             sock.close()
+            cause = err.__cause__ if isinstance(err.__cause__, ssl.SSLError) else err
+            if use_tls and isinstance(cause, ssl.SSLError):
+                self.fail("connect", f"TLS handshake failed: {cause}", shown)
             self.fail("connect", f"no SMTP greeting: {err}", shown)
         if use_tls:
             self.note_tls(smtp, verify)

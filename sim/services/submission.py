@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import email.utils
 import hmac
+import logging
 import re
 import secrets
 import ssl
@@ -59,6 +60,19 @@ IMPLICIT_TLS_PORTS = (465,)
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024
 #: How long (real seconds) a client may take to finish the TLS handshake.
 HANDSHAKE_TIMEOUT = 30.0
+
+
+class _QuietLoginData(logging.Filter):
+    """aiosmtpd sets its own deprecated ``Session.login_data`` after every
+    successful AUTH and then warns about it; nothing here uses it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+_aiosmtpd_log = logging.getLogger("mail.log")
+if not any(isinstance(f, _QuietLoginData) for f in _aiosmtpd_log.filters):
+    _aiosmtpd_log.addFilter(_QuietLoginData())
 
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")

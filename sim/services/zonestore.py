@@ -38,9 +38,9 @@ from ipaddress import IPv4Address
 import dnslib
 
 from sim.resolve import qtype_code, rdata_text
-from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
+from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone_lines
 
-__all__ = ["ZoneAnswer", "ZoneEditError", "ZoneStore", "split_txt"]
+__all__ = ["ZoneAnswer", "ZoneEditError", "ZoneStore", "split_long_strings", "split_txt"]
 
 QTYPE = dnslib.QTYPE
 _ANY = QTYPE.ANY
@@ -85,6 +85,59 @@ def split_txt(strings: Iterable[bytes]) -> list[bytes]:
             out.append(raw)
         out.extend(raw[i : i + 255] for i in range(0, len(raw), 255))
     return out
+
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_TOKEN = re.compile(r"\\\d{3}|\\.|[^\\]", re.DOTALL)
+
+
+def split_long_strings(text: str) -> str:
+    """Zone text with every quoted string longer than 255 bytes cut into
+    several adjacent quoted strings (``"aaa…" "aaa…"``).
+
+    A DKIM key is longer than one character-string may be (RFC 1035
+    §3.3.14); hosting providers' editors split it for their users, and so do
+    we, rather than refuse a record a student pasted whole (RFC 6376 §3.6.2.2
+    says the strings are joined again). Comments are left alone.
+    """
+    out = []
+    for line in text.split("\n"):
+        code, comment = _split_comment(line)
+        out.append(_QUOTED.sub(_split_quoted, code) + comment)
+    return "\n".join(out)
+
+
+def _split_quoted(match: re.Match[str]) -> str:
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for token in _TOKEN.findall(match.group(1)):
+        # An escape (\" or \DDD) is one byte; other characters their UTF-8 length.
+        length = 1 if token.startswith("\\") else len(token.encode())
+        if size + length > 255:
+            chunks.append("".join(current))
+            current, size = [], 0
+        current.append(token)
+        size += length
+    if not chunks:
+        return match.group(0)
+    chunks.append("".join(current))
+    return " ".join(f'"{chunk}"' for chunk in chunks)
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    # A ';' outside quotes starts a comment (RFC 1035 §5.1).
+    quoted = escaped = False
+    for i, ch in enumerate(line):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == ";" and not quoted:
+            return line[:i], line[i:]
+    return line, ""
 
 
 def _copy(rr: dnslib.RR, *, owner: str | None = None, ttl: int | None = None) -> dnslib.RR:
@@ -305,10 +358,11 @@ class ZoneStore:
         """Add the records in ``text`` (zone-file syntax, names relative to
         ``zone``); returns how many were new. An SOA replaces the zone's."""
         z = self._zone(zone)
+        text = split_long_strings(text)
         new = self._parse(z.origin, text)
         trial = _Zone(z.origin, {o: list(rrs) for o, rrs in z.records.items()})
-        added = sum(trial.insert(rr) for rr in new)
-        self._check(trial, text, new)
+        added = sum(trial.insert(rr) for _, rr in new)
+        self._check(trial, new)
         self._commit(z, trial)
         return added
 
@@ -373,21 +427,20 @@ class ZoneStore:
             return fqdn(name)
         return fqdn(f"{name}.{origin}")
 
-    def _parse(self, origin: str, text: str) -> list[dnslib.RR]:
-        rrs = parse_zone(origin, text, self.default_ttl)
-        for index, rr in enumerate(rrs):
+    def _parse(self, origin: str, text: str) -> list[tuple[int, dnslib.RR]]:
+        """(line, record) for each record of ``text``, checked to belong in the zone."""
+        rrs = parse_zone_lines(origin, text, self.default_ttl)
+        for line, rr in rrs:
             owner = _owner(rr)
             if not _within(owner, origin):
                 raise ZoneSyntaxError(
-                    _line_of(origin, text, index, self.default_ttl),
+                    line,
                     1,
                     f"{owner} is outside the zone {origin} (a zone holds only names ending in it)",
                 )
             if rr.rtype == _SOA and owner != origin:
                 raise ZoneSyntaxError(
-                    _line_of(origin, text, index, self.default_ttl),
-                    1,
-                    f"an SOA record belongs at the zone's apex {origin}, not at {owner}",
+                    line, 1, f"an SOA record belongs at the zone's apex {origin}, not at {owner}"
                 )
             if rr.rtype == QTYPE.TXT:
                 # RFC 1035 §3.3.14: no character-string is longer than 255 bytes.
@@ -395,19 +448,20 @@ class ZoneStore:
         return rrs
 
     def _build(self, origin: str, text: str) -> _Zone:
+        text = split_long_strings(text)
         rrs = self._parse(origin, text)
         zone = _Zone(origin)
-        for rr in rrs:
+        for _, rr in rrs:
             zone.insert(rr)
-        self._check(zone, text, rrs)
+        self._check(zone, rrs)
         self._synthesise(zone)
         zone.reindex()
         return zone
 
-    def _check(self, zone: _Zone, text: str, new: list[dnslib.RR]) -> None:
+    def _check(self, zone: _Zone, new: list[tuple[int, dnslib.RR]]) -> None:
         def line(owner: str) -> int:
-            index = next((i for i, rr in enumerate(new) if _owner(rr) == owner), 0)
-            return _line_of(zone.origin, text, index, self.default_ttl)
+            # The first new record at that name is what broke the rule.
+            return next((n for n, rr in new if _owner(rr) == owner), 1)
 
         if any(rr.rtype == _CNAME for rr in zone.records.get(zone.origin, [])):
             raise ZoneSyntaxError(
@@ -471,17 +525,3 @@ def _matches(rr: dnslib.RR, data: str) -> bool:
             return True
     text = rdata_text(rr)
     return text.lower().rstrip(".") == wanted.lower().rstrip(".")
-
-
-def _line_of(origin: str, text: str, index: int, ttl: int) -> int:
-    """The line where record number ``index`` of ``text`` starts (only for
-    error messages: parses growing prefixes until that record appears)."""
-    lines = text.splitlines()
-    for n in range(1, len(lines) + 1):
-        try:
-            count = len(parse_zone(origin, "\n".join(lines[:n]), ttl))
-        except ZoneSyntaxError:
-            continue
-        if count > index:
-            return n
-    return 1

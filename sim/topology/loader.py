@@ -379,10 +379,11 @@ class _Walker:
             built = self.walk(f.spec, item, child, _value_pos(value, key, key_pos))
             if built is not _BAD:
                 fields[key] = built
-        complete = True
+        # A required key with a bad value (already reported) leaves the record
+        # incomplete too: it cannot be built.
+        complete = all(f.key in fields for f in spec.fields if f.required)
         for f in spec.fields:
             if f.required and f.key not in value:
-                complete = False
                 self.report(
                     path,
                     here,
@@ -511,6 +512,8 @@ def _duplicate_keys(text: str, source: str) -> list[tuple[Problem, KeyPath]]:
 
 def _yaml_problem(err: Exception, source: str, text: str) -> Problem:
     """A parser error as one problem at the parser's position."""
+    if isinstance(err, RecursionError):
+        return Problem(source, 1, 1, "not valid YAML: the document is nested too deeply to read")
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     if mark is not None:
         line, col = mark.line + 1, mark.column + 1
@@ -636,6 +639,8 @@ def _layout_problems(topology: Topology, source: str, locator: Locator) -> list[
         return out
     except TopologyError as err:
         return [replace(p, path=source) for p in err.problems]
+    except Exception as err:  # a layout bug must still not become a traceback
+        return [Problem(source, 1, 1, f"the network cannot be laid out: {err!r}")]
     return []
 
 

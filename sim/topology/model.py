@@ -256,6 +256,16 @@ class Topology:
                 return text
         raise KeyError(zone)
 
+    def resolver_address(self) -> IPv4Address | None:
+        """``settings.resolver``, else the address of the first host running
+        dns: the address every node's stub resolver asks."""
+        if self.settings.resolver is not None:
+            return self.settings.resolver
+        for node in self.hosts():
+            if node.services.dns is not None and node.ip is not None:
+                return node.ip.ip
+        return None
+
     def host_by_address(self, address: IPv4Address) -> Node | None:
         for node in self.nodes:
             if node.ip is not None and node.ip.ip == address:

@@ -139,7 +139,7 @@ def _ipv4(value: object) -> IPv4Address:
     if not isinstance(value, str):
         raise _expect("an IPv4 address such as 192.0.2.25", value)
     try:
-        return IPv4Address(value.strip())
+        return IPv4Address(value)
     except ValueError as err:
         raise ValueError(
             f"{value!r} is not an IPv4 address such as 192.0.2.25{_why(err)}"
@@ -158,10 +158,23 @@ def _dnsbl_code(value: object) -> IPv4Address:
     return address
 
 
+_PREFIX = re.compile(r"[^/]*/(?:3[0-2]|[12]?[0-9])")
+
+
+def _check_prefix(value: str) -> None:
+    # ipaddress also takes /08 and netmasks (/255.0.0.0); a topology uses the
+    # one spelling students see everywhere, and the JSON Schema checks the same.
+    if "/" in value and not _PREFIX.fullmatch(value):
+        raise ValueError(
+            f"{value!r}: write the prefix length as a number from 0 to 32, such as /24"
+        )
+
+
 def _ipv4_network(value: object) -> IPv4Network:
     if not isinstance(value, str):
         raise _expect("an IPv4 network such as 100.64.0.0/10 or an address", value)
-    text = value.strip()
+    text = value
+    _check_prefix(text)
     try:
         return IPv4Network(text)
     except ValueError as err:
@@ -176,11 +189,12 @@ def _ipv4_network(value: object) -> IPv4Network:
 def _ipv4_interface(value: object) -> IPv4Interface:
     if not isinstance(value, str):
         raise _expect("an address with its prefix length such as 100.64.10.20/24", value)
-    text = value.strip()
+    text = value
     if "/" not in text:
         raise ValueError(
             f"{value!r} has no prefix length: write the host's network too, such as {text}/24"
         )
+    _check_prefix(text)
     try:
         return IPv4Interface(text)
     except ValueError as err:
@@ -214,7 +228,13 @@ def _port(value: object) -> int:
     return value
 
 
-_PORT_RANGE = re.compile(r"\s*(\d+)\s*(?:[-:]\s*(\d+)\s*)?")
+# 1 to 65535 without leading zeros, written so that JSON Schema can use it too.
+_PORT_NUMBER = (
+    r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+)
+_PORT_RANGE_TEXT = rf"\s*({_PORT_NUMBER})\s*(?:[-:]\s*({_PORT_NUMBER})\s*)?"
+_PORT_RANGE = re.compile(_PORT_RANGE_TEXT, re.ASCII)
+_LOOSE_RANGE = re.compile(r"\s*([0-9]+)\s*(?:[-:]\s*([0-9]+)\s*)?")
 
 
 def _port_range(value: object) -> tuple[int, int]:
@@ -225,18 +245,19 @@ def _port_range(value: object) -> tuple[int, int]:
         raise _expect("a port such as 25 or a range such as 1024-65535", value)
     match = _PORT_RANGE.fullmatch(value)
     if not match:
+        loose = _LOOSE_RANGE.fullmatch(value)
+        for number in loose.groups() if loose else ():
+            if number is not None and not re.fullmatch(_PORT_NUMBER, number):
+                raise ValueError(f"{number} in {value!r} is not a port number (1-65535)")
         raise ValueError(f"{value!r} is not a port such as 25 or a range such as 1024-65535")
     low = int(match.group(1))
     high = int(match.group(2) or low)
-    for port in (low, high):
-        if not 1 <= port <= 65535:
-            raise ValueError(f"{port} in {value!r} is not a port number (1-65535)")
     if low > high:
         raise ValueError(f"{value!r} is an empty range: write the lower port first")
     return (low, high)
 
 
-_SIZE = re.compile(r"\s*(\d+)\s*([KMG]?)\s*", re.IGNORECASE)
+_SIZE = re.compile(r"\s*([0-9]+)\s*([KMG]?)\s*", re.IGNORECASE | re.ASCII)
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
@@ -406,7 +427,7 @@ FORMATS: dict[str, ValueFormat] = {
             {
                 "anyOf": [
                     {"type": "integer", "minimum": 1, "maximum": 65535},
-                    {"type": "string", "pattern": r"^\s*\d+\s*([-:]\s*\d+\s*)?$"},
+                    {"type": "string", "pattern": _anchored(_PORT_RANGE_TEXT)},
                 ]
             },
             _port_range,

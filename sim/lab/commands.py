@@ -1,0 +1,175 @@
+"""The ``maillab list`` and ``maillab check`` subcommands.
+
+``sim.cli`` wires them in with :func:`register`::
+
+    sub = parser.add_subparsers(...)
+    from sim.lab.commands import register
+    register(sub)
+
+Exit codes follow DESIGN.md: 0 success; 1 a check failed; 2 bad input (a
+lab file with problems, an unknown lab, a backend this machine cannot run).
+Errors are raised as :class:`~sim.errors.SimError` for the CLI to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from sim.errors import InputError, LabFileError
+from sim.lab.catalog import find_lab, labs_dir, load_catalog
+from sim.lab.engine import LabReport, run_reference
+from sim.lab.loader import load_lab
+from sim.lab.progress import FileProgressStore
+
+__all__ = ["add_check_parser", "add_list_parser", "cmd_check", "cmd_list", "register"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False), flush=True)
+
+
+def _labs_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--labs-dir",
+        metavar="DIR",
+        help="where the lab files are (default: the repository's or the package's)",
+    )
+
+
+# -- list ------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    directory = labs_dir(args.labs_dir)
+    entries = load_catalog(directory)
+    store = FileProgressStore()
+    progress = store.all_labs()
+    rows: list[dict[str, Any]] = []
+    problems = [p for e in entries for p in e.problems]
+    for entry in entries:
+        lab = entry.lab
+        if lab is None:
+            continue
+        done = progress.get(lab.id)
+        rows.append(
+            {
+                "id": lab.id,
+                "title": lab.title,
+                "topology": lab.topology,
+                "steps": len(lab.steps),
+                "progress": done.summary(len(lab.steps)) if done is not None else None,
+                "file": str(entry.path),
+                "estimated_time": lab.estimated_time,
+            }
+        )
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if store.warning:
+        print(f"maillab: {store.warning}", file=sys.stderr)
+    if args.json:
+        _print_json({"labs": rows})
+    else:
+        print(_list_table(rows))
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def _list_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no labs"
+    width = max(len(r["id"]) for r in rows)
+    lines = []
+    for r in rows:
+        p = r["progress"]
+        state = ("done" if p["completed"] else f"{p['done']}/{p['total']}") if p else "—"
+        minutes = round(r["estimated_time"] / 60)
+        lines.append(f"{r['id']:<{width}}  {state:>5}  {minutes:>3} min  {r['title']}")
+    return "\n".join(lines)
+
+
+# -- check -------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    directory = labs_dir(args.labs_dir)
+    if args.labs:
+        paths = [find_lab(ref, directory) for ref in args.labs]
+        labs, problems = [], []
+        for path in paths:
+            try:
+                labs.append(load_lab(path))
+            except LabFileError as err:
+                problems.extend(err.problems)
+        if problems:
+            raise InputError(problems)
+    else:
+        entries = load_catalog(directory)
+        problems = [p for e in entries for p in e.problems]
+        if problems:
+            raise InputError(problems)
+        labs = [e.lab for e in entries if e.lab is not None]
+    reports: list[LabReport] = []
+    for lab in labs:
+        report = run_reference(lab, args.backend)
+        reports.append(report)
+        if not args.json:
+            print(_report_text(report), flush=True)
+    passed = all(r.passed for r in reports)
+    if args.json:
+        _print_json(
+            {"passed": passed, "backend": args.backend, "labs": [r.to_json() for r in reports]}
+        )
+    elif not reports:
+        print("no labs to check", file=sys.stderr)
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _report_text(report: LabReport) -> str:
+    mark = "PASS" if report.passed else "FAIL"
+    lines = [
+        f"{mark}  {report.id}: {report.title} ({len(report.steps)} steps, {report.seconds:.1f} s)"
+    ]
+    for step in report.steps:
+        if not step.passed:
+            lines.append(f"      {step.id} ({step.kind}): {step.detail}")
+    return "\n".join(lines)
+
+
+# -- the parsers -----------------------------------------------------------------
+
+
+def add_list_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser("list", help="the labs, with your progress")
+    p.add_argument("--json", action="store_true")
+    _labs_dir_arg(p)
+    p.set_defaults(func=cmd_list)
+    return p
+
+
+def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "check", help="run the labs' reference solutions headless"
+    )
+    p.add_argument(
+        "labs", nargs="*", metavar="LAB", help="lab ids, numbers or files (default: every lab)"
+    )
+    p.add_argument(
+        "--backend",
+        choices=["local", "mininet"],
+        default="local",
+        help="local (default: one process, no root) or mininet (root, Linux)",
+    )
+    p.add_argument("--json", action="store_true")
+    _labs_dir_arg(p)
+    p.set_defaults(func=cmd_check)
+    return p
+
+
+def register(subparsers: Any) -> None:
+    """Add ``list`` and ``check`` to the ``maillab`` subcommands."""
+    add_list_parser(subparsers)
+    add_check_parser(subparsers)

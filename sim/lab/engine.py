@@ -1,0 +1,665 @@
+"""The lab runner: one student working through one lab on a running topology.
+
+The engine knows nothing of any user interface: the TUI, notebooks and
+``maillab check`` drive the same :class:`LabSession`::
+
+    lab = load_lab("labs/01-receive-only.yaml")
+    with LabSession(lab) as session:          # starts the topology
+        step = session.current                  # the first step not done
+        session.run_experiment("dig-mx")        # → ExperimentOutcome (result, trace)
+        session.answer("mx-target", "c")        # → Feedback(correct, text)
+        session.check("null-mx")                # → CheckOutcome(passed, detail, hint)
+        session.hint("null-mx")                 # the next hint
+        session.apply("null-mx", {"dns_add": {...}})   # a student's edit → ActionResult
+        session.solve("null-mx")                # the reference solution
+
+Everything a student does is saved at once (:mod:`sim.lab.progress`);
+starting a session again resumes: finished steps stay finished, revealed
+hints stay revealed, and the student's edits to the lab are replayed onto
+the freshly started topology (its services keep no state between runs).
+
+:func:`run_reference` walks a lab's reference path headless, as
+``maillab check`` does: every experiment, the right answer to every question,
+each task's check before (it must fail) and after its solution, every
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+from sim.errors import BackendUnavailable, LabError, LabFileError, SimError
+from sim.lab.actions import ActionResult, action_from_data, apply_action
+from sim.lab.checks import PredicateOutcome, evaluate, summarise
+from sim.lab.loader import normalise_answer
+from sim.lab.model import (
+    Action,
+    Check,
+    CheckpointStep,
+    ConnectRun,
+    DigRun,
+    ExperimentRun,
+    ExperimentStep,
+    ExplainStep,
+    LabDef,
+    QuestionStep,
+    SendRun,
+    Step,
+    TaskStep,
+)
+from sim.lab.progress import LabProgress, MemoryProgressStore, ProgressStore, StepProgress
+from sim.topology.model import Topology
+
+__all__ = [
+    "CheckOutcome",
+    "ExperimentOutcome",
+    "Feedback",
+    "LabReport",
+    "LabSession",
+    "RunningLab",
+    "StepReport",
+    "run_reference",
+]
+
+
+class RunningLab(Protocol):
+    """What the engine needs from a running topology (``sim.Lab`` fits)."""
+
+    def dig(self, node: str, name: str, rtype: str = "A") -> Any: ...
+
+    def connect(self, node: str, host: str, port: int) -> Any: ...
+
+    def send(
+        self,
+        node: str,
+        to: str | list[str],
+        *,
+        mail_from: str | None = None,
+        from_header: str | None = None,
+        via: str = "direct",
+        user: str | None = None,
+        password: str | None = None,
+        subject: str = ...,
+        body: str = ...,
+        headers: dict[str, str] | None = None,
+        port: int | None = None,
+        settle: bool = False,
+    ) -> Any: ...
+
+    def mailbox(self, address: str, folder: str = "INBOX") -> Sequence[Any]: ...
+
+    def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]: ...
+
+    def advance(self, duration: str | float) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+Starter = Callable[[Topology, str], RunningLab]
+
+
+def _default_starter(topology: Topology, backend: str) -> RunningLab:
+    from sim.runtime import start
+
+    lab: RunningLab = start(topology, backend=backend)
+    return lab
+
+
+# -- results ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a student is told after answering a question."""
+
+    correct: bool
+    text: str
+    #: The choice the answer was read as (multiple choice), else None.
+    choice: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"correct": self.correct, "text": self.text, "choice": self.choice}
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """Whether a task or checkpoint passed, why, and (when not) a hint."""
+
+    passed: bool
+    detail: str
+    hint: str | None = None
+    results: tuple[PredicateOutcome, ...] = ()
+    #: A task's explanation, once it passes (what the student just learned).
+    explanation: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "detail": self.detail,
+            "hint": self.hint,
+            "explanation": self.explanation,
+            "results": [r.to_json() for r in self.results],
+        }
+
+
+@dataclass(frozen=True)
+class ExperimentOutcome:
+    """An experiment that ran: its result (with ``.trace``), the result as
+    JSON, or the error that stopped it; and what its ``expect`` found."""
+
+    step: str | None
+    experiment: ExperimentRun
+    result: Any = None
+    data: dict[str, Any] | None = None
+    error: str | None = None
+    expectations: tuple[PredicateOutcome, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(e.passed for e in self.expectations)
+
+    @property
+    def detail(self) -> str:
+        if self.error is not None:
+            return f"{self.experiment.describe()} failed: {self.error}"
+        if self.expectations:
+            return summarise(self.expectations)
+        return describe_result(self.experiment.kind, self.data or {})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "experiment": self.experiment.describe(),
+            "passed": self.passed,
+            "detail": self.detail,
+            "error": self.error,
+            "result": self.data,
+            "expectations": [e.to_json() for e in self.expectations],
+        }
+
+
+@dataclass(frozen=True)
+class StepReport:
+    id: str
+    kind: str
+    passed: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class LabReport:
+    """One lab's reference run (the ``labs[]`` items of ``maillab check --json``)."""
+
+    id: str
+    title: str
+    passed: bool
+    seconds: float
+    steps: tuple[StepReport, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "passed": self.passed,
+            "seconds": self.seconds,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+
+def describe_result(kind: str, data: Mapping[str, Any]) -> str:
+    """One sentence for a result without expectations."""
+    if kind == "dig":
+        q = data.get("question") or {}
+        answers = data.get("answers") or []
+        shown = "; ".join(f"{a.get('type')} {a.get('data')}" for a in answers) or "no records"
+        return f"{q.get('name')} {q.get('type')}: {data.get('rcode')}, {shown}"
+    reply = data.get("reply") or {}
+    said = " ".join(str(reply[k]) for k in ("code", "enhanced", "text") if reply.get(k))
+    if kind == "connect":
+        banner = data.get("banner")
+        return f"{data.get('outcome')}" + (f": {banner}" if banner else "")
+    return f"{data.get('outcome')}" + (f": {said}" if said else "")
+
+
+# -- the session --------------------------------------------------------------
+
+
+class LabSession:
+    """One student in one lab: the running topology and the progress.
+
+    ``store`` keeps the progress: in memory by default (tests, ``maillab
+    check``); :meth:`for_student` saves it in the student's progress file.
+    ``starter`` starts the topology (``sim.start`` by default; tests pass a
+    stand-in). Methods take a step or its id; each returns data (feedback,
+    outcomes, action results) for the front end to render.
+    """
+
+    def __init__(
+        self,
+        lab: LabDef,
+        backend: str = "local",
+        *,
+        store: ProgressStore | None = None,
+        starter: Starter | None = None,
+        topology: Topology | None = None,
+    ) -> None:
+        self.definition = lab
+        self.backend = backend
+        self.store: ProgressStore = store if store is not None else MemoryProgressStore()
+        self.progress: LabProgress = self.store.load(lab.id)
+        self._starter = starter or _default_starter
+        self._topology = topology
+        self.lab: RunningLab | None = None
+        self.results: dict[str, ExperimentOutcome] = {}
+        #: What replaying the saved edits did when the session resumed.
+        self.replayed: list[ActionResult] = []
+
+    @classmethod
+    def for_student(
+        cls, lab: LabDef, backend: str = "local", *, student: str | None = None
+    ) -> LabSession:
+        """A session whose progress is saved in the student's progress file
+        (what the TUI and notebooks use; the default store keeps it in memory)."""
+        from sim.lab.progress import FileProgressStore
+
+        return cls(lab, backend, store=FileProgressStore(student=student))
+
+    # -- the topology ----------------------------------------------------------
+
+    @property
+    def topology(self) -> Topology:
+        if self._topology is None:
+            from sim.topology import load_topology
+
+            self._topology = load_topology(self.definition.topology_path)
+        return self._topology
+
+    def start(self, *, resume: bool = True) -> None:
+        """Start the topology; replay the student's saved edits (``resume``)
+        or begin the lab afresh."""
+        if self.lab is not None:
+            return
+        if not resume:
+            self.store.reset(self.definition.id)
+            self.progress = LabProgress(self.definition.id)
+        self.lab = self._starter(self.topology, self.backend)
+        self.replayed = [self._replay(record) for record in self.progress.actions]
+
+    def stop(self) -> None:
+        lab, self.lab = self.lab, None
+        if lab is not None:
+            lab.stop()
+
+    def reset(self) -> None:
+        """Forget this lab's progress and restart the topology clean."""
+        running = self.lab is not None
+        self.stop()
+        self.store.reset(self.definition.id)
+        self.progress = LabProgress(self.definition.id)
+        self.results.clear()
+        self.replayed = []
+        if running:
+            self.start(resume=False)
+
+    def __enter__(self) -> LabSession:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _running(self) -> RunningLab:
+        if self.lab is None:
+            raise LabError(f"the lab {self.definition.id} is not running: start() it first")
+        return self.lab
+
+    # -- steps and progress ------------------------------------------------------
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.definition.steps
+
+    @property
+    def current(self) -> Step | None:
+        """The first step not done yet (None when the lab is complete)."""
+        return next((s for s in self.steps if not self.progress.done(s.id)), None)
+
+    @property
+    def complete(self) -> bool:
+        return self.current is None
+
+    def step(self, ref: Step | str) -> Step:
+        if not isinstance(ref, str):
+            return ref
+        try:
+            return self.definition.step(ref)
+        except KeyError:
+            ids = ", ".join(s.id for s in self.steps)
+            raise LabError(
+                f"the lab {self.definition.id} has no step {ref!r} (steps: {ids})"
+            ) from None
+
+    def state(self, step: Step | str) -> StepProgress:
+        return self.progress.step(self.step(step).id)
+
+    def hints_shown(self, step: Step | str) -> list[str]:
+        found = self.step(step)
+        if not isinstance(found, TaskStep):
+            return []
+        return list(found.hints[: self.state(found).hints])
+
+    def _done(self, step: Step) -> None:
+        state = self.progress.step(step.id)
+        if not state.done:
+            state.done = True
+            state.done_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if self.complete and self.progress.completed is None:
+            self.progress.completed = state.done_at
+        self.save()
+
+    def save(self) -> None:
+        self.store.save(self.progress)
+
+    def mark_read(self, step: Step | str) -> None:
+        """An explain step has been read (other kinds finish by doing them)."""
+        found = self.step(step)
+        if not isinstance(found, ExplainStep):
+            raise LabError(
+                f"step {found.id} is a {found.kind} step: it is done by doing it, not by reading it"
+            )
+        self._done(found)
+
+    # -- experiments ---------------------------------------------------------------
+
+    def run_experiment(self, step: Step | str) -> ExperimentOutcome:
+        """Run an experiment step; the step is done once it has run."""
+        found = self.step(step)
+        if not isinstance(found, ExperimentStep) or found.run is None:
+            raise LabError(f"step {found.id} is a {found.kind} step, not an experiment")
+        outcome = self._execute(found.run, found.id)
+        if outcome.error is None:
+            expectations = tuple(self._predicates(found.expect, outcome.data))
+            outcome = ExperimentOutcome(
+                found.id, found.run, outcome.result, outcome.data, None, expectations
+            )
+            self.results[found.id] = outcome
+            self._done(found)
+        return outcome
+
+    def _execute(self, run: ExperimentRun, step_id: str | None = None) -> ExperimentOutcome:
+        lab = self._running()
+        try:
+            if isinstance(run, DigRun):
+                result = lab.dig(run.node, run.name, run.type)
+            elif isinstance(run, ConnectRun):
+                result = lab.connect(run.node, run.host, run.port)
+            else:
+                assert isinstance(run, SendRun)
+                result = lab.send(run.node, list(run.to), **run.kwargs())
+        except SimError as err:
+            return ExperimentOutcome(step_id, run, error=str(err))
+        data = result.to_json() if hasattr(result, "to_json") else dict(result)
+        return ExperimentOutcome(step_id, run, result, data)
+
+    def _predicates(
+        self, predicates: Sequence[Any], data: Mapping[str, Any] | None
+    ) -> list[PredicateOutcome]:
+        return [evaluate(p.name, p.value, data, self.lab) for p in predicates]
+
+    # -- questions -----------------------------------------------------------------
+
+    def answer(self, step: Step | str, given: str | int) -> Feedback:
+        """Judge an answer: a choice id, a 0-based choice index or the choice's
+        text (multiple choice), or the text of a short answer."""
+        found = self.step(step)
+        if not isinstance(found, QuestionStep):
+            raise LabError(f"step {found.id} is a {found.kind} step, not a question")
+        feedback = _judge(found, given)
+        if feedback is None:
+            ids = ", ".join(c.id for c in found.choices)
+            return Feedback(False, f"There is no choice {given!r}: answer one of {ids}.")
+        state = self.progress.step(found.id)
+        state.attempts += 1
+        state.answers.append(feedback.choice if feedback.choice is not None else str(given))
+        if feedback.correct:
+            self._done(found)
+        else:
+            self.save()
+        return feedback
+
+    # -- tasks and checkpoints -------------------------------------------------------
+
+    def hint(self, step: Step | str) -> str | None:
+        """Reveal the next hint of a task; None when every hint is shown."""
+        found = self.step(step)
+        if not isinstance(found, TaskStep):
+            raise LabError(f"step {found.id} is a {found.kind} step: only tasks have hints")
+        state = self.progress.step(found.id)
+        if state.hints >= len(found.hints):
+            return None
+        state.hints += 1
+        self.save()
+        return found.hints[state.hints - 1]
+
+    def check(self, step: Step | str) -> CheckOutcome:
+        """Run a task's or checkpoint's checks against the lab as it is now.
+
+        A failing task shows a hint: the first one, revealed now, if none was
+        shown yet; else the last one shown (more come from :meth:`hint`).
+        """
+        found = self.step(step)
+        if not isinstance(found, TaskStep | CheckpointStep):
+            raise LabError(f"step {found.id} is a {found.kind} step: it has no checks")
+        results: list[PredicateOutcome] = []
+        for check in found.checks:
+            results.extend(self._check(check))
+        passed = all(r.passed for r in results)
+        state = self.progress.step(found.id)
+        state.attempts += 1
+        hint = None
+        explanation = ""
+        if passed:
+            if isinstance(found, TaskStep):
+                explanation = found.explanation.strip()
+            self._done(found)
+        else:
+            if isinstance(found, TaskStep) and found.hints:
+                if state.hints == 0:
+                    state.hints = 1
+                hint = found.hints[state.hints - 1]
+            self.save()
+        return CheckOutcome(passed, summarise(results), hint, tuple(results), explanation)
+
+    def _check(self, check: Check) -> list[PredicateOutcome]:
+        data: Mapping[str, Any] | None = None
+        if check.run is not None:
+            outcome = self._execute(check.run)
+            if outcome.error is not None:
+                return [PredicateOutcome(False, outcome.detail)]
+            data = outcome.data
+        elif check.of is not None:
+            earlier = self.results.get(check.of)
+            if earlier is None:
+                # Not run in this session (a resumed lab): run it now.
+                earlier = self.run_experiment(check.of)
+            if earlier.error is not None:
+                return [PredicateOutcome(False, earlier.detail)]
+            data = earlier.data
+        return self._predicates(check.expect, data)
+
+    def apply(self, step: Step | str | None, action: Mapping[str, Any] | Action) -> ActionResult:
+        """A student's edit to the running lab, such as
+        ``{"dns_add": {"node": "ns", "zone": "shop.example", "record": "@ MX 0 ."}}``.
+
+        Checked like a lab file's action and against the topology; problems
+        and the service's refusals come back as an ``ok=False`` result.
+        Successful edits are saved, to be replayed when the lab resumes.
+        """
+        found = None if step is None else self.step(step)
+        try:
+            parsed = action if isinstance(action, Action) else action_from_data(action)
+        except LabFileError as err:
+            text = "; ".join(_strip_where(p.message) for p in err.problems)
+            raw = dict(action) if isinstance(action, Mapping) else {}
+            return ActionResult(False, raw, f"not a valid action: {text}")
+        result = apply_action(self._running(), parsed, self.topology, self.definition.dns_cache)
+        if result.ok:
+            self.progress.actions.append(
+                {"step": found.id if found else None, "action": parsed.to_json()}
+            )
+            self.save()
+        return result
+
+    def solve(self, step: Step | str) -> list[ActionResult]:
+        """Apply a task's reference solution (recorded like a student's edits)."""
+        found = self.step(step)
+        if not isinstance(found, TaskStep):
+            raise LabError(f"step {found.id} is a {found.kind} step: only tasks have solutions")
+        results = []
+        for action in found.solution:
+            result = self.apply(found, action)
+            results.append(result)
+            if not result.ok:
+                break
+        return results
+
+    def _replay(self, record: Mapping[str, Any]) -> ActionResult:
+        raw = record.get("action")
+        try:
+            action = action_from_data(raw)
+        except LabFileError as err:
+            return ActionResult(
+                False, raw if isinstance(raw, dict) else {}, f"saved edit not replayed: {err}"
+            )
+        return apply_action(self._running(), action, self.topology, self.definition.dns_cache)
+
+
+def _strip_where(message: str) -> str:
+    # "dns_add.zone: must not be empty" reads fine; drop the (top level) marker.
+    return message.removeprefix("(top level): ")
+
+
+def _judge(q: QuestionStep, given: str | int) -> Feedback | None:
+    """Feedback for an answer; None when a multiple-choice answer names no choice."""
+    if q.choices:
+        choice = None
+        if isinstance(given, int) and not isinstance(given, bool):
+            choice = q.choices[given] if 0 <= given < len(q.choices) else None
+        else:
+            text = str(given).strip()
+            choice = (
+                q.choice(text)
+                or q.choice(text.lower())
+                or next(
+                    (c for c in q.choices if normalise_answer(c.text) == normalise_answer(text)),
+                    None,
+                )
+            )
+        if choice is None:
+            return None
+        if choice.id == q.answer:
+            return Feedback(True, q.explanation.strip() or "Right.", choice.id)
+        return Feedback(False, choice.feedback.strip(), choice.id)
+    text = str(given)
+    answer = normalise_answer(text)
+    right = answer in {normalise_answer(a) for a in q.accept} or (
+        q.pattern is not None and re.fullmatch(q.pattern, text.strip(), re.IGNORECASE) is not None
+    )
+    if right:
+        return Feedback(True, q.explanation.strip() or "Right.")
+    for wrong in q.wrong:
+        if answer in {normalise_answer(a) for a in wrong.answers}:
+            return Feedback(False, wrong.feedback.strip())
+    return Feedback(False, q.feedback.strip())
+
+
+# -- the reference path ---------------------------------------------------------
+
+
+def run_reference(
+    lab: LabDef, backend: str = "local", *, starter: Starter | None = None
+) -> LabReport:
+    """Walk ``lab``'s reference path headless and report every step.
+
+    A task passes when its check fails before the reference solution (a task
+    already done would teach nothing) and passes after it.
+    """
+    began = time.monotonic()
+    session = LabSession(lab, backend, store=MemoryProgressStore(), starter=starter)
+    reports: list[StepReport] = []
+    try:
+        session.start(resume=False)
+    except BackendUnavailable:
+        raise  # the machine cannot run this backend: a usage problem, not a lab's
+    except SimError as err:
+        seconds = round(time.monotonic() - began, 2)
+        return LabReport(
+            lab.id,
+            lab.title,
+            False,
+            seconds,
+            (StepReport("start", "start", False, f"the lab did not start: {err}"),),
+        )
+    try:
+        for step in lab.steps:
+            try:
+                reports.append(_reference_step(session, step))
+            except SimError as err:
+                reports.append(StepReport(step.id, step.kind, False, f"error: {err}"))
+    finally:
+        session.stop()
+    seconds = round(time.monotonic() - began, 2)
+    return LabReport(lab.id, lab.title, all(r.passed for r in reports), seconds, tuple(reports))
+
+
+def _reference_step(session: LabSession, step: Step) -> StepReport:
+    if isinstance(step, ExplainStep):
+        session.mark_read(step)
+        return StepReport(step.id, step.kind, True, f"text: {step.title}")
+    if isinstance(step, ExperimentStep):
+        outcome = session.run_experiment(step)
+        return StepReport(step.id, step.kind, outcome.passed, outcome.detail)
+    if isinstance(step, QuestionStep):
+        answer = step.reference_answer()
+        feedback = session.answer(step, answer)
+        if feedback.correct:
+            return StepReport(step.id, step.kind, True, f"the right answer {answer!r} is accepted")
+        return StepReport(
+            step.id,
+            step.kind,
+            False,
+            f"the reference answer {answer!r} is not accepted: {feedback.text}",
+        )
+    if isinstance(step, TaskStep):
+        before = session.check(step)
+        if before.passed:
+            return StepReport(
+                step.id,
+                step.kind,
+                False,
+                "the check passes before the solution "
+                f"is applied, so the task teaches nothing: {before.detail}",
+            )
+        for result in session.solve(step):
+            if not result.ok:
+                return StepReport(
+                    step.id, step.kind, False, f"the reference solution failed: {result.message}"
+                )
+        after = session.check(step)
+        return StepReport(step.id, step.kind, after.passed, after.detail)
+    assert isinstance(step, CheckpointStep)
+    checked = session.check(step)
+    return StepReport(step.id, step.kind, checked.passed, checked.detail)

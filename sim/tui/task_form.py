@@ -1,0 +1,387 @@
+"""A task's form: the change a student makes to the running lab.
+
+Most tasks of the curriculum are a DNS fix (publish an MX, a null MX, an SPF
+or DMARC record, a DKIM key; remove a record), so the form is first a zone
+record editor, in four modes:
+
+* **Add a record**      one zone-file line such as ``@ MX 0 .`` (``dns_add``);
+* **Remove records**    a name, optionally a type and the data (``dns_remove``);
+* **Edit the zone file** the whole zone, as an administrator edits it
+  (``dns_replace_zone``);
+* **Other change**      any task action in YAML flow style, such as
+  ``dnsbl_delist: {node: dnsbl, net: 203.0.113.10/32}`` (delist an address,
+  change an MX policy, let lab time pass).
+
+Input is checked as it is typed, with the same parser the DNS service uses
+(:func:`sim.topology.zones.parse_zone`) and the same action checks as lab
+files (:func:`sim.lab.actions.action_from_data`); problems show under the
+field and *Apply* stays disabled until the input is valid. Applying posts
+:class:`TaskForm.Submitted`; the lab screen runs it on the lab.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.text import Text
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static, TextArea
+
+from sim.errors import LabFileError
+from sim.lab.actions import action_from_data
+from sim.resolve import qtype_code
+from sim.topology.model import Topology
+from sim.topology.zones import ZoneSyntaxError, parse_zone
+
+__all__ = [
+    "MODES",
+    "TaskForm",
+    "other_problem",
+    "record_problem",
+    "remove_problem",
+    "zone_problem",
+]
+
+#: (mode, radio label)
+MODES: tuple[tuple[str, str], ...] = (
+    ("add", "Add a record"),
+    ("remove", "Remove records"),
+    ("edit", "Edit the zone file"),
+    ("other", "Other change"),
+)
+
+#: The mode a task's reference solution would use (the kind of change, not the change).
+MODE_OF_ACTION = {"dns_add": "add", "dns_remove": "remove", "dns_replace_zone": "edit"}
+
+
+# -- checking input (pure functions) -------------------------------------------------
+
+
+def record_problem(zone: str, text: str) -> str | None:
+    """Why ``text`` is not a record of ``zone`` (None when it parses)."""
+    if not text.strip():
+        return "Type a record, such as `@ MX 10 mx` (names are relative to the zone)."
+    try:
+        parse_zone(zone, text)
+    except ZoneSyntaxError as err:
+        return err.message
+    return None
+
+
+def remove_problem(name: str, rtype: str) -> str | None:
+    if not name.strip():
+        return "Name the records to remove: `@` for the zone's apex, or a name such as `mx`."
+    if any(ch.isspace() for ch in name.strip()):
+        return f"{name.strip()!r} is not one name: remove one name at a time."
+    if rtype.strip():
+        try:
+            qtype_code(rtype.strip())
+        except ValueError as err:
+            return str(err)
+    return None
+
+
+def zone_problem(zone: str, text: str) -> str | None:
+    """Why a whole zone text does not parse: ``line 3: ...``."""
+    try:
+        parse_zone(zone, text)
+    except ZoneSyntaxError as err:
+        return str(err)
+    return None
+
+
+def other_problem(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """An action typed in YAML flow style: (the action, None) or (None, the problem)."""
+    if not text.strip():
+        return (
+            None,
+            "Type an action, such as `advance: 30m` or `dnsbl_delist: {node: ..., net: ...}`.",
+        )
+    try:
+        raw = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        return None, f"not YAML: {problem}"
+    if not isinstance(raw, Mapping) or len(raw) != 1:
+        return None, "One action: a single key naming it, such as `mx_up: {node: mx-qq}`."
+    try:
+        action = action_from_data(dict(raw))
+    except LabFileError as err:
+        return None, "; ".join(p.message.removeprefix("(top level): ") for p in err.problems)
+    return action.to_json(), None
+
+
+def dns_nodes(topology: Topology) -> dict[str, tuple[str, ...]]:
+    """The nodes that run a DNS server, each with the zones it serves."""
+    return {
+        n.name: tuple(n.services.dns.zones)
+        for n in topology.hosts()
+        if n.services.dns is not None and n.services.dns.zones
+    }
+
+
+# -- the widget ------------------------------------------------------------------------
+
+
+class TaskForm(Vertical):
+    """The change a student makes, checked as it is typed."""
+
+    class Submitted(Message):
+        """Apply this action (a one-key mapping, as in a lab file's solution)."""
+
+        def __init__(self, form: TaskForm, action: dict[str, Any]) -> None:
+            super().__init__()
+            self.form = form
+            self.action = action
+
+        @property
+        def control(self) -> TaskForm:
+            return self.form
+
+    class ZoneWanted(Message):
+        """The form would like to show the zone as it is now on the running lab."""
+
+        def __init__(self, form: TaskForm, node: str, zone: str) -> None:
+            super().__init__()
+            self.form = form
+            self.node = node
+            self.zone = zone
+
+        @property
+        def control(self) -> TaskForm:
+            return self.form
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        mode: str = "add",
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.topology = topology
+        self.servers = dns_nodes(topology)
+        self.mode = mode if self.servers else "other"
+        self._zone_text: dict[tuple[str, str], str] = {}
+        self._loaded_editor: tuple[str, str] | None = None
+
+    # -- layout -------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with RadioSet(id="mode"):
+            for mode, label in MODES:
+                yield RadioButton(
+                    label,
+                    value=mode == self.mode,
+                    name=mode,
+                    disabled=mode != "other" and not self.servers,
+                )
+        node = next(iter(self.servers), None)
+        with Horizontal(id="where", classes="dns-only"):
+            yield Label("Server", classes="field-label")
+            yield Select(
+                [(n, n) for n in self.servers],
+                value=node if node is not None else Select.NULL,
+                allow_blank=node is None,
+                id="node",
+            )
+            yield Label("Zone", classes="field-label")
+            zones = self.servers.get(node, ()) if node is not None else ()
+            yield Select(
+                [(z, z) for z in zones],
+                value=zones[0] if zones else Select.NULL,
+                allow_blank=not zones,
+                id="zone",
+            )
+        with Vertical(id="fields-add", classes="fields"):
+            yield Input(placeholder="a record, e.g.  @ MX 10 mx", id="record")
+            yield Static("", id="error-add", classes="error")
+        with Vertical(id="fields-remove", classes="fields"):
+            with Horizontal(classes="row"):
+                yield Input(placeholder="name: @, mx…", id="rm-name")
+                yield Input(placeholder="type (any)", id="rm-type")
+                yield Input(placeholder="data (any)", id="rm-data")
+            yield Static("", id="error-remove", classes="error")
+        with Vertical(id="fields-edit", classes="fields"):
+            yield TextArea("", id="zone-text", show_line_numbers=True, soft_wrap=False)
+            yield Static("", id="error-edit", classes="error")
+        with Vertical(id="fields-other", classes="fields"):
+            yield Input(placeholder="e.g.  advance: 30m", id="other")
+            yield Static("", id="error-other", classes="error")
+        with Horizontal(classes="buttons"):
+            yield Button("Apply the change", id="apply", variant="primary", disabled=True)
+        yield Static("", id="zone-now")
+
+    def on_mount(self) -> None:
+        self._set_mode(self.mode)
+        self._want_zone()
+
+    # -- what is chosen ---------------------------------------------------------------
+
+    @property
+    def node(self) -> str | None:
+        value = self.query_one("#node", Select).value
+        return value if isinstance(value, str) else None
+
+    @property
+    def zone(self) -> str | None:
+        value = self.query_one("#zone", Select).value
+        return value if isinstance(value, str) else None
+
+    def _set_mode(self, mode: str) -> None:
+        self.mode = mode
+        for m, _ in MODES:
+            self.set_class(m == mode, f"-mode-{m}")
+        if mode == "edit":
+            self._load_editor()
+        self.validate()
+
+    @on(RadioSet.Changed, "#mode")
+    def _mode_chosen(self, event: RadioSet.Changed) -> None:
+        event.stop()
+        if event.pressed.name:
+            self._set_mode(event.pressed.name)
+
+    @on(Select.Changed, "#node")
+    def _node_chosen(self, event: Select.Changed) -> None:
+        event.stop()
+        zones = self.servers.get(self.node or "", ())
+        select = self.query_one("#zone", Select)
+        select.set_options([(z, z) for z in zones])
+        if zones:
+            select.value = zones[0]
+        self._want_zone()
+        self.validate()
+
+    @on(Select.Changed, "#zone")
+    def _zone_chosen(self, event: Select.Changed) -> None:
+        event.stop()
+        self._want_zone()
+        if self.mode == "edit":
+            self._load_editor()
+        self.validate()
+
+    @on(Input.Changed)
+    @on(TextArea.Changed)
+    def _typed(self, event: Message) -> None:
+        event.stop()
+        self.validate()
+
+    @on(Input.Submitted)
+    def _enter(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.apply()
+
+    @on(Button.Pressed, "#apply")
+    def _apply_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.apply()
+
+    # -- validation -----------------------------------------------------------------------
+
+    def validate(self) -> dict[str, Any] | None:
+        """Check the current input; show the problem inline; the action when valid."""
+        action, problem = self._action()
+        error = self.query_one(f"#error-{self.mode}", Static)
+        typed = self._typed_something()
+        error.update(Text("✗ " + problem, style="bold red") if problem and typed else "")
+        error.set_class(bool(problem and typed), "shown")
+        self.query_one("#apply", Button).disabled = action is None
+        return action
+
+    def _typed_something(self) -> bool:
+        if self.mode == "add":
+            return bool(self.query_one("#record", Input).value.strip())
+        if self.mode == "remove":
+            return any(
+                self.query_one(f"#{i}", Input).value.strip()
+                for i in ("rm-name", "rm-type", "rm-data")
+            )
+        if self.mode == "edit":
+            return True
+        return bool(self.query_one("#other", Input).value.strip())
+
+    def _action(self) -> tuple[dict[str, Any] | None, str | None]:
+        if self.mode == "other":
+            return other_problem(self.query_one("#other", Input).value)
+        node, zone = self.node, self.zone
+        if node is None or zone is None:
+            return None, "Choose the DNS server and the zone."
+        if self.mode == "add":
+            record = self.query_one("#record", Input).value
+            problem = record_problem(zone, record)
+            args = {"node": node, "zone": zone, "record": record.strip()}
+            return (None, problem) if problem else ({"dns_add": args}, None)
+        if self.mode == "remove":
+            name = self.query_one("#rm-name", Input).value.strip()
+            rtype = self.query_one("#rm-type", Input).value.strip()
+            data = self.query_one("#rm-data", Input).value.strip()
+            problem = remove_problem(name, rtype)
+            if problem:
+                return None, problem
+            args = {"node": node, "zone": zone, "name": name}
+            if rtype:
+                args["type"] = rtype.upper()
+            if data:
+                args["data"] = data
+            return {"dns_remove": args}, None
+        text = self.query_one("#zone-text", TextArea).text
+        problem = zone_problem(zone, text)
+        if problem:
+            return None, problem
+        return {"dns_replace_zone": {"node": node, "zone": zone, "text": text}}, None
+
+    def apply(self) -> None:
+        action = self.validate()
+        if action is not None:
+            self.post_message(self.Submitted(self, action))
+
+    def clear(self) -> None:
+        """Empty the fields after a change was applied."""
+        for i in ("record", "rm-name", "rm-type", "rm-data", "other"):
+            self.query_one(f"#{i}", Input).value = ""
+        self._loaded_editor = None
+        if self.mode == "edit":
+            self._load_editor()
+        self.validate()
+
+    # -- the zone as it is now ------------------------------------------------------------
+
+    def _want_zone(self) -> None:
+        if self.node is not None and self.zone is not None:
+            self.post_message(self.ZoneWanted(self, self.node, self.zone))
+
+    def show_zone(self, node: str, zone: str, text: str | None) -> None:
+        """Show the zone as the running lab serves it (None: not known)."""
+        if text is not None:
+            self._zone_text[(node, zone)] = text
+        if (node, zone) != (self.node, self.zone):
+            return
+        known = self._zone_text.get((node, zone))
+        shown = self.query_one("#zone-now", Static)
+        if known is None:
+            shown.update("")
+            return
+        body = Text(f"{zone} on {node} now:\n", style="bold")
+        body.append(known.rstrip("\n") or "(empty)", style="dim")
+        shown.update(body)
+        if self.mode == "edit" and self._loaded_editor != (node, zone):
+            self._load_editor()
+
+    def _load_editor(self) -> None:
+        key = (self.node or "", self.zone or "")
+        text = self._zone_text.get(key)
+        if text is None:
+            try:
+                text = self.topology.zone_text(key[1])
+            except KeyError:
+                text = ""
+        self.query_one("#zone-text", TextArea).load_text(text)
+        self._loaded_editor = key if key in self._zone_text else None

@@ -1,0 +1,541 @@
+"""A trace as text a student can read: one rendering per pane of the trace view.
+
+The trace of an experiment (:mod:`sim.trace`) mixes everything that happened
+on every node. Students read it best split by layer, the way an
+administrator reads ``dig`` output, a firewall log, an SMTP transcript, a
+receiver's ``Authentication-Results`` and a queue log:
+
+* **Story**   every event in lab-time order, one line each;
+* **DNS**     each query with its answer (RFC 1035 §4.1: question, rcode, answers);
+* **Network** each firewall verdict with the path and, for a drop or a
+  reject, the router, the rule and its note;
+* **SMTP**    the dialogue as in RFC 5321's examples (``C:`` and ``S:`` lines,
+  multi-line replies with ``250-``), one block per connection;
+* **Checks**  each receiving check (PTR, DNSBL, SPF, DKIM, DMARC...) with its
+  verdict, what a failure costs and the sentence that explains it;
+* **Queue**   what a relay did with the message (queued, attempts, deferrals,
+  delivery, bounces) and where it was stored.
+
+Everything here is a pure function from events to :class:`rich.text.Text`,
+so the rendering is tested without a terminal. Colours are the terminal's
+standard ones (green, red...), which Textual maps through the theme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import RenderableType
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from sim.trace import TraceEvent
+
+__all__ = [
+    "PANES",
+    "AddressNames",
+    "Entry",
+    "Pane",
+    "entries_text",
+    "events_from",
+    "headline",
+    "lab_time",
+    "layout",
+    "pane_entries",
+    "render_pane",
+]
+
+#: Maps a lab address to the node that has it (None when unknown).
+AddressNames = Callable[[str], str | None]
+
+
+#: One line of a pane: the lab time (or ""), an indent and the text. Text
+#: that wraps stays inside its column, indented, so a long explanation reads
+#: as one block.
+Entry = tuple[str, int, Text]
+
+#: A pane's renderer: events, address names, the time the experiment began.
+Renderer = Callable[[Sequence[TraceEvent], AddressNames | None, float | None], list[Entry]]
+
+
+@dataclass(frozen=True)
+class Pane:
+    id: str
+    title: str
+    #: The event kinds the pane shows (empty: every kind).
+    kinds: frozenset[str]
+
+
+PANES: tuple[Pane, ...] = (
+    Pane("story", "Story", frozenset()),
+    Pane("dns", "DNS", frozenset({"dns"})),
+    Pane("net", "Network", frozenset({"net"})),
+    Pane("smtp", "SMTP", frozenset({"smtp", "tls"})),
+    Pane("checks", "Checks", frozenset({"check"})),
+    Pane("queue", "Queue", frozenset({"queue", "delivery"})),
+)
+
+GOOD = "green"
+BAD = "red"
+WARN = "yellow"
+DIM = "dim"
+
+_KIND_STYLE = {
+    "dns": "cyan",
+    "net": "blue",
+    "smtp": "magenta",
+    "tls": "magenta",
+    "check": "yellow",
+    "queue": "green",
+    "delivery": "green",
+    "outcome": "bold",
+}
+
+_OUTCOME_STYLE = {
+    "delivered": GOOD,
+    "junk": WARN,
+    "deferred": WARN,
+    "rejected": BAD,
+    "bounced": BAD,
+    "blocked": BAD,
+    "connected": GOOD,
+}
+
+
+def events_from(data: Mapping[str, Any] | None) -> list[TraceEvent]:
+    """The events of a result's JSON (``result.to_json()["trace"]``), in time order."""
+    raw = (data or {}).get("trace") or []
+    events = []
+    for item in raw:
+        if isinstance(item, TraceEvent):
+            events.append(item)
+        elif isinstance(item, Mapping):
+            try:
+                events.append(TraceEvent.from_json(dict(item)))
+            except (KeyError, TypeError, ValueError):
+                continue  # a malformed event is left out, not a crash
+    return sorted(events, key=lambda e: e.t)
+
+
+def lab_time(t: float, t0: float) -> str:
+    """Lab time since the experiment began: ``+0.42s``, ``+30s``, ``+5m02s``, ``+2h05m``."""
+    delta = max(0.0, t - t0)
+    if delta < 10:
+        return f"+{delta:.2f}s"
+    if delta < 60:
+        return f"+{delta:.0f}s"
+    seconds = round(delta)
+    if seconds < 3600:
+        return f"+{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"+{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"+{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _t0(events: Sequence[TraceEvent]) -> float:
+    return events[0].t if events else 0.0
+
+
+def _code_style(code: Any) -> str:
+    if not isinstance(code, int):
+        return BAD
+    return {2: GOOD, 3: "cyan", 4: WARN, 5: BAD}.get(code // 100, "")
+
+
+def _who(address: Any, names: AddressNames | None) -> str:
+    """``mta (192.0.2.10)`` when the address belongs to a node, else the address."""
+    text = str(address or "?")
+    host = text.partition(":")[0]
+    node = names(host) if names is not None else None
+    if node is None:
+        return text
+    return f"{node} ({text})"
+
+
+# -- the headline ---------------------------------------------------------------
+
+
+def headline(data: Mapping[str, Any] | None) -> Text:
+    """One or two lines: what became of the experiment."""
+    if not data:
+        return Text("No experiment yet: run one (r) and its trace appears here.", style=DIM)
+    text = Text()
+    if "rcode" in data and "question" in data:  # dig
+        q = data.get("question") or {}
+        rcode = str(data.get("rcode"))
+        text.append(f"{q.get('name')} {q.get('type')}  ", style="bold")
+        text.append(rcode, style=GOOD if rcode == "NOERROR" else WARN)
+        answers = data.get("answers") or []
+        shown = "; ".join(f"{a.get('type')} {a.get('data')}" for a in answers)
+        text.append(f"  {shown or 'no records'}")
+        return text
+    outcome = str(data.get("outcome") or "?")
+    text.append(outcome, style=f"bold {_OUTCOME_STYLE.get(outcome, '')}".strip())
+    stage = data.get("stage")
+    if stage:
+        text.append(f" at {stage}")
+    reply = data.get("reply")
+    if isinstance(reply, Mapping) and reply.get("code") is not None:
+        said = " ".join(str(reply[k]) for k in ("code", "enhanced", "text") if reply.get(k))
+        text.append("  ")
+        text.append(said, style=_code_style(reply.get("code")))
+    elif data.get("banner"):
+        text.append(f"  {data['banner']}")
+    verdict = data.get("verdict")
+    if isinstance(verdict, Mapping) and verdict.get("verdict") not in (None, "accept"):
+        text.append(f"\n{verdict.get('explanation') or verdict.get('verdict')}", style=BAD)
+    elif outcome != "delivered" and _first_error(data):
+        text.append(f"\n{_first_error(data)}", style=BAD)
+    checks = data.get("checks")
+    if isinstance(checks, Mapping) and checks:
+        text.append("\n")
+        for i, (name, result) in enumerate(checks.items()):
+            if i:
+                text.append(" · ", style=DIM)
+            text.append(f"{name} ")
+            text.append(str(result), style=_result_style(str(result)))
+    return text
+
+
+def _first_error(data: Mapping[str, Any]) -> str | None:
+    if data.get("error"):
+        return str(data["error"])
+    for rcpt in data.get("recipients") or []:
+        if isinstance(rcpt, Mapping) and rcpt.get("error"):
+            return str(rcpt["error"])
+    return None
+
+
+# -- the panes -------------------------------------------------------------------
+
+
+def render_pane(
+    pane: str, events: Sequence[TraceEvent], names: AddressNames | None = None
+) -> RenderableType:
+    """One pane (an id of :data:`PANES`), ready for a Rich console or a Static."""
+    return layout(pane_entries(pane, events, names))
+
+
+def pane_entries(
+    pane: str, events: Sequence[TraceEvent], names: AddressNames | None = None
+) -> list[Entry]:
+    """The lines of one pane, before layout (what the tests read)."""
+    renderers: dict[str, Renderer] = {
+        "story": story_entries,
+        "dns": dns_entries,
+        "net": net_entries,
+        "smtp": smtp_entries,
+        "checks": check_entries,
+        "queue": queue_entries,
+    }
+    found = next((p for p in PANES if p.id == pane), None)
+    if found is None:
+        raise ValueError(f"no pane {pane!r}")
+    chosen = [e for e in events if not found.kinds or e.kind in found.kinds]
+    if not chosen:
+        return [("", 0, Text(_EMPTY.get(pane, "Nothing of this kind happened."), style=DIM))]
+    # Times in every pane count from the start of the whole experiment.
+    return renderers[pane](chosen, names, _t0(events))
+
+
+def layout(entries: Sequence[Entry]) -> RenderableType:
+    grid = Table.grid(expand=True)
+    grid.add_column(width=8, no_wrap=True, justify="right")
+    grid.add_column(ratio=1)
+    for when, indent, text in entries:
+        body: RenderableType = Padding(text, (0, 0, 0, indent)) if indent else text
+        grid.add_row(Text(when, style=DIM), body)
+    return grid
+
+
+def entries_text(entries: Sequence[Entry]) -> str:
+    """The entries as plain text, one line each (for tests and logs)."""
+    return "\n".join(
+        f"{when:>8} {' ' * indent}{text.plain}".rstrip() for when, indent, text in entries
+    )
+
+
+_EMPTY = {
+    "story": "No events.",
+    "dns": "No DNS queries.",
+    "net": "No packets: nothing left the node.",
+    "smtp": "No SMTP: no connection reached a mail server.",
+    "checks": "No receiving checks ran (the receiver judged nothing, or was never reached).",
+    "queue": "No queue events: no relay held this message.",
+}
+
+_BLANK: Entry = ("", 0, Text(""))
+
+
+def _first_line(summary: str) -> str:
+    first, _, rest = summary.partition("\n")
+    return first + (" …" if rest else "")
+
+
+def _t(e: TraceEvent, t0: float | None) -> str:
+    return lab_time(e.t, e.t if t0 is None else t0)
+
+
+def story_entries(
+    events: Sequence[TraceEvent], names: AddressNames | None = None, t0: float | None = None
+) -> list[Entry]:
+    t0 = _t0(events) if t0 is None else t0
+    out: list[Entry] = []
+    for e in events:
+        text = Text()
+        text.append(f"{e.kind:<5} ", style=_KIND_STYLE.get(e.kind, ""))
+        text.append(f"{e.node:<9} ", style="bold")
+        text.append(_first_line(e.summary), style=_event_style(e))
+        out.append((_t(e, t0), 0, text))
+    return out
+
+
+def _event_style(e: TraceEvent) -> str:
+    d = e.data
+    if e.kind == "net" and d.get("verdict") not in (None, "accept"):
+        return BAD
+    if e.kind == "smtp" and isinstance(d.get("code"), int):
+        return {4: WARN, 5: BAD}.get(int(d["code"]) // 100, "")
+    if e.kind == "smtp" and d.get("code") is None and d.get("role") == "client":
+        return BAD
+    if e.kind == "check":
+        return _result_style(str(d.get("result", "")))
+    if e.kind == "queue" and d.get("event") in ("deferred", "bounced", "warning"):
+        return WARN if d.get("event") != "bounced" else BAD
+    return ""
+
+
+def dns_entries(
+    events: Sequence[TraceEvent], names: AddressNames | None = None, t0: float | None = None
+) -> list[Entry]:
+    t0 = _t0(events) if t0 is None else t0
+    out: list[Entry] = []
+    for e in events:
+        d = e.data
+        if out:
+            out.append(_BLANK)
+        if not d.get("name"):
+            out.append((_t(e, t0), 0, Text(e.summary)))
+            continue
+        line = Text()
+        line.append(f"{d.get('type')} {d.get('name')}", style="bold")
+        rcode = str(d.get("rcode", "?"))
+        line.append("  → ")
+        line.append(rcode, style=GOOD if rcode == "NOERROR" else WARN)
+        flags = [
+            label
+            for key, label in (
+                ("authoritative", "authoritative"),
+                ("cached", "from cache"),
+                ("truncated", "truncated"),
+            )
+            if d.get(key)
+        ]
+        if flags:
+            line.append(f"  ({', '.join(flags)})", style=DIM)
+        out.append((_t(e, t0), 0, line))
+        answers = d.get("answers") or []
+        for a in answers:
+            answer = Text(f"{a.get('name')}  {a.get('ttl')}  ")
+            answer.append(f"{a.get('type')} {a.get('data')}", style=GOOD)
+            out.append(("", 2, answer))
+        if not answers and rcode == "NOERROR":
+            out.append(("", 2, Text(f"no {d.get('type')} record (NODATA)", style=WARN)))
+        asked = f"asked by {_who(d.get('client'), names)} of {_who(d.get('server'), names)}"
+        if d.get("transport"):
+            asked += f" over {d['transport']}"
+        out.append(("", 2, Text(asked, style=DIM)))
+        if d.get("explanation"):
+            out.append(("", 2, Text(str(d["explanation"]), style="italic")))
+    return out
+
+
+def _net_key(e: TraceEvent) -> tuple[Any, ...]:
+    d = e.data
+    return (e.node, d.get("src"), d.get("dst"), d.get("proto"), d.get("port"), d.get("verdict"))
+
+
+_VERDICT_MARK = {
+    "accept": ("✓", GOOD),
+    "drop": ("✗", BAD),
+    "reject": ("✗", BAD),
+    "unreachable": ("✗", BAD),
+    "closed": ("✗", WARN),
+}
+
+
+def net_entries(
+    events: Sequence[TraceEvent], names: AddressNames | None = None, t0: float | None = None
+) -> list[Entry]:
+    t0 = _t0(events) if t0 is None else t0
+    out: list[Entry] = []
+    # Consecutive identical packets (a resolver asked three times) read as one
+    # line with a count.
+    groups: list[tuple[TraceEvent, int]] = []
+    for e in events:
+        if groups and _net_key(groups[-1][0]) == _net_key(e) and e.data.get("verdict") == "accept":
+            groups[-1] = (groups[-1][0], groups[-1][1] + 1)
+        else:
+            groups.append((e, 1))
+    for e, count in groups:
+        d = e.data
+        verdict = str(d.get("verdict") or "?")
+        mark, style = _VERDICT_MARK.get(verdict, ("·", ""))
+        line = Text()
+        line.append(f"{mark} {verdict:<7}", style=f"bold {style}")
+        line.append(f" {d.get('proto', '?')} {d.get('src')} → {d.get('dst')}:{d.get('port')}")
+        if count > 1:
+            line.append(f"  ×{count}", style=DIM)
+        out.append((_t(e, t0), 0, line))
+        path = d.get("path") or []
+        if path:
+            out.append(("", 2, Text("path ", style=DIM) + Text(" → ".join(map(str, path)))))
+        if verdict == "accept":
+            continue
+        if d.get("router"):
+            rule = d.get("rule")
+            where = f"at {d['router']}"
+            if isinstance(rule, int):
+                where += f", rule {rule + 1}"
+            if d.get("rule_text"):
+                where += f": {d['rule_text']}"
+            out.append(("", 2, Text(where, style=style)))
+            if d.get("note"):
+                out.append(("", 2, Text(f"“{d['note']}”", style="italic")))
+        else:
+            out.append(("", 2, Text(e.summary, style=style)))
+    return out
+
+
+def _reply_lines(code: Any, enhanced: Any, reply: str) -> list[str]:
+    """A reply as it crosses the wire: ``250-first``, ``250 last`` (RFC 5321 §4.2.1)."""
+    lines = reply.split("\n") if reply else [""]
+    out = []
+    for i, line in enumerate(lines):
+        sep = " " if i == len(lines) - 1 else "-"
+        prefix = f"{code}{sep}" if code is not None else ""
+        if i == 0 and enhanced:
+            line = f"{enhanced} {line}"
+        out.append(f"{prefix}{line}")
+    return out
+
+
+def smtp_entries(
+    events: Sequence[TraceEvent], names: AddressNames | None = None, t0: float | None = None
+) -> list[Entry]:
+    t0 = _t0(events) if t0 is None else t0
+    out: list[Entry] = []
+    conversation: tuple[str, str] | None = None
+    for e in events:
+        d = e.data
+        if e.kind == "tls":
+            tls = Text(f"🔒 TLS {d.get('version')} {d.get('cipher')}", style=GOOD)
+            if d.get("verified") is False:
+                tls.append(" (certificate not verified)", style=DIM)
+            out.append(("", 2, tls))
+            continue
+        if d.get("role") != "client":
+            # A server's own note (a submission service accepting AUTH...).
+            note = Text(f"· {e.node}: {_first_line(e.summary)}", style=DIM)
+            out.append(("", 2, note))
+            continue
+        key = (e.node, str(d.get("peer")))
+        if key != conversation:
+            conversation = key
+            if out:
+                out.append(_BLANK)
+            header = Text(f"{e.node} → {_who(d.get('peer'), names)}", style="bold")
+            out.append((_t(e, t0), 0, header))
+        command = str(d.get("command") or "")
+        code = d.get("code")
+        reply = str(d.get("text") or "")
+        if command.startswith("connect "):
+            out.append(("", 2, Text(f"(TCP connection to {command[8:]})", style=DIM)))
+        else:
+            out.append(("", 2, Text("C: ", style=DIM) + Text(command)))
+        if code is None:
+            out.append(("", 2, Text(f"✗  {reply}", style=BAD)))
+            continue
+        for line in _reply_lines(code, d.get("enhanced"), reply):
+            out.append(("", 2, Text("S: ", style=DIM) + Text(line, style=_code_style(code))))
+    return out
+
+
+_GOOD_RESULTS = {"pass", "notlisted", "exempt", "ok"}
+_BAD_RESULTS = {"fail", "listed", "permerror", "reject", "mismatch"}
+_WARN_RESULTS = {"softfail", "temperror", "greylisted", "neutral"}
+
+
+def _result_style(result: str) -> str:
+    if result in _GOOD_RESULTS:
+        return GOOD
+    if result in _BAD_RESULTS:
+        return BAD
+    if result in _WARN_RESULTS:
+        return WARN
+    return DIM
+
+
+_ACTION_STYLE = {"reject": BAD, "defer": WARN, "junk": WARN}
+
+
+def check_entries(
+    events: Sequence[TraceEvent], names: AddressNames | None = None, t0: float | None = None
+) -> list[Entry]:
+    t0 = _t0(events) if t0 is None else t0
+    out: list[Entry] = []
+    judged: tuple[str, str] | None = None
+    for e in events:
+        d = e.data
+        key = (e.node, str(d.get("client")))
+        if key != judged:
+            judged = key
+            if out:
+                out.append(_BLANK)
+            header = Text(f"{e.node} judges {_who(d.get('client'), names)}", style="bold")
+            out.append((_t(e, t0), 0, header))
+        result = str(d.get("result", "?"))
+        action = str(d.get("action") or "none")
+        style = _result_style(result)
+        mark = "✓" if style == GOOD else "✗" if style in (BAD, WARN) else "·"
+        line = Text()
+        line.append(f"{mark} ", style=style)
+        line.append(f"{d.get('check', '?'):<9}", style="bold")
+        line.append(f"{result:<10}", style=style)
+        line.append(" → ", style=DIM)
+        line.append(action, style=_ACTION_STYLE.get(action, DIM))
+        if d.get("stage"):
+            line.append(f"  at {d['stage']}", style=DIM)
+        out.append(("", 2, line))
+        explanation = str(d.get("explanation") or "")
+        if explanation:
+            out.append(("", 4, Text(explanation)))
+        reply = d.get("reply")
+        if isinstance(reply, Mapping) and reply.get("code") is not None:
+            said = " ".join(str(reply[k]) for k in ("code", "enhanced", "text") if reply.get(k))
+            out.append(("", 4, Text(f"replies {said}", style=_code_style(reply.get("code")))))
+    return out
+
+
+def queue_entries(
+    events: Sequence[TraceEvent], names: AddressNames | None = None, t0: float | None = None
+) -> list[Entry]:
+    t0 = _t0(events) if t0 is None else t0
+    out: list[Entry] = []
+    for e in events:
+        d = e.data
+        line = Text()
+        if e.kind == "delivery":
+            folder = str(d.get("folder") or "inbox")
+            line.append(f"{'stored':<10}", style=WARN if folder == "junk" else GOOD)
+        else:
+            event = str(d.get("event") or "?")
+            style = {"deferred": WARN, "warning": WARN, "bounced": BAD}.get(event, GOOD)
+            line.append(f"{event:<10}", style=f"bold {style}")
+        line.append(f"{e.node}: ", style="bold")
+        line.append(_first_line(e.summary))
+        out.append((_t(e, t0), 0, line))
+    return out

@@ -1,0 +1,141 @@
+"""Parity: every experiment the topologies and labs define gives the same
+outcome on the local backend and on the mininet backend.
+
+For each ``topologies/*.yaml``: a dig of every record the zones hold (from
+the first host) and a connection from every host to every TCP service.
+For each ``labs/*.yaml``: its experiment steps, in order, on its topology.
+Compared: connect outcome, error and the router/rule that explains it; dig
+rcode and answers; send outcome, stage and reply code. A DROP takes the lab's
+connect time-out on both (scaled by the lab clock: real waiting on mininet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sim
+from mininet_support import needs_mininet
+from sim.experiments import Connect, Dig, Experiment
+from sim.topology.graph import build_network
+from sim.topology.model import Topology
+from sim.topology.zones import parse_zone
+
+pytestmark = needs_mininet
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPOLOGIES = sorted((ROOT / "topologies").glob("*.yaml"))
+LABS = sorted((ROOT / "labs").glob("*.yaml"))
+
+
+def topology_experiments(topology: Topology) -> list[tuple[str, Experiment]]:
+    network = build_network(topology)
+    hosts = [n for n in network.nodes() if network.node(n).kind == "host"]
+    out: list[tuple[str, Experiment]] = []
+    asker = hosts[0]
+    for origin, text in topology.zones:
+        seen = set()
+        for rr in parse_zone(origin, text):
+            key = (str(rr.rname), str(rr.rtype))
+            import dnslib
+
+            rtype = dnslib.QTYPE[rr.rtype]
+            if (key[0], rtype) not in seen:
+                seen.add((key[0], rtype))
+                out.append((asker, Dig(name=key[0], type=rtype)))
+        out.append((asker, Dig(name=f"nonexistent.{origin}", type="A")))
+    ports = sorted({(node.ip.ip, port) for node in topology.hosts() if node.ip is not None
+                    for port in _service_ports(node)})
+    for host in hosts:
+        for address, port in ports:
+            out.append((host, Connect(host=str(address), port=port, read_banner=True)))
+    return out
+
+
+def _service_ports(node: Any) -> list[int]:
+    services = node.services
+    ports = []
+    if services.dns is not None or services.dnsbl is not None:
+        ports.append(53)
+    if services.mx is not None:
+        ports.append(25)
+    if services.submission is not None:
+        ports.extend(services.submission.ports)
+    return ports
+
+
+def lab_experiments(path: Path) -> tuple[Path, list[tuple[str, Experiment]]]:
+    from sim.lab.loader import load_lab, topology_path
+    from sim.lab.model import ConnectRun, DigRun, ExperimentStep, SendRun
+    from sim.send import Send
+
+    lab = load_lab(path)
+    out: list[tuple[str, Experiment]] = []
+    for step in lab.steps:
+        if not isinstance(step, ExperimentStep):
+            continue
+        run = step.run
+        if isinstance(run, DigRun):
+            out.append((run.node, Dig(name=run.name, type=run.type)))
+        elif isinstance(run, ConnectRun):
+            out.append((run.node, Connect(host=run.host, port=run.port)))
+        elif isinstance(run, SendRun):
+            kwargs = run.kwargs()
+            if "headers" in kwargs:
+                kwargs["headers"] = tuple(kwargs["headers"].items())
+            out.append((run.node, Send(to=tuple(run.to), **kwargs)))
+    return topology_path(path, lab.topology), out
+
+
+def summary(result: Any) -> dict[str, Any]:
+    data = result.to_json()
+    kind = type(result).__name__
+    if kind == "ConnectResult":
+        verdict = data.get("verdict") or {}
+        return {"outcome": data["outcome"], "error": data["error"],
+                "router": verdict.get("router"), "rule": verdict.get("rule"),
+                "greeted": bool(data.get("banner"))}
+    if kind == "DigResult":
+        return {"rcode": data["rcode"],
+                "answers": sorted((a["name"], a["type"], str(a["data"]))
+                                  for a in data["answers"])}
+    reply = data.get("reply") or {}
+    return {"outcome": data.get("outcome"), "stage": data.get("stage"),
+            "code": reply.get("code")}
+
+
+def run_all(topology: Topology, backend: str,
+            experiments: list[tuple[str, Experiment]]) -> list[dict[str, Any]]:
+    with sim.start(topology, backend=backend) as lab:
+        return [summary(lab.run(node, experiment)) for node, experiment in experiments]
+
+
+def _cases() -> Iterator[Any]:
+    for path in TOPOLOGIES:
+        yield pytest.param(path, None, id=f"topology-{path.stem}")
+    for path in LABS:
+        yield pytest.param(None, path, id=f"lab-{path.stem}")
+
+
+@pytest.mark.parametrize(("topology_file", "lab_file"), list(_cases()))
+def test_same_outcomes_on_both_backends(topology_file: Path | None,
+                                        lab_file: Path | None) -> None:
+    if lab_file is not None:
+        topology_file, experiments = lab_experiments(lab_file)
+        topology = sim.load_topology(topology_file)
+    else:
+        assert topology_file is not None
+        topology = sim.load_topology(topology_file)
+        experiments = topology_experiments(topology)
+    assert experiments, "nothing to compare"
+    local = run_all(topology, "local", experiments)
+    mininet = run_all(topology, "mininet", experiments)
+    differences = [
+        f"{node} {experiment.to_json()}: local {a} / mininet {b}"
+        for (node, experiment), a, b in zip(experiments, local, mininet, strict=True)
+        if a != b
+    ]
+    assert not differences, "\n".join(differences)
