@@ -26,7 +26,7 @@ from sim.errors import BackendError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
 from sim.net.api import Endpoint
 from sim.net.backend import Backend
-from sim.topology.model import Topology
+from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
 
 if TYPE_CHECKING:
@@ -154,6 +154,15 @@ class Lab:
 
     def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]:
         return self.backend.control(node, service, command, **args)
+
+    def set_firewall(self, router: str, rules: list[FirewallRule] | tuple[FirewallRule, ...]
+                     ) -> None:
+        """Replace ``router``'s firewall rules while the lab runs."""
+        self.backend.set_firewall(router, tuple(rules))
+
+    def firewall(self, router: str) -> tuple[FirewallRule, ...]:
+        """``router``'s current rules."""
+        return self.backend.topology.node(router).firewall
 
     def now(self) -> float:
         """Lab time (seconds since start)."""

@@ -13,8 +13,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sim.errors import BackendError
 from sim.net.api import Endpoint
-from sim.topology.model import Topology
+from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
 
 if TYPE_CHECKING:
@@ -64,3 +65,8 @@ class Backend(ABC):
     @abstractmethod
     def log(self) -> Trace:
         """Every event of the lab so far."""
+
+    def set_firewall(self, router: str, rules: tuple[FirewallRule, ...]) -> None:
+        """Replace a router's firewall rules in the running lab (a lab task:
+        "switch the rule to reject and compare")."""
+        raise BackendError(f"the {self.name} backend cannot change firewall rules yet")

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+from dataclasses import replace
 from collections.abc import Coroutine
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -45,7 +46,7 @@ from sim.services.base import NodeContext, Service
 from sim.services.registry import SERVICE_ORDER, service_class
 from sim.tls import LabCA
 from sim.topology.graph import LabNetwork, build_network
-from sim.topology.model import Node, Topology
+from sim.topology.model import FirewallRule, Node, Topology
 from sim.trace import Trace, TraceEvent, TraceHub
 
 __all__ = ["LocalBackend", "LocalNodeNet"]
@@ -71,6 +72,20 @@ def prepare_topology(topology: Topology, state_dir: Path) -> Topology:
     from sim.services.dkimkeys import ensure_keys, publish
 
     return publish(topology, ensure_keys(topology, state_dir))
+
+
+def with_firewall(topology: Topology, router: str,
+                  rules: tuple[FirewallRule, ...]) -> Topology:
+    """``topology`` with ``router``'s rules replaced."""
+    try:
+        node = topology.node(router)
+    except KeyError:
+        raise BackendError(f"no node named {router!r} in {topology.name}") from None
+    if node.kind != "router":
+        raise BackendError(f"{router} is a host: only routers have firewall rules")
+    nodes = tuple(replace(n, firewall=tuple(rules)) if n.name == router else n
+                  for n in topology.nodes)
+    return replace(topology, nodes=nodes)
 
 
 def resolver_address(topology: Topology) -> IPv4Address:
@@ -448,6 +463,12 @@ class LocalBackend(Backend):
 
     def log(self) -> Trace:
         return self.hub.log
+
+    def set_firewall(self, router: str, rules: tuple[FirewallRule, ...]) -> None:
+        self.topology = with_firewall(self.topology, router, rules)
+        # Verdicts are computed from self.network on every connection, so the
+        # new rules apply to the next packet, as `iptables -R` would.
+        self.network = build_network(self.topology)
 
     def emit(self, trace_id: str | None, event: TraceEvent) -> None:
         self.hub.emit(trace_id, event)

@@ -1,0 +1,233 @@
+"""The home screen: the labs, with what each teaches and how far the student got.
+
+A table of labs (number, title, estimated time, progress) and, for the lab
+under the cursor, its description and goals. Enter starts a lab, or resumes
+it where the student left; ``r`` resets its progress after asking. A lab
+file with problems is listed as invalid, with its problems, and cannot be
+started.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, cast
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Markdown, Static
+
+from sim.errors import SimError
+from sim.tui.confirm import ConfirmScreen
+from sim.tui.labrun import LabEntry, describe_minutes, load_entries
+
+if TYPE_CHECKING:
+    from sim.tui.app import MaillabApp
+
+__all__ = ["HomeScreen", "details_markdown"]
+
+
+def _number(entry: LabEntry) -> str:
+    found = re.match(r"^(\d+)", entry.path.stem)
+    return str(int(found.group(1))) if found else ""
+
+
+def details_markdown(entry: LabEntry) -> str:
+    """What the lab is about, as Markdown."""
+    if entry.lab is None:
+        problems = "\n".join(f"- `{p}`" for p in entry.problems[:10])
+        return (
+            f"## {entry.path.name}\n\nThis lab file has problems and cannot be started "
+            f"(`maillab validate {entry.path}` lists them all):\n\n{problems}\n"
+        )
+    lab = entry.lab
+    goals = "\n".join(f"- {goal}" for goal in lab.goals)
+    if entry.completed:
+        progress = f"completed: all {entry.total} steps done"
+    elif entry.started:
+        progress = f"{entry.done} of {entry.total} steps done"
+    else:
+        progress = "not started"
+    return (
+        f"## {lab.title}\n\n"
+        f"{lab.description.strip()}\n\n"
+        f"**You will learn**\n\n{goals}\n\n"
+        f"**Time** about {describe_minutes(lab.estimated_time)} · "
+        f"**Steps** {entry.total} · **Progress** {progress}\n"
+    )
+
+
+class HomeScreen(Screen[None]):
+    """Every lab and the student's progress in it."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+
+    BINDINGS = [
+        Binding("enter", "open", "Start/Resume"),
+        Binding("r", "reset", "Reset"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[LabEntry] = []
+
+    @property
+    def maillab(self) -> MaillabApp:
+        return cast("MaillabApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="home-body"):
+            with Vertical(id="home-list"):
+                yield Static("Labs", id="home-heading")
+                yield DataTable(id="labs", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="home-side"):
+                with VerticalScroll(id="details"):
+                    yield Markdown("", id="lab-details")
+                with Horizontal(id="home-buttons"):
+                    yield Button("Start", id="open", variant="primary")
+                    yield Button("Reset", id="reset", variant="default")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "labs"
+        table = self.query_one("#labs", DataTable)
+        table.add_column("#", key="n", width=2)
+        table.add_column("Lab", key="title")
+        table.add_column("Time", key="time", width=7)
+        table.add_column("Progress", key="progress", width=8)
+        self.reload()
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    # -- the list ------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Read the labs and the progress again (after a lab, a reset)."""
+        app = self.maillab
+        table = self.query_one("#labs", DataTable)
+        keep = table.cursor_row
+        try:
+            directory = app.labs_directory()
+            self.entries = load_entries(directory, app.store)
+        except SimError as err:
+            self.entries = []
+            self.notify(str(err), title="No labs", severity="error", timeout=10)
+        warning = getattr(app.store, "warning", None)
+        if warning:
+            self.notify(warning, title="Progress", severity="warning", timeout=10)
+            app.store.warning = None  # type: ignore[attr-defined]
+        table.clear()
+        width = max(20, self.size.width - 24) if self.has_class("-narrow") else None
+        for entry in self.entries:
+            title = entry.title
+            if width is not None and len(title) > width:
+                title = title[: width - 1] + "…"
+            time = describe_minutes(entry.lab.estimated_time) if entry.lab else ""
+            table.add_row(
+                _number(entry),
+                Text(title, style="red" if entry.lab is None else ""),
+                time,
+                _state(entry),
+                key=entry.id,
+            )
+        if self.entries:
+            table.move_cursor(row=min(max(keep, 0), len(self.entries) - 1))
+        self._show_details()
+
+    def on_resize(self) -> None:
+        if self.entries:
+            self.reload()
+
+    @property
+    def selected(self) -> LabEntry | None:
+        table = self.query_one("#labs", DataTable)
+        if not self.entries or table.cursor_row < 0:
+            return None
+        return self.entries[min(table.cursor_row, len(self.entries) - 1)]
+
+    def _show_details(self) -> None:
+        entry = self.selected
+        details = self.query_one("#lab-details", Markdown)
+        start = self.query_one("#open", Button)
+        reset = self.query_one("#reset", Button)
+        if entry is None:
+            details.update("No labs found.")
+            start.disabled = reset.disabled = True
+            return
+        details.update(details_markdown(entry))
+        start.label = "Resume" if entry.started and not entry.completed else "Start"
+        start.disabled = entry.lab is None
+        reset.disabled = not entry.started
+
+    @on(DataTable.RowHighlighted, "#labs")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_details()
+
+    @on(DataTable.RowSelected, "#labs")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def action_open(self) -> None:
+        entry = self.selected
+        if entry is None:
+            return
+        if entry.lab is None:
+            self.notify(
+                f"{entry.path.name} has problems and cannot be started: "
+                f"{entry.problems[0] if entry.problems else 'it does not load'}",
+                title="Invalid lab",
+                severity="error",
+            )
+            return
+        self.maillab.open_lab(entry.lab)
+
+    def action_reset(self) -> None:
+        entry = self.selected
+        if entry is None or entry.lab is None:
+            return
+        if not entry.started:
+            self.notify(f"{entry.title}: nothing to reset, the lab is not started.")
+            return
+
+        def reset(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.maillab.store.reset(entry.id)
+            except SimError as err:
+                self.notify(str(err), title="Reset failed", severity="error")
+                return
+            self.notify(f"{entry.title}: progress reset.", title="Reset")
+            self.reload()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Reset your progress in “{entry.title}”?\n\n"
+                "Your answers, hints and changes to the lab are forgotten.",
+                yes="Reset",
+            ),
+            reset,
+        )
+
+    @on(Button.Pressed, "#open")
+    def _open_pressed(self) -> None:
+        self.action_open()
+
+    @on(Button.Pressed, "#reset")
+    def _reset_pressed(self) -> None:
+        self.action_reset()
+
+
+def _state(entry: LabEntry) -> Text:
+    state = entry.state
+    style = {"done": "green", "invalid": "red", "new": "dim"}.get(state, "yellow")
+    return Text("done ✓" if state == "done" else state, style=style)
