@@ -32,14 +32,20 @@ def measure(topology: Topology, runs: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    print(f"# local backend start/stop ({platform.node()}, {platform.processor() or 'cpu'}, "
-          f"python {platform.python_version()})")
+    print(
+        f"# local backend start/stop ({platform.node()}, {platform.processor() or 'cpu'}, "
+        f"python {platform.python_version()})"
+    )
     home = sim.load_topology(ROOT / "topologies" / "home-isp.yaml")
     start, stop = measure(home, 7)
-    print(f"home-isp        ready {start:.3f} s   stop {stop:.3f} s   (median of 7; target ready < 0.3 s)")
+    print(
+        f"home-isp        ready {start:.3f} s   stop {stop:.3f} s   (median of 7; target ready < 0.3 s)"
+    )
     big = generate(200)
     start, stop = measure(big, 3)
-    print(f"generated-200   ready {start:.3f} s   stop {stop:.3f} s   (median of 3; target ready < 3 s)")
+    print(
+        f"generated-200   ready {start:.3f} s   stop {stop:.3f} s   (median of 3; target ready < 3 s)"
+    )
 
 
 if __name__ == "__main__":

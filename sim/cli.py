@@ -47,8 +47,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     problems = []
     for path in args.paths:
         problems.extend(validate_path(Path(path)))
-    for problem in problems:
-        print(problem)
+    if not args.json:
+        for problem in problems:
+            print(problem)
     if args.json:
         _print_json({"valid": not problems, "problems": [p.__dict__ for p in problems]})
     elif not problems:
@@ -103,9 +104,17 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise UsageError("maillab send: --user and --password go together")
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
         result = lab.send(
-            args.node, args.to, mail_from=args.mail_from, from_header=args.from_header,
-            via=args.via, user=args.user, password=args.password, subject=args.subject,
-            body=args.body, port=args.port, settle=args.settle,
+            args.node,
+            args.to,
+            mail_from=args.mail_from,
+            from_header=args.from_header,
+            via=args.via,
+            user=args.user,
+            password=args.password,
+            subject=args.subject,
+            body=args.body,
+            port=args.port,
+            settle=args.settle,
         )
     if args.json:
         _print_json(result.to_json())
@@ -127,13 +136,27 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
     topology = sim.load_topology(args.topology)
     state = Path(args.state_dir)
     if not state.is_dir():
-        raise UsageError(f"maillab mailbox: {state}: no such state directory "
-                         "(start the lab with `maillab up --state-dir DIR`)")
+        raise UsageError(
+            f"maillab mailbox: {state}: no such state directory "
+            "(start the lab with `maillab up --state-dir DIR`)"
+        )
     messages = mailbox_of(topology, state, args.address, args.folder)
     if args.json:
-        _print_json({"address": args.address, "folder": args.folder, "messages": [
-            {"key": m.key, "subject": m.subject, "from": m.header("From"),
-             "headers": [[k, str(v)] for k, v in m.message().items()]} for m in messages]})
+        _print_json(
+            {
+                "address": args.address,
+                "folder": args.folder,
+                "messages": [
+                    {
+                        "key": m.key,
+                        "subject": m.subject,
+                        "from": m.header("From"),
+                        "headers": [[k, str(v)] for k, v in m.message().items()],
+                    }
+                    for m in messages
+                ],
+            }
+        )
         return EXIT_OK
     if not messages:
         print(f"{args.address} {args.folder}: empty")
@@ -157,17 +180,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with sim.start(topology, backend=args.backend, as_node=args.as_node,
-                       state_dir=args.state_dir) as lab:
+        with sim.start(
+            topology, backend=args.backend, as_node=args.as_node, state_dir=args.state_dir
+        ) as lab:
             endpoints = lab.endpoints()
             if args.json:
-                _print_json({
-                    "ready": True,
-                    "backend": args.backend,
-                    "as": lab.backend.as_node or "outside",
-                    "state_dir": str(lab.state_dir),
-                    "endpoints": [e.to_json() for e in endpoints],
-                })
+                _print_json(
+                    {
+                        "ready": True,
+                        "backend": args.backend,
+                        "as": lab.backend.as_node or "outside",
+                        "state_dir": str(lab.state_dir),
+                        "endpoints": [e.to_json() for e in endpoints],
+                    }
+                )
             else:
                 from sim.render import render_endpoints
 
@@ -209,8 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     def backend_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--backend", choices=["local", "mininet"], default="local",
-                       help="local (default: one process, no root) or mininet (root, Linux)")
+        p.add_argument(
+            "--backend",
+            choices=["local", "mininet"],
+            default="local",
+            help="local (default: one process, no root) or mininet (root, Linux)",
+        )
 
     p = sub.add_parser("validate", help="check topology and lab files")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -241,15 +271,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, action="append", metavar="ADDR")
     p.add_argument("--mail-from", metavar="ADDR", help="the envelope sender (MAIL FROM)")
     p.add_argument("--from-header", metavar="ADDR", help="the From: header (default: MAIL FROM)")
-    p.add_argument("--via", default="direct", metavar="direct|NODE",
-                   help="direct: MX lookup and port 25; NODE: submit to NODE's submission service")
+    p.add_argument(
+        "--via",
+        default="direct",
+        metavar="direct|NODE",
+        help="direct: MX lookup and port 25; NODE: submit to NODE's submission service",
+    )
     p.add_argument("--user", metavar="U")
     p.add_argument("--password", metavar="P")
     p.add_argument("--port", type=int, metavar="PORT", help="submission port (587 or 465)")
     p.add_argument("--subject", default="Hello from maillab")
     p.add_argument("--body", default="This is a test message.\n")
-    p.add_argument("--settle", action="store_true",
-                   help="advance lab time until the relay is done with the message")
+    p.add_argument(
+        "--settle",
+        action="store_true",
+        help="advance lab time until the relay is done with the message",
+    )
     p.add_argument("--state-dir", metavar="DIR")
     p.add_argument("--json", action="store_true")
     backend_arg(p)
@@ -265,8 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="start a topology and keep it running")
     p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("--as", dest="as_node", metavar="NODE",
-                   help="the node real clients on this machine speak for (default: outside)")
+    p.add_argument(
+        "--as",
+        dest="as_node",
+        metavar="NODE",
+        help="the node real clients on this machine speak for (default: outside)",
+    )
     p.add_argument("--state-dir", metavar="DIR", help="keep queues and mailboxes here")
     p.add_argument("--json", action="store_true")
     backend_arg(p)
@@ -298,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
+    except UsageError as err:
+        print(err, file=sys.stderr)
+        return EXIT_USAGE
     except SimError as err:
         print(f"maillab: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -306,8 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug: one line, the traceback only on request
         if os.environ.get("MAILLAB_DEBUG"):
             raise
-        print(f"maillab: internal error: {type(err).__name__}: {err} "
-              "(run with MAILLAB_DEBUG=1 for details)", file=sys.stderr)
+        print(
+            f"maillab: internal error: {type(err).__name__}: {err} "
+            "(run with MAILLAB_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
 
 

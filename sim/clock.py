@@ -12,6 +12,7 @@ any thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 
@@ -98,7 +99,5 @@ class LabClock:
                 await asyncio.sleep(self.real_seconds(remaining))
                 continue
             changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), self.real_seconds(remaining))
-            except TimeoutError:
-                pass

@@ -10,6 +10,7 @@ fixes for ``--json``; the trace is attached by the backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -61,8 +62,7 @@ class Experiment(ABC):
         """Run on the node of ``ctx``; events go into ``trace`` via ``trace.id``."""
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: (str(v) if isinstance(v, IPv4Address) else v)
-               for k, v in self.__dict__.items()}
+        out = {k: (str(v) if isinstance(v, IPv4Address) else v) for k, v in self.__dict__.items()}
         return {"kind": self.kind, **out}
 
 
@@ -162,7 +162,10 @@ class Connect(Experiment):
             reader, writer = await ctx.net.open_connection(dst, self.port, trace_id=trace.id)
         except LabConnectError as err:
             return ConnectResult(
-                dst=str(dst), port=self.port, outcome="blocked", error=connect_error_kind(err),
+                dst=str(dst),
+                port=self.port,
+                outcome="blocked",
+                error=connect_error_kind(err),
                 verdict=err.verdict.to_json() if err.verdict else None,
             )
         banner = None
@@ -175,10 +178,8 @@ class Connect(Experiment):
             banner = None
         finally:
             writer.close()
-            try:
+            with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            except OSError:
-                pass
         return ConnectResult(dst=str(dst), port=self.port, banner=banner)
 
 

@@ -22,9 +22,13 @@ matplotlib is an optional dependency (the ``notebooks`` extra): it is
 imported only when a picture is drawn, and its absence is one clear
 :class:`DrawError`.
 
-SVG output keeps text as text and gives every drawn element a stable id
-(``node-<name>``, ``label-<name>``, ``edge-<a>--<b>``, ``path-<i>``,
-``stopped-at``), so tests, notebooks and the TUI can find things in it.
+SVG output keeps text as text and gives every drawn element a stable id, so
+tests, notebooks and the TUI can find things in it: ``node-<name>`` (the
+marker), ``label-<name>`` and ``address-<name>``, ``rules-<router>``,
+``lan-<segment>`` and ``lan-label-<segment>``, ``edge-<node>--<segment>``
+(a node's line to its LAN), ``edge-<router>--<router>`` (a link), and for a
+highlighted path ``path-<i>`` (the i-th hop, from 0), ``hop-<n>`` (the hop
+numbers, from 1) and ``stopped-at``.
 """
 
 from __future__ import annotations
@@ -195,6 +199,10 @@ def _hop_note(name: str, path: list[str], stop: int | None, stopped_at: str | No
 # -- text ----------------------------------------------------------------------------
 
 
+#: The glyphs this module writes, and their plain-ASCII stand-ins.
+_ASCII = {"──": "--", "→": "->", "«": "<<", "»": ">>", "·": "|"}
+
+
 @dataclass
 class _Tree:
     text: str
@@ -286,9 +294,12 @@ def render_text(
         root.children.append(others)
     body = root.lines(ascii_only)
     # Top-level entries read better without a tree trunk on the left margin.
-    cut = 4
-    lines += [""] + [line[cut:] for line in body]
-    return "\n".join(lines) + "\n"
+    lines += [""] + [line[4:] for line in body]
+    text = "\n".join(lines) + "\n"
+    if ascii_only:
+        for glyph, plain in _ASCII.items():
+            text = text.replace(glyph, plain)
+    return text
 
 
 # -- pictures: layout ------------------------------------------------------------------
@@ -398,13 +409,15 @@ def _column(
     if router is not None:
         layout.pos[router] = (x, 0.0)
         lines = _router_lines(network, router)
-        layout.labels[router] = ((x - 0.1, 0.22), lines, "bottom")
-        width = max(width, _width(lines) - 0.1)
+        # Labels sit right of the router's x, so that the vertical legs of
+        # link arcs (drawn at that x) never cross them.
+        layout.labels[router] = ((x + 0.12, 0.22), lines, "bottom")
+        width = max(width, 0.12 + _width(lines))
         rules = _rule_lines(network, router)
         if rules:
             top = 0.22 + len(lines) * _LINE_H + 0.08
-            layout.rules[router] = ((x - 0.1, top), rules)
-            width = max(width, _width(rules) - 0.1)
+            layout.rules[router] = ((x + 0.12, top), rules)
+            width = max(width, 0.12 + _width(rules))
         y = -0.45
     for seg in lans:
         lan_y = y
@@ -441,11 +454,9 @@ def _layout(network: LabNetwork) -> _Layout:
     layout = _Layout()
     order = _router_order(network)
     x = 0.0
-    columns: dict[str, float] = {}
     for router in order:
         lans = [s for s in network.segments if s.kind == "lan" and s.router == router]
         width = _column(network, layout, x, router, lans)
-        columns[router] = x
         x += width + _COLUMN_GAP
     for seg in (s for s in network.segments if s.kind == "lan" and s.router is None):
         width = _column(network, layout, x, None, [seg])
@@ -573,13 +584,13 @@ def draw(
             [x], [y], marker="X", markersize=14, color=_COLOURS["stop"], zorder=6, gid="stopped-at"
         )
         ax.text(
-            x - 0.16,
-            y,
+            x - 0.12,
+            y - 0.14,
             "stopped",
             color=_COLOURS["stop"],
             fontsize=7,
             ha="right",
-            va="center",
+            va="top",
             family=_FAMILY,
             zorder=6,
             gid="stopped-at-label",

@@ -14,15 +14,16 @@ own thread, so these calls block only until the experiment is done.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-import time
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 from sim.clock import parse_duration
-from sim.errors import BackendError
+from sim.errors import BackendError, SimError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
 from sim.net.api import Endpoint
 from sim.net.backend import Backend
@@ -79,6 +80,7 @@ class Lab:
         headers: dict[str, str] | None = None,
         port: int | None = None,
         settle: bool = False,
+        tls: str | None = None,
     ) -> SendResult:
         """Send one message from ``node``.
 
@@ -88,16 +90,34 @@ class Lab:
         there carries it on. The result says what became of it (delivered,
         junk, rejected, deferred, bounced, blocked) with the stage, the reply,
         the checks and the whole trace. ``settle=True`` advances lab time
-        until the relay's queue has finished with the message.
+        until the relay's queue has finished with the message. ``tls``
+        overrides TLS on the first hop: ``none``, ``opportunistic``,
+        ``required`` (STARTTLS) or ``implicit`` (TLS from the first byte).
         """
         from sim.send import Send, SendResult
+        from sim.services.smtpclient import TlsMode
+
+        if tls is not None and tls not in get_args(TlsMode):
+            raise SimError(f"tls={tls!r}: choose one of {', '.join(get_args(TlsMode))}")
 
         rcpts = [to] if isinstance(to, str) else list(to)
-        result = self.run(node, Send(
-            to=tuple(rcpts), mail_from=mail_from, from_header=from_header, via=via,
-            user=user, password=password, subject=subject, body=body,
-            headers=tuple((headers or {}).items()), port=port, settle=settle,
-        ))
+        result = self.run(
+            node,
+            Send(
+                to=tuple(rcpts),
+                mail_from=mail_from,
+                from_header=from_header,
+                via=via,
+                user=user,
+                password=password,
+                subject=subject,
+                body=body,
+                headers=tuple((headers or {}).items()),
+                port=port,
+                settle=settle,
+                tls=cast("TlsMode | None", tls),
+            ),
+        )
         assert isinstance(result, SendResult)
         return result
 
@@ -155,8 +175,9 @@ class Lab:
     def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]:
         return self.backend.control(node, service, command, **args)
 
-    def set_firewall(self, router: str, rules: list[FirewallRule] | tuple[FirewallRule, ...]
-                     ) -> None:
+    def set_firewall(
+        self, router: str, rules: list[FirewallRule] | tuple[FirewallRule, ...]
+    ) -> None:
         """Replace ``router``'s firewall rules while the lab runs."""
         self.backend.set_firewall(router, tuple(rules))
 
@@ -189,17 +210,19 @@ class Lab:
     def __enter__(self) -> Lab:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def __del__(self) -> None:
         # A notebook that forgets stop() must not leave a thread serving.
         if not getattr(self, "_stopped", True):
-            try:
+            with contextlib.suppress(Exception):
                 self.stop()
-            except Exception:
-                pass
 
 
 def start(

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sim.errors import NetworkError
 from sim.experiments import EXPERIMENTS, Experiment, ExperimentResult
 from sim.services.maildir import Maildir, StoredMessage, mail_root
-from sim.services.smtpclient import Reply, SmtpClient, Transcript
+from sim.services.smtpclient import Reply, SmtpClient, TlsMode, Transcript
 from sim.topology.model import Topology
 from sim.trace import Trace, TraceEvent
 
@@ -114,6 +114,11 @@ class Send(Experiment):
     port: int | None = None
     settle: bool = False
     helo: str | None = None
+    #: TLS on the first hop (sim.services.smtpclient.TlsMode); None: what the
+    #: route implies: opportunistic STARTTLS direct (RFC 7435), required
+    #: STARTTLS for submission, implicit TLS on 465 (RFC 8314). ``none`` lets a
+    #: lab show what a server says to AUTH in the clear (538 5.7.11).
+    tls: TlsMode | None = None
 
     # -- the message ----------------------------------------------------------
 
@@ -140,8 +145,10 @@ class Send(Experiment):
         if self.helo:
             return self.helo
         answer = await ctx.resolver.query(
-            ".".join(reversed(str(ctx.net.address).split("."))) + ".in-addr.arpa", "PTR",
-            trace_id=trace.id)
+            ".".join(reversed(str(ctx.net.address).split("."))) + ".in-addr.arpa",
+            "PTR",
+            trace_id=trace.id,
+        )
         for record in answer.of_type("PTR"):
             return record.data.rstrip(".")
         return f"{ctx.node.name}.{_domain(self.envelope_from(ctx)) or 'maillab.test'}"
@@ -156,8 +163,9 @@ class Send(Experiment):
             return await self._direct(ctx, trace, data, base)
         return await self._submit(ctx, trace, data, base)
 
-    async def _direct(self, ctx: NodeContext, trace: Trace, data: bytes,
-                      result: SendResult) -> SendResult:
+    async def _direct(
+        self, ctx: NodeContext, trace: Trace, data: bytes, result: SendResult
+    ) -> SendResult:
         client = SmtpClient.for_node(ctx)
         helo = await self.helo_name(ctx, trace)
         domains = list(dict.fromkeys(_domain(r) for r in self.to))
@@ -166,14 +174,24 @@ class Send(Experiment):
             rcpts = [r for r in self.to if _domain(r) == domain]
             hosts, problem = await mx_hosts(ctx, domain, trace)
             if problem is not None:
-                per_rcpt += [{"rcpt": r, "outcome": "rejected", "stage": "dns",
-                              "reply": problem.to_json()} for r in rcpts]
+                per_rcpt += [
+                    {"rcpt": r, "outcome": "rejected", "stage": "dns", "reply": problem.to_json()}
+                    for r in rcpts
+                ]
                 continue
             transcript: Transcript | None = None
             for host, address in hosts:
                 transcript = await client.send(
-                    address, 25, mail_from=result.mail_from, rcpts=rcpts, data=data, helo=helo,
-                    tls="opportunistic", server_name=host, trace_id=trace.id)
+                    address,
+                    25,
+                    mail_from=result.mail_from,
+                    rcpts=rcpts,
+                    data=data,
+                    helo=helo,
+                    tls=self.tls or "opportunistic",
+                    server_name=host,
+                    trace_id=trace.id,
+                )
                 result.transcripts.append(transcript.to_json())
                 if not transcript.blocked:
                     break  # RFC 5321 §5.1: the next MX only when this one did not answer
@@ -182,24 +200,35 @@ class Send(Experiment):
                 per_rcpt.append(_direct_outcome(transcript, rcpt, trace))
         return _summarise(result, per_rcpt, trace)
 
-    async def _submit(self, ctx: NodeContext, trace: Trace, data: bytes,
-                      result: SendResult) -> SendResult:
+    async def _submit(
+        self, ctx: NodeContext, trace: Trace, data: bytes, result: SendResult
+    ) -> SendResult:
+        address: IPv4Address | None
         try:
             address = ctx.network.address_of(self.via)
         except NetworkError:
             address = IPv4Address(self.via) if _is_ip(self.via) else None
         if address is None:
             raise NetworkError(f"--via {self.via}: no such node")
-        node = ctx.network.node(self.via) if ctx.network.owner(address) else None
+        owner = ctx.network.owner(address)
+        node = ctx.network.node(owner) if owner is not None else None
         submission = node.services.submission if node is not None and node.kind == "host" else None
         hostname = (submission.hostname if submission else None) or self.via
         port = self.port or 587
         client = SmtpClient.for_node(ctx)
         transcript = await client.send(
-            address, port, mail_from=result.mail_from, rcpts=list(self.to), data=data,
+            address,
+            port,
+            mail_from=result.mail_from,
+            rcpts=list(self.to),
+            data=data,
             helo=await self.helo_name(ctx, trace),
-            tls="implicit" if port == 465 else "required", verify=True, server_name=hostname,
-            auth=(self.user, self.password or "") if self.user else None, trace_id=trace.id)
+            tls=self.tls or ("implicit" if port == 465 else "required"),
+            verify=True,
+            server_name=hostname,
+            auth=(self.user, self.password or "") if self.user else None,
+            trace_id=trace.id,
+        )
         result.transcripts.append(transcript.to_json())
         if not transcript.delivered:
             per = [_direct_outcome(transcript, r, trace, final_hop=False) for r in self.to]
@@ -208,8 +237,15 @@ class Send(Experiment):
         match = _QUEUED_AS.search(final.text if final else "")
         result.queue_id = match.group(1) if match else None
         if result.queue_id is None:
-            per = [{"rcpt": r, "outcome": "delivered", "stage": None,
-                    "reply": final.to_json() if final else None} for r in self.to]
+            per = [
+                {
+                    "rcpt": r,
+                    "outcome": "delivered",
+                    "stage": None,
+                    "reply": final.to_json() if final else None,
+                }
+                for r in self.to
+            ]
             return _summarise(result, per, trace)
         per = await follow_queue(ctx, trace, result.queue_id, list(self.to), self.settle)
         return _summarise(result, per, trace)
@@ -223,8 +259,9 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-async def mx_hosts(ctx: NodeContext, domain: str,
-                   trace: Trace) -> tuple[list[tuple[str, IPv4Address]], Reply | None]:
+async def mx_hosts(
+    ctx: NodeContext, domain: str, trace: Trace
+) -> tuple[list[tuple[str, IPv4Address]], Reply | None]:
     """The hosts to try for ``domain``, best first, with their addresses."""
     answer = await ctx.resolver.query(domain, "MX", trace_id=trace.id)
     if answer.rcode == "NXDOMAIN":
@@ -242,8 +279,9 @@ async def mx_hosts(ctx: NodeContext, domain: str,
         a = await ctx.resolver.query(name, "A", trace_id=trace.id)
         hosts += [(name, IPv4Address(r.data)) for r in a.of_type("A")]
     if not hosts:
-        return [], Reply(550, "5.1.2", f"Host or domain name not found: {domain} has no "
-                                       "MX and no address")
+        return [], Reply(
+            550, "5.1.2", f"Host or domain name not found: {domain} has no MX and no address"
+        )
     return hosts, None
 
 
@@ -255,12 +293,19 @@ def _delivery_for(trace: Trace, rcpt: str) -> TraceEvent | None:
     return found
 
 
-def _direct_outcome(transcript: Transcript, rcpt: str, trace: Trace,
-                    final_hop: bool = True) -> dict[str, Any]:
+def _direct_outcome(
+    transcript: Transcript, rcpt: str, trace: Trace, final_hop: bool = True
+) -> dict[str, Any]:
     """What became of ``rcpt`` in one SMTP transaction."""
     if transcript.blocked:
-        return {"rcpt": rcpt, "outcome": "blocked", "stage": "connect", "reply": None,
-                "verdict": transcript.verdict, "error": transcript.error}
+        return {
+            "rcpt": rcpt,
+            "outcome": "blocked",
+            "stage": "connect",
+            "reply": None,
+            "verdict": transcript.verdict,
+            "error": transcript.error,
+        }
     reply = transcript.rcpt_replies.get(rcpt)
     stage: str | None = transcript.failed_stage
     if reply is not None and not reply.positive:
@@ -273,19 +318,29 @@ def _direct_outcome(transcript: Transcript, rcpt: str, trace: Trace,
     if stage is None and reply is not None and reply.positive:
         delivery = _delivery_for(trace, rcpt) if final_hop else None
         folder = delivery.data.get("folder") if delivery else "inbox"
-        return {"rcpt": rcpt, "outcome": "junk" if folder == "junk" else "delivered",
-                "stage": None, "reply": reply.to_json()}
+        return {
+            "rcpt": rcpt,
+            "outcome": "junk" if folder == "junk" else "delivered",
+            "stage": None,
+            "reply": reply.to_json(),
+        }
     if reply is None:
         # The dialogue broke without a reply (time-out, lost connection): as
         # with a 4xx, a sender would try again later.
-        return {"rcpt": rcpt, "outcome": "deferred", "stage": stage, "reply": None,
-                "error": transcript.error}
+        return {
+            "rcpt": rcpt,
+            "outcome": "deferred",
+            "stage": stage,
+            "reply": None,
+            "error": transcript.error,
+        }
     outcome = "deferred" if reply.transient else "rejected"
     return {"rcpt": rcpt, "outcome": outcome, "stage": stage, "reply": reply.to_json()}
 
 
-async def follow_queue(ctx: NodeContext, trace: Trace, queue_id: str, rcpts: list[str],
-                       settle: bool) -> list[dict[str, Any]]:
+async def follow_queue(
+    ctx: NodeContext, trace: Trace, queue_id: str, rcpts: list[str], settle: bool
+) -> list[dict[str, Any]]:
     """Wait for the relay's verdict on each recipient of ``queue_id``."""
     status: dict[str, dict[str, Any]] = {}
     seen = 0
@@ -303,13 +358,19 @@ async def follow_queue(ctx: NodeContext, trace: Trace, queue_id: str, rcpts: lis
     known: set[tuple[float, str, str]] = set()
 
     def wanted(event: TraceEvent) -> bool:
-        return (event.kind == "queue" and event.data.get("queue_id") == queue_id
-                and event.data.get("event") in ("delivered", "bounced", "deferred")
-                and key(event) not in known)
+        return (
+            event.kind == "queue"
+            and event.data.get("queue_id") == queue_id
+            and event.data.get("event") in ("delivered", "bounced", "deferred")
+            and key(event) not in known
+        )
 
     while True:
-        events = [e for e in (ctx.hub.get(trace.id) or trace).events
-                  if e.kind == "queue" and e.data.get("queue_id") == queue_id]
+        events = [
+            e
+            for e in (ctx.hub.get(trace.id) or trace).events
+            if e.kind == "queue" and e.data.get("queue_id") == queue_id
+        ]
         for event in events[seen:]:
             name = event.data.get("event")
             for rcpt in rcpts_of(event):
@@ -319,17 +380,30 @@ async def follow_queue(ctx: NodeContext, trace: Trace, queue_id: str, rcpts: lis
                 if name == "delivered":
                     delivery = _delivery_for(ctx.hub.get(trace.id) or trace, rcpt)
                     folder = delivery.data.get("folder") if delivery else "inbox"
-                    status[rcpt] = {"rcpt": rcpt,
-                                    "outcome": "junk" if folder == "junk" else "delivered",
-                                    "stage": None, "reply": reply}
+                    status[rcpt] = {
+                        "rcpt": rcpt,
+                        "outcome": "junk" if folder == "junk" else "delivered",
+                        "stage": None,
+                        "reply": reply,
+                    }
                 elif name == "bounced":
-                    status[rcpt] = {"rcpt": rcpt, "outcome": "bounced",
-                                    "stage": event.data.get("stage"), "reply": reply}
-                elif name == "deferred" and status.get(rcpt, {}).get("outcome") in (None,
-                                                                                    "deferred"):
-                    status[rcpt] = {"rcpt": rcpt, "outcome": "deferred",
-                                    "stage": event.data.get("stage"), "reply": reply,
-                                    "next_attempt": event.data.get("next_attempt")}
+                    status[rcpt] = {
+                        "rcpt": rcpt,
+                        "outcome": "bounced",
+                        "stage": event.data.get("stage"),
+                        "reply": reply,
+                    }
+                elif name == "deferred" and status.get(rcpt, {}).get("outcome") in (
+                    None,
+                    "deferred",
+                ):
+                    status[rcpt] = {
+                        "rcpt": rcpt,
+                        "outcome": "deferred",
+                        "stage": event.data.get("stage"),
+                        "reply": reply,
+                        "next_attempt": event.data.get("next_attempt"),
+                    }
         seen = len(events)
         known.update(key(e) for e in events)
         pending = [r for r in rcpts if status.get(r, {}).get("outcome") in (None, "deferred")]
@@ -347,11 +421,21 @@ async def follow_queue(ctx: NodeContext, trace: Trace, queue_id: str, rcpts: lis
             ctx.clock.advance(step)
             for r in pending:
                 status.pop(r, None)  # wait for the next attempt's verdict
-        event = await ctx.hub.wait_for(trace.id, wanted, QUEUE_WAIT)
-        if event is None:
+        if await ctx.hub.wait_for(trace.id, wanted, QUEUE_WAIT) is None:
             break
-    return [status.get(r, {"rcpt": r, "outcome": "deferred", "stage": None, "reply": None,
-                           "error": "no word from the relay"}) for r in rcpts]
+    return [
+        status.get(
+            r,
+            {
+                "rcpt": r,
+                "outcome": "deferred",
+                "stage": None,
+                "reply": None,
+                "error": "no word from the relay",
+            },
+        )
+        for r in rcpts
+    ]
 
 
 _RANK = {"blocked": 0, "rejected": 1, "bounced": 2, "deferred": 3, "junk": 4, "delivered": 5}
@@ -374,8 +458,9 @@ def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace)
     return result
 
 
-def mailbox_of(topology: Topology, state_dir: Path, address: str,
-               folder: str = "INBOX") -> list[StoredMessage]:
+def mailbox_of(
+    topology: Topology, state_dir: Path, address: str, folder: str = "INBOX"
+) -> list[StoredMessage]:
     """Messages for ``address`` stored by every MX that serves its domain
     (a domain with a backup MX has mail on either), oldest first."""
     user, _, domain = address.partition("@")

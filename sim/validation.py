@@ -18,8 +18,9 @@ def _looks_like_lab(path: Path) -> bool:
         head = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    keys = {line.split(":", 1)[0] for line in head.splitlines()
-            if line[:1].isalpha() and ":" in line}
+    keys = {
+        line.split(":", 1)[0] for line in head.splitlines() if line[:1].isalpha() and ":" in line
+    }
     # A lab names its topology and has steps; a topology has nodes.
     return "steps" in keys or ("topology" in keys and "nodes" not in keys)
 

@@ -18,8 +18,12 @@ from sim.send import SendResult
 from sim.services.dsn import parse_dsn
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "internet.yaml"
-ALICE = {"mail_from": "alice@home.example", "via": "smtp-isp",
-         "user": "alice@home.example", "password": "secret"}
+ALICE = {
+    "mail_from": "alice@home.example",
+    "via": "smtp-isp",
+    "user": "alice@home.example",
+    "password": "secret",
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +101,9 @@ def test_spf_fail_spoof_is_rejected(lab: sim.Lab) -> None:
 
 
 def test_dmarc_reject_with_unaligned_from_is_rejected_5_7_26(lab: sim.Lab) -> None:
-    result = lab.send("spoofer", "bob@qq.example", mail_from="x@evil.example",
-                      from_header="ceo@bank.example")
+    result = lab.send(
+        "spoofer", "bob@qq.example", mail_from="x@evil.example", from_header="ceo@bank.example"
+    )
     assert result.checks["spf"] == "pass"  # SPF passes for the spoofer's own domain
     assert result.outcome == "rejected"
     assert result.stage == "data"
@@ -107,8 +112,13 @@ def test_dmarc_reject_with_unaligned_from_is_rejected_5_7_26(lab: sim.Lab) -> No
 
 
 def test_dmarc_quarantine_files_as_junk(lab: sim.Lab) -> None:
-    result = lab.send("spoofer", "bob@qq.example", mail_from="x@evil.example",
-                      from_header="sales@shop.example", subject="quarantined")
+    result = lab.send(
+        "spoofer",
+        "bob@qq.example",
+        mail_from="x@evil.example",
+        from_header="sales@shop.example",
+        subject="quarantined",
+    )
     assert result.outcome == "junk"
     junk = [m for m in lab.mailbox("bob@qq.example", "Junk") if m.subject == "quarantined"]
     assert len(junk) == 1
@@ -136,9 +146,16 @@ def test_greylisting_defers_then_delivers_after_a_retry(lab: sim.Lab) -> None:
 
 
 def test_greylisting_with_settle_reports_delivered(lab: sim.Lab) -> None:
-    result = lab.send("laptop", "carol@grey.example", subject="grey 2", settle=True,
-                      mail_from="alice@home.example", via="smtp-isp",
-                      user="alice@home.example", password="secret")
+    result = lab.send(
+        "laptop",
+        "carol@grey.example",
+        subject="grey 2",
+        settle=True,
+        mail_from="alice@home.example",
+        via="smtp-isp",
+        user="alice@home.example",
+        password="secret",
+    )
     assert result.outcome == "delivered"
     events = [e.data.get("event") for e in result.trace.of_kind("queue")]
     assert "deferred" in events or "delivered" in events
@@ -165,19 +182,32 @@ def test_permanent_failure_brings_a_dsn_to_the_sender(lab: sim.Lab) -> None:
 
 def test_unauthenticated_relay_attempt_is_refused(lab: sim.Lab) -> None:
     # The ISP's MX on port 25 takes mail for home.example only: no open relay.
-    result = lab.send("mail-bank", "bob@qq.example", mail_from="ceo@bank.example",
-                      via="smtp-isp", port=25)
+    result = lab.send(
+        "mail-bank", "bob@qq.example", mail_from="ceo@bank.example", via="smtp-isp", port=25
+    )
     assert result.outcome == "rejected"
     assert reply(result) == (554, "5.7.1")
 
 
 def test_submission_rejects_auth_before_starttls_and_bad_passwords(lab: sim.Lab) -> None:
-    wrong = lab.send("laptop", "bob@qq.example", mail_from="alice@home.example",
-                     via="smtp-isp", user="alice@home.example", password="wrong")
+    wrong = lab.send(
+        "laptop",
+        "bob@qq.example",
+        mail_from="alice@home.example",
+        via="smtp-isp",
+        user="alice@home.example",
+        password="wrong",
+    )
     assert wrong.outcome == "rejected" and wrong.stage == "auth"
     assert reply(wrong) == (535, "5.7.8")
-    foreign = lab.send("laptop", "bob@qq.example", mail_from="ceo@bank.example",
-                       via="smtp-isp", user="alice@home.example", password="secret")
+    foreign = lab.send(
+        "laptop",
+        "bob@qq.example",
+        mail_from="ceo@bank.example",
+        via="smtp-isp",
+        user="alice@home.example",
+        password="secret",
+    )
     assert foreign.outcome == "rejected" and foreign.stage == "mail"
     assert foreign.code == 553
 

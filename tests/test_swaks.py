@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("swaks") is None,
-                                reason="swaks is missing (apt-get install swaks)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("swaks") is None, reason="swaks is missing (apt-get install swaks)"
+)
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "home-isp.yaml"
 
@@ -27,8 +28,22 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     proc = subprocess.Popen(
         # swaks speaks as the ISP's mail server: a host with a PTR record and
         # no port-25 block, whose address home.example's SPF names.
-        [sys.executable, "-m", "sim.cli", "up", str(TOPOLOGY), "--json", "--as", "smtp-isp",
-         "--state-dir", str(state)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sim.cli",
+            "up",
+            str(TOPOLOGY),
+            "--json",
+            "--as",
+            "smtp-isp",
+            "--state-dir",
+            str(state),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     ready = json.loads(proc.stdout.readline())
     try:
@@ -40,16 +55,18 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def endpoint(ready: dict[str, Any], node: str, service: str, port: int) -> tuple[str, str]:
     for e in ready["endpoints"]:
-        if (e["node"], e["service"], e["proto"]) == (node, service, "tcp") and \
-                e["lab"].endswith(f":{port}"):
+        if (e["node"], e["service"], e["proto"]) == (node, service, "tcp") and e["lab"].endswith(
+            f":{port}"
+        ):
             host, local_port = e["local"].split(":")
             return host, local_port
     raise AssertionError(f"no endpoint {node}/{service}:{port} in {ready['endpoints']}")
 
 
 def swaks(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["swaks", "--timeout", "20", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        ["swaks", "--timeout", "20", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def mailbox(state: str, address: str) -> list[Any]:
@@ -61,9 +78,20 @@ def mailbox(state: str, address: str) -> list[Any]:
 
 def test_swaks_delivers_to_the_mx(up: dict[str, Any]) -> None:
     host, port = endpoint(up, "mx-qq", "mx", 25)
-    out = swaks("--server", host, "--port", port, "--to", "bob@qq.example",
-                "--from", "alice@home.example", "--helo", "smtp.home.example",
-                "--header", "Subject: from swaks")
+    out = swaks(
+        "--server",
+        host,
+        "--port",
+        port,
+        "--to",
+        "bob@qq.example",
+        "--from",
+        "alice@home.example",
+        "--helo",
+        "smtp.home.example",
+        "--header",
+        "Subject: from swaks",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "250 2.0.0 Ok: queued as" in out.stdout
     assert [m.subject for m in mailbox(up["state_dir"], "bob@qq.example")].count("from swaks") == 1
@@ -72,29 +100,73 @@ def test_swaks_delivers_to_the_mx(up: dict[str, Any]) -> None:
 def test_swaks_submits_with_starttls_and_auth(up: dict[str, Any]) -> None:
     host, port = endpoint(up, "smtp-isp", "submission", 587)
     ca = str(Path(up["state_dir"]) / "tls" / "ca.pem")
-    out = swaks("--server", host, "--port", port, "--to", "bob@qq.example",
-                "--from", "alice@home.example", "--tls", "--tls-verify", "--tls-ca-path", ca,
-                "--tls-sni", "smtp.home.example",
-                "--auth", "PLAIN", "--auth-user", "alice@home.example",
-                "--auth-password", "secret", "--header", "Subject: submitted by swaks")
+    out = swaks(
+        "--server",
+        host,
+        "--port",
+        port,
+        "--to",
+        "bob@qq.example",
+        "--from",
+        "alice@home.example",
+        "--tls",
+        "--tls-verify",
+        "--tls-ca-path",
+        ca,
+        "--tls-sni",
+        "smtp.home.example",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@home.example",
+        "--auth-password",
+        "secret",
+        "--header",
+        "Subject: submitted by swaks",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "235 2.7.0" in out.stdout
 
 
 def test_auth_before_starttls_is_refused(up: dict[str, Any]) -> None:
     host, port = endpoint(up, "smtp-isp", "submission", 587)
-    out = swaks("--server", host, "--port", port, "--to", "bob@qq.example",
-                "--from", "alice@home.example", "--auth", "PLAIN",
-                "--auth-user", "alice@home.example", "--auth-password", "secret")
+    out = swaks(
+        "--server",
+        host,
+        "--port",
+        port,
+        "--to",
+        "bob@qq.example",
+        "--from",
+        "alice@home.example",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@home.example",
+        "--auth-password",
+        "secret",
+    )
     assert out.returncode != 0
     # AUTH is not even offered before TLS (RFC 4954 §4, auth_require_tls).
-    assert "Host did not advertise authentication" in out.stdout + out.stderr or \
-        "538 5.7.11" in out.stdout
+    assert (
+        "Host did not advertise authentication" in out.stdout + out.stderr
+        or "538 5.7.11" in out.stdout
+    )
 
 
 def test_an_unauthenticated_relay_attempt_is_refused(up: dict[str, Any]) -> None:
     host, port = endpoint(up, "smtp-isp", "mx", 25)
-    out = swaks("--server", host, "--port", port, "--to", "bob@qq.example",
-                "--from", "someone@outside.test", "--helo", "outside.test")
+    out = swaks(
+        "--server",
+        host,
+        "--port",
+        port,
+        "--to",
+        "bob@qq.example",
+        "--from",
+        "someone@outside.test",
+        "--helo",
+        "outside.test",
+    )
     assert out.returncode != 0
     assert "554 5.7.1" in out.stdout and "Relay access denied" in out.stdout

@@ -5,6 +5,7 @@ thing: one-key mappings such as::
 
     dns_add: {node: ns, zone: shop.example, record: "@ MX 0 ."}
     dnsbl_delist: {node: dnsbl, net: 203.0.113.10/32}
+    firewall_set: {router: isp, rule: 1, action: reject, reject_with: tcp-reset}
     advance: 2h
 
 Each entry of :data:`ACTIONS` gives an action's shape (checked when a lab
@@ -26,17 +27,32 @@ and the result says how long they may live.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
-from typing import Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from sim.clock import format_duration, parse_duration
 from sim.errors import LabFileError, SimError
 from sim.lab.model import Action
-from sim.lab.spec import Anything, Checker, Duration, Field, MapOf, OneKey, Record, Spec, Str
+from sim.lab.spec import (
+    Anything,
+    Checker,
+    Duration,
+    Field,
+    Int,
+    MapOf,
+    OneKey,
+    Record,
+    Spec,
+    Str,
+    suggest,
+)
 from sim.resolve import qtype_code
-from sim.topology.model import CheckAction, CheckName, Topology
+from sim.topology.model import CheckAction, CheckName, RejectWith, Topology
 from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
+
+if TYPE_CHECKING:
+    from sim.topology.model import FirewallRule
 
 __all__ = [
     "ACTIONS",
@@ -52,6 +68,9 @@ __all__ = [
 
 CHECKS: tuple[str, ...] = get_args(CheckName)
 CHECK_ACTIONS: tuple[str, ...] = get_args(CheckAction)
+#: What a router's firewall rule may do (sim.topology.model.FirewallRule).
+FIREWALL_ACTIONS = ("accept", "drop", "reject")
+REJECT_WITH: tuple[str, ...] = get_args(RejectWith)
 
 
 class ControlLab(Protocol):
@@ -291,6 +310,44 @@ ACTIONS: dict[str, ActionDef] = {
             lambda a: f"let {a} of lab time pass",
         ),
         ActionDef(
+            "firewall_set",
+            _record(
+                {
+                    "router": Field(
+                        Str(), required=True, description="the router whose rule changes"
+                    ),
+                    "rule": Field(
+                        Int(minimum=1),
+                        required=True,
+                        description="the rule's number, 1 for the first (as the trace names it)",
+                    ),
+                    "action": Field(
+                        Str(enum=FIREWALL_ACTIONS),
+                        required=True,
+                        description="what the rule does from the next connection on",
+                    ),
+                    "reject_with": Field(
+                        Str(enum=REJECT_WITH),
+                        description=(
+                            "how a `reject` answers: `tcp-reset` (connection refused), "
+                            "`icmp-port-unreachable`, `icmp-admin-prohibited` (no route to "
+                            "host); default: what the rule said, else `tcp-reset`"
+                        ),
+                    ),
+                },
+                "FirewallSet",
+                "Change what one rule of a router's firewall does; its match stays the same.",
+            ),
+            None,
+            "firewall_set",
+            "Change one rule of a router's firewall (drop, reject or accept).",
+            lambda a: {},
+            lambda a: (
+                f"make rule {a['rule']} of {a['router']} {a['action']}"
+                + (f" with {a['reject_with']}" if a.get("reject_with") else "")
+            ),
+        ),
+        ActionDef(
             "control",
             _record(
                 {
@@ -331,6 +388,8 @@ def _service_of(action: Action) -> str | None:
 def action_problems(action: Action, topology: Topology) -> list[tuple[tuple[str, ...], str]]:
     """What is wrong with ``action`` on ``topology``: (key path within the
     action's arguments, message) pairs; empty when it can run."""
+    if action.name == "firewall_set":
+        return _firewall_problems(action.args, topology)
     service = _service_of(action)
     if service is None:
         return []
@@ -373,6 +432,37 @@ def action_problems(action: Action, topology: Topology) -> list[tuple[tuple[str,
             IPv4Network(str(args["net"]), strict=False)
         except ValueError:
             problems.append((("net",), f"{args['net']!r} is not an IPv4 address or network"))
+    return problems
+
+
+def _firewall_problems(args: Any, topology: Topology) -> list[tuple[tuple[str, ...], str]]:
+    """The router exists, is a router, and has the rule the action names."""
+    name = str(args["router"])
+    routers = [n.name for n in topology.routers()]
+    listed = ", ".join(routers) or "none"
+    try:
+        node = topology.node(name)
+    except KeyError:
+        hint = suggest(name, routers) or f" (routers: {listed})"
+        return [(("router",), f"no router {name!r} in topology {topology.name}{hint}")]
+    if node.kind != "router":
+        return [(("router",), f"{name} is a host, not a router (routers: {listed})")]
+    count, number = len(node.firewall), int(args["rule"])
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if count == 0:
+        problems.append((("rule",), f"{name} has no firewall rules"))
+    elif number > count:
+        problems.append(
+            (("rule",), f"{name} has {count} firewall rule(s): give a number from 1 to {count}")
+        )
+    if args.get("reject_with") and args["action"] != "reject":
+        problems.append(
+            (
+                ("reject_with",),
+                f"only a reject answers the sender; with action {args['action']} "
+                "leave reject_with out",
+            )
+        )
     return problems
 
 
@@ -428,6 +518,8 @@ def apply_action(
                 f"{format_duration(seconds)} of lab time passed",
                 {"advanced": seconds},
             )
+        if action.name == "firewall_set":
+            return _set_firewall(lab, action, as_json)
         service = _service_of(action)
         command = action.args["command"] if action.name == "control" else definition.command
         assert service is not None
@@ -442,6 +534,43 @@ def apply_action(
     if service == "dns" and action.name != "control":
         message += ". " + _after_dns_edit(lab, topology, dns_cache)
     return ActionResult(True, as_json, message, dict(data or {}))
+
+
+def _set_firewall(lab: ControlLab, action: Action, as_json: dict[str, Any]) -> ActionResult:
+    """Change one rule of a running router (``sim.Lab.set_firewall``): only
+    what it does (and how a reject answers), never what it matches."""
+    from sim.net.firewall import describe_rule
+
+    args = action.args
+    router, number = str(args["router"]), int(args["rule"])
+    read: Callable[[str], tuple[FirewallRule, ...]] | None = getattr(lab, "firewall", None)
+    write: Callable[[str, tuple[FirewallRule, ...]], None] | None = getattr(
+        lab, "set_firewall", None
+    )
+    if read is None or write is None:
+        return ActionResult(False, as_json, "this lab cannot change firewall rules")
+    rules = list(read(router))
+    if not 1 <= number <= len(rules):
+        return ActionResult(
+            False, as_json, f"{router} has {len(rules)} firewall rule(s), not a rule {number}"
+        )
+    old = rules[number - 1]
+    new = replace(
+        old,
+        action=args["action"],
+        reject_with=args.get("reject_with") or old.reject_with,
+    )
+    rules[number - 1] = new
+    write(router, tuple(rules))
+    before, after = describe_rule(old), describe_rule(new)
+    return ActionResult(
+        True,
+        as_json,
+        f"done: rule {number} of {router} was `{before}`, now `{after}`; "
+        "the next connection meets it (the router is stateful: connections "
+        "already open are not judged again)",
+        {"router": router, "rule": number, "before": before, "after": after},
+    )
 
 
 def _reason(err: BaseException) -> str:

@@ -27,8 +27,14 @@ __all__ = ["Backend"]
 class Backend(ABC):
     name: str
 
-    def __init__(self, topology: Topology, state_dir: Path, *, as_node: str | None = None,
-                 time_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        state_dir: Path,
+        *,
+        as_node: str | None = None,
+        time_scale: float | None = None,
+    ) -> None:
         self.topology = topology
         self.state_dir = state_dir
         self.as_node = as_node

@@ -21,8 +21,8 @@ import asyncio
 import contextlib
 import socket
 import threading
-from dataclasses import replace
 from collections.abc import Coroutine
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +40,7 @@ from sim.net.api import (
     Unreachable,
 )
 from sim.net.backend import Backend
-from sim.net.firewall import Packet, Verdict, evaluate
+from sim.net.firewall import Packet, PacketProto, Verdict, evaluate
 from sim.net.registry import ClientEntry, LoopbackRegistry
 from sim.services.base import NodeContext, Service
 from sim.services.registry import SERVICE_ORDER, service_class
@@ -63,8 +63,12 @@ def node_or_synthetic(topology: Topology, network: LabNetwork, name: str) -> Nod
         return topology.node(name)
     except KeyError:
         address = network.address_of(name)
-        return Node(name=name, kind="host", ip=IPv4Interface(f"{address}/24"),
-                    title="a neutral host outside every ISP")
+        return Node(
+            name=name,
+            kind="host",
+            ip=IPv4Interface(f"{address}/24"),
+            title="a neutral host outside every ISP",
+        )
 
 
 def prepare_topology(topology: Topology, state_dir: Path) -> Topology:
@@ -74,8 +78,7 @@ def prepare_topology(topology: Topology, state_dir: Path) -> Topology:
     return publish(topology, ensure_keys(topology, state_dir))
 
 
-def with_firewall(topology: Topology, router: str,
-                  rules: tuple[FirewallRule, ...]) -> Topology:
+def with_firewall(topology: Topology, router: str, rules: tuple[FirewallRule, ...]) -> Topology:
     """``topology`` with ``router``'s rules replaced."""
     try:
         node = topology.node(router)
@@ -83,8 +86,9 @@ def with_firewall(topology: Topology, router: str,
         raise BackendError(f"no node named {router!r} in {topology.name}") from None
     if node.kind != "router":
         raise BackendError(f"{router} is a host: only routers have firewall rules")
-    nodes = tuple(replace(n, firewall=tuple(rules)) if n.name == router else n
-                  for n in topology.nodes)
+    nodes = tuple(
+        replace(n, firewall=tuple(rules)) if n.name == router else n for n in topology.nodes
+    )
     return replace(topology, nodes=nodes)
 
 
@@ -109,7 +113,9 @@ class LocalNodeNet(NodeNet):
 
     # -- the path ---------------------------------------------------------
 
-    def _judge(self, dst: IPv4Address, proto: str, port: int, trace_id: str | None) -> Verdict:
+    def _judge(
+        self, dst: IPv4Address, proto: PacketProto, port: int, trace_id: str | None
+    ) -> Verdict:
         verdict = evaluate(self.backend.network, self.node, Packet(self.address, dst, proto, port))
         self.backend.emit(
             trace_id,
@@ -118,18 +124,26 @@ class LocalNodeNet(NodeNet):
                 kind="net",
                 node=verdict.router or self.node,
                 summary=verdict.explain(),
-                data={"src": str(self.address), "dst": str(dst), "proto": proto, "port": port,
-                      **verdict.to_json()},
+                data={
+                    "src": str(self.address),
+                    "dst": str(dst),
+                    "proto": proto,
+                    "port": port,
+                    **verdict.to_json(),
+                },
             ),
         )
         return verdict
 
-    async def _enforce(self, verdict: Verdict, dst: IPv4Address, port: int,
-                       timeout: float | None) -> None:
+    async def _enforce(
+        self, verdict: Verdict, dst: IPv4Address, port: int, timeout: float | None
+    ) -> None:
         where = f"{dst}:{port}"
         if verdict.action == "drop":
             # The SYN vanishes: the client learns nothing until its timer fires.
-            wait = timeout if timeout is not None else self.backend.topology.settings.connect_timeout
+            wait = (
+                timeout if timeout is not None else self.backend.topology.settings.connect_timeout
+            )
             await self.backend.clock.sleep(wait)
             raise Dropped(f"connection to {where} timed out ({verdict.explain()})", verdict)
         if verdict.action == "reject":
@@ -139,22 +153,39 @@ class LocalNodeNet(NodeNet):
         if verdict.action == "unreachable":
             raise Unreachable(f"{where}: {verdict.explain()}", verdict)
 
-    async def connect(self, dst: IPv4Address, port: int, *, trace_id: str | None = None,
-                      timeout: float | None = None) -> socket.socket:
+    async def connect(
+        self,
+        dst: IPv4Address,
+        port: int,
+        *,
+        trace_id: str | None = None,
+        timeout: float | None = None,
+    ) -> socket.socket:
         verdict = self._judge(dst, "tcp", port, trace_id)
         await self._enforce(verdict, dst, port, timeout)
         local_port = self.backend.registry.listener(dst, "tcp", port)
         if local_port is None:
-            self.backend.emit(trace_id, self.backend.event(
-                "net", self.node, f"{dst}:{port} answered with a reset: nothing listens there",
-                src=str(self.address), dst=str(dst), proto="tcp", port=port, verdict="closed"))
+            self.backend.emit(
+                trace_id,
+                self.backend.event(
+                    "net",
+                    self.node,
+                    f"{dst}:{port} answered with a reset: nothing listens there",
+                    src=str(self.address),
+                    dst=str(dst),
+                    proto="tcp",
+                    port=port,
+                    verdict="closed",
+                ),
+            )
             raise Refused(f"connection to {dst}:{port} refused: nothing listens there", verdict)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             sock.bind((LOOPBACK, 0))
             self.backend.registry.register_client(
-                sock.getsockname(), ClientEntry(self.node, self.address, trace_id))
+                sock.getsockname(), ClientEntry(self.node, self.address, trace_id)
+            )
             loop = asyncio.get_running_loop()
             await loop.sock_connect(sock, (LOOPBACK, local_port))
         except BaseException:
@@ -162,8 +193,15 @@ class LocalNodeNet(NodeNet):
             raise
         return sock
 
-    async def udp_exchange(self, dst: IPv4Address, port: int, payload: bytes, *,
-                           trace_id: str | None = None, timeout: float = 5.0) -> bytes:
+    async def udp_exchange(
+        self,
+        dst: IPv4Address,
+        port: int,
+        payload: bytes,
+        *,
+        trace_id: str | None = None,
+        timeout: float = 5.0,
+    ) -> bytes:
         verdict = self._judge(dst, "udp", port, trace_id)
         await self._enforce(verdict, dst, port, timeout)
         local_port = self.backend.registry.listener(dst, "udp", port)
@@ -176,8 +214,9 @@ class LocalNodeNet(NodeNet):
         try:
             sock.bind((LOOPBACK, 0))
             name = sock.getsockname()
-            self.backend.registry.register_client(name, ClientEntry(self.node, self.address,
-                                                                    trace_id))
+            self.backend.registry.register_client(
+                name, ClientEntry(self.node, self.address, trace_id)
+            )
             sock.connect((LOOPBACK, local_port))
             await loop.sock_sendall(sock, payload)
             real = self.backend.clock.real_seconds(timeout)
@@ -205,8 +244,9 @@ class LocalNodeNet(NodeNet):
         local_port = server.sockets[0].getsockname()[1]
         self._register(service, "tcp", port, local_port)
         self._servers.append(server)
-        return Endpoint(self.node, service, "tcp", f"{self.address}:{port}",
-                        f"{LOOPBACK}:{local_port}")
+        return Endpoint(
+            self.node, service, "tcp", f"{self.address}:{port}", f"{LOOPBACK}:{local_port}"
+        )
 
     async def serve_udp(self, service: str, port: int, factory: ProtocolFactory) -> Endpoint:
         loop = asyncio.get_running_loop()
@@ -215,20 +255,22 @@ class LocalNodeNet(NodeNet):
         if twin is not None:
             with contextlib.suppress(OSError):
                 transport, _ = await loop.create_datagram_endpoint(
-                    factory, local_addr=(LOOPBACK, twin))
+                    factory, local_addr=(LOOPBACK, twin)
+                )
         if transport is None:
-            transport, _ = await loop.create_datagram_endpoint(factory,
-                                                               local_addr=(LOOPBACK, 0))
+            transport, _ = await loop.create_datagram_endpoint(factory, local_addr=(LOOPBACK, 0))
         local_port = transport.get_extra_info("sockname")[1]
         self._register(service, "udp", port, local_port)
         self._transports.append(transport)
-        return Endpoint(self.node, service, "udp", f"{self.address}:{port}",
-                        f"{LOOPBACK}:{local_port}")
+        return Endpoint(
+            self.node, service, "udp", f"{self.address}:{port}", f"{LOOPBACK}:{local_port}"
+        )
 
     def _register(self, service: str, proto: Any, port: int, local_port: int) -> None:
         try:
-            self.backend.registry.listen(self.address, proto, port, local_port,
-                                         f"{self.node}/{service}")
+            self.backend.registry.listen(
+                self.address, proto, port, local_port, f"{self.node}/{service}"
+            )
         except ValueError as err:
             raise ServiceError(f"{self.node}: {err}") from None
         self._listening.append((self.address, proto, port))
@@ -280,8 +322,14 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def __init__(self, topology: Topology, state_dir: Path, *, as_node: str | None = None,
-                 time_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        state_dir: Path,
+        *,
+        as_node: str | None = None,
+        time_scale: float | None = None,
+    ) -> None:
         super().__init__(topology, state_dir, as_node=as_node, time_scale=time_scale)
         self.network: LabNetwork = build_network(topology)
         self.registry = LoopbackRegistry()
@@ -322,8 +370,9 @@ class LocalBackend(Backend):
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-        self._thread = threading.Thread(target=main, name=f"maillab-{self.topology.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=main, name=f"maillab-{self.topology.name}", daemon=True
+        )
         self._thread.start()
         ready.wait()
         self._loop = loop
@@ -340,8 +389,9 @@ class LocalBackend(Backend):
         self._ca = await loop.run_in_executor(None, LabCA, self.state_dir / "tls")
         # DKIM keys are made once per state directory; the ones a relay should
         # publish go into the zones before the DNS starts.
-        self.topology = await loop.run_in_executor(None, prepare_topology, self.topology,
-                                                   self.state_dir)
+        self.topology = await loop.run_in_executor(
+            None, prepare_topology, self.topology, self.state_dir
+        )
         for name in self.network.graph.nodes:
             self._contexts[name] = self._make_context(name)
         # Services start in waves: DNS first (everyone else looks things up),
@@ -368,8 +418,13 @@ class LocalBackend(Backend):
         resolver_ip = resolver_address(self.topology)
         assert self._ca is not None
         ctx = NodeContext(
-            topology=self.topology, network=self.network, node=node, net=net,
-            clock=self.clock, hub=self.hub, state_dir=self.state_dir,
+            topology=self.topology,
+            network=self.network,
+            node=node,
+            net=net,
+            clock=self.clock,
+            hub=self.hub,
+            state_dir=self.state_dir,
             resolver=None,  # type: ignore[arg-type]  # set just below: it needs ctx.emit
             ca=self._ca,
         )
@@ -410,11 +465,15 @@ class LocalBackend(Backend):
         out = []
         for ep in self._endpoints:
             address, _, port = ep.lab.partition(":")
-            verdict = evaluate(self.network, self.as_name,
-                               Packet(self.as_address, IPv4Address(address), ep.proto, int(port)))
+            verdict = evaluate(
+                self.network,
+                self.as_name,
+                Packet(self.as_address, IPv4Address(address), ep.proto, int(port)),
+            )
             if verdict.action != "accept":
-                out.append(Endpoint(ep.node, ep.service, ep.proto, ep.lab, None,
-                                    blocked=verdict.explain()))
+                out.append(
+                    Endpoint(ep.node, ep.service, ep.proto, ep.lab, None, blocked=verdict.explain())
+                )
             else:
                 out.append(ep)
         return out
@@ -474,5 +533,6 @@ class LocalBackend(Backend):
         self.hub.emit(trace_id, event)
 
     def event(self, kind: str, node: str, summary: str, **data: Any) -> TraceEvent:
-        return TraceEvent(t=round(self.clock.now(), 3), kind=kind, node=node, summary=summary,
-                          data=data)
+        return TraceEvent(
+            t=round(self.clock.now(), 3), kind=kind, node=node, summary=summary, data=data
+        )

@@ -42,13 +42,12 @@ class LoopbackRegistry:
         self._owners: dict[tuple[IPv4Address, Proto, int], str] = {}
         self._clients: OrderedDict[tuple[str, int], ClientEntry] = OrderedDict()
 
-    def listen(self, address: IPv4Address, proto: Proto, port: int, local_port: int,
-               owner: str) -> None:
+    def listen(
+        self, address: IPv4Address, proto: Proto, port: int, local_port: int, owner: str
+    ) -> None:
         key = (address, proto, port)
         if key in self._listeners:
-            raise ValueError(
-                f"{proto}/{port} on {address} is already taken by {self._owners[key]}"
-            )
+            raise ValueError(f"{proto}/{port} on {address} is already taken by {self._owners[key]}")
         self._listeners[key] = local_port
         self._owners[key] = owner
 

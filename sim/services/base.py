@@ -42,9 +42,7 @@ class NodeContext:
     #: service hands accepted mail to ``services["relay"]``). Filled by the backend.
     services: dict[str, Service] = field(default_factory=dict)
 
-    def emit(
-        self, trace_id: str | None, kind: str, summary: str, **data: Any
-    ) -> TraceEvent:
+    def emit(self, trace_id: str | None, kind: str, summary: str, **data: Any) -> TraceEvent:
         """Record an event that happened on this node."""
         event = TraceEvent(
             t=round(self.clock.now(), 3), kind=kind, node=self.node.name, summary=summary, data=data

@@ -53,6 +53,13 @@ class StoredMessage:
         return [str(v) for v in self.message().get_all(name, [])]
 
 
+def _message_path(box: mailbox.Maildir, key: str) -> Path:
+    # The stdlib has no public way to get a message's file: its private
+    # helpers are stable across 3.x and documented in mailbox.py itself.
+    sub: str = box._lookup(key)  # type: ignore[attr-defined]
+    return Path(box._path) / sub
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -96,7 +103,7 @@ class Maildir:
         key: str = box.add(data)
         # mailbox.Maildir renames tmp → new but does not fsync: do it, so a
         # message we answered 250 for survives a power cut (RFC 5321 §6.1).
-        path = Path(box._path) / box._lookup(key)  # noqa: SLF001 - stdlib gives no public path
+        path = _message_path(box, key)
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -115,8 +122,8 @@ class Maildir:
         if box is None:
             return []
         out = []
-        for key in box.keys():
-            path = Path(box._path) / box._lookup(key)  # noqa: SLF001
+        for key in box.iterkeys():
+            path = _message_path(box, key)
             out.append(StoredMessage(user, folder, key, path, path.read_bytes()))
         # Maildir keys start with the delivery time: sort by it, oldest first.
         return sorted(out, key=lambda m: (m.path.stat().st_mtime_ns, m.key))

@@ -30,6 +30,6 @@ _CLASSES: dict[str, str] = {
 
 def service_class(kind: str) -> type[Service]:
     module_name, _, class_name = _CLASSES[kind].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Service] = getattr(importlib.import_module(module_name), class_name)
     assert issubclass(cls, Service)
     return cls

@@ -20,7 +20,7 @@ from sim.net.api import NodeNet
 __all__ = ["LabSMTP", "session_trace_id"]
 
 
-class LabSMTP(SMTP):  # type: ignore[misc]
+class LabSMTP(SMTP):
     def __init__(self, handler: Any, *, net: NodeNet, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.lab_net = net
@@ -30,8 +30,9 @@ class LabSMTP(SMTP):  # type: ignore[misc]
         # After STARTTLS aiosmtpd calls this again with the TLS transport and a
         # fresh session (RFC 3207 §4.2): map the peer again each time.
         peer = self.lab_net.peer(transport)
-        self.session.peer = (str(peer.address), peer.port)
-        self.session.trace_id = peer.trace_id
+        session: Any = self.session
+        session.peer = (str(peer.address), peer.port)
+        session.trace_id = peer.trace_id
 
 
 def session_trace_id(session: Any) -> str | None:

@@ -15,9 +15,9 @@ from typing import Literal
 
 __all__ = [
     "DEFAULT_CHECK_ACTIONS",
+    "CheckAction",
     "CheckName",
     "CheckPolicy",
-    "CheckAction",
     "DnsService",
     "DnsblListing",
     "DnsblService",
@@ -79,7 +79,7 @@ class DnsblListing:
     """Addresses in ``net`` are listed with answer ``code`` (127.0.0.x) and a reason."""
 
     net: IPv4Network
-    code: IPv4Address = IPv4Address("127.0.0.2")
+    code: IPv4Address = field(default_factory=lambda: IPv4Address("127.0.0.2"))
     reason: str = ""
 
 

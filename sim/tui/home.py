@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Markdown, Static
 
 from sim.errors import SimError
+from sim.lab.progress import FileProgressStore
 from sim.tui.confirm import ConfirmScreen
 from sim.tui.labrun import LabEntry, describe_minutes, load_entries
 
@@ -60,6 +61,12 @@ def details_markdown(entry: LabEntry) -> str:
     )
 
 
+class LabTable(DataTable[object]):
+    """The table of labs; Enter opens the lab under the cursor."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Start/Resume")]
+
+
 class HomeScreen(Screen[None]):
     """Every lab and the student's progress in it."""
 
@@ -68,7 +75,7 @@ class HomeScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "open", "Start/Resume"),
         Binding("r", "reset", "Reset"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("q", "app.quit", "Quit", show=False),
     ]
 
     def __init__(self) -> None:
@@ -84,13 +91,13 @@ class HomeScreen(Screen[None]):
         with Horizontal(id="home-body"):
             with Vertical(id="home-list"):
                 yield Static("Labs", id="home-heading")
-                yield DataTable(id="labs", cursor_type="row", zebra_stripes=True)
+                yield LabTable(id="labs", cursor_type="row", zebra_stripes=True)
             with Vertical(id="home-side"):
                 with VerticalScroll(id="details"):
                     yield Markdown("", id="lab-details")
                 with Horizontal(id="home-buttons"):
-                    yield Button("Start", id="open", variant="primary")
-                    yield Button("Reset", id="reset", variant="default")
+                    yield Button("Start", id="open", variant="primary", compact=True)
+                    yield Button("Reset", id="reset", variant="default", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -119,10 +126,10 @@ class HomeScreen(Screen[None]):
         except SimError as err:
             self.entries = []
             self.notify(str(err), title="No labs", severity="error", timeout=10)
-        warning = getattr(app.store, "warning", None)
-        if warning:
-            self.notify(warning, title="Progress", severity="warning", timeout=10)
-            app.store.warning = None  # type: ignore[attr-defined]
+        store = app.store
+        if isinstance(store, FileProgressStore) and store.warning:
+            self.notify(store.warning, title="Progress", severity="warning", timeout=10)
+            store.warning = None
         table.clear()
         width = max(20, self.size.width - 24) if self.has_class("-narrow") else None
         for entry in self.entries:

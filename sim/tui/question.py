@@ -1,21 +1,25 @@
 """A question step: multiple choice or a short answer, with feedback.
 
-Multiple choice is a radio set (arrows move, Enter or Space picks, then
-Enter on *Answer*); a short answer is a line of text (Enter answers). The
-widget only asks: it posts :class:`QuestionWidget.Answered` and the lab
-screen has the engine judge it, then calls :meth:`QuestionWidget.show_feedback`.
+Multiple choice is a list of the choices (arrows move, Enter or a click
+answers; long choices wrap); a short answer is a line of text (Enter
+answers). The widget only asks: it posts :class:`QuestionWidget.Answered`,
+the lab screen has the engine judge it and calls
+:meth:`QuestionWidget.show_feedback`, which marks the choice ✓ or ✗ and shows
+why.
 """
 
 from __future__ import annotations
 
 import re
 
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Input, Markdown, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Markdown, OptionList, Static
+from textual.widgets.option_list import Option
 
 from sim.lab.engine import Feedback
 from sim.lab.model import QuestionStep
@@ -26,8 +30,8 @@ _CODE = re.compile(r"`([^`]+)`")
 
 
 def inline_code(text: str) -> Text:
-    """Text with Markdown's ```code``` spans shown in bold, without backticks
-    (radio labels are not Markdown)."""
+    """Text with Markdown's ``code`` spans shown in bold, without backticks
+    (option prompts are not Markdown)."""
     out = Text()
     last = 0
     for match in _CODE.finditer(text):
@@ -65,20 +69,35 @@ class QuestionWidget(Vertical):
         super().__init__(id=id, classes=classes)
         self.step = step
         self.solved = solved
+        #: Each choice answered so far, with whether it was right.
+        self.marks: dict[str, bool] = {}
 
     def compose(self) -> ComposeResult:
         if self.step.multiple_choice:
-            with RadioSet(id="choices"):
-                for choice in self.step.choices:
-                    label = Text(f"{choice.id})  ", style="bold") + inline_code(choice.text)
-                    yield RadioButton(label, name=choice.id)
+            yield Static("Pick one (↑ ↓, then Enter or a click):", classes="prompt", id="how")
+            yield OptionList(*self._options(), id="choices")
         else:
-            yield Input(placeholder="Your answer, then Enter", id="answer")
-        with Horizontal(classes="buttons"):
-            yield Button("Answer", id="submit", variant="primary")
-            yield Static("", id="attempts")
+            with Horizontal(classes="answer-row"):
+                yield Input(placeholder="Your answer, then Enter", id="answer")
+                yield Button("Answer", id="submit", variant="primary", compact=True)
         yield Static("", id="verdict")
         yield Markdown("", id="feedback")
+
+    def _options(self) -> list[Option]:
+        options = []
+        for choice in self.step.choices:
+            mark = self.marks.get(choice.id)
+            prompt = Text()
+            if mark is None:
+                prompt.append(f"{choice.id})  ", style="bold")
+            else:
+                prompt.append(
+                    f"{'✓' if mark else '✗'} {choice.id}) ",
+                    style="bold green" if mark else "bold red",
+                )
+            prompt.append_text(inline_code(choice.text))
+            options.append(Option(prompt, id=choice.id))
+        return options
 
     def on_mount(self) -> None:
         if self.solved:
@@ -88,20 +107,19 @@ class QuestionWidget(Vertical):
 
     # -- answering -----------------------------------------------------------------
 
-    def current_answer(self) -> str | None:
-        if self.step.multiple_choice:
-            pressed = self.query_one("#choices", RadioSet).pressed_button
-            return pressed.name if pressed is not None else None
-        text = self.query_one("#answer", Input).value.strip()
-        return text or None
-
-    def submit(self) -> None:
-        answer = self.current_answer()
+    def submit(self, answer: str | None = None) -> None:
+        if answer is None and not self.step.multiple_choice:
+            answer = self.query_one("#answer", Input).value.strip() or None
         if answer is None:
             what = "Pick a choice first" if self.step.multiple_choice else "Type an answer first"
             self.query_one("#verdict", Static).update(Text(what, style="yellow"))
             return
         self.post_message(self.Answered(self, self.step.id, answer))
+
+    @on(OptionList.OptionSelected, "#choices")
+    def _choice_made(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.submit(event.option.id)
 
     @on(Button.Pressed, "#submit")
     def _answer_pressed(self, event: Button.Pressed) -> None:
@@ -113,21 +131,19 @@ class QuestionWidget(Vertical):
         event.stop()
         self.submit()
 
-    @on(RadioSet.Changed, "#choices")
-    def _choice_made(self, event: RadioSet.Changed) -> None:
-        # Keyboard flow: arrows, Enter to pick, Enter again to answer.
-        self.query_one("#submit", Button).focus()
-
-    def show_feedback(self, feedback: Feedback) -> None:
+    def show_feedback(self, feedback: Feedback, attempts: int = 0) -> None:
         verdict = self.query_one("#verdict", Static)
+        tries = f" (attempt {attempts})" if attempts > 1 else ""
         if feedback.correct:
-            verdict.update(Text("✓ Correct", style="bold green"))
+            verdict.update(Text(f"✓ Correct{tries}", style="bold green"))
         else:
-            verdict.update(Text("✗ Not quite — try again", style="bold red"))
+            verdict.update(Text(f"✗ Not quite — try again{tries}", style="bold red"))
         self.query_one("#feedback", Markdown).update(feedback.text)
         self.set_class(feedback.correct, "correct")
         self.set_class(not feedback.correct, "wrong")
-
-    def show_attempts(self, attempts: int) -> None:
-        shown = f"{attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
-        self.query_one("#attempts", Static).update(shown)
+        if feedback.choice is not None and self.step.multiple_choice:
+            self.marks[feedback.choice] = feedback.correct
+            choices = self.query_one("#choices", OptionList)
+            highlighted = choices.highlighted
+            choices.set_options(self._options())
+            choices.highlighted = highlighted

@@ -188,6 +188,7 @@ class TaskForm(Vertical):
             yield Label("Server", classes="field-label")
             yield Select(
                 [(n, n) for n in self.servers],
+                compact=True,
                 value=node if node is not None else Select.NULL,
                 allow_blank=node is None,
                 id="node",
@@ -196,27 +197,30 @@ class TaskForm(Vertical):
             zones = self.servers.get(node, ()) if node is not None else ()
             yield Select(
                 [(z, z) for z in zones],
+                compact=True,
                 value=zones[0] if zones else Select.NULL,
                 allow_blank=not zones,
                 id="zone",
             )
         with Vertical(id="fields-add", classes="fields"):
-            yield Input(placeholder="a record, e.g.  @ MX 10 mx", id="record")
+            yield Input(compact=True, placeholder="a record, e.g.  @ MX 10 mx", id="record")
             yield Static("", id="error-add", classes="error")
         with Vertical(id="fields-remove", classes="fields"):
             with Horizontal(classes="row"):
-                yield Input(placeholder="name: @, mx…", id="rm-name")
-                yield Input(placeholder="type (any)", id="rm-type")
-                yield Input(placeholder="data (any)", id="rm-data")
+                yield Input(compact=True, placeholder="name: @, mx…", id="rm-name")
+                yield Input(compact=True, placeholder="type (any)", id="rm-type")
+                yield Input(compact=True, placeholder="data (any)", id="rm-data")
             yield Static("", id="error-remove", classes="error")
         with Vertical(id="fields-edit", classes="fields"):
             yield TextArea("", id="zone-text", show_line_numbers=True, soft_wrap=False)
             yield Static("", id="error-edit", classes="error")
         with Vertical(id="fields-other", classes="fields"):
-            yield Input(placeholder="e.g.  advance: 30m", id="other")
+            yield Input(compact=True, placeholder="e.g.  advance: 30m", id="other")
             yield Static("", id="error-other", classes="error")
         with Horizontal(classes="buttons"):
-            yield Button("Apply the change", id="apply", variant="primary", disabled=True)
+            yield Button(
+                "Apply the change", id="apply", variant="primary", disabled=True, compact=True
+            )
         yield Static("", id="zone-now")
 
     def on_mount(self) -> None:

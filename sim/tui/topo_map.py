@@ -45,8 +45,8 @@ class TopoMap(Widget, can_focus=True):
     }
 
     BINDINGS = [
-        Binding("right_square_bracket,right", "next_walk", "Next packet"),
-        Binding("left_square_bracket,left", "previous_walk", "Previous packet"),
+        Binding("right_square_bracket,right", "next_walk", "Next packet", show=False),
+        Binding("left_square_bracket,left", "previous_walk", "Previous packet", show=False),
     ]
 
     #: 0: the message (every connection it made); 1..n: one packet each.

@@ -242,8 +242,8 @@ def pane_entries(
 
 
 def layout(entries: Sequence[Entry]) -> RenderableType:
-    grid = Table.grid(expand=True)
-    grid.add_column(width=8, no_wrap=True, justify="right")
+    grid = Table.grid(expand=True, padding=(0, 1, 0, 0))
+    grid.add_column(width=7, no_wrap=True, justify="right")
     grid.add_column(ratio=1)
     for when, indent, text in entries:
         body: RenderableType = Padding(text, (0, 0, 0, indent)) if indent else text

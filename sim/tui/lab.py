@@ -1,0 +1,800 @@
+"""The lab screen: one lab, step by step, on a running topology.
+
+Three tabs: **Step** (the step's text and what to do: run, answer, change,
+check), **Trace** (the last experiment in readable panes) and **Map** (the
+topology with the last experiment's path and the point where it stopped).
+The top line says where the student is; on wide terminals a sidebar lists
+every step.
+
+The screen only shows and asks; the engine (:class:`~sim.lab.engine.LabSession`)
+judges. Every engine call runs in a worker thread (starting a lab, sending
+mail that a relay retries in lab time, checks that send mail), with a
+progress line, so the screen never freezes; errors come back as
+notifications, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import (
+    Button,
+    Footer,
+    Input,
+    Markdown,
+    OptionList,
+    RadioSet,
+    Static,
+    TabbedContent,
+    TabPane,
+    TextArea,
+)
+from textual.widgets.option_list import Option
+
+from sim.errors import InputError, SimError
+from sim.lab.actions import ActionResult
+from sim.lab.checks import PredicateOutcome
+from sim.lab.engine import CheckOutcome, ExperimentOutcome, Feedback
+from sim.lab.model import (
+    CheckpointStep,
+    ExperimentStep,
+    ExplainStep,
+    LabDef,
+    QuestionStep,
+    Step,
+    TaskStep,
+)
+from sim.topology.graph import LabNetwork, build_network
+from sim.tui.activity import Activity
+from sim.tui.labrun import TracingSession
+from sim.tui.question import QuestionWidget
+from sim.tui.task_form import MODE_OF_ACTION, TaskForm
+from sim.tui.topo_map import TopoMap
+from sim.tui.trace_view import TraceView
+from sim.tui.tracefmt import events_from, headline
+
+if TYPE_CHECKING:
+    from sim.tui.app import MaillabApp
+
+__all__ = ["LabScreen", "describe_error"]
+
+T = TypeVar("T")
+
+_KIND_LABEL = {
+    "explain": "read",
+    "experiment": "experiment",
+    "question": "question",
+    "task": "task",
+    "checkpoint": "checkpoint",
+}
+
+
+def describe_error(err: BaseException) -> str:
+    """One readable paragraph for an error (a bug names its type; no traceback)."""
+    if isinstance(err, InputError):
+        lines = [str(p) for p in err.problems]
+        more = f"\n… and {len(lines) - 5} more" if len(lines) > 5 else ""
+        return "\n".join(lines[:5]) + more
+    if isinstance(err, SimError):
+        return str(err)
+    return f"internal error: {type(err).__name__}: {err}"
+
+
+class LabScreen(Screen[None]):
+    """One lab on a running topology."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+
+    BINDINGS = [
+        Binding("n", "next", "Next"),
+        Binding("p", "previous", "Prev"),
+        Binding("r", "run", "Run"),
+        Binding("c", "check", "Check"),
+        Binding("h", "hint", "Hint"),
+        Binding("1", "tab('step')", "Step", show=False),
+        Binding("2,t", "tab('trace')", "Trace"),
+        Binding("3,m", "tab('map')", "Map"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, lab: LabDef, session: TracingSession) -> None:
+        super().__init__()
+        self.lab = lab
+        self.session = session
+        self.viewing = 0
+        self.started = False
+        self._busy = False
+        self._pending_zone: tuple[TaskForm, str, str] | None = None
+        self._last_run: ExperimentOutcome | None = None
+        self.network: LabNetwork | None = None
+
+    @property
+    def maillab(self) -> MaillabApp:
+        return cast("MaillabApp", self.app)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    # -- layout ------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.lab.title, id="where")
+        with Horizontal(id="lab-body"):
+            with Vertical(id="sidebar"):
+                yield Static("Steps", id="sidebar-title")
+                yield OptionList(id="steps")
+            with TabbedContent(id="tabs"):
+                with TabPane("Step", id="tab-step"), VerticalScroll(id="step-scroll"):
+                    yield Static("", id="step-title")
+                    yield Markdown("", id="step-text")
+                    yield Vertical(id="step-body")
+                with TabPane("Trace", id="tab-trace"):
+                    yield TraceView(id="trace")
+                with TabPane("Map", id="tab-map"), VerticalScroll(id="map-scroll"):
+                    yield TopoMap(None, id="map")
+        yield Activity(id="activity")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.lab.title
+        try:
+            self.network = build_network(self.session.topology)
+        except SimError as err:
+            self.notify(describe_error(err), title="Bad topology", severity="error", timeout=15)
+            self.network = None
+        self.query_one("#map", TopoMap).network = self.network
+        self.query_one("#map", TopoMap).show([])
+        self._fill_sidebar()
+        self._update_where()
+        backend = self.session.backend
+        self._call(
+            f"Starting the lab ({backend} backend)…",
+            lambda: self.session.start(resume=True),
+            self._started,
+            on_error=self._start_failed,
+        )
+
+    def on_unmount(self) -> None:
+        self.maillab.stop_session(self.session)
+
+    # -- where the student is ------------------------------------------------------------
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.lab.steps
+
+    @property
+    def viewed(self) -> Step | None:
+        """The step on screen (None: the lab-complete view)."""
+        return self.steps[self.viewing] if self.viewing < len(self.steps) else None
+
+    def _done(self, step: Step) -> bool:
+        return self.session.progress.done(step.id)
+
+    @property
+    def frontier(self) -> int:
+        """The index of the first step not done (len(steps) when all are)."""
+        return next((i for i, s in enumerate(self.steps) if not self._done(s)), len(self.steps))
+
+    def _update_where(self) -> None:
+        total = len(self.steps)
+        done = sum(1 for s in self.steps if self._done(s))
+        text = Text()
+        if self.viewed is not None:
+            text.append(f"Step {self.viewing + 1}/{total} ", style="bold")
+        else:
+            text.append("Complete ", style="bold green")
+        for i, step in enumerate(self.steps):
+            done_here = self._done(step)
+            style = "green" if done_here else "dim"
+            text.append(
+                "●" if done_here else "○", style="bold reverse" if i == self.viewing else style
+            )
+        text.append(f" {done}/{total} done · ", style="dim")
+        text.append(self.lab.title)
+        self.query_one("#where", Static).update(text)
+        self._fill_sidebar()
+
+    def _fill_sidebar(self) -> None:
+        options = self.query_one("#steps", OptionList)
+        frontier = self.frontier
+        options.clear_options()
+        for i, step in enumerate(self.steps):
+            mark = "✓" if self._done(step) else ("▸" if i == frontier else " ")
+            prompt = Text(f"{mark} {i + 1}. ", style="green" if self._done(step) else "")
+            prompt.append(step.title, style="bold" if i == self.viewing else "")
+            options.add_option(Option(prompt, id=step.id, disabled=i > frontier))
+        if self.viewing < len(self.steps):
+            options.highlighted = self.viewing
+
+    @on(OptionList.OptionSelected, "#steps")
+    def _step_chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.view(event.option_index)
+
+    # -- showing a step --------------------------------------------------------------------
+
+    def view(self, index: int) -> None:
+        """Show step ``index`` (up to the first step not done), or the end."""
+        index = max(0, min(index, self.frontier, len(self.steps)))
+        self.viewing = index
+        self._update_where()
+        self.refresh_bindings()
+        self.run_worker(self._render_step(), group="render", exclusive=True)
+
+    async def _render_step(self) -> None:
+        step = self.viewed
+        title = self.query_one("#step-title", Static)
+        text = self.query_one("#step-text", Markdown)
+        body = self.query_one("#step-body", Vertical)
+        await body.remove_children()
+        if step is None:
+            title.update(Text("Lab complete", style="bold green"))
+            await text.update(_completion_text(self.lab))
+            await body.mount(
+                Horizontal(
+                    Button("Back to the labs", id="home", variant="primary", compact=True),
+                    Button("Review the steps (p)", id="review", compact=True),
+                    classes="buttons",
+                )
+            )
+            self.query_one("#home", Button).focus()
+            return
+        header = Text()
+        header.append(f"Step {self.viewing + 1} of {len(self.steps)}", style="bold")
+        header.append(f" · {_KIND_LABEL.get(step.kind, step.kind)}", style="dim")
+        if self._done(step):
+            header.append("  ✓ done", style="green")
+        header.append(f"\n{step.title}", style="bold")
+        title.update(header)
+        await text.update(step.text.strip())
+        widgets = self._step_widgets(step)
+        await body.mount(*widgets)
+        self.query_one("#step-scroll", VerticalScroll).scroll_home(animate=False)
+        self._focus_step(step)
+
+    def _step_widgets(self, step: Step) -> list[Widget]:
+        done = self._done(step)
+        widgets: list[Widget] = []
+        if isinstance(step, ExplainStep):
+            widgets.append(
+                Horizontal(
+                    Button("Continue (n)", id="continue", variant="primary", compact=True),
+                    classes="buttons",
+                )
+            )
+        elif isinstance(step, ExperimentStep):
+            what = step.run.describe() if step.run is not None else "(no experiment)"
+            widgets.append(Static(Text("Experiment: ", style="bold") + Text(what), id="exp-what"))
+            label = "Run it again (r)" if done else "Run the experiment (r)"
+            widgets.append(
+                Horizontal(
+                    Button(label, id="run", variant="primary", compact=True), classes="buttons"
+                )
+            )
+            widgets.append(Static(self._experiment_text(step), id="exp-result"))
+        elif isinstance(step, QuestionStep):
+            question = QuestionWidget(step, solved=done, id="question")
+            widgets.append(question)
+        elif isinstance(step, TaskStep):
+            mode = "add"
+            if step.solution:
+                mode = MODE_OF_ACTION.get(step.solution[0].name, "other")
+            widgets.append(TaskForm(self.session.topology, mode=mode, id="task-form"))
+            widgets.append(Static(self._edits_text(step), id="edits"))
+            widgets.append(
+                Horizontal(
+                    Button("Check (c)", id="check", variant="primary", compact=True),
+                    Button("Hint (h)", id="hint", compact=True),
+                    classes="buttons",
+                )
+            )
+            widgets.append(Static(self._hints_text(step), id="hints"))
+            widgets.append(Static("", id="check-result"))
+        elif isinstance(step, CheckpointStep):
+            widgets.append(
+                Horizontal(
+                    Button("Check (c)", id="check", variant="primary", compact=True),
+                    classes="buttons",
+                )
+            )
+            widgets.append(Static("", id="check-result"))
+        if done and not isinstance(step, ExplainStep):
+            widgets.append(
+                Horizontal(
+                    Button("Next step (n)", id="next", variant="success", compact=True),
+                    classes="buttons",
+                )
+            )
+        return widgets
+
+    def _focus_step(self, step: Step) -> None:
+        targets = {
+            "explain": "#continue",
+            "experiment": "#run",
+            "checkpoint": "#check",
+            "task": "#task-form #mode",
+        }
+        selector = targets.get(step.kind)
+        if isinstance(step, QuestionStep):
+            selector = "#question #choices" if step.multiple_choice else "#question #answer"
+        if selector:
+            found = self.query(selector)
+            if found:
+                found.first().focus()
+
+    def _experiment_text(self, step: ExperimentStep) -> RenderableType:
+        outcome = self.session.results.get(step.id)
+        if outcome is None:
+            return Text(
+                "Run it to see what happens; its trace and path appear in tabs 2 and 3.",
+                style="dim",
+            )
+        return _outcome_text(outcome)
+
+    def _hints_text(self, step: TaskStep) -> Text:
+        shown = self.session.hints_shown(step)
+        if not step.hints:
+            return Text("")
+        if not shown:
+            return Text(f"{len(step.hints)} hint(s) available: press h.", style="dim")
+        text = Text()
+        for i, hint in enumerate(shown, 1):
+            if i > 1:
+                text.append("\n")
+            text.append(f"Hint {i}: ", style="bold yellow")
+            text.append(hint)
+        if len(shown) < len(step.hints):
+            text.append(f"\n{len(step.hints) - len(shown)} more: press h.", style="dim")
+        return text
+
+    def _edits_text(self, step: TaskStep) -> Text:
+        edits = [a for a in self.session.progress.actions if a.get("step") == step.id]
+        if not edits:
+            return Text("")
+        text = Text("Your changes so far:", style="bold")
+        for record in edits:
+            text.append(f"\n  • {_action_words(record.get('action'))}")
+        return text
+
+    # -- engine calls in a worker -------------------------------------------------------------
+
+    def _call(
+        self,
+        label: str,
+        fn: Callable[[], T],
+        done: Callable[[T], None],
+        *,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> bool:
+        """Run ``fn`` (an engine call) in a thread; then ``done(result)`` here."""
+        if self._busy:
+            self.notify(
+                f"Still busy: {self.query_one('#activity', Activity).label}",
+                severity="warning",
+                timeout=3,
+            )
+            return False
+        self._busy = True
+        self.query_one("#activity", Activity).start(label, self.session.lab)
+        self._engine(label, fn, cast("Callable[[Any], None]", done), on_error)
+        return True
+
+    @work(thread=True, exit_on_error=False, group="engine")
+    def _engine(
+        self,
+        label: str,
+        fn: Callable[[], Any],
+        done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = fn()
+        except Exception as err:  # SimError: the engine's word; anything else: a bug
+            error = err
+        # RuntimeError: the app is shutting down, nobody to tell.
+        with contextlib.suppress(RuntimeError):
+            self.app.call_from_thread(self._finished, label, result, error, done, on_error)
+
+    def _finished(
+        self,
+        label: str,
+        result: Any,
+        error: BaseException | None,
+        done: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] | None,
+    ) -> None:
+        self._busy = False
+        if not self.is_attached:
+            return
+        self.query_one("#activity", Activity).stop()
+        if error is not None:
+            self.notify(
+                describe_error(error), title=label.rstrip("…"), severity="error", timeout=12
+            )
+            if on_error is not None:
+                on_error(error)
+        else:
+            done(result)
+        if self._pending_zone is not None and not self._busy:
+            form, node, zone = self._pending_zone
+            self._pending_zone = None
+            self._fetch_zone(form, node, zone)
+
+    # -- starting ------------------------------------------------------------
+
+    def _started(self, _: None) -> None:
+        self.started = True
+        self.maillab.session_started(self.session)
+        for replay in self.session.replayed:
+            if not replay.ok:
+                self.notify(
+                    replay.message, title="A saved change was not replayed", severity="warning"
+                )
+        if any(self._done(s) for s in self.steps) and not self.session.complete:
+            self.notify(
+                "Welcome back: you continue where you left off.", title="Resumed", timeout=4
+            )
+        self.view(self.frontier if not self.session.complete else len(self.steps))
+
+    def _start_failed(self, error: BaseException) -> None:
+        self.dismiss(None)
+
+    # -- actions ------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        step = self.viewed
+        if action == "run":
+            return isinstance(step, ExperimentStep)
+        if action == "check":
+            return isinstance(step, TaskStep | CheckpointStep)
+        if action == "hint":
+            return isinstance(step, TaskStep) and bool(step.hints)
+        if action == "previous":
+            return True if self.viewing > 0 else None
+        if action == "next":
+            return True if step is not None else None
+        return True
+
+    def action_next(self) -> None:
+        step = self.viewed
+        if step is None or not self.started:
+            return
+        if isinstance(step, ExplainStep) and not self._done(step):
+            try:
+                self.session.mark_read(step)
+            except SimError as err:
+                self.notify(describe_error(err), severity="error")
+                return
+        if not self._done(step):
+            self.notify(_todo(step), title="Not done yet", severity="warning", timeout=4)
+            return
+        if self.viewing + 1 >= len(self.steps) and not self.session.complete:
+            self.view(self.frontier)
+            return
+        self.view(self.viewing + 1)
+
+    def action_previous(self) -> None:
+        if self.viewing > 0:
+            self.view(self.viewing - 1)
+
+    def action_tab(self, name: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = f"tab-{name}"
+        if name == "map":
+            self.query_one("#map", TopoMap).focus()
+        elif name == "trace":
+            self.query_one("#trace TabbedContent Tabs").focus()
+        else:
+            step = self.viewed
+            if step is not None:
+                self._focus_step(step)
+
+    def action_back(self) -> None:
+        focused = self.focused
+        if isinstance(focused, Input | TextArea):
+            # Leave the field first, so that the single-key bindings work again.
+            self.set_focus(None)
+            return
+        self.dismiss(None)
+
+    def action_run(self) -> None:
+        step = self.viewed
+        if not isinstance(step, ExperimentStep) or step.run is None or not self.started:
+            return
+        self.session.take_runs()
+        self._call(
+            f"Running: {step.run.describe()}…",
+            lambda: self.session.run_experiment(step),
+            lambda outcome: self._ran(step, outcome),
+        )
+
+    def _ran(self, step: ExperimentStep, outcome: ExperimentOutcome) -> None:
+        self.session.take_runs()
+        self._show_run(outcome, f"Step {self.viewing + 1}: {outcome.experiment.describe()}")
+        if self.viewed is step:
+            found = self.query("#exp-result")
+            if found:
+                result = cast(Static, found.first())
+                result.update(_outcome_text(outcome))
+                self.call_after_refresh(result.scroll_visible, animate=False)
+        if outcome.error is not None:
+            self.notify(outcome.detail, title="The experiment failed", severity="error")
+        elif outcome.passed:
+            self.notify("Done: look at the trace (2) and the map (3), then go on (n).", timeout=4)
+        self._after_progress(step)
+
+    def _show_run(self, outcome: ExperimentOutcome, title: str) -> None:
+        """Put an experiment's trace and path in the Trace and Map tabs."""
+        if outcome.data is None:
+            return
+        self._last_run = outcome
+        names = self.network.owner if self.network is not None else None
+        self.query_one("#trace", TraceView).show(outcome.data, title=title, names=_names(names))
+        self.query_one("#map", TopoMap).show(
+            events_from(outcome.data), outcome.data, outcome.experiment.node
+        )
+
+    def _after_progress(self, step: Step) -> None:
+        """The step may be done now: update the marks and the step's buttons."""
+        self._update_where()
+        self.refresh_bindings()
+        if self._done(step) and self.viewed is step and not self.query("#step-body #next"):
+            self.query_one("#step-body", Vertical).mount(
+                Horizontal(
+                    Button("Next step (n)", id="next", variant="success", compact=True),
+                    classes="buttons",
+                )
+            )
+
+    @on(QuestionWidget.Answered)
+    def _answered(self, event: QuestionWidget.Answered) -> None:
+        step = self.session.step(event.step_id)
+        question = event.question
+        self._call(
+            "Checking your answer…",
+            lambda: self.session.answer(step, event.answer),
+            lambda feedback: self._judged(step, question, feedback),
+        )
+
+    def _judged(self, step: Step, question: QuestionWidget, feedback: Feedback) -> None:
+        if question.is_attached:
+            question.show_feedback(feedback, self.session.state(step).attempts)
+        self._after_progress(step)
+
+    def action_hint(self) -> None:
+        step = self.viewed
+        if not isinstance(step, TaskStep):
+            return
+        try:
+            hint = self.session.hint(step)
+        except SimError as err:
+            self.notify(describe_error(err), severity="error")
+            return
+        if hint is None:
+            self.notify("That was the last hint.", timeout=3)
+        found = self.query("#hints")
+        if found:
+            cast(Static, found.first()).update(self._hints_text(step))
+
+    def action_check(self) -> None:
+        step = self.viewed
+        if not isinstance(step, TaskStep | CheckpointStep) or not self.started:
+            return
+        self.session.take_runs()
+        self._call(
+            "Checking…",
+            lambda: self.session.check(step),
+            lambda outcome: self._checked(step, outcome),
+        )
+
+    def _checked(self, step: TaskStep | CheckpointStep, outcome: CheckOutcome) -> None:
+        runs = [r for r in self.session.take_runs() if r.data is not None]
+        if runs:
+            last = runs[-1]
+            self._show_run(last, f"Check of step {self.viewing + 1}: {last.experiment.describe()}")
+        if self.viewed is step:
+            found = self.query("#check-result")
+            if found:
+                result = cast(Static, found.first())
+                result.update(_check_text(outcome, bool(runs)))
+                self.call_after_refresh(result.scroll_visible, animate=False)
+            if isinstance(step, TaskStep):
+                hints = self.query("#hints")
+                if hints:
+                    cast(Static, hints.first()).update(self._hints_text(step))
+        if outcome.passed:
+            self.notify("Check passed.", title="✓", timeout=3)
+        else:
+            self.notify("Not yet: read the results and the hint.", severity="warning", timeout=4)
+        self._after_progress(step)
+
+    @on(TaskForm.Submitted)
+    def _apply(self, event: TaskForm.Submitted) -> None:
+        step = self.viewed
+        form = event.form
+        action = event.action
+        self._call(
+            f"Applying: {_action_words(action)}…",
+            lambda: self.session.apply(step, action),
+            lambda result: self._applied(step, form, result),
+        )
+
+    def _applied(self, step: Step | None, form: TaskForm, result: ActionResult) -> None:
+        if result.ok:
+            self.notify(result.message, title="Changed", timeout=5)
+            if form.is_attached:
+                form.clear()
+                if form.node is not None and form.zone is not None:
+                    self._fetch_zone(form, form.node, form.zone)
+            if isinstance(step, TaskStep) and self.viewed is step:
+                found = self.query("#edits")
+                if found:
+                    cast(Static, found.first()).update(self._edits_text(step))
+        else:
+            self.notify(result.message, title="Not applied", severity="error", timeout=10)
+
+    @on(TaskForm.ZoneWanted)
+    def _zone_wanted(self, event: TaskForm.ZoneWanted) -> None:
+        self._fetch_zone(event.form, event.node, event.zone)
+
+    def _fetch_zone(self, form: TaskForm, node: str, zone: str) -> None:
+        if not self.started or self.session.lab is None:
+            self._pending_zone = (form, node, zone)
+            return
+        if self._busy:
+            self._pending_zone = (form, node, zone)
+            return
+        lab = self.session.lab
+
+        def records() -> str | None:
+            reply = lab.control(node, "dns", "records", zone=zone)
+            text = reply.get("text")
+            return str(text) if text is not None else None
+
+        def show(text: str | None) -> None:
+            if form.is_attached:
+                form.show_zone(node, zone, text)
+
+        self._call(f"Reading the zone {zone} on {node}…", records, show)
+
+    # -- buttons ------------------------------------------------------------
+
+    @on(Button.Pressed, "#continue")
+    @on(Button.Pressed, "#next")
+    def _next_pressed(self) -> None:
+        self.action_next()
+
+    @on(Button.Pressed, "#run")
+    def _run_pressed(self) -> None:
+        self.action_run()
+
+    @on(Button.Pressed, "#check")
+    def _check_pressed(self) -> None:
+        self.action_check()
+
+    @on(Button.Pressed, "#hint")
+    def _hint_pressed(self) -> None:
+        self.action_hint()
+
+    @on(Button.Pressed, "#home")
+    def _home_pressed(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#review")
+    def _review_pressed(self) -> None:
+        self.action_previous()
+
+    @on(RadioSet.Changed)
+    def _radio(self, event: RadioSet.Changed) -> None:
+        event.stop()
+
+
+# -- texts ------------------------------------------------------------
+
+
+def _names(owner: Callable[[str], str | None] | None) -> Callable[[str], str | None] | None:
+    if owner is None:
+        return None
+
+    def name(address: str) -> str | None:
+        try:
+            return owner(address)
+        except ValueError:
+            return None
+
+    return name
+
+
+def _todo(step: Step) -> str:
+    if isinstance(step, ExperimentStep):
+        return "Run the experiment first (r)."
+    if isinstance(step, QuestionStep):
+        return "Answer the question first."
+    if isinstance(step, TaskStep):
+        return "Make the change, then check it (c). Stuck? Ask for a hint (h)."
+    if isinstance(step, CheckpointStep):
+        return "Run the check first (c)."
+    return "Finish this step first."
+
+
+def _marked(results: Sequence[PredicateOutcome]) -> Table:
+    """✓/✗ lines whose text wraps under itself."""
+    grid = Table.grid(padding=(0, 1, 0, 0))
+    grid.add_column(width=3, justify="right")
+    grid.add_column(ratio=1)
+    for r in results:
+        grid.add_row(
+            Text("✓" if r.passed else "✗", style="green" if r.passed else "red"), Text(r.detail)
+        )
+    return grid
+
+
+def _outcome_text(outcome: ExperimentOutcome) -> RenderableType:
+    if outcome.error is not None:
+        return Text("✗ The experiment did not run: ", style="bold red") + Text(outcome.error)
+    parts: list[RenderableType] = []
+    if outcome.expectations:
+        if outcome.passed:
+            parts.append(Text("✓ As the step expects", style="bold green"))
+        else:
+            parts.append(Text("✗ Not what the step expects", style="bold red"))
+        parts.append(_marked(outcome.expectations))
+    parts.append(headline(outcome.data))
+    parts.append(Text("The trace is in tab 2, the path on the map in tab 3.", style="dim"))
+    return Group(*parts)
+
+
+def _check_text(outcome: CheckOutcome, ran: bool) -> RenderableType:
+    parts: list[RenderableType] = []
+    if outcome.passed:
+        parts.append(Text("✓ Check passed", style="bold green"))
+    else:
+        parts.append(Text("✗ Not yet", style="bold red"))
+    parts.append(_marked(outcome.results))
+    if outcome.passed and outcome.explanation:
+        parts.append(Text("\n" + outcome.explanation))
+    if not outcome.passed and outcome.hint:
+        parts.append(Text("\nHint: ", style="bold yellow") + Text(outcome.hint))
+    if ran:
+        parts.append(
+            Text("The check's last experiment is in the trace (2) and on the map (3).", style="dim")
+        )
+    return Group(*parts)
+
+
+def _action_words(action: Mapping[str, Any] | Any) -> str:
+    from sim.lab.actions import ACTIONS
+
+    if not isinstance(action, Mapping) or len(action) != 1:
+        return str(action)
+    name, args = next(iter(action.items()))
+    definition = ACTIONS.get(str(name))
+    if definition is None:
+        return f"{name}: {args}"
+    try:
+        return definition.summary(args)
+    except (KeyError, TypeError, AttributeError):
+        return f"{name}: {args}"
+
+
+def _completion_text(lab: LabDef) -> str:
+    goals = "\n".join(f"- {g}" for g in lab.goals)
+    return (
+        f"You finished **{lab.title}**.\n\n"
+        f"What you saw:\n\n{goals}\n\n"
+        "Go back to the labs for the next one, or review the steps (p)."
+    )
