@@ -31,6 +31,7 @@ from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
 
 if TYPE_CHECKING:
+    from sim.read import ReadResult
     from sim.send import SendResult
     from sim.services.maildir import StoredMessage
 
@@ -119,6 +120,39 @@ class Lab:
             ),
         )
         assert isinstance(result, SendResult)
+        return result
+
+    def read(
+        self,
+        node: str,
+        user: str,
+        password: str,
+        *,
+        via: str,
+        protocol: str = "imap",
+        folder: str = "INBOX",
+        tls: bool = True,
+        port: int | None = None,
+        peek: bool = False,
+    ) -> ReadResult:
+        """Read ``folder`` of a mailbox from ``node``, as a mail client would.
+
+        ``via`` is the mailbox host (a node running the mailbox service, an
+        address, or a host name in the lab DNS). ``protocol`` is ``imap``
+        (143 with STARTTLS; 993 with implicit TLS) or ``pop3`` (110 with
+        STLS; 995); ``tls=False`` skips STARTTLS to show the server refusing
+        a clear-text password. Reading marks messages read (new/ → cur/,
+        flag ``S``) unless ``peek``. The result lists the messages (uid,
+        subject, from, size, flags, headers) or says where it failed, with
+        the whole dialogue in its trace.
+        """
+        from sim.read import Read, ReadResult
+
+        result = self.run(node, Read(
+            via=via, user=user, password=password, protocol=protocol, folder=folder, tls=tls,
+            port=port, peek=peek,
+        ))
+        assert isinstance(result, ReadResult)
         return result
 
     def mailbox(self, address: str, folder: str = "INBOX") -> list[StoredMessage]:

@@ -17,7 +17,7 @@ import pytest
 from sim.net import mnclean
 from sim.net.requirements import missing
 
-__all__ = ["Footprint", "needs_mininet", "footprint"]
+__all__ = ["Footprint", "footprint", "needs_mininet"]
 
 _REASON = missing()
 
@@ -54,9 +54,11 @@ def _marked_processes() -> list[int]:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             env = []
-        if (any(a.startswith("mininet:ml-") for a in argv)
-                or any("sim.net.agent" in a for a in argv)
-                or any(e.startswith(b"MAILLAB_RUN=") for e in env)):
+        if (
+            any(a.startswith("mininet:ml-") for a in argv)
+            or any("sim.net.agent" in a for a in argv)
+            or any(e.startswith(b"MAILLAB_RUN=") for e in env)
+        ):
             out.append(pid)
     return out
 
@@ -76,8 +78,13 @@ class Footprint:
 
 
 def footprint() -> Footprint:
-    links = tuple(sorted(line.split(":", 2)[1].strip().split("@")[0]
-                         for line in _lines(["ip", "-o", "link", "show"]) if ":" in line))
+    links = tuple(
+        sorted(
+            line.split(":", 2)[1].strip().split("@")[0]
+            for line in _lines(["ip", "-o", "link", "show"])
+            if ":" in line
+        )
+    )
     return Footprint(
         namespaces=frozenset(_net_namespaces()),
         links=links,

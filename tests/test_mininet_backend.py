@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, ip_interface
 from pathlib import Path
 
 import pytest
+from mininet_support import needs_mininet
 
 import sim
 from sim.errors import BackendError
@@ -23,7 +24,6 @@ from sim.experiments import Connect, ConnectResult, Dig, DigResult
 from sim.net.iptables import compile_router
 from sim.net.mininet import MininetBackend
 from sim.net.shell import LabShell
-from mininet_support import needs_mininet
 
 pytestmark = needs_mininet
 
@@ -83,12 +83,15 @@ def test_port_25_times_out_at_the_isp_rule(lab: sim.Lab) -> None:
 
 def test_port_587_on_the_mx_connects_past_the_isp(backend: MininetBackend) -> None:
     # Nothing listens on mx-qq:587: put a listener there (inside its namespace).
-    code = ("import socket,sys;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,"
-            "socket.SO_REUSEADDR,1);s.bind(('203.0.113.25',587));s.listen();"
-            "print('up',flush=True);c,_=s.accept();c.sendall(b'220 test listener\\r\\n');"
-            "c.close()")
-    listener = backend.popen("mx-qq", [sys.executable, "-c", code], stdout=subprocess.PIPE,
-                             text=True)
+    code = (
+        "import socket,sys;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,"
+        "socket.SO_REUSEADDR,1);s.bind(('203.0.113.25',587));s.listen();"
+        "print('up',flush=True);c,_=s.accept();c.sendall(b'220 test listener\\r\\n');"
+        "c.close()"
+    )
+    listener = backend.popen(
+        "mx-qq", [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert listener.stdout is not None
         assert listener.stdout.readline().strip() == "up"
@@ -127,15 +130,23 @@ def test_iptables_on_the_isp_router_shows_the_compiled_rules(
 
 
 def test_swaks_from_the_shell(lab: sim.Lab, shell: LabShell) -> None:
-    blocked = shell.run("laptop", "swaks --to bob@qq.example --from alice@home.example "
-                        "--server mx.qq.example --port 25 --timeout 1", capture=True)
+    blocked = shell.run(
+        "laptop",
+        "swaks --to bob@qq.example --from alice@home.example "
+        "--server mx.qq.example --port 25 --timeout 1",
+        capture=True,
+    )
     assert blocked.returncode != 0
     assert "timeout" in blocked.stdout + blocked.stderr
     before = len(lab.mailbox("bob@qq.example"))
-    sent = shell.run("laptop", 'swaks --to bob@qq.example --from alice@home.example '
-                     '--server smtp.home.example --port 587 --tls --tls-verify '
-                     '--tls-ca-path "$MAILLAB_CA" --auth LOGIN --auth-user alice@home.example '
-                     '--auth-password secret --timeout 5', capture=True)
+    sent = shell.run(
+        "laptop",
+        "swaks --to bob@qq.example --from alice@home.example "
+        "--server smtp.home.example --port 587 --tls --tls-verify "
+        '--tls-ca-path "$MAILLAB_CA" --auth LOGIN --auth-user alice@home.example '
+        "--auth-password secret --timeout 5",
+        capture=True,
+    )
     assert sent.returncode == 0, sent.stdout[-500:]
     assert "EHLO laptop" in sent.stdout  # the command's own hostname
     deadline = time.monotonic() + 15
@@ -169,8 +180,9 @@ print(json.dumps(out))
 
 
 def _machine_address() -> str:
-    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "scope", "global"],
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "scope", "global"], capture_output=True, text=True
+    ).stdout
     for line in out.split("\n"):
         fields = line.split()
         if "inet" in fields:

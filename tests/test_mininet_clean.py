@@ -17,9 +17,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from mininet_support import Footprint, footprint, needs_mininet
 
 import sim
-from mininet_support import Footprint, footprint, needs_mininet
 from sim.net import mnclean
 from sim.net.mininet import MininetBackend
 
@@ -84,8 +84,9 @@ def _assert_nothing_left(before: Footprint, runs: list[str]) -> None:
 
 def test_stop_removes_everything_it_created(small: Path, tmp_path: Path) -> None:
     before = footprint()
-    with sim.start(sim.load_topology(small), backend="mininet",
-                   state_dir=tmp_path / "state") as lab:
+    with sim.start(
+        sim.load_topology(small), backend="mininet", state_dir=tmp_path / "state"
+    ) as lab:
         backend = lab.backend
         assert isinstance(backend, MininetBackend)
         run = backend.run_id
@@ -107,7 +108,11 @@ def test_stop_removes_everything_it_created(small: Path, tmp_path: Path) -> None
 def _start_driver(small: Path, state: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", DRIVER.format(root=str(ROOT)), str(small), str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _ready(driver: subprocess.Popen[str]) -> str:
@@ -147,8 +152,9 @@ def test_sigkill_then_clean_leaves_nothing_twenty_times(small: Path, tmp_path: P
 
 
 def test_clean_leaves_a_running_lab_alone(small: Path, tmp_path: Path) -> None:
-    with sim.start(sim.load_topology(small), backend="mininet",
-                   state_dir=tmp_path / "state") as lab:
+    with sim.start(
+        sim.load_topology(small), backend="mininet", state_dir=tmp_path / "state"
+    ) as lab:
         backend = lab.backend
         assert isinstance(backend, MininetBackend)
         assert backend.run_id not in {r.run for r in mnclean.clean()}
@@ -158,11 +164,18 @@ def test_clean_leaves_a_running_lab_alone(small: Path, tmp_path: Path) -> None:
 
 def test_clean_command_line(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = ("import sys, argparse; from sim.net import mnclean; p = argparse.ArgumentParser();"
-            "s = p.add_subparsers(); mnclean.register(s); a = p.parse_args(sys.argv[1:]);"
-            "sys.exit(a.func(a))")
-    done = subprocess.run([sys.executable, "-c", code, "clean", "--json", "--dry-run"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    code = (
+        "import sys, argparse; from sim.net import mnclean; p = argparse.ArgumentParser();"
+        "s = p.add_subparsers(); mnclean.register(s); a = p.parse_args(sys.argv[1:]);"
+        "sys.exit(a.func(a))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "clean", "--json", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["dry_run"] is True and isinstance(data["cleaned"], list)

@@ -7,6 +7,8 @@ thing: one-key mappings such as::
     dnsbl_delist: {node: dnsbl, net: 203.0.113.10/32}
     firewall_set: {router: isp, rule: 1, action: reject, reject_with: tcp-reset}
     advance: 2h
+    settle: 1d                      # let time pass while the queues retry
+    dkim_publish: {node: ns, zone: startup.example, name: rc1._domainkey, signer: relayco}
 
 Each entry of :data:`ACTIONS` gives an action's shape (checked when a lab
 file loads and published in the JSON Schema), the service it drives and how
@@ -29,10 +31,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from sim.clock import format_duration, parse_duration
 from sim.errors import LabFileError, SimError
+from sim.lab.dkimpublish import dkim_problems, dkim_record
 from sim.lab.model import Action
 from sim.lab.spec import (
     Anything,
@@ -329,9 +333,9 @@ ACTIONS: dict[str, ActionDef] = {
                     "reject_with": Field(
                         Str(enum=REJECT_WITH),
                         description=(
-                            "how a `reject` answers: `tcp-reset` (connection refused), "
-                            "`icmp-port-unreachable`, `icmp-admin-prohibited` (no route to "
-                            "host); default: what the rule said, else `tcp-reset`"
+                            "how a `reject` answers: `tcp-reset` (connection refused, the "
+                            "default), `icmp-port-unreachable`, `icmp-admin-prohibited` "
+                            "(no route to host)"
                         ),
                     ),
                 },
@@ -345,6 +349,57 @@ ACTIONS: dict[str, ActionDef] = {
             lambda a: (
                 f"make rule {a['rule']} of {a['router']} {a['action']}"
                 + (f" with {a['reject_with']}" if a.get("reject_with") else "")
+            ),
+        ),
+        ActionDef(
+            "settle",
+            Duration(description="the most lab time to let pass, e.g. `1d`"),
+            None,
+            "settle",
+            "Let lab time pass until the relays' queues are done (at most this long): "
+            "every retry that falls due runs, and its outcome arrives, before the clock "
+            "moves on.",
+            lambda a: {},
+            lambda a: f"let up to {a} of lab time pass while the queues work",
+        ),
+        ActionDef(
+            "dkim_publish",
+            _record(
+                {
+                    "node": _node("the DNS server node that holds the zone"),
+                    "zone": _zone(),
+                    "name": Field(
+                        Str(),
+                        required=True,
+                        description=(
+                            "where to publish: the owner name, relative to the zone, "
+                            "such as `rc1._domainkey`"
+                        ),
+                    ),
+                    "signer": Field(
+                        Str(), required=True, description="the node whose relay signs with the key"
+                    ),
+                    "selector": Field(
+                        Str(),
+                        description="which of its keys (the `s=` of its signatures); "
+                        "needed only when it has several for the domain",
+                    ),
+                    "domain": Field(
+                        Str(), description="the signing domain `d=` (default: the zone)"
+                    ),
+                },
+                "DkimPublish",
+                "Publish a signer's public DKIM key as a TXT record, as a relay provider "
+                "asks its customer to (RFC 6376 §3.6.2.1).",
+            ),
+            "dns",
+            "add",
+            "Publish a signer's public DKIM key in a zone.",
+            lambda a: {},
+            lambda a: (
+                f"publish {a['signer']}'s DKIM key"
+                + (f" (selector {a['selector']})" if a.get("selector") else "")
+                + f" at {a['name']} in {a['zone']} on {a['node']}"
             ),
         ),
         ActionDef(
@@ -427,6 +482,8 @@ def action_problems(action: Action, topology: Topology) -> list[tuple[tuple[str,
                 qtype_code(str(args["type"]))
             except ValueError as err:
                 problems.append((("type",), str(err)))
+    if action.name == "dkim_publish":
+        problems.extend(dkim_problems(args, topology))
     if service == "dnsbl" and "net" in args:
         try:
             IPv4Network(str(args["net"]), strict=False)
@@ -520,18 +577,28 @@ def apply_action(
             )
         if action.name == "firewall_set":
             return _set_firewall(lab, action, as_json)
+        if action.name == "settle":
+            return _settle(lab, parse_duration(action.args), as_json)
         service = _service_of(action)
         command = action.args["command"] if action.name == "control" else definition.command
         assert service is not None
-        data = lab.control(
-            str(action.args["node"]), service, str(command), **definition.control_args(action.args)
-        )
+        control_args = definition.control_args(action.args)
+        if action.name == "dkim_publish":
+            state_dir = getattr(lab, "state_dir", None)
+            if state_dir is None:
+                raise NotImplementedError("this lab keeps no DKIM keys to publish")
+            record, pair = dkim_record(action.args, topology, Path(state_dir))
+            control_args = {"zone": action.args["zone"], "text": record}
+            summary += f': "{pair.txt[:40]}…"'
+        data = lab.control(str(action.args["node"]), service, str(command), **control_args)
     except (SimError, ValueError, LookupError, NotImplementedError) as err:
         # The service refused the edit (a record that is not there, a zone
         # rule broken): the student sees why, the lab keeps running.
         return ActionResult(False, as_json, f"could not {summary}: {_reason(err)}")
     message = f"done: {summary}"
-    if service == "dns" and action.name != "control":
+    if service in ("dns", "dnsbl") and action.name != "control":
+        # A listing or delisting is a DNS change too: receivers see it through
+        # their resolver, which may hold the old answer for its TTL.
         message += ". " + _after_dns_edit(lab, topology, dns_cache)
     return ActionResult(True, as_json, message, dict(data or {}))
 
@@ -555,11 +622,8 @@ def _set_firewall(lab: ControlLab, action: Action, as_json: dict[str, Any]) -> A
             False, as_json, f"{router} has {len(rules)} firewall rule(s), not a rule {number}"
         )
     old = rules[number - 1]
-    new = replace(
-        old,
-        action=args["action"],
-        reject_with=args.get("reject_with") or old.reject_with,
-    )
+    # Like a rule written in a topology file: tcp-reset unless told otherwise.
+    new = replace(old, action=args["action"], reject_with=args.get("reject_with") or "tcp-reset")
     rules[number - 1] = new
     write(router, tuple(rules))
     before, after = describe_rule(old), describe_rule(new)
@@ -570,6 +634,31 @@ def _set_firewall(lab: ControlLab, action: Action, as_json: dict[str, Any]) -> A
         "the next connection meets it (the router is stateful: connections "
         "already open are not judged again)",
         {"router": router, "rule": number, "before": before, "after": after},
+    )
+
+
+def _settle(lab: ControlLab, limit: float, as_json: dict[str, Any]) -> ActionResult:
+    """Let lab time pass while the queues work (``sim.Lab.settle``); a lab
+    without queues to wait for just advances its clock."""
+    settle = getattr(lab, "settle", None)
+    if settle is None:
+        lab.advance(limit)
+        passed = limit
+    else:
+        passed = float(settle(limit))
+    queues = getattr(lab, "queues", None)
+    waiting = sum(len(q) for q in queues().values()) if queues is not None else 0
+    left = (
+        "every queue is empty"
+        if waiting == 0
+        else f"{waiting} message{'' if waiting == 1 else 's'} still queued"
+    )
+    return ActionResult(
+        True,
+        as_json,
+        f"{format_duration(round(passed))} of lab time passed (at most "
+        f"{format_duration(limit)}); {left}",
+        {"advanced": passed, "queued": waiting},
     )
 
 

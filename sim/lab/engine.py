@@ -89,6 +89,7 @@ class RunningLab(Protocol):
         headers: dict[str, str] | None = None,
         port: int | None = None,
         settle: bool = False,
+        tls: str | None = None,
     ) -> Any: ...
 
     def mailbox(self, address: str, folder: str = "INBOX") -> Sequence[Any]: ...

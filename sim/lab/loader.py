@@ -189,6 +189,7 @@ def _experiment(raw: Any, path: FilePath) -> ExperimentRun:
         headers=tuple((str(k), str(v)) for k, v in (args.get("headers") or {}).items()),
         port=args.get("port"),
         settle=bool(args.get("settle", False)),
+        tls=_opt(args.get("tls")),
         path=at,
     )
 

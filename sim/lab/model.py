@@ -99,6 +99,9 @@ class SendRun:
     headers: tuple[tuple[str, str], ...] = ()
     port: int | None = None
     settle: bool = False
+    #: TLS on the first hop (none, opportunistic, required, implicit); None:
+    #: what the route implies.
+    tls: str | None = None
     path: FilePath = field(default=(), compare=False)
 
     kind = "send"
@@ -110,7 +113,16 @@ class SendRun:
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :meth:`sim.Lab.send` (unset ones left out)."""
         out: dict[str, Any] = {"via": self.via, "settle": self.settle}
-        for name in ("mail_from", "from_header", "user", "password", "subject", "body", "port"):
+        for name in (
+            "mail_from",
+            "from_header",
+            "user",
+            "password",
+            "subject",
+            "body",
+            "port",
+            "tls",
+        ):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

@@ -108,6 +108,16 @@ EXPERIMENT_SPEC = OneKey(
                         default="false",
                         description="let lab time pass until the relay's queue is done",
                     ),
+                    "tls": Field(
+                        Str(enum=("none", "opportunistic", "required", "implicit")),
+                        description=(
+                            "TLS on the first hop: `none` (never STARTTLS: AUTH goes in "
+                            "the clear), `opportunistic` (STARTTLS when offered), "
+                            "`required` (STARTTLS or stop), `implicit` (TLS from the first "
+                            "byte, port 465); default: opportunistic direct, required via "
+                            "a submission node, implicit on 465"
+                        ),
+                    ),
                 },
                 name="Send",
                 description="Send one message and follow it.",

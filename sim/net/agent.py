@@ -107,9 +107,16 @@ def portable_error(err: BaseException, node: str) -> Exception:
 
 
 class Agent:
-    def __init__(self, state_dir: Path, node: str, waves: tuple[tuple[str, ...], ...], *,
-                 topology: Topology | None = None, network: LabNetwork | None = None,
-                 ca: LabCA | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        node: str,
+        waves: tuple[tuple[str, ...], ...],
+        *,
+        topology: Topology | None = None,
+        network: LabNetwork | None = None,
+        ca: LabCA | None = None,
+    ) -> None:
         # topology, network and ca: already built by the fork server, shared by its children.
         run = run_dir(state_dir)
         if topology is None:
@@ -124,13 +131,19 @@ class Agent:
         from sim.resolve import Resolver
 
         self.ctx = NodeContext(
-            topology=topology, network=self.network, node=self.network.node(node), net=self.net,
-            clock=self.clock, hub=self.hub, state_dir=state_dir,
+            topology=topology,
+            network=self.network,
+            node=self.network.node(node),
+            net=self.net,
+            clock=self.clock,
+            hub=self.hub,
+            state_dir=state_dir,
             resolver=None,  # type: ignore[arg-type]  # set below: it needs ctx.emit
             ca=ca if ca is not None else LabCA(state_dir / "tls"),
         )
-        self.ctx.resolver = Resolver(self.net, resolver_address(topology), self.clock,
-                                     emit=self.ctx.emit)
+        self.ctx.resolver = Resolver(
+            self.net, resolver_address(topology), self.clock, emit=self.ctx.emit
+        )
         self.services: list[Service] = []
         kinds = self.ctx.node.services.names() if self.ctx.node.kind == "host" else ()
         for kind in kinds:
@@ -142,7 +155,7 @@ class Agent:
 
     async def start(self) -> list[dict[str, Any]]:
         self.clock.bind(asyncio.get_running_loop())
-        endpoints = []
+        endpoints: list[dict[str, Any]] = []
         for wave in self.waves:
             for service in self.services:
                 if service.kind in wave:
@@ -185,6 +198,13 @@ class Agent:
                 if service.kind == request["service"]:
                     return await service.control(request["command"], **request.get("args", {}))
             raise LookupError(f"{self.ctx.node.name} runs no {request['service']} service")
+        if op == "firewall":
+            # A router's rules changed (a lab task): the kernel already has the
+            # new iptables rules; update the copy that explains verdicts.
+            self.network = build_network(request["topology"])
+            self.net.network = self.network
+            self.ctx.network = self.network
+            return "ok"
         if op == "stop":
             self.stopping.set()
             return "stopping"
@@ -204,7 +224,7 @@ def write_line(text: str) -> None:
     under PYTHONUNBUFFERED)."""
     data = (text + "\n").encode()
     while data:
-        data = data[os.write(1, data):]
+        data = data[os.write(1, data) :]
 
 
 def _ready_line(state_dir: Path, data: dict[str, Any]) -> str:
@@ -214,12 +234,14 @@ def _ready_line(state_dir: Path, data: dict[str, Any]) -> str:
     # Too long for one atomic write to a shared pipe: the endpoints go to a file.
     path = run_dir(state_dir) / "agents" / f"{data['node']}.json"
     path.write_text(json.dumps(data["endpoints"]))
-    return json.dumps({**{k: v for k, v in data.items() if k != "endpoints"},
-                       "endpoints_file": str(path)})
+    return json.dumps(
+        {**{k: v for k, v in data.items() if k != "endpoints"}, "endpoints_file": str(path)}
+    )
 
 
-async def _amain(state_dir: Path, node: str, *, shared: dict[str, Any] | None = None,
-                 watch_stdin: bool = False) -> int:
+async def _amain(
+    state_dir: Path, node: str, *, shared: dict[str, Any] | None = None, watch_stdin: bool = False
+) -> int:
     # Built on the running loop: the resolver (and services) bind to it.
     agent = Agent(state_dir, node, SERVICE_ORDER, **(shared or {}))
     loop = asyncio.get_running_loop()
@@ -244,14 +266,25 @@ async def _amain(state_dir: Path, node: str, *, shared: dict[str, Any] | None = 
     try:
         endpoints = await agent.start()
     except Exception as err:
-        write_line(json.dumps({"ready": False, "node": node, "pid": os.getpid(),
-                               "error": f"{type(err).__name__}: {err}"[:LINE_MAX - 200]}))
+        write_line(
+            json.dumps(
+                {
+                    "ready": False,
+                    "node": node,
+                    "pid": os.getpid(),
+                    "error": f"{type(err).__name__}: {err}"[: LINE_MAX - 200],
+                }
+            )
+        )
         traceback.print_exc()
         with contextlib.suppress(Exception):
             await agent.stop()
         return 1
-    write_line(_ready_line(state_dir, {"ready": True, "node": node, "pid": os.getpid(),
-                                       "endpoints": endpoints}))
+    write_line(
+        _ready_line(
+            state_dir, {"ready": True, "node": node, "pid": os.getpid(), "endpoints": endpoints}
+        )
+    )
     await agent.stopping.wait()
     server.close()
     await agent.stop()
@@ -345,7 +378,12 @@ class ForkServer:
         self.state_dir = state_dir
         self.run = run
         run_path = run_dir(state_dir)
-        self.topology: Topology = pickle.loads((run_path / "topology.pickle").read_bytes())
+        from sim.net.local import prepare_topology
+
+        topology: Topology = pickle.loads((run_path / "topology.pickle").read_bytes())
+        # DKIM keys made (once per state directory) and published in the
+        # zones before any DNS starts, as the local backend does.
+        self.topology = prepare_topology(topology, state_dir)
         self.network = build_network(self.topology)
         self.ca = LabCA(state_dir / "tls")
         # Import every service the topology uses, and what experiments need, now.
@@ -355,6 +393,12 @@ class ForkServer:
         with contextlib.suppress(ImportError):
             import sim.send  # noqa: F401  (unpickling a Send experiment imports it)
         self.children: dict[int, str] = {}
+        # Everything imported so far is shared with the children copy-on-write:
+        # keep the collector from touching (and so copying) it in each child.
+        import gc
+
+        gc.collect()
+        gc.freeze()
         self.logs = run_path / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
 
@@ -438,8 +482,14 @@ class ForkServer:
             if pid == 0:
                 return
             node = self.children.pop(pid, None)
-            self.emit({"event": "exited", "node": node, "pid": pid,
-                       "status": os.waitstatus_to_exitcode(status)})
+            self.emit(
+                {
+                    "event": "exited",
+                    "node": node,
+                    "pid": pid,
+                    "status": os.waitstatus_to_exitcode(status),
+                }
+            )
 
     def stop_children(self, grace: float = 3.0) -> None:
         for pid in list(self.children):
@@ -463,10 +513,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("state_dir", type=Path)
     parser.add_argument("node", nargs="?", help="the node to serve (not with --fork-server)")
     parser.add_argument("--run", help="the run id (a marker for `maillab clean`)")
-    parser.add_argument("--fork-server", action="store_true",
-                        help="fork agents on request instead of serving one node")
-    parser.add_argument("--watch-stdin", action="store_true",
-                        help="stop when standard input closes (the driver is gone)")
+    parser.add_argument(
+        "--fork-server",
+        action="store_true",
+        help="fork agents on request instead of serving one node",
+    )
+    parser.add_argument(
+        "--watch-stdin",
+        action="store_true",
+        help="stop when standard input closes (the driver is gone)",
+    )
     args = parser.parse_args(argv)
     if args.fork_server:
         return ForkServer(args.state_dir, args.run or "").serve()

@@ -77,13 +77,13 @@ from sim.net.requirements import check as check_requirements
 from sim.net.shared import FileTraceHub, SharedClock, run_dir
 from sim.net.shell import interactive_shell
 from sim.topology.graph import LabNetwork, Segment, build_network
-from sim.topology.model import Topology
+from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
 
 if TYPE_CHECKING:
     from mininet.net import Mininet
 
-__all__ = ["MininetBackend", "interactive_shell", "import_mininet"]
+__all__ = ["MininetBackend", "import_mininet", "interactive_shell"]
 
 #: Real seconds the agents get to say they are ready.
 READY_TIMEOUT = 60.0
@@ -151,19 +151,34 @@ def _mininet_classes() -> tuple[Any, Any, Any, Any]:
             self.pending: list[str] = []
             super().__init__(name, **params)
 
-        def startShell(self, mnopts: str | None = None) -> None:  # noqa: N802 (mininet's name)
+        def startShell(self, mnopts: str | None = None) -> None:
             # mininet's Node.startShell, minus the wait; plus our environment
             # (MAILLAB_RUN marks every process started in the node).
-            if self.shell:
+            if getattr(self, "shell", None):
                 return
             opts = "-cd" if mnopts is None else mnopts
             if self.inNamespace:
                 opts += "n"
-            cmd = ["mnexec", opts, "env", "PS1=" + PROMPT, "bash", "--norc", "--noediting",
-                   "-is", "mininet:" + self.name]
+            cmd = [
+                "mnexec",
+                opts,
+                "env",
+                "PS1=" + PROMPT,
+                "bash",
+                "--norc",
+                "--noediting",
+                "-is",
+                "mininet:" + self.name,
+            ]
             self.master, self.slave = pty.openpty()
-            self.shell = self._popen(cmd, stdin=self.slave, stdout=self.slave,
-                                     stderr=self.slave, close_fds=False, env=self.env)
+            self.shell = self._popen(
+                cmd,
+                stdin=self.slave,
+                stdout=self.slave,
+                stderr=self.slave,
+                close_fds=False,
+                env=self.env,
+            )
             self.stdin = os.fdopen(self.master, "r")
             self.stdout = self.stdin
             self.pid = self.shell.pid
@@ -198,11 +213,19 @@ def _mininet_classes() -> tuple[Any, Any, Any, Any]:
         """A veth pair whose creation is queued in the first node's batch (run
         in every node at once); it disappears with its namespaces."""
 
-        def makeIntfPair(self, intfname1: str, intfname2: str, addr1: Any = None,  # noqa: N802
-                         addr2: Any = None, node1: Any = None, node2: Any = None,
-                         deleteIntfs: bool = True) -> None:  # noqa: N803
+        def makeIntfPair(
+            self,
+            intfname1: str,
+            intfname2: str,
+            addr1: Any = None,
+            addr2: Any = None,
+            node1: Any = None,
+            node2: Any = None,
+            deleteIntfs: bool = True,
+        ) -> None:
             node1.pending.append(
-                f"link add name {intfname1} type veth peer name {intfname2} netns {node2.pid}")
+                f"link add name {intfname1} type veth peer name {intfname2} netns {node2.pid}"
+            )
 
         def stop(self) -> None:
             pass  # the pair goes with the namespaces; an `ip link del` each is slow
@@ -306,17 +329,24 @@ def bridge_script(ports: list[str]) -> str:
     for port in ports:
         ip += [f"link set {port} master {BRIDGE}", f"link set {port} up"]
     ip.append(f"link set {BRIDGE} up")
-    return "\n".join([
-        "# maillab: a LAN's bridge, in a namespace of its own",
-        _sysctl("net/ipv6/conf/all/disable_ipv6", "1"),
-        _sysctl("net/ipv6/conf/default/disable_ipv6", "1"),
-        "ip -batch - <<'EOF'\n" + "\n".join(ip) + "\nEOF",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "# maillab: a LAN's bridge, in a namespace of its own",
+                _sysctl("net/ipv6/conf/all/disable_ipv6", "1"),
+                _sysctl("net/ipv6/conf/default/disable_ipv6", "1"),
+                "ip -batch - <<'EOF'\n" + "\n".join(ip) + "\nEOF",
+            ]
+        )
+        + "\n"
+    )
 
 
 def resolv_conf(node: str, resolver: IPv4Address | None) -> str:
-    head = (f"# maillab: {node} asks the lab resolver (this file is bind-mounted over\n"
-            "# /etc/resolv.conf in the node's mount namespace only)\n")
+    head = (
+        f"# maillab: {node} asks the lab resolver (this file is bind-mounted over\n"
+        "# /etc/resolv.conf in the node's mount namespace only)\n"
+    )
     if resolver is None:
         return head + "# this topology has no resolver\nnameserver 127.0.0.1\n"
     return head + f"nameserver {resolver}\noptions timeout:2 attempts:2\n"
@@ -344,8 +374,15 @@ class MininetBackend(Backend):
 
     name = "mininet"
 
-    def __init__(self, topology: Topology, state_dir: Path, *, as_node: str | None = None,
-                 time_scale: float | None = None, agents: str = "fork") -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        state_dir: Path,
+        *,
+        as_node: str | None = None,
+        time_scale: float | None = None,
+        agents: str = "fork",
+    ) -> None:
         super().__init__(topology, state_dir, as_node=as_node, time_scale=time_scale)
         if agents not in ("fork", "popen"):
             raise BackendError(f"agents={agents!r}: choose fork or popen")
@@ -395,8 +432,7 @@ class MininetBackend(Backend):
         self.record = mnclean.RunRecord.create(self.run_id, self.topology.name, self.state_dir)
         self.record.nodes = dict(plan.names)
         self.record.interfaces = plan.interfaces()
-        self.record.bridges = [{"node": b, "name": BRIDGE, "namespace": b}
-                               for b in plan.bridges]
+        self.record.bridges = [{"node": b, "name": BRIDGE, "namespace": b} for b in plan.bridges]
         self.record.save()
         self._prepare_state()
         if self.agents_mode == "fork":
@@ -444,10 +480,22 @@ class MininetBackend(Backend):
         log = open(self.run_path / "logs" / "forkserver.log", "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "sim.net.agent", str(self.state_dir), "--fork-server",
-                 "--run", self.run_id],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=self._env(),
-                cwd="/", start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "sim.net.agent",
+                    str(self.state_dir),
+                    "--fork-server",
+                    "--run",
+                    self.run_id,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=self._env(),
+                cwd="/",
+                start_new_session=True,
+            )
         finally:
             log.close()
         self._forkserver = proc
@@ -456,14 +504,15 @@ class MininetBackend(Backend):
         self._read_lines(proc, None)
 
     def _build(self, plan: _Plan) -> None:
-        LabHost, QuietIntf, VethLink, Mininet = _mininet_classes()  # noqa: N806
+        LabHost, QuietIntf, VethLink, Mininet = _mininet_classes()
         # Mininet() would call Mininet.init(), which raises machine-wide
         # sysctls (buffer sizes, ARP cache...). A lab needs none of them, and a
         # clean stop leaves the machine as it found it.
         Mininet.inited = True
         LabHost.env = self._env()
-        net = Mininet(topo=None, controller=None, build=False, host=LabHost, link=VethLink,
-                      intf=QuietIntf)
+        net = Mininet(
+            topo=None, controller=None, build=False, host=LabHost, link=VethLink, intf=QuietIntf
+        )
         self.net = net
         deadline = time.monotonic() + READY_TIMEOUT
         nodes: dict[str, Any] = {}
@@ -481,8 +530,7 @@ class MininetBackend(Backend):
         for host in nodes.values():
             host.wait_prompt(deadline)
         self.hosts = {lab: nodes[mn] for lab, mn in plan.names.items()}
-        self._run_everywhere(list(nodes.values()),
-                             lambda h: "unset HISTFILE; stty -echo; set +m")
+        self._run_everywhere(list(nodes.values()), lambda h: "unset HISTFILE; stty -echo; set +m")
         for a, ia, b, ib in plan.links:
             net.addLink(nodes[a], nodes[b], intfName1=ia, intfName2=ib, addr1=None, addr2=None)
         for name, iface in plan.dummies:
@@ -491,8 +539,11 @@ class MininetBackend(Backend):
         batch = [h for h in nodes.values() if h.pending]
         for host in batch:
             (setup / f"{host.name}.links").write_text("\n".join(host.pending) + "\n")
-        self._run_everywhere(batch, lambda h: f"ip -batch {setup / (h.name + '.links')}",
-                             check="create its interfaces")
+        self._run_everywhere(
+            batch,
+            lambda h: f"ip -batch {setup / (h.name + '.links')}",
+            check="create its interfaces",
+        )
         scripts: dict[str, str] = {}
         for lab, mn in plan.names.items():
             scripts[mn] = node_script(self.network, lab, self.run_path / "resolv" / f"{lab}.conf")
@@ -500,11 +551,15 @@ class MininetBackend(Backend):
             scripts[bridge] = bridge_script(ports)
         for mn, text in scripts.items():
             (setup / f"{mn}.sh").write_text(text)
-        self._run_everywhere(list(nodes.values()), lambda h: f"sh -e {setup / (h.name + '.sh')}",
-                             check="configure itself")
+        self._run_everywhere(
+            list(nodes.values()),
+            lambda h: f"sh -e {setup / (h.name + '.sh')}",
+            check="configure itself",
+        )
 
-    def _run_everywhere(self, hosts: list[Any], command: Callable[[Any], str],
-                        check: str | None = None) -> None:
+    def _run_everywhere(
+        self, hosts: list[Any], command: Callable[[Any], str], check: str | None = None
+    ) -> None:
         """Send one command to every shell, then collect: all run at once."""
         for host in hosts:
             suffix = "; echo maillab-rc=$?" if check else ""
@@ -524,9 +579,11 @@ class MininetBackend(Backend):
     def _agent_order(self) -> list[str]:
         """Host nodes, DNS servers first (everyone else looks things up)."""
         hosts = [n for n in self.network.nodes() if self.network.node(n).kind == "host"]
+
         def rank(name: str) -> int:
             services = self.network.node(name).services
             return 0 if (services.dns or services.dnsbl) else 1
+
         return sorted(hosts, key=rank)
 
     def _read_lines(self, proc: subprocess.Popen[bytes], node: str | None) -> None:
@@ -549,8 +606,9 @@ class MininetBackend(Backend):
                             state.error = "the fork server exited"
                 self._changed.notify_all()
 
-        thread = threading.Thread(target=reader, name=f"maillab-{node or 'forkserver'}",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=reader, name=f"maillab-{node or 'forkserver'}", daemon=True
+        )
         thread.start()
         self._threads.append(thread)
 
@@ -593,7 +651,8 @@ class MininetBackend(Backend):
             assert proc is not None and proc.stdin is not None
             requests = "".join(
                 json.dumps({"op": "spawn", "node": n, "ns_pid": self.hosts[n].pid}) + "\n"
-                for n in order)
+                for n in order
+            )
             proc.stdin.write(requests.encode())
             proc.stdin.flush()
         else:
@@ -624,18 +683,35 @@ class MininetBackend(Backend):
                 self._endpoints.append(Endpoint(**raw))
 
     def _popen_agents(self, order: list[str]) -> None:
+        from sim.net.local import prepare_topology
         from sim.tls import LabCA
 
         assert self.record is not None and self.run_id is not None
         LabCA(self.state_dir / "tls")  # once, before the agents load it
+        # DKIM keys published in the zones (the fork server does this itself).
+        published = prepare_topology(self.topology, self.state_dir)
+        (self.run_path / "topology.pickle").write_bytes(pickle.dumps(published))
         env = self._env()
         for node in order:
             log = open(self.run_path / "logs" / f"{node}.log", "ab")  # noqa: SIM115
             try:
                 proc = self.hosts[node].popen(
-                    [sys.executable, "-m", "sim.net.agent", str(self.state_dir), node,
-                     "--run", self.run_id, "--watch-stdin"],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, cwd="/")
+                    [
+                        sys.executable,
+                        "-m",
+                        "sim.net.agent",
+                        str(self.state_dir),
+                        node,
+                        "--run",
+                        self.run_id,
+                        "--watch-stdin",
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=env,
+                    cwd="/",
+                )
             finally:
                 log.close()
             self._popens.append(proc)
@@ -663,8 +739,9 @@ class MininetBackend(Backend):
         keep = {h.pid for h in self.net.hosts} if self.net is not None else set()
         if self._forkserver is not None:
             keep.add(self._forkserver.pid)  # it stops on its own, reaping its agents
-        victims = {pid: start for pid, start in self._namespace_processes().items()
-                   if pid not in keep}
+        victims = {
+            pid: start for pid, start in self._namespace_processes().items() if pid not in keep
+        }
         for state in self._agents.values():
             entry = self._recorded(state.pid)
             if entry is not None:
@@ -705,8 +782,10 @@ class MininetBackend(Backend):
             else:
                 self.record.remove()
         if problems:
-            line = (f"maillab: mininet run {self.run_id} did not stop cleanly "
-                    f"({'; '.join(problems)}); run `maillab clean`")
+            line = (
+                f"maillab: mininet run {self.run_id} did not stop cleanly "
+                f"({'; '.join(problems)}); run `maillab clean`"
+            )
             self.notices.append(line)
             print(line, file=sys.stderr, flush=True)
 
@@ -730,11 +809,15 @@ class MininetBackend(Backend):
         out = []
         for ep in self._endpoints:
             address, _, port = ep.lab.rpartition(":")
-            verdict = evaluate(self.network, self.as_name,
-                               Packet(as_address, IPv4Address(address), ep.proto, int(port)))
+            verdict = evaluate(
+                self.network,
+                self.as_name,
+                Packet(as_address, IPv4Address(address), ep.proto, int(port)),
+            )
             if verdict.action != "accept":
-                out.append(Endpoint(ep.node, ep.service, ep.proto, ep.lab, None,
-                                    blocked=verdict.explain()))
+                out.append(
+                    Endpoint(ep.node, ep.service, ep.proto, ep.lab, None, blocked=verdict.explain())
+                )
             else:
                 out.append(Endpoint(ep.node, ep.service, ep.proto, ep.lab))
         return out
@@ -749,14 +832,43 @@ class MininetBackend(Backend):
         return agent_mod.agent_socket(self.state_dir, node)
 
     def run(self, node: str, experiment: Experiment) -> ExperimentResult:
-        result: ExperimentResult = agent_mod.call(self._socket(node), CALL_TIMEOUT, op="run",
-                                                  experiment=experiment)
+        result: ExperimentResult = agent_mod.call(
+            self._socket(node), CALL_TIMEOUT, op="run", experiment=experiment
+        )
         return result
 
     def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]:
-        value: dict[str, Any] = agent_mod.call(self._socket(node), CALL_TIMEOUT, op="control",
-                                               service=service, command=command, args=args)
+        value: dict[str, Any] = agent_mod.call(
+            self._socket(node),
+            CALL_TIMEOUT,
+            op="control",
+            service=service,
+            command=command,
+            args=args,
+        )
         return value
+
+    def set_firewall(self, router: str, rules: tuple[FirewallRule, ...]) -> None:
+        from sim.net.iptables import cleanup_commands
+        from sim.net.local import with_firewall
+
+        if self._stopped or not self._started:
+            raise BackendError("the lab is not running")
+        topology = with_firewall(self.topology, router, rules)
+        network = build_network(topology)
+        # Remove this router's maillab chain, then compile the new rules into
+        # it: the same semantics module as at start (sim.net.firewall).
+        current = self.exec(router, ["iptables", "-w", "-S"], timeout=30)
+        commands = [*cleanup_commands(current.stdout), *compile_router(network, router)]
+        for argv in commands:
+            done = self.exec(router, ["iptables", "-w", *argv], timeout=30)
+            if done.returncode != 0:
+                raise BackendError(
+                    f"{router}: iptables {' '.join(argv)} failed: {done.stderr.strip()}"
+                )
+        self.topology, self.network = topology, network
+        for node in self._agents:
+            agent_mod.call(self._socket(node), CALL_TIMEOUT, op="firewall", topology=topology)
 
     def now(self) -> float:
         if self.clock is None:
@@ -798,9 +910,16 @@ class MininetBackend(Backend):
         kwargs.setdefault("env", self._env())
         return subprocess.Popen(self.command(node, argv), **kwargs)
 
-    def exec(self, node: str, argv: list[str], *, timeout: float | None = 60,
-             **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, node: str, argv: list[str], *, timeout: float | None = 60, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside ``node`` and return what it printed."""
         kwargs.setdefault("env", self._env())
-        return subprocess.run(self.command(node, argv), capture_output=True, text=True,
-                              timeout=timeout, check=False, **kwargs)
+        return subprocess.run(
+            self.command(node, argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            **kwargs,
+        )

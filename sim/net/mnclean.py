@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -245,8 +246,10 @@ def leftover_notice() -> str | None:
         return None
     runs = ", ".join(r.run for r in found)
     plural = "s" if len(found) > 1 else ""
-    return (f"maillab: leftovers of {len(found)} earlier mininet run{plural} ({runs}) "
-            "are still on this machine; remove them with `maillab clean`")
+    return (
+        f"maillab: leftovers of {len(found)} earlier mininet run{plural} ({runs}) "
+        "are still on this machine; remove them with `maillab clean`"
+    )
 
 
 # -- cleaning --------------------------------------------------------------------
@@ -269,9 +272,8 @@ def _marked(run: str, argv: list[str]) -> bool:
     shell = f"mininet:{run_marker(run)}"
     if any(arg.startswith(shell) for arg in argv):
         return True
-    return any(a == "--run" and b == run for a, b in zip(argv, argv[1:], strict=False)) and any(
-        "sim.net.agent" in arg for arg in argv
-    )
+    tagged = any(a == "--run" and b == run for a, b in itertools.pairwise(argv))
+    return tagged and any("sim.net.agent" in arg for arg in argv)
 
 
 def _env_marked(run: str, pid: int) -> bool:
@@ -375,8 +377,9 @@ def kill_processes(victims: dict[int, int], grace: float = GRACE) -> list[int]:
 
 def root_interfaces() -> set[str]:
     """Interface names in the root network namespace (this process's)."""
-    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
-                         check=False).stdout
+    out = subprocess.run(
+        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=False
+    ).stdout
     names = set()
     for line in out.splitlines():
         parts = line.split(":", 2)
@@ -424,14 +427,22 @@ def clean(runs: Iterable[str] | None = None, *, dry_run: bool = False) -> list[C
 
 def cmd_clean(args: argparse.Namespace) -> int:
     if not (hasattr(os, "geteuid") and os.geteuid() == 0):
-        raise BackendUnavailable("maillab clean needs root (mininet runs belong to root): "
-                                 "run it with sudo")
+        raise BackendUnavailable(
+            "maillab clean needs root (mininet runs belong to root): run it with sudo"
+        )
     reports = clean(args.runs or None, dry_run=args.dry_run)
     live = [r for r in records() if r.driver_alive()]
     if args.json:
-        print(json.dumps({"cleaned": [r.to_json() for r in reports],
-                          "running": [r.run for r in live], "dry_run": args.dry_run}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "cleaned": [r.to_json() for r in reports],
+                    "running": [r.run for r in live],
+                    "dry_run": args.dry_run,
+                }
+            ),
+            flush=True,
+        )
     else:
         verb = "would remove" if args.dry_run else "removed"
         for r in reports:
@@ -444,18 +455,20 @@ def cmd_clean(args: argparse.Namespace) -> int:
             print(line)
         if not reports:
             print("nothing to clean")
-        for r in live:
-            print(f"run {r.describe()} is still running: left alone", file=sys.stderr)
+        for running in live:
+            print(f"run {running.describe()} is still running: left alone", file=sys.stderr)
     return 1 if any(r.remaining for r in reports) else 0
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``maillab clean`` to the CLI's subcommands."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "clean", help="remove what crashed mininet runs left (only maillab's own)",
+        "clean",
+        help="remove what crashed mininet runs left (only maillab's own)",
         description="Remove the processes, namespaces and interfaces of mininet runs "
-                    "whose driver is gone. Running labs and anything not created by "
-                    "maillab are left alone.")
+        "whose driver is gone. Running labs and anything not created by "
+        "maillab are left alone.",
+    )
     p.add_argument("runs", nargs="*", metavar="RUN", help="only these run ids")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed")
     p.add_argument("--json", action="store_true")

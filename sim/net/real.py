@@ -11,6 +11,7 @@ actually reported beside it, so a difference between the two backends shows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 from ipaddress import IPv4Address
@@ -27,8 +28,9 @@ __all__ = ["RealNodeNet"]
 
 
 class RealNodeNet(NodeNet):
-    def __init__(self, network: LabNetwork, node: str, clock: LabClock, hub: TraceHub,
-                 tags: ConnTags) -> None:
+    def __init__(
+        self, network: LabNetwork, node: str, clock: LabClock, hub: TraceHub, tags: ConnTags
+    ) -> None:
         self.network = network
         self.node = node
         self.address = network.address_of(node)
@@ -41,17 +43,41 @@ class RealNodeNet(NodeNet):
     def _predict(self, dst: IPv4Address, proto: str, port: int) -> Verdict:
         return evaluate(self.network, self.node, Packet(self.address, dst, proto, port))  # type: ignore[arg-type]
 
-    def _emit(self, trace_id: str | None, verdict: Verdict, dst: IPv4Address, proto: str,
-              port: int, observed: str) -> None:
-        self.hub.emit(trace_id, TraceEvent(
-            t=round(self.clock.now(), 3), kind="net", node=verdict.router or self.node,
-            summary=verdict.explain(),
-            data={"src": str(self.address), "dst": str(dst), "proto": proto, "port": port,
-                  "observed": observed, **verdict.to_json()},
-        ))
+    def _emit(
+        self,
+        trace_id: str | None,
+        verdict: Verdict,
+        dst: IPv4Address,
+        proto: str,
+        port: int,
+        observed: str,
+    ) -> None:
+        self.hub.emit(
+            trace_id,
+            TraceEvent(
+                t=round(self.clock.now(), 3),
+                kind="net",
+                node=verdict.router or self.node,
+                summary=verdict.explain(),
+                data={
+                    "src": str(self.address),
+                    "dst": str(dst),
+                    "proto": proto,
+                    "port": port,
+                    "observed": observed,
+                    **verdict.to_json(),
+                },
+            ),
+        )
 
-    async def connect(self, dst: IPv4Address, port: int, *, trace_id: str | None = None,
-                      timeout: float | None = None) -> socket.socket:
+    async def connect(
+        self,
+        dst: IPv4Address,
+        port: int,
+        *,
+        trace_id: str | None = None,
+        timeout: float | None = None,
+    ) -> socket.socket:
         verdict = self._predict(dst, "tcp", port)
         if not self.network.in_lab(dst):
             # Never let a packet leave for an address outside the lab.
@@ -65,12 +91,14 @@ class RealNodeNet(NodeNet):
             self.tags.tag(self.address, sock.getsockname()[1], trace_id)
             loop = asyncio.get_running_loop()
             try:
-                await asyncio.wait_for(loop.sock_connect(sock, (str(dst), port)),
-                                       self.clock.real_seconds(wait))
+                await asyncio.wait_for(
+                    loop.sock_connect(sock, (str(dst), port)), self.clock.real_seconds(wait)
+                )
             except TimeoutError:
                 self._emit(trace_id, verdict, dst, "tcp", port, "timeout")
-                raise Dropped(f"connection to {dst}:{port} timed out ({verdict.explain()})",
-                              verdict) from None
+                raise Dropped(
+                    f"connection to {dst}:{port} timed out ({verdict.explain()})", verdict
+                ) from None
             except ConnectionRefusedError:
                 self._emit(trace_id, verdict, dst, "tcp", port, "refused")
                 raise Refused(f"connection to {dst}:{port} refused", verdict) from None
@@ -85,8 +113,15 @@ class RealNodeNet(NodeNet):
         self._emit(trace_id, verdict, dst, "tcp", port, "connected")
         return sock
 
-    async def udp_exchange(self, dst: IPv4Address, port: int, payload: bytes, *,
-                           trace_id: str | None = None, timeout: float = 5.0) -> bytes:
+    async def udp_exchange(
+        self,
+        dst: IPv4Address,
+        port: int,
+        payload: bytes,
+        *,
+        trace_id: str | None = None,
+        timeout: float = 5.0,
+    ) -> bytes:
         verdict = self._predict(dst, "udp", port)
         if not self.network.in_lab(dst):
             self._emit(trace_id, verdict, dst, "udp", port, "not sent")
@@ -102,8 +137,9 @@ class RealNodeNet(NodeNet):
             sock.connect((str(dst), port))
             await loop.sock_sendall(sock, payload)
             try:
-                return await asyncio.wait_for(loop.sock_recv(sock, 65535),
-                                              self.clock.real_seconds(timeout))
+                return await asyncio.wait_for(
+                    loop.sock_recv(sock, 65535), self.clock.real_seconds(timeout)
+                )
             except TimeoutError:
                 raise Dropped(f"no answer from {dst}:{port}/udp", verdict) from None
             except ConnectionRefusedError:
@@ -121,9 +157,26 @@ class RealNodeNet(NodeNet):
     async def serve_udp(self, service: str, port: int, factory: ProtocolFactory) -> Endpoint:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            factory, local_addr=(str(self.address), port))
+            factory, local_addr=(str(self.address), port)
+        )
         self._transports.append(transport)
         return Endpoint(self.node, service, "udp", f"{self.address}:{port}")
+
+    async def unserve(self, endpoint: Endpoint) -> None:
+        _, _, port_text = endpoint.lab.rpartition(":")
+        port = int(port_text)
+        if endpoint.proto == "tcp":
+            for server in list(self._servers):
+                if any(sock.getsockname()[1] == port for sock in server.sockets):
+                    # The kernel now answers SYNs with a reset: "connection
+                    # refused", as for a stopped daemon. Established sessions go on.
+                    server.close()
+                    self._servers.remove(server)
+        else:
+            for transport in list(self._transports):
+                if transport.get_extra_info("sockname")[1] == port:
+                    transport.close()
+                    self._transports.remove(transport)
 
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         peername = addr if addr is not None else transport.get_extra_info("peername")
@@ -136,9 +189,7 @@ class RealNodeNet(NodeNet):
         for transport in self._transports:
             transport.close()
         for server in self._servers:
-            try:
+            with contextlib.suppress(TimeoutError, OSError):
                 await asyncio.wait_for(server.wait_closed(), 2)
-            except (TimeoutError, OSError):
-                pass
         self._servers.clear()
         self._transports.clear()

@@ -54,19 +54,26 @@ def _module(name: str) -> Callable[[], bool]:
 def requirements() -> list[Requirement]:
     """Everything checked, in the order a person would fix it."""
     return [
-        Requirement("Linux (network namespaces)", lambda: sys.platform.startswith("linux"),
-                    "use the local backend (--backend local) on this system"),
-        Requirement("network namespaces in the kernel",
-                    lambda: os.path.exists("/proc/self/ns/net"),
-                    "use a kernel with CONFIG_NET_NS, or the local backend"),
+        Requirement(
+            "Linux (network namespaces)",
+            lambda: sys.platform.startswith("linux"),
+            "use the local backend (--backend local) on this system",
+        ),
+        Requirement(
+            "network namespaces in the kernel",
+            lambda: os.path.exists("/proc/self/ns/net"),
+            "use a kernel with CONFIG_NET_NS, or the local backend",
+        ),
         Requirement("root", _is_root, "run it as root, e.g. with sudo"),
         Requirement("mnexec", _program("mnexec"), "apt-get install mininet"),
-        Requirement("ifconfig (mininet checks for it)", _program("ifconfig"),
-                    "apt-get install net-tools"),
+        Requirement(
+            "ifconfig (mininet checks for it)", _program("ifconfig"), "apt-get install net-tools"
+        ),
         Requirement("ip", _program("ip"), "apt-get install iproute2"),
         Requirement("iptables", _program("iptables"), "apt-get install iptables"),
-        Requirement("the mininet Python package", _module("mininet"),
-                    "pip install maillab[mininet]"),
+        Requirement(
+            "the mininet Python package", _module("mininet"), "pip install maillab[mininet]"
+        ),
     ]
 
 

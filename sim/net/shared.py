@@ -72,8 +72,10 @@ class SharedClock(LabClock):
             return 0
 
     def _write(self) -> None:
-        _atomic_write(self.path, json.dumps(
-            {"epoch": self._epoch, "scale": self.time_scale, "offset": self._offset}))
+        _atomic_write(
+            self.path,
+            json.dumps({"epoch": self._epoch, "scale": self.time_scale, "offset": self._offset}),
+        )
 
     def _refresh(self) -> None:
         mtime = self._stat()
@@ -157,8 +159,9 @@ class FileTraceHub(TraceHub):
             return None
         return Trace(id=trace_id, events=self.read(trace_id))
 
-    async def wait_for(self, trace_id: str, predicate: Callable[[TraceEvent], bool],
-                       timeout: float) -> TraceEvent | None:
+    async def wait_for(
+        self, trace_id: str, predicate: Callable[[TraceEvent], bool], timeout: float
+    ) -> TraceEvent | None:
         deadline = time.monotonic() + timeout
         while True:
             for event in self.read(trace_id):
@@ -188,7 +191,9 @@ class ConnTags:
         if trace_id is None:
             path.unlink(missing_ok=True)
             return
-        tmp = path.with_suffix(".tmp")
+        # Not with_suffix(): "192.0.2.150_40000" would become "192.0.2.tmp",
+        # one temporary file for every port of a node, raced by its sockets.
+        tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(trace_id)
         tmp.replace(path)
 

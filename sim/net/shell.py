@@ -84,8 +84,9 @@ def _signals_for_child() -> Iterator[None]:
 
 
 class LabShell:
-    def __init__(self, backend: ShellBackend, *, stdout: IO[str] | None = None,
-                 stderr: IO[str] | None = None) -> None:
+    def __init__(
+        self, backend: ShellBackend, *, stdout: IO[str] | None = None, stderr: IO[str] | None = None
+    ) -> None:
         self.backend = backend
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
@@ -103,20 +104,31 @@ class LabShell:
 
     def env(self, node: str) -> dict[str, str]:
         env = self.backend.node_env()
-        env.update(MAILLAB_NODE=node, PS1=f"{node}# ",
-                   MAILLAB_CA=str(self.backend.state_dir / "tls" / "ca.pem"))
+        env.update(
+            MAILLAB_NODE=node,
+            PS1=f"{node}# ",
+            MAILLAB_CA=str(self.backend.state_dir / "tls" / "ca.pem"),
+        )
         return env
 
-    def run(self, node: str, command: str | None, *, capture: bool = False,
-            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, node: str, command: str | None, *, capture: bool = False, timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``command`` in ``node``; with ``capture`` its output is returned."""
         argv = self.argv(node, command)
         if capture:
-            return subprocess.run(argv, env=self.env(node), capture_output=True, text=True,
-                                  timeout=timeout, check=False)
+            return subprocess.run(
+                argv,
+                env=self.env(node),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         with _signals_for_child():
-            proc = subprocess.Popen(argv, env=self.env(node), stdout=self._fd(self.stdout),
-                                    stderr=self._fd(self.stderr))
+            proc = subprocess.Popen(
+                argv, env=self.env(node), stdout=self._fd(self.stdout), stderr=self._fd(self.stderr)
+            )
             while True:
                 try:
                     code = proc.wait()
@@ -154,13 +166,16 @@ class LabShell:
         elif first == "endpoints":
             self.say(self.endpoints_text())
         elif first in self.backend.network.graph:
-            rest = line.strip()[len(first):].strip()
+            rest = line.strip()[len(first) :].strip()
             result = self.run(first, rest or None)
             if result.returncode not in (0, None) and rest:
                 self.say(f"[{first}: exit status {result.returncode}]", error=True)
         else:
-            self.say(f"maillab: {first}: not a node or a command "
-                     "(`nodes` lists the nodes, `help` the commands)", error=True)
+            self.say(
+                f"maillab: {first}: not a node or a command "
+                "(`nodes` lists the nodes, `help` the commands)",
+                error=True,
+            )
         return True
 
     def say(self, text: str, *, error: bool = False) -> None:
@@ -177,8 +192,9 @@ class LabShell:
             kind = node.kind + (" (synthetic)" if network.is_synthetic(name) else "")
             rows.append((name, kind, addresses, services))
         width = [max(len(r[i]) for r in rows) for i in range(3)]
-        return "\n".join(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:<{width[2]}}  {r[3]}"
-                         for r in rows)
+        return "\n".join(
+            f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:<{width[2]}}  {r[3]}" for r in rows
+        )
 
     def endpoints_text(self) -> str:
         lines = []
@@ -231,4 +247,3 @@ def interactive_shell(lab: Any) -> None:
     """The shell for a running lab (a :class:`sim.Lab` on the mininet backend)."""
     backend = getattr(lab, "backend", lab)
     LabShell(backend).loop()
-

@@ -132,9 +132,13 @@ class RelayServer(Service):
 
     async def start(self) -> list[Endpoint]:
         loop = asyncio.get_running_loop()
-        self.keys = await loop.run_in_executor(
+        every_key = await loop.run_in_executor(
             None, ensure_keys, self.ctx.topology, self.ctx.state_dir
         )
+        # ensure_keys returns the keys of every relay of the lab: sign only
+        # with this relay's own (domain, selector) pairs.
+        mine = {(d.strip().lower().rstrip("."), s.strip().lower()) for d, s in self.config.dkim}
+        self.keys = {key: pair for key, pair in every_key.items() if key in mine}
         entries, problems = await loop.run_in_executor(None, self.spool.load, self.ctx.clock.now())
         for problem in problems:
             self._emit(None, "recovery", problem, problem=problem)

@@ -650,7 +650,26 @@ def verify_submission(lab: _Lab) -> Iterator[Finding]:
             )
 
 
-_WELL_KNOWN = {"mx": (25,), "dns": (53,), "dnsbl": (53,), "mailbox": (143,)}
+@_check
+def verify_mailbox(lab: _Lab) -> Iterator[Finding]:
+    """A mailbox service on a host without an mx: it serves the Maildirs the
+    host's mx stores into, so there would be nothing to read."""
+    for node in lab.nodes.values():
+        if node.services.mailbox is not None and node.services.mx is None:
+            yield Finding(
+                "verify_mailbox",
+                ("nodes", node.name, "services", "mailbox"),
+                "a mailbox service serves the mail this host's mx stored (the MDA reads the "
+                "MTA's Maildirs), and this host has no mx: add `mx: {domains: [...]}` beside it",
+            )
+
+
+_WELL_KNOWN = {
+    "mx": (25,),
+    "dns": (53,),
+    "dnsbl": (53,),
+    "mailbox": (110, 143, 993, 995),  # POP3, IMAP, and their implicit-TLS ports
+}
 
 
 @_check

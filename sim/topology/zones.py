@@ -144,11 +144,29 @@ def parse_zone_lines(
     return records
 
 
+#: What the data of each record type looks like (RFC 1035 §3.3, RFC 3596),
+#: so an instructor reads "expects an IPv4 address" instead of dnslib's
+#: internals.
+_EXPECTS = {
+    "A": "an IPv4 address, e.g. 203.0.113.25",
+    "AAAA": "an IPv6 address, e.g. 2001:db8::25",
+    "MX": "a preference and a host name, e.g. 10 mx.example.",
+    "NS": "a host name, e.g. ns.example.",
+    "CNAME": "a host name, e.g. www.example.",
+    "PTR": "a host name, e.g. mx.example.",
+    "TXT": 'one or more quoted strings, e.g. "v=spf1 mx -all"',
+    "SOA": "mname rname serial refresh retry expire minimum",
+}
+
+
 def _describe(record: str, err: Exception) -> str:
     words = record.split()
     known = set(dnslib.QTYPE.forward.values())
     rtype = next((w.upper() for w in words[1:] if w.upper() in known), None)
     if rtype is None:
         return f"no known record type in {record!r} (A, AAAA, MX, TXT, PTR, CNAME, NS, SOA...)"
+    expects = _EXPECTS.get(rtype)
+    if expects is not None:
+        return f"bad {rtype} record {record!r}: {rtype} data is {expects}"
     detail = str(err).strip() or type(err).__name__
     return f"bad {rtype} record {record!r}: {detail}"

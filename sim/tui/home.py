@@ -131,10 +131,12 @@ class HomeScreen(Screen[None]):
             self.notify(store.warning, title="Progress", severity="warning", timeout=10)
             store.warning = None
         table.clear()
-        width = max(20, self.size.width - 24) if self.has_class("-narrow") else None
+        # The title column takes what the other columns leave.
+        room = self.size.width if not self.has_class("-wide") else self.size.width // 2
+        width = max(16, room - 28)
         for entry in self.entries:
             title = entry.title
-            if width is not None and len(title) > width:
+            if len(title) > width:
                 title = title[: width - 1] + "…"
             time = describe_minutes(entry.lab.estimated_time) if entry.lab else ""
             table.add_row(

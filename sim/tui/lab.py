@@ -57,6 +57,7 @@ from sim.lab.model import (
 )
 from sim.topology.graph import LabNetwork, build_network
 from sim.tui.activity import Activity
+from sim.tui.inline import inline_markdown
 from sim.tui.labrun import TracingSession
 from sim.tui.question import QuestionWidget
 from sim.tui.task_form import MODE_OF_ACTION, TaskForm
@@ -213,8 +214,13 @@ class LabScreen(Screen[None]):
         options.clear_options()
         for i, step in enumerate(self.steps):
             mark = "✓" if self._done(step) else ("▸" if i == frontier else " ")
-            prompt = Text(f"{mark} {i + 1}. ", style="green" if self._done(step) else "")
-            prompt.append(step.title, style="bold" if i == self.viewing else "")
+            prompt = Table.grid(padding=(0, 1, 0, 0))
+            prompt.add_column(width=5, no_wrap=True)
+            prompt.add_column(ratio=1)
+            prompt.add_row(
+                Text(f"{mark}{i + 1:>2}.", style="green" if self._done(step) else ""),
+                Text(step.title, style="bold" if i == self.viewing else ""),
+            )
             options.add_option(Option(prompt, id=step.id, disabled=i > frontier))
         if self.viewing < len(self.steps):
             options.highlighted = self.viewing
@@ -355,7 +361,7 @@ class LabScreen(Screen[None]):
             if i > 1:
                 text.append("\n")
             text.append(f"Hint {i}: ", style="bold yellow")
-            text.append(hint)
+            text.append_text(inline_markdown(hint))
         if len(shown) < len(step.hints):
             text.append(f"\n{len(step.hints) - len(shown)} more: press h.", style="dim")
         return text
@@ -766,9 +772,9 @@ def _check_text(outcome: CheckOutcome, ran: bool) -> RenderableType:
         parts.append(Text("✗ Not yet", style="bold red"))
     parts.append(_marked(outcome.results))
     if outcome.passed and outcome.explanation:
-        parts.append(Text("\n" + outcome.explanation))
+        parts.append(Text("\n") + inline_markdown(outcome.explanation))
     if not outcome.passed and outcome.hint:
-        parts.append(Text("\nHint: ", style="bold yellow") + Text(outcome.hint))
+        parts.append(Text("\nHint: ", style="bold yellow") + inline_markdown(outcome.hint))
     if ran:
         parts.append(
             Text("The check's last experiment is in the trace (2) and on the map (3).", style="dim")

@@ -27,6 +27,7 @@ from itertools import pairwise
 from typing import Any
 
 from rich.style import StyleType
+from rich.table import Table
 from rich.text import Text
 
 from sim.errors import SimError
@@ -40,6 +41,7 @@ __all__ = [
     "draw_map",
     "message_walks",
     "walks_from_trace",
+    "walks_heading",
 ]
 
 
@@ -195,25 +197,40 @@ def message_walks(walks: Sequence[Walk]) -> list[Walk]:
     return chosen or list(walks)
 
 
-def describe_walk(walk: Walk, styles: MapStyles | None = None) -> Text:
-    """Two or three lines under the map: the packet, its path, its fate."""
+def describe_walk(walk: Walk, styles: MapStyles | None = None) -> Table:
+    """Lines under the map: the packet, its path and its fate (wrapped text
+    stays indented under its line)."""
     s = styles or MapStyles()
-    text = Text()
-    text.append(walk.label, style="bold")
-    text.append("\n  ")
+    grid = Table.grid(padding=(0, 1, 0, 0))
+    grid.add_column(width=1)
+    grid.add_column(ratio=1)
+    grid.add_row(Text("▸", style=s.dim), Text(walk.label, style="bold"))
+    path = Text()
     for i, node in enumerate(walk.nodes):
         if i:
-            text.append(" → ", style=s.path)
-        text.append(node, style=s.stop if node == walk.stopped_at else s.path)
+            path.append(" → ", style=s.path)
+        path.append(node, style=s.stop if node == walk.stopped_at else s.path)
     if walk.stopped_at is None:
-        text.append("  ✓ arrived", style=s.path)
+        path.append("  ✓ arrived", style=s.path)
     else:
-        text.append("  ✗ ", style=s.stop)
-        text.append(walk.reason, style=s.stop)
-        if len(walk.onward) > 1:
-            text.append("\n  it would have gone on: ", style=s.onward)
-            text.append(" ┄ ".join(walk.onward), style=s.onward)
-    return text
+        path.append("  ✗ ", style=s.stop)
+        path.append(walk.reason, style=s.stop)
+    grid.add_row("", path)
+    if walk.stopped_at is not None and len(walk.onward) > 1:
+        onward = Text("it would have gone on: ", style=s.onward)
+        onward.append(" ┄ ".join(walk.onward), style=s.onward)
+        grid.add_row("", onward)
+    return grid
+
+
+def walks_heading(shown: Sequence[Walk]) -> str:
+    """What the highlighted walks are, in words."""
+    tcp = [w for w in shown if w.proto == "tcp"]
+    if tcp:
+        return f"The message: {len(tcp)} connection{'s' if len(tcp) != 1 else ''}"
+    if shown and all(len(w.nodes) == 1 and w.stopped_at for w in shown):
+        return f"The message never left {shown[0].nodes[0]}"
+    return f"{len(shown)} packet{'s' if len(shown) != 1 else ''}"
 
 
 # -- drawing ------------------------------------------------------------------------
@@ -342,7 +359,7 @@ _GAP = 4
 
 
 def _router_label(name: str, marks: _Marks) -> str:
-    return f"[{name}]" + (" ✗" if name in marks.stops else "")
+    return f"[{name}]" + (" ✗ " if name in marks.stops else "")
 
 
 def _host_label(name: str, address: str, marks: _Marks, with_address: bool) -> str:

@@ -10,8 +10,6 @@ why.
 
 from __future__ import annotations
 
-import re
-
 from rich.table import Table
 from rich.text import Text
 from textual import on
@@ -23,23 +21,9 @@ from textual.widgets.option_list import Option
 
 from sim.lab.engine import Feedback
 from sim.lab.model import QuestionStep
+from sim.tui.inline import inline_markdown
 
-__all__ = ["QuestionWidget", "inline_code"]
-
-_CODE = re.compile(r"`([^`]+)`")
-
-
-def inline_code(text: str) -> Text:
-    """Text with Markdown's ``code`` spans shown in bold, without backticks
-    (option prompts are not Markdown)."""
-    out = Text()
-    last = 0
-    for match in _CODE.finditer(text):
-        out.append(text[last : match.start()])
-        out.append(match.group(1), style="bold")
-        last = match.end()
-    out.append(text[last:])
-    return out
+__all__ = ["QuestionWidget"]
 
 
 class QuestionWidget(Vertical):
@@ -87,15 +71,16 @@ class QuestionWidget(Vertical):
         options = []
         for choice in self.step.choices:
             mark = self.marks.get(choice.id)
-            prompt = Text()
+            # A grid, so that a long choice wraps under its own text.
+            prompt = Table.grid(padding=(0, 1, 0, 0))
+            prompt.add_column(width=4, no_wrap=True)
+            prompt.add_column(ratio=1)
             if mark is None:
-                prompt.append(f"{choice.id})  ", style="bold")
+                label = Text(f"  {choice.id})", style="bold")
             else:
-                prompt.append(
-                    f"{'✓' if mark else '✗'} {choice.id}) ",
-                    style="bold green" if mark else "bold red",
-                )
-            prompt.append_text(inline_code(choice.text))
+                style = "bold green" if mark else "bold red"
+                label = Text(f"{'✓' if mark else '✗'} {choice.id})", style=style)
+            prompt.add_row(label, inline_markdown(choice.text))
             options.append(Option(prompt, id=choice.id))
         return options
 

@@ -31,7 +31,17 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static, TextArea
+from textual.widgets import (
+    Button,
+    Collapsible,
+    Input,
+    Label,
+    RadioButton,
+    RadioSet,
+    Select,
+    Static,
+    TextArea,
+)
 
 from sim.errors import LabFileError
 from sim.lab.actions import action_from_data
@@ -52,8 +62,8 @@ __all__ = [
 MODES: tuple[tuple[str, str], ...] = (
     ("add", "Add a record"),
     ("remove", "Remove records"),
-    ("edit", "Edit the zone file"),
-    ("other", "Other change"),
+    ("edit", "Edit the zone"),
+    ("other", "Other"),
 )
 
 #: The mode a task's reference solution would use (the kind of change, not the change).
@@ -221,11 +231,25 @@ class TaskForm(Vertical):
             yield Button(
                 "Apply the change", id="apply", variant="primary", disabled=True, compact=True
             )
-        yield Static("", id="zone-now")
+        with Collapsible(
+            title="The zone as the server has it now",
+            id="zone-box",
+            collapsed=True,
+            classes="dns-only",
+        ):
+            yield Static("", id="zone-now")
 
     def on_mount(self) -> None:
         self._set_mode(self.mode)
         self._want_zone()
+        self.call_after_refresh(self._highlight_mode)
+
+    def _highlight_mode(self) -> None:
+        # A RadioSet highlights its first button when mounted; the arrows
+        # should start from the mode in use.
+        radios = self.query_one("#mode", RadioSet)
+        for _ in range(max(0, radios.pressed_index)):
+            radios.action_next_button()
 
     # -- what is chosen ---------------------------------------------------------------
 
@@ -373,9 +397,8 @@ class TaskForm(Vertical):
         if known is None:
             shown.update("")
             return
-        body = Text(f"{zone} on {node} now:\n", style="bold")
-        body.append(known.rstrip("\n") or "(empty)", style="dim")
-        shown.update(body)
+        shown.update(Text(known.rstrip("\n") or "(empty)"))
+        self.query_one("#zone-box", Collapsible).title = f"The zone {zone} on {node}, as served now"
         if self.mode == "edit" and self._loaded_editor != (node, zone):
             self._load_editor()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich.console import Group, RenderableType
 from rich.text import Text
 from textual.binding import Binding
 from textual.reactive import reactive
@@ -27,6 +28,7 @@ from sim.tui.mapdraw import (
     draw_map,
     message_walks,
     walks_from_trace,
+    walks_heading,
 )
 
 __all__ = ["TopoMap"]
@@ -107,25 +109,23 @@ class TopoMap(Widget, can_focus=True):
             dim=style("dim"),
         )
 
-    def render(self) -> Text:
+    def render(self) -> RenderableType:
         if self.network is None:
             return Text("No map: the topology did not load.", style="dim")
         styles = self._styles()
         width = max(20, self.content_size.width or self.size.width or 80)
-        text = draw_map(self.network, width, self.shown, styles)
-        text.append("\n\n")
+        parts: list[RenderableType] = [draw_map(self.network, width, self.shown, styles), Text()]
         if not self.walks:
-            text.append("No experiment yet: the path of the next one is drawn here.", style="dim")
-            return text
+            parts.append(
+                Text("No experiment yet: the path of the next one is drawn here.", style="dim")
+            )
+            return Group(*parts)
+        heading = Text()
         if self.selected == 0:
-            count = len(self._main)
-            what = "connection" if any(w.proto == "tcp" for w in self._main) else "packet"
-            text.append(f"The message: {count} {what}{'s' if count != 1 else ''}", style="bold")
+            heading.append(walks_heading(self._main), style="bold")
         else:
-            text.append(f"Packet {self.selected} of {len(self.walks)}", style="bold")
-        text.append("   [ ] step through every packet\n", style="dim")
-        for i, walk in enumerate(self.shown):
-            if i:
-                text.append("\n")
-            text.append_text(describe_walk(walk, styles))
-        return text
+            heading.append(f"Packet {self.selected} of {len(self.walks)}", style="bold")
+        heading.append("   [ ] step through every packet", style="dim")
+        parts.append(heading)
+        parts.extend(describe_walk(walk, styles) for walk in self.shown)
+        return Group(*parts)

@@ -1,0 +1,646 @@
+"""Messages per second accepted by the lab MX with every check on (issue 3).
+
+One client (``smtplib``, in the main thread) sends the same small, DKIM-signed
+message from alice@home.example to bob@qq.example, first ``--one`` messages
+over one connection, then ``--each`` messages with a connection (EHLO, MAIL,
+RCPT, DATA, QUIT) each, to three servers in the same run, on 127.0.0.1 only:
+
+1. **the lab MX** of ``topologies/home-isp.yaml`` with every receiving check
+   on (ptr, fcrdns, helo, dnsbl, spf, dkim, dmarc; the bench adds those the
+   topology leaves out). The lab runs ``as_node="smtp-isp"``: a program on this
+   machine speaks as the ISP's mail server (192.0.2.25, PTR smtp.home.example,
+   named by home.example's SPF, key mail2026 for DKIM), so every message
+   passes every check and is stored. The bench counts the stored messages and
+   the ``check`` events of the lab trace, so a run that skipped a check shows;
+2. **a plain aiosmtpd sink** that answers 250 and discards, on its own event
+   loop thread: what aiosmtpd itself costs;
+3. **Postfix**, when ``/usr/sbin/postfix`` exists and we are root: a private
+   instance (its own configuration, queue and log in a temporary directory,
+   ``default_transport = discard``), stopped at the end. The bench installs
+   nothing: without Postfix it says so and goes on.
+
+It prints the rate of each server and mode, the ratios MX/sink and
+MX/Postfix (target: the all-checks MX at least half of Postfix) and the
+machine. It asserts nothing about speed.
+
+Every server here is measured with the client in the bench's process; the lab
+MX and the sink share that process (and its GIL) with the client, Postfix
+does not. Each measurement starts after ``WARMUP`` messages on a first
+connection, so that Postfix has started its smtpd and cleanup processes and
+Python has warmed its caches.
+
+Run: ``python -m bench bench_mx`` or ``python -m bench.bench_mx --one 2000 --each 500``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Literal
+
+import sim
+from sim.auth.dkim import sign
+from sim.services.dkimkeys import ensure_keys
+from sim.topology.model import DEFAULT_CHECK_ACTIONS, CheckName, CheckPolicy, Topology
+
+__all__ = [
+    "ALL_CHECKS",
+    "PrivatePostfix",
+    "Run",
+    "Sink",
+    "all_checks",
+    "bench_message",
+    "main",
+    "measure_mx",
+    "measure_postfix",
+    "measure_sink",
+    "send_messages",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPOLOGY = ROOT / "topologies" / "home-isp.yaml"
+
+#: The receiving checks the brief asks for (``tls`` is left out: the client
+#: sends in clear, as Postfix's default smtpd lets it).
+ALL_CHECKS: tuple[CheckName, ...] = ("ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc")
+
+MX_NODE = "mx-qq"
+SENDER_NODE = "smtp-isp"  # who a real client on this machine speaks as
+HELO = "smtp.home.example"
+MAIL_FROM = "alice@home.example"
+RCPT = "bob@qq.example"
+DKIM_DOMAIN, DKIM_SELECTOR = "home.example", "mail2026"
+
+ONE, EACH = 2000, 500
+WARMUP = 20
+POSTFIX = Path("/usr/sbin/postfix")
+LOOPBACK = "127.0.0.1"
+
+Mode = Literal["one", "each"]
+MODES: dict[Mode, str] = {"one": "one connection", "each": "connection per message"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measurement: ``sent`` messages to ``server`` in ``mode``.
+
+    ``kept`` is what the server shows it took: messages stored (lab MX),
+    counted by the handler (sink), discarded according to its log (Postfix).
+    ``server_cpu``: CPU seconds the server used meanwhile (all its threads or
+    processes, the client's thread left out), a figure a busy machine
+    disturbs less than the rate. ``checks`` counts the MX's check events by
+    (check, result).
+    """
+
+    server: str
+    mode: Mode
+    sent: int
+    accepted: int
+    seconds: float
+    server_cpu: float | None = None
+    kept: int | None = None
+    checks: dict[tuple[str, str], int] = field(default_factory=dict)
+    auth_results: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_ms(self) -> float | None:
+        """Server CPU milliseconds per accepted message."""
+        if self.server_cpu is None or not self.accepted:
+            return None
+        return 1000 * self.server_cpu / self.accepted
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What :func:`send_messages` saw: accepted messages, wall seconds, the
+    CPU seconds of the client's thread and of this whole process."""
+
+    accepted: int
+    seconds: float
+    client_cpu: float
+    process_cpu: float
+
+    @property
+    def in_process_server_cpu(self) -> float:
+        """CPU of the threads other than the client's: the server, when it
+        runs in this process (the lab MX, the sink)."""
+        return max(0.0, self.process_cpu - self.client_cpu)
+
+
+# --- the client -----------------------------------------------------------------------
+
+
+def bench_message(private_pem: bytes | None = None) -> bytes:
+    """A small message from alice to bob, DKIM-signed for home.example when a
+    key is given (relaxed/relaxed over From, To, Subject, Date, Message-ID)."""
+    text = (
+        f"From: Alice <{MAIL_FROM}>\r\n"
+        f"To: Bob <{RCPT}>\r\n"
+        "Subject: maillab throughput bench\r\n"
+        "Date: Sat, 28 Nov 2026 10:00:00 +0000\r\n"
+        "Message-ID: <bench@home.example>\r\n"
+        "\r\n" + "A line of text to make the body look like mail.\r\n" * 8
+    ).encode("ascii")
+    if private_pem is None:
+        return text
+    return sign(text, DKIM_DOMAIN, DKIM_SELECTOR, private_pem)
+
+
+def _numbered(template: bytes, i: int) -> bytes:
+    # An unsigned header before the signature: each message differs, the
+    # signature still verifies (RFC 6376 §5.4: only the fields in h= count).
+    return b"X-Bench-Seq: %d\r\n" % i + template
+
+
+def _send_one(client: smtplib.SMTP, message: bytes) -> int:
+    try:
+        refused = client.sendmail(MAIL_FROM, [RCPT], message)
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError):
+        client.rset()
+        return 0
+    return 0 if refused else 1
+
+
+def send_messages(
+    host: str, port: int, count: int, mode: Mode, template: bytes, *, first: int = 0
+) -> Sent:
+    """Send ``count`` messages from this thread. ``mode`` "one": one
+    connection for all; "each": connect, EHLO, send, QUIT per message."""
+    accepted = 0
+    cpu, thread_cpu = time.process_time(), time.thread_time()
+    start = time.perf_counter()
+    if mode == "one":
+        # local_hostname: smtplib would otherwise ask the host's resolver (getfqdn).
+        with smtplib.SMTP(host, port, local_hostname=HELO, timeout=60) as client:
+            for i in range(first, first + count):
+                accepted += _send_one(client, _numbered(template, i))
+    else:
+        for i in range(first, first + count):
+            with smtplib.SMTP(host, port, local_hostname=HELO, timeout=60) as client:
+                accepted += _send_one(client, _numbered(template, i))
+    seconds = time.perf_counter() - start
+    return Sent(accepted, seconds, time.thread_time() - thread_cpu, time.process_time() - cpu)
+
+
+def _timed(host: str, port: int, count: int, mode: Mode, template: bytes, warmup: int) -> Sent:
+    if warmup:
+        send_messages(host, port, warmup, "one", template, first=-warmup)
+    return send_messages(host, port, count, mode, template)
+
+
+# --- 1. the lab MX ----------------------------------------------------------------------
+
+
+def all_checks(topology: Topology, node: str = MX_NODE) -> Topology:
+    """``topology`` with every check of :data:`ALL_CHECKS` on at ``node``'s MX:
+    the actions the topology gives, the usual ones for checks it lacks."""
+    mx = topology.node(node).services.mx
+    if mx is None:
+        raise ValueError(f"{node} runs no mx service")
+    given = {p.check: p.action for p in mx.checks}
+    checks = tuple(CheckPolicy(c, given.get(c, DEFAULT_CHECK_ACTIONS[c])) for c in ALL_CHECKS)
+    extra = tuple(p for p in mx.checks if p.check not in ALL_CHECKS)
+    nodes = tuple(
+        replace(n, services=replace(n.services, mx=replace(mx, checks=checks + extra)))
+        if n.name == node
+        else n
+        for n in topology.nodes
+    )
+    return replace(topology, nodes=nodes)
+
+
+def _mx_endpoint(lab: sim.Lab) -> tuple[str, int]:
+    for ep in lab.endpoints():
+        if ep.node == MX_NODE and ep.service == "mx" and ep.proto == "tcp" and ep.local:
+            host, _, port = ep.local.rpartition(":")
+            return host, int(port)
+    raise RuntimeError(f"{MX_NODE}'s MX is not reachable from {SENDER_NODE}")
+
+
+def measure_mx(count: int, mode: Mode, *, path: Path = TOPOLOGY, warmup: int = WARMUP) -> Run:
+    """The lab MX with every check on: start a lab, send, count what it stored."""
+    topology = all_checks(sim.load_topology(path))
+    with tempfile.TemporaryDirectory(prefix="mxbench-lab-") as state:
+        # The relay's key, made now in the lab's state directory (the lab
+        # publishes it at start): the bench signs as smtp-isp's relay would.
+        pair = ensure_keys(topology, Path(state))[(DKIM_DOMAIN, DKIM_SELECTOR)]
+        template = bench_message(pair.private_pem)
+        with sim.start(topology, state_dir=state, as_node=SENDER_NODE) as lab:
+            host, port = _mx_endpoint(lab)
+            if warmup:
+                send_messages(host, port, warmup, "one", template, first=-warmup)
+            mark = len(lab.trace())
+            sent = send_messages(host, port, count, mode, template)
+            events = list(lab.trace())[mark:]
+            inbox = lab.mailbox(RCPT)
+            junk = lab.mailbox(RCPT, "Junk")
+    checks = Counter(
+        (str(e.data.get("check")), str(e.data.get("result")))
+        for e in events
+        if e.kind == "check" and e.node == MX_NODE
+    )
+    a_r = inbox[-1].header("Authentication-Results") if inbox else []
+    return Run(
+        server="lab MX, all checks",
+        mode=mode,
+        sent=count,
+        accepted=sent.accepted,
+        seconds=sent.seconds,
+        server_cpu=sent.in_process_server_cpu,
+        kept=len(inbox) + len(junk) - warmup,
+        checks=dict(checks),
+        auth_results=" ".join(" ".join(a_r).split()) or None,
+    )
+
+
+# --- 2. a plain aiosmtpd sink -------------------------------------------------------------
+
+
+class _Discard:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        return "250 OK"
+
+
+class Sink:
+    """aiosmtpd answering 250 to everything, on its own event loop thread."""
+
+    def __init__(self) -> None:
+        self.handler = _Discard()
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="bench-sink", daemon=True
+        )
+        self._server: asyncio.Server | None = None
+
+    def __enter__(self) -> Sink:
+        from aiosmtpd.smtp import SMTP
+
+        self._thread.start()
+
+        async def serve() -> asyncio.Server:
+            # hostname given: aiosmtpd would otherwise call socket.getfqdn().
+            return await self._loop.create_server(
+                lambda: SMTP(self.handler, hostname="sink.bench.test"), LOOPBACK, 0
+            )
+
+        self._server = asyncio.run_coroutine_threadsafe(serve(), self._loop).result(10)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._server.wait_closed(), 5)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def measure_sink(count: int, mode: Mode, template: bytes, *, warmup: int = WARMUP) -> Run:
+    with Sink() as sink:
+        sent = _timed(LOOPBACK, sink.port, count, mode, template, warmup)
+        kept = sink.handler.count - warmup
+    return Run(
+        "aiosmtpd sink",
+        mode,
+        count,
+        sent.accepted,
+        sent.seconds,
+        server_cpu=sent.in_process_server_cpu,
+        kept=kept,
+    )
+
+
+# --- 3. Postfix ------------------------------------------------------------------------------
+
+
+def postfix_missing() -> str | None:
+    """Why Postfix cannot be measured here, or None."""
+    if not POSTFIX.exists():
+        return f"{POSTFIX} is missing (apt-get install postfix)"
+    if os.geteuid() != 0:
+        return "a private Postfix instance needs root"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie has already exited: it only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+class PrivatePostfix:
+    """A Postfix instance of our own: configuration, queue, data and log in a
+    temporary directory, smtpd on 127.0.0.1 at a free port, every message
+    discarded after it was queued. Stopped (and checked gone) at exit."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="mxbench-postfix-"))
+        self.conf = self.root / "conf"
+        self.log = self.root / "postfix.log"
+        self.port = _free_port()
+        self.master: int | None = None
+        self.version = ""
+
+    def _postconf(self, *args: str) -> None:
+        subprocess.run(
+            ["postconf", "-c", str(self.conf), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def __enter__(self) -> PrivatePostfix:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.root.chmod(0o755)  # Postfix's daemons run as user postfix
+        self.conf.mkdir()
+        for name in ("main.cf", "master.cf"):
+            shutil.copy(Path("/etc/postfix") / name, self.conf / name)
+        (self.root / "queue").mkdir(mode=0o755)  # post-install makes the rest
+        self._postconf(
+            "-e",
+            f"queue_directory = {self.root / 'queue'}",
+            f"data_directory = {self.root / 'data'}",
+            "meta_directory = /etc/postfix",
+            "inet_interfaces = 127.0.0.1",
+            "inet_protocols = ipv4",
+            "myhostname = postfix.bench.test",
+            "mydomain = bench.test",
+            "mydestination =",
+            "relay_domains = qq.example",
+            "mynetworks = 127.0.0.0/8",
+            "relayhost =",
+            "default_transport = discard",
+            "relay_transport = discard",
+            "content_filter =",
+            "smtpd_milters =",
+            "non_smtpd_milters =",
+            "alias_maps =",
+            "alias_database =",
+            "smtpd_tls_security_level = none",
+            "smtpd_sasl_auth_enable = no",
+            # No reverse lookup of 127.0.0.1 through the host's resolver.
+            "smtpd_peername_lookup = no",
+            f"maillog_file = {self.log}",
+            f"maillog_file_prefixes = {self.root}",
+            "syslog_name = postfix-maillab-bench",
+        )
+        self._postconf("-M#", "smtp/inet")
+        where = f"{LOOPBACK}:{self.port}"
+        self._postconf("-Me", f"{where}/inet = {where} inet n - n - - smtpd")
+        self._postconf("-F", "*/*/chroot = n")  # no chroot to populate
+        self.version = subprocess.run(
+            ["postconf", "-c", str(self.conf), "-h", "mail_version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        out = subprocess.run(
+            ["postfix", "-c", str(self.conf), "start"], capture_output=True, text=True, timeout=60
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"postfix start failed: {(out.stderr or out.stdout).strip()}")
+        self.master = int((self.root / "queue" / "pid" / "master.pid").read_text().strip())
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection((LOOPBACK, self.port), timeout=2) as s:
+                    if s.recv(512).startswith(b"220"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postfix does not answer on {LOOPBACK}:{self.port}")
+            time.sleep(0.1)
+
+    def discarded(self) -> int:
+        """Messages the discard transport took, from the instance's log."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if "/discard[" in line and "status=sent" in line)
+
+    def wait_discarded(self, total: int, timeout: float = 10.0) -> int:
+        """Wait until the log shows ``total`` messages discarded; the count."""
+        deadline = time.monotonic() + timeout
+        while (done := self.discarded()) < total and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return done
+
+    def cpu(self) -> float:
+        """CPU seconds of the instance so far: the master and its living
+        children, plus the children it has reaped (cutime, cstime)."""
+        if self.master is None:
+            return 0.0
+        ticks = 0
+        for pid in (self.master, *_children(self.master)):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            # proc(5): utime, stime, cutime, cstime are fields 14-17.
+            ticks += sum(int(f) for f in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def __exit__(self, *exc: object) -> None:
+        leftovers: list[int] = []
+        try:
+            if self.master is not None:
+                processes = [self.master, *_children(self.master)]
+                subprocess.run(
+                    ["postfix", "-c", str(self.conf), "stop"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                deadline = time.monotonic() + 15
+                while any(_alive(p) for p in processes) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if _alive(self.master):
+                    # Ours, by its pid: the master takes its children with it.
+                    os.kill(self.master, signal.SIGKILL)
+                    time.sleep(0.5)
+                leftovers = [p for p in processes if _alive(p)]
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+        if leftovers:
+            print(f"warning: postfix processes still running after stop: {leftovers}")
+
+
+def measure_postfix(
+    postfix: PrivatePostfix, count: int, mode: Mode, template: bytes, *, warmup: int = WARMUP
+) -> Run:
+    if warmup:
+        warm = send_messages(LOOPBACK, postfix.port, warmup, "one", template, first=-warmup)
+        postfix.wait_discarded(warm.accepted)
+    before = postfix.discarded()
+    cpu = postfix.cpu()
+    sent = send_messages(LOOPBACK, postfix.port, count, mode, template)
+    # The discard transport runs after the 250: its work counts too.
+    kept = postfix.wait_discarded(before + sent.accepted) - before
+    return Run(
+        f"Postfix {postfix.version} (discard)",
+        mode,
+        count,
+        sent.accepted,
+        sent.seconds,
+        server_cpu=postfix.cpu() - cpu,
+        kept=kept,
+    )
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}, aiosmtpd {version('aiosmtpd')}"
+    )
+
+
+def _ratio(a: Run | None, b: Run | None) -> str:
+    if a is None or b is None or b.rate == 0:
+        return "-"
+    return f"{a.rate / b.rate:.2f}"
+
+
+def report(runs: list[Run]) -> None:
+    print(
+        f"{'server':<28} {'mode':<24} {'sent':>6} {'accepted':>9} {'kept':>6} "
+        f"{'seconds':>8} {'msg/s':>7} {'server CPU ms/msg':>18}"
+    )
+    for r in runs:
+        kept = "-" if r.kept is None else str(r.kept)
+        cpu = "-" if r.cpu_ms is None else f"{r.cpu_ms:.2f}"
+        print(
+            f"{r.server:<28} {MODES[r.mode]:<24} {r.sent:>6} {r.accepted:>9} {kept:>6} "
+            f"{r.seconds:>8.2f} {r.rate:>7.0f} {cpu:>18}"
+        )
+    print()
+    by = {(r.server.split(" ")[0], r.mode): r for r in runs}
+    print(f"{'ratio':<28} {MODES['one']:<24} {MODES['each']}")
+    for name, other in (("MX / sink", "aiosmtpd"), ("MX / Postfix", "Postfix")):
+        one = _ratio(by.get(("lab", "one")), by.get((other, "one")))
+        each = _ratio(by.get(("lab", "each")), by.get((other, "each")))
+        print(f"{name:<28} {one:<24} {each}")
+    pf = [(by.get(("lab", m)), by.get(("Postfix", m))) for m in MODES]
+    if all(a is not None and b is not None for a, b in pf):
+        met = all(a.rate >= 0.5 * b.rate for a, b in pf if a is not None and b is not None)
+        print(f"target MX / Postfix >= 0.50 in both modes: {'met' if met else 'NOT met'}")
+    for r in runs:
+        if r.checks:
+            seen = ", ".join(f"{c}={res} x{n}" for (c, res), n in sorted(r.checks.items()))
+            print(f"MX checks in the trace ({MODES[r.mode]}): {seen}")
+    mx = next((r for r in runs if r.auth_results), None)
+    if mx is not None:
+        print(f"Authentication-Results of a stored message: {mx.auth_results}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_mx", description=__doc__.split("\n", 1)[0]
+    )
+    parser.add_argument("--one", type=int, default=ONE, help="messages over one connection")
+    parser.add_argument("--each", type=int, default=EACH, help="messages with a connection each")
+    parser.add_argument("--no-postfix", action="store_true", help="skip Postfix")
+    # `python -m bench bench_mx` calls main() with the runner's own argv: ignore it.
+    args = parser.parse_args(argv if argv is not None else [])
+    counts: dict[Mode, int] = {"one": args.one, "each": args.each}
+    print("# MX throughput: messages/s accepted, one smtplib client on 127.0.0.1")
+    print(f"machine: {machine()}")
+    print(f"load average before: {_load()}")
+    runs: list[Run] = []
+    for mode, n in counts.items():
+        runs.append(measure_mx(n, mode))
+    with tempfile.TemporaryDirectory(prefix="mxbench-key-") as keys:
+        pair = ensure_keys(all_checks(sim.load_topology(TOPOLOGY)), Path(keys))
+        template = bench_message(pair[(DKIM_DOMAIN, DKIM_SELECTOR)].private_pem)
+    for mode, n in counts.items():
+        runs.append(measure_sink(n, mode, template))
+    missing = "skipped (--no-postfix)" if args.no_postfix else postfix_missing()
+    if missing is None:
+        with PrivatePostfix() as postfix:
+            for mode, n in counts.items():
+                runs.append(measure_postfix(postfix, n, mode, template))
+    else:
+        print(f"Postfix: not measured: {missing}")
+    report(runs)
+    print(f"load average after: {_load()} (other work on the machine disturbs the rates)")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -1,0 +1,502 @@
+"""Helpers that make experiments readable in a notebook.
+
+The notebooks in ``notebooks/`` use the public API (``sim.start``,
+``lab.send``...) for the experiments and these helpers only to *show* what
+came back; nothing here decides an outcome::
+
+    from sim.notebook import draw_path, find_topology, show_result, trace_table
+
+    result = lab.send("laptop", "bob@qq.example", mail_from="alice@home.example")
+    show_result(result)                       # a card: outcome, stage, reply, checks
+    trace_table(result, kinds=["net", "smtp"])  # the trace as an HTML table
+    draw_path(lab, result)                    # the topology, the path, where it stopped
+
+Each helper returns a small object with ``_repr_html_`` or ``_repr_png_``, so
+Jupyter shows it as the value of a cell, and with structured attributes
+(``rows``, ``path``, ``stopped_at``) that a notebook can assert on. No pandas:
+the tables are plain HTML, escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sim.errors import Problem, TopologyError
+from sim.experiments import ConnectResult, DigResult, ExperimentResult
+from sim.render import KIND_LABEL, render_trace
+from sim.topology.graph import LabNetwork, build_network
+from sim.topology.model import Topology
+from sim.trace import Trace, TraceEvent
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from sim.runtime import Lab
+
+__all__ = [
+    "Journey",
+    "Picture",
+    "ResultCard",
+    "TraceTable",
+    "draw_path",
+    "draw_topology",
+    "find_topology",
+    "journey",
+    "lab_time",
+    "show_result",
+    "trace_table",
+]
+
+_PACKAGE = Path(__file__).resolve().parent
+
+# Colours shared by the table and the card: one meaning each.
+_TONES = {
+    "good": "#e6f4ea",
+    "warn": "#fff4d6",
+    "bad": "#fde2e1",
+    "": "transparent",
+}
+_OUTCOME_TONE = {
+    "delivered": "good",
+    "connected": "good",
+    "NOERROR": "good",
+    "junk": "warn",
+    "deferred": "warn",
+    "rejected": "bad",
+    "bounced": "bad",
+    "blocked": "bad",
+}
+_CHECK_TONE = {
+    "pass": "good",
+    "notlisted": "good",
+    "none": "",
+    "neutral": "",
+    "softfail": "warn",
+    "temperror": "warn",
+    "fail": "bad",
+    "permerror": "bad",
+    "listed": "bad",
+}
+
+
+# -- finding files ------------------------------------------------------------------
+
+
+def find_topology(name: str | Path) -> Path:
+    """The file of topology ``name`` (``"internet"`` or a path).
+
+    A notebook runs with its own directory as the working directory; this
+    finds the repository's ``topologies/`` from there, from the repository
+    root, or beside the installed package.
+    """
+    given = Path(name)
+    if given.suffix in (".yaml", ".yml") and given.is_file():
+        return given
+    filename = given.name if given.suffix in (".yaml", ".yml") else f"{given.name}.yaml"
+    places = [
+        Path.cwd() / "topologies",
+        Path.cwd().parent / "topologies",
+        _PACKAGE.parent / "topologies",
+        _PACKAGE / "data" / "topologies",
+    ]
+    for place in places:
+        candidate = place / filename
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(p) for p in dict.fromkeys(places))
+    raise TopologyError([Problem(str(name), 1, 1, f"no topology {filename} (looked in {looked})")])
+
+
+# -- time -----------------------------------------------------------------------------
+
+
+def lab_time(seconds: float) -> str:
+    """Lab seconds as a clock reading: ``0:02:43.7``, ``2d 03:04:05.0``."""
+    whole = int(seconds)
+    tenths = int((seconds - whole) * 10)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{secs:02d}.{tenths}"
+    return f"{days}d {hours:02d}:{minutes:02d}:{secs:02d}.{tenths}" if days else clock
+
+
+# -- traces as tables --------------------------------------------------------------------
+
+
+#: What the helpers read events from: a trace, a result, or chosen events.
+TraceSource = Trace | ExperimentResult | Iterable[TraceEvent]
+
+
+def _trace_of(source: TraceSource) -> Trace:
+    if isinstance(source, Trace):
+        return source
+    if isinstance(source, ExperimentResult):
+        return source.trace
+    return Trace(id="events", events=list(source))
+
+
+def _is_dns_packet(event: TraceEvent) -> bool:
+    """A ``net`` event that only says a DNS packet got through (every query
+    has one, and its ``dns`` event says more)."""
+    data = event.data
+    return (
+        event.kind == "net"
+        and data.get("verdict") == "accept"
+        and data.get("proto") == "udp"
+        and data.get("port") == 53
+    )
+
+
+def _tone(event: TraceEvent) -> str:
+    """good / warn / bad / "" for one event, from its structured data."""
+    data = event.data
+    if event.kind == "net":
+        return "" if data.get("verdict") == "accept" else "bad"
+    if event.kind == "check":
+        return _CHECK_TONE.get(str(data.get("result")), "")
+    if event.kind == "smtp":
+        code = data.get("code")
+        if isinstance(code, int):
+            return "bad" if code >= 500 else "warn" if code >= 400 else ""
+        return "bad" if data.get("stage") == "connect" else ""
+    if event.kind == "queue":
+        name = data.get("event")
+        return {"delivered": "good", "deferred": "warn", "warning": "warn", "bounced": "bad"}.get(
+            str(name), ""
+        )
+    if event.kind == "delivery":
+        return "warn" if data.get("folder") == "junk" else "good"
+    if event.kind == "outcome":
+        return _OUTCOME_TONE.get(str(data.get("outcome")), "")
+    if event.kind == "dns":
+        return "" if data.get("rcode") == "NOERROR" else "warn"
+    return ""
+
+
+_CELL = "padding:2px 8px;text-align:left;vertical-align:top;border-bottom:1px solid #ddd;"
+
+
+@dataclass(frozen=True)
+class TraceTable:
+    """Trace events shown as a table: lab time, kind, node, what happened.
+
+    ``rows`` holds the events shown; ``hidden`` counts the DNS packets left
+    out (see :func:`trace_table`).
+    """
+
+    rows: tuple[TraceEvent, ...]
+    hidden: int = 0
+    title: str = ""
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[TraceEvent]:
+        return iter(self.rows)
+
+    def kinds(self) -> list[str]:
+        """The kinds of the events shown, in order."""
+        return [e.kind for e in self.rows]
+
+    def summaries(self) -> list[str]:
+        return [e.summary for e in self.rows]
+
+    def __str__(self) -> str:
+        return render_trace(Trace(id="table", events=list(self.rows)))
+
+    def _repr_html_(self) -> str:
+        head = "".join(
+            f'<th style="{_CELL}">{h}</th>' for h in ("lab time", "kind", "node", "what happened")
+        )
+        body = []
+        for event in self.rows:
+            tone = _TONES[_tone(event)]
+            cells = (
+                lab_time(event.t),
+                KIND_LABEL.get(event.kind, event.kind.upper()),
+                event.node,
+                event.summary,
+            )
+            tds = "".join(
+                f'<td style="{_CELL}{"white-space:pre-wrap;" if i == 3 else ""}'
+                f'{"font-family:monospace;" if i < 2 else ""}">{html.escape(str(c))}</td>'
+                for i, c in enumerate(cells)
+            )
+            body.append(f'<tr style="background:{tone}" data-kind="{event.kind}">{tds}</tr>')
+        caption = f"{len(self.rows)} events"
+        if self.hidden:
+            caption += f" ({self.hidden} DNS packets not shown: dns_packets=True shows them)"
+        if self.title:
+            caption = f"{html.escape(self.title)}: {caption}"
+        return (
+            '<table class="maillab-trace" style="border-collapse:collapse;font-size:90%">'
+            f'<caption style="text-align:left;caption-side:top">{caption}</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        )
+
+
+def trace_table(
+    source: TraceSource,
+    *,
+    kinds: Iterable[str] | str | None = None,
+    nodes: Iterable[str] | str | None = None,
+    dns_packets: bool = False,
+    title: str = "",
+) -> TraceTable:
+    """A table of a trace (a result's, or a list of events), oldest first.
+
+    ``kinds`` and ``nodes`` keep only those kinds of event (``"dns"``,
+    ``"net"``, ``"smtp"``, ``"tls"``, ``"check"``, ``"queue"``,
+    ``"delivery"``) or those nodes. The ``net`` events of DNS packets that
+    got through are left out unless ``dns_packets=True``: every DNS query
+    has one, and the ``dns`` event beside it says more.
+    """
+    wanted_kinds = {kinds} if isinstance(kinds, str) else set(kinds) if kinds else None
+    wanted_nodes = {nodes} if isinstance(nodes, str) else set(nodes) if nodes else None
+    rows: list[TraceEvent] = []
+    hidden = 0
+    for event in _trace_of(source):
+        if wanted_kinds is not None and event.kind not in wanted_kinds:
+            continue
+        if wanted_nodes is not None and event.node not in wanted_nodes:
+            continue
+        if not dns_packets and _is_dns_packet(event):
+            hidden += 1
+            continue
+        rows.append(event)
+    return TraceTable(tuple(rows), hidden, title)
+
+
+# -- results as cards ---------------------------------------------------------------------
+
+
+def _reply_text(reply: dict[str, Any] | None) -> str:
+    if not reply:
+        return "—"
+    parts = [str(reply.get("code", "")), str(reply.get("enhanced") or ""), str(reply.get("text"))]
+    return " ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class ResultCard:
+    """One experiment's result at a glance. ``rows`` is what the card shows,
+    as (label, text) pairs; ``checks`` the receiver's verdicts by name."""
+
+    kind: str
+    outcome: str
+    rows: tuple[tuple[str, str], ...]
+    checks: tuple[tuple[str, str], ...] = ()
+
+    def row(self, label: str) -> str | None:
+        """The text of the row named ``label`` (None when absent)."""
+        return next((text for name, text in self.rows if name == label), None)
+
+    def __str__(self) -> str:
+        lines = [f"{label}: {text}" for label, text in self.rows]
+        if self.checks:
+            lines.append("checks: " + " ".join(f"{k}={v}" for k, v in self.checks))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        tone = _TONES[_OUTCOME_TONE.get(self.outcome, "")]
+        trs = [
+            f'<tr><th style="{_CELL}">{html.escape(label)}</th>'
+            f'<td style="{_CELL}white-space:pre-wrap">{html.escape(text)}</td></tr>'
+            for label, text in self.rows
+        ]
+        if self.checks:
+            badges = " ".join(
+                f'<span style="background:{_TONES[_CHECK_TONE.get(value, "")]};'
+                f'border:1px solid #bbb;border-radius:3px;padding:0 4px;font-family:monospace">'
+                f"{html.escape(name)}={html.escape(value)}</span>"
+                for name, value in self.checks
+            )
+            trs.append(f'<tr><th style="{_CELL}">checks</th><td style="{_CELL}">{badges}</td></tr>')
+        return (
+            f'<div class="maillab-result" style="border-left:6px solid #888;'
+            f'background:{tone};padding:4px 8px;margin:4px 0">'
+            f'<div style="font-weight:bold;font-size:110%">{html.escape(self.kind)}: '
+            f"{html.escape(self.outcome)}</div>"
+            f'<table style="border-collapse:collapse">{"".join(trs)}</table></div>'
+        )
+
+
+def show_result(result: ExperimentResult) -> ResultCard:
+    """A compact card of a ``send``, ``connect`` or ``dig`` result."""
+    from sim.send import SendResult
+
+    rows: list[tuple[str, str]] = []
+    if isinstance(result, SendResult):
+        rows.append(("outcome", result.outcome))
+        if result.stage:
+            rows.append(("stage", result.stage))
+        rows.append(("reply", _reply_text(result.reply)))
+        if result.verdict:
+            rows.append(("network", str(result.verdict.get("explanation", ""))))
+        rows.append(("envelope", f"<{result.mail_from}> → {', '.join(result.rcpts)}"))
+        if result.queue_id:
+            rows.append(("queue id", result.queue_id))
+        if len(result.recipients) > 1:
+            for r in result.recipients:
+                rows.append((f"<{r['rcpt']}>", f"{r['outcome']}: {_reply_text(r.get('reply'))}"))
+        checks = tuple(sorted(result.checks.items()))
+        return ResultCard("send", result.outcome, tuple(rows), checks)
+    if isinstance(result, ConnectResult):
+        rows.append(("outcome", result.outcome))
+        rows.append(("to", f"{result.dst}:{result.port}"))
+        if result.error:
+            rows.append(("error", result.error))
+        if result.banner:
+            rows.append(("banner", result.banner))
+        if result.verdict:
+            rows.append(("network", str(result.verdict.get("explanation", ""))))
+        return ResultCard("connect", result.outcome, tuple(rows))
+    if isinstance(result, DigResult):
+        rows.append(("question", f"{result.name} {result.type}"))
+        rows.append(("status", result.rcode))
+        rows.append(("server", result.server))
+        answers = [f"{a['name']} {a['ttl']} IN {a['type']} {a['data']}" for a in result.answers]
+        rows.append(("answers", "\n".join(answers) or "(none)"))
+        return ResultCard("dig", result.rcode, tuple(rows))
+    raise TypeError(f"show_result: not an experiment result: {type(result).__name__}")
+
+
+# -- the path on the topology ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Journey:
+    """The way an experiment's packets went, read from its ``net`` events.
+
+    ``path`` is the chain of nodes (a submission then the relay's delivery
+    join at the relay); ``stopped_at`` the node where it ended without
+    getting through: the router that dropped or refused it, the host that
+    refused the connection, or the receiver that refused or deferred the
+    message. ``legs`` are the single connections, in order.
+    """
+
+    path: tuple[str, ...]
+    stopped_at: str | None
+    legs: tuple[tuple[str, ...], ...] = field(default=())
+
+
+def _network_of(where: Lab | Topology | LabNetwork) -> LabNetwork:
+    if isinstance(where, LabNetwork):
+        return where
+    if isinstance(where, Topology):
+        return build_network(where)
+    # A running lab: the backend's topology has the firewall rules in force.
+    return build_network(where.backend.topology)
+
+
+def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:
+    """The path of ``source``'s connections through ``where``'s network."""
+    network = _network_of(where)
+    events = [e for e in _trace_of(source).of_kind("net") if isinstance(e.data.get("path"), list)]
+    # The message's way is its TCP connections; a dig has only UDP ones.
+    tcp = [e for e in events if e.data.get("proto") == "tcp"]
+    chosen = tcp or events
+    path: list[str] = []
+    stop: str | None = None
+    legs: list[tuple[str, ...]] = []
+    for event in chosen:
+        data = event.data
+        hops = tuple(str(n) for n in data["path"])
+        if not hops:
+            continue
+        verdict = data.get("verdict")
+        leg_stop: str | None = None
+        if verdict in ("drop", "reject"):
+            # Where it would have gone, had the router let it pass.
+            leg_stop = str(data.get("router") or hops[-1])
+            planned = network.route(hops[0], str(data.get("dst")))
+            if planned is not None and planned[: len(hops)] == hops:
+                hops = planned
+        elif verdict not in (None, "accept"):
+            leg_stop = str(data.get("router") or hops[-1])  # unreachable, closed
+        if legs and legs[-1] == hops:
+            continue  # a retry of the same connection
+        legs.append(hops)
+        if path and path[-1] == hops[0]:
+            path.extend(hops[1:])
+        elif hops[0] in path:
+            # The same sender tries again elsewhere (the next MX): the way it
+            # finally went replaces the one before.
+            del path[len(path) - path[::-1].index(hops[0]) :]
+            path.extend(hops[1:])
+        else:
+            path = list(hops)
+        stop = leg_stop
+    outcome = getattr(source, "outcome", None)
+    if stop is None and path and outcome in ("rejected", "deferred", "bounced"):
+        stop = path[-1]  # the network delivered it; the receiver said no (or not yet)
+    return Journey(tuple(path), stop, tuple(legs))
+
+
+@dataclass
+class Picture:
+    """A drawing of the topology; Jupyter shows it as a PNG image."""
+
+    figure: Figure
+    path: tuple[str, ...] = ()
+    stopped_at: str | None = None
+
+    def png(self, dpi: int = 100) -> bytes:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=dpi)
+        return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self.png()
+
+    def save(self, path: str | Path, dpi: int = 150) -> Path:
+        out = Path(path)
+        self.figure.savefig(out, dpi=dpi)
+        return out
+
+
+def _merge_hop_numbers(figure: Figure, path: Sequence[str]) -> None:
+    """A node the path passes twice (the ISP router, out to the relay and
+    back) gets one label ``2,4`` instead of two numbers drawn on top of each
+    other. graphdraw names the labels ``hop-<n>``."""
+    if len(set(path)) == len(path):
+        return
+    labels = {t.get_gid(): t for ax in figure.axes for t in ax.texts}
+    first: dict[str, int] = {}
+    for index, name in enumerate(path):
+        text = labels.get(f"hop-{index + 1}")
+        if text is None:
+            continue
+        if name in first:
+            owner = labels[f"hop-{first[name] + 1}"]
+            owner.set_text(f"{owner.get_text()},{index + 1}")
+            text.set_visible(False)
+        else:
+            first[name] = index
+
+
+def draw_topology(where: Lab | Topology | LabNetwork) -> Picture:
+    """The topology as a picture: routers, LANs, hosts, services, rules."""
+    from sim.graphdraw import draw
+
+    return Picture(draw(_network_of(where)))
+
+
+def draw_path(where: Lab | Topology | LabNetwork, source: TraceSource) -> Picture:
+    """The topology with the experiment's path highlighted, numbered hop by
+    hop, and an ✗ where it stopped (the part it never reached is dashed)."""
+    from sim.graphdraw import draw
+
+    network = _network_of(where)
+    way = journey(network, source)
+    if way.stopped_at is not None and way.stopped_at not in way.path:
+        way = Journey(way.path, None, way.legs)
+    figure = draw(network, highlight=list(way.path) or None, stopped_at=way.stopped_at)
+    _merge_hop_numbers(figure, way.path)
+    return Picture(figure, way.path, way.stopped_at)
