@@ -532,8 +532,9 @@ def measure_postfix(
     postfix: PrivatePostfix, count: int, mode: Mode, template: bytes, *, warmup: int = WARMUP
 ) -> Run:
     if warmup:
+        start = postfix.discarded()
         warm = send_messages(LOOPBACK, postfix.port, warmup, "one", template, first=-warmup)
-        postfix.wait_discarded(warm.accepted)
+        postfix.wait_discarded(start + warm.accepted)
     before = postfix.discarded()
     cpu = postfix.cpu()
     sent = send_messages(LOOPBACK, postfix.port, count, mode, template)

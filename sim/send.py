@@ -197,8 +197,8 @@ class Send(Experiment):
                     break  # RFC 5321 §5.1: the next MX only when this one did not answer
             assert transcript is not None
             for rcpt in rcpts:
-                per_rcpt.append(_direct_outcome(transcript, rcpt, trace))
-        return _summarise(result, per_rcpt, trace)
+                per_rcpt.append(_direct_outcome(transcript, rcpt, fresh(ctx, trace)))
+        return _summarise(result, per_rcpt, fresh(ctx, trace))
 
     async def _submit(
         self, ctx: NodeContext, trace: Trace, data: bytes, result: SendResult
@@ -232,7 +232,7 @@ class Send(Experiment):
         result.transcripts.append(transcript.to_json())
         if not transcript.delivered:
             per = [_direct_outcome(transcript, r, trace, final_hop=False) for r in self.to]
-            return _summarise(result, per, trace)
+            return _summarise(result, per, fresh(ctx, trace))
         final = transcript.final
         match = _QUEUED_AS.search(final.text if final else "")
         result.queue_id = match.group(1) if match else None
@@ -246,9 +246,15 @@ class Send(Experiment):
                 }
                 for r in self.to
             ]
-            return _summarise(result, per, trace)
+            return _summarise(result, per, fresh(ctx, trace))
         per = await follow_queue(ctx, trace, result.queue_id, list(self.to), self.settle)
-        return _summarise(result, per, trace)
+        return _summarise(result, per, fresh(ctx, trace))
+
+
+def fresh(ctx: NodeContext, trace: Trace) -> Trace:
+    """Every event of ``trace`` so far, including those other processes wrote
+    (on mininet the services run in other namespaces and write to files)."""
+    return ctx.hub.get(trace.id) or trace
 
 
 def _is_ip(text: str) -> bool:

@@ -289,6 +289,31 @@ def _trace_contains(
     return PredicateOutcome(False, f"no {what} in the trace mentions {text!r}")
 
 
+# -- read ------------------------------------------------------------------
+
+
+def _messages(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
+    assert result is not None
+    folder = result.get("folder") or "INBOX"
+    if result.get("error"):
+        return PredicateOutcome(False, f"the client could not read {folder}: {result['error']}")
+    messages = list(result.get("messages") or [])
+    what = "message"
+    if "subject_contains" in value:
+        needle = str(value["subject_contains"]).lower()
+        messages = [m for m in messages if needle in str(m.get("subject") or "").lower()]
+        what = f"message with {value['subject_contains']!r} in the subject"
+    count = len(messages)
+    found = f"the client saw {count} {what}{'' if count == 1 else 's'} in {folder}"
+    if "count" in value:
+        ok, expected = count == value["count"], f"exactly {value['count']}"
+    else:
+        ok, expected = count >= value.get("min", 1), f"at least {value.get('min', 1)}"
+    return PredicateOutcome(ok, found if ok else f"{found}, expected {expected}")
+
+
 # -- lab state -------------------------------------------------------------
 
 
@@ -377,7 +402,9 @@ _SEND = frozenset({"send"})
 _SEND_CONNECT = frozenset({"send", "connect"})
 _DIG = frozenset({"dig"})
 _CONNECT = frozenset({"connect"})
-_ANY = frozenset({"send", "connect", "dig"})
+_ANY = frozenset({"send", "connect", "dig", "read"})
+_READ = frozenset({"read"})
+_SEND_READ = frozenset({"send", "read"})
 
 
 def _def(
@@ -421,8 +448,9 @@ PREDICATES: dict[str, PredicateDef] = {
         _def(
             "reply_contains",
             Str(),
-            _SEND,
-            "Text the last SMTP reply contains (case does not matter).",
+            _SEND_READ,
+            "Text the last SMTP reply (or the mailbox server's reply) contains "
+            "(case does not matter).",
             _reply_contains,
         ),
         _def(
@@ -483,6 +511,23 @@ PREDICATES: dict[str, PredicateDef] = {
             _ANY,
             "Some trace event (its sentence or its data) mentions this text.",
             _trace_contains,
+        ),
+        _def(
+            "messages",
+            Record(
+                {
+                    "count": Field(Int(minimum=0), description="exactly this many messages"),
+                    "min": Field(Int(minimum=0), default="1", description="at least this many"),
+                    "subject_contains": Field(
+                        Str(), description="only messages whose subject has this"
+                    ),
+                },
+                name="MessagesMatch",
+                description="How many messages a mail client read, optionally by subject.",
+            ),
+            _READ,
+            "Messages a mail client read from its mailbox.",
+            _messages,
         ),
         _def(
             "mailbox",

@@ -48,6 +48,7 @@ from sim.lab.model import (
     ExplainStep,
     LabDef,
     QuestionStep,
+    ReadRun,
     SendRun,
     Step,
     TaskStep,
@@ -222,6 +223,14 @@ def describe_result(kind: str, data: Mapping[str, Any]) -> str:
         answers = data.get("answers") or []
         shown = "; ".join(f"{a.get('type')} {a.get('data')}" for a in answers) or "no records"
         return f"{q.get('name')} {q.get('type')}: {data.get('rcode')}, {shown}"
+    if kind == "read":
+        if data.get("error"):
+            return f"could not read: {data.get('error')}"
+        count = len(data.get("messages") or [])
+        return (
+            f"{count} message{'' if count == 1 else 's'} in {data.get('folder')} "
+            f"over {str(data.get('protocol')).upper()} from {data.get('hostname')}"
+        )
     reply = data.get("reply") or {}
     said = " ".join(str(reply[k]) for k in ("code", "enhanced", "text") if reply.get(k))
     if kind == "connect":
@@ -407,6 +416,11 @@ class LabSession:
                 result = lab.dig(run.node, run.name, run.type)
             elif isinstance(run, ConnectRun):
                 result = lab.connect(run.node, run.host, run.port)
+            elif isinstance(run, ReadRun):
+                reader = getattr(lab, "read", None)
+                if reader is None:
+                    raise LabError("this lab cannot read mailboxes (no read experiment)")
+                result = reader(run.node, run.user, run.password, **run.kwargs())
             else:
                 assert isinstance(run, SendRun)
                 result = lab.send(run.node, list(run.to), **run.kwargs())

@@ -39,6 +39,7 @@ from sim.lab.model import (
     LabDef,
     Predicate,
     QuestionStep,
+    ReadRun,
     SendRun,
     Step,
     TaskStep,
@@ -175,6 +176,19 @@ def _experiment(raw: Any, path: FilePath) -> ExperimentRun:
         )
     if kind == "connect":
         return ConnectRun(str(args["from"]), str(args["host"]), int(args["port"]), path=at)
+    if kind == "read":
+        return ReadRun(
+            node=str(args["from"]),
+            via=str(args["via"]),
+            user=str(args["user"]),
+            password=str(args["password"]),
+            protocol=str(args.get("protocol", "imap")),
+            folder=str(args.get("folder", "INBOX")),
+            tls=bool(args.get("tls", True)),
+            port=args.get("port"),
+            peek=bool(args.get("peek", False)),
+            path=at,
+        )
     to = args["to"]
     return SendRun(
         node=str(args["from"]),
@@ -403,6 +417,29 @@ class _Meaning:
                     "(a direct send speaks to the MX on port 25, which does not "
                     "authenticate senders)",
                 )
+
+        if isinstance(run, ReadRun):
+            self._mailbox_host(run.via, (*run.path, "via"))
+            if run.protocol == "pop3" and run.folder.upper() != "INBOX":
+                self.add((*run.path, "folder"), "POP3 has no folders: it reads the INBOX only")
+
+    def _mailbox_host(self, via: str, path: FilePath) -> None:
+        """A node named in ``via`` must run the mailbox service (an address or
+        a host name is looked up when the experiment runs)."""
+        topology = self.topology
+        if topology is None:
+            return
+        try:
+            found = topology.node(via)
+        except KeyError:
+            return
+        if found.services.mailbox is None:
+            names = [n.name for n in topology.hosts() if n.services.mailbox is not None]
+            self.add(
+                path,
+                f"{via} runs no mailbox service to read from "
+                f"(mailbox hosts: {', '.join(names) or 'none'})",
+            )
 
     def _submission(self, node: str, path: FilePath) -> None:
         topology = self.topology

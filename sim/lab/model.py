@@ -39,6 +39,7 @@ __all__ = [
     "LabDef",
     "Predicate",
     "QuestionStep",
+    "ReadRun",
     "SendRun",
     "Step",
     "StepKind",
@@ -131,7 +132,42 @@ class SendRun:
         return out
 
 
-ExperimentRun = DigRun | ConnectRun | SendRun
+@dataclass(frozen=True)
+class ReadRun:
+    """Read a mailbox from ``node`` as a mail client would: the arguments of
+    :meth:`sim.Lab.read` (IMAP or POP3 to the mailbox host ``via``)."""
+
+    node: str
+    via: str
+    user: str
+    password: str
+    protocol: str = "imap"
+    folder: str = "INBOX"
+    tls: bool = True
+    port: int | None = None
+    peek: bool = False
+    path: FilePath = field(default=(), compare=False)
+
+    kind = "read"
+
+    def describe(self) -> str:
+        return f"read {self.user}'s {self.folder} from {self.node} via {self.via} ({self.protocol})"
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`sim.Lab.read` after node, user, password."""
+        out: dict[str, Any] = {
+            "via": self.via,
+            "protocol": self.protocol,
+            "folder": self.folder,
+            "tls": self.tls,
+            "peek": self.peek,
+        }
+        if self.port is not None:
+            out["port"] = self.port
+        return out
+
+
+ExperimentRun = DigRun | ConnectRun | SendRun | ReadRun
 
 
 # -- checks and actions ----------------------------------------------------

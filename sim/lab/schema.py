@@ -124,6 +124,41 @@ EXPERIMENT_SPEC = OneKey(
             ),
             description="a message",
         ),
+        "read": Field(
+            Record(
+                {
+                    "from": _NODE,
+                    "via": Field(
+                        Str(),
+                        required=True,
+                        description="the mailbox host: a node running `mailbox`, or its name",
+                    ),
+                    "user": Field(Str(), required=True, description="the mailbox owner"),
+                    "password": Field(Str(), required=True),
+                    "protocol": Field(
+                        Str(enum=("imap", "pop3")), default="imap", description="imap or pop3"
+                    ),
+                    "folder": Field(
+                        Str(), default="INBOX", description="the folder (IMAP): INBOX, Junk"
+                    ),
+                    "tls": Field(
+                        Bool(),
+                        default="true",
+                        description="STARTTLS/STLS before logging in; false shows the "
+                        "server refusing a clear-text password",
+                    ),
+                    "port": Field(Int(minimum=1, maximum=65535), description="override the port"),
+                    "peek": Field(
+                        Bool(),
+                        default="false",
+                        description="look without marking messages read",
+                    ),
+                },
+                name="Read",
+                description="Read a mailbox as a mail client would (IMAP or POP3).",
+            ),
+            description="a mailbox read over IMAP or POP3",
+        ),
     },
     name="Experiment",
     description="What a student runs from a node: one key naming the experiment.",
