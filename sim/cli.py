@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     for module in ("sim.lab.commands", "sim.graphcmd", "sim.net.mnclean", "sim.tui.command",
-                   "sim.read"):
+                   "sim.read", "sim.scaffold"):
         try:
             registrar = importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -42,6 +42,7 @@ __all__ = [
     "Journey",
     "Picture",
     "ResultCard",
+    "TraceSource",
     "TraceTable",
     "draw_path",
     "draw_topology",
@@ -231,7 +232,8 @@ class TraceTable:
             body.append(f'<tr style="background:{tone}" data-kind="{event.kind}">{tds}</tr>')
         caption = f"{len(self.rows)} events"
         if self.hidden:
-            caption += f" ({self.hidden} DNS packets not shown: dns_packets=True shows them)"
+            packets = "packet" if self.hidden == 1 else "packets"
+            caption += f" ({self.hidden} DNS {packets} not shown: dns_packets=True shows them)"
         if self.title:
             caption = f"{html.escape(self.title)}: {caption}"
         return (
@@ -415,7 +417,10 @@ def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:
         if verdict in ("drop", "reject"):
             # Where it would have gone, had the router let it pass.
             leg_stop = str(data.get("router") or hops[-1])
-            planned = network.route(hops[0], str(data.get("dst")))
+            try:
+                planned = network.route(hops[0], str(data.get("dst")))
+            except ValueError:  # no destination address recorded
+                planned = None
             if planned is not None and planned[: len(hops)] == hops:
                 hops = planned
         elif verdict not in (None, "accept"):

@@ -335,6 +335,7 @@ class _Reader:
         self.stage = "greeting"
         self.tls: dict[str, Any] | None = None
         self.messages: list[dict[str, Any]] = []
+        self.reply: dict[str, Any] | None = None
 
     @property
     def implicit(self) -> bool:
@@ -359,9 +360,15 @@ class _Reader:
             **self.tls,
         )
 
-    def fail(self, error: str) -> tuple[str, str, dict[str, Any] | None]:
+    def freeze(self) -> None:
+        """Keep the reply the read failed on (a polite LOGOUT/QUIT follows)."""
         self.dialogue.flush()
-        return error, self.stage, self.dialogue.last
+        if self.reply is None:
+            self.reply = self.dialogue.last
+
+    def fail(self, error: str, with_reply: bool = True) -> tuple[str, str, dict[str, Any] | None]:
+        self.freeze()
+        return error, self.stage, self.reply if with_reply else None
 
     def run(self) -> tuple[str, str, dict[str, Any] | None] | None:
         """None on success, else (error, stage, reply)."""
@@ -375,16 +382,19 @@ class _Reader:
         except _Stop as stop:
             return self.fail(str(stop))
         except ssl.SSLError as err:
-            return self.fail(f"TLS handshake failed: {getattr(err, 'verify_message', None) or err}")
+            reason = getattr(err, "verify_message", None) or err
+            return self.fail(f"TLS handshake failed: {reason}", with_reply=False)
         except (imaplib.IMAP4.error, poplib.error_proto) as err:
             text = err.args[0] if err.args else err
             if isinstance(text, bytes):
                 text = text.decode("utf-8", "replace")
             return self.fail(f"{self.stage}: {text}")
         except TimeoutError:
-            return self.fail(f"{self.stage}: no answer from the server in {REAL_TIMEOUT:.0f} s")
+            return self.fail(
+                f"{self.stage}: no answer from the server in {REAL_TIMEOUT:.0f} s", with_reply=False
+            )
         except OSError as err:
-            return self.fail(f"{self.stage}: connection lost ({err.strerror or err})")
+            return self.fail(f"{self.stage}: connection lost ({err.strerror or err})", False)
         finally:
             self.dialogue.flush()
             self.sock.close()
@@ -431,6 +441,7 @@ class _Reader:
             self.stage = "logout"
             client.logout()
         except BaseException:
+            self.freeze()
             with contextlib.suppress(Exception):
                 if self.stage in ("login", "select", "fetch"):
                     client.logout()  # a polite client says goodbye even after a NO
@@ -493,6 +504,7 @@ class _Reader:
             self.stage = "quit"
             client.quit()
         except BaseException:
+            self.freeze()
             with contextlib.suppress(Exception):
                 if self.stage in ("login", "list", "fetch"):
                     client.quit()

@@ -65,7 +65,7 @@ def fetch_meta(client: imaplib.IMAP4, what: str, items: str, uid: bool = False) 
 
 
 def flags(client: imaplib.IMAP4, seq: str = "1:*") -> list[str]:
-    return [re.search(r"FLAGS \(([^)]*)\)", m).group(1) for m in fetch_meta(client, seq, "(FLAGS)")]  # type: ignore[union-attr]
+    return [re.search(r"FLAGS \(([^)]*)\)", m).group(1) for m in fetch_meta(client, seq, "(FLAGS)")]
 
 
 # -- pure parsing -----------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_select_moves_new_mail_to_cur_and_body_fetch_sets_seen(lab: Lab) -> None
     assert files(lab)["cur"] == sorted([f"{first}:2,", f"{second}:2,"])
 
     typ, data = client.fetch("1", "(BODY[])")
-    body = data[0][1]  # type: ignore[index]
+    body = data[0][1]
     assert b"Subject: first" in body and body.count(b"\r\n") == body.count(b"\n")
     # RFC 3501 §6.4.5: the implicit \Seen is reported with the data.
     assert data[1] == b" FLAGS (\\Seen \\Recent))"
@@ -201,10 +201,10 @@ def test_rfc822_size_matches_the_octets_sent(lab: Lab) -> None:
     deliver(lab, "sized", body="line one\nline two\n.\n..dots\n")
     client = connect(lab)
     client.select("INBOX")
-    typ, data = client.fetch("1", "(RFC822.SIZE RFC822)")
-    size = int(re.search(r"RFC822\.SIZE (\d+)", data[0][0].decode()).group(1))  # type: ignore[union-attr,index]
-    assert size == len(data[0][1])  # type: ignore[index]
-    assert data[0][1].endswith(b"line two\r\n.\r\n..dots\r\n")  # type: ignore[index]
+    _typ, data = client.fetch("1", "(RFC822.SIZE RFC822)")
+    size = int(re.search(r"RFC822\.SIZE (\d+)", data[0][0].decode()).group(1))
+    assert size == len(data[0][1])
+    assert data[0][1].endswith(b"line two\r\n.\r\n..dots\r\n")
     client.logout()
 
 
@@ -213,7 +213,7 @@ def test_store_flags_rename_files_and_expunge_deletes(lab: Lab) -> None:
     client = connect(lab)
     client.select("INBOX")
     typ, data = client.store("2", "+FLAGS", "(\\Flagged \\Answered)")
-    assert typ == "OK" and b"FLAGS (\\Answered \\Flagged \\Recent)" in data[0]  # type: ignore[operator]
+    assert typ == "OK" and b"FLAGS (\\Answered \\Flagged \\Recent)" in data[0]
     assert f"{keys[1]}:2,FR" in files(lab)["cur"]
     client.store("2", "-FLAGS", "(\\Answered)")
     assert f"{keys[1]}:2,F" in files(lab)["cur"]
@@ -221,7 +221,7 @@ def test_store_flags_rename_files_and_expunge_deletes(lab: Lab) -> None:
     assert f"{keys[1]}:2,S" in files(lab)["cur"]
 
     typ, data = client.uid("STORE", "1,3", "+FLAGS", "(\\Deleted)")
-    assert typ == "OK" and all(b"UID" in d for d in data)  # type: ignore[operator]
+    assert typ == "OK" and all(b"UID" in d for d in data)
     assert f"{keys[0]}:2,T" in files(lab)["cur"]
     typ, data = client.expunge()
     # RFC 3501 §7.4.1: each EXPUNGE renumbers the rest; descending order.
@@ -240,7 +240,7 @@ def test_close_expunges_silently_and_examine_changes_nothing(lab: Lab) -> None:
     typ, data = client.fetch("1", "(BODY[])")
     assert typ == "OK" and files(lab)["new"] == sorted(keys)  # no \Seen either
     typ, data = client.store("1", "+FLAGS", "(\\Deleted)")
-    assert typ == "NO" and b"read-only" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"read-only" in data[0]
     client.close()
     client.select("INBOX")
     client.store("2", "+FLAGS", "(\\Deleted)")
@@ -285,9 +285,9 @@ def test_list_status_and_the_junk_folder(lab: Lab) -> None:
     subjects = [m for m in fetch_meta(client, "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")]
     assert len(subjects) == 2
     typ, data = client.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    assert data[0][1] == b"Subject: spam two\r\n\r\n"  # type: ignore[index]
+    assert data[0][1] == b"Subject: spam two\r\n\r\n"
     typ, data = client.select("Nope")
-    assert typ == "NO" and b"NONEXISTENT" in data[0]  # type: ignore[operator]
+    assert typ == "NO" and b"NONEXISTENT" in data[0]
     # A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1). imaplib
     # knows and would refuse to send FETCH: ask the server all the same.
     client.state = "SELECTED"
@@ -300,19 +300,19 @@ def test_envelope_header_text_and_partial(lab: Lab) -> None:
     deliver(lab, "parts", body="body line\n")
     client = connect(lab)
     client.select("INBOX")
-    typ, data = client.fetch("1", "(ENVELOPE INTERNALDATE)")
-    meta = data[0].decode()  # type: ignore[union-attr]
+    _, data = client.fetch("1", "(ENVELOPE INTERNALDATE)")
+    meta = data[0].decode()
     assert '"parts" (("Alice" NIL "alice" "good.example"))' in meta
     assert re.search(r'INTERNALDATE "\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d \+0000"', meta)
-    typ, data = client.fetch("1", "(BODY.PEEK[TEXT] BODY.PEEK[]<0.5> BODY.PEEK[HEADER])")
+    _, data = client.fetch("1", "(BODY.PEEK[TEXT] BODY.PEEK[]<0.5> BODY.PEEK[HEADER])")
     got = {d[0].decode().split()[-2].lstrip("("): d[1] for d in data if isinstance(d, tuple)}
     assert got["BODY[TEXT]"] == b"body line\r\n"
     assert got["BODY[]<0>"] == b"From:"
     assert got["BODY[HEADER]"].startswith(b"From: Alice") and got["BODY[HEADER]"].endswith(
         b"\r\n\r\n"
     )
-    typ, data = client.fetch("1", "(FLAGS)")
-    assert b"\\Seen" not in data[0]  # type: ignore[operator]
+    _typ, data = client.fetch("1", "(FLAGS)")
+    assert b"\\Seen" not in data[0]
     client.logout()
 
 
@@ -327,7 +327,7 @@ def test_noop_reports_new_mail_and_other_sessions_changes(lab: Lab) -> None:
     client.response("EXISTS")  # imaplib keeps SELECT's; forget it
     client.noop()
     assert client.response("EXISTS") == ("EXISTS", [b"2"])
-    assert any(b"FLAGS (\\Flagged" in d for d in client.response("FETCH")[1])  # type: ignore[operator]
+    assert any(b"FLAGS (\\Flagged" in d for d in client.response("FETCH")[1])
     other.store("1", "+FLAGS", "(\\Deleted)")
     other.expunge()
     client.noop()
@@ -370,8 +370,13 @@ def test_bad_arguments_when_logged_in(lab: Lab) -> None:
     deliver(lab, "x")
     client = connect(lab)
     client.select("INBOX")
-    for what, items in [("0", "(FLAGS)"), ("5", "(FLAGS)"), ("1", "(BODY[1.MIME])"),
-                        ("1", "(BODYSTRUCTURE)"), ("x", "(FLAGS)")]:  # fmt: skip
+    for what, items in [
+        ("0", "(FLAGS)"),
+        ("5", "(FLAGS)"),
+        ("1", "(BODY[1.MIME])"),
+        ("1", "(BODYSTRUCTURE)"),
+        ("x", "(FLAGS)"),
+    ]:
         with pytest.raises(imaplib.IMAP4.error):
             client.fetch(what, items)
     assert client.uid("FETCH", "99", "(FLAGS)") == ("OK", [None])  # unknown UIDs: nothing

@@ -22,6 +22,7 @@ from sim.errors import SimError
 from sim.lab.engine import CheckOutcome, LabSession
 from sim.lab.loader import load_lab, validate_lab_file
 from sim.lab.model import LabDef, TaskStep
+from sim.net.requirements import missing as mininet_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 LABS = {
@@ -97,6 +98,25 @@ def test_maillab_check_passes_labs_2_to_5_on_the_local_backend(
     assert "538 5.7.11" in steps["submission", "auth-in-the-clear"]
     assert "450 4.7.1" in steps["ip-reputation", "not-confirmed"]
     assert "spf=permerror" in steps["spf", "too-many-lookups"]
+
+
+@pytest.mark.slow
+@pytest.mark.mininet
+@pytest.mark.skipif(mininet_missing() is not None, reason=f"mininet: {mininet_missing()}")
+def test_maillab_check_passes_labs_2_to_5_on_the_mininet_backend(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Real iptables rules on the isp router: `firewall_set` recompiles them.
+    code = sim.cli.main(["check", *LABS, "--backend", "mininet", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    failures = [
+        (lab["id"], step["id"], step["detail"])
+        for lab in report["labs"]
+        for step in lab["steps"]
+        if not step["passed"]
+    ]
+    assert code == 0, failures
+    assert report["backend"] == "mininet"
 
 
 @pytest.mark.parametrize("lab_id", list(LABS))

@@ -5,13 +5,15 @@ feedback, the hint and the real-world outcome they should."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from sim.cli import main
+from sim.errors import LabFileError
 from sim.lab.engine import LabSession
 from sim.lab.loader import load_lab
 from sim.lab.model import LabDef, QuestionStep, TaskStep
@@ -23,6 +25,7 @@ FILES = {
     "dmarc": "07-dmarc.yaml",
     "borrowed-reputation": "08-borrowed-reputation.yaml",
     "reliability": "09-reliability.yaml",
+    "mta-mda": "10-mta-mda.yaml",
 }
 ALICE = {
     "from": "laptop",
@@ -63,7 +66,7 @@ def send(session: LabSession, **kwargs: Any) -> dict[str, Any]:
 # -- the reference paths, as `maillab check` runs them -----------------------
 
 
-def test_maillab_check_passes_labs_6_to_9(capsys: pytest.CaptureFixture[str]) -> None:
+def test_maillab_check_passes_labs_6_to_10(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["check", *FILES, "--labs-dir", str(LABS), "--json"])
     report = json.loads(capsys.readouterr().out)
     failed = [
@@ -121,6 +124,9 @@ def test_dkim_key_under_the_wrong_selector_is_permerror(session: LabSession) -> 
     )
     assert wrong.ok, wrong.message
     assert "v=DKIM1" in wrong.message
+    # The whole value, and where the signer's verifiers will look for it.
+    assert wrong.data["txt"].startswith("v=DKIM1; k=rsa; p=MII")
+    assert wrong.data["key_name"] == "mail2026._domainkey.home.example."
     outcome = session.check("publish-key")
     assert not outcome.passed
     assert "dkim=permerror, expected pass" in outcome.detail
@@ -226,7 +232,13 @@ def test_dmarc_reject_without_test_mode_rejects_the_forgery(session: LabSession)
     )
     session.apply(
         "shop-testing",
-        {"dns_add": {"node": "ns", "zone": "shop.example", "record": '_dmarc TXT "v=DMARC1; p=reject"'}},
+        {
+            "dns_add": {
+                "node": "ns",
+                "zone": "shop.example",
+                "record": '_dmarc TXT "v=DMARC1; p=reject"',
+            }
+        },
     )
     outcome = session.check("shop-testing")
     assert not outcome.passed
@@ -334,8 +346,10 @@ def test_reliability_flush_too_early_is_greylisted_again(session: LabSession) ->
     assert first.passed, first.detail
     flushed = session.apply("wait-for-retry", {"relay_flush": {"node": "smtp-isp"}})
     assert flushed.ok
+    # A minute: the flushed attempt finishes, but the greylisting delay does not pass.
+    waited = session.apply("wait-for-retry", {"settle": "1m"})
+    assert waited.ok and "1 message still queued" in waited.message
     assert session.lab is not None
-    session.lab.settle("1m")  # the flushed attempt finishes; no lab time for a real retry
     outcome = session.check("wait-for-retry")
     assert not outcome.passed
     assert outcome.hint == task(session, "wait-for-retry").hints[0]
@@ -360,3 +374,108 @@ def test_reliability_warning_comes_before_giving_up(session: LabSession) -> None
     before = session.check("give-up")
     assert not before.passed
     assert "smtp-isp's queue holds 1 message, expected exactly 0" in before.detail
+
+
+# -- lab 10: MTA and MDA --------------------------------------------------------
+
+
+@pytest.mark.parametrize("session", ["mta-mda"], indirect=True)
+def test_mta_mda_wrong_answer_and_undone_task(session: LabSession) -> None:
+    feedback = session.answer("reading-received", "a")
+    assert not feedback.correct
+    assert "forge" in feedback.text
+    outcome = session.check("mta-maintenance")
+    assert not outcome.passed
+    assert outcome.hint == task(session, "mta-maintenance").hints[0]
+    assert "the outcome was delivered" in outcome.detail
+
+
+@pytest.mark.parametrize("session", ["mta-mda"], indirect=True)
+def test_mta_back_up_but_not_retried_yet(session: LabSession) -> None:
+    assert session.run_experiment("send-to-bob").passed
+    session.solve("mta-maintenance")
+    assert session.check("mta-maintenance").passed
+    # The MDA serves bob while the MTA is down.
+    reading = session.run_experiment("read-imap")
+    assert reading.passed, reading.detail
+    # Half the fix: the MX is back, but the queued message waits for its
+    # retry (5 lab minutes away; lab time here runs like real time).
+    assert session.apply("mta-back", {"mx_up": {"node": "mx-qq"}}).ok
+    outcome = session.check("mta-back")
+    assert not outcome.passed
+    assert outcome.hint == task(session, "mta-back").hints[0]
+    assert "smtp-isp's queue holds 1 message, expected exactly 0" in outcome.detail
+    assert session.apply("mta-back", {"settle": "1h"}).ok
+    assert session.check("mta-back").passed
+
+
+@pytest.mark.parametrize("session", ["mta-mda"], indirect=True)
+def test_reading_without_tls_is_refused(session: LabSession) -> None:
+    session.run_experiment("send-to-bob")
+    assert session.lab is not None
+    read = cast(Any, session.lab).read
+    clear = read("bob-pc", "bob", "bob-secret", via="mx-qq", tls=False)
+    assert clear.error is not None and clear.stage == "login"
+    assert not clear.messages
+    wrong = read("bob-pc", "bob", "wrong", via="mx-qq", protocol="pop3")
+    assert wrong.error is not None and wrong.stage == "login"
+    pop = read("bob-pc", "bob", "bob-secret", via="mx-qq", protocol="pop3")
+    assert pop.error is None
+    assert [m["subject"] for m in pop.messages] == ["Dinner on Saturday"]
+
+
+# -- the engine additions these labs use -----------------------------------------
+
+
+def _lab_file(tmp_path: Path, topology: str, steps: str) -> Path:
+    (tmp_path / "topologies").mkdir()
+    shutil.copy(ROOT / "topologies" / f"{topology}.yaml", tmp_path / "topologies")
+    (tmp_path / "labs").mkdir()
+    path = tmp_path / "labs" / "x.yaml"
+    path.write_text(
+        f"id: x\ntitle: X\ntopology: {topology}\nestimated_time: 5m\ngoals: [g]\nsteps:\n{steps}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_dkim_publish_is_checked_against_the_topology(tmp_path: Path) -> None:
+    path = _lab_file(
+        tmp_path,
+        "dkim",
+        """  - id: t
+    kind: task
+    title: T
+    text: T
+    checks: [{expect: [{mailbox: {address: bob@qq.example}}]}]
+    hints: [h]
+    solution:
+      - dkim_publish: {node: ns, zone: home.example, name: s._domainkey, signer: mx-qq}
+""",
+    )
+    with pytest.raises(LabFileError) as err:
+        load_lab(path)
+    assert any("mx-qq signs nothing" in p.message for p in err.value.problems)
+
+
+def test_read_needs_a_mailbox_host(tmp_path: Path) -> None:
+    path = _lab_file(
+        tmp_path,
+        "mta-mda",
+        """  - id: r
+    kind: experiment
+    title: R
+    run: {read: {from: bob-pc, via: smtp-isp, user: bob, password: x}}
+    expect: [{messages: {min: 1}}]
+  - id: d
+    kind: experiment
+    title: D
+    run: {dig: {from: bob-pc, name: qq.example}}
+    expect: [{messages: {min: 1}}]
+""",
+    )
+    with pytest.raises(LabFileError) as err:
+        load_lab(path)
+    messages = [p.message for p in err.value.problems]
+    assert any("smtp-isp runs no mailbox service" in m for m in messages)
+    assert any("messages tests the result of read, not of dig" in m for m in messages)

@@ -7,11 +7,13 @@ this interpreter (not whatever ``python3`` kernel a user has installed), in
 the ``notebooks/`` directory, as Jupyter would.
 
 Also checked without a kernel: notebooks are committed without outputs, and
-every code cell is introduced by a Markdown cell that says what it is for.
+every code cell is introduced by a Markdown cell that says what it is for;
+and the display helpers of :mod:`sim.notebook` on hand-made traces.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -21,21 +23,28 @@ from typing import Any
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="the notebooks extra is not installed")
-nbclient = pytest.importorskip("nbclient", reason="the notebooks extra is not installed")
-pytest.importorskip("ipykernel", reason="the notebooks extra is not installed")
-pytest.importorskip("matplotlib", reason="the notebooks extra is not installed")
-
-from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
-from jupyter_client.manager import AsyncKernelManager  # noqa: E402
-from nbclient.exceptions import CellExecutionError  # noqa: E402
+import sim
+from sim.notebook import draw_path, journey, lab_time, show_result, trace_table
+from sim.send import SendResult
+from sim.trace import Trace, TraceEvent
 
 ROOT = Path(__file__).resolve().parent.parent
+JUPYTER_MISSING = [
+    m
+    for m in ("nbformat", "nbclient", "ipykernel", "matplotlib")
+    if not importlib.util.find_spec(m)
+]
+needs_jupyter = pytest.mark.skipif(
+    bool(JUPYTER_MISSING),
+    reason=f"the notebooks extra is not installed ({', '.join(JUPYTER_MISSING)} missing)",
+)
 NOTEBOOKS = ROOT / "notebooks"
 NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("*.ipynb"))
 #: Real seconds any one cell may take (lab time makes days of retries quick).
 CELL_TIMEOUT = 90
-#: The four walkthroughs together should stay well under a minute on 2 cores.
+#: Real seconds a whole notebook may take: the four together stay near half a minute.
+NOTEBOOK_BUDGET = 60
+#: The kernel spec written for the tests (see ``kernel_dir``).
 KERNEL = "maillab-test-python"
 
 
@@ -78,6 +87,12 @@ def _kernel_env() -> dict[str, str]:
 
 
 def _execute(path: Path, kernel_dir: Path) -> tuple[Any, float]:
+    import nbclient
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient.exceptions import CellExecutionError
+
     notebook = nbformat.read(path, as_version=4)
     manager = AsyncKernelManager(
         kernel_name=KERNEL,
@@ -101,6 +116,7 @@ def _execute(path: Path, kernel_dir: Path) -> tuple[Any, float]:
     return notebook, time.monotonic() - started
 
 
+@needs_jupyter
 @pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=[p.stem for p in NOTEBOOK_FILES])
 def test_notebook_runs_clean(path: Path, kernel_dir: Path) -> None:
     notebook, seconds = _execute(path, kernel_dir)
@@ -116,11 +132,14 @@ def test_notebook_runs_clean(path: Path, kernel_dir: Path) -> None:
             assert "image/png" in shown, f"{path.name}: no picture from\n{cell.source}"
         if last.startswith(("show_result(", "trace_table(", "display(")) or last.endswith("_side"):
             assert "text/html" in shown, f"{path.name}: no table from\n{cell.source}"
-    assert seconds < 60, f"{path.name} took {seconds:.0f} s: keep notebooks quick"
+    assert seconds < NOTEBOOK_BUDGET, f"{path.name} took {seconds:.0f} s: keep notebooks quick"
 
 
+@needs_jupyter
 @pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=[p.stem for p in NOTEBOOK_FILES])
 def test_notebook_is_committed_clean_and_explained(path: Path) -> None:
+    import nbformat
+
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
     assert notebook.metadata.get("kernelspec", {}).get("name") == "python3"
@@ -138,3 +157,146 @@ def test_notebook_is_committed_clean_and_explained(path: Path) -> None:
             assert "sleep(" not in cell.source
         previous = cell.cell_type
     assert "lab.stop()" in notebook.cells[-1].source
+
+
+# -- the helpers, on hand-made traces ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def home_isp() -> Any:
+    return sim.load_topology(ROOT / "topologies" / "home-isp.yaml")
+
+
+@pytest.fixture(scope="module")
+def internet() -> Any:
+    return sim.load_topology(ROOT / "topologies" / "internet.yaml")
+
+
+def net(
+    t: float,
+    path: list[str],
+    dst: str,
+    port: int,
+    verdict: str = "accept",
+    router: str | None = None,
+    proto: str = "tcp",
+) -> TraceEvent:
+    return TraceEvent(
+        t,
+        "net",
+        path[0],
+        f"{proto} to {dst}:{port} {verdict}",
+        {
+            "src": "x",
+            "dst": dst,
+            "proto": proto,
+            "port": port,
+            "verdict": verdict,
+            "path": path,
+            "router": router,
+        },
+    )
+
+
+def test_a_dropped_connection_is_drawn_to_its_destination_and_stopped_at_the_router(
+    home_isp: Any,
+) -> None:
+    trace = Trace(
+        events=[
+            net(1.0, ["laptop", "isp", "internet", "ns"], "198.51.100.53", 53, proto="udp"),
+            net(2.0, ["laptop", "isp"], "203.0.113.25", 25, "drop", router="isp"),
+        ]
+    )
+    way = journey(home_isp, trace)
+    # The UDP DNS packet is not the message's way; the dropped SYN is, and
+    # the rest of its route (which the router never let it take) is known.
+    assert way.path == ("laptop", "isp", "internet", "mx-qq")
+    assert way.stopped_at == "isp"
+
+
+def test_submission_and_relay_legs_join_and_a_retry_elsewhere_replaces_the_leg(
+    internet: Any,
+) -> None:
+    trace = Trace(
+        events=[
+            net(1.0, ["laptop", "isp", "smtp-isp"], "192.0.2.25", 587),
+            net(2.0, ["smtp-isp", "isp", "internet", "mx1-backup"], "203.0.113.50", 25),
+            net(2.1, ["smtp-isp", "isp", "internet", "mx1-backup"], "203.0.113.50", 25),
+            net(3.0, ["smtp-isp", "isp", "internet", "mx2-backup"], "203.0.113.51", 25),
+        ]
+    )
+    way = journey(internet, trace)
+    assert way.path == ("laptop", "isp", "smtp-isp", "isp", "internet", "mx2-backup")
+    assert way.stopped_at is None
+    assert len(way.legs) == 3  # the repeated attempt to mx1 counts once
+
+
+def test_a_refusal_by_the_receiver_stops_the_way_at_the_receiver(internet: Any) -> None:
+    result = SendResult(
+        outcome="rejected",
+        stage="rcpt",
+        reply={"code": 550, "enhanced": "5.7.25", "text": "no <PTR>"},
+        checks={"ptr": "fail"},
+    )
+    result.trace = Trace(
+        events=[net(1.0, ["vps-noptr", "hosting", "internet", "mx-qq"], "203.0.113.25", 25)]
+    )
+    assert journey(internet, result).stopped_at == "mx-qq"
+    card = show_result(result)
+    assert card.outcome == "rejected"
+    assert card.row("reply") == "550 5.7.25 no <PTR>"
+    assert ("ptr", "fail") in card.checks
+    rendered = card._repr_html_()
+    assert "no &lt;PTR&gt;" in rendered and "no <PTR>" not in rendered
+
+
+def test_trace_table_filters_hides_dns_packets_and_escapes() -> None:
+    trace = Trace(
+        events=[
+            net(1.0, ["laptop", "isp", "internet", "ns"], "198.51.100.53", 53, proto="udp"),
+            TraceEvent(1.1, "dns", "ns", "asked MX qq.example", {"rcode": "NOERROR"}),
+            TraceEvent(
+                2.0, "smtp", "laptop", "→ MAIL FROM:<a@home.example> ← 550 no", {"code": 550}
+            ),
+            TraceEvent(3.0, "check", "mx-qq", "spf pass", {"check": "spf", "result": "pass"}),
+        ]
+    )
+    table = trace_table(trace)
+    assert table.kinds() == ["dns", "smtp", "check"] and table.hidden == 1
+    assert trace_table(trace, dns_packets=True).kinds() == ["net", "dns", "smtp", "check"]
+    assert trace_table(trace, kinds="check", nodes=["mx-qq"]).kinds() == ["check"]
+    assert trace_table(trace.events[2:]).kinds() == ["smtp", "check"]
+    html = table._repr_html_()
+    assert "MAIL FROM:&lt;a@home.example&gt;" in html
+    assert html.count("<tr") == 4  # the header and three events
+    assert "1 DNS packet not shown" in html
+    assert "MAIL FROM:<a@home.example>" in str(table)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0:00:00.0"),
+        (163.75, "0:02:43.7"),
+        (8 * 3600 + 35 * 60 + 4, "8:35:04.0"),
+        (86400 + 3661.5, "1d 01:01:01.5"),
+    ],
+)
+def test_lab_time_reads_like_a_clock(seconds: float, text: str) -> None:
+    assert lab_time(seconds) == text
+
+
+@needs_jupyter
+def test_draw_path_numbers_a_node_passed_twice_once(internet: Any) -> None:
+    trace = Trace(
+        events=[
+            net(1.0, ["laptop", "isp", "smtp-isp"], "192.0.2.25", 587),
+            net(2.0, ["smtp-isp", "isp", "internet", "mx-qq"], "203.0.113.25", 25),
+        ]
+    )
+    picture = draw_path(internet, trace)
+    labels = {t.get_gid(): t for ax in picture.figure.axes for t in ax.texts}
+    # isp is hop 2 (out to the relay) and hop 4 (the relay's way out).
+    assert labels["hop-2"].get_text() == "2,4" and labels["hop-2"].get_visible()
+    assert not labels["hop-4"].get_visible()
+    assert picture.png()[:8] == b"\x89PNG\r\n\x1a\n"

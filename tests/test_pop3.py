@@ -42,7 +42,7 @@ def connect(lab: Lab, *, login: bool = True) -> poplib.POP3:
 def wait_for(condition: object, seconds: float = 5.0) -> None:
     """The server applies QUIT's changes a moment after the client hears +OK."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not condition():  # type: ignore[operator]
+    while time.monotonic() < deadline and not condition():
         time.sleep(0.02)
 
 
@@ -132,7 +132,7 @@ def test_retr_then_quit_marks_read_and_without_quit_nothing_changes(lab: Lab) ->
     # A session that retrieves and then just goes away changes nothing (RFC 1939 §6).
     client = connect(lab)
     client.retr(1)
-    client.sock.close()
+    client.close()
     time.sleep(0.1)
     assert files(lab) == {"new": sorted([read, unread]), "cur": []}
     client = connect(lab)  # the maildrop lock went with the dropped session
@@ -232,7 +232,7 @@ def test_client_disconnecting_mid_command(lab: Lab) -> None:
     client = connect(lab)
     client.dele(1)
     client.sock.sendall(b"QU")  # QUIT never completed: no UPDATE state
-    client.sock.close()
+    client.close()
     time.sleep(0.1)
     assert files(lab)["new"] == [key]
     client = connect(lab)  # serving, and the lock is free again

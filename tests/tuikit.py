@@ -122,7 +122,7 @@ class CannedStarter:
 
 async def settle(pilot: Pilot[Any]) -> None:
     """Wait until the engine's workers are done and the screen has caught up."""
-    for _ in range(4):
+    for _ in range(2):
         await pilot.pause()
         await pilot.app.workers.wait_for_complete()
     await pilot.pause()
@@ -138,7 +138,9 @@ def lab_screen(app: MaillabApp) -> Any:
 
 async def choose(pilot: Pilot[Any], select: Select[str], value: str) -> None:
     """Pick ``value`` in a Select with the keyboard."""
-    values = [v for _, v in select._options if isinstance(v, str)]  # noqa: SLF001
+    if select.value == value:
+        return
+    values = [v for _, v in select._options if isinstance(v, str)]
     current = values.index(str(select.value)) if select.value in values else 0
     select.focus()
     await pilot.press("enter")

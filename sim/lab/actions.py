@@ -583,6 +583,7 @@ def apply_action(
         command = action.args["command"] if action.name == "control" else definition.command
         assert service is not None
         control_args = definition.control_args(action.args)
+        published: dict[str, Any] = {}
         if action.name == "dkim_publish":
             state_dir = getattr(lab, "state_dir", None)
             if state_dir is None:
@@ -590,7 +591,10 @@ def apply_action(
             record, pair = dkim_record(action.args, topology, Path(state_dir))
             control_args = {"zone": action.args["zone"], "text": record}
             summary += f': "{pair.txt[:40]}…"'
+            # The whole value, as a provider's setup page shows it.
+            published = {"record": record, "txt": pair.txt, "key_name": pair.record_name}
         data = lab.control(str(action.args["node"]), service, str(command), **control_args)
+        data = {**dict(data or {}), **published}
     except (SimError, ValueError, LookupError, NotImplementedError) as err:
         # The service refused the edit (a record that is not there, a zone
         # rule broken): the student sees why, the lab keeps running.

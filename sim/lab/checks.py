@@ -300,13 +300,18 @@ def _messages(
     if result.get("error"):
         return PredicateOutcome(False, f"the client could not read {folder}: {result['error']}")
     messages = list(result.get("messages") or [])
-    what = "message"
+    filters: list[str] = []
     if "subject_contains" in value:
         needle = str(value["subject_contains"]).lower()
         messages = [m for m in messages if needle in str(m.get("subject") or "").lower()]
-        what = f"message with {value['subject_contains']!r} in the subject"
+        filters.append(f"with {value['subject_contains']!r} in the subject")
+    if "flag" in value:
+        flag = str(value["flag"]).lower()
+        messages = [m for m in messages if flag in (str(f).lower() for f in m.get("flags") or ())]
+        filters.append(f"flagged {value['flag']}")
     count = len(messages)
-    found = f"the client saw {count} {what}{'' if count == 1 else 's'} in {folder}"
+    noun = "message" if count == 1 else "messages"
+    found = " ".join([f"the client saw {count} {noun}", *filters, f"in {folder}"])
     if "count" in value:
         ok, expected = count == value["count"], f"exactly {value['count']}"
     else:
@@ -520,6 +525,9 @@ PREDICATES: dict[str, PredicateDef] = {
                     "min": Field(Int(minimum=0), default="1", description="at least this many"),
                     "subject_contains": Field(
                         Str(), description="only messages whose subject has this"
+                    ),
+                    "flag": Field(
+                        Str(), description="only messages with this IMAP flag, such as `\\Seen`"
                     ),
                 },
                 name="MessagesMatch",

@@ -385,7 +385,10 @@ _MEANING = """\
 * every node an experiment, a check or an action names is a host of the topology
   (or `outside`), and runs the service the action drives (`dns_add` needs `dns`...);
   a DNS zone is one the node serves and a record parses as zone-file text;
-* `send.via` is `direct` or a node with a `submission` service;
+* `send.via` is `direct` or a node with a `submission` service; a `read.via`
+  that names a node names one with a `mailbox` service;
+* `dkim_publish` names a `signer` whose relay signs for the domain (and the
+  selector, if given) and an owner `name` that is valid in the zone;
 * step ids are unique; `of:` names an earlier experiment step;
 * each predicate fits its subject (`answer_contains` tests a `dig`, `outcome` a
   `send` or `connect`; `mailbox` and `queue` test the lab's state);

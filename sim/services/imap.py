@@ -643,7 +643,7 @@ class ImapSession:
                 reason="credentials",
             )
             raise no("[AUTHENTICATIONFAILED] Authentication failed.")
-        await self.server.in_thread(self.mailstore.maildir.create, user)
+        await self.server.in_thread(self.mailstore.ensure, user)
         self.user = user
         self.state = "auth"
         self.server.note(

@@ -348,6 +348,21 @@ class MailStore:
                 self._folders[(user, canonical)] = found
             return found
 
+    def ensure(self, user: str) -> None:
+        """Make ``user``'s Maildir and folders if they are not there yet.
+
+        The MX may be making the same directories at this moment (both
+        services start together, and it creates on delivery); the stdlib's
+        ``mkdir`` then fails with EEXIST for one of the two: try again.
+        """
+        for attempt in range(3):
+            try:
+                self.maildir.create(user)
+                return
+            except FileExistsError:
+                if attempt == 2:
+                    raise
+
     def relative(self, path: Path) -> str:
         """A path as a student finds it under the host's mail directory."""
         try:
@@ -566,6 +581,11 @@ class LineConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def abort(self) -> None:
+        """Drop the connection at once (no TLS close_notify): the server is stopping."""
+        if self.transport is not None:
+            self.transport.abort()
+
 
 # --- the service ----------------------------------------------------------------------
 
@@ -679,7 +699,7 @@ class MailboxServer(Service):
         self.tls = await loop.run_in_executor(None, self.ctx.ca.server_context, names)
         try:
             for user in sorted(self.users):
-                await self.in_thread(self.store.maildir.create, user)
+                await self.in_thread(self.store.ensure, user)
         except (ValueError, OSError) as err:
             raise ServiceError(f"{self.ctx.node.name}: cannot create the mailboxes: {err}") from err
         endpoints = []
@@ -690,7 +710,7 @@ class MailboxServer(Service):
     async def stop(self) -> None:
         # The node's NodeNet closes the listeners; end the sessions.
         for conn in list(self._connections):
-            conn.close()
+            conn.abort()
             if conn.task is not None:
                 conn.task.cancel()
         self._connections.clear()

@@ -81,14 +81,21 @@ class Maildir:
         if not create and not path.exists():
             return None
         if create:
-            self.root.mkdir(parents=True, exist_ok=True)
+            # The MX and the mailbox service may create one mailbox at the same
+            # moment; mailbox.Maildir(create=True) fails for the loser of that
+            # race (FileExistsError), so make the directories tolerantly first.
+            for sub in ("tmp", "new", "cur"):
+                (path / sub).mkdir(parents=True, exist_ok=True)
         box = mailbox.Maildir(path, factory=None, create=create)
         if folder == "INBOX":
             return box
         if folder not in box.list_folders():
             if not create:
                 return None
-            return box.add_folder(folder)
+            try:
+                return box.add_folder(folder)
+            except FileExistsError:  # made by the other service meanwhile
+                return box.get_folder(folder)
         return box.get_folder(folder)
 
     def create(self, user: str) -> None:

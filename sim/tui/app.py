@@ -27,7 +27,7 @@ from sim.lab.progress import FileProgressStore, ProgressStore
 from sim.tui.help import HelpScreen
 from sim.tui.home import HomeScreen
 from sim.tui.lab import LabScreen
-from sim.tui.labrun import TracingSession
+from sim.tui.labrun import Catalog, TracingSession
 from sim.tui.theme import choose_theme
 
 __all__ = ["MaillabApp", "run_tui"]
@@ -78,6 +78,7 @@ class MaillabApp(App[int]):
         self.start_lab = start_lab
         self.starter = starter
         self.sessions: list[TracingSession] = []
+        self.catalog = Catalog()
         if theme is not None:
             self.theme = theme
 

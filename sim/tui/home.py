@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, cast
 
+from rich.markdown import Markdown as RichMarkdown
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Markdown, Static
+from textual.widgets import Button, DataTable, Footer, Header, Static
 
 from sim.errors import SimError
 from sim.lab.progress import FileProgressStore
@@ -94,7 +95,7 @@ class HomeScreen(Screen[None]):
                 yield LabTable(id="labs", cursor_type="row", zebra_stripes=True)
             with Vertical(id="home-side"):
                 with VerticalScroll(id="details"):
-                    yield Markdown("", id="lab-details")
+                    yield Static("", id="lab-details")
                 with Horizontal(id="home-buttons"):
                     yield Button("Start", id="open", variant="primary", compact=True)
                     yield Button("Reset", id="reset", variant="default", compact=True)
@@ -103,10 +104,6 @@ class HomeScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = "labs"
         table = self.query_one("#labs", DataTable)
-        table.add_column("#", key="n", width=2)
-        table.add_column("Lab", key="title")
-        table.add_column("Time", key="time", width=7)
-        table.add_column("Progress", key="progress", width=8)
         self.reload()
         table.focus()
 
@@ -122,7 +119,7 @@ class HomeScreen(Screen[None]):
         keep = table.cursor_row
         try:
             directory = app.labs_directory()
-            self.entries = load_entries(directory, app.store)
+            self.entries = load_entries(directory, app.store, app.catalog)
         except SimError as err:
             self.entries = []
             self.notify(str(err), title="No labs", severity="error", timeout=10)
@@ -130,10 +127,19 @@ class HomeScreen(Screen[None]):
         if isinstance(store, FileProgressStore) and store.warning:
             self.notify(store.warning, title="Progress", severity="warning", timeout=10)
             store.warning = None
-        table.clear()
-        # The title column takes what the other columns leave.
-        room = self.size.width if not self.has_class("-wide") else self.size.width // 2
+        self._fill_table(keep)
+
+    def _fill_table(self, keep: int) -> None:
+        table = self.query_one("#labs", DataTable)
+        # The title column takes what the other columns leave (a DataTable's
+        # columns never shrink, so they are made again at every size).
+        room = self.size.width if not self.has_class("-wide") else self.size.width * 3 // 5
         width = max(16, room - 28)
+        table.clear(columns=True)
+        table.add_column("#", key="n", width=2)
+        table.add_column("Lab", key="title", width=width)
+        table.add_column("Time", key="time", width=7)
+        table.add_column("Progress", key="progress", width=8)
         for entry in self.entries:
             title = entry.title
             if len(title) > width:
@@ -152,7 +158,7 @@ class HomeScreen(Screen[None]):
 
     def on_resize(self) -> None:
         if self.entries:
-            self.reload()
+            self._fill_table(self.query_one("#labs", DataTable).cursor_row)
 
     @property
     def selected(self) -> LabEntry | None:
@@ -163,14 +169,16 @@ class HomeScreen(Screen[None]):
 
     def _show_details(self) -> None:
         entry = self.selected
-        details = self.query_one("#lab-details", Markdown)
+        details = self.query_one("#lab-details", Static)
         start = self.query_one("#open", Button)
         reset = self.query_one("#reset", Button)
         if entry is None:
             details.update("No labs found.")
             start.disabled = reset.disabled = True
             return
-        details.update(details_markdown(entry))
+        # Rich's Markdown in a Static: one widget, cheaper than a Markdown
+        # widget's tree of blocks, and this text changes with every key press.
+        details.update(RichMarkdown(details_markdown(entry)))
         start.label = "Resume" if entry.started and not entry.completed else "Start"
         start.disabled = entry.lab is None
         reset.disabled = not entry.started

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 
+from rich.markdown import Markdown
 from rich.text import Text
 
-__all__ = ["inline_markdown"]
+__all__ = ["inline_markdown", "prose"]
 
 _SPAN = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*")
 
@@ -41,3 +42,12 @@ def inline_markdown(text: str, style: str = "") -> Text:
         last = match.end()
     out.append(source[last:])
     return out
+
+
+def prose(text: str) -> Markdown:
+    """A lab's Markdown text for a ``Static``: Rich's Markdown is one
+    renderable, where Textual's Markdown widget builds a widget per block
+    (too slow to rebuild on every step). Code blocks (the labs' diagrams and
+    zone snippets) use the terminal's own colours, so they read in light and
+    dark themes alike."""
+    return Markdown(text, code_theme="ansi_dark", inline_code_theme="ansi_dark", hyperlinks=False)

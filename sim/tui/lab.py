@@ -32,7 +32,6 @@ from textual.widgets import (
     Button,
     Footer,
     Input,
-    Markdown,
     OptionList,
     RadioSet,
     Static,
@@ -57,7 +56,7 @@ from sim.lab.model import (
 )
 from sim.topology.graph import LabNetwork, build_network
 from sim.tui.activity import Activity
-from sim.tui.inline import inline_markdown
+from sim.tui.inline import inline_markdown, prose
 from sim.tui.labrun import TracingSession
 from sim.tui.question import QuestionWidget
 from sim.tui.task_form import MODE_OF_ACTION, TaskForm
@@ -139,7 +138,7 @@ class LabScreen(Screen[None]):
             with TabbedContent(id="tabs"):
                 with TabPane("Step", id="tab-step"), VerticalScroll(id="step-scroll"):
                     yield Static("", id="step-title")
-                    yield Markdown("", id="step-text")
+                    yield Static("", id="step-text")
                     yield Vertical(id="step-body")
                 with TabPane("Trace", id="tab-trace"):
                     yield TraceView(id="trace")
@@ -166,6 +165,9 @@ class LabScreen(Screen[None]):
             self._started,
             on_error=self._start_failed,
         )
+
+    def on_resize(self) -> None:
+        self._fill_sidebar()
 
     def on_unmount(self) -> None:
         self.maillab.stop_session(self.session)
@@ -209,6 +211,8 @@ class LabScreen(Screen[None]):
         self._fill_sidebar()
 
     def _fill_sidebar(self) -> None:
+        if not self.has_class("-wide"):
+            return  # hidden on narrow terminals; filled when it shows
         options = self.query_one("#steps", OptionList)
         frontier = self.frontier
         options.clear_options()
@@ -243,12 +247,12 @@ class LabScreen(Screen[None]):
     async def _render_step(self) -> None:
         step = self.viewed
         title = self.query_one("#step-title", Static)
-        text = self.query_one("#step-text", Markdown)
+        text = self.query_one("#step-text", Static)
         body = self.query_one("#step-body", Vertical)
         await body.remove_children()
         if step is None:
             title.update(Text("Lab complete", style="bold green"))
-            await text.update(_completion_text(self.lab))
+            text.update(prose(_completion_text(self.lab)))
             await body.mount(
                 Horizontal(
                     Button("Back to the labs", id="home", variant="primary", compact=True),
@@ -265,7 +269,7 @@ class LabScreen(Screen[None]):
             header.append("  ✓ done", style="green")
         header.append(f"\n{step.title}", style="bold")
         title.update(header)
-        await text.update(step.text.strip())
+        text.update(prose(step.text.strip()))
         widgets = self._step_widgets(step)
         await body.mount(*widgets)
         self.query_one("#step-scroll", VerticalScroll).scroll_home(animate=False)

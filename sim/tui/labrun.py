@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import Problem
-from sim.lab.catalog import load_catalog
+from sim.lab.catalog import CatalogEntry, lab_files, load_catalog
 from sim.lab.engine import ExperimentOutcome, LabSession
 from sim.lab.model import ExperimentRun, LabDef, Step
 from sim.lab.progress import ProgressStore
 
 __all__ = [
+    "Catalog",
     "LabEntry",
     "TracingSession",
     "describe_minutes",
@@ -81,10 +82,31 @@ class LabEntry:
         return f"{self.done}/{self.total}"
 
 
-def load_entries(directory: Path, store: ProgressStore) -> list[LabEntry]:
+class Catalog:
+    """The lab files of a directory, loaded once and again only when a file
+    changes (loading and validating a lab takes a fraction of a second, and
+    the home screen asks often: on every return to it)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._items: list[CatalogEntry] = []
+
+    def load(self, directory: Path) -> list[CatalogEntry]:
+        files = lab_files(directory)
+        key = (directory, tuple((f, f.stat().st_mtime_ns) for f in files))
+        if key != self._key:
+            self._items = load_catalog(directory)
+            self._key = key
+        return self._items
+
+
+def load_entries(
+    directory: Path, store: ProgressStore, catalog: Catalog | None = None
+) -> list[LabEntry]:
     """Every lab file of ``directory`` with this student's progress."""
     entries = []
-    for item in load_catalog(directory):
+    items = catalog.load(directory) if catalog is not None else load_catalog(directory)
+    for item in items:
         lab = item.lab
         if lab is None:
             entries.append(LabEntry(item.id, item.path, None, item.problems))

@@ -16,12 +16,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Input, Markdown, OptionList, Static
+from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sim.lab.engine import Feedback
 from sim.lab.model import QuestionStep
-from sim.tui.inline import inline_markdown
+from sim.tui.inline import inline_markdown, prose
 
 __all__ = ["QuestionWidget"]
 
@@ -65,7 +65,7 @@ class QuestionWidget(Vertical):
                 yield Input(placeholder="Your answer, then Enter", id="answer")
                 yield Button("Answer", id="submit", variant="primary", compact=True)
         yield Static("", id="verdict")
-        yield Markdown("", id="feedback")
+        yield Static("", id="feedback")
 
     def _options(self) -> list[Option]:
         options = []
@@ -123,7 +123,7 @@ class QuestionWidget(Vertical):
             verdict.update(Text(f"✓ Correct{tries}", style="bold green"))
         else:
             verdict.update(Text(f"✗ Not quite — try again{tries}", style="bold red"))
-        self.query_one("#feedback", Markdown).update(feedback.text)
+        self.query_one("#feedback", Static).update(prose(feedback.text))
         self.set_class(feedback.correct, "correct")
         self.set_class(not feedback.correct, "wrong")
         if feedback.choice is not None and self.step.multiple_choice:

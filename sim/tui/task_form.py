@@ -222,7 +222,8 @@ class TaskForm(Vertical):
                 yield Input(compact=True, placeholder="data (any)", id="rm-data")
             yield Static("", id="error-remove", classes="error")
         with Vertical(id="fields-edit", classes="fields"):
-            yield TextArea("", id="zone-text", show_line_numbers=True, soft_wrap=False)
+            # The editor is mounted when the mode is first chosen (it is the
+            # heaviest widget of the form, and most tasks add or remove one record).
             yield Static("", id="error-edit", classes="error")
         with Vertical(id="fields-other", classes="fields"):
             yield Input(compact=True, placeholder="e.g.  advance: 30m", id="other")
@@ -360,7 +361,7 @@ class TaskForm(Vertical):
             if data:
                 args["data"] = data
             return {"dns_remove": args}, None
-        text = self.query_one("#zone-text", TextArea).text
+        text = self._editor().text
         problem = zone_problem(zone, text)
         if problem:
             return None, problem
@@ -402,6 +403,14 @@ class TaskForm(Vertical):
         if self.mode == "edit" and self._loaded_editor != (node, zone):
             self._load_editor()
 
+    def _editor(self) -> TextArea:
+        found = self.query("#zone-text")
+        if found:
+            return found.first(TextArea)
+        editor = TextArea("", id="zone-text", show_line_numbers=True, soft_wrap=False)
+        self.query_one("#fields-edit", Vertical).mount(editor, before=0)
+        return editor
+
     def _load_editor(self) -> None:
         key = (self.node or "", self.zone or "")
         text = self._zone_text.get(key)
@@ -410,5 +419,5 @@ class TaskForm(Vertical):
                 text = self.topology.zone_text(key[1])
             except KeyError:
                 text = ""
-        self.query_one("#zone-text", TextArea).load_text(text)
+        self._editor().load_text(text)
         self._loaded_editor = key if key in self._zone_text else None
