@@ -355,13 +355,14 @@ class MailStore:
         services start together, and it creates on delivery); the stdlib's
         ``mkdir`` then fails with EEXIST for one of the two: try again.
         """
-        for attempt in range(3):
+        for attempt in range(5):
             try:
                 self.maildir.create(user)
                 return
-            except FileExistsError:
-                if attempt == 2:
+            except (FileExistsError, FileNotFoundError):
+                if attempt == 4:
                     raise
+                time.sleep(0.01 * (attempt + 1))
 
     def relative(self, path: Path) -> str:
         """A path as a student finds it under the host's mail directory."""
@@ -697,11 +698,8 @@ class MailboxServer(Service):
         # for the MX's host name too: clients may use either.
         names = list(dict.fromkeys([f"imap.{domain}", f"pop.{domain}", self.hostname]))
         self.tls = await loop.run_in_executor(None, self.ctx.ca.server_context, names)
-        try:
-            for user in sorted(self.users):
-                await self.in_thread(self.store.ensure, user)
-        except (ValueError, OSError) as err:
-            raise ServiceError(f"{self.ctx.node.name}: cannot create the mailboxes: {err}") from err
+        # The Maildirs are the MX's: it makes them as it starts (beside us).
+        # A user the MX has no mailbox for gets an empty one at first login.
         endpoints = []
         for port in (*IMAP_PORTS, *POP3_PORTS):
             endpoints.append(await self.ctx.net.serve_tcp(self.kind, port, self._factory(port)))

@@ -211,6 +211,7 @@ class Pop3Session:
         self.user = user
         self.state = "transaction"
         self.folder = self.server.store.folder(user, "INBOX")
+        await self.server.in_thread(self.server.store.ensure, user)
         state = await self.server.in_thread(self.folder.scan)
         self.mails = state.mails
         octets = sum(m.size for m in self.mails)

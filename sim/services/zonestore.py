@@ -38,7 +38,13 @@ from ipaddress import IPv4Address
 import dnslib
 
 from sim.resolve import qtype_code, rdata_text
-from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone_lines
+from sim.topology.zones import (
+    DEFAULT_TTL,
+    ZoneSyntaxError,
+    fqdn,
+    parse_zone_lines,
+    split_comment,
+)
 
 __all__ = ["ZoneAnswer", "ZoneEditError", "ZoneStore", "split_long_strings", "split_txt"]
 
@@ -102,7 +108,7 @@ def split_long_strings(text: str) -> str:
     """
     out = []
     for line in text.split("\n"):
-        code, comment = _split_comment(line)
+        code, comment = split_comment(line)
         out.append(_QUOTED.sub(_split_quoted, code) + comment)
     return "\n".join(out)
 
@@ -123,21 +129,6 @@ def _split_quoted(match: re.Match[str]) -> str:
         return match.group(0)
     chunks.append("".join(current))
     return " ".join(f'"{chunk}"' for chunk in chunks)
-
-
-def _split_comment(line: str) -> tuple[str, str]:
-    # A ';' outside quotes starts a comment (RFC 1035 §5.1).
-    quoted = escaped = False
-    for i, ch in enumerate(line):
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == ";" and not quoted:
-            return line[:i], line[i:]
-    return line, ""
 
 
 def _copy(rr: dnslib.RR, *, owner: str | None = None, ttl: int | None = None) -> dnslib.RR:

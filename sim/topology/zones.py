@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import dnslib
 
-__all__ = ["ZoneSyntaxError", "fqdn", "parse_zone", "parse_zone_lines"]
+__all__ = ["ZoneSyntaxError", "fqdn", "parse_zone", "parse_zone_lines", "split_comment"]
 
 DEFAULT_TTL = 300
 
@@ -35,11 +35,11 @@ class ZoneSyntaxError(ValueError):
         return f"line {self.line}: {self.message}"
 
 
-def _strip_comment(line: str) -> str:
-    # A ';' starts a comment unless it is inside a quoted string (TXT records
-    # such as "v=DMARC1; p=reject" are full of semicolons).
-    quoted = False
-    escaped = False
+def split_comment(line: str) -> tuple[str, str]:
+    """``(record, comment)``: a ';' starts a comment (RFC 1035 §5.1) unless it
+    is inside a quoted string (TXT records such as "v=DMARC1; p=reject" are
+    full of semicolons)."""
+    quoted = escaped = False
     for i, ch in enumerate(line):
         if escaped:
             escaped = False
@@ -48,8 +48,12 @@ def _strip_comment(line: str) -> str:
         elif ch == '"':
             quoted = not quoted
         elif ch == ";" and not quoted:
-            return line[:i]
-    return line
+            return line[:i], line[i:]
+    return line, ""
+
+
+def _strip_comment(line: str) -> str:
+    return split_comment(line)[0]
 
 
 def _unquoted(line: str) -> list[tuple[str, bool]]:
