@@ -39,12 +39,14 @@ def main() -> None:
     home = sim.load_topology(ROOT / "topologies" / "home-isp.yaml")
     start, stop = measure(home, 7)
     print(
-        f"home-isp        ready {start:.3f} s   stop {stop:.3f} s   (median of 7; target ready < 0.3 s)"
+        f"home-isp        ready {start:.3f} s   stop {stop:.3f} s"
+        "   (median of 7; target ready < 0.3 s)"
     )
     big = generate(200)
     start, stop = measure(big, 3)
     print(
-        f"generated-200   ready {start:.3f} s   stop {stop:.3f} s   (median of 3; target ready < 3 s)"
+        f"generated-200   ready {start:.3f} s   stop {stop:.3f} s"
+        "   (median of 3; target ready < 3 s)"
     )
 
 

@@ -336,6 +336,7 @@ class _Reader:
         self.tls: dict[str, Any] | None = None
         self.messages: list[dict[str, Any]] = []
         self.reply: dict[str, Any] | None = None
+        self.client: Any = None
 
     @property
     def implicit(self) -> bool:
@@ -397,8 +398,16 @@ class _Reader:
             return self.fail(f"{self.stage}: connection lost ({err.strerror or err})", False)
         finally:
             self.dialogue.flush()
-            self.sock.close()
+            self.close()
         return None
+
+    def close(self) -> None:
+        # After STARTTLS the client holds a TLS socket and a file over it,
+        # not the socket it was given: close what it holds.
+        for name in ("file", "sock"):
+            with contextlib.suppress(Exception):
+                getattr(self.client, name).close()
+        self.sock.close()
 
     # -- IMAP (RFC 3501) ----------------------------------------------------------
 
@@ -413,6 +422,7 @@ class _Reader:
             self.context if self.implicit else None,
             self.note_tls,
         )
+        self.client = client
         if self.implicit:
             self.note_tls(client.sock)
         try:
@@ -467,6 +477,7 @@ class _Reader:
         client = _LabPOP3(
             self.sock, self.hostname, self.dialogue, self.context if self.implicit else None
         )
+        self.client = client
         if self.implicit:
             self.note_tls(client.sock)
         try:
@@ -604,7 +615,7 @@ class Read(Experiment):
         try:
             sock = await ctx.net.connect(address, port, trace_id=trace.id)
         except LabConnectError as err:
-            result.error, result.stage = f"blocked: {err}", "connect"
+            result.error, result.stage = f"blocked: {err.strerror or err}", "connect"
             result.verdict = err.verdict.to_json() if err.verdict else None
             return result
         loop = asyncio.get_running_loop()

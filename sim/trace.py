@@ -14,6 +14,11 @@ Kinds and the keys their ``data`` carries (more keys may be added):
 ``check``     check, result, action (reject|junk|header|none), explanation, inputs {...}
 ``queue``     event (queued|attempt|deferred|delivered|bounced|warning), queue_id, ...
 ``delivery``  mailbox, folder (inbox|junk), message_id
+``imap``      role ("client"), peer, command (passwords masked), response, status
+              (OK|NO|BAD|BYE), code (e.g. AUTHENTICATIONFAILED), text, lines
+``pop3``      the same for POP3: status +OK|-ERR, code (e.g. AUTH, IN-USE)
+``mailbox``   what the MDA did: protocol (imap|pop3), event (login|login_failed|tls|
+              moved|deleted), user, path and to (Maildir paths, for moved/deleted)
 ``outcome``   outcome, stage, code, enhanced, text
 """
 

@@ -16,10 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_mx import (
     ALL_CHECKS,
     Mode,
+    PrivatePostfix,
     all_checks,
     bench_message,
     measure_mx,
+    measure_postfix,
     measure_sink,
+    postfix_missing,
 )
 from sim import load_topology
 
@@ -58,3 +61,21 @@ def test_sink_takes_every_message(mode: Mode) -> None:
     run = measure_sink(5, mode, bench_message(), warmup=2)
     assert (run.sent, run.accepted, run.kept) == (5, 5, 5)
     assert run.seconds > 0
+
+
+@pytest.mark.skipif(postfix_missing() is not None, reason=str(postfix_missing()))
+def test_private_postfix_takes_every_message_and_leaves_nothing_behind() -> None:
+    with PrivatePostfix() as postfix:
+        master = postfix.master
+        run = measure_postfix(postfix, 5, "each", bench_message(), warmup=1)
+    assert (run.accepted, run.kept) == (5, 5)
+    assert master is not None
+    assert not Path(f"/proc/{master}").exists() or "Z" in _state(master)
+    assert not postfix.root.exists()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "Z"

@@ -208,7 +208,10 @@ def _environment(bin_dir: Path) -> dict[str, str]:
         shim.chmod(0o755)
     python = bin_dir / "python"
     if not python.exists():
-        python.symlink_to(sys.executable)
+        # A symlink to a virtualenv's python outside the venv directory starts
+        # the base interpreter (no pyvenv.cfg beside it): exec it instead.
+        python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        python.chmod(0o755)
     dirs = [str(bin_dir), str(Path(sys.executable).parent), env.get("PATH", "")]
     env["PATH"] = os.pathsep.join(filter(None, dirs))
     env.setdefault("COLUMNS", "100")

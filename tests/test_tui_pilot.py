@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.widgets import Input, Static
 from tuikit import LABS, CannedStarter, lab_screen, play_lab, settle
 
@@ -144,9 +143,7 @@ async def test_reset_asks_first_then_forgets_the_progress(tmp_path: Path) -> Non
 
 async def test_a_slow_step_shows_its_progress_and_blocks_no_keys() -> None:
     lab = load_lab(LABS / "02-home-direct.yaml")
-    app = MaillabApp(
-        store=MemoryProgressStore(), starter=CannedStarter(delay=0.6), start_lab=lab
-    )
+    app = MaillabApp(store=MemoryProgressStore(), starter=CannedStarter(delay=0.6), start_lab=lab)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         screen = lab_screen(app)
@@ -172,9 +169,7 @@ async def test_a_missing_backend_is_a_notification_not_a_traceback() -> None:
         raise BackendUnavailable("the mininet backend needs root (run maillab with sudo)")
 
     lab = load_lab(LABS / "02-home-direct.yaml")
-    app = MaillabApp(
-        store=MemoryProgressStore(), starter=starter, backend="mininet", labs=LABS
-    )
+    app = MaillabApp(store=MemoryProgressStore(), starter=starter, backend="mininet", labs=LABS)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settle(pilot)
         await pilot.press("down", "enter")
@@ -211,9 +206,7 @@ async def test_a_bad_topology_and_a_bug_are_readable_lines() -> None:
         await pilot.press("r")
         await settle(pilot)
         assert isinstance(app.screen, LabScreen), "a bug in one call leaves the lab running"
-        assert any(
-            "internal error: ZeroDivisionError" in n.message for n in app._notifications
-        )
+        assert any("internal error: ZeroDivisionError" in n.message for n in app._notifications)
 
 
 async def test_a_task_form_shows_errors_inline_and_applies_valid_input() -> None:
@@ -262,15 +255,3 @@ async def test_help_opens_anywhere_and_closes_with_escape() -> None:
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-
-
-@pytest.mark.parametrize("width", [80, 132])
-async def test_the_lab_screen_lays_out_at_small_and_large_sizes(width: int) -> None:
-    lab = load_lab(LABS / "01-receive-only.yaml")
-    app = MaillabApp(store=MemoryProgressStore(), starter=CannedStarter(), start_lab=lab)
-    async with app.run_test(size=(width, 24 if width == 80 else 43)) as pilot:
-        await settle(pilot)
-        screen = lab_screen(app)
-        sidebar = screen.query_one("#sidebar")
-        assert sidebar.display is (width >= 110)
-        assert screen.query_one("#tabs").region.width <= width

@@ -55,6 +55,7 @@ async def still(pilot: Pilot[Any]) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_home(snap_compare: Any, size: tuple[int, int]) -> None:
     """The labs, the first one described."""
+
     async def run(pilot: Pilot[Any]) -> None:
         await ready(pilot)
         await still(pilot)

@@ -879,8 +879,9 @@ class ImapSession:
         mode = mode.removesuffix(".SILENT")
         if mode not in ("FLAGS", "+FLAGS", "-FLAGS"):
             raise bad(f"Invalid STORE item {mode}.")
-        raw = args[2] if isinstance(args[2], list) and len(args) == 3 else args[2:]
-        flags = [astring(f, "flag") for f in (raw if isinstance(raw, list) else [raw])]
+        # A parenthesised flag list, or the flags one after the other (§6.4.6).
+        raw = args[2] if len(args) == 3 and isinstance(args[2], list) else args[2:]
+        flags = [astring(f, "flag") for f in raw]
         letters = set(maildir_letters(flags))
         known = set(maildir_letters(list(SYSTEM_FLAGS)))
         for seq, mail in self.resolve(args[0], uid):
@@ -952,7 +953,7 @@ class ImapSession:
             keys = keys[2:]
         if not keys:
             raise bad("SEARCH needs a search key.")
-        matcher = _Search(self, uid)
+        matcher = _Search(self)
         test = matcher.parse_all(keys)
         headers: dict[int, bytes] = {}
         if matcher.needs_headers:
@@ -1005,7 +1006,7 @@ class _Search:
     }
     _HEADER_KEYS: ClassVar[tuple[str, ...]] = ("FROM", "TO", "CC", "BCC", "SUBJECT")
 
-    def __init__(self, session: ImapSession, uid: bool) -> None:
+    def __init__(self, session: ImapSession) -> None:
         self.session = session
         self.needs_headers = False
 

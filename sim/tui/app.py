@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 
@@ -102,13 +103,27 @@ class MaillabApp(App[int]):
             self.sessions.append(session)
 
     def stop_session(self, session: TracingSession) -> None:
-        """Stop a lab's topology; problems stopping it are shown, not raised."""
-        if session in self.sessions:
-            self.sessions.remove(session)
+        """Stop a lab's topology in a worker thread (a mininet lab takes
+        seconds to stop); problems stopping it are shown, not raised."""
+        if session.lab is None:
+            if session in self.sessions:
+                self.sessions.remove(session)
+            return
+        self._stop_in_thread(session)
+
+    @work(thread=True, group="stop", exit_on_error=False)
+    def _stop_in_thread(self, session: TracingSession) -> None:
         try:
             session.stop()
+            # Listed until stopped, so that stop_all() at exit catches a
+            # stop still under way.
+            if session in self.sessions:
+                self.sessions.remove(session)
         except Exception as err:  # a backend that fails to stop must not crash the UI
-            self.notify(f"stopping the lab: {err}", severity="error")
+            with contextlib.suppress(RuntimeError):
+                self.call_from_thread(
+                    self.notify, f"stopping the lab: {err}", severity="error", timeout=10
+                )
 
     def stop_all(self) -> None:
         for session in list(self.sessions):

@@ -430,6 +430,9 @@ class LabScreen(Screen[None]):
     ) -> None:
         self._busy = False
         if not self.is_attached:
+            # The student left while the engine worked (a slow start, say):
+            # whatever it started must not outlive the screen.
+            self.maillab.stop_session(self.session)
             return
         self.query_one("#activity", Activity).stop()
         if error is not None:

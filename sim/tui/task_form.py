@@ -44,7 +44,7 @@ from textual.widgets import (
 )
 
 from sim.errors import LabFileError
-from sim.lab.actions import action_from_data
+from sim.lab.actions import ACTIONS, action_from_data
 from sim.resolve import qtype_code
 from sim.topology.model import Topology
 from sim.topology.zones import ZoneSyntaxError, parse_zone
@@ -226,8 +226,11 @@ class TaskForm(Vertical):
             # heaviest widget of the form, and most tasks add or remove one record).
             yield Static("", id="error-edit", classes="error")
         with Vertical(id="fields-other", classes="fields"):
-            yield Input(compact=True, placeholder="e.g.  advance: 30m", id="other")
+            yield Input(compact=True, placeholder="an action, e.g.  settle: 1h", id="other")
             yield Static("", id="error-other", classes="error")
+            yield Static(
+                Text("Actions: " + ", ".join(ACTIONS), style="dim"), classes="actions-help"
+            )
         with Horizontal(classes="buttons"):
             yield Button(
                 "Apply the change", id="apply", variant="primary", disabled=True, compact=True

@@ -87,6 +87,10 @@ def _ask_terminal(timeout: float = 0.1) -> bool | None:
             reply += chunk
             if reply.endswith((b"\x1b\\", b"\x07")):
                 break
+        if not reply.endswith((b"\x1b\\", b"\x07")):
+            # No answer in time: drop anything half-arrived, so that a late
+            # reply is not read as key presses by the app.
+            termios.tcflush(fd, termios.TCIFLUSH)
     except OSError:
         return None
     finally:
