@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import weakref
 from collections.abc import Coroutine
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface
@@ -184,7 +185,8 @@ class LocalNodeNet(NodeNet):
             sock.setblocking(False)
             sock.bind((LOOPBACK, 0))
             self.backend.registry.register_client(
-                sock.getsockname(), ClientEntry(self.node, self.address, trace_id)
+                sock.getsockname(),
+                ClientEntry(self.node, self.address, trace_id, weakref.ref(sock)),
             )
             loop = asyncio.get_running_loop()
             await loop.sock_connect(sock, (LOOPBACK, local_port))

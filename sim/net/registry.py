@@ -15,6 +15,8 @@ A loopback client that is not in the table is a real program on the machine
 
 from __future__ import annotations
 
+import socket
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -34,6 +36,15 @@ class ClientEntry:
     node: str
     address: IPv4Address
     trace_id: str | None
+    #: The client's socket: once it is closed, the port number may be reused
+    #: by any program on the machine, so the entry no longer speaks for it.
+    sock: weakref.ref[socket.socket] | None = None
+
+    def alive(self) -> bool:
+        if self.sock is None:
+            return True
+        sock = self.sock()
+        return sock is not None and sock.fileno() != -1
 
 
 class LoopbackRegistry:
@@ -74,4 +85,9 @@ class LoopbackRegistry:
     def client(self, peername: tuple[str, int] | None) -> ClientEntry | None:
         if peername is None:
             return None
-        return self._clients.get((peername[0], peername[1]))
+        key = (peername[0], peername[1])
+        entry = self._clients.get(key)
+        if entry is not None and not entry.alive():
+            del self._clients[key]
+            return None
+        return entry

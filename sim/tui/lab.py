@@ -159,6 +159,9 @@ class LabScreen(Screen[None]):
         self._fill_sidebar()
         self._update_where()
         backend = self.session.backend
+        self.query_one("#step-title", Static).update(
+            Text(f"Starting the lab's network ({backend} backend)…", style="dim")
+        )
         self._call(
             f"Starting the lab ({backend} backend)…",
             lambda: self.session.start(resume=True),
@@ -485,7 +488,7 @@ class LabScreen(Screen[None]):
 
     def action_next(self) -> None:
         step = self.viewed
-        if step is None or not self.started:
+        if step is None or not self._ready():
             return
         if isinstance(step, ExplainStep) and not self._done(step):
             try:
@@ -524,9 +527,14 @@ class LabScreen(Screen[None]):
             return
         self.dismiss(None)
 
+    def _ready(self) -> bool:
+        if not self.started:
+            self.notify("The lab is still starting: a moment.", timeout=3)
+        return self.started
+
     def action_run(self) -> None:
         step = self.viewed
-        if not isinstance(step, ExperimentStep) or step.run is None or not self.started:
+        if not isinstance(step, ExperimentStep) or step.run is None or not self._ready():
             return
         self.session.take_runs()
         self._call(
@@ -605,7 +613,7 @@ class LabScreen(Screen[None]):
 
     def action_check(self) -> None:
         step = self.viewed
-        if not isinstance(step, TaskStep | CheckpointStep) or not self.started:
+        if not isinstance(step, TaskStep | CheckpointStep) or not self._ready():
             return
         self.session.take_runs()
         self._call(
