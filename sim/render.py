@@ -27,6 +27,9 @@ KIND_LABEL = {
     "queue": "QUEUE",
     "delivery": "STORE",
     "outcome": "RESULT",
+    "imap": "IMAP",
+    "pop3": "POP3",
+    "mailbox": "MDA",
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 import tempfile
+import threading
 from pathlib import Path
 
 from cryptography import x509
@@ -36,6 +37,7 @@ class LabCA:
 
     def __init__(self, directory: Path, name: str = "maillab lab CA") -> None:
         self.directory = directory
+        self._lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
         self.cert_path = directory / "ca.pem"
         key_path = directory / "ca.key"
@@ -84,6 +86,12 @@ class LabCA:
 
     def issue(self, hostnames: list[str]) -> tuple[Path, Path]:
         """A certificate for ``hostnames``; returns (cert path, key path)."""
+        # Services of one node start concurrently (executor threads): one at a
+        # time, so a key and its certificate are always written as a pair.
+        with self._lock:
+            return self._issue(hostnames)
+
+    def _issue(self, hostnames: list[str]) -> tuple[Path, Path]:
         safe = hostnames[0].replace("/", "_")
         cert_path = self.directory / f"{safe}.pem"
         key_path = self.directory / f"{safe}.key"

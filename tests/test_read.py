@@ -256,3 +256,13 @@ def test_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "failed at login" in capsys.readouterr().out
     assert main([*common, "--password", BOB_PW, "--protocol", "pop3", "--folder", "Junk"]) == 2
     assert "POP3 has no folders" in capsys.readouterr().err
+
+
+def test_the_service_reports_its_mailboxes(lab: Lab) -> None:
+    deliver(lab, "counted")
+    deliver(lab, "junk counted", folder="Junk")
+    status = lab.control(MAIL, "mailbox", "status")
+    assert status["hostname"] == "mx.qq.example"
+    assert status["users"][BOB] == {"INBOX": 1, "Junk": 1}
+    with pytest.raises(SimError, match="no control command"):
+        lab.control(MAIL, "mailbox", "frobnicate")
