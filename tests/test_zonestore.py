@@ -339,3 +339,13 @@ def test_every_written_record_is_answered_and_survives_zone_text(
     # The listing a lab task shows parses back to the same records.
     again = parse_zone("h.example", store.zone_text("h.example"))
     assert sorted(map(str, again)) == sorted(map(str, store.records("h.example")))
+
+
+def test_a_relative_srv_target_is_completed_with_the_origin() -> None:
+    # RFC 1035 §5.1; dnslib leaves SRV targets unqualified on its own.
+    from sim.topology.zones import parse_zone
+
+    records = parse_zone("home.example", "_submissions._tcp SRV 0 1 465 smtp\n")
+    assert str(records[0].rdata.target) == "smtp.home.example."
+    absolute = parse_zone("home.example", "x SRV 0 1 465 smtp.other.example.\n")
+    assert str(absolute[0].rdata.target) == "smtp.other.example."

@@ -144,8 +144,20 @@ def parse_zone_lines(
             raise ZoneSyntaxError(line_no, 1, f"cannot read a record from {stripped!r}")
         for rr in parsed:
             last_owner = str(rr.rname)
+            _qualify_srv_target(rr, stripped, current_origin)
             records.append((line_no, rr))
     return records
+
+
+def _qualify_srv_target(rr: dnslib.RR, text: str, origin: str) -> None:
+    # dnslib's SRV.fromZone ignores the origin, so a relative target such as
+    # "smtp" would come out as "smtp." (RFC 1035 §5.1: a name without a final
+    # dot is relative to the origin, as for MX and CNAME targets).
+    if rr.rtype != dnslib.QTYPE.SRV:
+        return
+    target = text.split()[-1]
+    if not target.endswith("."):
+        rr.rdata.target = dnslib.DNSLabel(f"{target}.{origin}")
 
 
 #: What the data of each record type looks like (RFC 1035 §3.3, RFC 3596),
