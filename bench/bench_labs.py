@@ -31,8 +31,10 @@ def run(backend: str) -> None:
 
 
 def main() -> None:
-    print(f"# maillab check, whole curriculum ({platform.node()}, python "
-          f"{platform.python_version()}; targets: local < 30 s, mininet < 120 s)")
+    print(
+        f"# maillab check, whole curriculum ({platform.node()}, python "
+        f"{platform.python_version()}; targets: local < 30 s, mininet < 120 s)"
+    )
     run("local")
     from sim.net.requirements import missing
 

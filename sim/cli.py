@@ -316,8 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands that live with their subsystem register themselves here.
     import importlib
 
-    for module in ("sim.lab.commands", "sim.graphcmd", "sim.net.mnclean", "sim.tui.command",
-                   "sim.read", "sim.scaffold"):
+    for module in (
+        "sim.lab.commands",
+        "sim.graphcmd",
+        "sim.net.mnclean",
+        "sim.tui.command",
+        "sim.read",
+        "sim.scaffold",
+    ):
         try:
             registrar = importlib.import_module(module)
         except ModuleNotFoundError as err:

@@ -148,10 +148,19 @@ class Lab:
         """
         from sim.read import Read, ReadResult
 
-        result = self.run(node, Read(
-            via=via, user=user, password=password, protocol=protocol, folder=folder, tls=tls,
-            port=port, peek=peek,
-        ))
+        result = self.run(
+            node,
+            Read(
+                via=via,
+                user=user,
+                password=password,
+                protocol=protocol,
+                folder=folder,
+                tls=tls,
+                port=port,
+                peek=peek,
+            ),
+        )
         assert isinstance(result, ReadResult)
         return result
 

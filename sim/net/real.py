@@ -167,7 +167,8 @@ class RealNodeNet(NodeNet):
         port = int(port_text)
         if endpoint.proto == "tcp":
             for server in list(self._servers):
-                if any(sock.getsockname()[1] == port for sock in server.sockets):
+                sockets = getattr(server, "sockets", ())  # asyncio.Server has them
+                if any(sock.getsockname()[1] == port for sock in sockets):
                     # The kernel now answers SYNs with a reset: "connection
                     # refused", as for a stopped daemon. Established sessions go on.
                     server.close()

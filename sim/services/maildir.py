@@ -108,9 +108,15 @@ class Maildir:
         box = self._box(user, folder, create=True)
         assert box is not None
         key: str = box.add(data)
-        # mailbox.Maildir renames tmp → new but does not fsync: do it, so a
-        # message we answered 250 for survives a power cut (RFC 5321 §6.1).
-        path = _message_path(box, key)
+        # mailbox.Maildir.add links tmp/KEY to new/KEY (a plain message has no
+        # info suffix). Building that path directly saves _lookup, which
+        # re-reads the whole folder when its table is cold: O(mailbox size)
+        # per delivery. Only if a reader (the MUA) already moved it, look.
+        path = Path(box._path) / "new" / key  # type: ignore[attr-defined]
+        if not path.exists():
+            path = _message_path(box, key)
+        # mailbox.Maildir renames tmp → new but does not fsync the directory:
+        # do it, so a message we answered 250 for survives a power cut (RFC 5321 §6.1).
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
