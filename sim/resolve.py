@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import struct
+import threading
+import time
+import weakref
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
 from typing import Any, Protocol
 
 import dnslib
@@ -32,7 +37,11 @@ __all__ = [
     "Emit",
     "NoAnswer",
     "Resolver",
+    "StubHit",
+    "bump_generation",
     "exchange",
+    "forget_stub_caches",
+    "generation_path",
     "lab_timeout",
     "new_query",
     "qtype_code",
@@ -55,6 +64,13 @@ MIN_REAL_TIMEOUT = 3.0
 
 # The largest DNS message (RFC 1035 §4.2.2: TCP messages carry a 16-bit length).
 _MAX_MESSAGE = 65535
+
+#: A node's stub cache keeps a negative answer (NXDOMAIN, NODATA) as long as
+#: the SOA in it says (RFC 2308 §5: min(SOA TTL, SOA minimum)); one without an
+#: SOA this many lab seconds. Positive answers are capped like a resolver's
+#: (unbound's cache-max-ttl default is a day).
+STUB_NEGATIVE_TTL = 30
+STUB_MAX_TTL = 86400
 
 
 @dataclass(frozen=True)
@@ -273,6 +289,99 @@ def new_query(name: str, qtype: int, *, recursion: bool = True) -> dnslib.DNSRec
     return dnslib.DNSRecord(header, q=dnslib.DNSQuestion(label, qtype))
 
 
+# --- the node's stub cache ------------------------------------------------
+
+
+def generation_path(state_dir: Path) -> Path:
+    """The file whose modification time is the lab's DNS *generation*: every
+    change to the lab's DNS (a zone edit, a flush) touches it, and a stub
+    cache in another process (a mininet node's agent) forgets its answers
+    when it sees the time change."""
+    return state_dir / "run" / "dns-generation"
+
+
+def bump_generation(path: Path) -> None:
+    """Mark a change of the lab's DNS in ``path`` (see :func:`generation_path`).
+
+    The time is set explicitly and always moves forward: file times from the
+    kernel's clock are coarse (a few ms), and two edits in a row must still
+    read as two changes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        old = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        old = 0
+    stamp = max(time.time_ns(), old + 1)
+    path.write_text(f"{stamp}\n")
+    os.utime(path, ns=(stamp, stamp))
+
+
+#: Every stub resolver in this process, by the lab clock it runs on (one
+#: clock per lab): a DNS change clears the caches of the whole lab at once.
+_STUBS: weakref.WeakKeyDictionary[LabClock, weakref.WeakSet[Resolver]] = weakref.WeakKeyDictionary()
+_STUBS_LOCK = threading.Lock()
+
+
+def forget_stub_caches(clock: LabClock, generation_file: Path | None = None) -> int:
+    """The lab's DNS changed: empty the stub cache of every node of the lab
+    run by ``clock`` in this process, and (``generation_file``) tell the
+    nodes in other processes. Returns how many answers were forgotten here."""
+    with _STUBS_LOCK:
+        stubs = list(_STUBS.get(clock, ()))
+    forgotten = sum(stub.forget() for stub in stubs)
+    if generation_file is not None:
+        bump_generation(generation_file)
+    return forgotten
+
+
+@dataclass(frozen=True)
+class _Entry:
+    stored: float
+    expires: float
+    rcode: str
+    records: tuple[DnsRecord, ...]
+
+
+@dataclass(frozen=True)
+class StubHit:
+    """An answer from a node's stub cache: the records with the time left as
+    their TTL (RFC 1035 §4.1.3: TTLs count down), how long ago the resolver
+    gave it and how long it stays."""
+
+    answer: DnsAnswer
+    age: int
+    left: int
+
+
+def _stub_ttl(reply: dnslib.DNSRecord, rcode: str) -> int:
+    """How long (lab seconds) a stub keeps ``reply``; 0: not at all."""
+    if rcode == "NOERROR" and reply.rr:
+        return min(min(int(rr.ttl) for rr in reply.rr), STUB_MAX_TTL)
+    if rcode not in ("NOERROR", "NXDOMAIN"):
+        return 0  # SERVFAIL, REFUSED: ask again next time (RFC 2308 §7)
+    soa = next((rr for rr in reply.auth if rr.rtype == dnslib.QTYPE.SOA), None)
+    if soa is None:
+        return STUB_NEGATIVE_TTL
+    # RFC 2308 §5: a negative answer lives min(SOA TTL, SOA minimum).
+    return min(int(soa.ttl), int(soa.rdata.times[4]), STUB_MAX_TTL)
+
+
+def _shown(answer: DnsAnswer) -> str:
+    if answer.rcode == "NXDOMAIN":
+        return "NXDOMAIN (no such name)"
+    if answer.rcode != "NOERROR":
+        return answer.rcode
+    if not answer.records:
+        return f"NOERROR, no {answer.type} record (NODATA)"
+    shown = []
+    for record in answer.records[:4]:
+        data = record.data if len(record.data) <= 60 else record.data[:59] + "…"
+        shown.append(f"{record.type} {data}")
+    more = len(answer.records) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
 # --- the stub resolver ----------------------------------------------------
 
 
@@ -285,7 +394,18 @@ class Resolver:
 
     The DNS servers record every query they answer in the trace; the stub
     itself emits a ``dns`` event only when no answer came back at all
-    (rcode TIMEOUT), since then no server saw the question.
+    (rcode TIMEOUT), since then no server saw the question, and when it
+    answers from its cache.
+
+    **The stub cache.** A mail server usually runs its own caching resolver
+    (unbound, systemd-resolved) so that the same questions, asked for every
+    message, do not cross the network each time. Queries made with
+    ``cache=True`` (the MX's checks) use such a cache: answers are kept for
+    their TTL in lab time, negative ones for the SOA minimum (RFC 2308 §5).
+    A cached answer still appears in the trace, as a ``dns`` event of this
+    node with ``cached: true``. Any change to the lab's DNS clears every
+    node's cache (:func:`forget_stub_caches`; across processes through
+    ``generation_file``), so an edit shows on the next question, as before.
     """
 
     def __init__(
@@ -297,6 +417,7 @@ class Resolver:
         *,
         timeout: float = STUB_TIMEOUT,
         min_real: float = MIN_REAL_TIMEOUT,
+        generation_file: Path | None = None,
     ) -> None:
         self.net = net
         self.server = server
@@ -304,21 +425,163 @@ class Resolver:
         self.emit = emit
         self.timeout = timeout
         self.min_real = min_real
+        #: Set where other processes change the lab's DNS (the mininet backend).
+        self.generation_file = generation_file
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
+        self._cache: dict[tuple[str, int], _Entry] = {}
+        # Bumped by forget(): an answer that was on its way while the DNS
+        # changed is not stored.
+        self._epoch = 0
+        self._seen_generation = self._file_generation()
+        with _STUBS_LOCK:
+            _STUBS.setdefault(clock, weakref.WeakSet()).add(self)
+
+    # -- the cache -------------------------------------------------------
+
+    def _file_generation(self) -> int:
+        if self.generation_file is None:
+            return 0
+        try:
+            return self.generation_file.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def _generation(self) -> tuple[int, int]:
+        """The cache's generation now, after forgetting what another process
+        made stale."""
+        if self.generation_file is not None:
+            seen = self._file_generation()
+            if seen != self._seen_generation:
+                self._seen_generation = seen
+                self.forget()
+        return self._epoch, self._seen_generation
+
+    def forget(self) -> int:
+        """Empty the stub cache; returns how many answers it held."""
+        count = len(self._cache)
+        self._epoch += 1
+        self._cache = {}
+        return count
+
+    def from_cache(
+        self, name: str, rtype: str | int = "A", *, trace_id: str | None = None, emit: bool = True
+    ) -> StubHit | None:
+        """The cached answer to ``rtype`` of ``name``, or None. With ``emit``
+        the hit is recorded in the trace at once (else see :meth:`emit_hit`).
+        Safe from any thread. Raises ValueError for a type that cannot be asked."""
+        code = qtype_code(rtype)
+        self._generation()
+        key = (fqdn(name), code)
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        now = self.clock.now()
+        if now >= entry.expires:
+            self._cache.pop(key, None)
+            return None
+        age = max(0, int(now - entry.stored))
+        records = tuple(
+            DnsRecord(r.name, r.type, max(0, r.ttl - age), r.data, r.strings) for r in entry.records
+        )
+        answer = DnsAnswer(key[0], qtype_name(code), entry.rcode, records, str(self.server))
+        hit = StubHit(answer, age, max(0, int(entry.expires - now)))
+        if emit:
+            self.emit_hit(hit, trace_id)
+        return hit
+
+    def emit_hit(self, hit: StubHit, trace_id: str | None) -> None:
+        """Record a cached answer in the trace (from any thread: off the
+        loop the event is handed to the loop, after what is already queued)."""
+        if self.emit is None:
+            return
+        answer = hit.answer
+        client = str(self.net.address)
+        summary = (
+            f"{client} looked up {answer.type} {answer.name} → {_shown(answer)} "
+            f"(from its own cache: {self.server} answered {hit.age}s ago, {hit.left}s left)"
+        )
+        data: dict[str, Any] = {
+            "client": client,
+            "server": str(self.server),
+            "name": answer.name,
+            "type": answer.type,
+            "rcode": answer.rcode,
+            "answers": [r.to_json() for r in answer.records],
+            "cached": True,
+            "explanation": (
+                f"answered by the node's own caching resolver, like unbound on a mail "
+                f"server: {self.server} gave this answer {hit.age} lab seconds ago and it "
+                f"stays for {hit.left} more (its TTL)"
+            ),
+        }
+        loop = self._loop
+        running: asyncio.AbstractEventLoop | None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop or loop.is_closed():
+            self.emit(trace_id, "dns", summary, **data)
+        else:
+            loop.call_soon_threadsafe(lambda: self._emit_later(trace_id, summary, data))
+
+    def emit_hits(self, hits: list[StubHit], trace_id: str | None) -> None:
+        """:meth:`emit_hit` for several, handed to the loop at once when
+        called from another thread (one wake-up instead of one each)."""
+        if not hits:
+            return
+        loop = self._loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop or loop.is_closed():
+            for hit in hits:
+                self.emit_hit(hit, trace_id)
+            return
+        batch = list(hits)
+        loop.call_soon_threadsafe(lambda: self.emit_hits(batch, trace_id))
+
+    def _emit_later(self, trace_id: str | None, summary: str, data: dict[str, Any]) -> None:
+        if self.emit is not None:
+            self.emit(trace_id, "dns", summary, **data)
+
+    def _store(
+        self, key: tuple[str, int], reply: dnslib.DNSRecord, answer: DnsAnswer, sent_at: float
+    ) -> None:
+        ttl = _stub_ttl(reply, answer.rcode)
+        if ttl > 0:
+            self._cache[key] = _Entry(sent_at, sent_at + ttl, answer.rcode, answer.records)
+
+    # -- asking ----------------------------------------------------------
 
     async def query(
-        self, name: str, rtype: str | int = "A", *, trace_id: str | None = None
+        self,
+        name: str,
+        rtype: str | int = "A",
+        *,
+        trace_id: str | None = None,
+        cache: bool = False,
     ) -> DnsAnswer:
         """Ask ``rtype`` of ``name``; the answer includes any CNAME chain.
 
-        Raises ValueError for a name or type that cannot be asked.
+        With ``cache``, answer from the node's stub cache when it can and
+        keep the answer there. Raises ValueError for a name or type that
+        cannot be asked.
         """
         self._loop = asyncio.get_running_loop()
         code = qtype_code(rtype)
+        if cache:
+            # (Only names that could be asked are ever stored.)
+            hit = self.from_cache(name, code, trace_id=trace_id)
+            if hit is not None:
+                return hit.answer
         request = new_query(name, code)
         qname, qtype = fqdn(name), qtype_name(code)
+        generation = self._generation()
+        sent_at = self.clock.now()
         try:
             reply, _ = await exchange(
                 self.net,
@@ -333,18 +596,31 @@ class Resolver:
             self._emit_timeout(trace_id, qname, qtype, str(err))
             return DnsAnswer(name=qname, type=qtype, rcode="TIMEOUT", server=str(self.server))
         rcode = dnslib.RCODE.get(reply.header.rcode)
-        return DnsAnswer(
+        answer = DnsAnswer(
             name=qname,
             type=qtype,
             rcode=rcode if isinstance(rcode, str) else f"RCODE{rcode}",
             records=tuple(record_from_rr(rr) for rr in reply.rr),
             server=str(self.server),
         )
+        if cache and self._generation() == generation:
+            self._store((qname, code), reply, answer, sent_at)
+        return answer
 
     def query_sync(
-        self, name: str, rtype: str | int = "A", *, trace_id: str | None = None
+        self,
+        name: str,
+        rtype: str | int = "A",
+        *,
+        trace_id: str | None = None,
+        cache: bool = False,
     ) -> DnsAnswer:
-        """:meth:`query` from a thread other than the event loop's (blocks)."""
+        """:meth:`query` from a thread other than the event loop's (blocks;
+        a cached answer comes without waking the loop)."""
+        if cache:
+            hit = self.from_cache(name, rtype, trace_id=trace_id)
+            if hit is not None:
+                return hit.answer
         loop = self._loop
         if loop is None or loop.is_closed():
             raise RuntimeError(
@@ -357,7 +633,9 @@ class Resolver:
             running = None
         if running is loop:
             raise RuntimeError("Resolver.query_sync would block the event loop; await query()")
-        future = asyncio.run_coroutine_threadsafe(self.query(name, rtype, trace_id=trace_id), loop)
+        future = asyncio.run_coroutine_threadsafe(
+            self.query(name, rtype, trace_id=trace_id, cache=cache), loop
+        )
         # The exchange can take a UDP and a TCP time-out; allow both and a margin.
         lab_wait = lab_timeout(self.clock, self.timeout, self.min_real)
         wait = 2 * self.clock.real_seconds(lab_wait) + 5.0

@@ -198,6 +198,7 @@ class Send(Experiment):
             assert transcript is not None
             for rcpt in rcpts:
                 per_rcpt.append(_direct_outcome(transcript, rcpt, fresh(ctx, trace)))
+        per_rcpt = await chase_forwards(ctx, trace, per_rcpt, self.settle)
         return _summarise(result, per_rcpt, fresh(ctx, trace))
 
     async def _submit(
@@ -248,6 +249,7 @@ class Send(Experiment):
             ]
             return _summarise(result, per, fresh(ctx, trace))
         per = await follow_queue(ctx, trace, result.queue_id, list(self.to), self.settle)
+        per = await chase_forwards(ctx, trace, per, self.settle)
         return _summarise(result, per, fresh(ctx, trace))
 
 
@@ -299,6 +301,35 @@ def _delivery_for(trace: Trace, rcpt: str) -> TraceEvent | None:
     return found
 
 
+#: How the final MX filed a message → the outcome. "forwarded" is not final:
+#: :func:`chase_forwards` follows the forwarder's relay to the next MX.
+_FOLDER_OUTCOME = {"inbox": "delivered", "junk": "junk", "forwarded": "forwarded"}
+#: Forwarders chained in a row that a send follows (mail loops stop here).
+MAX_FORWARDS = 5
+
+
+async def chase_forwards(
+    ctx: NodeContext, trace: Trace, per_rcpt: list[dict[str, Any]], settle: bool
+) -> list[dict[str, Any]]:
+    """Follow recipients an MX forwarded (an alias, RFC 5321 §3.9.1) through
+    the forwarder's relay, so the outcome is that of the final mailbox."""
+    out = []
+    for entry in per_rcpt:
+        hops = 0
+        while entry.get("outcome") == "forwarded" and hops < MAX_FORWARDS:
+            hops += 1
+            delivery = _delivery_for(fresh(ctx, trace), str(entry["rcpt"]))
+            data = delivery.data if delivery is not None else {}
+            target, queue_id = data.get("forwarded_to"), data.get("relay_queue_id")
+            if not target or not queue_id:
+                break
+            [nxt] = await follow_queue(ctx, trace, str(queue_id), [str(target)], settle)
+            via = [*entry.get("forwarded", []), str(target)]
+            entry = {**nxt, "rcpt": entry["rcpt"], "forwarded": via}
+        out.append(entry)
+    return out
+
+
 def _direct_outcome(
     transcript: Transcript, rcpt: str, trace: Trace, final_hop: bool = True
 ) -> dict[str, Any]:
@@ -326,7 +357,7 @@ def _direct_outcome(
         folder = delivery.data.get("folder") if delivery else "inbox"
         return {
             "rcpt": rcpt,
-            "outcome": "junk" if folder == "junk" else "delivered",
+            "outcome": _FOLDER_OUTCOME.get(str(folder), "delivered"),
             "stage": None,
             "reply": reply.to_json(),
         }
@@ -388,7 +419,7 @@ async def follow_queue(
                     folder = delivery.data.get("folder") if delivery else "inbox"
                     status[rcpt] = {
                         "rcpt": rcpt,
-                        "outcome": "junk" if folder == "junk" else "delivered",
+                        "outcome": _FOLDER_OUTCOME.get(str(folder), "delivered"),
                         "stage": None,
                         "reply": reply,
                     }

@@ -468,3 +468,44 @@ def test_random_sessions_get_well_formed_replies(
             await raw.close()
 
     run(lab, scenario())
+
+
+def test_the_quick_path_reader_agrees_with_aiosmtpds_parser() -> None:
+    # MxSMTP reads the plain <local@domain> form itself (speed); whatever it
+    # reads must come out as aiosmtpd's RFC 5322 parser reads it.
+    import random
+    import string
+
+    from aiosmtpd.smtp import SMTP
+
+    from sim.services.mx import MxSMTP
+
+    server = MxSMTP.__new__(MxSMTP)
+    server.local_part_limit = 0
+    rng = random.Random(2026)
+    alphabet = string.ascii_letters + string.digits + ".-+_@<> ()\"'\\[]\t"
+    args = [
+        "<alice@home.example>",
+        "<alice@home.example> SIZE=100 BODY=8BITMIME",
+        "<alice@home.example>(comment) SIZE=1",
+        "<a.b@c.d>\t X",
+        "<>",
+        '<"quoted local"@example.test>',
+        "<user@[192.0.2.1]>",
+        " <alice@home.example>",
+        "alice@home.example",
+    ]
+    args += [
+        "<" + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 16))) + ">" + tail
+        for tail in ("", " SIZE=1", "  x", "(c)", " ")
+        for _ in range(400)
+    ]
+    for arg in args:
+        try:
+            expected = SMTP._getaddr(server, arg)
+        except Exception:  # aiosmtpd's parser trips on some garbage (not ours to fix)
+            continue
+        assert server._getaddr(arg) == expected, arg
+    server.local_part_limit = 3
+    assert server._getaddr("<abcd@x.example>") == (None, None)
+    assert server._getaddr("<abc@x.example>") == ("abc@x.example", "")

@@ -128,7 +128,7 @@ class Agent:
         self.hub = FileTraceHub(run / "traces")
         self.net = RealNodeNet(self.network, node, self.clock, self.hub, ConnTags(run / "conns"))
         from sim.net.local import resolver_address
-        from sim.resolve import Resolver
+        from sim.resolve import Resolver, generation_path
 
         self.ctx = NodeContext(
             topology=topology,
@@ -141,8 +141,14 @@ class Agent:
             resolver=None,  # type: ignore[arg-type]  # set below: it needs ctx.emit
             ca=ca if ca is not None else LabCA(state_dir / "tls"),
         )
+        # Each node's stub cache lives in this process; DNS edits in other
+        # nodes' processes reach it through the generation file.
         self.ctx.resolver = Resolver(
-            self.net, resolver_address(topology), self.clock, emit=self.ctx.emit
+            self.net,
+            resolver_address(topology),
+            self.clock,
+            emit=self.ctx.emit,
+            generation_file=generation_path(state_dir),
         )
         self.services: list[Service] = []
         kinds = self.ctx.node.services.names() if self.ctx.node.kind == "host" else ()

@@ -23,6 +23,10 @@ Lab tasks edit the zones through :meth:`DnsServer.control`::
     replace_zone zone, text                 the whole zone
     records      zone                       the zone's records as text
     flush        [name]                     empty the resolver's cache
+
+Every command but ``records`` also empties the stub cache of every node
+(:func:`sim.resolve.forget_stub_caches`), so the next question a node asks
+sees the change.
 """
 
 from __future__ import annotations
@@ -39,7 +43,15 @@ import dnslib
 
 from sim.errors import ServiceError
 from sim.net.api import Endpoint, NodeNet
-from sim.resolve import NoAnswer, exchange, new_query, qtype_name, record_from_rr
+from sim.resolve import (
+    NoAnswer,
+    exchange,
+    forget_stub_caches,
+    generation_path,
+    new_query,
+    qtype_name,
+    record_from_rr,
+)
 from sim.services.base import NodeContext, Service
 from sim.services.zonestore import MAX_CHAIN, ZoneAnswer, ZoneEditError, ZoneStore
 from sim.topology.model import Topology
@@ -736,6 +748,9 @@ class DnsServer(Service):
         if command == "flush":
             name = args.get("name")
             flushed = self.front.cache.flush(name) if self.front is not None else 0
+            # The nodes' own caches too (the stub caches of sim.resolve), or
+            # they would keep the answer the resolver just forgot.
+            self._forget_stub_caches()
             return {"flushed": flushed}
         if command not in ("add", "remove", "replace_zone", "records"):
             raise ServiceError(
@@ -756,7 +771,15 @@ class DnsServer(Service):
         else:
             text = self.store.zone_text(zone)
             result = {"records": text.splitlines(), "text": text}
+        if command != "records":
+            # An edit: no node may answer the next question from its own
+            # cache (the lab resolver's cache is the lab's to flush, or not:
+            # a lab with dns_cache "ttl" keeps it).
+            self._forget_stub_caches()
         return {"zone": fqdn(zone), "serial": self.store.serial(zone), **result}
+
+    def _forget_stub_caches(self) -> None:
+        forget_stub_caches(self.ctx.clock, generation_path(self.ctx.state_dir))
 
 
 def _required(args: dict[str, Any], *names: str) -> str:

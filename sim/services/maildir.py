@@ -73,6 +73,9 @@ class Maildir:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # The folders deliver() has made or found, so that a delivery does not
+        # check the directories again (dropped if one disappears).
+        self._ready: dict[tuple[str, str], mailbox.Maildir] = {}
 
     def _box(self, user: str, folder: str, create: bool) -> mailbox.Maildir | None:
         if not user or "/" in user or user.startswith("."):
@@ -105,19 +108,31 @@ class Maildir:
 
     def deliver(self, user: str, data: bytes, folder: str = "INBOX") -> str:
         """Store one message durably; returns its key."""
-        box = self._box(user, folder, create=True)
-        assert box is not None
-        key: str = box.add(data)
+        box = self._ready.get((user, folder))
+        try:
+            if box is None:
+                box = self._box(user, folder, create=True)
+                assert box is not None
+            key: str = box.add(data)
+        except FileNotFoundError:
+            # The mailbox was removed under us (a reset): make it again, once.
+            box = self._box(user, folder, create=True)
+            assert box is not None
+            key = box.add(data)
+        self._ready[(user, folder)] = box
         # mailbox.Maildir.add links tmp/KEY to new/KEY (a plain message has no
         # info suffix). Building that path directly saves _lookup, which
         # re-reads the whole folder when its table is cold: O(mailbox size)
-        # per delivery. Only if a reader (the MUA) already moved it, look.
-        path = Path(box._path) / "new" / key  # type: ignore[attr-defined]
-        if not path.exists():
+        # per delivery.
+        path = Path(box._path) / "new" / key
+        # mailbox.Maildir fsyncs the file in tmp/ but not the rename into new/:
+        # sync both, so a message we answered 250 for survives a power cut
+        # (RFC 5321 §6.1).
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # a reader (the MUA) moved it to cur/ already
             path = _message_path(box, key)
-        # mailbox.Maildir renames tmp → new but does not fsync the directory:
-        # do it, so a message we answered 250 for survives a power cut (RFC 5321 §6.1).
-        fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

@@ -67,6 +67,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any, AnyStr, ClassVar, Literal, TypeVar, get_args
@@ -79,17 +80,19 @@ from sim.auth.spf import check_spf
 from sim.clock import parse_duration
 from sim.errors import ServiceError
 from sim.net.api import Endpoint
+from sim.resolve import DnsAnswer, Resolver, StubHit
 from sim.services.base import NodeContext, Service
 from sim.services.greylist import Greylist
 from sim.services.maildir import Maildir, mail_root
 from sim.services.mxchecks import (
+    AsyncLookup,
     ReverseDns,
-    check_dnsbl,
-    check_helo,
+    check_dnsbl_async,
+    check_helo_async,
     check_tls,
     fcrdns_result,
     ptr_result,
-    reverse_dns,
+    reverse_dns_async,
 )
 from sim.services.policy import Decision, Judgement, decide, judge
 from sim.services.replies import enhance, reply
@@ -109,6 +112,9 @@ CHECKS: tuple[str, ...] = get_args(CheckName)
 # RFC 5321 §4.4: the "id" clause of a Received field (the sender's queue id).
 _RECEIVED_ID = re.compile(r"\bid\s+([A-Za-z0-9._-]+)", re.IGNORECASE)
 _UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
+# The usual path of MAIL and RCPT, <dot-atom@domain> (RFC 5321 §4.1.2).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
 
 
 # --- per-connection and per-transaction state ---------------------------------
@@ -153,6 +159,31 @@ class Route:
     mailbox: str | None = None
 
 
+class ThreadLookup:
+    """A :data:`~sim.auth.result.Lookup` for a worker thread: answers from
+    the node's stub cache without waking the event loop, the others through
+    ``query_sync``. The trace events of the cached answers are handed to the
+    loop in one batch: before a question that must go out (so the trace
+    keeps the order of the questions) and when the work is done (:meth:`flush`)."""
+
+    def __init__(self, resolver: Resolver, trace_id: str | None) -> None:
+        self.resolver = resolver
+        self.trace_id = trace_id
+        self._hits: list[StubHit] = []
+
+    def __call__(self, name: str, rtype: str) -> DnsAnswer:
+        hit = self.resolver.from_cache(name, rtype, trace_id=self.trace_id, emit=False)
+        if hit is not None:
+            self._hits.append(hit)
+            return hit.answer
+        self.flush()
+        return self.resolver.query_sync(name, rtype, trace_id=self.trace_id, cache=True)
+
+    def flush(self) -> None:
+        hits, self._hits = self._hits, []
+        self.resolver.emit_hits(hits, self.trace_id)
+
+
 # --- the SMTP protocol object ------------------------------------------------------
 
 
@@ -180,6 +211,23 @@ class MxSMTP(LabSMTP):
                 await super().push(enhance(status))
                 return
         await super().push(status)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd reads every MAIL and RCPT path with the email package's
+        # RFC 5322 parser, a tenth of the MX's time; the plain form is read
+        # here to the same result, anything else (quotes, comments, address
+        # literals, null path) still goes to that parser.
+        match = _PLAIN_PATH.match(arg)
+        if match is not None:
+            rest = arg[match.end() :]
+            if "(" not in rest and "\r" not in rest and "\n" not in rest:
+                address = match.group(1)
+                local = address.rpartition("@")[0]
+                if self.local_part_limit and len(local) > self.local_part_limit:
+                    return None, None
+                return address, rest.lstrip(" \t")
+        found: tuple[str | None, str | None] = super()._getaddr(arg)
+        return found
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._verbatim = True
@@ -437,14 +485,31 @@ class MxServer(Service):
 
     # -- helpers for the handler ---------------------------------------------------
 
-    def lookup_for(self, trace_id: str | None) -> Lookup:
+    def lookup_for(self, trace_id: str | None) -> ThreadLookup:
+        """Lookups for a worker thread (pyspf, dkimpy, DMARC), through the MX
+        host's own caching resolver (see :class:`sim.resolve.Resolver`)."""
+        return ThreadLookup(self.ctx.resolver, trace_id)
+
+    def async_lookup_for(self, trace_id: str | None) -> AsyncLookup:
+        """The same lookups, awaited on the event loop (our own checks)."""
         resolver = self.ctx.resolver
-        return lambda name, rtype: resolver.query_sync(name, rtype, trace_id=trace_id)
+
+        async def lookup(name: str, rtype: str) -> DnsAnswer:
+            return await resolver.query(name, rtype, trace_id=trace_id, cache=True)
+
+        return lookup
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work (DNS lookups through ``query_sync``, pyspf,
-        dkimpy, fsync) in a worker thread while the lab loop keeps serving."""
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        dkimpy, fsync) in a worker thread while the lab loop keeps serving.
+        The cached answers a :class:`ThreadLookup` among ``args`` gave are
+        recorded in the trace when the work is done."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        finally:
+            for arg in args:
+                if isinstance(arg, ThreadLookup):
+                    arg.flush()
 
     def emit_check(self, conn: Connection, judgement: Judgement) -> None:
         result = judgement.result
@@ -622,11 +687,12 @@ class MxHandler:
         """ptr, fcrdns, dnsbl (once per connection) and helo (once per
         name), judged with the actions in force, in the configured order."""
         mx = self.mx
-        lookup = mx.lookup_for(conn.trace_id)
+        # Our own checks: on the event loop, no worker thread (mxchecks.replay).
+        lookup = mx.async_lookup_for(conn.trace_id)
         fresh: list[CheckResult] = []
         if conn.client is None:
             zones = tuple(mx.config.dnsbl) if mx.runs("dnsbl") else ()
-            rdns, found = await mx.in_thread(_client_checks, conn.ip, zones, lookup)
+            rdns, found = await _client_checks_async(conn.ip, zones, lookup)
             conn.rdns = rdns
             conn.client = {"dnsbl": found}
             if mx.runs("ptr"):
@@ -635,7 +701,7 @@ class MxHandler:
                 conn.client["fcrdns"] = [fcrdns_result(rdns)]
             fresh += [r for p in mx.checks for r in conn.client.get(p.check, [])]
         if mx.runs("helo") and helo not in conn.helo:
-            conn.helo[helo] = await mx.in_thread(check_helo, helo, conn.ip, lookup)
+            conn.helo[helo] = await check_helo_async(helo, conn.ip, lookup)
             fresh.append(conn.helo[helo])
         out: list[Judgement] = []
         for policy in mx.checks:
@@ -680,37 +746,62 @@ class MxHandler:
         if not isinstance(content, bytes):
             content = bytes(content or b"")
         helo = str(session.host_name or "")
-        current = await self._message_judgements(conn, tx, helo, content)
-        earlier = self._earlier(conn, tx, helo)
-        decision = decide(current, "data", earlier)
+        mx = self.mx
+        checks = tuple(mx.checks)  # the policy in force for this message
+        if _action(checks, "dmarc") is not None and tx.spf is None:
+            # DMARC needs the SPF result even when SPF has no action of its own.
+            tx.spf = await self._spf(conn, tx, helo)
+            judgement = judge(tx.spf, None, "data", ip=conn.ip)
+            mx.emit_check(conn, judgement)
+            tx.judgements.append(judgement)
+        # Storing must finish even if the client disconnects meanwhile, and
+        # before the 250 (RFC 5321 §6.1).
+        return await asyncio.shield(self._data(conn, session, tx, helo, content, checks))
+
+    async def _data(
+        self,
+        conn: Connection,
+        session: Any,
+        tx: Transaction,
+        helo: str,
+        content: bytes,
+        checks: tuple[CheckPolicy, ...],
+    ) -> str:
+        """DKIM, DMARC, the decision and storing in one worker hand-off
+        (dkimpy and the DMARC walk look names up synchronously; fsync
+        blocks); then the events, in the order they happened."""
+        mx = self.mx
+        done = await mx.in_thread(
+            self._judge_and_store,
+            conn,
+            session,
+            tx,
+            helo,
+            content,
+            checks,
+            mx.lookup_for(conn.trace_id),
+        )
+        for judgement in done.emitted:
+            mx.emit_check(conn, judgement)
+        tx.judgements.extend(done.to_tx)
+        decision = done.decision
         if not decision.accepted:
             assert decision.reply is not None
             return decision.reply.line
-        results = [j.result for j in [*earlier, *current] if j.check in ("spf", "dkim", "dmarc")]
-        if conn.rdns is not None and (self.mx.runs("ptr") or self.mx.runs("fcrdns")):
-            # One iprev clause for the A-R header (RFC 8601 §3): the
-            # forward-confirmed result, whichever of the two checks ran.
-            results.insert(0, _iprev(conn.rdns))
-        queue_id = secrets.token_hex(5).upper()
-        # Storing must finish even if the client disconnects meanwhile, and
-        # before the 250 (RFC 5321 §6.1).
-        try:
-            await asyncio.shield(
-                self._deliver(
-                    conn, session, tx, content, queue_id, decision, [*earlier, *current], results
-                )
-            )
-        except OSError as err:
-            log.warning("%s: storing failed: %s", self.mx.ctx.node.name, err)
+        if done.error is not None:
+            log.warning("%s: storing failed: %s", mx.ctx.node.name, done.error)
             return reply("store_failed").line
-        return reply("queued", queue_id=queue_id).line
+        self._emit_deliveries(conn, done)
+        return reply("queued", queue_id=done.queue_id).line
 
-    def _earlier(self, conn: Connection, tx: Transaction, helo: str) -> list[Judgement]:
+    def _earlier(
+        self, conn: Connection, tx: Transaction, helo: str, checks: Sequence[CheckPolicy]
+    ) -> list[Judgement]:
         """The judgements of the connection (with the actions in force now)
         and of the transaction so far: they may add junk at DATA, and count
         for X.7.26."""
         out: list[Judgement] = []
-        for policy in self.mx.checks:
+        for policy in checks:
             if policy.check in ("spf", "tls", *MESSAGE_CHECKS):
                 continue  # in tx.judgements
             if policy.check == "helo":
@@ -720,98 +811,98 @@ class MxHandler:
             out += [judge(r, policy.action, "rcpt", ip=conn.ip, helo=helo) for r in results]
         return out + tx.judgements
 
-    async def _message_judgements(
-        self, conn: Connection, tx: Transaction, helo: str, content: bytes
-    ) -> list[Judgement]:
-        mx = self.mx
-        dkim_action, dmarc_action = mx.action("dkim"), mx.action("dmarc")
-        if dkim_action is None and dmarc_action is None:
-            return []
-        lookup = mx.lookup_for(conn.trace_id)
-        out: list[Judgement] = []
-        if dmarc_action is not None and tx.spf is None:
-            # DMARC needs the SPF result even when SPF has no action of its own.
-            tx.spf = await self._spf(conn, tx, helo)
-            judgement = judge(tx.spf, None, "data", ip=conn.ip)
-            mx.emit_check(conn, judgement)
-            tx.judgements.append(judgement)
-        from_domain = _from_domain(content)
-        dkim, dmarc = await mx.in_thread(
-            _message_checks,
-            content,
-            from_domain,
-            tx.spf,
-            dmarc_action is not None,
-            mx.config.dmarc_discovery,
-            lookup,
-        )
-        # RFC 6376 §6.1: one verifying signature is enough; the others are noted.
-        any_pass = any(r.result == "pass" for r in dkim)
-        for result in dkim:
-            action = dkim_action
-            if any_pass and action is not None:
-                action = "header"
-            judgement = judge(result, action, "data", ip=conn.ip)
-            mx.emit_check(conn, judgement)
-            if dkim_action is not None:
-                out.append(judgement)
-            else:
-                tx.judgements.append(judgement)
-        if dmarc is not None:
-            judgement = judge(dmarc, dmarc_action, "data", ip=conn.ip, domain=from_domain)
-            mx.emit_check(conn, judgement)
-            out.append(judgement)
-        return self._in_order(out)
-
-    def _in_order(self, judgements: Sequence[Judgement]) -> list[Judgement]:
-        order: dict[str, int] = {p.check: i for i, p in enumerate(self.mx.checks)}
-        return sorted(judgements, key=lambda j: order.get(j.check, len(order)))
-
-    async def _deliver(
+    def _judge_and_store(
         self,
         conn: Connection,
         session: Any,
         tx: Transaction,
+        helo: str,
         content: bytes,
-        queue_id: str,
-        decision: Decision,
-        judgements: list[Judgement],
-        results: list[CheckResult],
-    ) -> None:
+        checks: tuple[CheckPolicy, ...],
+        lookup: Lookup,
+    ) -> _DataDone:
+        """In a worker thread: the message checks, the decision and, when
+        accepted, the stored copies. Emits nothing (the loop does)."""
         mx = self.mx
+        headers = _read_headers(content)
+        dkim_action, dmarc_action = _action(checks, "dkim"), _action(checks, "dmarc")
+        current: list[Judgement] = []
+        emitted: list[Judgement] = []
+        to_tx: list[Judgement] = []
+        if dkim_action is not None or dmarc_action is not None:
+            dkim, dmarc = _message_checks(
+                content,
+                headers.from_domain,
+                tx.spf,
+                dmarc_action is not None,
+                mx.config.dmarc_discovery,
+                lookup,
+            )
+            # RFC 6376 §6.1: one verifying signature is enough; the others are noted.
+            any_pass = any(r.result == "pass" for r in dkim)
+            for result in dkim:
+                action = dkim_action
+                if any_pass and action is not None:
+                    action = "header"
+                judgement = judge(result, action, "data", ip=conn.ip)
+                emitted.append(judgement)
+                (current if dkim_action is not None else to_tx).append(judgement)
+            if dmarc is not None:
+                judgement = judge(
+                    dmarc, dmarc_action, "data", ip=conn.ip, domain=headers.from_domain
+                )
+                emitted.append(judgement)
+                current.append(judgement)
+            current = _in_order(current, checks)
+        # The DKIM results without an action of their own count as earlier ones.
+        earlier = self._earlier(conn, tx, helo, checks) + to_tx
+        decision = decide(current, "data", earlier)
+        done = _DataDone(decision, emitted, to_tx, headers)
+        if not decision.accepted:
+            return done
+        judgements = [*earlier, *current]
+        results = [j.result for j in judgements if j.check in ("spf", "dkim", "dmarc")]
+        runs_iprev = _action(checks, "ptr") is not None or _action(checks, "fcrdns") is not None
+        if conn.rdns is not None and runs_iprev:
+            # One iprev clause for the A-R header (RFC 8601 §3): the
+            # forward-confirmed result, whichever of the two checks ran.
+            results.insert(0, _iprev(conn.rdns))
+        done.queue_id = secrets.token_hex(5).upper()
         a_r = authentication_results(mx.hostname, results)
         noted = _checks_header(judgements, decision)
-        client_queue_id = _client_queue_id(content)
-        message_id = _message_id(content)
-        copies: list[tuple[str, str, bytes]] = []
         for address, mailbox in tx.recipients:
-            headers = [
+            headers_added = [
                 f"Return-Path: <{_printable(tx.mail_from)}>",
                 f"Delivered-To: {_printable(address)}",
-                _received(conn, session, mx.hostname, queue_id, address),
+                _received(conn, session, mx.hostname, done.queue_id, address),
                 "Authentication-Results: " + _fold(a_r),
                 f"X-Maillab-Checks: {_fold(noted)}",
             ]
-            copies.append((address, mailbox, ("\r\n".join(headers) + "\r\n").encode() + content))
+            data = ("\r\n".join(headers_added) + "\r\n").encode() + content
+            try:
+                done.keys.append(mx.maildir.deliver(mailbox, data, decision.folder))
+            except OSError as err:
+                done.error = err
+                break
+            done.stored.append((address, mailbox))
+        return done
+
+    def _emit_deliveries(self, conn: Connection, done: _DataDone) -> None:
+        decision = done.decision
         folder = decision.folder
-
-        def store() -> list[str]:
-            return [mx.maildir.deliver(mailbox, data, folder) for _, mailbox, data in copies]
-
-        keys = await mx.in_thread(store)
-        for (address, mailbox, _), key in zip(copies, keys, strict=True):
+        for (address, mailbox), key in zip(done.stored, done.keys, strict=True):
             where = "junk" if folder == "Junk" else "inbox"
             why = f" (junk because of {', '.join(decision.junk_by)})" if decision.junk_by else ""
-            mx.ctx.emit(
+            self.mx.ctx.emit(
                 conn.trace_id,
                 "delivery",
-                f"stored for {address} in {folder}{why}, queued as {queue_id}",
+                f"stored for {address} in {folder}{why}, queued as {done.queue_id}",
                 mailbox=address,
                 user=mailbox,
                 folder=where,
-                message_id=message_id,
-                queue_id=client_queue_id,
-                mx_queue_id=queue_id,
+                message_id=done.headers.message_id,
+                queue_id=done.headers.client_queue_id,
+                mx_queue_id=done.queue_id,
                 key=key,
                 junk_by=list(decision.junk_by),
             )
@@ -853,13 +944,13 @@ def _tls_info(session: Any) -> tuple[str | None, str | None]:
     return version, (cipher[0] if cipher else None)
 
 
-def _client_checks(
-    ip: str, zones: tuple[str, ...], lookup: Lookup
+async def _client_checks_async(
+    ip: str, zones: tuple[str, ...], lookup: AsyncLookup
 ) -> tuple[ReverseDns, list[CheckResult]]:
-    """The DNS work of the client checks, in a worker thread. The reverse
+    """The DNS work of the client checks, on the event loop. The reverse
     lookup always runs: the Received field names the client (RFC 5321 §4.4)."""
-    rdns = reverse_dns(ip, lookup)
-    return rdns, [check_dnsbl(ip, zone, lookup) for zone in zones]
+    rdns = await reverse_dns_async(ip, lookup)
+    return rdns, [await check_dnsbl_async(ip, zone, lookup) for zone in zones]
 
 
 def _spf_safely(ip: str, mail_from: str, helo: str, lookup: Lookup) -> CheckResult:
@@ -898,6 +989,30 @@ def _message_checks(
     return dkim, dmarc
 
 
+def _action(checks: Sequence[CheckPolicy], check: str) -> CheckAction | None:
+    return next((p.action for p in checks if p.check == check), None)
+
+
+def _in_order(judgements: Sequence[Judgement], checks: Sequence[CheckPolicy]) -> list[Judgement]:
+    order: dict[str, int] = {p.check: i for i, p in enumerate(checks)}
+    return sorted(judgements, key=lambda j: order.get(j.check, len(order)))
+
+
+@dataclass
+class _DataDone:
+    """What the worker did at DATA: the judgements to record, the decision,
+    and the copies it stored (or the error that stopped it)."""
+
+    decision: Decision
+    emitted: list[Judgement]
+    to_tx: list[Judgement]
+    headers: _Headers
+    queue_id: str = ""
+    stored: list[tuple[str, str]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    error: OSError | None = None
+
+
 def _iprev(rdns: ReverseDns) -> CheckResult:
     result = fcrdns_result(rdns)
     name = rdns.confirmed or (rdns.names[0] if rdns.names else None)
@@ -910,11 +1025,27 @@ def _iprev(rdns: ReverseDns) -> CheckResult:
     )
 
 
-def _from_domain(content: bytes) -> str:
+@dataclass(frozen=True)
+class _Headers:
+    """What the MX reads from a message's header section (parsed once)."""
+
+    from_domain: str = ""
+    message_id: str | None = None
+    client_queue_id: str | None = None
+
+
+def _read_headers(content: bytes) -> _Headers:
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+    except Exception:
+        return _Headers()
+    return _Headers(_from_domain(headers), _message_id(headers), _client_queue_id(headers))
+
+
+def _from_domain(headers: Message) -> str:
     """The RFC5322.From domain DMARC judges (RFC 9989 §5.3.1): the first
     address's domain; empty when there is none."""
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(content)
         values = [str(v) for v in headers.get_all("From", [])]
     except Exception:
         return ""
@@ -924,20 +1055,15 @@ def _from_domain(content: bytes) -> str:
     return ""
 
 
-def _message_id(content: bytes) -> str | None:
-    try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(content)
-    except Exception:
-        return None
+def _message_id(headers: Message) -> str | None:
     value = headers.get("Message-ID")
     return str(value).strip() if value else None
 
 
-def _client_queue_id(content: bytes) -> str | None:
+def _client_queue_id(headers: Message) -> str | None:
     """The sending MTA's queue id, from the ``id`` clause of the topmost
     Received field (the one the client added, RFC 5321 §4.4)."""
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(content)
         top = headers.get("Received")
     except Exception:
         return None

@@ -134,6 +134,10 @@ class MxService:
     max_size: int = 10 * 1024 * 1024
     dmarc_discovery: DmarcDiscovery = "treewalk"
     down: bool = False
+    #: Local parts whose mail is forwarded elsewhere (an alias, RFC 5321
+    #: §3.9.1): local part → address. The node's relay sends it on with the
+    #: envelope sender unchanged, which is why forwarding breaks SPF.
+    forward: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

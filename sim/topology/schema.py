@@ -775,6 +775,13 @@ MX = Record(
             "Start with the service stopped (connections are refused), for outage labs.",
             default=False,
         ),
+        Field(
+            "forward",
+            MapOf(Scalar("local part"), Scalar("mail address")),
+            "Aliases whose mail the node's relay sends on, envelope sender unchanged "
+            "(RFC 5321 §3.9.1): local part → address.",
+            default={},
+        ),
     ),
     model=model.MxService,
 )

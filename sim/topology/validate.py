@@ -664,6 +664,20 @@ def verify_mailbox(lab: _Lab) -> Iterator[Finding]:
             )
 
 
+@_check
+def verify_forward(lab: _Lab) -> Iterator[Finding]:
+    """An mx that forwards mail needs a relay on its host to send it on."""
+    for node in lab.nodes.values():
+        mx = node.services.mx
+        if mx is not None and mx.forward and node.services.relay is None:
+            yield Finding(
+                "verify_forward",
+                ("nodes", node.name, "services", "mx", "forward"),
+                "forwarded mail is sent on by this host's relay, and this host has none: "
+                "add `relay: {}` beside the mx",
+            )
+
+
 _WELL_KNOWN = {
     "mx": (25,),
     "dns": (53,),
