@@ -144,9 +144,11 @@ class Transaction:
     judgements: list[Judgement] = field(default_factory=list)
     spf: CheckResult | None = None
     recipients: list[tuple[str, str]] = field(default_factory=list)
+    #: (recipient, address it forwards to): aliases sent on by the relay.
+    forwards: list[tuple[str, str]] = field(default_factory=list)
 
 
-RouteKind = Literal["local", "postmaster", "unknown", "relay", "syntax"]
+RouteKind = Literal["local", "postmaster", "unknown", "relay", "syntax", "forward"]
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,7 @@ class MxServer(Service):
         self.hostname = config.hostname or f"mx.{config.domains[0]}"
         self.domains = tuple(d.lower().rstrip(".") for d in config.domains)
         self.mailboxes = tuple(m.lower() for m in config.mailboxes)
+        self.forwards = {local.lower(): target for local, target in config.forward}
         #: The checks in the order they run, with their actions (``set_check`` edits it).
         self.checks: list[CheckPolicy] = list(config.checks)
         self.greylist: Greylist | None = (
@@ -324,6 +327,9 @@ class MxServer(Service):
             return Route("postmaster", self.postmaster_mailbox)
         if local in self.mailboxes:
             return Route("local", local)
+        if local in self.forwards:
+            # An alias (RFC 5321 §3.9.1): accepted here, sent on by the relay.
+            return Route("forward", self.forwards[local])
         return Route("unknown")
 
     # -- lifecycle ------------------------------------------------------------
@@ -656,7 +662,10 @@ class MxHandler:
             if not verdict.passed:
                 return defer.line
         assert route.mailbox is not None
-        tx.recipients.append((address, route.mailbox))
+        if route.kind == "forward":
+            tx.forwards.append((address, route.mailbox))
+        else:
+            tx.recipients.append((address, route.mailbox))
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return reply("rcpt_ok").line
@@ -740,7 +749,7 @@ class MxHandler:
     async def handle_DATA(self, server: MxSMTP, session: Any, envelope: Any) -> str:
         conn = _conn(server)
         tx: Transaction | None = getattr(envelope, "mx_tx", None)
-        if tx is None or not tx.recipients:
+        if tx is None or not (tx.recipients or tx.forwards):
             return "503 5.5.1 Error: need RCPT command"
         content = envelope.original_content
         if not isinstance(content, bytes):
@@ -791,8 +800,40 @@ class MxHandler:
         if done.error is not None:
             log.warning("%s: storing failed: %s", mx.ctx.node.name, done.error)
             return reply("store_failed").line
+        if done.forwards and not await self._forward(conn, tx, done):
+            return reply("store_failed").line
         self._emit_deliveries(conn, done)
         return reply("queued", queue_id=done.queue_id).line
+
+    async def _forward(self, conn: Connection, tx: Transaction, done: _DataDone) -> bool:
+        """Hand forwarded recipients to this node's relay, envelope sender
+        unchanged (RFC 5321 §3.9.1): the next hop sees this server's address
+        with the original domain in MAIL FROM, which is why SPF fails there."""
+        relay = self.mx.ctx.services.get("relay")
+        enqueue = getattr(relay, "enqueue", None)
+        if enqueue is None:
+            log.warning("%s: forwarding needs a relay on this node", self.mx.ctx.node.name)
+            return False
+        for address, target, data in done.forwards:
+            try:
+                queue_id = await enqueue(tx.mail_from, [target], data, trace_id=conn.trace_id)
+            except OSError as err:
+                log.warning("%s: forwarding failed: %s", self.mx.ctx.node.name, err)
+                return False
+            self.mx.ctx.emit(
+                conn.trace_id,
+                "delivery",
+                f"{address} is an alias: forwarded to {target} as relay queue id {queue_id}, "
+                f"envelope sender <{tx.mail_from}> unchanged",
+                mailbox=address,
+                folder="forwarded",
+                forwarded_to=target,
+                relay_queue_id=queue_id,
+                message_id=done.headers.message_id,
+                queue_id=done.headers.client_queue_id,
+                mx_queue_id=done.queue_id,
+            )
+        return True
 
     def _earlier(
         self, conn: Connection, tx: Transaction, helo: str, checks: Sequence[CheckPolicy]
@@ -885,6 +926,11 @@ class MxHandler:
                 done.error = err
                 break
             done.stored.append((address, mailbox))
+        for address, target in tx.forwards:
+            # Only the trace line: Return-Path and Delivered-To belong to final
+            # delivery, and the next MX judges the message afresh.
+            received = _received(conn, session, mx.hostname, done.queue_id, address)
+            done.forwards.append((address, target, (received + "\r\n").encode() + content))
         return done
 
     def _emit_deliveries(self, conn: Connection, done: _DataDone) -> None:
@@ -1010,6 +1056,7 @@ class _DataDone:
     queue_id: str = ""
     stored: list[tuple[str, str]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    forwards: list[tuple[str, str, bytes]] = field(default_factory=list)
     error: OSError | None = None
 
 
