@@ -32,8 +32,11 @@ def test_forwarded_mail_fails_spf_and_passes_dmarc_on_dkim(lab: sim.Lab) -> None
         user="ceo@bank.example",
         password="vault",
         subject="forwarded statement",
+        # Two relays carry it: on a loaded machine a first attempt may time
+        # out and be retried, as a real queue would (lab time is advanced).
+        settle=True,
     )
-    assert result.outcome == "delivered"
+    assert result.outcome == "delivered", result.recipients
     assert result.recipients[0]["forwarded"] == ["bob@qq.example"]
     assert result.checks["spf"] == "fail"
     assert result.checks["dkim"] == "pass"
