@@ -54,6 +54,8 @@ __all__ = ["LocalBackend", "LocalNodeNet"]
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
+#: How long (real seconds) each phase of stopping may take.
+STOP_PHASE = 5.0
 #: How long (real seconds) a call from the API thread may wait for the loop.
 CALL_TIMEOUT = 600.0
 
@@ -449,17 +451,22 @@ class LocalBackend(Backend):
             self._thread = None
 
     async def _stop(self) -> None:
+        # Every phase is bounded: a service or a connection handler that does
+        # not finish must not keep the lab (and the caller) from stopping.
         for _, service in reversed(self._services):
             with contextlib.suppress(Exception):
-                await service.stop()
+                await asyncio.wait_for(service.stop(), STOP_PHASE)
         for net in self._nets:
-            await net.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(net.close(), STOP_PHASE)
         self._services.clear()
         current = asyncio.current_task()
         pending = [t for t in asyncio.all_tasks() if t is not current]
         for task in pending:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            # A task that swallows its cancellation is left to the loop's close.
+            await asyncio.wait(pending, timeout=STOP_PHASE)
 
     # -- the Backend interface --------------------------------------------
 

@@ -587,7 +587,11 @@ class _Session:
             raise _Failed
 
     async def quit(self, smtp: aiosmtplib.SMTP) -> None:
-        if not smtp.is_connected:
+        task = asyncio.current_task()
+        if not smtp.is_connected or (task is not None and task.cancelling()):
+            # Being cancelled (the relay is stopping): drop the connection at
+            # once rather than wait for a polite QUIT (RFC 5321 §4.1.1.10 lets
+            # the server cope with a client that just goes away).
             smtp.close()
             return
         try:
