@@ -24,7 +24,10 @@ from sim.net.shared import ConnTags
 from sim.topology.graph import LabNetwork
 from sim.trace import TraceEvent, TraceHub
 
-__all__ = ["RealNodeNet"]
+__all__ = ["MIN_ACCEPTED_WAIT", "RealNodeNet"]
+
+#: Real seconds a connection the firewall accepts may take to be answered.
+MIN_ACCEPTED_WAIT = 5.0
 
 
 class RealNodeNet(NodeNet):
@@ -84,6 +87,14 @@ class RealNodeNet(NodeNet):
             self._emit(trace_id, verdict, dst, "tcp", port, "not sent")
             raise Unreachable(f"{dst}: not an address of this lab", verdict)
         wait = timeout if timeout is not None else self.network.topology.settings.connect_timeout
+        real_wait = self.clock.real_seconds(wait)
+        if verdict.action == "accept":
+            # Nothing on the path drops it, so the kernel answers at once (a
+            # SYN-ACK, or a reset from a closed port). Only a starved machine
+            # is slow: never give up on such a connection sooner than this,
+            # or load alone could turn it into a time-out the local backend
+            # would never show. Dropped connections keep the scaled wait.
+            real_wait = max(real_wait, MIN_ACCEPTED_WAIT)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
@@ -91,9 +102,7 @@ class RealNodeNet(NodeNet):
             self.tags.tag(self.address, sock.getsockname()[1], trace_id)
             loop = asyncio.get_running_loop()
             try:
-                await asyncio.wait_for(
-                    loop.sock_connect(sock, (str(dst), port)), self.clock.real_seconds(wait)
-                )
+                await asyncio.wait_for(loop.sock_connect(sock, (str(dst), port)), real_wait)
             except TimeoutError:
                 self._emit(trace_id, verdict, dst, "tcp", port, "timeout")
                 raise Dropped(
