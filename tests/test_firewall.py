@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from typing import cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from topobuild import PORT_25, RESIDENTIAL, host, router
 
 from sim.errors import NetworkError
 from sim.net.firewall import (
@@ -22,23 +23,6 @@ from sim.net.firewall import (
 )
 from sim.topology.graph import OUTSIDE, LabNetwork, build_network
 from sim.topology.model import FirewallRule, Node, Settings, Topology
-
-RESIDENTIAL = IPv4Network("100.64.0.0/10")
-PORT_25 = FirewallRule(
-    action="drop",
-    proto="tcp",
-    dport=(25, 25),
-    src=RESIDENTIAL,
-    note="residential customers may not send on port 25",
-)
-
-
-def host(name: str, ip: str, gateway: str | None = None) -> Node:
-    return Node(name=name, kind="host", ip=IPv4Interface(ip), gateway=gateway)
-
-
-def router(name: str, *rules: FirewallRule) -> Node:
-    return Node(name=name, kind="router", firewall=rules)
 
 
 def home_isp(

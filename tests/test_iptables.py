@@ -9,11 +9,12 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from topobuild import PORT_25, RESIDENTIAL, host, router
 
 from sim.errors import NetworkError
 from sim.net.firewall import Packet, effective_reject_with, rule_matches
@@ -25,24 +26,7 @@ from sim.net.iptables import (
     rule_comment,
 )
 from sim.topology.graph import LabNetwork, build_network
-from sim.topology.model import FirewallRule, Node, Settings, Topology
-
-RESIDENTIAL = IPv4Network("100.64.0.0/10")
-PORT_25 = FirewallRule(
-    action="drop",
-    proto="tcp",
-    dport=(25, 25),
-    src=RESIDENTIAL,
-    note="residential customers may not send on port 25",
-)
-
-
-def host(name: str, ip: str, gateway: str | None = None) -> Node:
-    return Node(name=name, kind="host", ip=IPv4Interface(ip), gateway=gateway)
-
-
-def router(name: str, *rules: FirewallRule) -> Node:
-    return Node(name=name, kind="router", firewall=rules)
+from sim.topology.model import FirewallRule, Settings, Topology
 
 
 def home_isp(*isp: FirewallRule) -> LabNetwork:
