@@ -63,10 +63,18 @@ def endpoint(ready: dict[str, Any], node: str, service: str, port: int) -> tuple
     raise AssertionError(f"no endpoint {node}/{service}:{port} in {ready['endpoints']}")
 
 
-def swaks(*args: str) -> subprocess.CompletedProcess[str]:
+def swaks(
+    where: tuple[str, str], *args: str, to: str = "bob@qq.example", sender: str
+) -> subprocess.CompletedProcess[str]:
+    host, port = where
+    argv = ["swaks", "--timeout", "20", "--server", host, "--port", port, "--to", to]
     return subprocess.run(
-        ["swaks", "--timeout", "20", *args], capture_output=True, text=True, timeout=60
+        [*argv, "--from", sender, *args], capture_output=True, text=True, timeout=60
     )
+
+
+#: alice's credentials at the ISP's submission service (home-isp.yaml).
+ALICE_AUTH = ("--auth", "PLAIN", "--auth-user", "alice@home.example", "--auth-password", "secret")
 
 
 def mailbox(state: str, address: str) -> list[Any]:
@@ -77,20 +85,10 @@ def mailbox(state: str, address: str) -> list[Any]:
 
 
 def test_swaks_delivers_to_the_mx(up: dict[str, Any]) -> None:
-    host, port = endpoint(up, "mx-qq", "mx", 25)
     out = swaks(
-        "--server",
-        host,
-        "--port",
-        port,
-        "--to",
-        "bob@qq.example",
-        "--from",
-        "alice@home.example",
-        "--helo",
-        "smtp.home.example",
-        "--header",
-        "Subject: from swaks",
+        endpoint(up, "mx-qq", "mx", 25),
+        *("--helo", "smtp.home.example", "--header", "Subject: from swaks"),
+        sender="alice@home.example",
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "250 2.0.0 Ok: queued as" in out.stdout
@@ -98,53 +96,21 @@ def test_swaks_delivers_to_the_mx(up: dict[str, Any]) -> None:
 
 
 def test_swaks_submits_with_starttls_and_auth(up: dict[str, Any]) -> None:
-    host, port = endpoint(up, "smtp-isp", "submission", 587)
     ca = str(Path(up["state_dir"]) / "tls" / "ca.pem")
     out = swaks(
-        "--server",
-        host,
-        "--port",
-        port,
-        "--to",
-        "bob@qq.example",
-        "--from",
-        "alice@home.example",
-        "--tls",
-        "--tls-verify",
-        "--tls-ca-path",
-        ca,
-        "--tls-sni",
-        "smtp.home.example",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice@home.example",
-        "--auth-password",
-        "secret",
-        "--header",
-        "Subject: submitted by swaks",
+        endpoint(up, "smtp-isp", "submission", 587),
+        *("--tls", "--tls-verify", "--tls-ca-path", ca, "--tls-sni", "smtp.home.example"),
+        *ALICE_AUTH,
+        *("--header", "Subject: submitted by swaks"),
+        sender="alice@home.example",
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "235 2.7.0" in out.stdout
 
 
 def test_auth_before_starttls_is_refused(up: dict[str, Any]) -> None:
-    host, port = endpoint(up, "smtp-isp", "submission", 587)
     out = swaks(
-        "--server",
-        host,
-        "--port",
-        port,
-        "--to",
-        "bob@qq.example",
-        "--from",
-        "alice@home.example",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice@home.example",
-        "--auth-password",
-        "secret",
+        endpoint(up, "smtp-isp", "submission", 587), *ALICE_AUTH, sender="alice@home.example"
     )
     assert out.returncode != 0
     # AUTH is not even offered before TLS (RFC 4954 §4, auth_require_tls).
@@ -155,18 +121,11 @@ def test_auth_before_starttls_is_refused(up: dict[str, Any]) -> None:
 
 
 def test_an_unauthenticated_relay_attempt_is_refused(up: dict[str, Any]) -> None:
-    host, port = endpoint(up, "smtp-isp", "mx", 25)
     out = swaks(
-        "--server",
-        host,
-        "--port",
-        port,
-        "--to",
-        "bob@qq.example",
-        "--from",
-        "someone@outside.test",
+        endpoint(up, "smtp-isp", "mx", 25),
         "--helo",
         "outside.test",
+        sender="someone@outside.test",
     )
     assert out.returncode != 0
     assert "554 5.7.1" in out.stdout and "Relay access denied" in out.stdout
