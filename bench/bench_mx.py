@@ -1,7 +1,7 @@
 """Messages per second accepted by the lab MX with every check on (issue 3).
 
-One client (``smtplib``, in the main thread) sends the same small, DKIM-signed
-message from alice@home.example to bob@qq.example, first ``--one`` messages
+One client (``smtplib``, in a process of its own) sends the same small,
+DKIM-signed message from alice@home.example to bob@qq.example, first ``--one`` messages
 over one connection, then ``--each`` messages with a connection (EHLO, MAIL,
 RCPT, DATA, QUIT) each, to three servers in the same run, on 127.0.0.1 only:
 
@@ -23,13 +23,15 @@ It prints the rate of each server and mode, the ratios MX/sink and
 MX/Postfix (target: the all-checks MX at least half of Postfix) and the
 machine. It asserts nothing about speed.
 
-Every server here is measured with the client in the bench's process; the lab
-MX and the sink share that process (and its GIL) with the client, Postfix
-does not. Each measurement starts after ``WARMUP`` messages on a first
-connection, so that Postfix has started its smtpd and cleanup processes and
-Python has warmed its caches.
+The client runs in a process of its own (``bench.mxclient``), as swaks or a
+sending MTA would: each server measured has its process (the lab MX and the
+sink: the bench's, with its GIL) or processes (Postfix) to itself, and the
+server CPU is that process's, the client's left out. Each measurement starts
+after ``WARMUP`` messages on a first connection, so that Postfix has started
+its smtpd and cleanup processes and Python has warmed its caches.
 
-Run: ``python -m bench bench_mx`` or ``python -m bench.bench_mx --one 2000 --each 500``.
+Run: ``python -m bench bench_mx`` or ``python -m bench.bench_mx --one 2000 --each 500
+--rounds 3``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import shutil
@@ -44,6 +47,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -69,6 +73,7 @@ __all__ = [
     "measure_mx",
     "measure_postfix",
     "measure_sink",
+    "send_from_client",
     "send_messages",
 ]
 
@@ -87,6 +92,7 @@ RCPT = "bob@qq.example"
 DKIM_DOMAIN, DKIM_SELECTOR = "home.example", "mail2026"
 
 ONE, EACH = 2000, 500
+ROUNDS = 3
 WARMUP = 20
 POSTFIX = Path("/usr/sbin/postfix")
 LOOPBACK = "127.0.0.1"
@@ -102,10 +108,10 @@ class Run:
     ``kept`` is what the server shows it took: messages stored in the INBOX
     (lab MX; one filed as junk would be missing), counted by the handler
     (sink), discarded according to its log (Postfix). ``server_cpu``: CPU
-    seconds the server used meanwhile (all its threads or processes, the
-    client's thread left out; for the lab, the lab's DNS too), a figure a
-    busy machine disturbs less than the rate. ``checks`` counts the MX's check events by
-    (check, result).
+    seconds the server used meanwhile (all its threads or processes; for the
+    lab, the lab's DNS too), a figure a busy machine disturbs less than the
+    rate; ``client_cpu`` the client process's. ``checks`` counts the MX's
+    check events by (check, result).
     """
 
     server: str
@@ -117,6 +123,7 @@ class Run:
     kept: int | None = None
     checks: dict[tuple[str, str], int] = field(default_factory=dict)
     auth_results: str | None = None
+    client_cpu: float | None = None
 
     @property
     def rate(self) -> float:
@@ -129,22 +136,24 @@ class Run:
             return None
         return 1000 * self.server_cpu / self.accepted
 
+    @property
+    def client_ms(self) -> float | None:
+        """Client CPU milliseconds per accepted message."""
+        if self.client_cpu is None or not self.accepted:
+            return None
+        return 1000 * self.client_cpu / self.accepted
+
 
 @dataclass(frozen=True)
 class Sent:
-    """What :func:`send_messages` saw: accepted messages, wall seconds, the
-    CPU seconds of the client's thread and of this whole process."""
+    """What a client saw: accepted messages and wall seconds; the CPU seconds
+    the client used, and those of the bench's own process meanwhile (the
+    server, when it runs here: the lab MX, the sink)."""
 
     accepted: int
     seconds: float
     client_cpu: float
     process_cpu: float
-
-    @property
-    def in_process_server_cpu(self) -> float:
-        """CPU of the threads other than the client's: the server, when it
-        runs in this process (the lab MX, the sink)."""
-        return max(0.0, self.process_cpu - self.client_cpu)
 
 
 # --- the client -----------------------------------------------------------------------
@@ -202,10 +211,38 @@ def send_messages(
     return Sent(accepted, seconds, time.thread_time() - thread_cpu, time.process_time() - cpu)
 
 
+def send_from_client(
+    host: str, port: int, count: int, mode: Mode, template: bytes, *, first: int = 0
+) -> Sent:
+    """:func:`send_messages` in a client process of its own (``python -m
+    bench.mxclient``), as a real client is: every server measured here then
+    has its process, or processes, to itself. ``process_cpu`` is this
+    process's CPU while the client ran: the lab MX's or the sink's."""
+    with tempfile.TemporaryDirectory(prefix="mxbench-client-") as tmp:
+        message = Path(tmp) / "message.eml"
+        message.write_bytes(template)
+        command = [sys.executable, "-m", "bench.mxclient", host, str(port), str(count), mode]
+        command += [str(message), str(first)]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        cpu = time.process_time()
+        out = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        )
+        here = time.process_time() - cpu
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the bench client failed: {last}")
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return Sent(int(got["accepted"]), float(got["seconds"]), float(got["client_cpu"]), here)
+
+
 def _timed(host: str, port: int, count: int, mode: Mode, template: bytes, warmup: int) -> Sent:
     if warmup:
-        send_messages(host, port, warmup, "one", template, first=-warmup)
-    return send_messages(host, port, count, mode, template)
+        send_from_client(host, port, warmup, "one", template, first=-warmup)
+    return send_from_client(host, port, count, mode, template)
 
 
 # --- 1. the lab MX ----------------------------------------------------------------------
@@ -248,9 +285,9 @@ def measure_mx(count: int, mode: Mode, *, path: Path = TOPOLOGY, warmup: int = W
         with sim.start(topology, state_dir=state, as_node=SENDER_NODE) as lab:
             host, port = _mx_endpoint(lab)
             if warmup:
-                send_messages(host, port, warmup, "one", template, first=-warmup)
+                send_from_client(host, port, warmup, "one", template, first=-warmup)
             mark = len(lab.trace())
-            sent = send_messages(host, port, count, mode, template)
+            sent = send_from_client(host, port, count, mode, template)
             events = list(lab.trace())[mark:]
             inbox = lab.mailbox(RCPT)
     checks = Counter(
@@ -265,7 +302,8 @@ def measure_mx(count: int, mode: Mode, *, path: Path = TOPOLOGY, warmup: int = W
         sent=count,
         accepted=sent.accepted,
         seconds=sent.seconds,
-        server_cpu=sent.in_process_server_cpu,
+        server_cpu=sent.process_cpu,
+        client_cpu=sent.client_cpu,
         kept=len(inbox) - warmup,
         checks=dict(checks),
         auth_results=" ".join(" ".join(a_r).split()) or None,
@@ -335,7 +373,8 @@ def measure_sink(count: int, mode: Mode, template: bytes, *, warmup: int = WARMU
         count,
         sent.accepted,
         sent.seconds,
-        server_cpu=sent.in_process_server_cpu,
+        server_cpu=sent.process_cpu,
+        client_cpu=sent.client_cpu,
         kept=kept,
     )
 
@@ -533,11 +572,11 @@ def measure_postfix(
 ) -> Run:
     if warmup:
         start = postfix.discarded()
-        warm = send_messages(LOOPBACK, postfix.port, warmup, "one", template, first=-warmup)
+        warm = send_from_client(LOOPBACK, postfix.port, warmup, "one", template, first=-warmup)
         postfix.wait_discarded(start + warm.accepted)
     before = postfix.discarded()
     cpu = postfix.cpu()
-    sent = send_messages(LOOPBACK, postfix.port, count, mode, template)
+    sent = send_from_client(LOOPBACK, postfix.port, count, mode, template)
     # The discard transport runs after the 250: its work counts too.
     kept = postfix.wait_discarded(before + sent.accepted) - before
     return Run(
@@ -547,6 +586,7 @@ def measure_postfix(
         sent.accepted,
         sent.seconds,
         server_cpu=postfix.cpu() - cpu,
+        client_cpu=sent.client_cpu,
         kept=kept,
     )
 
@@ -573,21 +613,45 @@ def _ratio(a: Run | None, b: Run | None) -> str:
     return f"{a.rate / b.rate:.2f}"
 
 
+def _key(run: Run) -> tuple[str, Mode]:
+    return run.server.split(" ")[0], run.mode
+
+
+def medians(runs: list[Run]) -> list[Run]:
+    """Per server and mode, the run with the median rate (the lower middle
+    one of an even count), in the order the servers were first measured."""
+    groups: dict[tuple[str, Mode], list[Run]] = {}
+    for run in runs:
+        groups.setdefault(_key(run), []).append(run)
+    out = []
+    for group in groups.values():
+        ranked = sorted(group, key=lambda r: r.rate)
+        out.append(ranked[(len(ranked) - 1) // 2])
+    return out
+
+
 def report(runs: list[Run]) -> None:
+    """The median run of each server and mode, every round's rate beside it,
+    and the ratios of the medians."""
+    rounds: dict[tuple[str, Mode], list[str]] = {}
+    for run in runs:
+        rounds.setdefault(_key(run), []).append(f"{run.rate:.0f}")
     print(
         f"{'server':<28} {'mode':<24} {'sent':>6} {'accepted':>9} {'kept':>6} "
-        f"{'seconds':>8} {'msg/s':>7} {'server CPU ms/msg':>18}"
+        f"{'msg/s':>7} {'server CPU ms/msg':>18} {'client CPU ms/msg':>18}  msg/s each round"
     )
-    for r in runs:
+    chosen = medians(runs)
+    for r in chosen:
         kept = "-" if r.kept is None else str(r.kept)
         cpu = "-" if r.cpu_ms is None else f"{r.cpu_ms:.2f}"
+        client = "-" if r.client_ms is None else f"{r.client_ms:.2f}"
         print(
             f"{r.server:<28} {MODES[r.mode]:<24} {r.sent:>6} {r.accepted:>9} {kept:>6} "
-            f"{r.seconds:>8.2f} {r.rate:>7.0f} {cpu:>18}"
+            f"{r.rate:>7.0f} {cpu:>18} {client:>18}  {' '.join(rounds[_key(r)])}"
         )
     print()
-    by = {(r.server.split(" ")[0], r.mode): r for r in runs}
-    print(f"{'ratio':<28} {MODES['one']:<24} {MODES['each']}")
+    by = {_key(r): r for r in chosen}
+    print(f"{'ratio of the medians':<28} {MODES['one']:<24} {MODES['each']}")
     for name, other in (("MX / sink", "aiosmtpd"), ("MX / Postfix", "Postfix")):
         one = _ratio(by.get(("lab", "one")), by.get((other, "one")))
         each = _ratio(by.get(("lab", "each")), by.get((other, "each")))
@@ -596,10 +660,11 @@ def report(runs: list[Run]) -> None:
     if all(a is not None and b is not None for a, b in pf):
         met = all(a.rate >= 0.5 * b.rate for a, b in pf if a is not None and b is not None)
         print(f"target MX / Postfix >= 0.50 in both modes: {'met' if met else 'NOT met'}")
-    for r in runs:
-        if r.checks:
+    for mode in MODES:
+        last = [r for r in runs if r.checks and r.mode == mode][-1:]
+        for r in last:
             seen = ", ".join(f"{c}={res} x{n}" for (c, res), n in sorted(r.checks.items()))
-            print(f"MX checks in the trace ({MODES[r.mode]}): {seen}")
+            print(f"MX checks in the trace ({MODES[mode]}, last round): {seen}")
     mx = next((r for r in runs if r.auth_results), None)
     if mx is not None:
         print(f"Authentication-Results of a stored message: {mx.auth_results}")
@@ -612,27 +677,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--one", type=int, default=ONE, help="messages over one connection")
     parser.add_argument("--each", type=int, default=EACH, help="messages with a connection each")
     parser.add_argument("--no-postfix", action="store_true", help="skip Postfix")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help="measure every server this many times, in turn; report the medians",
+    )
     # `python -m bench bench_mx` calls main() with the runner's own argv: ignore it.
     args = parser.parse_args(argv if argv is not None else [])
     counts: dict[Mode, int] = {"one": args.one, "each": args.each}
-    print("# MX throughput: messages/s accepted, one smtplib client on 127.0.0.1")
+    print("# MX throughput: messages/s accepted, one smtplib client process on 127.0.0.1")
     print(f"machine: {machine()}")
     print(f"load average before: {_load()}")
-    runs: list[Run] = []
-    for mode, n in counts.items():
-        runs.append(measure_mx(n, mode))
     with tempfile.TemporaryDirectory(prefix="mxbench-key-") as keys:
         pair = ensure_keys(all_checks(sim.load_topology(TOPOLOGY)), Path(keys))
         template = bench_message(pair[(DKIM_DOMAIN, DKIM_SELECTOR)].private_pem)
-    for mode, n in counts.items():
-        runs.append(measure_sink(n, mode, template))
     missing = "skipped (--no-postfix)" if args.no_postfix else postfix_missing()
-    if missing is None:
-        with PrivatePostfix() as postfix:
-            for mode, n in counts.items():
-                runs.append(measure_postfix(postfix, n, mode, template))
-    else:
+    if missing is not None:
         print(f"Postfix: not measured: {missing}")
+    runs: list[Run] = []
+    with contextlib.ExitStack() as stack:
+        postfix = stack.enter_context(PrivatePostfix()) if missing is None else None
+        # Rounds in turn, so that a slow spell of the machine hits every
+        # server alike rather than one of them.
+        for _ in range(max(1, args.rounds)):
+            for mode, n in counts.items():
+                runs.append(measure_mx(n, mode))
+            for mode, n in counts.items():
+                runs.append(measure_sink(n, mode, template))
+            if postfix is not None:
+                for mode, n in counts.items():
+                    runs.append(measure_postfix(postfix, n, mode, template))
     report(runs)
     print(f"load average after: {_load()} (other work on the machine disturbs the rates)")
 
@@ -642,6 +717,4 @@ def _load() -> str:
 
 
 if __name__ == "__main__":
-    import sys
-
     main(sys.argv[1:])

@@ -335,23 +335,47 @@ def forget_stub_caches(clock: LabClock, generation_file: Path | None = None) -> 
     return forgotten
 
 
+#: The records of a cached answer with their TTLs at one age, their trace
+#: form, and the answer shown as text.
+_Aged = tuple[tuple[DnsRecord, ...], list[dict[str, Any]], str]
+
+
 @dataclass(frozen=True)
 class _Entry:
     stored: float
     expires: float
     rcode: str
     records: tuple[DnsRecord, ...]
+    #: {age: _Aged} for the latest age asked: the questions of a busy MX
+    #: within one lab second share it instead of rebuilding it each time.
+    aged: dict[int, _Aged] = field(default_factory=dict, compare=False)
+
+    def at_age(self, age: int, name: str, rtype: str) -> _Aged:
+        got = self.aged.get(age)
+        if got is None:
+            records = tuple(
+                DnsRecord(r.name, r.type, max(0, r.ttl - age), r.data, r.strings)
+                for r in self.records
+            )
+            shown = _shown(DnsAnswer(name, rtype, self.rcode, records))
+            got = (records, [r.to_json() for r in records], shown)
+            self.aged.clear()  # only the latest age is worth keeping
+            self.aged[age] = got
+        return got
 
 
 @dataclass(frozen=True)
 class StubHit:
     """An answer from a node's stub cache: the records with the time left as
     their TTL (RFC 1035 §4.1.3: TTLs count down), how long ago the resolver
-    gave it and how long it stays."""
+    gave it and how long it stays; ``answers`` and ``shown`` are the records
+    as the trace shows them."""
 
     answer: DnsAnswer
     age: int
     left: int
+    answers: list[dict[str, Any]] = field(default_factory=list, compare=False)
+    shown: str = ""
 
 
 def _stub_ttl(reply: dnslib.DNSRecord, rcode: str) -> int:
@@ -421,6 +445,9 @@ class Resolver:
     ) -> None:
         self.net = net
         self.server = server
+        # As text, once: they go into every trace event of a busy MX.
+        self._server = str(server)
+        self._client = str(net.address)
         self.clock = clock
         self.emit = emit
         self.timeout = timeout
@@ -482,11 +509,10 @@ class Resolver:
             self._cache.pop(key, None)
             return None
         age = max(0, int(now - entry.stored))
-        records = tuple(
-            DnsRecord(r.name, r.type, max(0, r.ttl - age), r.data, r.strings) for r in entry.records
-        )
-        answer = DnsAnswer(key[0], qtype_name(code), entry.rcode, records, str(self.server))
-        hit = StubHit(answer, age, max(0, int(entry.expires - now)))
+        rtype_name = qtype_name(code)
+        records, answers, shown = entry.at_age(age, key[0], rtype_name)
+        answer = DnsAnswer(key[0], rtype_name, entry.rcode, records, self._server)
+        hit = StubHit(answer, age, max(0, int(entry.expires - now)), answers, shown)
         if emit:
             self.emit_hit(hit, trace_id)
         return hit
@@ -497,22 +523,23 @@ class Resolver:
         if self.emit is None:
             return
         answer = hit.answer
-        client = str(self.net.address)
+        client, server = self._client, self._server
+        shown = hit.shown or _shown(answer)
         summary = (
-            f"{client} looked up {answer.type} {answer.name} → {_shown(answer)} "
-            f"(from its own cache: {self.server} answered {hit.age}s ago, {hit.left}s left)"
+            f"{client} looked up {answer.type} {answer.name} → {shown} "
+            f"(from its own cache: {server} answered {hit.age}s ago, {hit.left}s left)"
         )
         data: dict[str, Any] = {
             "client": client,
-            "server": str(self.server),
+            "server": server,
             "name": answer.name,
             "type": answer.type,
             "rcode": answer.rcode,
-            "answers": [r.to_json() for r in answer.records],
+            "answers": hit.answers or [r.to_json() for r in answer.records],
             "cached": True,
             "explanation": (
                 f"answered by the node's own caching resolver, like unbound on a mail "
-                f"server: {self.server} gave this answer {hit.age} lab seconds ago and it "
+                f"server: {server} gave this answer {hit.age} lab seconds ago and it "
                 f"stays for {hit.left} more (its TTL)"
             ),
         }
@@ -526,23 +553,6 @@ class Resolver:
             self.emit(trace_id, "dns", summary, **data)
         else:
             loop.call_soon_threadsafe(lambda: self._emit_later(trace_id, summary, data))
-
-    def emit_hits(self, hits: list[StubHit], trace_id: str | None) -> None:
-        """:meth:`emit_hit` for several, handed to the loop at once when
-        called from another thread (one wake-up instead of one each)."""
-        if not hits:
-            return
-        loop = self._loop
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is None or running is loop or loop.is_closed():
-            for hit in hits:
-                self.emit_hit(hit, trace_id)
-            return
-        batch = list(hits)
-        loop.call_soon_threadsafe(lambda: self.emit_hits(batch, trace_id))
 
     def _emit_later(self, trace_id: str | None, summary: str, data: dict[str, Any]) -> None:
         if self.emit is not None:

@@ -2,12 +2,14 @@
 
 Every check takes a synchronous :data:`Lookup` into the lab DNS and returns a
 :class:`CheckResult` (inputs, result, one sentence a student can read); none
-opens a socket, so the MX can run them in a worker thread.
+opens a socket, so the MX runs them on its event loop over awaited lookups
+(:func:`sim.auth.replay.replay`).
 
 * :func:`check_spf` — RFC 7208, with pyspf
 * :func:`generate_key`, :func:`sign`, :func:`verify_dkim` — RFC 6376, with dkimpy
 * :func:`check_dmarc` — RFC 9989 (DNS tree walk; ``discovery="psl"`` for RFC 7489)
 * :func:`authentication_results` — RFC 8601, with authres
+* :mod:`sim.auth.dkimfast` — dkimpy's RSA by OpenSSL, its parsed keys remembered
 """
 
 from sim.auth.dkim import generate_key, key_txt_rdata, sign, verify_dkim

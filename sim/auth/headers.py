@@ -17,6 +17,7 @@ method and are left out.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,48 +39,72 @@ _IPREV = {
 }
 
 
-def _spf(r: CheckResult) -> Any:
+#: One clause as plain data: (method, result, (property, value)...), the
+#: properties in the order authres writes them.
+_Clause = tuple[str, str, tuple[tuple[str, str | None], ...]]
+
+
+def _spf(r: CheckResult) -> _Clause:
     mail_from = str(r.inputs.get("mail_from") or "")
     helo = str(r.inputs.get("helo") or "")
     if mail_from:
-        return authres.SPFAuthenticationResult(result=r.result, smtp_mailfrom=mail_from)
-    return authres.SPFAuthenticationResult(result=r.result, smtp_helo=helo or None)
+        return "spf", r.result, (("smtp_mailfrom", mail_from),)
+    return "spf", r.result, (("smtp_helo", helo or None),)
 
 
-def _dkim(r: CheckResult) -> Any:
+def _dkim(r: CheckResult) -> _Clause:
     reason = r.details.get("reason") if r.result != "pass" else None
     d = r.details.get("d") or r.inputs.get("d")
     s = r.details.get("s") or r.inputs.get("s")
-    return authres.DKIMAuthenticationResult(
-        result=r.result, reason=reason or None, header_d=d or None, header_s=s or None
-    )
+    props = (("reason", reason), ("header_d", d), ("header_s", s))
+    return "dkim", r.result, tuple((k, str(v) if v else None) for k, v in props)
 
 
-def _dmarc(r: CheckResult) -> Any:
+def _dmarc(r: CheckResult) -> _Clause:
     disposition = r.details.get("disposition") if r.result in ("pass", "fail") else None
-    return authres.dmarc.DMARCAuthenticationResult(
-        result=r.result,
-        header_from=r.inputs.get("from_domain") or None,
-        policy=disposition or None,
-    )
+    from_domain = r.inputs.get("from_domain")
+    props = (("header_from", from_domain), ("policy", disposition))
+    return "dmarc", r.result, tuple((k, str(v) if v else None) for k, v in props)
 
 
-def _iprev(r: CheckResult) -> Any:
+def _iprev(r: CheckResult) -> _Clause:
     ip = r.inputs.get("ip") or r.inputs.get("client_ip") or r.inputs.get("address")
     name = r.details.get("ptr") or r.details.get("hostname") or r.details.get("name")
-    result = authres.IPRevAuthenticationResult(
-        result=_IPREV.get(r.result, "fail"), policy_iprev=str(ip) if ip else None
-    )
+    props: tuple[tuple[str, str | None], ...] = (("policy_iprev", str(ip) if ip else None),)
     if ip and name:
         # RFC 8601 §3: the checked name may follow as a comment.
-        result.policy_iprev_comment = str(name).rstrip(".")
-    return result
+        props += (("policy_iprev_comment", str(name).rstrip(".")),)
+    return "iprev", _IPREV.get(r.result, "fail"), props
+
+
+_CLASSES: dict[str, Any] = {
+    "spf": authres.SPFAuthenticationResult,
+    "dkim": authres.DKIMAuthenticationResult,
+    "dmarc": authres.dmarc.DMARCAuthenticationResult,
+    "iprev": authres.IPRevAuthenticationResult,
+}
+
+
+@functools.lru_cache(maxsize=512)
+def _render(authserv_id: str, clauses: tuple[_Clause, ...]) -> str:
+    """The header value for these clauses, by authres (remembered: an MX
+    writes the same few combinations for message after message)."""
+    objects = []
+    for method, result, props in clauses:
+        made = dict(props)
+        comment = made.pop("policy_iprev_comment", None)
+        obj = _CLASSES[method](result=result, **made)
+        if comment is not None:
+            obj.policy_iprev_comment = comment
+        objects.append(obj)
+    header = authres.AuthenticationResultsHeader(authserv_id=authserv_id, results=objects)
+    return str(header.header_value())
 
 
 def authentication_results(authserv_id: str, results: Sequence[CheckResult]) -> str:
     """The value of an ``Authentication-Results`` field (without the name),
     unfolded; ``none`` when no result has a method (RFC 8601 §2.2)."""
-    clauses: list[Any] = []
+    clauses: list[_Clause] = []
     iprev = [r for r in results if r.check in ("fcrdns", "ptr")]
     if iprev:
         # One iprev clause: forward-confirmed reverse DNS is what iprev means.
@@ -92,8 +117,7 @@ def authentication_results(authserv_id: str, results: Sequence[CheckResult]) -> 
             clauses.append(_dkim(r))
         elif r.check == "dmarc":
             clauses.append(_dmarc(r))
-    header = authres.AuthenticationResultsHeader(authserv_id=authserv_id, results=clauses)
-    return str(header.header_value())
+    return _render(authserv_id, tuple(clauses))
 
 
 def parse_authentication_results(value: str) -> Any:

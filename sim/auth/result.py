@@ -17,8 +17,8 @@ from sim.resolve import DnsAnswer
 __all__ = ["CheckResult", "Lookup"]
 
 #: A synchronous DNS lookup into the lab DNS: ``lookup(name, rtype)``. The
-#: libraries (pyspf, dkimpy) are synchronous; the MX runs them in a worker
-#: thread with a lookup that forwards to the lab resolver.
+#: libraries (pyspf, dkimpy) are synchronous; the MX runs them on its event
+#: loop over awaited lookups (:func:`sim.auth.replay.replay`).
 Lookup = Callable[[str, str], DnsAnswer]
 
 

@@ -120,24 +120,12 @@ class Maildir:
             assert box is not None
             key = box.add(data)
         self._ready[(user, folder)] = box
-        # mailbox.Maildir.add links tmp/KEY to new/KEY (a plain message has no
-        # info suffix). Building that path directly saves _lookup, which
-        # re-reads the whole folder when its table is cold: O(mailbox size)
-        # per delivery.
-        path = Path(box._path) / "new" / key
-        # mailbox.Maildir fsyncs the file in tmp/ but not the rename into new/:
-        # sync both, so a message we answered 250 for survives a power cut
-        # (RFC 5321 §6.1).
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:  # a reader (the MUA) moved it to cur/ already
-            path = _message_path(box, key)
-            fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(path.parent)
+        # mailbox.Maildir.add fsyncs the file in tmp/, then links it to
+        # new/KEY and removes tmp/KEY; the new directory entry is not synced.
+        # Sync new/ as well, so that a message we answered 250 for survives a
+        # power cut (RFC 5321 §6.1). (Syncing the file again would be a
+        # second fsync of the same inode: it is where it was.)
+        _fsync_dir(Path(box._path) / "new")
         return key
 
     def users(self) -> list[str]:

@@ -64,28 +64,29 @@ import socket
 import ssl
 import struct
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from functools import partial
 from typing import Any, AnyStr, ClassVar, Literal, TypeVar, get_args
 
 from sim.auth.dkim import verify_dkim
 from sim.auth.dmarc import check_dmarc
 from sim.auth.headers import authentication_results
+from sim.auth.replay import Memo, replay
 from sim.auth.result import CheckResult, Lookup
 from sim.auth.spf import check_spf
 from sim.clock import parse_duration
 from sim.errors import ServiceError
 from sim.net.api import Endpoint
-from sim.resolve import DnsAnswer, Resolver, StubHit
+from sim.resolve import DnsAnswer, Resolver
 from sim.services.base import NodeContext, Service
 from sim.services.greylist import Greylist
 from sim.services.maildir import Maildir, mail_root
 from sim.services.mxchecks import (
-    AsyncLookup,
     ReverseDns,
     check_dnsbl_async,
     check_helo_async,
@@ -133,6 +134,8 @@ class Connection:
     client: dict[str, list[CheckResult]] | None = None
     #: Result of the helo check, per HELO name.
     helo: dict[str, CheckResult] = field(default_factory=dict)
+    #: The iprev clause of Authentication-Results, once made.
+    iprev: CheckResult | None = None
 
 
 @dataclass
@@ -161,29 +164,31 @@ class Route:
     mailbox: str | None = None
 
 
-class ThreadLookup:
-    """A :data:`~sim.auth.result.Lookup` for a worker thread: answers from
-    the node's stub cache without waking the event loop, the others through
-    ``query_sync``. The trace events of the cached answers are handed to the
-    loop in one batch: before a question that must go out (so the trace
-    keeps the order of the questions) and when the work is done (:meth:`flush`)."""
+class CachedLookup:
+    """The MX host's DNS questions, on the event loop, through its own
+    caching stub resolver (see :class:`sim.resolve.Resolver`): ``peek``
+    gives a cached answer at once (recorded in the trace as it is given),
+    ``await lookup(name, rtype)`` asks the lab resolver. :meth:`run` runs a
+    synchronous check (ours, pyspf, dkimpy, the DMARC walk) over them
+    (:func:`~sim.auth.replay.replay`): no worker thread, and a check whose
+    answers are all cached runs once. Given a ``key`` naming the check and
+    its arguments, the result of its last run is reused while the answers
+    it depended on are unchanged (``memo``, the MX's)."""
 
-    def __init__(self, resolver: Resolver, trace_id: str | None) -> None:
+    def __init__(self, resolver: Resolver, trace_id: str | None, memo: Memo) -> None:
         self.resolver = resolver
         self.trace_id = trace_id
-        self._hits: list[StubHit] = []
+        self.memo = memo
 
-    def __call__(self, name: str, rtype: str) -> DnsAnswer:
-        hit = self.resolver.from_cache(name, rtype, trace_id=self.trace_id, emit=False)
-        if hit is not None:
-            self._hits.append(hit)
-            return hit.answer
-        self.flush()
-        return self.resolver.query_sync(name, rtype, trace_id=self.trace_id, cache=True)
+    async def __call__(self, name: str, rtype: str) -> DnsAnswer:
+        return await self.resolver.query(name, rtype, trace_id=self.trace_id, cache=True)
 
-    def flush(self) -> None:
-        hits, self._hits = self._hits, []
-        self.resolver.emit_hits(hits, self.trace_id)
+    def peek(self, name: str, rtype: str) -> DnsAnswer | None:
+        hit = self.resolver.from_cache(name, rtype, trace_id=self.trace_id)
+        return None if hit is None else hit.answer
+
+    async def run(self, check: Callable[[Lookup], T], key: Hashable = None) -> T:
+        return await replay(check, self, self.peek, memo=self.memo, key=key)
 
 
 # --- the SMTP protocol object ------------------------------------------------------
@@ -291,6 +296,9 @@ class MxServer(Service):
         self._reset_mode = False
         self._sessions: weakref.WeakSet[MxSMTP] = weakref.WeakSet()
         self._tls: ssl.SSLContext | None = None
+        #: The last results of the checks that depend on DNS only (client
+        #: checks, SPF), reused while their answers hold (sim.auth.replay).
+        self.memo = Memo()
 
     # -- configuration views ------------------------------------------------
 
@@ -491,31 +499,15 @@ class MxServer(Service):
 
     # -- helpers for the handler ---------------------------------------------------
 
-    def lookup_for(self, trace_id: str | None) -> ThreadLookup:
-        """Lookups for a worker thread (pyspf, dkimpy, DMARC), through the MX
-        host's own caching resolver (see :class:`sim.resolve.Resolver`)."""
-        return ThreadLookup(self.ctx.resolver, trace_id)
-
-    def async_lookup_for(self, trace_id: str | None) -> AsyncLookup:
-        """The same lookups, awaited on the event loop (our own checks)."""
-        resolver = self.ctx.resolver
-
-        async def lookup(name: str, rtype: str) -> DnsAnswer:
-            return await resolver.query(name, rtype, trace_id=trace_id, cache=True)
-
-        return lookup
+    def lookup_for(self, trace_id: str | None) -> CachedLookup:
+        """DNS for the checks of a connection, through the MX host's own
+        caching resolver."""
+        return CachedLookup(self.ctx.resolver, trace_id, self.memo)
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking work (DNS lookups through ``query_sync``, pyspf,
-        dkimpy, fsync) in a worker thread while the lab loop keeps serving.
-        The cached answers a :class:`ThreadLookup` among ``args`` gave are
-        recorded in the trace when the work is done."""
-        try:
-            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        finally:
-            for arg in args:
-                if isinstance(arg, ThreadLookup):
-                    arg.flush()
+        """Run blocking work (fsync) in a worker thread while the lab loop
+        keeps serving."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     def emit_check(self, conn: Connection, judgement: Judgement) -> None:
         result = judgement.result
@@ -696,8 +688,7 @@ class MxHandler:
         """ptr, fcrdns, dnsbl (once per connection) and helo (once per
         name), judged with the actions in force, in the configured order."""
         mx = self.mx
-        # Our own checks: on the event loop, no worker thread (mxchecks.replay).
-        lookup = mx.async_lookup_for(conn.trace_id)
+        lookup = mx.lookup_for(conn.trace_id)
         fresh: list[CheckResult] = []
         if conn.client is None:
             zones = tuple(mx.config.dnsbl) if mx.runs("dnsbl") else ()
@@ -710,7 +701,9 @@ class MxHandler:
                 conn.client["fcrdns"] = [fcrdns_result(rdns)]
             fresh += [r for p in mx.checks for r in conn.client.get(p.check, [])]
         if mx.runs("helo") and helo not in conn.helo:
-            conn.helo[helo] = await check_helo_async(helo, conn.ip, lookup)
+            conn.helo[helo] = await check_helo_async(
+                helo, conn.ip, lookup, lookup.peek, lookup.memo
+            )
             fresh.append(conn.helo[helo])
         out: list[Judgement] = []
         for policy in mx.checks:
@@ -727,7 +720,8 @@ class MxHandler:
 
     async def _spf(self, conn: Connection, tx: Transaction, helo: str) -> CheckResult:
         lookup = self.mx.lookup_for(conn.trace_id)
-        return await self.mx.in_thread(_spf_safely, conn.ip, tx.mail_from, helo, lookup)
+        check = partial(_spf_safely, conn.ip, tx.mail_from, helo)
+        return await lookup.run(check, key=("spf", conn.ip, tx.mail_from, helo))
 
     async def _spf_judgements(
         self, conn: Connection, tx: Transaction, helo: str
@@ -776,20 +770,24 @@ class MxHandler:
         content: bytes,
         checks: tuple[CheckPolicy, ...],
     ) -> str:
-        """DKIM, DMARC, the decision and storing in one worker hand-off
-        (dkimpy and the DMARC walk look names up synchronously; fsync
-        blocks); then the events, in the order they happened."""
+        """DKIM and DMARC on the event loop (dkimpy and the DMARC walk look
+        names up synchronously: replayed over the stub cache), the decision,
+        then storing in a worker thread (fsync blocks the thread, not the
+        loop)."""
         mx = self.mx
-        done = await mx.in_thread(
-            self._judge_and_store,
-            conn,
-            session,
-            tx,
-            helo,
-            content,
-            checks,
-            mx.lookup_for(conn.trace_id),
-        )
+        headers = _read_headers(content)
+        dmarc_action = _action(checks, "dmarc")
+        message: _MessageChecks | None = None
+        if _action(checks, "dkim") is not None or dmarc_action is not None:
+            message = await _message_checks(
+                mx.lookup_for(conn.trace_id),
+                content,
+                headers.from_domain,
+                tx.spf,
+                dmarc_action is not None,
+                mx.config.dmarc_discovery,
+            )
+        done = self._judge(conn, tx, helo, checks, headers, message)
         for judgement in done.emitted:
             mx.emit_check(conn, judgement)
         tx.judgements.extend(done.to_tx)
@@ -797,6 +795,7 @@ class MxHandler:
         if not decision.accepted:
             assert decision.reply is not None
             return decision.reply.line
+        await mx.in_thread(self._store, conn, session, tx, content, checks, done)
         if done.error is not None:
             log.warning("%s: storing failed: %s", mx.ctx.node.name, done.error)
             return reply("store_failed").line
@@ -852,33 +851,23 @@ class MxHandler:
             out += [judge(r, policy.action, "rcpt", ip=conn.ip, helo=helo) for r in results]
         return out + tx.judgements
 
-    def _judge_and_store(
+    def _judge(
         self,
         conn: Connection,
-        session: Any,
         tx: Transaction,
         helo: str,
-        content: bytes,
         checks: tuple[CheckPolicy, ...],
-        lookup: Lookup,
+        headers: _Headers,
+        message: _MessageChecks | None,
     ) -> _DataDone:
-        """In a worker thread: the message checks, the decision and, when
-        accepted, the stored copies. Emits nothing (the loop does)."""
-        mx = self.mx
-        headers = _read_headers(content)
+        """The judgements of the message checks and the decision at DATA.
+        Emits nothing (the caller does)."""
         dkim_action, dmarc_action = _action(checks, "dkim"), _action(checks, "dmarc")
         current: list[Judgement] = []
         emitted: list[Judgement] = []
         to_tx: list[Judgement] = []
-        if dkim_action is not None or dmarc_action is not None:
-            dkim, dmarc = _message_checks(
-                content,
-                headers.from_domain,
-                tx.spf,
-                dmarc_action is not None,
-                mx.config.dmarc_discovery,
-                lookup,
-            )
+        if message is not None:
+            dkim, dmarc = message
             # RFC 6376 §6.1: one verifying signature is enough; the others are noted.
             any_pass = any(r.result == "pass" for r in dkim)
             for result in dkim:
@@ -898,16 +887,30 @@ class MxHandler:
         # The DKIM results without an action of their own count as earlier ones.
         earlier = self._earlier(conn, tx, helo, checks) + to_tx
         decision = decide(current, "data", earlier)
-        done = _DataDone(decision, emitted, to_tx, headers)
-        if not decision.accepted:
-            return done
-        judgements = [*earlier, *current]
+        return _DataDone(decision, emitted, to_tx, headers, [*earlier, *current])
+
+    def _store(
+        self,
+        conn: Connection,
+        session: Any,
+        tx: Transaction,
+        content: bytes,
+        checks: tuple[CheckPolicy, ...],
+        done: _DataDone,
+    ) -> None:
+        """In a worker thread: the copies of an accepted message, each with
+        its trace headers, stored (fsync'd) in the recipients' Maildirs, and
+        the copies to forward. Fills in ``done``; emits nothing."""
+        mx = self.mx
+        decision, judgements = done.decision, done.judgements
         results = [j.result for j in judgements if j.check in ("spf", "dkim", "dmarc")]
         runs_iprev = _action(checks, "ptr") is not None or _action(checks, "fcrdns") is not None
         if conn.rdns is not None and runs_iprev:
             # One iprev clause for the A-R header (RFC 8601 §3): the
             # forward-confirmed result, whichever of the two checks ran.
-            results.insert(0, _iprev(conn.rdns))
+            if conn.iprev is None:
+                conn.iprev = _iprev(conn.rdns)
+            results.insert(0, conn.iprev)
         done.queue_id = secrets.token_hex(5).upper()
         a_r = authentication_results(mx.hostname, results)
         noted = _checks_header(judgements, decision)
@@ -931,7 +934,6 @@ class MxHandler:
             # delivery, and the next MX judges the message afresh.
             received = _received(conn, session, mx.hostname, done.queue_id, address)
             done.forwards.append((address, target, (received + "\r\n").encode() + content))
-        return done
 
     def _emit_deliveries(self, conn: Connection, done: _DataDone) -> None:
         decision = done.decision
@@ -991,12 +993,13 @@ def _tls_info(session: Any) -> tuple[str | None, str | None]:
 
 
 async def _client_checks_async(
-    ip: str, zones: tuple[str, ...], lookup: AsyncLookup
+    ip: str, zones: tuple[str, ...], lookup: CachedLookup
 ) -> tuple[ReverseDns, list[CheckResult]]:
     """The DNS work of the client checks, on the event loop. The reverse
     lookup always runs: the Received field names the client (RFC 5321 §4.4)."""
-    rdns = await reverse_dns_async(ip, lookup)
-    return rdns, [await check_dnsbl_async(ip, zone, lookup) for zone in zones]
+    peek, memo = lookup.peek, lookup.memo
+    rdns = await reverse_dns_async(ip, lookup, peek, memo)
+    return rdns, [await check_dnsbl_async(ip, zone, lookup, peek, memo) for zone in zones]
 
 
 def _spf_safely(ip: str, mail_from: str, helo: str, lookup: Lookup) -> CheckResult:
@@ -1011,28 +1014,59 @@ def _spf_safely(ip: str, mail_from: str, helo: str, lookup: Lookup) -> CheckResu
         )
 
 
-def _message_checks(
+#: The message checks' results: DKIM (one per signature) and DMARC (or None).
+_MessageChecks = tuple[list[CheckResult], CheckResult | None]
+
+
+async def _message_checks(
+    lookup: CachedLookup,
     content: bytes,
     from_domain: str,
     spf: CheckResult | None,
     want_dmarc: bool,
     discovery: Any,
-    lookup: Lookup,
-) -> tuple[list[CheckResult], CheckResult | None]:
-    """DKIM (every signature) and DMARC, in a worker thread."""
-    dkim = verify_dkim(content, lookup)
+) -> _MessageChecks:
+    """DKIM (every signature) and DMARC, on the event loop."""
+    dkim = await lookup.run(partial(verify_dkim, content))
     if not want_dmarc:
         return dkim, None
+    # What DMARC reads of the other results (RFC 9989 §4.4): SPF's result and
+    # domain, each signature's result, d= and s=; with the From: domain and
+    # the discovery method, they make the key of its remembered result.
+    key = (
+        "dmarc",
+        from_domain,
+        discovery,
+        None if spf is None else (spf.result, spf.inputs.get("domain")),
+        tuple(
+            (
+                r.result,
+                r.details.get("d") or r.inputs.get("d"),
+                r.details.get("s") or r.inputs.get("s"),
+            )
+            for r in dkim
+        ),
+    )
+    check = partial(_dmarc_safely, from_domain, spf, dkim, discovery)
+    return dkim, await lookup.run(check, key=key)
+
+
+def _dmarc_safely(
+    from_domain: str,
+    spf: CheckResult | None,
+    dkim: list[CheckResult],
+    discovery: Any,
+    lookup: Lookup,
+) -> CheckResult:
     try:
-        dmarc = check_dmarc(from_domain, spf, None, dkim, lookup, discovery=discovery)
-    except Exception as err:
-        dmarc = CheckResult(
+        return check_dmarc(from_domain, spf, None, dkim, lookup, discovery=discovery)
+    except Exception as err:  # garbage from the client must not crash the session
+        return CheckResult(
             "dmarc",
             "permerror",
             f"DMARC could not be evaluated for {from_domain!r}: {err}.",
             {"from_domain": from_domain},
         )
-    return dkim, dmarc
 
 
 def _action(checks: Sequence[CheckPolicy], check: str) -> CheckAction | None:
@@ -1053,6 +1087,9 @@ class _DataDone:
     emitted: list[Judgement]
     to_tx: list[Judgement]
     headers: _Headers
+    #: Every judgement of the message (the connection's, the transaction's
+    #: and the message's), for the Authentication-Results header.
+    judgements: list[Judgement]
     queue_id: str = ""
     stored: list[tuple[str, str]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)

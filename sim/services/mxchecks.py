@@ -24,19 +24,20 @@ the mail is not decided here but by the MX's policy (:mod:`sim.services.policy`)
 All functions are synchronous, over a synchronous ``Lookup`` (pyspf and
 dkimpy look up synchronously too). The MX runs them on its event loop through
 their async twins (``reverse_dns_async``, ``check_helo_async``,
-``check_dnsbl_async``), which :func:`replay` them over awaited lookups: the
-same code, the same questions in the same order, no worker thread.
+``check_dnsbl_async``), which :func:`~sim.auth.replay.replay` them over
+awaited lookups: the same code, the same questions in the same order, no
+worker thread.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
-from typing import TypeVar
 
+from sim.auth.replay import AsyncLookup, Memo, Peek, replay
 from sim.auth.result import CheckResult, Lookup
 from sim.resolve import DnsAnswer
 
@@ -55,15 +56,9 @@ __all__ = [
     "fcrdns_result",
     "helo_problem",
     "ptr_result",
-    "replay",
     "reverse_dns",
     "reverse_dns_async",
 ]
-
-T = TypeVar("T")
-
-#: ``await lookup(name, rtype)``: a :data:`~sim.auth.result.Lookup` on the event loop.
-AsyncLookup = Callable[[str, str], Awaitable[DnsAnswer]]
 
 #: DNS rcodes that mean "no answer now", not "no such data" (RFC 8601 §2.7.3,
 #: RFC 7208 §5: only NOERROR and NXDOMAIN are answers).
@@ -104,15 +99,23 @@ def _addresses(answer: DnsAnswer) -> tuple[str, ...]:
     return tuple(r.data.strip() for r in answer.of_type("A") + answer.of_type("AAAA"))
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> IPv4Address | IPv6Address | None:
+    """``text`` as an address, or None (memoised: the same few addresses
+    come with every message, and parsing one costs microseconds)."""
+    try:
+        return ip_address(text)
+    except ValueError:
+        return None
+
+
 def _forward_type(ip: str) -> str:
-    return "AAAA" if isinstance(ip_address(ip), IPv6Address) else "A"
+    return "AAAA" if isinstance(_parsed(ip), IPv6Address) else "A"
 
 
 def _same_address(a: str, b: str) -> bool:
-    try:
-        return ip_address(a) == ip_address(b)
-    except ValueError:
-        return False
+    parsed = _parsed(a)
+    return parsed is not None and parsed == _parsed(b)
 
 
 # --- reverse DNS: ptr and fcrdns ---------------------------------------------
@@ -129,7 +132,7 @@ class ReverseDns:
     forward: dict[str, tuple[str, ...]] = field(default_factory=dict)
     forward_rcodes: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def confirmed(self) -> str | None:
         """The first PTR name that resolves back to the address (RFC 8601 §3)."""
         for name in self.names:
@@ -476,56 +479,26 @@ def check_tls(used: bool, version: str | None = None, cipher: str | None = None)
 # --- on the event loop ------------------------------------------------------------
 
 
-class _Unanswered(BaseException):
-    """A question :func:`replay` has no answer for yet. A BaseException, so
-    that :func:`ask`'s ``except Exception`` lets it through to ``replay``."""
-
-    def __init__(self, key: tuple[str, str]) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-async def replay(check: Callable[[Lookup], T], lookup: AsyncLookup) -> T:
-    """Run the synchronous ``check(lookup)`` on the event loop, asking DNS
-    with ``await lookup(name, rtype)``.
-
-    ``check`` runs from the start until it asks a question it has no answer
-    for; that question is awaited, and ``check`` runs again with the answers
-    so far. The checks here are pure functions of their answers, so the
-    questions come one by one in the same order as in one synchronous run
-    (the trace is the same), and no worker thread is needed.
-    """
-    answers: dict[tuple[str, str], DnsAnswer | Exception] = {}
-
-    def known(name: str, rtype: str) -> DnsAnswer:
-        key = (name, rtype)
-        if key not in answers:
-            raise _Unanswered(key)
-        got = answers[key]
-        if isinstance(got, Exception):
-            raise got
-        return got
-
-    while True:
-        try:
-            return check(known)
-        except _Unanswered as need:
-            try:
-                answers[need.key] = await lookup(*need.key)
-            except Exception as err:  # ask() turns it into FORMERR or TIMEOUT
-                answers[need.key] = err
+async def reverse_dns_async(
+    ip: str, lookup: AsyncLookup, peek: Peek | None = None, memo: Memo | None = None
+) -> ReverseDns:
+    """:func:`reverse_dns` on the event loop (:func:`~sim.auth.replay.replay`;
+    with ``memo``, the last result for ``ip`` while its answers hold)."""
+    key = ("reverse_dns", ip)
+    return await replay(partial(reverse_dns, ip), lookup, peek, memo=memo, key=key)
 
 
-async def reverse_dns_async(ip: str, lookup: AsyncLookup) -> ReverseDns:
-    """:func:`reverse_dns` on the event loop."""
-    return await replay(partial(reverse_dns, ip), lookup)
-
-
-async def check_helo_async(helo: str, ip: str, lookup: AsyncLookup) -> CheckResult:
+async def check_helo_async(
+    helo: str, ip: str, lookup: AsyncLookup, peek: Peek | None = None, memo: Memo | None = None
+) -> CheckResult:
     """:func:`check_helo` on the event loop."""
-    return await replay(partial(check_helo, helo, ip), lookup)
+    key = ("helo", helo, ip)
+    return await replay(partial(check_helo, helo, ip), lookup, peek, memo=memo, key=key)
 
 
-async def check_dnsbl_async(ip: str, zone: str, lookup: AsyncLookup) -> CheckResult:
+async def check_dnsbl_async(
+    ip: str, zone: str, lookup: AsyncLookup, peek: Peek | None = None, memo: Memo | None = None
+) -> CheckResult:
     """:func:`check_dnsbl` on the event loop."""
-    return await replay(partial(check_dnsbl, ip, zone), lookup)
+    key = ("dnsbl", ip, zone)
+    return await replay(partial(check_dnsbl, ip, zone), lookup, peek, memo=memo, key=key)
