@@ -35,7 +35,7 @@ from sim.auth.dkim import generate_key, key_txt_rdata, sign
 from sim.auth.headers import parse_authentication_results
 from sim.errors import ServiceError
 from sim.runtime import Lab
-from sim.services.mx import MxServer
+from sim.services.mx import MxServer, _header_section, _read_headers
 from sim.services.smtpclient import SmtpClient, TlsMode, Transcript
 from sim.topology.model import (
     CheckPolicy,
@@ -739,3 +739,14 @@ async def test_down_on_a_backend_that_cannot_unserve_resets_connections(tmp_path
     finally:
         await server.stop()
         await double.close()
+
+
+def test_the_header_section_ends_at_the_first_empty_line() -> None:
+    crlf = b"From: a@x.example\r\nSubject: s\r\n\r\nFrom: body@evil.example\r\n"
+    assert _header_section(crlf) == b"From: a@x.example\r\nSubject: s\r\n\r\n"
+    lf = b"From: a@x.example\n\nbody\n\nmore\n"
+    assert _header_section(lf) == b"From: a@x.example\n\n"
+    assert _header_section(b"From: a@x.example\r\n") == b"From: a@x.example\r\n"  # no body
+    # What the MX reads is what the whole message gives (the body is not a header).
+    assert _read_headers(crlf).from_domain == "x.example"
+    assert _read_headers(b"Subject: no from\r\n\r\nFrom: b@evil.example\r\n").from_domain == ""

@@ -1118,9 +1118,16 @@ class _Headers:
     client_queue_id: str | None = None
 
 
+def _header_section(content: bytes) -> bytes:
+    """The header section with the empty line that ends it (RFC 5322 §2.1):
+    the parser need not read the body, which may be megabytes."""
+    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n") if (i := content.find(sep)) >= 0]
+    return content[: min(ends)] if ends else content
+
+
 def _read_headers(content: bytes) -> _Headers:
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(content)
+        headers = BytesHeaderParser(policy=compat32).parsebytes(_header_section(content))
     except Exception:
         return _Headers()
     return _Headers(_from_domain(headers), _message_id(headers), _client_queue_id(headers))
