@@ -4,12 +4,14 @@ submission that gets through, nothing outside the lab, real tools via ``up``."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,21 @@ def test_stop_leaves_no_thread_and_no_state(home_isp_path: Path) -> None:
     after = {t.name for t in threading.enumerate()}
     assert not [n for n in after - before if n.startswith("maillab-")]
     assert not state.exists()
+
+
+def test_a_stopped_lab_leaves_nothing_in_memory(home_isp_path: Path) -> None:
+    # Notebooks, the TUI and the bench start lab after lab in one process.
+    with sim.start(home_isp_path) as lab:
+        lab.dig("laptop", "qq.example", "MX")
+        lab.send(
+            "laptop", "bob@qq.example", via="smtp-isp", user="alice@home.example", password="secret"
+        )
+        backend = weakref.ref(lab.backend)
+        contexts = [weakref.ref(lab.backend.context(n.name)) for n in lab.topology.nodes]
+    del lab
+    gc.collect()
+    assert backend() is None
+    assert [c for c in contexts if c() is not None] == []
 
 
 def test_endpoints_seen_from_the_laptop_mark_port_25_blocked(home_isp_path: Path) -> None:

@@ -294,6 +294,11 @@ class DnsFront:
         if self.handlers:
             return
         self._stopped = True
+        # The front refers to its node's network (through ctx), so the weak
+        # key would never die while the front is in the table: take it out,
+        # or every stopped lab stays in memory.
+        if _FRONTS.get(self.ctx.net) is self:
+            del _FRONTS[self.ctx.net]
         if self._udp is not None:
             self._udp.close()
         for writer in list(self._writers):
