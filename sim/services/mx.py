@@ -57,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import inspect
 import logging
 import re
 import secrets
@@ -963,6 +964,12 @@ class MxHandler:
 
 
 # --- helpers -------------------------------------------------------------------------
+
+
+# aiosmtpd asks inspect.signature() of handle_EHLO on every connection (to
+# tell its old four-argument form from the current one); a function's own
+# __signature__ answers at once instead of parsing the code again (PEP 362).
+MxHandler.handle_EHLO.__signature__ = inspect.signature(MxHandler.handle_EHLO)  # type: ignore[attr-defined]
 
 
 def _new_connection(server: MxSMTP) -> Connection:
