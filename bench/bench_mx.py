@@ -19,9 +19,12 @@ RCPT, DATA, QUIT) each, to three servers in the same run, on 127.0.0.1 only:
    ``default_transport = discard``), stopped at the end. The bench installs
    nothing: without Postfix it says so and goes on.
 
-It prints the rate of each server and mode, the ratios MX/sink and
-MX/Postfix (target: the all-checks MX at least half of Postfix) and the
-machine. It asserts nothing about speed.
+Every server is measured ``--rounds`` times (default 3), in turn, so that a
+slow spell of the machine (a shared VM's rates move by a third from one
+minute to the next) hits each of them rather than one. It prints, per server
+and mode, the run with the median rate and every round's rate beside it, the
+ratios of the medians MX/sink and MX/Postfix (target: the all-checks MX at
+least half of Postfix) and the machine. It asserts nothing about speed.
 
 The client runs in a process of its own (``bench.mxclient``), as swaks or a
 sending MTA would: each server measured has its process (the lab MX and the
