@@ -111,6 +111,34 @@ def test_headlines() -> None:
     )
 
 
+def test_read_headlines_say_what_the_mailbox_held_or_where_reading_stopped() -> None:
+    base = {"protocol": "imap", "user": "bob@qq.example", "folder": "INBOX", "error": None}
+    read = {**base, "messages": [{"subject": f"hello {i}"} for i in range(5)]}
+    assert headline(read).plain.splitlines() == [
+        "IMAP bob@qq.example INBOX  5 messages",
+        "  hello 0",
+        "  hello 1",
+        "  hello 2",
+        "  and 2 more",
+    ]
+    assert headline({**base, "messages": [{"subject": ""}]}).plain.splitlines() == [
+        "IMAP bob@qq.example INBOX  1 message",
+        "  (no subject)",
+    ]
+    refused = {
+        **base,
+        "protocol": "pop3",
+        "messages": [],
+        "error": "login refused: -ERR [AUTH] Authentication failed",
+        "stage": "login",
+        "reply": {"status": "-ERR", "code": "AUTH", "text": "Authentication failed"},
+    }
+    assert headline(refused).plain.splitlines() == [
+        "POP3 bob@qq.example INBOX  failed at login  -ERR AUTH Authentication failed",
+        "login refused: -ERR [AUTH] Authentication failed",
+    ]
+
+
 @pytest.mark.parametrize(
     ("seconds", "shown"),
     [(0.42, "+0.42s"), (30, "+30s"), (302, "+5m02s"), (7500, "+2h05m"), (93600, "+1d02h")],

@@ -172,6 +172,8 @@ def headline(data: Mapping[str, Any] | None) -> Text:
         shown = "; ".join(f"{a.get('type')} {a.get('data')}" for a in answers)
         text.append(f"  {shown or 'no records'}")
         return text
+    if "protocol" in data and "messages" in data:  # read (IMAP or POP3)
+        return _read_headline(data, text)
     outcome = str(data.get("outcome") or "?")
     text.append(outcome, style=f"bold {_OUTCOME_STYLE.get(outcome, '')}".strip())
     stage = data.get("stage")
@@ -197,6 +199,32 @@ def headline(data: Mapping[str, Any] | None) -> Text:
                 text.append(" · ", style=DIM)
             text.append(f"{name} ")
             text.append(str(result), style=_result_style(str(result)))
+    return text
+
+
+def _read_headline(data: Mapping[str, Any], text: Text) -> Text:
+    """``IMAP alice@qq.example INBOX  2 messages`` and their subjects, or
+    where the read stopped and what the server said there."""
+    protocol = str(data.get("protocol") or "").upper()
+    text.append(f"{protocol} {data.get('user') or '?'} {data.get('folder') or 'INBOX'}  ")
+    if data.get("error"):
+        text.append("failed", style=f"bold {BAD}")
+        if data.get("stage"):
+            text.append(f" at {data['stage']}")
+        reply = data.get("reply")
+        if isinstance(reply, Mapping):
+            said = " ".join(str(reply[k]) for k in ("status", "code", "text") if reply.get(k))
+            if said:
+                text.append(f"  {said}", style=WARN)
+        text.append(f"\n{data['error']}", style=BAD)
+        return text
+    messages = [m for m in data.get("messages") or [] if isinstance(m, Mapping)]
+    count = len(messages)
+    text.append(f"{count} message{'' if count == 1 else 's'}", style=f"bold {GOOD}")
+    for message in messages[:3]:
+        text.append(f"\n  {message.get('subject') or '(no subject)'}", style=DIM)
+    if count > 3:
+        text.append(f"\n  and {count - 3} more", style=DIM)
     return text
 
 
