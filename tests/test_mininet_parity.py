@@ -2,10 +2,12 @@
 outcome on the local backend and on the mininet backend.
 
 For each ``topologies/*.yaml``: a dig of every record the zones hold (from
-the first host) and a connection from every host to every TCP service.
+the first host) and a connection from every host to every TCP service
+(DNS, SMTP, submission, IMAP and POP3).
 For each ``labs/*.yaml``: its experiment steps, in order, on its topology.
 Compared: connect outcome, error and the router/rule that explains it; dig
-rcode and answers; send outcome, stage and reply code. A DROP takes the lab's
+rcode and answers; send outcome, stage and reply code; a mailbox read's
+stage, the server's status and code where it stopped, and the subjects read. A DROP takes the lab's
 connect time-out on both (scaled by the lab clock: real waiting on mininet).
 """
 
@@ -20,6 +22,7 @@ from mininet_support import needs_mininet
 
 import sim
 from sim.experiments import Connect, Dig, Experiment
+from sim.services.mailbox import IMAP_PORTS, POP3_PORTS
 from sim.topology.graph import build_network
 from sim.topology.model import Topology
 from sim.topology.zones import parse_zone
@@ -72,12 +75,15 @@ def _service_ports(node: Any) -> list[int]:
         ports.append(25)
     if services.submission is not None:
         ports.extend(services.submission.ports)
+    if services.mailbox is not None:
+        ports.extend((*IMAP_PORTS, *POP3_PORTS))
     return ports
 
 
 def lab_experiments(path: Path) -> tuple[Path, list[tuple[str, Experiment]]]:
     from sim.lab.loader import load_lab, topology_path
-    from sim.lab.model import ConnectRun, DigRun, ExperimentStep, SendRun
+    from sim.lab.model import ConnectRun, DigRun, ExperimentStep, ReadRun, SendRun
+    from sim.read import Read
     from sim.send import Send
 
     lab = load_lab(path)
@@ -90,6 +96,9 @@ def lab_experiments(path: Path) -> tuple[Path, list[tuple[str, Experiment]]]:
             out.append((run.node, Dig(name=run.name, type=run.type)))
         elif isinstance(run, ConnectRun):
             out.append((run.node, Connect(host=run.host, port=run.port)))
+        elif isinstance(run, ReadRun):
+            read = Read(user=run.user, password=run.password, **run.kwargs())
+            out.append((run.node, read))
         elif isinstance(run, SendRun):
             kwargs = run.kwargs()
             if "headers" in kwargs:
@@ -114,6 +123,14 @@ def summary(result: Any) -> dict[str, Any]:
         return {
             "rcode": data["rcode"],
             "answers": sorted((a["name"], a["type"], str(a["data"])) for a in data["answers"]),
+        }
+    if kind == "ReadResult":
+        reply = data.get("reply") or {}
+        return {
+            "stage": data.get("stage"),
+            "status": reply.get("status"),
+            "code": reply.get("code"),
+            "subjects": sorted(str(m.get("subject")) for m in data["messages"]),
         }
     reply = data.get("reply") or {}
     return {"outcome": data.get("outcome"), "stage": data.get("stage"), "code": reply.get("code")}
