@@ -677,8 +677,9 @@ def report(runs: list[Run]) -> None:
         print(f"{name:<28} {one:<24} {each}")
     paired = {mode: _paired_ratios(runs, mode) for mode in MODES}
     if all(paired.values()):
-        print(f"{'MX / Postfix, each round':<28} ", end="")
-        print(" ".join(f"{' '.join(f'{x:.2f}' for x in paired[m]):<24}" for m in MODES).rstrip())
+        for mode in MODES:
+            shown = " ".join(f"{x:.2f}" for x in paired[mode])
+            print(f"{'MX / Postfix each round':<28} {MODES[mode]:<24} {shown}")
         medians_of = {m: statistics.median(paired[m]) for m in MODES}
         print(f"{'median of the rounds':<28} {medians_of['one']:<24.2f} {medians_of['each']:.2f}")
         met = all(value >= 0.5 for value in medians_of.values())
