@@ -297,8 +297,9 @@ class MxServer(Service):
         self._reset_mode = False
         self._sessions: weakref.WeakSet[MxSMTP] = weakref.WeakSet()
         self._tls: ssl.SSLContext | None = None
-        #: The last results of the checks that depend on DNS only (client
-        #: checks, SPF), reused while their answers hold (sim.auth.replay).
+        #: The last results of the client checks, SPF and DMARC (functions of
+        #: their arguments and DNS answers), reused while those answers hold
+        #: (sim.auth.replay).
         self.memo = Memo()
 
     # -- configuration views ------------------------------------------------
