@@ -96,18 +96,11 @@ class Memo:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 class _Unanswered(BaseException):
     """A question :func:`replay` has no answer for yet. A BaseException, so
     that the checks' ``except Exception`` (a lookup that fails is a DNS error
     to them) lets it through to :func:`replay`."""
-
-    def __init__(self, key: _Key) -> None:
-        super().__init__(key)
-        self.key = key
 
 
 class _Run:
