@@ -103,6 +103,29 @@ def test_tampered_signatures_and_digests_fail_alike(data: bytes, flip: int, bits
         assert dkimfast.rsa_verify(digest.copy(), signature, public) is theirs
 
 
+def test_signatures_that_are_numbers_rather_than_k_octets_keep_dkimpys_verdict() -> None:
+    # RFC 8017 §8.2.2 wants exactly k octets below the modulus; dkimpy reads
+    # the octets as a number, so a signer that dropped a leading zero octet
+    # (or added one) still verifies there. The same verdict here.
+    private, public = KEYS[1024]
+    n, k = public["modulus"], 128
+    for i in range(5000):  # about one signature in 256 starts with a zero octet
+        digest = hashlib.sha256(b"%d" % i)
+        good = bytes(dkimfast.rsa_sign(digest.copy(), private))
+        if good[0] == 0:
+            break
+    else:
+        pytest.fail("no signature with a leading zero octet")
+    plus_n = int.from_bytes(good, "big") + n
+    cases = [good[1:], b"\x00" + good]
+    if plus_n < 1 << (8 * k):
+        cases.append(plus_n.to_bytes(k, "big"))  # the same value modulo n
+    for signature in cases:
+        theirs = dkim.crypto.RSASSA_PKCS1_v1_5_verify(digest.copy(), signature, public)
+        assert theirs is True
+        assert dkimfast.rsa_verify(digest.copy(), signature, public) is True
+
+
 def test_another_hash_is_left_to_dkimpy() -> None:
     _private, public = KEYS[1024]
     with pytest.raises(KeyError):  # dkimpy knows no sha512 OID: its own error

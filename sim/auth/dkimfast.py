@@ -83,6 +83,12 @@ def rsa_verify(hash_object: Any, signature: bytes, public_key: dict[str, int]) -
     n, e = public_key["modulus"], public_key["publicExponent"]
     if algorithm is None or n.bit_length() < _MIN_BITS:
         return _dkimpy_verify(hash_object, signature, public_key)
+    if len(signature) != (n.bit_length() + 7) // 8 or int.from_bytes(signature, "big") >= n:
+        # RFC 8017 §8.2.2 wants exactly k octets below the modulus, and
+        # OpenSSL says invalid otherwise; dkimpy reads the octets as a number
+        # (a signer that dropped a leading zero octet still verifies). Keep
+        # dkimpy's verdict for such signatures.
+        return _dkimpy_verify(hash_object, signature, public_key)
     try:
         key = _public_key(n, e)
     except ValueError:  # numbers OpenSSL will not take: let dkimpy judge them
