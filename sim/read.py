@@ -103,31 +103,23 @@ class ReadResult(ExperimentResult):
 
 # --- recording the dialogue ------------------------------------------------------
 
-_IMAP_REPLY = re.compile(r"^(\S+) (OK|NO|BAD|BYE|PREAUTH)(?: \[([^\]]*)\])? ?(.*)$", re.I)
-_POP3_REPLY = re.compile(r"^([+]OK|-ERR)(?: \[([^\]]*)\])? ?(.*)$", re.I)
+_IMAP_REPLY = re.compile(
+    r"^\S+ (?P<status>OK|NO|BAD|BYE|PREAUTH)(?: \[(?P<code>[^\]]*)\])? ?(?P<text>.*)$", re.I
+)
+_POP3_REPLY = re.compile(r"^(?P<status>[+]OK|-ERR)(?: \[(?P<code>[^\]]*)\])? ?(?P<text>.*)$", re.I)
 
 
 def parse_reply(protocol: str, line: str) -> dict[str, Any]:
     """A status line as data: ``a1 NO [AUTHENTICATIONFAILED] Authentication
     failed.`` → status NO, code AUTHENTICATIONFAILED, text."""
-    if protocol == "imap":
-        match = _IMAP_REPLY.match(line)
-        if match:
-            code = match.group(3)
-            return {
-                "status": match.group(2).upper(),
-                "code": code.split()[0].upper() if code else None,
-                "text": match.group(4),
-            }
-    else:
-        match = _POP3_REPLY.match(line)
-        if match:
-            code = match.group(2)
-            return {
-                "status": match.group(1).upper(),
-                "code": code.split()[0].upper() if code else None,
-                "text": match.group(3),
-            }
+    match = (_IMAP_REPLY if protocol == "imap" else _POP3_REPLY).match(line)
+    if match:
+        code = match.group("code")
+        return {
+            "status": match.group("status").upper(),
+            "code": code.split()[0].upper() if code else None,
+            "text": match.group("text"),
+        }
     return {"status": None, "code": None, "text": line}
 
 
