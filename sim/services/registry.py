@@ -11,10 +11,14 @@ from sim.services.base import Service
 
 __all__ = ["SERVICE_ORDER", "service_class"]
 
-#: Start waves: DNS first (everyone else looks things up), then the rest.
+#: Start waves: DNS first (everyone else looks things up), then the
+#: receivers, then the relays (a relay that finds mail in its spool after a
+#: restart sends it at once: the receivers must listen by then, or it goes to
+#: a backup MX only because of the start order), then submission.
 SERVICE_ORDER: tuple[tuple[str, ...], ...] = (
     ("dns", "dnsbl"),
-    ("mailbox", "mx", "relay"),
+    ("mailbox", "mx"),
+    ("relay",),
     ("submission",),
 )
 
