@@ -9,7 +9,8 @@ belongs to (None for a real program such as swaks).
 
 It also sends the lines of a multiline reply (``250-...`` up to ``250 ...``,
 RFC 5321 §4.2.1) in one write: aiosmtpd writes each line on its own, which
-costs a system call and a TCP segment per EHLO keyword.
+costs a system call and a TCP segment per EHLO keyword. And it is set up
+without aiosmtpd's per-connection introspection (:mod:`sim.services.smtpinit`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP
 
 from sim.net.api import NodeNet
+from sim.services.smtpinit import init_smtp
 
 __all__ = ["LabSMTP", "session_trace_id"]
 
 
 class LabSMTP(SMTP):
     def __init__(self, handler: Any, *, net: NodeNet, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+        # aiosmtpd's SMTP.__init__, with its introspection done once per class.
+        init_smtp(self, handler, **kwargs)
         self.lab_net = net
         self._held = b""  # the lines of a multiline reply so far
 
