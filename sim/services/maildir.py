@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import functools
 import itertools
 import mailbox
 import os
+import re
 import secrets
 import socket
 import time
@@ -27,7 +29,15 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-__all__ = ["FOLDERS", "Maildir", "StoredMessage", "mail_root"]
+__all__ = [
+    "FOLDERS",
+    "RENAME_SYNCED_WITH_FILE",
+    "Maildir",
+    "StoredMessage",
+    "fs_type",
+    "mail_root",
+    "mount_fs_type",
+]
 
 #: The folders every mailbox has; "Junk" is where spam-filed mail goes.
 FOLDERS = ("INBOX", "Junk")
@@ -89,38 +99,86 @@ def _unique() -> str:
     return f"{int(now)}.M{usec}P{os.getpid()}Q{next(_count)}R{secrets.token_hex(4)}.{_HOST}"
 
 
-def _write(box: Path, data: bytes) -> str:
-    """Deliver ``data`` into the Maildir ``box``: written in ``tmp/``, moved
-    to ``new/``, then made durable (the file and ``new/`` fsync'd) before we
-    return, hence before the 250 (RFC 5321 §6.1).
+#: File systems on which a file's fsync also makes durable a rename of that
+#: file done before it: the rename changed the file's inode (its ctime), so
+#: the journal transaction the fsync commits (ext4's i_sync_tid, XFS's log
+#: force up to the inode's last change) or the log it writes (btrfs: the new
+#: name) holds the new directory entry too. This is what Postfix relies on:
+#: its queue files are fsync'd, their directories never.
+RENAME_SYNCED_WITH_FILE = frozenset({"ext4", "ext3", "xfs", "btrfs"})
 
-    The move comes before the fsyncs, where the Maildir spec syncs first:
-    the file is complete when it appears (every byte written), so a reader
-    never sees half a message. What this order saves is a journal commit:
-    on ext4 the file's fsync commits the rename with it, and the fsync of
-    ``new/`` then finds nothing left to write (one commit per message, as
-    Postfix's queue file costs, instead of two). The price is a crash in the
-    moments between the move and the fsyncs, before any 250: the message may
-    then be in ``new/`` (possibly empty on a file system that writes names
-    before data) while the client, which had no reply, sends it again. RFC
-    5321 §6.1 prefers a duplicate to a loss; nothing acknowledged is lost.
+
+def _unescape_mount(field: str) -> str:
+    # /proc/self/mountinfo writes space, tab, newline and backslash as \ooo.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+@functools.lru_cache(maxsize=64)
+def fs_type(path: Path) -> str | None:
+    """The type of the file system that holds ``path`` (from Linux's
+    ``/proc/self/mountinfo``: the mount point that is the longest prefix of
+    the real path), or None where that cannot be told."""
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return None
+    return mount_fs_type(mountinfo, os.path.realpath(path))
+
+
+def mount_fs_type(mountinfo: str, real: str) -> str | None:
+    """The file system type of the absolute path ``real`` according to the
+    text of a ``/proc/self/mountinfo`` (proc(5)): ``ID PARENT MAJ:MIN ROOT
+    MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS``."""
+    best, found = -1, None
+    for line in mountinfo.splitlines():
+        fields, sep, rest = line.partition(" - ")
+        parts = fields.split()
+        if not sep or len(parts) < 5 or not rest:
+            continue
+        mount = _unescape_mount(parts[4])
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= best:  # a later mount on the same point wins
+            best, found = len(mount), rest.split()[0]
+    return found
+
+
+def _write(box: Path, data: bytes, sync_dir: bool) -> str:
+    """Deliver ``data`` into the Maildir ``box``: written in ``tmp/``, moved
+    to ``new/``, then made durable before we return, hence before the 250
+    (RFC 5321 §6.1): the file fsync'd, and ``new/`` too unless ``sync_dir``
+    is False (:data:`RENAME_SYNCED_WITH_FILE`).
+
+    The move comes before the fsync, where the Maildir spec syncs first: the
+    file is complete when it appears (every byte written), so a reader never
+    sees half a message. What this order saves is a second journal commit
+    (or a second flush of the disk's cache): the file's fsync makes the
+    rename durable with it, one commit per message, as Postfix's queue file
+    costs. The price is a crash in the moments between the move and the
+    fsync, before any 250: the message may then be in ``new/`` (possibly
+    empty on a file system that writes names before data) while the client,
+    which had no reply, sends it again. RFC 5321 §6.1 prefers a duplicate to
+    a loss; nothing acknowledged is lost.
     """
     key = _unique()
     tmp, new = box / "tmp" / key, box / "new" / key
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    moved = False
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.rename(tmp, new)
+        moved = True
         os.fsync(fd)
     except BaseException:
+        # Nothing half-stored stays: not acknowledged, it will come again.
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(new if moved else tmp)
         raise
     finally:
         os.close(fd)
-    _fsync_dir(new.parent)
+    if sync_dir:
+        _fsync_dir(new.parent)
     return key
 
 
@@ -132,6 +190,9 @@ class Maildir:
         # The folders deliver() has made or found, so that a delivery does not
         # check the directories again (made again if one disappears).
         self._ready: dict[tuple[str, str], Path] = {}
+        # Whether a delivery must fsync new/ as well as the file (the
+        # mailboxes live under root, on one file system in any lab).
+        self._sync_dirs = fs_type(root) not in RENAME_SYNCED_WITH_FILE
 
     def _box(self, user: str, folder: str, create: bool) -> mailbox.Maildir | None:
         if not user or "/" in user or user.startswith("."):
@@ -168,11 +229,11 @@ class Maildir:
         try:
             if path is None:
                 path = self._folder(user, folder)
-            key = _write(path, data)
+            key = _write(path, data, self._sync_dirs)
         except FileNotFoundError:
             # The mailbox was removed under us (a reset): make it again, once.
             path = self._folder(user, folder)
-            key = _write(path, data)
+            key = _write(path, data, self._sync_dirs)
         self._ready[(user, folder)] = path
         return key
 

@@ -68,7 +68,6 @@ import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from functools import partial
@@ -1206,42 +1205,87 @@ def _header_section(content: bytes) -> bytes:
     return content[: min(ends)] if ends else content
 
 
+# A line of the header section as the email package's parser sees one: an
+# mbox envelope line, a field (printable US-ASCII but the colon, RFC 5322
+# §3.6.8 ftext, possibly empty, then a colon) or a continuation (email.feedparser).
+_HEADER_LINE = re.compile(r"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")
+
+
+def _header_fields(section: bytes) -> list[tuple[str, str]]:
+    """The fields of a header section as (name, value), in order, read by
+    the rules of the email package's feedparser (compat32), without building
+    a Message: the section ends at the first line that is not a header line;
+    a line starting with a space or tab continues the field before it (RFC
+    5322 §2.2.3; the value keeps its line breaks but the last); a first line
+    "From " is the mbox envelope; misplaced ones and nameless fields are
+    dropped, and so are continuations of what was dropped."""
+    lines: list[str] = []
+    for line in section.splitlines(keepends=True):
+        text = line.decode("ascii", "surrogateescape")
+        if not _HEADER_LINE.match(text):
+            break
+        lines.append(text)
+    fields: list[tuple[str, str]] = []
+    current: list[str] = []  # the lines of the field being read
+
+    def close() -> None:
+        if current:
+            name, _, value = current[0].partition(":")
+            value = value.lstrip(" \t") + "".join(current[1:])
+            fields.append((name, value.rstrip("\r\n")))
+            current.clear()
+
+    for number, text in enumerate(lines):
+        if text[0] in " \t":
+            if current:
+                current.append(text)
+            continue
+        close()
+        if text.startswith("From "):
+            if number == len(lines) - 1 and number:
+                break  # the parser gives it to the body
+            continue  # the envelope line, or a misplaced one
+        if text.startswith(":"):
+            continue  # no field name
+        current.append(text)
+    close()
+    return fields
+
+
 def _read_headers(content: bytes) -> _Headers:
-    try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(_header_section(content))
-    except Exception:
-        return _Headers()
-    return _Headers(_from_domain(headers), _message_id(headers), _client_queue_id(headers))
+    fields = _header_fields(_header_section(content))
+
+    def first(name: str) -> str | None:
+        return next((v for n, v in fields if n.lower() == name), None)
+
+    from_values = [v for n, v in fields if n.lower() == "from"]
+    message_id = first("message-id")
+    return _Headers(
+        _from_domain(from_values),
+        message_id.strip() if message_id else None,
+        _client_queue_id(first("received")),
+    )
 
 
-def _from_domain(headers: Message) -> str:
+def _from_domain(values: list[str]) -> str:
     """The RFC5322.From domain DMARC judges (RFC 9989 §5.3.1): the first
     address's domain; empty when there is none."""
     try:
-        values = [str(v) for v in headers.get_all("From", [])]
+        addresses = email.utils.getaddresses(values)
     except Exception:
         return ""
-    for _, address in email.utils.getaddresses(values):
+    for _, address in addresses:
         if "@" in address:
             return address.rpartition("@")[2].strip().lower().rstrip(".")
     return ""
 
 
-def _message_id(headers: Message) -> str | None:
-    value = headers.get("Message-ID")
-    return str(value).strip() if value else None
-
-
-def _client_queue_id(headers: Message) -> str | None:
+def _client_queue_id(top: str | None) -> str | None:
     """The sending MTA's queue id, from the ``id`` clause of the topmost
     Received field (the one the client added, RFC 5321 §4.4)."""
-    try:
-        top = headers.get("Received")
-    except Exception:
-        return None
     if not top:
         return None
-    match = _RECEIVED_ID.search(str(top))
+    match = _RECEIVED_ID.search(top)
     return match.group(1) if match else None
 
 

@@ -59,11 +59,11 @@ def _class_names(cls: type, prefix: str) -> tuple[str, ...]:
     return tuple(name for name in dir(cls) if name.startswith(prefix))
 
 
-def _names(obj: Any, prefix: str) -> list[str]:
+def _names(obj: Any, prefix: str) -> tuple[str, ...] | list[str]:
     cls: Any = type(obj)
-    names = set(_class_names(cls, prefix))
-    names.update(n for n in getattr(obj, "__dict__", {}) if n.startswith(prefix))
-    return sorted(names)
+    names = _class_names(cls, prefix)
+    own = [n for n in getattr(obj, "__dict__", ()) if n.startswith(prefix)]
+    return sorted({*names, *own}) if own else names
 
 
 _EHLO_PARAMS: dict[Any, int] = {}
