@@ -349,6 +349,20 @@ class _Entry:
     #: {age: _Aged} for the latest age asked: the questions of a busy MX
     #: within one lab second share it instead of rebuilding it each time.
     aged: dict[int, _Aged] = field(default_factory=dict, compare=False)
+    #: The hit for the latest (age, time left, server) asked, likewise.
+    hits: dict[tuple[int, int, str], StubHit] = field(default_factory=dict, compare=False)
+
+    def hit(self, age: int, left: int, name: str, rtype: str, server: str) -> StubHit:
+        """This answer as a hit ``age`` seconds after it came, ``left`` before it goes."""
+        key = (age, left, server)
+        got = self.hits.get(key)
+        if got is None:
+            records, answers, shown = self.at_age(age, name, rtype)
+            answer = DnsAnswer(name, rtype, self.rcode, records, server)
+            got = StubHit(answer, age, left, answers, shown)
+            self.hits.clear()  # only the latest is worth keeping
+            self.hits[key] = got
+        return got
 
     def at_age(self, age: int, name: str, rtype: str) -> _Aged:
         got = self.aged.get(age)
@@ -376,6 +390,11 @@ class StubHit:
     left: int
     answers: list[dict[str, Any]] = field(default_factory=list, compare=False)
     shown: str = ""
+    #: The trace event's summary and data, once made, with the (client,
+    #: server) they name (see Resolver.emit_hit).
+    event: list[tuple[tuple[str, str], str, dict[str, Any]]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
 
 def _stub_ttl(reply: dnslib.DNSRecord, rcode: str) -> int:
@@ -508,11 +527,8 @@ class Resolver:
         if now >= entry.expires:
             self._cache.pop(key, None)
             return None
-        age = max(0, int(now - entry.stored))
-        rtype_name = qtype_name(code)
-        records, answers, shown = entry.at_age(age, key[0], rtype_name)
-        answer = DnsAnswer(key[0], rtype_name, entry.rcode, records, self._server)
-        hit = StubHit(answer, age, max(0, int(entry.expires - now)), answers, shown)
+        age, left = max(0, int(now - entry.stored)), max(0, int(entry.expires - now))
+        hit = entry.hit(age, left, key[0], qtype_name(code), self._server)
         if emit:
             self.emit_hit(hit, trace_id)
         return hit
@@ -522,6 +538,25 @@ class Resolver:
         loop the event is handed to the loop, after what is already queued)."""
         if self.emit is None:
             return
+        client, server = self._client, self._server
+        made = hit.event
+        if made and made[0][0] == (client, server):
+            _, summary, data = made[0]
+        else:
+            summary, data = self._hit_event(hit)
+            made[:] = [((client, server), summary, data)]
+        loop = self._loop
+        running: asyncio.AbstractEventLoop | None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop or loop.is_closed():
+            self.emit(trace_id, "dns", summary, **data)
+        else:
+            loop.call_soon_threadsafe(lambda: self._emit_later(trace_id, summary, dict(data)))
+
+    def _hit_event(self, hit: StubHit) -> tuple[str, dict[str, Any]]:
         answer = hit.answer
         client, server = self._client, self._server
         shown = hit.shown or _shown(answer)
@@ -543,16 +578,7 @@ class Resolver:
                 f"stays for {hit.left} more (its TTL)"
             ),
         }
-        loop = self._loop
-        running: asyncio.AbstractEventLoop | None
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is None or running is loop or loop.is_closed():
-            self.emit(trace_id, "dns", summary, **data)
-        else:
-            loop.call_soon_threadsafe(lambda: self._emit_later(trace_id, summary, data))
+        return summary, data
 
     def _emit_later(self, trace_id: str | None, summary: str, data: dict[str, Any]) -> None:
         if self.emit is not None:

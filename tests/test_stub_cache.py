@@ -4,6 +4,7 @@ changes, on both backends."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -184,3 +185,22 @@ def test_the_mx_caches_and_sees_a_dns_edit_at_once(spf_lab: sim.Lab) -> None:
         spf_lab.control("ns", "dns", "remove", zone="bank.example", name="@", rtype="TXT")
     fourth = spf_lab.send("mail-bank", "bob@qq.example", mail_from="info@bank.example")
     assert fourth.checks["spf"] == "none"
+
+
+async def test_each_hit_tells_its_own_age_and_time_left(dns: DnsLab) -> None:
+    # Hits within one lab second share what they are made of; a later hit
+    # must still say its own age, time left and TTL.
+    stub = dns.resolver("laptop")
+    await stub.query("qq.example", "MX", cache=True)
+    seen = []
+    for step in (10, 0, 7):
+        dns.lab.clock.advance(step)
+        trace = dns.lab.hub.open()
+        answer = await stub.query("qq.example", "MX", trace_id=trace.id, cache=True)
+        (event,) = trace.of_kind("dns")
+        seen.append((answer.records[0].ttl, event.data["answers"][0]["ttl"], event.summary))
+    assert [s[:2] for s in seen] == [(290, 290), (290, 290), (283, 283)]
+    assert "answered 10s ago" in seen[0][2] and seen[1][2] == seen[0][2]
+    assert "answered 17s ago" in seen[2][2]
+    left = [int(re.search(r"(\d+)s left", s[2]).group(1)) for s in seen]  # type: ignore[union-attr]
+    assert left[0] - left[2] == 7
