@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, AnyStr, ClassVar, Literal, TypeVar, get_args
 
 from sim.auth.dkim import verify_dkim
@@ -1311,10 +1311,12 @@ def _received(conn: Connection, session: Any, host: str, queue_id: str, rcpt: st
     return "\r\n".join(lines)
 
 
+@lru_cache(maxsize=256)
 def _fold(value: str, width: int = 78) -> str:
     """Fold a long structured field after ``;`` outside quotes and comments
     (RFC 5322 §2.2.3: lines SHOULD stay within 78 characters), packing as
-    many clauses on a line as fit."""
+    many clauses on a line as fit. (Remembered: messages with the same
+    results get the same fields, and this reads them character by character.)"""
     parts: list[str] = []
     depth, quoted, start = 0, False, 0
     for i, ch in enumerate(value):
