@@ -67,6 +67,7 @@ import sim
 from sim.auth.dkim import sign
 from sim.services.dkimkeys import ensure_keys
 from sim.topology.model import DEFAULT_CHECK_ACTIONS, CheckName, CheckPolicy, Topology
+from sim.trace import TraceEvent
 
 __all__ = [
     "ALL_CHECKS",
@@ -294,15 +295,20 @@ def measure_mx(count: int, mode: Mode, *, path: Path = TOPOLOGY, warmup: int = W
             host, port = _mx_endpoint(lab)
             if warmup:
                 send_from_client(host, port, warmup, "one", template, first=-warmup)
-            mark = len(lab.trace())
-            sent = send_from_client(host, port, count, mode, template)
-            events = list(lab.trace())[mark:]
+            checks: Counter[tuple[str, str]] = Counter()
+
+            def tally(trace_id: str | None, event: TraceEvent) -> None:
+                if event.kind == "check" and event.node == MX_NODE:
+                    checks[(str(event.data.get("check")), str(event.data.get("result")))] += 1
+
+            # The lab-wide log keeps only the latest events: count as they come.
+            hub = lab.backend.hub  # type: ignore[attr-defined]
+            hub.subscribe(tally)
+            try:
+                sent = send_from_client(host, port, count, mode, template)
+            finally:
+                hub.unsubscribe(tally)
             inbox = lab.mailbox(RCPT)
-    checks = Counter(
-        (str(e.data.get("check")), str(e.data.get("result")))
-        for e in events
-        if e.kind == "check" and e.node == MX_NODE
-    )
     a_r = inbox[-1].header("Authentication-Results") if inbox else []
     return Run(
         server="lab MX, all checks",

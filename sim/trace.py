@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Trace", "TraceEvent", "new_trace_id"]
+__all__ = ["LOG_LIMIT", "Trace", "TraceEvent", "TraceHub", "new_trace_id"]
 
 _ids = itertools.count(1)
 
@@ -88,18 +88,26 @@ class Trace:
         return [e.to_json() for e in self]
 
 
+#: How many events the lab-wide log keeps at most: a lab left running under
+#: traffic (``maillab up`` with a client sending in a loop) would otherwise
+#: grow without bound. When full, the older half goes.
+LOG_LIMIT = 50_000
+
+
 class TraceHub:
     """Collects events from every service of a running lab.
 
     Services do not know which experiment they serve: a connection carries a
     trace id (see :mod:`sim.net.api`), and services emit into the hub under
     that id. Events without an id still land in the lab-wide log, which
-    ``Lab.trace()`` shows.
+    ``Lab.trace()`` shows: its latest events (at least ``log_limit / 2``),
+    while an experiment's own trace keeps all of its events.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, log_limit: int = LOG_LIMIT) -> None:
         self._traces: dict[str, Trace] = {}
         self.log = Trace(id="lab")
+        self.log_limit = log_limit
         self._listeners: list[Any] = []
 
     def open(self, trace_id: str | None = None) -> Trace:
@@ -111,7 +119,10 @@ class TraceHub:
         return self._traces.get(trace_id)
 
     def emit(self, trace_id: str | None, event: TraceEvent) -> None:
-        self.log.add(event)
+        log = self.log.events
+        log.append(event)
+        if len(log) > self.log_limit:
+            del log[: len(log) // 2]
         if trace_id is not None:
             trace = self._traces.get(trace_id)
             if trace is not None:

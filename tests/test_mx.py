@@ -19,8 +19,11 @@ headers.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
@@ -750,3 +753,100 @@ def test_the_header_section_ends_at_the_first_empty_line() -> None:
     # What the MX reads is what the whole message gives (the body is not a header).
     assert _read_headers(crlf).from_domain == "x.example"
     assert _read_headers(b"Subject: no from\r\n\r\nFrom: b@evil.example\r\n").from_domain == ""
+
+
+# --- checks started ahead, judged at RCPT ----------------------------------------------
+
+
+def _dns_names(trace: Trace) -> list[str]:
+    return [e.data["name"] for e in trace.of_kind("dns") if e.node == "mx"]
+
+
+def test_lookups_start_ahead_and_checks_are_judged_at_rcpt(lab: Lab, restore_mx: MxServer) -> None:
+    """The MX looks up the client at connect, the HELO name at EHLO and SPF at
+    MAIL, while the client goes on; every check is judged (and reported) at
+    RCPT, and nothing is left running when the client goes."""
+    backend: Any = lab.backend
+    trace = backend.hub.open()
+
+    async def until(names: set[str]) -> None:
+        for _ in range(200):
+            if names <= set(_dns_names(trace)):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"never looked up: {names - set(_dns_names(trace))}")
+
+    async def dialogue() -> tuple[list[str], list[str], int]:
+        ctx = backend.context("good")
+        sock = await ctx.net.connect(MX, 25, trace_id=trace.id)
+        smtp = aiosmtplib.SMTP(hostname="mx.qq.example", sock=sock, start_tls=False)
+        await smtp.connect()
+        await until({"10.2.0.192.in-addr.arpa.", "10.2.0.192.zen.dnsbl.example."})
+        await smtp.ehlo(hostname="mail.good.example")
+        await until({"mail.good.example."})
+        await smtp.mail("alice@good.example")
+        await until({"good.example."})  # the SPF record
+        before_rcpt = [e.data["check"] for e in trace.of_kind("check")]
+        await smtp.rcpt("bob@qq.example")
+        at_rcpt = [e.data["check"] for e in trace.of_kind("check")]
+        open_now = restore_mx.open_sessions
+        await smtp.quit()
+        return before_rcpt, at_rcpt, open_now
+
+    before_rcpt, at_rcpt, open_now = backend.call(dialogue())
+    assert before_rcpt == ["tls"]  # judged at MAIL, where it rejects
+    assert at_rcpt == ["tls", "ptr", "fcrdns", "helo", "dnsbl", "spf"]
+    stages = {e.data["check"]: e.data["stage"] for e in trace.of_kind("check")}
+    assert {stages[c] for c in ("ptr", "fcrdns", "helo", "dnsbl", "spf")} == {"rcpt"}
+    assert open_now == 1
+    for _ in range(100):  # the MX sees the connection close a moment later
+        if restore_mx.open_sessions == 0:
+            break
+        time.sleep(0.01)
+    assert restore_mx.open_sessions == 0
+
+
+def test_a_check_turned_off_after_connect_is_not_judged(lab: Lab) -> None:
+    """The blocklist lookups started at connect are not used when a lab task
+    turns the DNSBL check off before RCPT: the MX judges what is configured
+    when it judges."""
+    backend: Any = lab.backend
+
+    async def dialogue() -> tuple[int, int]:
+        ctx = backend.context("listed")
+        sock = await ctx.net.connect(MX, 25)
+        smtp = aiosmtplib.SMTP(hostname="mx.qq.example", sock=sock, start_tls=False)
+        await smtp.connect()
+        await smtp.ehlo(hostname="listed.good.example")
+        await smtp.mail("alice@good.example")
+        await backend.context("mx").services["mx"].control("set_check", check="dnsbl", action="off")
+        try:
+            reply = await smtp.rcpt("bob@qq.example")
+        except aiosmtplib.SMTPRecipientRefused as refused:
+            return refused.code, 0
+        await smtp.quit()
+        return reply.code, 1
+
+    assert backend.call(dialogue()) == (250, 1)
+    # With the check on, the same client is refused (the blocklist lists it).
+    lab.control("mx", "mx", "set_check", check="dnsbl", action="reject")
+    assert send(lab, "listed", helo="listed.good.example").rcpt("bob@qq.example")[0] == 554
+
+
+def test_storing_runs_here_for_one_session_and_in_a_thread_for_more(
+    lab: Lab, restore_mx: MxServer
+) -> None:
+    backend: Any = lab.backend
+
+    async def where() -> tuple[bool, bool]:
+        here = threading.get_ident()
+        ran: list[bool] = []
+        for sessions in (1, 2):
+            restore_mx.open_sessions += sessions
+            try:
+                await restore_mx.blocking(lambda: ran.append(threading.get_ident() == here))
+            finally:
+                restore_mx.open_sessions -= sessions
+        return ran[0], ran[1]
+
+    assert backend.call(where()) == (True, False)

@@ -65,7 +65,7 @@ import socket
 import ssl
 import struct
 import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -136,9 +136,10 @@ class Connection:
     helo: dict[str, CheckResult] = field(default_factory=dict)
     #: The iprev clause of Authentication-Results, once made.
     iprev: CheckResult | None = None
-    #: The client's DNS (reverse DNS, DNSBL zones) as looked up at connect:
-    #: the zones asked and the task (see MxHandler.connected).
-    early: tuple[tuple[str, ...], asyncio.Task[_ClientDns]] | None = None
+    #: Checks started ahead, as soon as their inputs were known, keyed by
+    #: what they compute: ("client", zones), ("helo", name), ("spf",
+    #: mail_from, helo). See MxHandler.start.
+    started: dict[tuple[Any, ...], asyncio.Task[Any]] = field(default_factory=dict)
     #: Counted in MxServer.open_sessions.
     open: bool = False
 
@@ -580,6 +581,7 @@ class MxHandler:
         self, server: MxSMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
+        self._greeted(server, hostname)
         lines = [f"{server.hostname}"]
         if server.data_size_limit:
             lines.append(f"SIZE {server.data_size_limit}")  # RFC 1870
@@ -591,7 +593,13 @@ class MxHandler:
 
     async def handle_HELO(self, server: MxSMTP, session: Any, envelope: Any, hostname: str) -> str:
         session.host_name = hostname
+        self._greeted(server, hostname)
         return f"250 {server.hostname}"
+
+    def _greeted(self, server: MxSMTP, helo: str) -> None:
+        conn = _conn(server)
+        if self.mx.runs("helo") and helo not in conn.helo:
+            self.start(conn, ("helo", helo), self._helo_check(conn, helo))
 
     # -- MAIL -------------------------------------------------------------------------
 
@@ -617,6 +625,10 @@ class MxHandler:
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.mx_tx = tx
+        if self.mx.runs("spf") or self.mx.runs("dmarc"):
+            helo = str(session.host_name or "")
+            key = ("spf", mail_from, helo)
+            self.start(conn, key, self._spf_check(conn, mail_from, helo))
         return reply("mail_ok").line
 
     # -- RCPT -------------------------------------------------------------------------
@@ -708,29 +720,59 @@ class MxHandler:
             reply=None,
         )
 
+    # -- checks started ahead -----------------------------------------------------------
+    #
+    # A check's lookups start as soon as its inputs are known, and run while
+    # the client reads the reply and sends its next command: the client's
+    # name and blocklist entries at connect (as Postfix's smtpd looks up the
+    # client's name at connect, "connect from smtp.home.example[192.0.2.25]",
+    # and postscreen its DNSBL entries), the HELO name at EHLO, SPF at MAIL
+    # (RFC 7208 §2.4 checks the MAIL FROM identity there). Every check is
+    # still judged, and its result reported, at RCPT (smtpd_delay_reject),
+    # so that the reply names the recipient's stage.
+
+    def start(self, conn: Connection, key: tuple[Any, ...], work: Coroutine[Any, Any, T]) -> None:
+        """Start ``work`` (the lookups of one check) for :meth:`result`."""
+        if key in conn.started:
+            work.close()  # started already: this one never runs
+            return
+        task = asyncio.get_running_loop().create_task(work)
+        task.add_done_callback(_retrieved)
+        conn.started[key] = task
+
+    async def result(
+        self, conn: Connection, key: tuple[Any, ...], work: Callable[[], Awaitable[T]]
+    ) -> T:
+        """What the check started as ``key`` found (waiting for it if it is
+        still looking), or ``work()`` now when it was not started."""
+        task = conn.started.pop(key, None)
+        if task is not None and not task.cancelled():
+            found: T = await asyncio.shield(task)
+            return found
+        return await work()
+
     def connected(self, conn: Connection) -> None:
-        """A client connected: look up its name and its blocklist entries now,
-        as Postfix's smtpd looks up the client's name at connect ("connect
-        from smtp.home.example[192.0.2.25]") and postscreen its DNSBL
-        entries. The lookups run between the client's commands (while the
-        client reads the greeting and sends EHLO and MAIL); the checks are
-        judged at the first RCPT, as before."""
+        """A client connected: its name and blocklist entries, looked up now."""
         mx = self.mx
         zones = _dnsbl_zones(mx)
-        task = asyncio.get_running_loop().create_task(
-            _client_checks_async(conn.ip, zones, mx.lookup_for(conn.trace_id), pause=True)
+        lookup = mx.lookup_for(conn.trace_id)
+        self.start(
+            conn, ("client", zones), _client_checks_async(conn.ip, zones, lookup, pause=True)
         )
-        task.add_done_callback(_retrieved)
-        conn.early = (zones, task)
         conn.open = True
         mx.open_sessions += 1
 
     def disconnected(self, conn: Connection) -> None:
-        if conn.early is not None:
-            conn.early[1].cancel()  # nothing if it finished
+        for task in conn.started.values():
+            task.cancel()  # nothing if it finished
+        conn.started.clear()
         if conn.open:
             conn.open = False
             self.mx.open_sessions -= 1
+
+    def _helo_check(self, conn: Connection, helo: str) -> Coroutine[Any, Any, CheckResult]:
+        lookup = self.mx.lookup_for(conn.trace_id)
+        return check_helo_async(helo, conn.ip, lookup, lookup.peek, lookup.memo)
 
     async def _client_judgements(self, conn: Connection, helo: str) -> list[Judgement]:
         """ptr, fcrdns, dnsbl (once per connection) and helo (once per
@@ -739,12 +781,14 @@ class MxHandler:
         lookup = mx.lookup_for(conn.trace_id)
         fresh: list[CheckResult] = []
         if conn.client is None:
+            # (With the zones changed since connect, by a lab task, the
+            # lookups started then are not the ones wanted: looked up now.)
             zones = _dnsbl_zones(mx)
-            early = conn.early
-            if early is not None and early[0] == zones and not early[1].cancelled():
-                rdns, found = await asyncio.shield(early[1])
-            else:  # the zones changed since connect (a lab task), or no early lookups
-                rdns, found = await _client_checks_async(conn.ip, zones, lookup)
+            rdns, found = await self.result(
+                conn,
+                ("client", zones),
+                partial(_client_checks_async, conn.ip, zones, lookup),
+            )
             conn.rdns = rdns
             conn.client = {"dnsbl": found}
             if mx.runs("ptr"):
@@ -753,8 +797,8 @@ class MxHandler:
                 conn.client["fcrdns"] = [fcrdns_result(rdns)]
             fresh += [r for p in mx.checks for r in conn.client.get(p.check, [])]
         if mx.runs("helo") and helo not in conn.helo:
-            conn.helo[helo] = await check_helo_async(
-                helo, conn.ip, lookup, lookup.peek, lookup.memo
+            conn.helo[helo] = await self.result(
+                conn, ("helo", helo), partial(self._helo_check, conn, helo)
             )
             fresh.append(conn.helo[helo])
         out: list[Judgement] = []
@@ -771,9 +815,16 @@ class MxHandler:
         return out
 
     async def _spf(self, conn: Connection, tx: Transaction, helo: str) -> CheckResult:
+        return await self.result(
+            conn, ("spf", tx.mail_from, helo), partial(self._spf_check, conn, tx.mail_from, helo)
+        )
+
+    def _spf_check(
+        self, conn: Connection, mail_from: str, helo: str
+    ) -> Coroutine[Any, Any, CheckResult]:
         lookup = self.mx.lookup_for(conn.trace_id)
-        check = partial(_spf_safely, conn.ip, tx.mail_from, helo)
-        return await lookup.run(check, key=("spf", conn.ip, tx.mail_from, helo))
+        check = partial(_spf_safely, conn.ip, mail_from, helo)
+        return lookup.run(check, key=("spf", conn.ip, mail_from, helo))
 
     async def _spf_judgements(
         self, conn: Connection, tx: Transaction, helo: str
