@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
@@ -850,3 +852,43 @@ def test_storing_runs_here_for_one_session_and_in_a_thread_for_more(
         return ran[0], ran[1]
 
     assert backend.call(where()) == (True, False)
+
+
+@pytest.mark.parametrize("ending", ["quit", "drop"])
+def test_a_finished_session_is_freed_without_the_cyclic_collector(
+    lab: Lab, restore_mx: MxServer, ending: str
+) -> None:
+    """Each session's objects go when the session ends (reference counting),
+    not at the cyclic garbage collector's next run: a busy MX would
+    otherwise leave every connection's objects for it to find."""
+    backend: Any = lab.backend
+
+    async def session() -> weakref.ref[Any]:
+        ctx = backend.context("good")
+        sock = await ctx.net.connect(MX, 25)
+        smtp = aiosmtplib.SMTP(hostname="mx.qq.example", sock=sock, start_tls=False)
+        await smtp.connect()
+        await smtp.ehlo(hostname="mail.good.example")
+        await smtp.mail("alice@good.example")
+        [server] = list(restore_mx._sessions)
+        ref = weakref.ref(server)
+        del server
+        if ending == "quit":
+            await smtp.quit()
+        else:
+            smtp.close()  # the client goes away mid-transaction
+        for _ in range(100):
+            if restore_mx.open_sessions == 0:
+                break
+            await asyncio.sleep(0.01)
+        for _ in range(5):
+            await asyncio.sleep(0)  # the handler task ends, then lets go
+        return ref
+
+    gc.collect()
+    gc.disable()
+    try:
+        ref = backend.call(session())
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -46,6 +46,28 @@ class LabSMTP(SMTP):
             line, self._held = self._held + line, b""
         await super().push(line)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        task = self._handler_coroutine
+        if task is not None:
+            task.add_done_callback(self._release)
+
+    def _release(self, task: asyncio.Task[None]) -> None:
+        """The session is over: let go of what ties this object into
+        reference cycles, so that it is freed as soon as nothing uses it
+        rather than by the cyclic garbage collector (which ran every few
+        connections, finding some 70 objects per connection). aiosmtpd keeps
+        bound methods of the object in the object, its StreamWriter (which
+        points back), and the handler task, whose CancelledError (QUIT
+        cancels it) holds the task's frames, which hold the object; asyncio's
+        StreamReaderProtocol keeps the connection callback, a bound method."""
+        s: Any = self
+        s._smtp_methods = {}
+        s._auth_methods = {}
+        s._writer = None
+        s._handler_coroutine = None
+        s._client_connected_cb = None
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         # After STARTTLS aiosmtpd calls this again with the TLS transport and a
