@@ -160,7 +160,8 @@ def _write(box: Path, data: bytes, sync_dir: bool) -> str:
     a loss; nothing acknowledged is lost.
     """
     key = _unique()
-    tmp, new = box / "tmp" / key, box / "new" / key
+    root = os.fspath(box)
+    tmp, new = f"{root}/tmp/{key}", f"{root}/new/{key}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     moved = False
     try:
@@ -178,7 +179,7 @@ def _write(box: Path, data: bytes, sync_dir: bool) -> str:
     finally:
         os.close(fd)
     if sync_dir:
-        _fsync_dir(new.parent)
+        _fsync_dir(Path(root, "new"))
     return key
 
 
