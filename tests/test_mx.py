@@ -764,6 +764,17 @@ def _dns_names(trace: Trace) -> list[str]:
     return [e.data["name"] for e in trace.of_kind("dns") if e.node == "mx"]
 
 
+async def _session_from(
+    backend: Any, node: str, helo: str, trace_id: str | None = None
+) -> aiosmtplib.SMTP:
+    """A session of ``node`` with the MX, greeted (EHLO ``helo``)."""
+    sock = await backend.context(node).net.connect(MX, 25, trace_id=trace_id)
+    smtp = aiosmtplib.SMTP(hostname="mx.qq.example", sock=sock, start_tls=False)
+    await smtp.connect()
+    await smtp.ehlo(hostname=helo)
+    return smtp
+
+
 def test_lookups_start_ahead_and_checks_are_judged_at_rcpt(lab: Lab, restore_mx: MxServer) -> None:
     """The MX looks up the client at connect, the HELO name at EHLO and SPF at
     MAIL, while the client goes on; every check is judged (and reported) at
@@ -779,12 +790,8 @@ def test_lookups_start_ahead_and_checks_are_judged_at_rcpt(lab: Lab, restore_mx:
         raise AssertionError(f"never looked up: {names - set(_dns_names(trace))}")
 
     async def dialogue() -> tuple[list[str], list[str], int]:
-        ctx = backend.context("good")
-        sock = await ctx.net.connect(MX, 25, trace_id=trace.id)
-        smtp = aiosmtplib.SMTP(hostname="mx.qq.example", sock=sock, start_tls=False)
-        await smtp.connect()
+        smtp = await _session_from(backend, "good", "mail.good.example", trace.id)
         await until({"10.2.0.192.in-addr.arpa.", "10.2.0.192.zen.dnsbl.example."})
-        await smtp.ehlo(hostname="mail.good.example")
         await until({"mail.good.example."})
         await smtp.mail("alice@good.example")
         await until({"good.example."})  # the SPF record
@@ -815,11 +822,7 @@ def test_a_check_turned_off_after_connect_is_not_judged(lab: Lab) -> None:
     backend: Any = lab.backend
 
     async def dialogue() -> tuple[int, int]:
-        ctx = backend.context("listed")
-        sock = await ctx.net.connect(MX, 25)
-        smtp = aiosmtplib.SMTP(hostname="mx.qq.example", sock=sock, start_tls=False)
-        await smtp.connect()
-        await smtp.ehlo(hostname="listed.good.example")
+        smtp = await _session_from(backend, "listed", "listed.good.example")
         await smtp.mail("alice@good.example")
         await backend.context("mx").services["mx"].control("set_check", check="dnsbl", action="off")
         try:
@@ -864,11 +867,7 @@ def test_a_finished_session_is_freed_without_the_cyclic_collector(
     backend: Any = lab.backend
 
     async def session() -> weakref.ref[Any]:
-        ctx = backend.context("good")
-        sock = await ctx.net.connect(MX, 25)
-        smtp = aiosmtplib.SMTP(hostname="mx.qq.example", sock=sock, start_tls=False)
-        await smtp.connect()
-        await smtp.ehlo(hostname="mail.good.example")
+        smtp = await _session_from(backend, "good", "mail.good.example")
         await smtp.mail("alice@good.example")
         [server] = list(restore_mx._sessions)
         ref = weakref.ref(server)
