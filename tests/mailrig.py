@@ -289,8 +289,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def flush_until(lab: Lab, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Like :func:`wait_until`, flushing the relay's queue now and then: after
-    a restart the relay may try before a receiver on another node listens."""
+    """Like :func:`wait_until`, flushing the relay's queue now and then: for a
+    receiver the test starts after the lab (the relay's first attempt may come
+    before it listens; the lab's own receivers are up before it tries)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -26,17 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+import pytest
 from mailrig import (
     ALICE,
     ALICE_PASSWORD,
     BOB,
-    flush_until,
     mailbox,
     message,
     queue,
     topology,
     wait_until,
 )
+from mininet_support import needs_mininet
 
 import sim
 
@@ -139,7 +140,8 @@ def test_an_acknowledged_message_survives_sigkill_and_is_delivered_once(tmp_path
             if e.kind == "queue" and e.data.get("recovered") and e.data["queue_id"] == queue_id
         ]
         assert len(recovered) == 1
-        flush_until(lab, lambda: len(mailbox(lab, "mx1", "bob")) >= 1)
+        # No flush: the relay runs its recovered queue once the lab is up.
+        wait_until(lambda: len(mailbox(lab, "mx1", "bob")) >= 1)
         wait_until(lambda: queue(lab) == [])
         # More lab time and another flush: nothing is delivered a second time.
         lab.advance("1h")
@@ -155,3 +157,73 @@ def test_an_acknowledged_message_survives_sigkill_and_is_delivered_once(tmp_path
 def mailbox_files(state: Path) -> int:
     root = state / "mx1" / "mail" / "bob"
     return sum(1 for sub in ("new", "cur") for p in (root / sub).glob("*") if p.is_file())
+
+
+def _queued_while_the_mx_were_down(state: Path) -> str:
+    """A message submitted while both MX hosts of qq.example were down: still
+    in the relay's queue when that lab stops. Returns its queue id."""
+    with sim.start(topology(real_mx=True, down=("mx1", "mx2")), state_dir=state) as lab:
+        sent = lab.send(
+            "laptop",
+            BOB,
+            mail_from=ALICE,
+            via="smtp",
+            user=ALICE,
+            password=ALICE_PASSWORD,
+            subject="Queued across a restart",
+        )
+        assert sent.outcome == "deferred", sent.outcome
+        [entry] = queue(lab)
+    assert mailbox_files(state) == 0
+    return str(entry["id"])
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("mininet", marks=needs_mininet)])
+def test_a_restarted_lab_sends_its_queue_to_the_primary_mx(tmp_path: Path, backend: str) -> None:
+    """After a restart the relay runs its recovered queue by itself, once, to
+    the primary MX, on both backends (the state directory is the same)."""
+    state = tmp_path / "state"
+    queue_id = _queued_while_the_mx_were_down(state)
+    with sim.start(topology(real_mx=True), state_dir=state, backend=backend) as lab:
+        # No flush: the relay attempts the recovered entry by itself.
+        wait_until(lambda: len(mailbox(lab, "mx1", "bob")) == 1, timeout=30)
+        wait_until(lambda: queue(lab) == [])
+        attempts = [
+            e
+            for e in lab.trace().events
+            if e.kind == "queue"
+            and e.data.get("queue_id") == queue_id
+            and e.data.get("event") in ("attempt", "deferred")
+        ]
+        assert [(e.data["event"], e.data["mx"]) for e in attempts] == [
+            ("attempt", "mx1.qq.example")
+        ]
+        assert mailbox(lab, "mx2", "bob") == []
+
+
+def test_a_recovered_queue_waits_until_the_whole_lab_is_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No attempt before Service.lab_started: services start in waves (and on
+    mininet in a process per node, in parallel), and a relay that ran its
+    queue meanwhile could find the primary MX not yet listening."""
+    from sim.services.relay import RelayServer
+
+    state = tmp_path / "state"
+    queue_id = _queued_while_the_mx_were_down(state)
+    seen: list[tuple[str, str]] = []
+    lab_started, attempt = RelayServer.lab_started, RelayServer._attempt
+
+    async def started(self: RelayServer) -> None:
+        seen.append(("lab started", self.ctx.node.name))
+        await lab_started(self)
+
+    async def attempted(self: RelayServer, entry: Any) -> None:
+        seen.append(("attempt", entry.id))
+        await attempt(self, entry)
+
+    monkeypatch.setattr(RelayServer, "lab_started", started)
+    monkeypatch.setattr(RelayServer, "_attempt", attempted)
+    with sim.start(topology(real_mx=True), state_dir=state) as lab:
+        wait_until(lambda: len(mailbox(lab, "mx1", "bob")) == 1, timeout=30)
+    assert seen[:2] == [("lab started", "smtp"), ("attempt", queue_id)]

@@ -5,7 +5,8 @@ namespace. It starts the node's services on :class:`~sim.net.real.RealNodeNet`
 (plain sockets on the node's lab address), prints one JSON line
 ``{"ready": true, "endpoints": [...]}``, then serves requests from the driver
 on a unix socket (``STATE/run/agents/NODE.sock``): run an experiment from this
-node, send a control command to a service, stop.
+node, send a control command to a service, hear that every agent of the lab
+is up (``started``: :meth:`~sim.services.base.Service.lab_started`), stop.
 
 The driver and the agents are the same program on the same machine and the
 state directory is private to the user who started the lab (mode 0700), so
@@ -210,6 +211,10 @@ class Agent:
             self.network = build_network(request["topology"])
             self.net.network = self.network
             self.ctx.network = self.network
+            return "ok"
+        if op == "started":
+            # Every agent of the lab is ready (the driver says so).
+            await asyncio.gather(*(service.lab_started() for service in self.services))
             return "ok"
         if op == "stop":
             self.stopping.set()

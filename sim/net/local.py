@@ -412,6 +412,7 @@ class LocalBackend(Backend):
             batch = [svc.start() for _, svc in self._services if svc.kind in wave]
             for endpoints in await asyncio.gather(*batch):
                 self._endpoints.extend(endpoints)
+        await asyncio.gather(*(svc.lab_started() for _, svc in self._services))
 
     def _make_context(self, name: str) -> NodeContext:
         from sim.resolve import Resolver

@@ -442,6 +442,7 @@ class MininetBackend(Backend):
         self.timings["network"] = time.monotonic() - mark
         mark = time.monotonic()
         self._start_agents()
+        self._lab_started()
         self.timings["agents"] = time.monotonic() - mark
         self.timings["total"] = time.monotonic() - begin
 
@@ -681,6 +682,12 @@ class MininetBackend(Backend):
             assert state.ready is not None
             for raw in state.ready["endpoints"]:
                 self._endpoints.append(Endpoint(**raw))
+
+    def _lab_started(self) -> None:
+        """Tell every agent that the whole lab is up (Service.lab_started):
+        each node's services started in a process of their own, in parallel."""
+        for node in self._agents:
+            agent_mod.call(self._socket(node), CALL_TIMEOUT, op="started")
 
     def _popen_agents(self, order: list[str]) -> None:
         from sim.net.local import prepare_topology

@@ -73,6 +73,13 @@ class Service(ABC):
     async def stop(self) -> None:
         """Stop listening and release everything started."""
 
+    async def lab_started(self) -> None:
+        """Every service of the lab has started, on every node: what talks to
+        other nodes of its own accord at start (a relay's recovered queue)
+        begins here. Each backend calls it once, after its last start. Most
+        services have nothing to do then."""
+        return None
+
     async def control(self, command: str, **args: Any) -> dict[str, Any]:
         """Change the running service (a lab task); see each service."""
         raise NotImplementedError(f"{self.kind} has no control command {command!r}")

@@ -35,7 +35,8 @@ restart: that window (one reply in flight plus one fsync) is what every MTA
 has; RFC 5321 §6.1 accepts duplicates over losses.
 
 On start the relay loads the spool (crash recovery) and attempts every entry
-at once. Every step is a ``queue`` trace event under the message's trace id.
+as soon as the whole lab is up (:meth:`RelayServer.lab_started`). Every step
+is a ``queue`` trace event under the message's trace id.
 
 ``control`` commands: ``queue`` (the entries as data), ``flush`` (attempt every
 entry now), ``hold`` / ``release`` (``queue_id`` or all).
@@ -110,6 +111,8 @@ class RelayServer(Service):
         self._wake: dict[str, asyncio.Event] = {}
         self._saving: dict[str, asyncio.Lock] = {}
         self._stopping = False
+        #: Set when the whole lab is up (lab_started): no attempt before.
+        self._lab_up = asyncio.Event()
         #: Text appended to every message's body on the way out, after DKIM
         #: signing: what a disclaimer gateway or a mailing list does, and why
         #: their mail fails DKIM (body hash mismatch, RFC 6376 §3.7). Set with
@@ -158,6 +161,16 @@ class RelayServer(Service):
             self._schedule(entry)
         # The relay sends only; it listens on nothing.
         return []
+
+    async def lab_started(self) -> None:
+        """The receivers of the lab are listening now: attempts may begin. A
+        restarted lab's recovered entries wait for this, on both backends:
+        on mininet each node's services start in a process of their own, and
+        a relay that ran its queue while the first MX was still starting
+        would hand the message to the backup MX."""
+        self._lab_up.set()
+        for queue_id in list(self._wake):
+            self._poke(queue_id)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -293,14 +306,16 @@ class RelayServer(Service):
         self._saving.pop(queue_id, None)
 
     async def _wait_due(self, entry: QueueEntry) -> None:
-        """Until the entry is due and not on hold (a flush or release wakes it)."""
+        """Until the entry is due and not on hold (a flush or release wakes
+        it), and the lab is up (:meth:`lab_started` wakes it)."""
         clock = self.ctx.clock
         while True:
             wake = self._wake[entry.id]
-            if not entry.held and clock.now() >= entry.next_attempt:
+            up = self._lab_up.is_set()
+            if up and not entry.held and clock.now() >= entry.next_attempt:
                 return
             sleeper = asyncio.ensure_future(
-                clock.sleep_until(entry.next_attempt) if not entry.held else asyncio.Future()
+                clock.sleep_until(entry.next_attempt) if up and not entry.held else asyncio.Future()
             )
             waiter = asyncio.ensure_future(wake.wait())
             try:
