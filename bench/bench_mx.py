@@ -19,7 +19,7 @@ RCPT, DATA, QUIT) each, to three servers in the same run, on 127.0.0.1 only:
    ``default_transport = discard``), stopped at the end. The bench installs
    nothing: without Postfix it says so and goes on.
 
-Every server is measured ``--rounds`` times (default 3); within a round the
+Every server is measured ``--rounds`` times (default 5); within a round the
 three servers of one mode run back to back, so that a slow spell of the
 machine (a shared VM's rates move by a third from one minute to the next)
 hits all three rather than one. It prints, per server and mode, the run with
@@ -36,7 +36,7 @@ after ``WARMUP`` messages on a first connection, so that Postfix has started
 its smtpd and cleanup processes and Python has warmed its caches.
 
 Run: ``python -m bench bench_mx`` or ``python -m bench.bench_mx --one 2000 --each 500
---rounds 3``.
+--rounds 5``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ RCPT = "bob@qq.example"
 DKIM_DOMAIN, DKIM_SELECTOR = "home.example", "mail2026"
 
 ONE, EACH = 2000, 500
-ROUNDS = 3
+ROUNDS = 5
 WARMUP = 20
 POSTFIX = Path("/usr/sbin/postfix")
 LOOPBACK = "127.0.0.1"

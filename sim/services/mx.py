@@ -16,7 +16,9 @@ What it does, in the order a session meets it:
    SPF (once per transaction), then unknown users (``550 5.1.1``), then
    greylisting (RFC 6647). ``postmaster`` is always accepted (RFC 5321 §4.5.1)
    and is exempt from the client checks and greylisting, so a rejected sender
-   can still reach a person.
+   can still reach a person. The lookups of these checks start earlier, as
+   soon as their inputs are known (the client's at connect, the HELO name's
+   at EHLO, SPF's at MAIL), so the trace shows them there.
 4. **DATA.** DKIM and DMARC need the message, so they run after the final
    dot; then the message is stored (Maildir, INBOX or Junk) **before** the
    ``250 2.0.0 Ok: queued as ID`` (RFC 5321 §6.1: what is acknowledged must
@@ -875,8 +877,7 @@ class MxHandler:
     ) -> str:
         """DKIM and DMARC on the event loop (dkimpy and the DMARC walk look
         names up synchronously: replayed over the stub cache), the decision,
-        then storing in a worker thread (fsync blocks the thread, not the
-        loop)."""
+        then storing (see MxServer.blocking for where the fsync waits)."""
         mx = self.mx
         headers = _read_headers(content)
         dmarc_action = _action(checks, "dmarc")
@@ -1001,9 +1002,10 @@ class MxHandler:
         checks: tuple[CheckPolicy, ...],
         done: _DataDone,
     ) -> None:
-        """In a worker thread: the copies of an accepted message, each with
-        its trace headers, stored (fsync'd) in the recipients' Maildirs, and
-        the copies to forward. Fills in ``done``; emits nothing."""
+        """Blocking work (MxServer.blocking): the copies of an accepted
+        message, each with its trace headers, stored (fsync'd) in the
+        recipients' Maildirs, and the copies to forward. Fills in ``done``;
+        emits nothing (it may run in a worker thread)."""
         mx = self.mx
         decision, judgements = done.decision, done.judgements
         results = [j.result for j in judgements if j.check in ("spf", "dkim", "dmarc")]
