@@ -167,9 +167,17 @@ async def test_what_it_does_not_cover_goes_to_aiosmtpd(monkeypatch: pytest.Monke
     context.verify_mode = ssl.CERT_REQUIRED  # aiosmtpd warns about it
     _fast(LabSMTP, handler, hostname="x.test", tls_context=context)
     assert len(calls) == 3
+
+    class OldEhlo:  # the deprecated four-argument hook: aiosmtpd warns
+        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
+            return "250 x.test"
+
+    with pytest.warns(DeprecationWarning):
+        _fast(LabSMTP, OldEhlo(), hostname="x.test")
+    assert len(calls) == 4
     monkeypatch.setattr(smtpinit, "SUPPORTED", False)
     _fast(LabSMTP, handler, hostname="x.test")
-    assert len(calls) == 4
+    assert len(calls) == 5
 
 
 def test_without_a_running_loop_aiosmtpd_sets_up() -> None:

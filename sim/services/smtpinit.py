@@ -88,36 +88,41 @@ def _plain(obj: Any) -> bool:
     return bool(cls.__dir__ is object.__dir__)
 
 
+def _mirrors(smtp: SMTP, handler: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether :func:`init_smtp` sets up this call as aiosmtpd would. Not for
+    another aiosmtpd, other arguments, a class with its own ``__dir__``, nor
+    where aiosmtpd warns (a TLS context that verifies clients, AUTH required
+    without TLS, the deprecated four-argument handle_EHLO), asks the host's
+    name (no hostname) or raises (a handle_EHLO of another form)."""
+    if not SUPPORTED or not _HANDLED.issuperset(kwargs):
+        return False
+    if not (_plain(smtp) and _plain(handler)):
+        return False
+    tls_context: ssl.SSLContext | None = kwargs.get("tls_context")
+    if tls_context is not None and (
+        tls_context.verify_mode not in {ssl.CERT_NONE, ssl.CERT_OPTIONAL}
+        or tls_context.check_hostname
+    ):
+        return False
+    if not kwargs.get("hostname"):
+        return False
+    if kwargs.get("auth_required", False) and not kwargs.get("auth_require_tls", True):
+        return False
+    ehlo_hook = getattr(handler, "handle_EHLO", None)
+    return ehlo_hook is None or _ehlo_params(ehlo_hook) == 5
+
+
 def init_smtp(smtp: SMTP, handler: Any, **kwargs: Any) -> None:
     """Set up ``smtp`` as ``SMTP.__init__(smtp, handler, **kwargs)`` would."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # aiosmtpd finds or makes one
         loop = None
-    if (
-        loop is None
-        or not SUPPORTED
-        or not _HANDLED.issuperset(kwargs)
-        or not (_plain(smtp) and _plain(handler))
-    ):
+    if loop is None or not _mirrors(smtp, handler, kwargs):
         SMTP.__init__(smtp, handler, **kwargs)
         return
     tls_context: ssl.SSLContext | None = kwargs.get("tls_context")
-    if tls_context is not None and (
-        tls_context.verify_mode not in {ssl.CERT_NONE, ssl.CERT_OPTIONAL}
-        or tls_context.check_hostname
-    ):
-        SMTP.__init__(smtp, handler, **kwargs)  # aiosmtpd warns about these
-        return
-    hostname = kwargs.get("hostname")
-    if not hostname:
-        SMTP.__init__(smtp, handler, **kwargs)  # aiosmtpd asks socket.getfqdn()
-        return
-    auth_required = bool(kwargs.get("auth_required", False))
     auth_require_tls = bool(kwargs.get("auth_require_tls", True))
-    if auth_required and not auth_require_tls:
-        SMTP.__init__(smtp, handler, **kwargs)  # aiosmtpd warns about it
-        return
     s: Any = smtp
     s.__ident__ = kwargs.get("ident") or aiosmtpd.smtp.__ident__
     s.loop = loop
@@ -132,7 +137,7 @@ def init_smtp(smtp: SMTP, handler: Any, **kwargs: Any) -> None:
     s.enable_SMTPUTF8 = False
     s._decode_data = False
     smtp.command_size_limits.clear()
-    s.hostname = hostname
+    s.hostname = kwargs["hostname"]
     s.tls_context = tls_context
     s.require_starttls = tls_context and bool(kwargs.get("require_starttls", False))
     s._timeout_duration = kwargs.get("timeout", 300)
@@ -153,7 +158,7 @@ def init_smtp(smtp: SMTP, handler: Any, **kwargs: Any) -> None:
     else:
         s._auth_callback = aiosmtpd.smtp.login_always_fail
         s._authenticator = None
-    s._auth_required = auth_required
+    s._auth_required = bool(kwargs.get("auth_required", False))
     auth_methods: dict[str, _AuthMechAttr] = {}
     for obj in (smtp, handler):
         for name in _names(obj, "auth_"):
@@ -174,14 +179,8 @@ def init_smtp(smtp: SMTP, handler: Any, **kwargs: Any) -> None:
     s._handle_hooks = {
         name.replace("handle_", ""): getattr(handler, name) for name in _names(handler, "handle_")
     }
-    ehlo_hook = s._handle_hooks.get("EHLO")
-    if ehlo_hook is None:
-        s._ehlo_hook_ver = None
-    elif _ehlo_params(ehlo_hook) == 5:
-        s._ehlo_hook_ver = "new"
-    else:  # the deprecated form (aiosmtpd warns) or an unsupported one (it raises)
-        SMTP.__init__(smtp, handler, **kwargs)
-        return
+    # (A handle_EHLO of the current, five-argument form: see _mirrors.)
+    s._ehlo_hook_ver = None if s._handle_hooks.get("EHLO") is None else "new"
     s._smtp_methods = {
         name.replace("smtp_", ""): getattr(smtp, name) for name in _names(smtp, "smtp_")
     }
