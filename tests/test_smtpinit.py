@@ -172,7 +172,7 @@ async def test_what_it_does_not_cover_goes_to_aiosmtpd(monkeypatch: pytest.Monke
         async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
             return "250 x.test"
 
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="handle_EHLO"):
         _fast(LabSMTP, OldEhlo(), hostname="x.test")
     assert len(calls) == 4
     monkeypatch.setattr(smtpinit, "SUPPORTED", False)
