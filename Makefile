@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
-DEBIAN_PACKAGES = mininet iptables iproute2 iputils-ping dnsutils swaks tmux openssl
 
 .PHONY: run test setup system lint typecheck pytest bench clean-lab schema
 
@@ -14,15 +13,12 @@ run: setup
 
 test: system setup lint typecheck pytest
 
-# Debian packages for the mininet backend and the real tools inside hosts.
-# Installed only when running as root on a Debian-like system and missing;
-# elsewhere the mininet tests skip and say why.
+# Debian packages for the mininet backend and the real tools inside hosts,
+# installed (as root on a Debian-like system) when missing, then checked for
+# what the project uses each for (e.g. swaks with TLS); one line per missing
+# capability. Elsewhere the tests that need them skip and say why.
 system:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi; \
-	else echo "not root or no apt-get: skipping Debian packages (the mininet tests will skip)"; fi
+	@sh scripts/system-setup.sh
 
 setup: $(STAMP)
 

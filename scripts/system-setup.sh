@@ -1,0 +1,61 @@
+#!/bin/sh
+# maillab: install (as root, on Debian) the system tools the mininet backend and
+# the real-tool tests use, then check each can do what the project uses it for.
+# Capabilities, not package names: a package installed without its recommends
+# may lack what we need (swaks without Net::SSLeay cannot do STARTTLS).
+#
+# Usage: scripts/system-setup.sh [--check]   (--check: verify only, install nothing)
+# Exit 0 when every capability is there (or when not root / not Debian: the tests
+# that need them skip and say why); 1 with one line per missing capability.
+set -u
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH
+
+# Each package is named for what it gives; recommends are left out on purpose
+# (mininet recommends Open vSwitch, which would start a system service) and the
+# ones we need are listed explicitly instead.
+PACKAGES="mininet iptables iproute2 iputils-ping dnsutils tcpdump tmux openssl
+swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libnet-dns-perl
+ca-certificates"
+
+check_only=0
+[ "${1:-}" = "--check" ] && check_only=1
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "system: not root or no apt-get: skipping Debian packages (the mininet and real-tool tests will skip and say why)"
+  exit 0
+fi
+
+if [ "$check_only" = 0 ]; then
+  missing=""
+  for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  done
+  if [ -n "$missing" ]; then
+    echo "system: installing Debian packages:$missing"
+    apt-get update -qq >/dev/null || { echo "system: apt-get update failed"; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null \
+      || { echo "system: apt-get install failed for:$missing"; exit 1; }
+  fi
+fi
+
+# What each tool must be able to do for the project.
+fail=0
+need() {  # need "what it is for" command...
+  what=$1; shift
+  if ! "$@" >/dev/null 2>&1; then echo "system: missing capability: $what"; fail=1; fi
+}
+has_line() {  # has_line PATTERN command...: the command's output has a line matching PATTERN
+  pat=$1; shift
+  "$@" 2>&1 | grep -q -- "$pat"
+}
+need "mnexec (Debian's mininet) to run processes in namespaces" sh -c 'command -v mnexec'
+need "iptables for the routers' firewall rules" iptables -V
+need "ip (iproute2) for namespaces and links" ip -V
+need "ping (iputils-ping)" sh -c 'command -v ping'
+need "dig (dnsutils) to query the lab DNS" dig -v
+need "tcpdump for captures inside hosts" tcpdump --version
+need "tmux to drive the TUI in tests" tmux -V
+need "openssl s_client for TLS experiments" openssl version
+need "swaks with TLS (libnet-ssleay-perl, libio-socket-ssl-perl) for STARTTLS and 465" \
+  has_line "=== TLS supported" swaks --support tls
+exit $fail
