@@ -57,5 +57,5 @@ need "tcpdump for captures inside hosts" tcpdump --version
 need "tmux to drive the TUI in tests" tmux -V
 need "openssl s_client for TLS experiments" openssl version
 need "swaks with TLS (libnet-ssleay-perl, libio-socket-ssl-perl) for STARTTLS and 465" \
-  has_line "=== TLS supported" swaks --support tls
+  has_line "=== TLS supported" swaks --support
 exit $fail
