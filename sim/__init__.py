@@ -51,6 +51,19 @@ __all__ = [
 
 def load_topology(path: Any) -> Topology:
     """Load and validate a topology file; raises :class:`TopologyError`."""
-    from sim.topology import load_topology as _load
+    import os
+    from pathlib import Path
 
+    from sim.topology import load_topology as _load
+    from sim.validation import looks_like_lab
+
+    if isinstance(path, str | os.PathLike) and looks_like_lab(Path(path)):
+        # One line rather than every topology key the lab file lacks.
+        raise TopologyError(
+            [
+                Problem(
+                    str(path), 1, 1, "a lab file, not a topology: open it with `maillab run FILE`"
+                )
+            ]
+        )
     return _load(path)

@@ -17,15 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.errors import InputError, SimError
+from sim import argcheck
+from sim.argcheck import argtype
+from sim.clireport import UsageError
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(SimError):
-    """Bad arguments (exit 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +62,7 @@ def cmd_dig(args: argparse.Namespace) -> int:
     import sim
 
     topology = sim.load_topology(args.topology)
+    argcheck.node(topology, args.node, what="--from")
     with sim.start(topology, backend=args.backend) as lab:
         result = lab.dig(args.node, args.name, args.type)
     if args.json:
@@ -82,6 +81,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     import sim
 
     topology = sim.load_topology(args.topology)
+    argcheck.node(topology, args.node, what="--from")
     with sim.start(topology, backend=args.backend) as lab:
         result = lab.connect(args.node, args.host, args.port)
     if args.json:
@@ -102,6 +102,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     topology = sim.load_topology(args.topology)
     if (args.user is None) != (args.password is None):
         raise UsageError("maillab send: --user and --password go together")
+    argcheck.node(topology, args.node, what="--from")
+    if args.via != "direct":
+        argcheck.host(args.via, what="--via")
+        if not argcheck.is_ipv4(args.via):
+            argcheck.node(topology, args.via, what="--via")
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
         result = lab.send(
             args.node,
@@ -134,6 +139,7 @@ def cmd_mailbox(args: argparse.Namespace) -> int:
     from sim.send import mailbox_of
 
     topology = sim.load_topology(args.topology)
+    argcheck.mail_domain(topology, args.address, what="ADDR")
     state = Path(args.state_dir)
     if not state.is_dir():
         raise UsageError(
@@ -250,8 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dig", help="ask the lab DNS from a node")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("type", nargs="?", default="A", metavar="TYPE")
+    p.add_argument("name", metavar="NAME", type=argtype(argcheck.dns_name, "name"))
+    p.add_argument(
+        "type", nargs="?", default="A", metavar="TYPE", type=argtype(argcheck.dns_type, "type")
+    )
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_dig)
@@ -259,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("connect", help="open a TCP connection from a node")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("host", metavar="HOST")
-    p.add_argument("port", type=int, metavar="PORT")
+    p.add_argument("host", metavar="HOST", type=argtype(argcheck.host, "host"))
+    p.add_argument("port", type=argtype(argcheck.port, "port"), metavar="PORT")
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_connect)
@@ -268,8 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("send", help="send one message from a node and follow it")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("--to", required=True, action="append", metavar="ADDR")
-    p.add_argument("--mail-from", metavar="ADDR", help="the envelope sender (MAIL FROM)")
+    p.add_argument(
+        "--to",
+        required=True,
+        action="append",
+        metavar="ADDR",
+        type=argtype(argcheck.mail_address, "address"),
+    )
+    p.add_argument(
+        "--mail-from",
+        metavar="ADDR",
+        help="the envelope sender (MAIL FROM)",
+        type=argtype(argcheck.mail_address, "address"),
+    )
     p.add_argument("--from-header", metavar="ADDR", help="the From: header (default: MAIL FROM)")
     p.add_argument(
         "--via",
@@ -279,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--user", metavar="U")
     p.add_argument("--password", metavar="P")
-    p.add_argument("--port", type=int, metavar="PORT", help="submission port (587 or 465)")
+    p.add_argument(
+        "--port",
+        type=argtype(argcheck.port, "port"),
+        metavar="PORT",
+        help="submission port (587 or 465)",
+    )
     p.add_argument("--subject", default="Hello from maillab")
     p.add_argument("--body", default="This is a test message.\n")
     p.add_argument(
@@ -294,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mailbox", help="read a mailbox of a lab started with --state-dir")
     p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("address", metavar="ADDR")
+    p.add_argument("address", metavar="ADDR", type=argtype(argcheck.mail_address, "address"))
     p.add_argument("--state-dir", required=True, metavar="DIR")
     p.add_argument("--folder", default="INBOX", choices=["INBOX", "Junk"])
     p.add_argument("--json", action="store_true")
@@ -335,34 +359,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    from sim import clireport
+
+    arglist = list(sys.argv[1:] if argv is None else argv)
+    # Errors are one line on stderr, or one JSON object on stdout when --json
+    # is anywhere on the command line (even a wrong one): sim/clireport.py.
+    json_mode = clireport.wants_json(arglist)
     try:
-        args = parser.parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(arglist)
         if not getattr(args, "command", None):
             return run_home()
         code: int = args.func(args)
         return code
-    except InputError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as err:
-        print(err, file=sys.stderr)
-        return EXIT_USAGE
-    except SimError as err:
-        print(f"maillab: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
-    except Exception as err:  # a bug: one line, the traceback only on request
-        if os.environ.get("MAILLAB_DEBUG"):
-            raise
-        print(
-            f"maillab: internal error: {type(err).__name__}: {err} "
-            "(run with MAILLAB_DEBUG=1 for details)",
-            file=sys.stderr,
-        )
+    except BrokenPipeError:  # the reader went away (`maillab ... | head`)
+        clireport.silence_stdout()
         return EXIT_FAILED
+    except (Exception, KeyboardInterrupt) as err:
+        if os.environ.get("MAILLAB_DEBUG") and clireport.kind_of(err) == "internal":
+            raise  # a bug: the traceback only on request
+        return clireport.report(err, json_mode=json_mode)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ TUI and notebooks turn it into one readable line (``str(err)``), never a
 traceback::
 
     SimError
+     ├── ArgumentError         a value given to a command or an API call is wrong
      ├── InputError            a file an instructor wrote is wrong
      │    ├── TopologyError    topology file: structure or meaning
      │    └── LabFileError     lab file: structure or meaning
@@ -24,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ArgumentError",
     "BackendError",
     "BackendUnavailable",
     "InputError",
@@ -53,6 +55,12 @@ class Problem:
 
 class SimError(Exception):
     """Base of every error maillab reports to a person."""
+
+
+class ArgumentError(SimError):
+    """A value given to a command or a Python call is not acceptable: a port
+    out of range, a DNS name with an empty label, a node the topology does not
+    have, a state directory that is a file. The message names the value."""
 
 
 class InputError(SimError):

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast, get_args
 
+from sim import argcheck, statedir
 from sim.clock import parse_duration
 from sim.errors import BackendError, SimError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
@@ -56,13 +56,15 @@ class Lab:
 
     def dig(self, node: str, name: str, rtype: str = "A") -> DigResult:
         """Ask the lab resolver from ``node``, like ``dig NAME TYPE`` there."""
-        result = self.run(node, Dig(name=name, type=rtype.upper()))
+        argcheck.dns_name(name)
+        result = self.run(node, Dig(name=name, type=argcheck.dns_type(rtype)))
         assert isinstance(result, DigResult)
         return result
 
     def connect(self, node: str, host: str, port: int) -> ConnectResult:
         """Open a TCP connection from ``node`` to ``host:port`` and read the banner."""
-        result = self.run(node, Connect(host=host, port=port))
+        argcheck.host(host)
+        result = self.run(node, Connect(host=host, port=argcheck.port(port)))
         assert isinstance(result, ConnectResult)
         return result
 
@@ -102,6 +104,12 @@ class Lab:
             raise SimError(f"tls={tls!r}: choose one of {', '.join(get_args(TlsMode))}")
 
         rcpts = [to] if isinstance(to, str) else list(to)
+        for rcpt in rcpts:
+            argcheck.mail_address(rcpt, what="recipient")
+        if mail_from:
+            argcheck.mail_address(mail_from, what="mail_from")
+        if port is not None:
+            port = argcheck.port(port)
         result = self.run(
             node,
             Send(
@@ -147,6 +155,9 @@ class Lab:
         the whole dialogue in its trace.
         """
         from sim.read import Read, ReadResult
+
+        if port is not None:
+            port = argcheck.port(port)
 
         result = self.run(
             node,
@@ -286,19 +297,28 @@ def start(
         from sim.topology import load_topology
 
         topology = load_topology(topology)
-    owns_state = state_dir is None
-    path = Path(tempfile.mkdtemp(prefix="maillab-")) if state_dir is None else Path(state_dir)
-    impl: Backend
-    if backend == "local":
-        from sim.net.local import LocalBackend
-
-        impl = LocalBackend(topology, path, as_node=as_node, time_scale=time_scale)
-    elif backend == "mininet":
-        from sim.net.mininet import MininetBackend  # type: ignore[import-not-found,unused-ignore]
-
-        impl = MininetBackend(topology, path, as_node=as_node, time_scale=time_scale)
-    else:
+    if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if as_node is not None:
+        argcheck.node(topology, as_node, what="--as")
+    # Checked before anything is created; a temporary one carries its owner,
+    # so that `maillab clean` can remove it after a SIGKILL (sim/statedir.py).
+    owns_state = state_dir is None
+    path = statedir.create_temp() if state_dir is None else statedir.prepare(state_dir)
+    impl: Backend
+    try:
+        if backend == "local":
+            from sim.net.local import LocalBackend
+
+            impl = LocalBackend(topology, path, as_node=as_node, time_scale=time_scale)
+        else:
+            from sim.net.mininet import MininetBackend  # type: ignore[import-not-found,unused-ignore]
+
+            impl = MininetBackend(topology, path, as_node=as_node, time_scale=time_scale)
+    except BaseException:
+        if owns_state:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     lab = Lab(topology, impl, owns_state=owns_state)
     try:
         impl.start()

@@ -9,15 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim.errors import Problem
+from sim.inputfile import InputFileError, read_input_bytes
 
-__all__ = ["validate_path"]
+__all__ = ["looks_like_lab", "validate_path"]
 
 
-def _looks_like_lab(path: Path) -> bool:
+def looks_like_lab(path: Path) -> bool:
+    """Whether ``path`` reads as a lab file (False when it cannot be read)."""
     try:
-        head = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
+        head = read_input_bytes(path).decode("utf-8", "replace")
+    except InputFileError:
+        return False  # the topology loader reports why it cannot be read
     keys = {
         line.split(":", 1)[0] for line in head.splitlines() if line[:1].isalpha() and ":" in line
     }
@@ -27,7 +29,7 @@ def _looks_like_lab(path: Path) -> bool:
 
 def validate_path(path: Path) -> list[Problem]:
     """Problems of one file; a missing path or directory is itself a problem."""
-    if path.is_file() and _looks_like_lab(path):
+    if looks_like_lab(path):
         try:
             from sim.lab.loader import validate_lab_file  # type: ignore[import-not-found,unused-ignore]
         except ModuleNotFoundError:

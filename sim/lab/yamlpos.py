@@ -18,6 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from sim.errors import Problem
+from sim.inputfile import MAX_YAML_BYTES, InputFileError, read_input_text
 
 __all__ = ["Key", "Pos", "is_map", "is_seq", "key_pos", "load_yaml", "locate", "value_pos"]
 
@@ -100,16 +101,11 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, list[Problem]]:
     """
     where = str(path)
     if text is None:
+        # Bounded, regular files only: see sim.inputfile.
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None, [Problem(where, 1, 1, "no such file")]
-        except IsADirectoryError:
-            return None, [Problem(where, 1, 1, "is a directory, not a file")]
-        except UnicodeDecodeError as err:
-            return None, [Problem(where, 1, 1, f"not UTF-8 text ({err.reason})")]
-        except OSError as err:
-            return None, [Problem(where, 1, 1, f"cannot read: {err.strerror or err}")]
+            text = read_input_text(path, what="lab file", limit=MAX_YAML_BYTES)
+        except InputFileError as err:
+            return None, [err.problem]
     yaml = YAML(typ="rt")
     try:
         doc = yaml.load(text)

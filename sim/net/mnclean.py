@@ -426,18 +426,39 @@ def clean(runs: Iterable[str] | None = None, *, dry_run: bool = False) -> list[C
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+    # Temporary state directories of labs killed without a chance to remove
+    # them (either backend) need no root: sim/statedir.py. Mininet runs do.
+    from sim import statedir
+    from sim.errors import ArgumentError
+
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if args.runs and not is_root:
         raise BackendUnavailable(
-            "maillab clean needs root (mininet runs belong to root): run it with sudo"
+            "maillab clean RUN needs root (mininet runs belong to root): run it with sudo"
         )
-    reports = clean(args.runs or None, dry_run=args.dry_run)
-    live = [r for r in records() if r.driver_alive()]
+    if args.runs:
+        known = {r.run for r in records()}
+        unknown = [run for run in args.runs if run not in known]
+        if unknown:
+            raise ArgumentError(
+                f"no mininet run {', '.join(unknown)} on this machine "
+                f"(runs: {', '.join(sorted(known)) or 'none'})"
+            )
+    reports = clean(args.runs or None, dry_run=args.dry_run) if is_root else []
+    remaining = records() if is_root else []
+    live = [r for r in remaining if r.driver_alive()]
+    orphans = (
+        []
+        if args.runs
+        else statedir.clean_orphans(dry_run=args.dry_run, exclude=[r.state_dir for r in remaining])
+    )
     if args.json:
         print(
             json.dumps(
                 {
                     "cleaned": [r.to_json() for r in reports],
                     "running": [r.run for r in live],
+                    "state_dirs": [str(o.path) for o in orphans],
                     "dry_run": args.dry_run,
                 }
             ),
@@ -453,7 +474,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
             if r.remaining:
                 line += f"; still alive: {', '.join(map(str, r.remaining))}"
             print(line)
-        if not reports:
+        for o in orphans:
+            print(f"{verb} state directory {o.path} (its lab, pid {o.pid}, is gone)")
+        if not reports and not orphans:
             print("nothing to clean")
         for running in live:
             print(f"run {running.describe()} is still running: left alone", file=sys.stderr)
@@ -464,10 +487,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``maillab clean`` to the CLI's subcommands."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "clean",
-        help="remove what crashed mininet runs left (only maillab's own)",
-        description="Remove the processes, namespaces and interfaces of mininet runs "
-        "whose driver is gone. Running labs and anything not created by "
-        "maillab are left alone.",
+        help="remove what crashed labs left (only maillab's own)",
+        description="Remove the temporary state directories of labs that were killed "
+        "(either backend; no root needed for your own), and, as root, the processes, "
+        "namespaces and interfaces of mininet runs whose driver is gone. Running labs "
+        "and anything not created by maillab are left alone.",
     )
     p.add_argument("runs", nargs="*", metavar="RUN", help="only these run ids")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed")

@@ -26,7 +26,6 @@ import difflib
 import os
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -36,6 +35,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from sim.errors import Problem, TopologyError
+from sim.inputfile import MAX_YAML_BYTES, InputFileError, read_input_text
 from sim.topology.model import Topology
 from sim.topology.schema import (
     FORMATS,
@@ -544,34 +544,11 @@ def _first_line(text: str) -> str:
 
 
 def _read(path: str | os.PathLike[str]) -> tuple[str | None, Problem | None]:
-    source = str(path)
-    p = Path(path)
+    # Bounded, regular files only: see sim.inputfile.
     try:
-        if p.is_dir():
-            return None, Problem(source, 1, 1, "is a directory, not a topology file")
-        data = p.read_bytes()
-    except FileNotFoundError:
-        return None, Problem(source, 1, 1, "no such file")
-    except PermissionError:
-        return None, Problem(source, 1, 1, "cannot read the file: permission denied")
-    except OSError as err:
-        return None, Problem(source, 1, 1, f"cannot read the file: {err.strerror or err}")
-    if b"\x00" in data:
-        return None, Problem(
-            source, 1, 1, "a binary file (it contains NUL bytes), not a YAML topology"
-        )
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        return None, Problem(
-            source,
-            line,
-            col,
-            f"not UTF-8 text: byte 0x{data[err.start]:02x} cannot be decoded; "
-            "save the file as UTF-8",
-        )
+        return read_input_text(path, what="topology file", limit=MAX_YAML_BYTES), None
+    except InputFileError as err:
+        return None, err.problem
 
 
 # -- putting it together ------------------------------------------------------------
