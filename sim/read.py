@@ -666,10 +666,11 @@ def cmd_read(args: argparse.Namespace) -> int:
     import json
 
     import sim
-    from sim.argcheck import node
+    from sim.argcheck import host, node
 
     topology = sim.load_topology(args.topology)
     node(topology, args.node, what="--from")
+    host(args.via, what="--via")
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
         result = lab.read(
             args.node,

@@ -108,6 +108,8 @@ class Lab:
             argcheck.mail_address(rcpt, what="recipient")
         if mail_from:
             argcheck.mail_address(mail_from, what="mail_from")
+        if via != "direct":
+            argcheck.host(via, what="via")
         if port is not None:
             port = argcheck.port(port)
         result = self.run(
@@ -158,7 +160,7 @@ class Lab:
 
         if port is not None:
             port = argcheck.port(port)
-
+        argcheck.host(via, what="via")
         result = self.run(
             node,
             Read(

@@ -50,6 +50,9 @@ MARKER = ".maillab-owner.json"
 def prepare(path: str | os.PathLike[str]) -> Path:
     """A state directory someone named: created if missing, refused in one
     line if it is a file, sits under a file, or cannot be written."""
+    if not str(path).strip():
+        # Path("") is the current directory: never fill it with a lab's state.
+        raise ArgumentError("state directory '': empty (name a directory, or leave it out)")
     p = Path(path)
     where = f"state directory {p}"
     if p.exists() and not p.is_dir():

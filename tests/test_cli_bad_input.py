@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -71,6 +72,7 @@ CASES = [
     # -- the command line itself
     c("unknown-command", "frobnicate", says="invalid choice"),
     c("unknown-option", "list", "--frobnicate", says="unrecognized"),
+    c("json-alone", "--json", json=False, says="--json"),
     # -- validate: every kind of file that is not a good one
     c("validate-no-path", "validate", says="PATH"),
     c("validate-missing", "validate", "{tmp}/nope.yaml", says="no such file"),
@@ -79,6 +81,7 @@ CASES = [
     c("validate-fifo", "validate", "{fifo}", says="FIFO"),
     c("validate-dev-zero", "validate", "/dev/zero", says="device"),
     c("validate-dev-null", "validate", "/dev/null", says="device"),
+    c("validate-socket", "validate", "{socket}", says="socket"),
     c("validate-huge", "validate", "{huge}", says="too large"),
     c("validate-empty", "validate", "{empty}", says="empty"),
     c("validate-binary", "validate", "{binary}", says="binary"),
@@ -97,6 +100,7 @@ CASES = [
     c("dig-empty-label", "dig", "{T}", "--from", "laptop", "a..b", says="a..b"),
     c("dig-long-label", "dig", "{T}", "--from", "laptop", LONG_LABEL, says="63"),
     c("dig-long-name", "dig", "{T}", "--from", "laptop", LONG_NAME, says="255"),
+    c("dig-empty-name", "dig", "{T}", "--from", "laptop", "", says="empty"),
     c("dig-bad-backend", "dig", "{T}", "--from", "laptop", "qq.example", "--backend", "vm"),
     # -- connect
     c("connect-port-too-big", "connect", "{T}", "--from", "laptop", "mx.qq.example", "99999"),
@@ -114,6 +118,8 @@ CASES = [
     c("send-bad-mail-from", *SEND, "--mail-from", "a@b@c", says="a@b@c"),
     c("send-unknown-node", "send", "{T}", "--from", "nosuch", "--to", "bob@qq.example"),
     c("send-unknown-via", *SEND, "--via", "nosuchnode", says="nosuchnode"),
+    c("send-bad-via-host", *SEND, "--via", "a..b", says="a..b"),
+    c("send-empty-recipient", "send", "{T}", "--from", "laptop", "--to", ""),
     c("send-state-dir-is-file", *SEND, "--state-dir", "{empty}", says="directory"),
     c("send-missing-topology", "send", "{tmp}/nope.yaml", "--from", "a", "--to", "b@c.example"),
     c("send-topology-binary", "send", "{binary}", "--from", "a", "--to", "b@c.example"),
@@ -146,11 +152,18 @@ CASES = [
         unprivileged=True,
         says="writ",
     ),
+    c("up-state-dir-empty", "up", "{T}", "--state-dir", "", says="empty"),
+    c("up-state-dir-device", "up", "{T}", "--state-dir", "/dev/null", says="/dev/null"),
     c("up-missing-topology", "up", "{tmp}/nope.yaml"),
     c("up-lab-file-as-topology", "up", "{LAB}"),
     # -- read
     c("read-port-too-big", *READ, "--port", "70000", says="70000"),
     c("read-bad-protocol", *READ, "--protocol", "smtp"),
+    c(
+        "read-bad-via",
+        *("read", "{T}", "--from", "laptop", "--via", "a..b", "--user", "a", "--password", "b"),
+        says="a..b",
+    ),
     c(
         "read-unknown-node",
         "read",
@@ -168,17 +181,32 @@ CASES = [
     c("graph-missing", "graph", "{tmp}/nope.yaml", json=False),
     c("graph-fifo", "graph", "{fifo}", json=False, says="FIFO"),
     c("graph-bad-format", "graph", "{T}", "--format", "gif", json=False),
+    c("graph-output-under-file", "graph", "{T}", "-o", "{empty}/x.svg", json=False),
+    c("graph-topology-dev-zero", "graph", "/dev/zero", json=False, says="device"),
     c("graph-output-in-missing-dir", "graph", "{T}", "-o", "{tmp}/nodir/x.svg", json=False),
     c("graph-unknown-highlight", "graph", "{T}", "--highlight", "laptop,nosuch", json=False),
     c("graph-json-flag", "graph", "{T}", "--json", json=False),  # JSON: the flag is unknown here
     # -- labs
     c("check-unknown-lab", "check", "nosuchlab", says="nosuchlab"),
     c("check-lab-is-fifo", "check", "{fifo}"),
+    c("check-lab-empty", "check", "{empty}", says="empty"),
+    c("check-lab-binary", "check", "{binary}", says="binary"),
+    c("check-lab-huge", "check", "{huge}", says="too large"),
     c("check-labs-dir-missing", "check", "--labs-dir", "{tmp}/nodir"),
     c("list-labs-dir-is-file", "list", "--labs-dir", "{empty}"),
     c("run-unknown-lab", "run", "nosuchlab", json=False),
+    c("run-lab-dev-zero", "run", "/dev/zero", json=False),
+    c(
+        "mailbox-topology-dev-zero",
+        "mailbox",
+        "/dev/zero",
+        "bob@qq.example",
+        "--state-dir",
+        "{tmp}",
+    ),
     # -- new
     c("new-bad-name", "new", "topology", "Bad Name!", json=False),
+    c("new-existing", "new", "topology", "home-isp", "--dir", "{topodir}", json=False),
     # -- clean
     c("clean-unknown-run", "clean", "zzzzzz", says="zzzzzz"),
 ]
@@ -210,6 +238,11 @@ def _make_files(tmp: Path) -> dict[str, str]:
     unreadable = tmp / "unreadable.yaml"
     unreadable.write_text(Path(T).read_text())
     unreadable.chmod(0o000)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(tmp / "socket.yaml"))
+    sock.close()  # the socket file stays
+    (tmp / "topologies").mkdir()
+    (tmp / "topologies" / "home-isp.yaml").write_text(Path(T).read_text())
     readonly = tmp / "readonly"
     readonly.mkdir(mode=0o555)
     lab = Path(LAB).read_text().replace("topology: ", "topology: nope/", 1)
@@ -226,6 +259,8 @@ def _make_files(tmp: Path) -> dict[str, str]:
         "unreadable": str(unreadable),
         "readonly": str(readonly),
         "badlab": str(tmp / "badlab.yaml"),
+        "socket": str(tmp / "socket.yaml"),
+        "topodir": str(tmp / "topologies"),
     }
 
 
