@@ -33,6 +33,7 @@ __all__ = [
     "mail_address",
     "mail_domain",
     "node",
+    "not_a_router",
     "port",
 ]
 
@@ -130,16 +131,31 @@ def mail_address(address: str, *, what: str = "address") -> str:
     return text
 
 
-def node(topology: Topology, name: str, *, what: str = "node") -> str:
-    """A node of ``topology`` (or the synthetic ``outside`` host)."""
-    names = [n.name for n in topology.nodes]
+def node(topology: Topology, name: str, *, what: str = "node", hosts_only: bool = False) -> str:
+    """A node of ``topology`` (or the synthetic ``outside`` host); with
+    ``hosts_only``, a host: experiments run from hosts, as on the mininet
+    backend, where a router has no place to run them."""
+    names = [n.name for n in (topology.hosts() if hosts_only else topology.nodes)]
     if name in names or name == _OUTSIDE:
         return name
+    if hosts_only:
+        not_a_router(topology, name, what=what)
     import difflib
 
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; nodes: {', '.join(names)}"
     raise ArgumentError(f"{what} {name}: no such node in {topology.name}{hint}")
+
+
+def not_a_router(topology: Topology, name: str, *, what: str = "node") -> str:
+    """Refuse a router as the node an experiment runs from (an unknown name is
+    left to the backend, which names it)."""
+    if any(n.name == name for n in topology.routers()):
+        hosts = ", ".join(n.name for n in topology.hosts())
+        raise ArgumentError(
+            f"{what} {name}: a router; experiments run from hosts ({hosts}, or {_OUTSIDE})"
+        )
+    return name
 
 
 def argtype(check: Callable[[str], T], name: str) -> Callable[[str], T]:

@@ -62,7 +62,7 @@ def cmd_dig(args: argparse.Namespace) -> int:
     import sim
 
     topology = sim.load_topology(args.topology)
-    argcheck.node(topology, args.node, what="--from")
+    argcheck.node(topology, args.node, what="--from", hosts_only=True)
     with sim.start(topology, backend=args.backend) as lab:
         result = lab.dig(args.node, args.name, args.type)
     if args.json:
@@ -81,7 +81,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     import sim
 
     topology = sim.load_topology(args.topology)
-    argcheck.node(topology, args.node, what="--from")
+    argcheck.node(topology, args.node, what="--from", hosts_only=True)
     with sim.start(topology, backend=args.backend) as lab:
         result = lab.connect(args.node, args.host, args.port)
     if args.json:
@@ -102,7 +102,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     topology = sim.load_topology(args.topology)
     if (args.user is None) != (args.password is None):
         raise UsageError("maillab send: --user and --password go together")
-    argcheck.node(topology, args.node, what="--from")
+    argcheck.node(topology, args.node, what="--from", hosts_only=True)
     if args.via != "direct":
         argcheck.host(args.via, what="--via")
         if not argcheck.is_ipv4(args.via):

@@ -669,7 +669,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     from sim.argcheck import host, node
 
     topology = sim.load_topology(args.topology)
-    node(topology, args.node, what="--from")
+    node(topology, args.node, what="--from", hosts_only=True)
     host(args.via, what="--via")
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
         result = lab.read(

@@ -56,6 +56,7 @@ class Lab:
 
     def dig(self, node: str, name: str, rtype: str = "A") -> DigResult:
         """Ask the lab resolver from ``node``, like ``dig NAME TYPE`` there."""
+        argcheck.not_a_router(self.topology, node)
         argcheck.dns_name(name)
         result = self.run(node, Dig(name=name, type=argcheck.dns_type(rtype)))
         assert isinstance(result, DigResult)
@@ -63,6 +64,7 @@ class Lab:
 
     def connect(self, node: str, host: str, port: int) -> ConnectResult:
         """Open a TCP connection from ``node`` to ``host:port`` and read the banner."""
+        argcheck.not_a_router(self.topology, node)
         argcheck.host(host)
         result = self.run(node, Connect(host=host, port=argcheck.port(port)))
         assert isinstance(result, ConnectResult)
@@ -103,6 +105,7 @@ class Lab:
         if tls is not None and tls not in get_args(TlsMode):
             raise SimError(f"tls={tls!r}: choose one of {', '.join(get_args(TlsMode))}")
 
+        argcheck.not_a_router(self.topology, node)
         rcpts = [to] if isinstance(to, str) else list(to)
         for rcpt in rcpts:
             argcheck.mail_address(rcpt, what="recipient")
@@ -160,6 +163,7 @@ class Lab:
 
         if port is not None:
             port = argcheck.port(port)
+        argcheck.not_a_router(self.topology, node)
         argcheck.host(via, what="via")
         result = self.run(
             node,

@@ -94,6 +94,7 @@ CASES = [
     c("dig-topology-fifo", "dig", "{fifo}", "--from", "laptop", "qq.example", says="FIFO"),
     c("dig-topology-empty", "dig", "{empty}", "--from", "laptop", "qq.example", says="empty"),
     c("dig-no-from", "dig", "{T}", "qq.example", says="--from"),
+    c("dig-from-router", "dig", "{T}", "--from", "isp", "qq.example", says="router"),
     c("dig-unknown-node", "dig", "{T}", "--from", "nosuchnode", "qq.example", says="nosuchnode"),
     c("dig-bad-type", "dig", "{T}", "--from", "laptop", "qq.example", "BADTYPE", says="BADTYPE"),
     c("dig-type-out-of-range", "dig", "{T}", "--from", "laptop", "qq.example", "TYPE70000"),

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,15 +26,18 @@ T = ROOT / "topologies" / "home-isp.yaml"
 
 
 @pytest.fixture
-def tmpdir_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def tmpdir_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Temporary directories (and run records) of this test only: a clean run
-    must never look at other labs on the machine."""
-    root = tmp_path / "tmp"
+    must never look at other labs on the machine. A short path under /tmp:
+    the mininet agents' sockets live inside, and AF_UNIX paths are short."""
+    base = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
+    root = base / "t"
     root.mkdir()
     monkeypatch.setenv("TMPDIR", str(root))
-    monkeypatch.setenv("MAILLAB_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("MAILLAB_RUN_DIR", str(base / "run"))
     monkeypatch.setattr(tempfile, "tempdir", str(root))
-    return root
+    yield root
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _dead_pid() -> int:
@@ -135,13 +140,24 @@ def test_sigkilled_mininet_up_leaves_a_directory_clean_removes(tmpdir_env: Path)
     assert list(Path(os.environ["MAILLAB_RUN_DIR"]).glob("*.json")) == []
 
 
+def _ready(proc: subprocess.Popen[str]) -> Path:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    ready = json.loads(line) if line.startswith("{") else {}
+    assert "state_dir" in ready, f"not ready: {line!r}"
+    return Path(ready["state_dir"])
+
+
 def _kill_and_clean(tmpdir_env: Path, *extra: str) -> None:
     env = {**os.environ, "TMPDIR": str(tmpdir_env)}  # MAILLAB_RUN_DIR: the fixture's
-    killed, running = _up(env, *extra), _up(env, *extra)
+    # One after the other: two labs starting at once on a loaded machine
+    # compete for nothing but time.
+    killed = _up(env, *extra)
+    running: subprocess.Popen[str] | None = None
     try:
-        assert killed.stdout is not None and running.stdout is not None
-        dead_dir = Path(json.loads(killed.stdout.readline())["state_dir"])
-        live_dir = Path(json.loads(running.stdout.readline())["state_dir"])
+        dead_dir = _ready(killed)
+        running = _up(env, *extra)
+        live_dir = _ready(running)
         assert dead_dir.parent == tmpdir_env and live_dir.parent == tmpdir_env
         os.kill(killed.pid, signal.SIGKILL)
         killed.wait(timeout=30)
@@ -163,7 +179,7 @@ def _kill_and_clean(tmpdir_env: Path, *extra: str) -> None:
         assert live_dir.is_dir()  # its lab still runs
     finally:
         for proc in (killed, running):
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=30)
     assert not live_dir.exists()  # a lab that stops removes its own
@@ -196,6 +212,8 @@ class _NoBackend:
         (lambda lab: lab.send("laptop", "bob@qq.example", port=-1), "1-65535"),
         (lambda lab: lab.send("laptop", "not an address"), "not an address"),
         (lambda lab: lab.send("laptop", "bob@qq.example", mail_from="a@b@c"), "a@b@c"),
+        (lambda lab: lab.dig("isp", "qq.example"), "router"),
+        (lambda lab: lab.read("laptop", "u", "p", via="a..b"), "a..b"),
     ],
 )
 def test_the_api_raises_argument_errors(call: object, match: str) -> None:
