@@ -221,3 +221,48 @@ def test_the_api_raises_argument_errors(call: object, match: str) -> None:
     with pytest.raises(ArgumentError, match=match) as info:
         call(lab)  # type: ignore[operator]
     assert isinstance(info.value, sim.SimError) and not isinstance(info.value, ValueError)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user (nobody)")
+def test_clean_needs_no_root_and_removes_only_this_users_orphans(tmpdir_env: Path) -> None:
+    nobody = 65534
+    os.chmod(tmpdir_env.parent, 0o755)
+    os.chmod(tmpdir_env, 0o1777)  # like /tmp
+    mine = _marked(tmpdir_env, "nobodys", _dead_pid(), 1)
+    for path in (mine, *mine.rglob("*")):
+        os.chown(path, nobody, nobody)
+    roots = _marked(tmpdir_env, "roots", _dead_pid(), 1)
+    code, out = _as_nobody(["clean", "--json"], tmpdir_env)
+    assert code == 0, out
+    assert json.loads(out)["state_dirs"] == [str(mine)]
+    assert not mine.exists() and roots.is_dir()
+
+
+def _as_nobody(argv: list[str], tmp: Path) -> tuple[int, str]:
+    """``main(argv)`` in a forked child running as nobody (forked: the
+    interpreter may live where nobody cannot read)."""
+    import getpass
+
+    from sim.cli import build_parser
+
+    getpass.getuser()
+    build_parser()  # imports every command's module
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.dup2(write_end, 1)
+            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            code = main(argv)
+            sys.stdout.flush()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with open(read_end, "rb") as pipe:
+        out = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
