@@ -7,17 +7,14 @@ that is not ``local@domain``) is refused *before* a lab starts, with an
 what would be acceptable. What a well-formed value then meets in the lab (a
 firewall, an NXDOMAIN, a 550) is the experiment's outcome, not an error.
 
-The command line uses these functions as argparse types (:func:`argtype`),
-so that a bad value is reported as ``maillab dig: argument TYPE: ...``; the
-Python API (:class:`sim.runtime.Lab`) calls them too.
+The command line calls them before it loads a topology or starts a lab; the
+Python API (:class:`sim.runtime.Lab`) calls them before an experiment runs.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from sim.errors import ArgumentError
 
@@ -25,7 +22,6 @@ if TYPE_CHECKING:
     from sim.topology.model import Topology
 
 __all__ = [
-    "argtype",
     "dns_name",
     "dns_type",
     "host",
@@ -36,8 +32,6 @@ __all__ = [
     "not_a_router",
     "port",
 ]
-
-T = TypeVar("T")
 
 #: The synthetic outside host every topology has (sim.topology.graph.OUTSIDE).
 _OUTSIDE = "outside"
@@ -156,20 +150,6 @@ def not_a_router(topology: Topology, name: str, *, what: str = "node") -> str:
             f"{what} {name}: a router; experiments run from hosts ({hosts}, or {_OUTSIDE})"
         )
     return name
-
-
-def argtype(check: Callable[[str], T], name: str) -> Callable[[str], T]:
-    """``check`` as an argparse ``type=``: its ArgumentError becomes argparse's
-    one-line "argument X: message"."""
-
-    def convert(text: str) -> T:
-        try:
-            return check(text)
-        except ArgumentError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    convert.__name__ = name
-    return convert
 
 
 def is_ipv4(text: str) -> bool:

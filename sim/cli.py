@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from sim import argcheck
-from sim.argcheck import argtype
 from sim.clireport import UsageError
 
 __all__ = ["main"]
@@ -61,6 +60,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_dig(args: argparse.Namespace) -> int:
     import sim
 
+    argcheck.dns_name(args.name, what="NAME")
+    argcheck.dns_type(args.type, what="TYPE")
     topology = sim.load_topology(args.topology)
     argcheck.node(topology, args.node, what="--from", hosts_only=True)
     with sim.start(topology, backend=args.backend) as lab:
@@ -80,6 +81,8 @@ def cmd_dig(args: argparse.Namespace) -> int:
 def cmd_connect(args: argparse.Namespace) -> int:
     import sim
 
+    argcheck.host(args.host, what="HOST")
+    argcheck.port(args.port, what="PORT")
     topology = sim.load_topology(args.topology)
     argcheck.node(topology, args.node, what="--from", hosts_only=True)
     with sim.start(topology, backend=args.backend) as lab:
@@ -102,6 +105,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     topology = sim.load_topology(args.topology)
     if (args.user is None) != (args.password is None):
         raise UsageError("maillab send: --user and --password go together")
+    for rcpt in args.to:
+        argcheck.mail_address(rcpt, what="--to")
+    if args.mail_from is not None:
+        argcheck.mail_address(args.mail_from, what="--mail-from")
+    if args.port is not None:
+        argcheck.port(args.port, what="--port")
     argcheck.node(topology, args.node, what="--from", hosts_only=True)
     if args.via != "direct":
         argcheck.host(args.via, what="--via")
@@ -256,10 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dig", help="ask the lab DNS from a node")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("name", metavar="NAME", type=argtype(argcheck.dns_name, "name"))
-    p.add_argument(
-        "type", nargs="?", default="A", metavar="TYPE", type=argtype(argcheck.dns_type, "type")
-    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("type", nargs="?", default="A", metavar="TYPE")
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_dig)
@@ -267,8 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("connect", help="open a TCP connection from a node")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("host", metavar="HOST", type=argtype(argcheck.host, "host"))
-    p.add_argument("port", type=argtype(argcheck.port, "port"), metavar="PORT")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("port", type=int, metavar="PORT")
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_connect)
@@ -276,19 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("send", help="send one message from a node and follow it")
     p.add_argument("topology", metavar="TOPOLOGY")
     p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument(
-        "--to",
-        required=True,
-        action="append",
-        metavar="ADDR",
-        type=argtype(argcheck.mail_address, "address"),
-    )
-    p.add_argument(
-        "--mail-from",
-        metavar="ADDR",
-        help="the envelope sender (MAIL FROM)",
-        type=argtype(argcheck.mail_address, "address"),
-    )
+    p.add_argument("--to", required=True, action="append", metavar="ADDR")
+    p.add_argument("--mail-from", metavar="ADDR", help="the envelope sender (MAIL FROM)")
     p.add_argument("--from-header", metavar="ADDR", help="the From: header (default: MAIL FROM)")
     p.add_argument(
         "--via",
@@ -298,12 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--user", metavar="U")
     p.add_argument("--password", metavar="P")
-    p.add_argument(
-        "--port",
-        type=argtype(argcheck.port, "port"),
-        metavar="PORT",
-        help="submission port (587 or 465)",
-    )
+    p.add_argument("--port", type=int, metavar="PORT", help="submission port (587 or 465)")
     p.add_argument("--subject", default="Hello from maillab")
     p.add_argument("--body", default="This is a test message.\n")
     p.add_argument(
@@ -318,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mailbox", help="read a mailbox of a lab started with --state-dir")
     p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("address", metavar="ADDR", type=argtype(argcheck.mail_address, "address"))
+    p.add_argument("address", metavar="ADDR")
     p.add_argument("--state-dir", required=True, metavar="DIR")
     p.add_argument("--folder", default="INBOX", choices=["INBOX", "Junk"])
     p.add_argument("--json", action="store_true")

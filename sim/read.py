@@ -666,11 +666,8 @@ def cmd_read(args: argparse.Namespace) -> int:
     import json
 
     import sim
-    from sim.argcheck import host, node
 
     topology = sim.load_topology(args.topology)
-    node(topology, args.node, what="--from", hosts_only=True)
-    host(args.via, what="--via")
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
         result = lab.read(
             args.node,
@@ -691,8 +688,6 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from sim.argcheck import argtype, port
-
     """Add ``maillab read`` to the CLI (called by :func:`sim.cli.build_parser`)."""
     p = sub.add_parser("read", help="read a mailbox from a node over IMAP or POP3")
     p.add_argument("topology", metavar="TOPOLOGY")
@@ -715,7 +710,7 @@ def register(sub: Any) -> None:
     p.add_argument("--folder", default="INBOX", help="INBOX (default) or Junk (IMAP only)")
     p.add_argument(
         "--port",
-        type=argtype(port, "port"),
+        type=int,
         metavar="PORT",
         help="143/110 (STARTTLS, the default) or 993/995 (implicit TLS)",
     )
