@@ -372,3 +372,28 @@ def test_bad_invocation_is_one_clear_line_and_exit_2(
             assert out == "", f"error on stdout: {out!r}"
         message = lines[0]
     assert case.says.lower() in message.lower(), message
+
+
+BACKEND_CASES = [
+    case
+    for case in CASES
+    if case.argv[0] in ("dig", "connect", "send", "up") and "--backend" not in case.argv
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", BACKEND_CASES, ids=[case.id for case in BACKEND_CASES])
+def test_the_mininet_backend_refuses_alike(
+    case: Case,
+    files: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bad values are refused before a backend is chosen: the same line on
+    both backends (and no root or mininet needed to be told so)."""
+    monkeypatch.delenv("MAILLAB_DEBUG", raising=False)
+    monkeypatch.setenv("MAILLAB_RUN_DIR", str(Path(files["tmp"]) / "run"))
+    argv = [a.format(**files) for a in case.argv]
+    local = _run(argv, case.unprivileged, capsys)
+    mininet = _run([*argv, "--backend", "mininet"], case.unprivileged, capsys)
+    assert mininet == local
