@@ -44,13 +44,16 @@ def cmd_read(args: argparse.Namespace) -> int:
     import json
 
     import sim
+    from sim.passwords import password_from
 
+    password = password_from(args, user=args.user, prog="read")
+    assert password is not None  # --user is required
     topology = sim.load_topology(args.topology)
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
         result = lab.read(
             args.node,
             args.user,
-            args.password,
+            password,
             via=args.via,
             protocol=args.protocol,
             folder=args.folder,
@@ -68,7 +71,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add ``maillab read`` to the CLI (called by :func:`sim.cli.build_parser`)."""
     p = sub.add_parser("read", help="read a mailbox from a node over IMAP or POP3")
-    p.add_argument("topology", metavar="TOPOLOGY")
+    p.add_argument("topology", metavar="TOPOLOGY", help="a topology file (topologies/*.yaml)")
     p.add_argument(
         "--from",
         dest="node",
@@ -82,9 +85,11 @@ def register(sub: Any) -> None:
         metavar="NODE",
         help="the mailbox host: a node, an address or a host name",
     )
-    p.add_argument("--user", required=True, metavar="U")
-    p.add_argument("--password", required=True, metavar="P")
-    p.add_argument("--protocol", choices=PROTOCOLS, default="imap")
+    p.add_argument("--user", required=True, metavar="U", help="the mailbox user to log in as")
+    from sim.passwords import add_password_arguments
+
+    add_password_arguments(p, what="the mailbox user's password")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="imap", help="imap (default) or pop3")
     p.add_argument("--folder", default="INBOX", help="INBOX (default) or Junk (IMAP only)")
     p.add_argument(
         "--port",
@@ -105,6 +110,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--state-dir", metavar="DIR", help="the lab's state directory (mailboxes of an earlier run)"
     )
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--backend", choices=["local", "mininet"], default="local")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument(
+        "--backend",
+        choices=["local", "mininet"],
+        default="local",
+        help="local (default: one process, no root) or mininet (root, Linux)",
+    )
     p.set_defaults(func=cmd_read)

@@ -152,7 +152,7 @@ def _report_text(report: LabReport) -> str:
 
 def add_list_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser("list", help="the labs, with your progress")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the labs as one JSON object")
     _labs_dir_arg(p)
     p.set_defaults(func=cmd_list)
     return p
@@ -171,7 +171,7 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="local",
         help="local (default: one process, no root) or mininet (root, Linux)",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the reports as one JSON object")
     _labs_dir_arg(p)
     p.set_defaults(func=cmd_check)
     return p
