@@ -75,3 +75,15 @@ def test_changed_code_invalidates_the_cache(course: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(catalog, "load_catalog", lambda d: loaded.append(d) or real(d))
     rows, _ = listcache.lab_summaries(course)
     assert loaded == [course] and len(rows) == 2
+
+
+def test_two_course_directories_are_both_remembered(
+    course: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other" / "labs"
+    shutil.copytree(course.parent, other.parent)
+    listcache.lab_summaries(course)
+    listcache.lab_summaries(other)
+    _no_loading(monkeypatch)
+    assert len(listcache.lab_summaries(course)[0]) == 2
+    assert len(listcache.lab_summaries(other)[0]) == 2

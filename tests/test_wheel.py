@@ -116,3 +116,21 @@ def test_installed_maillab_reports_its_version(
     from importlib.metadata import version
 
     assert _run([str(installed), "--version"], work, env).split() == ["maillab", version("maillab")]
+
+
+def test_installed_notebook_helpers_find_the_packaged_topologies(
+    installed: Path, outside: tuple[Path, dict[str, str]]
+) -> None:
+    work, env = outside
+    python = str(installed.with_name("python"))
+    code = "from sim.notebook import find_topology; print(find_topology('home-isp'))"
+    found = Path(_run([python, "-c", code], work, env).strip())
+    assert found.name == "home-isp.yaml" and "site-packages" in found.parts
+
+
+def test_installed_maillab_prints_completion_scripts(
+    installed: Path, outside: tuple[Path, dict[str, str]]
+) -> None:
+    work, env = outside
+    for shell in ("bash", "zsh", "fish"):
+        assert "__complete labs" in _run([str(installed), "completion", shell], work, env)

@@ -120,11 +120,19 @@ def lab_summaries(directory: Path) -> tuple[list[Summary], list[Problem]]:
     ids = {row["id"] for row in rows}
     if len(rows) == len(files) and len(ids) == len(rows):
         return rows, []
-    return _load_all(directory, cache, key, shas)
+    return _load_all(directory, cache, key, shas, known)
+
+
+#: Labs remembered at most (other directories' labs are kept, the oldest go).
+MAX_ENTRIES = 500
 
 
 def _load_all(
-    directory: Path, cache: Path | None, key: str, shas: dict[str, str | None]
+    directory: Path,
+    cache: Path | None,
+    key: str,
+    shas: dict[str, str | None],
+    known: dict[str, Any],
 ) -> tuple[list[Summary], list[Problem]]:
     from sim.lab.catalog import load_catalog
     from sim.lab.loader import topology_path
@@ -155,5 +163,8 @@ def _load_all(
             "summary": summary,
         }
     if cache is not None:
-        _write(cache, key, keep)
+        here = str(directory.resolve())
+        others = {n: e for n, e in known.items() if str(Path(n).parent) != here}
+        merged = {**others, **keep}
+        _write(cache, key, dict(list(merged.items())[-MAX_ENTRIES:]))
     return rows, problems
