@@ -253,6 +253,47 @@ def test_zsh_and_fish_scripts_complete_labs_and_nodes(shell: str) -> None:
         assert done.returncode == 0, done.stderr
 
 
+def _in_shell(shell: str, path: Path, code: str, env: dict[str, str]) -> list[str]:
+    program = shutil.which(shell)
+    if program is None:
+        pytest.skip(f"{shell} is not installed")
+    done = subprocess.run(
+        [program, "-c", f"source {shlex.quote(str(path))}\n{code}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return [line.split("\t")[0] for line in done.stdout.splitlines() if line]
+
+
+def test_fish_completes_lab_ids_and_node_names(tmp_path: Path, on_path: dict[str, str]) -> None:
+    path = tmp_path / "maillab.fish"
+    path.write_text(script("fish"))
+    assert _in_shell("fish", path, "complete -C 'maillab check re'", on_path) == [
+        "receive-only",
+        "reliability",
+    ]
+    line = f"complete -C 'maillab send {HOME_ISP} --from l'"
+    assert _in_shell("fish", path, line, on_path) == ["laptop"]
+
+
+def test_zsh_lab_and_node_functions(tmp_path: Path, on_path: dict[str, str]) -> None:
+    path = tmp_path / "_maillab"
+    text = script("zsh")
+    path.write_text(text)
+    # shtab wires the functions into _arguments; zsh's own completion needs a
+    # terminal, so the functions run here with compadd printing its array.
+    assert ":_maillab_labs" in text and ":_maillab_nodes" in text
+    fake = 'compadd() { [[ $1 == -a ]] && print -l -- "${(@P)2}"; }\n'
+    labs = _in_shell("zsh", path, fake + "words=(maillab check re)\n_maillab_labs", on_path)
+    assert {"receive-only", "spf"} <= set(labs)
+    nodes = f"words=(maillab send {HOME_ISP} --from l)\n_maillab_nodes"
+    assert "laptop" in _in_shell("zsh", path, fake + nodes, on_path)
+
+
 def test_completion_helper_is_quiet_on_nonsense(on_path: dict[str, str]) -> None:
     done = run(["__complete", "nodes", "maillab", "send", "no-such.yaml"], env=on_path)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
