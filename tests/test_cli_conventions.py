@@ -82,10 +82,13 @@ def test_every_argument_and_option_has_help() -> None:
     assert not missing, f"arguments without help text: {missing}"
 
 
-def test_every_subcommand_has_a_description_line() -> None:
+def test_every_subcommand_has_a_line_in_its_parents_help() -> None:
     for path, parser in walk(build_parser()):
-        if path:
-            assert parser.description or parser.format_usage(), path
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                listed = {a.dest: a.help for a in action._choices_actions}
+                assert set(listed) == set(action.choices), path
+                assert all(listed.values()), f"maillab {' '.join(path)}: {listed}"
 
 
 def test_every_subcommand_help_ends_with_two_or_three_examples() -> None:
