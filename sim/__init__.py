@@ -10,6 +10,7 @@ The public API a script or notebook may use::
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import (
@@ -24,11 +25,11 @@ from sim.errors import (
     SimError,
     TopologyError,
 )
-from sim.runtime import Lab, start
-from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
+    from sim.runtime import Lab, start
     from sim.topology.model import Topology
+    from sim.trace import Trace, TraceEvent
 
 __all__ = [
     "BackendError",
@@ -47,6 +48,24 @@ __all__ = [
     "load_topology",
     "start",
 ]
+
+
+# Imported on first use: `maillab list`, `validate` and `--help` import
+# ``sim`` (every submodule does) but never start a lab, and the runtime pulls
+# in asyncio, the services and their libraries.
+_HOMES = {
+    "Lab": "sim.runtime",
+    "start": "sim.runtime",
+    "Trace": "sim.trace",
+    "TraceEvent": "sim.trace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
 
 
 def load_topology(path: Any) -> Topology:

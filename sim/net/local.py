@@ -347,7 +347,7 @@ class LocalBackend(Backend):
         self._endpoints: list[Endpoint] = []
         self._ca: LabCA | None = None
         as_name = as_node or self.network.outside
-        if as_name not in self.network.graph:
+        if as_name not in self.network.nodes():
             raise BackendError(f"--as {as_name}: no such node in {topology.name}")
         self.as_name = as_name
         self.as_address = self.network.address_of(as_name)
@@ -396,7 +396,7 @@ class LocalBackend(Backend):
         self.topology = await loop.run_in_executor(
             None, prepare_topology, self.topology, self.state_dir
         )
-        for name in self.network.graph.nodes:
+        for name in self.network.nodes():
             self._contexts[name] = self._make_context(name)
         # Services start in waves: DNS first (everyone else looks things up),
         # then mailboxes, receivers, relays, submission.

@@ -39,7 +39,6 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiosmtplib
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from sim.clock import LabClock
 from sim.errors import NetworkError
@@ -58,7 +57,27 @@ __all__ = [
     "Stage",
     "TlsMode",
     "Transcript",
+    "dot_stuff",
 ]
+
+# RFC 5321 §2.3.8: a message travels as lines ending in CRLF. Lone CR or LF
+# become CRLF, as aiosmtplib does before DATA (its helpers are private, so
+# they are copied here rather than imported; tests/test_upstream_shape.py
+# compares the two while aiosmtplib still has them).
+_LINE_ENDINGS = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
+# RFC 5321 §4.5.2: a line that starts with "." gets another one.
+_LEADING_PERIOD = re.compile(rb"(?m)^\.")
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """``message`` as it goes after DATA: CRLF line endings, the last line
+    ended, leading dots doubled, then the final ``.`` line (RFC 5321
+    §4.1.1.4, §4.5.2)."""
+    lines = _LINE_ENDINGS.sub(b"\r\n", message)
+    if not lines.endswith(b"\r\n"):
+        lines += b"\r\n"
+    return _LEADING_PERIOD.sub(b"..", lines) + b".\r\n"
+
 
 Stage = Literal["connect", "helo", "starttls", "auth", "mail", "rcpt", "data"]
 TlsMode = Literal["none", "opportunistic", "required", "implicit"]
@@ -568,7 +587,7 @@ class _Session:
         assert protocol is not None
         # RFC 5321 §4.5.2: lines that start with "." get another one; the
         # message ends with CRLF "." CRLF.
-        body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+        body = dot_stuff(data)
         shown = f"(message, {len(data)} bytes) ."
         try:
             protocol.write(body)
