@@ -27,6 +27,7 @@ from sim.runtime import Lab
 from sim.services.smtpbase import LabSMTP
 from sim.topology.model import (
     DnsService,
+    MailboxService,
     MxService,
     Node,
     Services,
@@ -53,13 +54,14 @@ def topology() -> Topology:
         )
 
     mx = MxService(domains=("qq.example",), mailboxes=("bob",), max_size=MAX_SIZE)
+    mailbox = MailboxService(users=(("bob", "bob-secret"),))
     return Topology(
         name="smtp-limits",
         settings=Settings(resolver=IPv4Address("198.51.100.53"), time_scale=TIME_SCALE),
         nodes=(
             Node(name="internet", kind="router"),
             host("ns", "198.51.100.53/24", Services(dns=DnsService(zones=tuple(ZONES)))),
-            host("mx", "203.0.113.25/24", Services(mx=mx)),
+            host("mx", "203.0.113.25/24", Services(mx=mx, mailbox=mailbox)),
             host("client", "192.0.2.10/24"),
         ),
         zones=tuple(ZONES.items()),
@@ -96,7 +98,7 @@ def run(lab: Lab, coro: Any) -> Any:
 
 def mx_port(lab: Lab) -> int:
     for endpoint in lab.endpoints():
-        if endpoint.node == "mx" and endpoint.local:
+        if endpoint.node == "mx" and endpoint.service == "mx" and endpoint.local:
             return int(endpoint.local.rpartition(":")[2])
     raise AssertionError("no MX endpoint")
 
@@ -163,6 +165,32 @@ def test_a_message_line_without_end_is_not_buffered(
     assert b"line too long" in answer
     assert grown < 16 << 20, f"the server grew by {grown >> 20} MB for one line"
     assert ok.startswith(b"250 "), ok
+    no_traceback(logged.records)
+
+
+@pytest.mark.parametrize(("port", "answer"), [(143, b"* BAD Line too long"), (110, b"-ERR Line")])
+def test_imap_and_pop3_do_not_buffer_a_line_without_end(
+    lab: Lab, logged: pytest.LogCaptureFixture, port: int, answer: bytes
+) -> None:
+    chunk = b"y" * (1 << 20)
+
+    async def scenario() -> tuple[bytes, int]:
+        ctx = lab.backend.context("client")  # type: ignore[attr-defined]
+        reader, writer = await ctx.net.open_connection(MX, port)
+        await asyncio.wait_for(reader.readline(), 10)  # the greeting
+        before = rss()
+        for _ in range(32):
+            writer.write(chunk)
+            await writer.drain()
+        grown = rss() - before
+        writer.write(b"\r\n")
+        line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        return line, grown
+
+    line, grown = run(lab, scenario())
+    assert line.startswith(answer), line
+    assert grown < 16 << 20, f"the server grew by {grown >> 20} MB for one line"
     no_traceback(logged.records)
 
 
