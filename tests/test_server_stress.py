@@ -20,6 +20,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import types
 import weakref
@@ -29,6 +30,7 @@ from typing import Any
 
 import dnslib
 import pytest
+from mininet_support import needs_mininet
 
 import sim
 import sim.net.local
@@ -253,3 +255,50 @@ def test_300_simultaneous_connects_are_all_greeted_at_once(lab: Lab) -> None:
     assert never == 0, f"{never} of 300 clients were not greeted within 10 s"
     late = [round(t - start, 1) for t in greeted if t is not None and t - start > busy + 2.0]
     assert not late, f"{len(late)} of 300 clients greeted late (a dropped SYN): {late[:5]}"
+
+
+CROWD = """
+import asyncio, sys, time
+async def one():
+    reader, writer = await asyncio.open_connection(sys.argv[1], 25)
+    try:
+        line = await asyncio.wait_for(reader.readline(), 10)
+    except TimeoutError:
+        return False
+    finally:
+        writer.close()
+    return line.startswith(b"220 ")
+async def main():
+    done = await asyncio.gather(*(one() for _ in range(300)))
+    print(sum(done))
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [pytest.param("mininet", marks=needs_mininet)])
+def test_300_simultaneous_connects_on_the_mininet_backend(backend: str) -> None:
+    with sim.start(topology(), backend=backend) as lab:
+        mininet = lab.backend
+        listen = subprocess.run(
+            mininet.command("mx", ["ss", "-ltnH", "sport = :25"]),  # type: ignore[attr-defined]
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        somaxconn = subprocess.run(
+            mininet.command("mx", ["cat", "/proc/sys/net/core/somaxconn"]),  # type: ignore[attr-defined]
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        # The MX's listener asks for all its namespace allows (Send-Q of a listener).
+        assert listen[2] == somaxconn and int(somaxconn) > 300, (listen, somaxconn)
+        crowd = subprocess.run(
+            mininet.command("relay", [sys.executable, "-c", CROWD, str(MX)]),  # type: ignore[attr-defined]
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert crowd.returncode == 0, crowd.stderr[-2000:]
+        assert crowd.stdout.strip() == "300", crowd.stdout
