@@ -265,6 +265,7 @@ class LabSMTP(SMTP):
         size = 0
         fault: str | None = None
         in_long_line = False  # the rest of an over-long line is being skipped
+        last_reset = self.loop.time()
         while self.transport is not None:
             try:
                 line = await reader.readuntil(b"\r\n")
@@ -282,7 +283,13 @@ class LabSMTP(SMTP):
                 continue
             except asyncio.IncompleteReadError:
                 return None, None
-            self._reset_timeout()  # RFC 5321 §4.5.3.2.6: a time-out per data block
+            now = self.loop.time()
+            if now - last_reset >= 1.0:
+                # RFC 5321 §4.5.3.2.6: the time-out runs per data block, not
+                # for the whole message (reset at most once a second: a
+                # timer per line would cost more than the line).
+                self._reset_timeout()
+                last_reset = now
             if in_long_line:
                 in_long_line = False  # this CRLF ends the over-long line
                 size += len(line)
