@@ -436,7 +436,8 @@ def main(argv: list[str] | None = None) -> None:
         "--lab-root", type=Path, default=ROOT, help="run the lab of this checkout (to compare)"
     )
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    # `python -m bench bench_fuzz` calls main() with the runner's own argv: ignore it.
+    args = parser.parse_args(argv if argv is not None else [])
     out = run(
         args.topology,
         args.sessions,
@@ -459,4 +460,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
