@@ -12,7 +12,8 @@ lab's shared state lives in files under ``STATE/run/``:
   with a single ``O_APPEND`` write, so concurrent writers do not interleave.
 * :class:`ConnTags`: which experiment a connection belongs to. A client
   writes ``conns/<its address>_<its port>`` (the trace id) before it
-  connects; the server reads it when it accepts.
+  connects; the server reads it when it accepts. A UDP client's file ends
+  in ``_udp``: TCP and UDP port numbers are separate spaces.
 """
 
 from __future__ import annotations
