@@ -99,7 +99,7 @@ from sim.services.mxchecks import (
 )
 from sim.services.policy import Decision, Judgement, decide, judge
 from sim.services.replies import enhance, reply
-from sim.services.smtpbase import LabSMTP
+from sim.services.smtpbase import LabSMTP, fault_sink, idle_timeout
 from sim.topology.model import CheckAction, CheckName, CheckPolicy, MxService
 
 __all__ = ["Connection", "MxHandler", "MxSMTP", "MxServer", "Route", "Transaction"]
@@ -315,6 +315,7 @@ class MxServer(Service):
         #: Connected clients now (see blocking()).
         self.open_sessions = 0
         self._tls: ssl.SSLContext | None = None
+        self._faults = fault_sink(ctx, "mx")
         #: The last results of the client checks, SPF and DMARC (functions of
         #: their arguments and DNS answers), reused while those answers hold
         #: (sim.auth.replay).
@@ -391,11 +392,13 @@ class MxServer(Service):
         session = MxSMTP(
             self.handler,
             net=self.ctx.net,
+            faults=self._faults,
             hostname=self.hostname,
             data_size_limit=self.config.max_size,
             tls_context=self._tls,
-            # RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for a command.
-            timeout=300,
+            # RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for a
+            # command (lab minutes: the lab clock's scale applies).
+            timeout=idle_timeout(self.ctx.clock),
         )
         self._sessions.add(session)
         return session

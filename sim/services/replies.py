@@ -239,6 +239,24 @@ REPLIES: dict[str, Template] = {
         "Error: message line too long (the limit is 1000 octets, RFC 5321 section 4.5.3.1.6)",
         "aiosmtpd; RFC 5321 §4.5.3.1.6",
     ),
+    "timeout": Template(
+        421,
+        "4.4.2",
+        "{host} Error: timeout exceeded",
+        "Postfix; RFC 5321 §4.5.3.2 (a time-out is announced with 421); RFC 3463 X.4.2",
+    ),
+    "tls_active": Template(
+        554,
+        "5.5.1",
+        "Error: TLS already active",
+        "Postfix; RFC 3207 §4.2 (no STARTTLS inside TLS); RFC 3463 X.5.1",
+    ),
+    "tls_failed": Template(
+        421,
+        "4.7.0",
+        "Error: TLS handshake failed",
+        "never sent (the connection is closed); RFC 3207 §4.1",
+    ),
     "internal": Template(
         451,
         "4.3.0",

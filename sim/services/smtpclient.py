@@ -338,9 +338,7 @@ class SmtpClient:
                 transcript.failed_stage = "rcpt"
                 raise _Failed
             if data is not None:
-                await session.data(smtp, data)
-                if on_accepted is not None:
-                    await on_accepted(transcript)
+                await session.data(smtp, data, on_accepted)
         except _Failed:
             pass
         finally:
@@ -364,6 +362,11 @@ class _Session:
         self, stage: Stage, command: str, reply: Reply | None, error: str | None = None
     ) -> None:
         self.t.exchanges.append(Exchange(stage, command, reply, error))
+        self.emit_exchange(stage, command, reply, error)
+
+    def emit_exchange(
+        self, stage: Stage, command: str, reply: Reply | None, error: str | None = None
+    ) -> None:
         emit = self.client.emit
         if emit is None:
             return
@@ -578,7 +581,12 @@ class _Session:
         self.record("rcpt", shown, reply)
         self.t.rcpt_replies[rcpt] = reply
 
-    async def data(self, smtp: aiosmtplib.SMTP, data: bytes) -> None:
+    async def data(
+        self,
+        smtp: aiosmtplib.SMTP,
+        data: bytes,
+        on_accepted: Callable[[Transcript], Awaitable[None]] | None = None,
+    ) -> None:
         response = await self.command(smtp, "data", "DATA", b"DATA")
         self.check("data", "DATA", response, (354,))
         protocol = smtp.protocol
@@ -599,8 +607,13 @@ class _Session:
             smtp.close()
             self.fail("data", "the server closed the connection during DATA", shown)
         reply = Reply.parse(response.code, response.message)
-        self.record("data", shown, reply)
+        self.t.exchanges.append(Exchange("data", shown, reply))
         self.t.final = reply
+        if reply.positive and on_accepted is not None:
+            # The caller records the hand-over first (RFC 5321 §6.1: the
+            # message is the server's now); the trace event can wait.
+            await on_accepted(self.t)
+        self.emit_exchange("data", shown, reply)
         if not reply.positive:
             self.t.failed_stage = "data"
             raise _Failed
