@@ -213,6 +213,9 @@ class _Found:
     domain: str
     record: DmarcRecord | None
     note: str | None = None
+    # The query got no answer (SERVFAIL, time-out): whether that matters
+    # depends on where in the walk it happened (see :func:`_walk`).
+    error: _DnsError | None = None
 
 
 class _Dns:
@@ -266,18 +269,52 @@ def tree_walk_names(domain: str) -> list[str]:
 
 
 def _walk(domain: str, dns: _Dns) -> list[_Found]:
-    """Query down the tree; stop at a record carrying psd=y or psd=n (§4.10 step 6)."""
+    """Query down the tree; stop at a record carrying psd=y or psd=n (§4.10 step 6).
+
+    A query that gets no answer does not end the walk: it is kept as an
+    error in its place, and the caller decides whether the answer was
+    needed. A failure above the record that decides (``_dmarc.com`` failing
+    when ``_dmarc.example.com`` holds the policy) changes nothing, so it must
+    not turn a pass or a reject into a temperror (§4.10, §5.3.6).
+    """
     out: list[_Found] = []
     for name in tree_walk_names(domain):
-        found = dns.dmarc(name)
+        try:
+            found = dns.dmarc(name)
+        except _DnsError as err:
+            found = _Found(name, None, error=err)
         out.append(found)
         if found.record is not None and found.record.psd in ("y", "n"):
             break
     return out
 
 
+def _needed_error(walk: list[_Found], upto: int | None) -> _DnsError | None:
+    """The first failed query at a name more specific than ``walk[upto]``
+    (every failure when ``upto`` is None): a record there could have decided."""
+    stop = len(walk) if upto is None else upto
+    return next((f.error for f in walk[:stop] if f.error is not None), None)
+
+
 def _org_from_walk(domain: str, walk: list[_Found]) -> tuple[str, str]:
-    """(Organizational Domain, why) from a walk's records (§4.10.2)."""
+    """(Organizational Domain, why) from a walk's records (§4.10.2).
+
+    Raises :class:`_DnsError` when a query that could change the answer
+    failed: one below the first record that has a psd tag, or any when no
+    record was found. Failed names above the records found count as having
+    none (the Organizational Domain is the highest name with a record).
+    """
+    decisive = next(
+        (i for i, f in enumerate(walk) if f.record is not None and f.record.psd in ("y", "n")),
+        None,
+    )
+    if not any(f.record is not None for f in walk):
+        decisive = None
+    elif decisive is None:
+        decisive = next(i for i, f in enumerate(walk) if f.record is not None)
+    err = _needed_error(walk, decisive)
+    if err is not None:
+        raise err
     records = [f for f in walk if f.record is not None]
     for found in records:  # longest name first
         assert found.record is not None
@@ -632,8 +669,21 @@ def _discover(ev: _Evaluation) -> tuple[DmarcRecord | None, str, str, DmarcRecor
             return dns.dmarc(org).record, org, "public suffix list (RFC 7489 §3.2)", None
         return None, org, "public suffix list (RFC 7489 §3.2)", None
     walk = _walk(author, dns)
+    # §4.10.1: the first record from the Author Domain up decides; a failed
+    # query before it (more specific) could have held the policy.
+    first = next((i for i, f in enumerate(walk) if f.record is not None), None)
+    err = _needed_error(walk, first)
+    if err is not None:
+        raise err
     org, why = _org_from_walk(author, walk)
     ev.orgs[author] = (org, why)
+    ignored = [f.domain for f in walk if f.error is not None]
+    if ignored:
+        why += (
+            f" (no answer for _dmarc.{', _dmarc.'.join(ignored)}, a name above the record "
+            "that decides, so it was not needed)"
+        )
+        ev.orgs[author] = (org, why)
     by_domain = {f.domain: f.record for f in walk if f.record is not None}
     psd = next((r for r in by_domain.values() if r.psd == "y" and r.domain != author), None)
     # §4.10.1: the Author Domain's record, else the Organizational Domain's,
