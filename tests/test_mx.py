@@ -465,6 +465,42 @@ def test_dmarc_reject_of_a_forged_from(lab: Lab) -> None:
     assert sent.deliveries == []
 
 
+def _forged(lab: Lab, header_lines: str, subject: str) -> Sent:
+    data = (
+        f"{header_lines}To: bob@qq.example\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject}@test>\r\n\r\nPay now.\r\n"
+    ).encode()
+    return send(lab, "spoofer", helo="spoofer.evil.example", mail_from="x@evil.example", data=data)
+
+
+def test_dmarc_judges_every_author_of_a_from_field(lab: Lab) -> None:
+    """One From: with a harmless address first and the bank's second: the
+    strictest policy of all author domains applies (it was delivered)."""
+    sent = _forged(lab, "From: x@evil.example, ceo@bank.example\r\n", "two-authors")
+    t = sent.transcript
+    assert t.final is not None and (t.final.code, t.final.enhanced) == (550, "5.7.26")
+    assert "bank.example" in t.final.text
+    assert sent.checks["dmarc"]["result"] == "fail"
+    assert sent.deliveries == []
+
+
+def test_several_from_fields_are_refused(lab: Lab) -> None:
+    sent = _forged(lab, "From: x@evil.example\r\nFrom: ceo@bank.example\r\n", "two-froms")
+    t = sent.transcript
+    assert t.final is not None and (t.final.code, t.final.enhanced) == (550, "5.7.1")
+    assert "multiple From" in t.final.text
+    assert sent.deliveries == []
+
+
+def test_a_message_without_from_is_refused(lab: Lab) -> None:
+    sent = _forged(lab, "", "no-from")
+    t = sent.transcript
+    assert t.final is not None and (t.final.code, t.final.enhanced) == (550, "5.7.1")
+    assert "From: header" in t.final.text
+    assert sent.checks["dmarc"]["result"] == "fail"
+    assert sent.deliveries == []
+
+
 @pytest.mark.parametrize(
     ("domain", "folder", "verdict"),
     [

@@ -23,6 +23,7 @@ offline when this was written.
 
 from __future__ import annotations
 
+import email.utils
 import re
 import threading
 from collections.abc import Sequence
@@ -34,7 +35,9 @@ from sim.resolve import DnsAnswer
 
 __all__ = [
     "DmarcRecord",
+    "author_domains",
     "check_dmarc",
+    "check_dmarc_authors",
     "organizational_domain",
     "parse_record",
     "tree_walk_names",
@@ -700,3 +703,97 @@ def _author_exists(author: str, dns: _Dns) -> bool:
     answers NXDOMAIN (RFC 8020); any record type, or none (NODATA), means it
     exists. The query type does not matter; A is asked."""
     return dns.query(author, "A").rcode != "NXDOMAIN"
+
+
+# --- the Author Domains of a message (RFC 5322 §3.6, RFC 9989 §5.3.1) ---------
+
+
+def author_domains(from_fields: Sequence[str]) -> list[str]:
+    """The distinct domains of every address in the From: fields, in order."""
+    try:
+        addresses = email.utils.getaddresses(list(from_fields))
+    except Exception:  # a field email.utils cannot read names no author
+        return []
+    out: list[str] = []
+    for _, address in addresses:
+        if "@" in address:
+            domain = _norm(address.rpartition("@")[2])
+            if domain and domain not in out:
+                out.append(domain)
+    return out
+
+
+# Worst first: the result a message with several authors gets.
+_SEVERITY = ("fail", "temperror", "permerror", "none", "pass")
+_STRICTNESS = ("reject", "quarantine", "none")
+
+
+def _not_compliant(reason: str, sentence: str, count: int) -> CheckResult:
+    # RFC 5322 §3.6: exactly one From: field, holding at least one address.
+    # DMARC cannot name the author of such a message, and receivers reject it
+    # (RFC 9989 §5.3.1 leaves it to them; Gmail answers 550 5.7.1), so it is
+    # judged as a failure that asks for rejection.
+    return CheckResult(
+        "dmarc",
+        "fail",
+        sentence,
+        {"from_fields": count},
+        {"disposition": "reject", "reason": reason, "policy": None, "authors": []},
+    )
+
+
+def check_dmarc_authors(
+    from_fields: Sequence[str],
+    spf: CheckResult | None,
+    dkim: Sequence[CheckResult],
+    lookup: Lookup,
+    discovery: Discovery = "treewalk",
+) -> CheckResult:
+    """DMARC for a message's From: fields as they are (the values, in order).
+
+    * No From: field, or one without an address: fail, asking for rejection.
+    * Several From: fields (RFC 5322 §3.6 allows one): the same.
+    * One field with addresses in several domains: each Author Domain is
+      evaluated and the strictest outcome applies (RFC 9989's security
+      considerations: otherwise ``From: a@clean.example, ceo@bank.example``
+      would pass on the harmless domain's record).
+    """
+    if len(from_fields) > 1:
+        return _not_compliant(
+            "several From fields",
+            f"The message has {len(from_fields)} From: fields; RFC 5322 §3.6 allows exactly "
+            "one, and with several there is no single author DMARC could check, so the "
+            "message is refused (RFC 9989 §5.3.1).",
+            len(from_fields),
+        )
+    domains = author_domains(from_fields)
+    if not domains:
+        return _not_compliant(
+            "no From address",
+            "The message has no From: field with an address; RFC 5322 §3.6 requires one, "
+            "and without an author domain DMARC cannot protect anyone, so the message is "
+            "refused (RFC 9989 §5.3.1).",
+            len(from_fields),
+        )
+    results = [check_dmarc(d, spf, None, dkim, lookup, discovery=discovery) for d in domains]
+    if len(results) == 1:
+        return results[0]
+
+    def rank(r: CheckResult) -> tuple[int, int]:
+        disposition = str(r.details.get("disposition") or "none")
+        strict = _STRICTNESS.index(disposition) if disposition in _STRICTNESS else 2
+        return (_SEVERITY.index(r.result) if r.result in _SEVERITY else 0, strict)
+
+    worst = min(results, key=rank)
+    authors = [
+        {"domain": d, "result": r.result, "disposition": r.details.get("disposition")}
+        for d, r in zip(domains, results, strict=True)
+    ]
+    listed = ", ".join(f"{a['domain']} {a['result']}" for a in authors)
+    sentence = (
+        f"The From: field names {len(domains)} author domains ({listed}); the strictest "
+        f"outcome applies (RFC 9989, security considerations): {worst.explanation}"
+    )
+    return CheckResult(
+        "dmarc", worst.result, sentence, worst.inputs, {**worst.details, "authors": authors}
+    )

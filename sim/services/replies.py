@@ -208,6 +208,19 @@ REPLIES: dict[str, Template] = {
         "Unauthenticated email from {domain} is not accepted due to domain's DMARC policy",
         "Gmail; RFC 7372 X.7.26",
     ),
+    "from_missing": Template(
+        550,
+        "5.7.1",
+        "Messages missing a valid address in From: header, or having no From: header, "
+        "are not accepted",
+        "Gmail; RFC 5322 §3.6 (exactly one From: field)",
+    ),
+    "from_multiple": Template(
+        550,
+        "5.7.1",
+        "This message is not RFC 5322 compliant. There are multiple From: headers",
+        "Gmail; RFC 5322 §3.6 (exactly one From: field)",
+    ),
     "dmarc_temperror": Template(
         451,
         "4.4.3",
