@@ -338,7 +338,7 @@ def test_fcrdns_failure_is_deferred_or_rejected(lab: Lab) -> None:
     sent = send(lab, "badfc", helo="[192.0.2.30]")
     assert sent.rcpt("bob@qq.example") == (
         450,
-        "4.7.1",
+        "4.7.25",
         "Client host rejected: cannot find your hostname, [192.0.2.30]",
     )
     assert sent.checks["fcrdns"]["result"] == "fail"
