@@ -132,9 +132,11 @@ def _failure_reply(result: CheckResult, taken: Taken, fields: dict[str, str]) ->
         base = reply("ptr")
     elif check == "helo":
         helo = fields.get("helo", "")
-        name = {"not_fqdn": "helo_fqdn", "mismatch": "helo_mismatch"}.get(
-            str(details.get("reason")), "helo_invalid"
-        )
+        name = {
+            "not_fqdn": "helo_fqdn",
+            "mismatch": "helo_mismatch",
+            "unknown": "helo_unknown",
+        }.get(str(details.get("reason")), "helo_invalid")
         base = reply(name, helo=helo, ip=ip)
     elif check == "dnsbl":
         why = str(details.get("reason") or "")

@@ -146,6 +146,12 @@ REPLIES: dict[str, Template] = {
         "<{helo}>: Helo command rejected: Invalid name",
         "Postfix reject_invalid_helo_hostname",
     ),
+    "helo_unknown": Template(
+        550,
+        "5.7.1",
+        "<{helo}>: Helo command rejected: Host not found",
+        "Postfix reject_unknown_helo_hostname (unknown_hostname_reject_code as 550)",
+    ),
     "helo_mismatch": Template(
         550,
         "5.7.1",

@@ -677,7 +677,8 @@ _ACTIONS: tuple[str, ...] = get_args(CheckAction)
 _CHECK_DOCS = {
     "ptr": "The client's IP address has a PTR record.",
     "fcrdns": "The PTR name resolves back to the client's address (forward-confirmed reverse DNS).",
-    "helo": "The HELO/EHLO name is a host name that resolves.",
+    "helo": "The HELO/EHLO name is a fully qualified host name that resolves to the client's "
+    "address (or the client's own address literal).",
     "dnsbl": "The client's address is listed by none of the mx's `dnsbl` zones (RFC 5782).",
     "spf": "SPF of the envelope sender (RFC 7208).",
     "dkim": "DKIM signatures of the message (RFC 6376).",
