@@ -9,7 +9,6 @@ pyspf sdist (``tests/fixtures/auth/rfc7208-tests.yml``): each scenario's
 
 from __future__ import annotations
 
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,52 +19,53 @@ from fakedns import FakeDns
 from ruamel.yaml import YAML
 
 from sim.auth.spf import _lab_dns_lookup, check_spf, describe_record
-from sim.resolve import DnsAnswer, DnsRecord
+from sim.resolve import DnsAnswer
 
 SUITE = Path(__file__).parent / "fixtures" / "auth" / "rfc7208-tests.yml"
 
-# Cases not run, with the reason: none at present. (One owner name with
-# spaces is added as a record directly, see zone_from_zonedata.)
+# Cases not run, with the reason: none at present.
 SKIPPED: dict[str, str] = {}
 
 
-def _quote(text: str) -> str:
-    # Printable ASCII as is, quote and backslash escaped, other Unicode raw
-    # (UTF-8 in the zone text). Control characters use dnslib's \xHH escape:
-    # dnslib reads \DDD as octal, not decimal as RFC 1035 §5.1 says, so the
-    # portable form would be misread. Parentheses too: parse_zone drops them
-    # even inside quotes (it joins multi-line records by removing them).
+def _escape(text: str, special: str) -> str:
+    # RFC 1035 §5.1: printable ASCII as is, ``special`` characters as \X,
+    # control characters (and spaces in names) as \DDD in decimal; other
+    # Unicode raw (UTF-8 in the zone text).
     out = []
     for ch in text:
-        if ch in '"\\':
+        if ch in special:
             out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "()":
-            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) <= 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\{ord(ch):03d}")
         else:
             out.append(ch)
-    return '"' + "".join(out) + '"'
+    return "".join(out)
+
+
+def _quote(text: str) -> str:
+    # Spaces are kept inside quotes; parentheses escaped (parse_zone joins
+    # multi-line records by dropping unescaped ones).
+    return '"' + _escape(text, '"\\()').replace("\\032", " ") + '"'
 
 
 def _absolute(name: str) -> str:
-    return (name.rstrip(".") + ".") if name else "."
+    # An owner name may hold spaces and other bytes: escaped as RFC 1035 §5.1 says.
+    return (_escape(name.rstrip("."), '"\\();') + ".") if name else "."
 
 
 def zone_from_zonedata(
     zonedata: dict[str, list[Any]],
-) -> tuple[str, list[DnsRecord], set[str], dict[str, list[str]]]:
-    """Zone text, records zone text cannot hold, names that time out, and the
+) -> tuple[str, set[str], dict[str, list[str]]]:
+    """Zone text, names that time out, and the
     TXT strings expected per name.
 
     Mirrors the suite's own driver (pyspf's testspf.py): an ``SPF`` entry also
     serves as TXT unless the name lists TXT itself (type 99 is never queried
     under RFC 7208); ``NONE`` means "no such record"; ``TIMEOUT`` makes the
-    types not listed before it time out. One owner name of the suite contains
-    spaces, which dnslib's zone lexer splits on before any escape: its records
-    are built as :class:`DnsRecord` directly (still answered by the same
-    lookup).
+    types not listed before it time out. Owner names with spaces are written
+    with RFC 1035 escapes (``\\032``), as a zone file holds them.
     """
     lines: list[str] = []
-    direct: list[DnsRecord] = []
     timeouts: set[str] = set()
     expected_txt: dict[str, list[str]] = {}
     for name, rrs in zonedata.items():
@@ -93,12 +93,8 @@ def zone_from_zonedata(
                 rdata = _absolute(str(value))
             else:
                 rdata = str(value)
-            if re.search(r"\s", owner):
-                assert rtype != "TXT", "only address records have such names"
-                direct.append(DnsRecord(name=owner, type=rtype, ttl=300, data=rdata))
-                continue
             lines.append(f"{owner} 300 {rtype} {rdata}")
-    return "\n".join(lines) + "\n", direct, timeouts, expected_txt
+    return "\n".join(lines) + "\n", timeouts, expected_txt
 
 
 def _load_suite() -> list[Any]:
@@ -117,11 +113,9 @@ _dns_cache: dict[int, FakeDns] = {}
 def _scenario_dns(scenario: dict[str, Any]) -> FakeDns:
     key = id(scenario)
     if key not in _dns_cache:
-        text, direct, timeouts, expected_txt = zone_from_zonedata(scenario["zonedata"])
+        text, timeouts, expected_txt = zone_from_zonedata(scenario["zonedata"])
         dns = FakeDns()
         dns.add_zone(".", text)
-        for record in direct:
-            dns.add(record)
         for name in timeouts:
             dns.timeout(name)
         # The zone text must carry every TXT string exactly (escapes included).
