@@ -10,102 +10,15 @@ pyspf sdist (``tests/fixtures/auth/rfc7208-tests.yml``): each scenario's
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 import spf
 from fakedns import FakeDns
-from ruamel.yaml import YAML
+from spfsuite import SKIPPED, _load_suite, zone_from_zonedata
 
 from sim.auth.spf import _lab_dns_lookup, check_spf, describe_record
 from sim.resolve import DnsAnswer
-
-SUITE = Path(__file__).parent / "fixtures" / "auth" / "rfc7208-tests.yml"
-
-# Cases not run, with the reason: none at present.
-SKIPPED: dict[str, str] = {}
-
-
-def _escape(text: str, special: str) -> str:
-    # RFC 1035 §5.1: printable ASCII as is, ``special`` characters as \X,
-    # control characters (and spaces in names) as \DDD in decimal; other
-    # Unicode raw (UTF-8 in the zone text).
-    out = []
-    for ch in text:
-        if ch in special:
-            out.append("\\" + ch)
-        elif ord(ch) <= 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\{ord(ch):03d}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _quote(text: str) -> str:
-    # Spaces are kept inside quotes; parentheses escaped (parse_zone joins
-    # multi-line records by dropping unescaped ones).
-    return '"' + _escape(text, '"\\()').replace("\\032", " ") + '"'
-
-
-def _absolute(name: str) -> str:
-    # An owner name may hold spaces and other bytes: escaped as RFC 1035 §5.1 says.
-    return (_escape(name.rstrip("."), '"\\();') + ".") if name else "."
-
-
-def zone_from_zonedata(
-    zonedata: dict[str, list[Any]],
-) -> tuple[str, set[str], dict[str, list[str]]]:
-    """Zone text, names that time out, and the
-    TXT strings expected per name.
-
-    Mirrors the suite's own driver (pyspf's testspf.py): an ``SPF`` entry also
-    serves as TXT unless the name lists TXT itself (type 99 is never queried
-    under RFC 7208); ``NONE`` means "no such record"; ``TIMEOUT`` makes the
-    types not listed before it time out. Owner names with spaces are written
-    with RFC 1035 escapes (``\\032``), as a zone file holds them.
-    """
-    lines: list[str] = []
-    timeouts: set[str] = set()
-    expected_txt: dict[str, list[str]] = {}
-    for name, rrs in zonedata.items():
-        owner = _absolute(name)
-        has_txt = any(isinstance(rr, dict) and "TXT" in rr for rr in rrs)
-        for rr in rrs:
-            if rr == "TIMEOUT":
-                timeouts.add(name)
-                break  # the driver never returns records listed after TIMEOUT
-            ((rtype, value),) = rr.items()
-            if rtype == "SPF":
-                if has_txt:
-                    continue
-                rtype = "TXT"
-            if rtype == "TXT":
-                strings = [value] if isinstance(value, str) else list(value)
-                if strings == ["NONE"]:
-                    continue
-                strings = strings or [""]  # a TXT with no strings reads as nothing
-                expected_txt.setdefault(name.lower(), []).append("".join(strings))
-                rdata = " ".join(_quote(s) for s in strings)
-            elif rtype == "MX":
-                rdata = f"{value[0]} {_absolute(str(value[1]))}"
-            elif rtype in ("PTR", "CNAME"):
-                rdata = _absolute(str(value))
-            else:
-                rdata = str(value)
-            lines.append(f"{owner} 300 {rtype} {rdata}")
-    return "\n".join(lines) + "\n", timeouts, expected_txt
-
-
-def _load_suite() -> list[Any]:
-    cases = []
-    with SUITE.open("rb") as fh:
-        for scenario in YAML(typ="safe").load_all(fh):
-            for test_id, test in scenario["tests"].items():
-                marks = [pytest.mark.skip(reason=SKIPPED[test_id])] if test_id in SKIPPED else []
-                cases.append(pytest.param(scenario, test, id=test_id, marks=marks))
-    return cases
-
 
 _dns_cache: dict[int, FakeDns] = {}
 
