@@ -76,7 +76,7 @@ from functools import lru_cache, partial
 from typing import Any, AnyStr, ClassVar, Literal, TypeVar, get_args
 
 from sim.auth.dkim import verify_dkim
-from sim.auth.dmarc import check_dmarc
+from sim.auth.dmarc import check_dmarc_authors
 from sim.auth.headers import authentication_results
 from sim.auth.replay import Memo, replay
 from sim.auth.result import CheckResult, Lookup
@@ -889,7 +889,7 @@ class MxHandler:
             message = await _message_checks(
                 mx.lookup_for(conn.trace_id),
                 content,
-                headers.from_domain,
+                headers.from_fields,
                 tx.spf,
                 dmarc_action is not None,
                 mx.config.dmarc_discovery,
@@ -1157,7 +1157,7 @@ _MessageChecks = tuple[list[CheckResult], CheckResult | None]
 async def _message_checks(
     lookup: CachedLookup,
     content: bytes,
-    from_domain: str,
+    from_fields: tuple[str, ...],
     spf: CheckResult | None,
     want_dmarc: bool,
     discovery: Any,
@@ -1171,7 +1171,7 @@ async def _message_checks(
     # the discovery method, they make the key of its remembered result.
     key = (
         "dmarc",
-        from_domain,
+        from_fields,
         discovery,
         None if spf is None else (spf.result, spf.inputs.get("domain")),
         tuple(
@@ -1183,25 +1183,25 @@ async def _message_checks(
             for r in dkim
         ),
     )
-    check = partial(_dmarc_safely, from_domain, spf, dkim, discovery)
+    check = partial(_dmarc_safely, from_fields, spf, dkim, discovery)
     return dkim, await lookup.run(check, key=key)
 
 
 def _dmarc_safely(
-    from_domain: str,
+    from_fields: tuple[str, ...],
     spf: CheckResult | None,
     dkim: list[CheckResult],
     discovery: Any,
     lookup: Lookup,
 ) -> CheckResult:
     try:
-        return check_dmarc(from_domain, spf, None, dkim, lookup, discovery=discovery)
+        return check_dmarc_authors(from_fields, spf, dkim, lookup, discovery=discovery)
     except Exception as err:  # garbage from the client must not crash the session
         return CheckResult(
             "dmarc",
             "permerror",
-            f"DMARC could not be evaluated for {from_domain!r}: {err}.",
-            {"from_domain": from_domain},
+            f"DMARC could not be evaluated for From: {', '.join(from_fields)!r}: {err}.",
+            {"from_fields": len(from_fields)},
         )
 
 
@@ -1252,6 +1252,8 @@ class _Headers:
     from_domain: str = ""
     message_id: str | None = None
     client_queue_id: str | None = None
+    #: Every From: field's value, in order (RFC 5322 §3.6 allows one).
+    from_fields: tuple[str, ...] = ()
 
 
 def _header_section(content: bytes) -> bytes:
@@ -1320,6 +1322,7 @@ def _read_headers(content: bytes) -> _Headers:
         _from_domain(from_values),
         message_id.strip() if message_id else None,
         _client_queue_id(first("received")),
+        tuple(from_values),
     )
 
 
