@@ -15,6 +15,7 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH
 # ones we need are listed explicitly instead.
 PACKAGES="mininet iptables iproute2 iputils-ping dnsutils tcpdump tmux openssl
 swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libnet-dns-perl
+zsh fish
 ca-certificates postfix"
 
 check_only=0
@@ -59,6 +60,7 @@ need "ping (iputils-ping)" sh -c 'command -v ping'
 need "dig (dnsutils) to query the lab DNS" dig -v
 need "tcpdump for captures inside hosts" tcpdump --version
 need "tmux to drive the TUI in tests" tmux -V
+need "zsh and fish, to test the completion scripts" sh -c 'command -v zsh && command -v fish'
 need "openssl s_client for TLS experiments" openssl version
 need "postfix, for private instances (bench, real-software nodes)" sh -c 'test -x /usr/sbin/postfix && /usr/sbin/postconf -d mail_version'
 need "swaks with TLS (libnet-ssleay-perl, libio-socket-ssl-perl) for STARTTLS and 465" \
