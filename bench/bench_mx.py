@@ -467,8 +467,10 @@ class PrivatePostfix:
     def _start(self) -> None:
         self.root.chmod(0o755)  # Postfix's daemons run as user postfix
         self.conf.mkdir()
-        for name in ("main.cf", "master.cf"):
-            shutil.copy(Path("/etc/postfix") / name, self.conf / name)
+        # Postfix's built-in defaults plus the settings below, nothing of the
+        # system's own main.cf (Debian's "No configuration" install has none).
+        (self.conf / "main.cf").write_text("compatibility_level = 3.6\n")
+        shutil.copy(Path("/etc/postfix") / "master.cf", self.conf / "master.cf")
         (self.root / "queue").mkdir(mode=0o755)  # post-install makes the rest
         self._postconf(
             "-e",

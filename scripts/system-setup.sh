@@ -15,7 +15,8 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH
 # ones we need are listed explicitly instead.
 PACKAGES="mininet iptables iproute2 iputils-ping dnsutils tcpdump tmux openssl
 swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libnet-dns-perl
-ca-certificates"
+zsh fish
+ca-certificates postfix"
 
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
@@ -33,6 +34,10 @@ if [ "$check_only" = 0 ]; then
   if [ -n "$missing" ]; then
     echo "system: installing Debian packages:$missing"
     apt-get update -qq >/dev/null || { echo "system: apt-get update failed"; exit 1; }
+    # Postfix is here only for private instances the lab and the benchmarks
+    # start themselves (postfix -c DIR): the system's own mail service is left
+    # unconfigured, so installing it starts and changes nothing.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null \
       || { echo "system: apt-get install failed for:$missing"; exit 1; }
   fi
@@ -55,7 +60,9 @@ need "ping (iputils-ping)" sh -c 'command -v ping'
 need "dig (dnsutils) to query the lab DNS" dig -v
 need "tcpdump for captures inside hosts" tcpdump --version
 need "tmux to drive the TUI in tests" tmux -V
+need "zsh and fish, to test the completion scripts" sh -c 'command -v zsh && command -v fish'
 need "openssl s_client for TLS experiments" openssl version
+need "postfix, for private instances (bench, real-software nodes)" sh -c 'test -x /usr/sbin/postfix && /usr/sbin/postconf -d mail_version'
 need "swaks with TLS (libnet-ssleay-perl, libio-socket-ssl-perl) for STARTTLS and 465" \
   has_line "=== TLS supported" swaks --support
 exit $fail

@@ -10,9 +10,11 @@ The public API a script or notebook may use::
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import (
+    ArgumentError,
     BackendError,
     BackendUnavailable,
     InputError,
@@ -24,13 +26,14 @@ from sim.errors import (
     SimError,
     TopologyError,
 )
-from sim.runtime import Lab, start
-from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
+    from sim.runtime import Lab, start
     from sim.topology.model import Topology
+    from sim.trace import Trace, TraceEvent
 
 __all__ = [
+    "ArgumentError",
     "BackendError",
     "BackendUnavailable",
     "InputError",
@@ -47,6 +50,24 @@ __all__ = [
     "load_topology",
     "start",
 ]
+
+
+# Imported on first use: `maillab list`, `validate` and `--help` import
+# ``sim`` (every submodule does) but never start a lab, and the runtime pulls
+# in asyncio, the services and their libraries.
+_HOMES = {
+    "Lab": "sim.runtime",
+    "start": "sim.runtime",
+    "Trace": "sim.trace",
+    "TraceEvent": "sim.trace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
 
 
 def load_topology(path: Any) -> Topology:

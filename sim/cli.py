@@ -101,10 +101,10 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     import sim
+    from sim.passwords import password_from
 
+    password = password_from(args, user=args.user, prog="send")
     topology = sim.load_topology(args.topology)
-    if (args.user is None) != (args.password is None):
-        raise UsageError("maillab send: --user and --password go together")
     for rcpt in args.to:
         argcheck.mail_address(rcpt, what="--to")
     if args.mail_from is not None:
@@ -124,7 +124,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             from_header=args.from_header,
             via=args.via,
             user=args.user,
-            password=args.password,
+            password=password,
             subject=args.subject,
             body=args.body,
             port=args.port,
@@ -231,8 +231,21 @@ def cmd_up(args: argparse.Namespace) -> int:
 # -- the TUI -------------------------------------------------------------------
 
 
+#: What ``maillab`` alone says without a terminal (DESIGN.md: one line, exit 2).
+NO_TERMINAL = (
+    "maillab: no terminal for the lab screens; use the command line, "
+    "e.g. `maillab list`, `maillab check LAB`, `maillab send ...` (`maillab --help`)"
+)
+
+
 def run_home() -> int:
-    """``maillab`` alone: the TUI's home screen."""
+    """``maillab`` alone: the TUI's home screen, given a terminal.
+
+    In a pipe, a CI job or a notebook cell the TUI would write escape codes
+    into the output and wait for keys forever: one line, exit 2 instead."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(NO_TERMINAL, file=sys.stderr)
+        return EXIT_USAGE
     try:
         from sim.tui.app import run_tui  # type: ignore[import-not-found,unused-ignore]
     except ModuleNotFoundError:
@@ -245,45 +258,114 @@ def run_home() -> int:
 # -- the parser -----------------------------------------------------------------
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only
+    when asked (importlib.metadata costs every other command start-up)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "print maillab's version and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"maillab {version()}")
+        parser.exit(EXIT_OK)
+
+
+def version() -> str:
+    """maillab's version, from the installed distribution's metadata."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("maillab")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
+def _json_arg(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as one JSON object")
+
+
+def _backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=["local", "mininet"],
+        default="local",
+        help="local (default: one process, no root) or mininet (root, Linux)",
+    )
+
+
+def _topology_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("topology", metavar="TOPOLOGY", help="a topology file (topologies/*.yaml)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="maillab", description="A teaching lab for email architecture.")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    parser = _Parser(
+        prog="maillab",
+        description="A teaching lab for email architecture. Without a command: the labs "
+        "in the terminal UI (needs a terminal).",
+    )
+    parser.add_argument("--version", action=_Version)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
-    def backend_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--backend",
-            choices=["local", "mininet"],
-            default="local",
-            help="local (default: one process, no root) or mininet (root, Linux)",
-        )
-
-    p = sub.add_parser("validate", help="check topology and lab files")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "validate",
+        help="check topology and lab files",
+        description="Check topology and lab files: each problem as PATH:LINE:COL: message; "
+        "exit 2 on any problem.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="topology or lab files (YAML)")
+    _json_arg(p, "the problems")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("dig", help="ask the lab DNS from a node")
-    p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("type", nargs="?", default="A", metavar="TYPE")
-    p.add_argument("--json", action="store_true")
-    backend_arg(p)
+    p = sub.add_parser(
+        "dig",
+        help="ask the lab DNS from a node",
+        description="Start the topology, ask its DNS a question from a node, print the "
+        "answer and the trace, stop.",
+    )
+    _topology_arg(p)
+    p.add_argument("--from", dest="node", required=True, metavar="NODE", help="the node that asks")
+    p.add_argument("name", metavar="NAME", help="the name to look up, e.g. qq.example")
+    p.add_argument(
+        "type", nargs="?", default="A", metavar="TYPE", help="A (default), MX, TXT, PTR, ..."
+    )
+    _json_arg(p)
+    _backend_arg(p)
     p.set_defaults(func=cmd_dig)
 
-    p = sub.add_parser("connect", help="open a TCP connection from a node")
-    p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("host", metavar="HOST")
-    p.add_argument("port", type=int, metavar="PORT")
-    p.add_argument("--json", action="store_true")
-    backend_arg(p)
+    p = sub.add_parser(
+        "connect",
+        help="open a TCP connection from a node",
+        description="Start the topology, open a TCP connection from a node to a host and "
+        "port, say what happened on the way (firewalls included), stop.",
+    )
+    _topology_arg(p)
+    p.add_argument(
+        "--from", dest="node", required=True, metavar="NODE", help="the node that connects"
+    )
+    p.add_argument("host", metavar="HOST", help="a lab address or host name")
+    p.add_argument("port", type=int, metavar="PORT", help="a TCP port, e.g. 25")
+    _json_arg(p)
+    _backend_arg(p)
     p.set_defaults(func=cmd_connect)
 
-    p = sub.add_parser("send", help="send one message from a node and follow it")
-    p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("--to", required=True, action="append", metavar="ADDR")
+    p = sub.add_parser(
+        "send",
+        help="send one message from a node and follow it",
+        description="Start the topology, send one message from a node, report the outcome "
+        "(delivered, junk, rejected, deferred, bounced, blocked) and the trace, stop. "
+        "Exit 1 when the message was not delivered, as swaks does.",
+    )
+    _topology_arg(p)
+    p.add_argument("--from", dest="node", required=True, metavar="NODE", help="the node that sends")
+    p.add_argument(
+        "--to",
+        required=True,
+        action="append",
+        metavar="ADDR",
+        help="a recipient address (repeat for more)",
+    )
     p.add_argument("--mail-from", metavar="ADDR", help="the envelope sender (MAIL FROM)")
     p.add_argument("--from-header", metavar="ADDR", help="the From: header (default: MAIL FROM)")
     p.add_argument(
@@ -292,31 +374,50 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="direct|NODE",
         help="direct: MX lookup and port 25; NODE: submit to NODE's submission service",
     )
-    p.add_argument("--user", metavar="U")
-    p.add_argument("--password", metavar="P")
+    p.add_argument("--user", metavar="U", help="log in (AUTH) as this user at --via's service")
+    from sim.passwords import add_password_arguments
+
+    add_password_arguments(p, what="the password for --user")
     p.add_argument("--port", type=int, metavar="PORT", help="submission port (587 or 465)")
-    p.add_argument("--subject", default="Hello from maillab")
-    p.add_argument("--body", default="This is a test message.\n")
+    p.add_argument("--subject", default="Hello from maillab", help="the Subject: header")
+    p.add_argument("--body", default="This is a test message.\n", help="the message text")
     p.add_argument(
         "--settle",
         action="store_true",
         help="advance lab time until the relay is done with the message",
     )
-    p.add_argument("--state-dir", metavar="DIR")
-    p.add_argument("--json", action="store_true")
-    backend_arg(p)
+    p.add_argument(
+        "--state-dir", metavar="DIR", help="keep queues and mailboxes here (see `mailbox`)"
+    )
+    _json_arg(p)
+    _backend_arg(p)
     p.set_defaults(func=cmd_send)
 
-    p = sub.add_parser("mailbox", help="read a mailbox of a lab started with --state-dir")
-    p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("address", metavar="ADDR")
-    p.add_argument("--state-dir", required=True, metavar="DIR")
-    p.add_argument("--folder", default="INBOX", choices=["INBOX", "Junk"])
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "mailbox",
+        help="read a mailbox of a lab started with --state-dir",
+        description="Print the messages a `send` or `up` with that state directory "
+        "delivered to an address.",
+    )
+    _topology_arg(p)
+    p.add_argument("address", metavar="ADDR", help="the mailbox's address, e.g. bob@qq.example")
+    p.add_argument(
+        "--state-dir", required=True, metavar="DIR", help="the state directory of that run"
+    )
+    p.add_argument(
+        "--folder", default="INBOX", choices=["INBOX", "Junk"], help="INBOX (default) or Junk"
+    )
+    _json_arg(p, "the messages")
     p.set_defaults(func=cmd_mailbox)
 
-    p = sub.add_parser("up", help="start a topology and keep it running")
-    p.add_argument("topology", metavar="TOPOLOGY")
+    p = sub.add_parser(
+        "up",
+        help="start a topology and keep it running",
+        description="Start a topology and keep it running until Ctrl-C or SIGTERM; print "
+        "every service endpoint (on local: the loopback host:port a real client such as "
+        "swaks or dig can use).",
+    )
+    _topology_arg(p)
     p.add_argument(
         "--as",
         dest="as_node",
@@ -324,11 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the node real clients on this machine speak for (default: outside)",
     )
     p.add_argument("--state-dir", metavar="DIR", help="keep queues and mailboxes here")
-    p.add_argument("--json", action="store_true")
-    backend_arg(p)
+    _json_arg(p, "the endpoints, once ready,")
+    _backend_arg(p)
     p.set_defaults(func=cmd_up)
 
-    # Commands that live with their subsystem register themselves here.
+    # Commands that live with their subsystem register themselves here; each
+    # module imports its machinery inside its commands, so that building the
+    # parser (every command, `--help` too) stays cheap.
     import importlib
 
     for module in (
@@ -336,8 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sim.graphcmd",
         "sim.net.mnclean",
         "sim.tui.command",
-        "sim.read",
+        "sim.readcmd",
         "sim.scaffold",
+        "sim.completion",
     ):
         try:
             registrar = importlib.import_module(module)
@@ -346,19 +450,26 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         registrar.register(sub)
+    from sim.clihelp import finish
+
+    finish(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words[:1] == ["__complete"]:  # the shell completion scripts' helper (hidden)
+        from sim.completion import complete_values
+
+        return complete_values(words[1:])
     from sim import clireport
 
-    arglist = list(sys.argv[1:] if argv is None else argv)
     # Errors are one line on stderr, or one JSON object on stdout when --json
     # is anywhere on the command line (even a wrong one): sim/clireport.py.
-    json_mode = clireport.wants_json(arglist)
+    json_mode = clireport.wants_json(words)
     try:
         parser = build_parser()
-        args = parser.parse_args(arglist)
+        args = parser.parse_args(words)
         if not getattr(args, "command", None):
             return run_home()
         code: int = args.func(args)

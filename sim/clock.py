@@ -11,10 +11,17 @@ any thread.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported where the clock sleeps, not here: parse_duration is
+# all that loading a topology or lab file needs (`maillab validate`, `list`),
+# and asyncio with ssl is a good part of those commands' start-up.
 
 __all__ = ["LabClock", "format_duration", "parse_duration"]
 
@@ -59,6 +66,8 @@ class LabClock:
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the event loop that sleeps on this clock."""
+        import asyncio
+
         self._loop = loop
         self._changed = asyncio.Event()
 
@@ -76,6 +85,8 @@ class LabClock:
         loop, changed = self._loop, self._changed
         if loop is None or changed is None:
             return
+        import asyncio
+
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -90,6 +101,8 @@ class LabClock:
         await self.sleep_until(self.now() + lab_seconds)
 
     async def sleep_until(self, lab_time: float) -> None:
+        import asyncio
+
         while True:
             remaining = lab_time - self.now()
             if remaining <= 0:

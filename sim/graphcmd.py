@@ -20,10 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sim.graphdraw import FORMATS, DrawError, render_image, render_text
-
 __all__ = ["cmd_graph", "register"]
 
+# sim.graphdraw.FORMATS, spelled out so that building the parser (every
+# `maillab` command) does not import networkx with it; a test keeps them equal.
+FORMATS = ("svg", "png")
 CHOICES = ("text", *FORMATS)
 
 
@@ -64,6 +65,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _format(requested: str | None, output: str | None) -> str:
+    from sim.graphdraw import DrawError
+
     suffix = Path(output).suffix.lower().lstrip(".") if output else ""
     if requested is None:
         if suffix in FORMATS:
@@ -87,6 +90,7 @@ def _stdout_takes_unicode() -> bool:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     import sim
+    from sim.graphdraw import DrawError, render_image, render_text
 
     fmt = _format(args.format, args.output)
     topology = sim.load_topology(args.topology)

@@ -29,7 +29,7 @@ import dnslib
 
 from sim.clock import LabClock
 from sim.net.api import NodeNet
-from sim.topology.zones import fqdn
+from sim.topology.zones import fqdn, name_labels
 
 __all__ = [
     "DnsAnswer",
@@ -278,7 +278,9 @@ def new_query(name: str, qtype: int, *, recursion: bool = True) -> dnslib.DNSRec
     """A query with a random id (RFC 5452 §9.2) and no EDNS: answers over 512
     bytes come back truncated and are fetched again over TCP."""
     try:
-        label = dnslib.DNSLabel(fqdn(name))
+        # A name in presentation form may carry RFC 1035 §5.1 escapes (\\032
+        # for a space): the query must ask for the octets they stand for.
+        label = dnslib.DNSLabel(name_labels(fqdn(name)) if "\\" in name else fqdn(name))
         # Packing checks label lengths (63) and the whole name (255 bytes).
         dnslib.DNSBuffer().encode_name(label)
     except (dnslib.DNSError, UnicodeError, ValueError) as err:

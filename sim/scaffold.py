@@ -595,14 +595,18 @@ def register(subparsers: Any) -> None:
     kinds.required = True
 
     topo = kinds.add_parser("topology", help="write topologies/NAME.yaml")
-    topo.add_argument("name", metavar="NAME")
+    topo.add_argument("name", metavar="NAME", help="the topology name: a-z, 0-9, - and _")
     topo.add_argument(
         "--dir", default="topologies", metavar="DIR", help="where to write (default: topologies)"
     )
     topo.set_defaults(func=cmd_new_topology)
 
     lab = kinds.add_parser("lab", help="write labs/NAME.yaml (and its topology if missing)")
-    lab.add_argument("name", metavar="NAME")
+    lab.add_argument(
+        "name",
+        metavar="NAME",
+        help="the lab id (a-z, 0-9, - and _), optionally after a number: 11-my-lab",
+    )
     lab.add_argument(
         "--topology",
         metavar="NAME",

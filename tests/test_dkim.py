@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 
+import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fakedns import FakeDns
 
-from sim.auth.dkim import generate_key, key_txt_rdata, sign, verify_dkim
+from sim.auth.dkim import generate_ed25519_key, generate_key, key_txt_rdata, sign, verify_dkim
 from sim.resolve import DnsAnswer
 
 MESSAGE = (
@@ -213,3 +214,65 @@ def test_2048_bit_key_split_over_two_strings(dns: FakeDns) -> None:
     (r,) = verify_dkim(sign(MESSAGE, "big.example", "k2048", pem), lab)
     assert r.result == "pass"
     assert r.details["key_bits"] == 2048
+
+
+def test_rsa_sha1_is_never_valid(keys: dict[str, tuple[bytes, str]], dns: FakeDns) -> None:
+    """RFC 8301 §3.1: verifiers MUST NOT consider rsa-sha1 signatures valid,
+    even when the arithmetic checks out."""
+    pem = keys["s1"][0]
+    signed = dkim.sign(
+        MESSAGE,
+        b"s1",
+        b"relay.example",
+        pem,
+        canonicalize=(b"relaxed", b"relaxed"),
+        signature_algorithm=b"rsa-sha1",
+    )
+    txt = keys["s1"][1].encode()
+    assert dkim.verify(signed + MESSAGE, dnsfunc=lambda name, timeout=5: txt)  # dkimpy: valid
+    (result,) = verify_dkim(signed + MESSAGE, dns)
+    assert result.result == "fail"
+    assert result.details["reason"] == "rsa-sha1 not acceptable"
+    assert "RFC 8301" in result.explanation
+
+
+def test_signing_with_rsa_sha1_is_refused(keys: dict[str, tuple[bytes, str]]) -> None:
+    with pytest.raises(ValueError, match="rsa-sha1"):
+        sign(MESSAGE, "relay.example", "s1", keys["s1"][0], algorithm="rsa-sha1")
+
+
+def test_ed25519_sha256_signs_and_verifies() -> None:
+    """RFC 8463: an Ed25519 key fits one TXT string and verifies like RSA."""
+    private, txt = generate_ed25519_key()
+    assert txt.startswith("v=DKIM1; k=ed25519; p=") and len(txt) < 255
+    dns = FakeDns.from_zones({"relay.example": f"ed._domainkey TXT {key_txt_rdata(txt)}\n"})
+    signed = sign(MESSAGE, "relay.example", "ed", private, algorithm="ed25519-sha256")
+    assert b"a=ed25519-sha256" in signed
+    (result,) = verify_dkim(signed, dns)
+    assert (result.result, result.details["a"]) == ("pass", "ed25519-sha256")
+    (broken,) = verify_dkim(signed.replace(b"See you at noon.", b"See you at one."), dns)
+    assert broken.result == "fail"
+
+
+def test_l_tag_pass_says_what_is_not_covered(
+    keys: dict[str, tuple[bytes, str]], dns: FakeDns
+) -> None:
+    """RFC 6376 §8.2: with l= the text after the signed length is not covered;
+    the explanation must not claim the body is unchanged."""
+    signature = dkim.sign(
+        MESSAGE,
+        b"s1",
+        b"relay.example",
+        keys["s1"][0],
+        canonicalize=(b"relaxed", b"relaxed"),
+        length=True,
+    )
+    (intact,) = verify_dkim(signature + MESSAGE, dns)
+    assert intact.result == "pass" and intact.details["unsigned_body_octets"] == 0
+    assert "the body and the signed header" in intact.explanation
+    appended = signature + MESSAGE + b"Click here: http://spam.example/\r\n"
+    (result,) = verify_dkim(appended, dns)
+    assert result.result == "pass"
+    assert result.details["unsigned_body_octets"] == len(b"Click here: http://spam.example/\r\n")
+    assert "does not cover" in result.explanation
+    assert "the body and the signed" not in result.explanation

@@ -611,3 +611,49 @@ def test_psl_mode_uses_the_list_offline() -> None:
     dns = FakeDns()
     assert organizational_domain("a.b.example.co.uk", dns, discovery="psl") == "example.co.uk"
     assert dns.queries == []
+
+
+# --- §4.10, §5.3.6: a DNS failure matters only where its answer was needed ----
+
+
+def _com_fails() -> FakeDns:
+    dns = FakeDns.from_zones({"example.com": '_dmarc TXT "v=DMARC1; p=reject"\n'})
+    dns.fail("_dmarc.com", "SERVFAIL")
+    return dns
+
+
+def test_failure_above_the_deciding_record_still_passes() -> None:
+    """`_dmarc.example.com` holds p=reject, only `_dmarc.com` fails: aligned
+    mail passes (it was deferred as temperror before)."""
+    dns = _com_fails()
+    r = check_dmarc("example.com", spf_result("pass", "example.com"), None, [], dns)
+    assert r.result == "pass"
+    assert r.details["org_domain"] == "example.com"
+    assert "_dmarc.com" in r.details["org_domain_reason"]
+
+
+def test_failure_above_the_deciding_record_still_rejects_a_spoof() -> None:
+    dns = _com_fails()
+    r = check_dmarc("example.com", spf_result("pass", "spoofer.example"), None, [], dns)
+    assert (r.result, r.details["policy"], r.details["disposition"]) == ("fail", "reject", "reject")
+
+
+def test_failure_above_still_aligns_a_subdomain_relaxed() -> None:
+    dns = _com_fails()
+    r = check_dmarc("example.com", None, None, [dkim_result("pass", "mail.example.com")], dns)
+    assert r.result == "pass"
+
+
+def test_failure_below_the_deciding_record_is_temperror() -> None:
+    """A failed query for the Author Domain itself could have held its policy."""
+    dns = FakeDns.from_zones({"example.com": '_dmarc TXT "v=DMARC1; p=reject"\n'})
+    dns.fail("_dmarc.shop.example.com", "SERVFAIL")
+    r = check_dmarc("shop.example.com", spf_result("pass", "spoofer.example"), None, [], dns)
+    assert r.result == "temperror"
+
+
+def test_failure_and_no_record_found_is_temperror() -> None:
+    dns = FakeDns.from_zones({"example.com": "@ A 192.0.2.1\n"})
+    dns.fail("_dmarc.com", "SERVFAIL")
+    r = check_dmarc("example.com", spf_result("pass", "spoofer.example"), None, [], dns)
+    assert r.result == "temperror"

@@ -352,3 +352,21 @@ def test_a_firewall_drop_on_the_way_to_an_authoritative_node(tmp_path: Path) -> 
     assert "drop" in verdicts
     servfail = next(e for e in trace.of_kind("dns") if e.data["rcode"] == "SERVFAIL")
     assert "203.0.113.53" in servfail.data["explanation"]
+
+
+def test_unanswered_questions_time_out_and_the_rest_answer() -> None:
+    """``unanswered`` makes a DNS time-out on demand (a broken authoritative
+    server): the asker gets no reply for that name and type, only for it."""
+    import sim
+
+    with sim.start(
+        Path(__file__).parent / "fixtures/topologies/good/broken-on-purpose.yaml"
+    ) as lab:
+        silent = lab.dig("mx", "slow.a.example", "TXT")
+        assert silent.rcode in ("TIMEOUT", "SERVFAIL")
+        assert lab.dig("mx", "slow.a.example", "A").rcode == "NOERROR"
+        assert lab.dig("mx", "a.example", "MX").rcode == "NOERROR"
+        dropped = [
+            e.data for e in silent.trace.of_kind("dns") if e.data.get("name") == "slow.a.example."
+        ]
+        assert any(d.get("rcode") == "DROP" for d in dropped), dropped

@@ -33,7 +33,10 @@ def _reference(content: bytes) -> _Headers:
     top = headers.get("Received")
     match = _RECEIVED_ID.search(str(top)) if top else None
     return _Headers(
-        domain, str(message_id).strip() if message_id else None, match.group(1) if match else None
+        domain,
+        str(message_id).strip() if message_id else None,
+        match.group(1) if match else None,
+        tuple(str(v) for v in headers.get_all("From", [])),
     )
 
 

@@ -17,6 +17,7 @@ from sim.services.mxchecks import (
     helo_problem,
     reverse_dns,
 )
+from sim.services.policy import judge
 
 ZONES = {
     "good.example": """
@@ -127,10 +128,17 @@ def test_helo_name_of_another_host_fails(dns: FakeDns) -> None:
     assert result.details["reason"] == "mismatch"
 
 
-def test_helo_unresolvable_fqdn_is_only_judged_by_form(dns: FakeDns) -> None:
+def test_helo_fqdn_that_does_not_resolve_fails(dns: FakeDns) -> None:
+    """The check promises a name that resolves (Postfix's
+    reject_unknown_helo_hostname); it used to pass such a name as neutral."""
     result = check_helo("nowhere.good.example", "192.0.2.30", dns)
-    assert result.result == "neutral"
-    assert not result.failed
+    assert (result.result, result.details["reason"]) == ("fail", "unknown")
+    assert result.failed
+    judgement = judge(result, "reject", "helo", ip="192.0.2.30", helo="nowhere.good.example")
+    assert judgement.taken == "reject" and judgement.reply is not None
+    assert judgement.reply.line == (
+        "550 5.7.1 <nowhere.good.example>: Helo command rejected: Host not found"
+    )
 
 
 @pytest.mark.parametrize(

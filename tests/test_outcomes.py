@@ -102,7 +102,7 @@ def test_vps_without_ptr_is_rejected_with_5_7_25(lab: sim.Lab) -> None:
 def test_ptr_that_does_not_resolve_back_is_deferred(lab: sim.Lab) -> None:
     result = lab.send("vps-badptr", "bob@qq.example", mail_from="ops@hosting.example")
     assert result.outcome == "deferred"
-    assert reply(result) == (450, "4.7.1")
+    assert reply(result) == (450, "4.7.25")  # RFC 7372 §3: reverse DNS validation failed
     assert result.checks["fcrdns"] == "fail"
 
 

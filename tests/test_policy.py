@@ -88,7 +88,7 @@ def test_ptr_rejection_is_gmails_reply() -> None:
 def test_fcrdns_defer_and_reject() -> None:
     deferred = judge(result("fcrdns", "fail"), "defer", "rcpt", ip=IP).reply
     assert deferred is not None
-    assert deferred.line == f"450 4.7.1 Client host rejected: cannot find your hostname, [{IP}]"
+    assert deferred.line == f"450 4.7.25 Client host rejected: cannot find your hostname, [{IP}]"
     rejected = judge(result("fcrdns", "fail"), "reject", "rcpt", ip=IP).reply
     assert rejected is not None
     assert (rejected.code, rejected.enhanced) == (550, "5.7.25")

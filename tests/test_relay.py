@@ -432,7 +432,10 @@ def test_unpublished_key_does_not_verify(make_lab: Callable[..., Lab]) -> None:
     assert answer.rcode == "NXDOMAIN"
 
 
-def test_keys_are_made_once_per_state_dir(tmp_path: Path) -> None:
+def test_keys_are_made_once_per_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the per-user key cache (tests/test_dkim_cache.py), each state
+    # directory gets its own key.
+    monkeypatch.setenv("MAILLAB_DKIM_CACHE", "0")
     topo = topology(dkim_relay())
     first = ensure_keys(topo, tmp_path)
     again = ensure_keys(topo, tmp_path)

@@ -9,107 +9,16 @@ pyspf sdist (``tests/fixtures/auth/rfc7208-tests.yml``): each scenario's
 
 from __future__ import annotations
 
-import re
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 import spf
 from fakedns import FakeDns
-from ruamel.yaml import YAML
+from spfsuite import SKIPPED, _load_suite, zone_from_zonedata
 
 from sim.auth.spf import _lab_dns_lookup, check_spf, describe_record
-from sim.resolve import DnsAnswer, DnsRecord
-
-SUITE = Path(__file__).parent / "fixtures" / "auth" / "rfc7208-tests.yml"
-
-# Cases not run, with the reason: none at present. (One owner name with
-# spaces is added as a record directly, see zone_from_zonedata.)
-SKIPPED: dict[str, str] = {}
-
-
-def _quote(text: str) -> str:
-    # Printable ASCII as is, quote and backslash escaped, other Unicode raw
-    # (UTF-8 in the zone text). Control characters use dnslib's \xHH escape:
-    # dnslib reads \DDD as octal, not decimal as RFC 1035 §5.1 says, so the
-    # portable form would be misread. Parentheses too: parse_zone drops them
-    # even inside quotes (it joins multi-line records by removing them).
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "()":
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _absolute(name: str) -> str:
-    return (name.rstrip(".") + ".") if name else "."
-
-
-def zone_from_zonedata(
-    zonedata: dict[str, list[Any]],
-) -> tuple[str, list[DnsRecord], set[str], dict[str, list[str]]]:
-    """Zone text, records zone text cannot hold, names that time out, and the
-    TXT strings expected per name.
-
-    Mirrors the suite's own driver (pyspf's testspf.py): an ``SPF`` entry also
-    serves as TXT unless the name lists TXT itself (type 99 is never queried
-    under RFC 7208); ``NONE`` means "no such record"; ``TIMEOUT`` makes the
-    types not listed before it time out. One owner name of the suite contains
-    spaces, which dnslib's zone lexer splits on before any escape: its records
-    are built as :class:`DnsRecord` directly (still answered by the same
-    lookup).
-    """
-    lines: list[str] = []
-    direct: list[DnsRecord] = []
-    timeouts: set[str] = set()
-    expected_txt: dict[str, list[str]] = {}
-    for name, rrs in zonedata.items():
-        owner = _absolute(name)
-        has_txt = any(isinstance(rr, dict) and "TXT" in rr for rr in rrs)
-        for rr in rrs:
-            if rr == "TIMEOUT":
-                timeouts.add(name)
-                break  # the driver never returns records listed after TIMEOUT
-            ((rtype, value),) = rr.items()
-            if rtype == "SPF":
-                if has_txt:
-                    continue
-                rtype = "TXT"
-            if rtype == "TXT":
-                strings = [value] if isinstance(value, str) else list(value)
-                if strings == ["NONE"]:
-                    continue
-                strings = strings or [""]  # a TXT with no strings reads as nothing
-                expected_txt.setdefault(name.lower(), []).append("".join(strings))
-                rdata = " ".join(_quote(s) for s in strings)
-            elif rtype == "MX":
-                rdata = f"{value[0]} {_absolute(str(value[1]))}"
-            elif rtype in ("PTR", "CNAME"):
-                rdata = _absolute(str(value))
-            else:
-                rdata = str(value)
-            if re.search(r"\s", owner):
-                assert rtype != "TXT", "only address records have such names"
-                direct.append(DnsRecord(name=owner, type=rtype, ttl=300, data=rdata))
-                continue
-            lines.append(f"{owner} 300 {rtype} {rdata}")
-    return "\n".join(lines) + "\n", direct, timeouts, expected_txt
-
-
-def _load_suite() -> list[Any]:
-    cases = []
-    with SUITE.open("rb") as fh:
-        for scenario in YAML(typ="safe").load_all(fh):
-            for test_id, test in scenario["tests"].items():
-                marks = [pytest.mark.skip(reason=SKIPPED[test_id])] if test_id in SKIPPED else []
-                cases.append(pytest.param(scenario, test, id=test_id, marks=marks))
-    return cases
-
+from sim.resolve import DnsAnswer
 
 _dns_cache: dict[int, FakeDns] = {}
 
@@ -117,11 +26,9 @@ _dns_cache: dict[int, FakeDns] = {}
 def _scenario_dns(scenario: dict[str, Any]) -> FakeDns:
     key = id(scenario)
     if key not in _dns_cache:
-        text, direct, timeouts, expected_txt = zone_from_zonedata(scenario["zonedata"])
+        text, timeouts, expected_txt = zone_from_zonedata(scenario["zonedata"])
         dns = FakeDns()
         dns.add_zone(".", text)
-        for record in direct:
-            dns.add(record)
         for name in timeouts:
             dns.timeout(name)
         # The zone text must carry every TXT string exactly (escapes included).

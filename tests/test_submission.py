@@ -147,6 +147,24 @@ async def test_foreign_mail_from_gets_553(lab: Lab) -> None:
         smtp.close()
 
 
+async def test_a_sender_that_is_no_address_gets_501_before_the_ownership_check(lab: Lab) -> None:
+    smtp = await connect(lab)
+    try:
+        await smtp.starttls()
+        await smtp.login(ALICE, ALICE_PASSWORD)
+        for path in (b"<not an address>", b"<alice>", b"<bob at home.example>"):
+            reply = await smtp.execute_command(b"MAIL", b"FROM:" + path)
+            # RFC 5321 §4.1.2 syntax first (501 5.1.7), not the policy's 553 5.7.1.
+            assert reply.code == 501, (path, reply)
+            assert reply.message.startswith("5.1.7 "), (path, reply)
+            assert "Bad sender address syntax" in reply.message
+        # The session goes on: the user's own address is accepted.
+        own = await smtp.execute_command(b"MAIL", b"FROM:<alice@home.example>")
+        assert own.code == 250
+    finally:
+        smtp.close()
+
+
 async def test_auth_login_mechanism(lab: Lab) -> None:
     smtp = await connect(lab)
     try:

@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from sim import load_topology
 from sim.clock import parse_duration
+from sim.errors import TopologyError
 from sim.topology import model
 from sim.topology.loader import Locator, _Walker, structure_problems
 from sim.topology.schema import (
@@ -111,16 +113,33 @@ def test_design_example_satisfies_the_schema() -> None:
     assert schema_ok(plain(EXAMPLE))
 
 
-@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def _top_mapping(path: Path) -> dict[str, Any] | None:
+    """The fixture's top-level mapping, or None when it is not YAML text holding one."""
+    try:
+        data = plain(path.read_bytes().decode("utf-8"))
+    except Exception:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# A schema only has something to say about a mapping; the other bad fixtures
+# (not UTF-8, not YAML, a list at the top) are the loader's alone.
+SCHEMA_CASES = [p for p in BAD if _top_mapping(p) is not None]
+LOADER_CASES = [p for p in BAD if _top_mapping(p) is None]
+
+
+@pytest.mark.parametrize("path", LOADER_CASES, ids=lambda p: p.stem)
+def test_the_loader_refuses_what_no_schema_can_read(path: Path) -> None:
+    with pytest.raises(TopologyError):
+        load_topology(path)
+
+
+@pytest.mark.parametrize("path", SCHEMA_CASES, ids=lambda p: p.stem)
 def test_schema_and_loader_agree_on_structure(path: Path) -> None:
     """A bad fixture fails the schema exactly when it has a structural problem."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-        data = plain(text)
-    except Exception:
-        pytest.skip("not YAML text: nothing for a schema to look at")
-    if not isinstance(data, dict):
-        pytest.skip("no mapping at the top")
+    text = path.read_bytes().decode("utf-8")
+    data = _top_mapping(path)
+    assert data is not None
     structural = bool(structure_problems(text))
     if path.name in LOADER_ONLY:
         assert structural, LOADER_ONLY[path.name]

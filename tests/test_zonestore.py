@@ -349,3 +349,46 @@ def test_a_relative_srv_target_is_completed_with_the_origin() -> None:
     assert str(records[0].rdata.target) == "smtp.home.example."
     absolute = parse_zone("home.example", "x SRV 0 1 465 smtp.other.example.\n")
     assert str(absolute[0].rdata.target) == "smtp.other.example."
+
+
+def test_txt_escapes_are_decimal_as_rfc1035_says() -> None:
+    """RFC 1035 §5.1: ``\\DDD`` is a decimal octet (dnslib alone reads octal)."""
+    (rr,) = parse_zone("q.example", '@ TXT "\\065\\066" "a\\"b" \\059x\n')
+    assert rr.rdata.data == [b"AB", b'a"b', b";x"]
+
+
+def test_escaped_owner_names_are_the_octets_they_stand_for() -> None:
+    store = ZoneStore({"q.example": 'a\\032b A 192.0.2.1\nx\\.y TXT "dot"\n'})
+    (a,) = store.lookup("a\\032b.q.example", "A").answers
+    assert a.rname.label[0] == b"a b"
+    assert store.lookup("x\\.y.q.example", "TXT").answers
+
+
+def test_a_txt_record_without_strings_is_a_zone_error() -> None:
+    # RFC 1035 §3.3.14: one or more character-strings (an empty one is "").
+    with pytest.raises(ZoneSyntaxError, match="TXT data is"):
+        parse_zone("q.example", "@ TXT\n")
+    (rr,) = parse_zone("q.example", '@ TXT ""\n')
+    assert rr.rdata.data == [b""]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=3))
+def test_printed_txt_reads_back_the_same(strings: list[bytes]) -> None:
+    """The zone a lab task shows (decimal escapes) parses back to the same octets."""
+    text = (
+        "@ TXT "
+        + " ".join(
+            '"'
+            + "".join(
+                chr(b) if 0x20 <= b <= 0x7E and chr(b) not in '"\\();' else f"\\{b:03d}" for b in s
+            )
+            + '"'
+            for s in strings
+        )
+        + "\n"
+    )
+    store = ZoneStore({"p.example": text})
+    again = parse_zone("p.example", store.zone_text("p.example"))
+    (txt,) = [rr for rr in again if rr.rtype == dnslib.QTYPE.TXT]
+    assert [bytes(s) for s in txt.rdata.data] == strings

@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 
 import dkim
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from dkim.canonicalization import CanonicalizationPolicy
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from sim.auth import dkimfast
 from sim.auth.result import CheckResult, Lookup
 
-__all__ = ["generate_key", "key_txt_rdata", "sign", "verify_dkim"]
+__all__ = ["generate_ed25519_key", "generate_key", "key_txt_rdata", "sign", "verify_dkim"]
 
 _TEMPORARY = {"TIMEOUT", "SERVFAIL", "REFUSED"}
 
@@ -61,6 +62,23 @@ def generate_key(bits: int = 2048) -> tuple[bytes, str]:
     return private_pem, f"v=DKIM1; k=rsa; p={base64.b64encode(public_der).decode('ascii')}"
 
 
+def generate_ed25519_key() -> tuple[bytes, str]:
+    """A new Ed25519 key pair (RFC 8463): (private key, TXT value).
+
+    RFC 8463 §4 publishes the bare 32-octet public key in base64 with
+    ``k=ed25519``; the private key is kept as the base64 of its 32-octet seed,
+    the form dkimpy signs with. Such keys are short enough for one TXT string.
+    """
+    key = ed25519.Ed25519PrivateKey.generate()
+    seed = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return base64.b64encode(seed), f"v=DKIM1; k=ed25519; p={base64.b64encode(public).decode()}"
+
+
 def key_txt_rdata(value: str) -> str:
     """Zone-file RDATA for a long TXT value: quoted character-strings of at
     most 255 octets (RFC 1035 §3.3.14); readers join them (RFC 6376 §3.6.2.2).
@@ -75,13 +93,21 @@ def sign(
     selector: str,
     private_key: bytes | str,
     headers: Sequence[str] | None = None,
+    algorithm: str = "rsa-sha256",
 ) -> bytes:
     """``message`` with a ``DKIM-Signature`` prepended (relaxed/relaxed).
+
+    ``algorithm`` is ``rsa-sha256`` (RFC 6376; ``private_key`` a PEM) or
+    ``ed25519-sha256`` (RFC 8463; ``private_key`` from
+    :func:`generate_ed25519_key`). ``rsa-sha1`` is refused: RFC 8301 §3.1
+    forbids signers to use it.
 
     ``headers`` names the header fields to sign (From is required, RFC 6376
     §5.4); by default those present among dkimpy's recommended set, with From
     signed once more than it occurs so that a second From cannot be added.
     """
+    if algorithm not in ("rsa-sha256", "ed25519-sha256"):
+        raise ValueError(f"cannot DKIM-sign with {algorithm}: use rsa-sha256 or ed25519-sha256")
     pem = private_key.encode("ascii") if isinstance(private_key, str) else private_key
     pem = pem.replace(b"\r\n", b"\n")
     linesep = b"\r\n" if b"\r\n" in message else b"\n"
@@ -95,6 +121,7 @@ def sign(
             canonicalize=(b"relaxed", b"relaxed"),
             include_headers=include,
             linesep=linesep,
+            signature_algorithm=algorithm.encode("ascii"),
         )
     except dkim.DKIMException as err:
         raise ValueError(f"cannot DKIM-sign for {domain}: {err}") from None
@@ -236,6 +263,16 @@ def _verify_one(
             "(neutral).",
             "signature syntax error",
         )
+    if details["a"] == "rsa-sha1":
+        # RFC 8301 §3.1: "Verifiers MUST NOT consider signatures using RSA-SHA1
+        # to be valid"; SHA-1 collisions are practical, so such a signature
+        # proves nothing whether or not its arithmetic checks out.
+        return result(
+            "fail",
+            f"{who} uses rsa-sha1, which verifiers must not accept since RFC 8301 §3.1 "
+            "(SHA-1 is broken), so it counts as a failed signature.",
+            "rsa-sha1 not acceptable",
+        )
     state = _KeyLookup()
     capture.messages.clear()
     try:
@@ -282,6 +319,19 @@ def _verify_one(
     details["key_bits"] = verifier.keysize or None
     if ok:
         fields = ", ".join(dict.fromkeys(signed)) if signed else "no header fields"
+        unsigned = _unsigned_tail(verifier, sig)
+        details["unsigned_body_octets"] = unsigned
+        if unsigned:
+            # RFC 6376 §8.2: with l= only the first l octets are covered;
+            # anything after them may have been added by anyone.
+            return result(
+                "pass",
+                f"{who} verifies with the key at {state.name}, but it covers only the first "
+                f"{sig.tags['l'].strip()} octets of the body (l=): {unsigned} more octets follow "
+                "that the signature does not cover and anyone could have added (RFC 6376 §8.2). "
+                f"The signed header fields ({fields}) are unchanged, so DKIM passes for {d}.",
+                "body partly unsigned (l=)",
+            )
         return result(
             "pass",
             f"{who} verifies with the key at {state.name}: the body and the signed header "
@@ -318,6 +368,22 @@ def _verify_one(
         f"{state.name} is not the one the signer used (signature did not verify).",
         "signature did not verify",
     )
+
+
+def _unsigned_tail(verifier: dkim.DKIM, sig: _Signature) -> int:
+    """How many octets of the canonicalized body follow the signed length
+    ``l=`` (0 without ``l=``)."""
+    length = sig.tags.get("l", "").strip()
+    if not length.isdigit():
+        return 0
+    try:
+        policy = CanonicalizationPolicy.from_c_value(
+            sig.tags.get("c", "simple/simple").strip().encode("ascii")
+        )
+        body = policy.canonicalize_body(verifier.body)
+    except Exception:  # the verification already judged the tags; this only explains
+        return 0
+    return max(0, len(body) - int(length))
 
 
 def verify_dkim(message: bytes, lookup: Lookup) -> list[CheckResult]:

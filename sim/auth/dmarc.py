@@ -23,6 +23,7 @@ offline when this was written.
 
 from __future__ import annotations
 
+import email.utils
 import re
 import threading
 from collections.abc import Sequence
@@ -34,7 +35,9 @@ from sim.resolve import DnsAnswer
 
 __all__ = [
     "DmarcRecord",
+    "author_domains",
     "check_dmarc",
+    "check_dmarc_authors",
     "organizational_domain",
     "parse_record",
     "tree_walk_names",
@@ -213,6 +216,9 @@ class _Found:
     domain: str
     record: DmarcRecord | None
     note: str | None = None
+    # The query got no answer (SERVFAIL, time-out): whether that matters
+    # depends on where in the walk it happened (see :func:`_walk`).
+    error: _DnsError | None = None
 
 
 class _Dns:
@@ -266,18 +272,52 @@ def tree_walk_names(domain: str) -> list[str]:
 
 
 def _walk(domain: str, dns: _Dns) -> list[_Found]:
-    """Query down the tree; stop at a record carrying psd=y or psd=n (§4.10 step 6)."""
+    """Query down the tree; stop at a record carrying psd=y or psd=n (§4.10 step 6).
+
+    A query that gets no answer does not end the walk: it is kept as an
+    error in its place, and the caller decides whether the answer was
+    needed. A failure above the record that decides (``_dmarc.com`` failing
+    when ``_dmarc.example.com`` holds the policy) changes nothing, so it must
+    not turn a pass or a reject into a temperror (§4.10, §5.3.6).
+    """
     out: list[_Found] = []
     for name in tree_walk_names(domain):
-        found = dns.dmarc(name)
+        try:
+            found = dns.dmarc(name)
+        except _DnsError as err:
+            found = _Found(name, None, error=err)
         out.append(found)
         if found.record is not None and found.record.psd in ("y", "n"):
             break
     return out
 
 
+def _needed_error(walk: list[_Found], upto: int | None) -> _DnsError | None:
+    """The first failed query at a name more specific than ``walk[upto]``
+    (every failure when ``upto`` is None): a record there could have decided."""
+    stop = len(walk) if upto is None else upto
+    return next((f.error for f in walk[:stop] if f.error is not None), None)
+
+
 def _org_from_walk(domain: str, walk: list[_Found]) -> tuple[str, str]:
-    """(Organizational Domain, why) from a walk's records (§4.10.2)."""
+    """(Organizational Domain, why) from a walk's records (§4.10.2).
+
+    Raises :class:`_DnsError` when a query that could change the answer
+    failed: one below the first record that has a psd tag, or any when no
+    record was found. Failed names above the records found count as having
+    none (the Organizational Domain is the highest name with a record).
+    """
+    decisive = next(
+        (i for i, f in enumerate(walk) if f.record is not None and f.record.psd in ("y", "n")),
+        None,
+    )
+    if not any(f.record is not None for f in walk):
+        decisive = None
+    elif decisive is None:
+        decisive = next(i for i, f in enumerate(walk) if f.record is not None)
+    err = _needed_error(walk, decisive)
+    if err is not None:
+        raise err
     records = [f for f in walk if f.record is not None]
     for found in records:  # longest name first
         assert found.record is not None
@@ -632,8 +672,21 @@ def _discover(ev: _Evaluation) -> tuple[DmarcRecord | None, str, str, DmarcRecor
             return dns.dmarc(org).record, org, "public suffix list (RFC 7489 §3.2)", None
         return None, org, "public suffix list (RFC 7489 §3.2)", None
     walk = _walk(author, dns)
+    # §4.10.1: the first record from the Author Domain up decides; a failed
+    # query before it (more specific) could have held the policy.
+    first = next((i for i, f in enumerate(walk) if f.record is not None), None)
+    err = _needed_error(walk, first)
+    if err is not None:
+        raise err
     org, why = _org_from_walk(author, walk)
     ev.orgs[author] = (org, why)
+    ignored = [f.domain for f in walk if f.error is not None]
+    if ignored:
+        why += (
+            f" (no answer for _dmarc.{', _dmarc.'.join(ignored)}, a name above the record "
+            "that decides, so it was not needed)"
+        )
+        ev.orgs[author] = (org, why)
     by_domain = {f.domain: f.record for f in walk if f.record is not None}
     psd = next((r for r in by_domain.values() if r.psd == "y" and r.domain != author), None)
     # §4.10.1: the Author Domain's record, else the Organizational Domain's,
@@ -650,3 +703,97 @@ def _author_exists(author: str, dns: _Dns) -> bool:
     answers NXDOMAIN (RFC 8020); any record type, or none (NODATA), means it
     exists. The query type does not matter; A is asked."""
     return dns.query(author, "A").rcode != "NXDOMAIN"
+
+
+# --- the Author Domains of a message (RFC 5322 §3.6, RFC 9989 §5.3.1) ---------
+
+
+def author_domains(from_fields: Sequence[str]) -> list[str]:
+    """The distinct domains of every address in the From: fields, in order."""
+    try:
+        addresses = email.utils.getaddresses(list(from_fields))
+    except Exception:  # a field email.utils cannot read names no author
+        return []
+    out: list[str] = []
+    for _, address in addresses:
+        if "@" in address:
+            domain = _norm(address.rpartition("@")[2])
+            if domain and domain not in out:
+                out.append(domain)
+    return out
+
+
+# Worst first: the result a message with several authors gets.
+_SEVERITY = ("fail", "temperror", "permerror", "none", "pass")
+_STRICTNESS = ("reject", "quarantine", "none")
+
+
+def _not_compliant(reason: str, sentence: str, count: int) -> CheckResult:
+    # RFC 5322 §3.6: exactly one From: field, holding at least one address.
+    # DMARC cannot name the author of such a message, and receivers reject it
+    # (RFC 9989 §5.3.1 leaves it to them; Gmail answers 550 5.7.1), so it is
+    # judged as a failure that asks for rejection.
+    return CheckResult(
+        "dmarc",
+        "fail",
+        sentence,
+        {"from_fields": count},
+        {"disposition": "reject", "reason": reason, "policy": None, "authors": []},
+    )
+
+
+def check_dmarc_authors(
+    from_fields: Sequence[str],
+    spf: CheckResult | None,
+    dkim: Sequence[CheckResult],
+    lookup: Lookup,
+    discovery: Discovery = "treewalk",
+) -> CheckResult:
+    """DMARC for a message's From: fields as they are (the values, in order).
+
+    * No From: field, or one without an address: fail, asking for rejection.
+    * Several From: fields (RFC 5322 §3.6 allows one): the same.
+    * One field with addresses in several domains: each Author Domain is
+      evaluated and the strictest outcome applies (RFC 9989's security
+      considerations: otherwise ``From: a@clean.example, ceo@bank.example``
+      would pass on the harmless domain's record).
+    """
+    if len(from_fields) > 1:
+        return _not_compliant(
+            "several From fields",
+            f"The message has {len(from_fields)} From: fields; RFC 5322 §3.6 allows exactly "
+            "one, and with several there is no single author DMARC could check, so the "
+            "message is refused (RFC 9989 §5.3.1).",
+            len(from_fields),
+        )
+    domains = author_domains(from_fields)
+    if not domains:
+        return _not_compliant(
+            "no From address",
+            "The message has no From: field with an address; RFC 5322 §3.6 requires one, "
+            "and without an author domain DMARC cannot protect anyone, so the message is "
+            "refused (RFC 9989 §5.3.1).",
+            len(from_fields),
+        )
+    results = [check_dmarc(d, spf, None, dkim, lookup, discovery=discovery) for d in domains]
+    if len(results) == 1:
+        return results[0]
+
+    def rank(r: CheckResult) -> tuple[int, int]:
+        disposition = str(r.details.get("disposition") or "none")
+        strict = _STRICTNESS.index(disposition) if disposition in _STRICTNESS else 2
+        return (_SEVERITY.index(r.result) if r.result in _SEVERITY else 0, strict)
+
+    worst = min(results, key=rank)
+    authors = [
+        {"domain": d, "result": r.result, "disposition": r.details.get("disposition")}
+        for d, r in zip(domains, results, strict=True)
+    ]
+    listed = ", ".join(f"{a['domain']} {a['result']}" for a in authors)
+    sentence = (
+        f"The From: field names {len(domains)} author domains ({listed}); the strictest "
+        f"outcome applies (RFC 9989, security considerations): {worst.explanation}"
+    )
+    return CheckResult(
+        "dmarc", worst.result, sentence, worst.inputs, {**worst.details, "authors": authors}
+    )

@@ -27,6 +27,7 @@ import spf
 
 from sim.auth.result import CheckResult, Lookup
 from sim.resolve import DnsAnswer, DnsRecord
+from sim.topology.zones import name_labels, name_text
 
 __all__ = ["check_spf", "describe_record"]
 
@@ -61,11 +62,30 @@ def _parse_quoted(data: str) -> list[str]:
     return out
 
 
+# pyspf works on names as plain text (a macro may expand to "a b.example"),
+# the lab's DNS on names in presentation form (RFC 1035 §5.1: "a\\032b.example").
+# Both directions are converted here, at the border, so that pyspf compares
+# the answers' owner names with the name it asked for.
+
+
+def _presentation(raw: str) -> str:
+    if all(0x21 <= ord(c) <= 0x7E and c not in '\\"();' for c in raw):
+        return raw
+    labels = [label.encode("utf-8", "surrogateescape") for label in raw.rstrip(".").split(".")]
+    return name_text(labels).rstrip(".")
+
+
+def _raw(name: str) -> str:
+    if "\\" not in name:
+        return _bare(name)
+    return ".".join(label.decode("utf-8", "surrogateescape") for label in name_labels(_bare(name)))
+
+
 def _to_pyspf(answer: DnsAnswer, qtype: str) -> list[tuple[tuple[str, str], Any]]:
     """A lab :class:`DnsAnswer` in the shape pyspf's ``DNSLookup`` returns."""
     out: list[tuple[tuple[str, str], Any]] = []
     for rec in answer.records:
-        owner = _bare(rec.name)
+        owner = _raw(rec.name)
         if rec.type not in (qtype, "CNAME"):
             continue
         if rec.type in ("TXT", "SPF"):
@@ -75,9 +95,9 @@ def _to_pyspf(answer: DnsAnswer, qtype: str) -> list[tuple[tuple[str, str], Any]
             value: Any = tuple(s.encode("utf-8", "surrogateescape") for s in _txt_strings(rec))
         elif rec.type == "MX":
             pref, _, exchange = rec.data.strip().partition(" ")
-            value = (int(pref), _bare(exchange.strip()))
+            value = (int(pref), _raw(exchange.strip()))
         elif rec.type in ("PTR", "CNAME"):
-            value = _bare(rec.data.strip())
+            value = _raw(rec.data.strip())
         else:
             value = rec.data.strip()
         out.append(((owner, rec.type), value))
@@ -93,7 +113,7 @@ def _lab_dns_lookup(
         # Never fall back to the host's resolver (the lab is closed).
         raise spf.TempError("no lab DNS lookup is active for this SPF check")
     try:
-        answer = lookup(name, qtype)
+        answer = lookup(_presentation(name), qtype)
     except Exception as err:  # a lookup that cannot answer is a DNS error
         raise spf.TempError(f"DNS lookup of {name} {qtype} failed: {err}") from None
     if answer.rcode not in _ANSWERED:

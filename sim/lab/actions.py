@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from sim.clock import format_duration, parse_duration
 from sim.errors import LabFileError, SimError
-from sim.lab.dkimpublish import dkim_problems, dkim_record
 from sim.lab.model import Action
 from sim.lab.spec import (
     Anything,
@@ -483,6 +482,10 @@ def action_problems(action: Action, topology: Topology) -> list[tuple[tuple[str,
             except ValueError as err:
                 problems.append((("type",), str(err)))
     if action.name == "dkim_publish":
+        # Imported here: it brings in dkimpy and cryptography, which loading
+        # a lab file (`maillab list`, `validate`) does not otherwise need.
+        from sim.lab.dkimpublish import dkim_problems
+
         problems.extend(dkim_problems(args, topology))
     if service == "dnsbl" and "net" in args:
         try:
@@ -588,6 +591,8 @@ def apply_action(
             state_dir = getattr(lab, "state_dir", None)
             if state_dir is None:
                 raise NotImplementedError("this lab keeps no DKIM keys to publish")
+            from sim.lab.dkimpublish import dkim_record
+
             record, pair = dkim_record(action.args, topology, Path(state_dir))
             control_args = {"zone": action.args["zone"], "text": record}
             summary += f': "{pair.txt[:40]}…"'

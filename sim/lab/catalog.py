@@ -15,11 +15,16 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sim.errors import LabError, LabFileError, Problem
-from sim.lab.loader import load_lab
-from sim.lab.model import LabDef
-from sim.lab.yamlpos import load_yaml, locate
+
+if TYPE_CHECKING:
+    from sim.lab.model import LabDef
+
+# The loader and the YAML reader are imported where a lab is read: finding
+# the labs directory (every lab command, `maillab list` from its cache) must
+# not load them.
 
 __all__ = ["CatalogEntry", "find_lab", "lab_files", "labs_dir", "load_catalog"]
 
@@ -58,6 +63,8 @@ def lab_files(directory: Path) -> list[Path]:
 
 
 def _declared_id(path: Path) -> str | None:
+    from sim.lab.yamlpos import load_yaml
+
     doc, problems = load_yaml(path)
     if problems or not isinstance(doc, dict):
         return None
@@ -104,6 +111,8 @@ class CatalogEntry:
 def load_catalog(directory: Path) -> list[CatalogEntry]:
     """Every lab of ``directory``, loaded and validated; two labs with one id
     are a problem of the second."""
+    from sim.lab.loader import load_lab
+
     entries = []
     seen: dict[str, Path] = {}
     for path in lab_files(directory):
@@ -125,5 +134,7 @@ def load_catalog(directory: Path) -> list[CatalogEntry]:
 
 
 def locate_key(path: Path, key: str) -> tuple[int, int]:
+    from sim.lab.yamlpos import load_yaml, locate
+
     doc, _ = load_yaml(path)
     return locate(doc, (key,)) if isinstance(doc, dict) else (1, 1)

@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.errors import InputError, LabFileError
-from sim.lab.catalog import find_lab, labs_dir, load_catalog
-from sim.lab.engine import LabReport, run_reference
-from sim.lab.loader import load_lab
-from sim.lab.progress import FileProgressStore
+
+if TYPE_CHECKING:
+    from sim.lab.engine import LabReport
+
+# The lab machinery is imported inside each command: building the parser
+# (every `maillab` command, `--help` too) must not load it.
 
 __all__ = ["add_check_parser", "add_list_parser", "cmd_check", "cmd_list", "register"]
 
@@ -45,26 +47,28 @@ def _labs_dir_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from sim.lab.catalog import labs_dir
+    from sim.lab.listcache import lab_summaries
+    from sim.lab.progress import FileProgressStore
+
     directory = labs_dir(args.labs_dir)
-    entries = load_catalog(directory)
+    # Summaries, not loaded labs: they come from the user's cache while no
+    # lab file, topology or maillab module changed (sim.lab.listcache).
+    summaries, problems = lab_summaries(directory)
     store = FileProgressStore()
     progress = store.all_labs()
     rows: list[dict[str, Any]] = []
-    problems = [p for e in entries for p in e.problems]
-    for entry in entries:
-        lab = entry.lab
-        if lab is None:
-            continue
-        done = progress.get(lab.id)
+    for summary in summaries:
+        done = progress.get(summary["id"])
         rows.append(
             {
-                "id": lab.id,
-                "title": lab.title,
-                "topology": lab.topology,
-                "steps": len(lab.steps),
-                "progress": done.summary(len(lab.steps)) if done is not None else None,
-                "file": str(entry.path),
-                "estimated_time": lab.estimated_time,
+                "id": summary["id"],
+                "title": summary["title"],
+                "topology": summary["topology"],
+                "steps": summary["steps"],
+                "progress": done.summary(summary["steps"]) if done is not None else None,
+                "file": summary["file"],
+                "estimated_time": summary["estimated_time"],
             }
         )
     for problem in problems:
@@ -95,6 +99,10 @@ def _list_table(rows: list[dict[str, Any]]) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from sim.lab.catalog import find_lab, labs_dir, load_catalog
+    from sim.lab.engine import run_reference
+    from sim.lab.loader import load_lab
+
     directory = labs_dir(args.labs_dir)
     if args.labs:
         paths = [find_lab(ref, directory) for ref in args.labs]
@@ -144,7 +152,7 @@ def _report_text(report: LabReport) -> str:
 
 def add_list_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser("list", help="the labs, with your progress")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the labs as one JSON object")
     _labs_dir_arg(p)
     p.set_defaults(func=cmd_list)
     return p
@@ -163,7 +171,7 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="local",
         help="local (default: one process, no root) or mininet (root, Linux)",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the reports as one JSON object")
     _labs_dir_arg(p)
     p.set_defaults(func=cmd_check)
     return p

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sim.auth.dkim import key_txt_rdata
 from sim.services.dkimkeys import KeyPair, dkim_entries, ensure_keys
 from sim.topology.model import Topology
 from sim.topology.zones import ZoneSyntaxError, fqdn, parse_zone
@@ -106,4 +105,6 @@ def dkim_record(
     if pair is None:  # pragma: no cover - ensure_keys makes every configured key
         raise ValueError(f"no key for {chosen[0]} selector {chosen[1]} in {state_dir}")
     name = str(args["name"]).strip()
+    from sim.auth.dkim import key_txt_rdata  # dkimpy: only when a key is published
+
     return f"{name} TXT {key_txt_rdata(pair.txt)}", pair

@@ -41,8 +41,9 @@ from sim.net.api import (
     Unreachable,
 )
 from sim.net.backend import Backend
+from sim.net.backlog import listen_backlog
 from sim.net.firewall import Packet, PacketProto, Verdict, evaluate
-from sim.net.registry import ClientEntry, LoopbackRegistry
+from sim.net.registry import ClientEntry, LoopbackRegistry, Proto
 from sim.services.base import NodeContext, Service
 from sim.services.registry import SERVICE_ORDER, service_class
 from sim.tls import LabCA
@@ -101,6 +102,16 @@ def resolver_address(topology: Topology) -> IPv4Address:
     if address is None:
         raise BackendError(f"{topology.name}: no DNS resolver (settings.resolver)")
     return address
+
+
+def _proto(transport: asyncio.BaseTransport) -> Proto:
+    """The transport protocol of a server-side transport. (asyncio's UDP
+    transport does not subclass DatagramTransport: ask its socket. A TLS
+    transport reports the socket of the TCP transport under it.)"""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.type == socket.SOCK_DGRAM:
+        return "udp"
+    return "tcp"
 
 
 class LocalNodeNet(NodeNet):
@@ -187,6 +198,7 @@ class LocalNodeNet(NodeNet):
             sock.setblocking(False)
             sock.bind((LOOPBACK, 0))
             self.backend.registry.register_client(
+                "tcp",
                 sock.getsockname(),
                 ClientEntry(self.node, self.address, trace_id, weakref.ref(sock)),
             )
@@ -219,7 +231,7 @@ class LocalNodeNet(NodeNet):
             sock.bind((LOOPBACK, 0))
             name = sock.getsockname()
             self.backend.registry.register_client(
-                name, ClientEntry(self.node, self.address, trace_id)
+                "udp", name, ClientEntry(self.node, self.address, trace_id)
             )
             sock.connect((LOOPBACK, local_port))
             await loop.sock_sendall(sock, payload)
@@ -229,7 +241,7 @@ class LocalNodeNet(NodeNet):
             except TimeoutError:
                 raise Dropped(f"no answer from {dst}:{port}/udp", verdict) from None
         finally:
-            self.backend.registry.forget_client(sock.getsockname())
+            self.backend.registry.forget_client("udp", sock.getsockname())
             sock.close()
 
     # -- serving ----------------------------------------------------------
@@ -242,9 +254,9 @@ class LocalNodeNet(NodeNet):
             # Same loopback port number as the UDP twin: dig retries a
             # truncated UDP answer over TCP on the same port (RFC 7766 §5).
             with contextlib.suppress(OSError):
-                server = await loop.create_server(factory, LOOPBACK, twin)
+                server = await loop.create_server(factory, LOOPBACK, twin, backlog=listen_backlog())
         if server is None:
-            server = await loop.create_server(factory, LOOPBACK, 0)
+            server = await loop.create_server(factory, LOOPBACK, 0, backlog=listen_backlog())
         local_port = server.sockets[0].getsockname()[1]
         self._register(service, "tcp", port, local_port)
         self._servers.append(server)
@@ -300,7 +312,9 @@ class LocalNodeNet(NodeNet):
 
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         peername = addr if addr is not None else transport.get_extra_info("peername")
-        entry = self.backend.registry.client(peername)
+        # TCP and UDP port spaces differ: look the client up in its own.
+        proto = _proto(transport)
+        entry = self.backend.registry.client(proto, peername)
         port = int(peername[1]) if peername else 0
         if entry is None:
             # A real program on this machine (swaks, dig): it speaks for --as.
@@ -347,7 +361,7 @@ class LocalBackend(Backend):
         self._endpoints: list[Endpoint] = []
         self._ca: LabCA | None = None
         as_name = as_node or self.network.outside
-        if as_name not in self.network.graph:
+        if as_name not in self.network.nodes():
             raise BackendError(f"--as {as_name}: no such node in {topology.name}")
         self.as_name = as_name
         self.as_address = self.network.address_of(as_name)
@@ -396,7 +410,7 @@ class LocalBackend(Backend):
         self.topology = await loop.run_in_executor(
             None, prepare_topology, self.topology, self.state_dir
         )
-        for name in self.network.graph.nodes:
+        for name in self.network.nodes():
             self._contexts[name] = self._make_context(name)
         # Services start in waves: DNS first (everyone else looks things up),
         # then mailboxes, receivers, relays, submission.

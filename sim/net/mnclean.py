@@ -495,6 +495,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="*", metavar="RUN", help="only these run ids")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print what was found as one JSON object")
     p.set_defaults(func=cmd_clean)
     return p

@@ -19,6 +19,7 @@ from typing import Any
 
 from sim.clock import LabClock
 from sim.net.api import Dropped, Endpoint, NodeNet, Peer, ProtocolFactory, Refused, Unreachable
+from sim.net.backlog import listen_backlog
 from sim.net.firewall import Packet, Verdict, evaluate
 from sim.net.shared import ConnTags
 from sim.topology.graph import LabNetwork
@@ -142,7 +143,7 @@ class RealNodeNet(NodeNet):
         sock.setblocking(False)
         try:
             sock.bind((str(self.address), 0))
-            self.tags.tag(self.address, sock.getsockname()[1], trace_id)
+            self.tags.tag(self.address, sock.getsockname()[1], trace_id, "udp")
             sock.connect((str(dst), port))
             await loop.sock_sendall(sock, payload)
             try:
@@ -154,12 +155,14 @@ class RealNodeNet(NodeNet):
             except ConnectionRefusedError:
                 raise Refused(f"{dst}:{port}/udp: port unreachable", verdict) from None
         finally:
-            self.tags.tag(self.address, sock.getsockname()[1], None)
+            self.tags.tag(self.address, sock.getsockname()[1], None, "udp")
             sock.close()
 
     async def serve_tcp(self, service: str, port: int, factory: ProtocolFactory) -> Endpoint:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(factory, str(self.address), port, reuse_address=True)
+        server = await loop.create_server(
+            factory, str(self.address), port, reuse_address=True, backlog=listen_backlog()
+        )
         self._servers.append(server)
         return Endpoint(self.node, service, "tcp", f"{self.address}:{port}")
 
@@ -191,7 +194,9 @@ class RealNodeNet(NodeNet):
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         peername = addr if addr is not None else transport.get_extra_info("peername")
         host, port = str(peername[0]), int(peername[1])
-        return Peer(IPv4Address(host), port, self.tags.lookup(host, port))
+        sock = transport.get_extra_info("socket")
+        proto = "udp" if sock is not None and sock.type == socket.SOCK_DGRAM else "tcp"
+        return Peer(IPv4Address(host), port, self.tags.lookup(host, port, proto))
 
     async def close(self) -> None:
         for server in self._servers:

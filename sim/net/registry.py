@@ -4,10 +4,17 @@ On the local backend every service listens on 127.0.0.1 at a free port, and
 every lab client connects from 127.0.0.1. Two tables restore the lab's view:
 
 * listeners: (lab address, protocol, lab port) → loopback port;
-* clients: loopback (host, port) of a client socket → (the client node's lab
-  address, the trace id its experiment travels with). A client binds its
-  socket *before* connecting and registers it, so by the time the server
-  accepts, the entry is there (one event loop, no race).
+* clients: (protocol, loopback host, port) of a client socket → (the client
+  node's lab address, the trace id its experiment travels with). A client
+  binds its socket *before* connecting and registers it, so by the time the
+  server accepts, the entry is there (one event loop, no race).
+
+The protocol is part of a client's key: TCP and UDP have separate port spaces
+(RFC 793, RFC 768), so the kernel may give a DNS query's UDP socket the very
+port number a live TCP client holds. Keyed by (host, port) alone, the query
+overwrote the TCP client's entry and deleted it when done, and the server then
+took that client for the default outside node (a wrong verdict, once in
+thousands of messages under load).
 
 A loopback client that is not in the table is a real program on the machine
 (swaks, dig): it is given the identity of the node ``maillab up --as`` names.
@@ -22,7 +29,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal
 
-__all__ = ["ClientEntry", "LoopbackRegistry"]
+__all__ = ["ClientEntry", "LoopbackRegistry", "Proto"]
 
 Proto = Literal["tcp", "udp"]
 
@@ -51,7 +58,7 @@ class LoopbackRegistry:
     def __init__(self) -> None:
         self._listeners: dict[tuple[IPv4Address, Proto, int], int] = {}
         self._owners: dict[tuple[IPv4Address, Proto, int], str] = {}
-        self._clients: OrderedDict[tuple[str, int], ClientEntry] = OrderedDict()
+        self._clients: OrderedDict[tuple[Proto, str, int], ClientEntry] = OrderedDict()
 
     def listen(
         self, address: IPv4Address, proto: Proto, port: int, local_port: int, owner: str
@@ -72,20 +79,20 @@ class LoopbackRegistry:
     def listeners(self) -> dict[tuple[IPv4Address, Proto, int], int]:
         return dict(self._listeners)
 
-    def register_client(self, sockname: tuple[str, int], entry: ClientEntry) -> None:
-        key = (sockname[0], sockname[1])
+    def register_client(self, proto: Proto, sockname: tuple[str, int], entry: ClientEntry) -> None:
+        key = (proto, sockname[0], sockname[1])
         self._clients.pop(key, None)
         self._clients[key] = entry
         while len(self._clients) > MAX_CLIENTS:
             self._clients.popitem(last=False)
 
-    def forget_client(self, sockname: tuple[str, int]) -> None:
-        self._clients.pop((sockname[0], sockname[1]), None)
+    def forget_client(self, proto: Proto, sockname: tuple[str, int]) -> None:
+        self._clients.pop((proto, sockname[0], sockname[1]), None)
 
-    def client(self, peername: tuple[str, int] | None) -> ClientEntry | None:
+    def client(self, proto: Proto, peername: tuple[str, int] | None) -> ClientEntry | None:
         if peername is None:
             return None
-        key = (peername[0], peername[1])
+        key = (proto, peername[0], peername[1])
         entry = self._clients.get(key)
         if entry is not None and not entry.alive():
             del self._clients[key]

@@ -12,7 +12,8 @@ lab's shared state lives in files under ``STATE/run/``:
   with a single ``O_APPEND`` write, so concurrent writers do not interleave.
 * :class:`ConnTags`: which experiment a connection belongs to. A client
   writes ``conns/<its address>_<its port>`` (the trace id) before it
-  connects; the server reads it when it accepts.
+  connects; the server reads it when it accepts. A UDP client's file ends
+  in ``_udp``: TCP and UDP port numbers are separate spaces.
 """
 
 from __future__ import annotations
@@ -183,11 +184,16 @@ class ConnTags:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, address: IPv4Address | str, port: int) -> Path:
-        return self.directory / f"{address}_{port}"
+    def _path(self, address: IPv4Address | str, port: int, proto: str) -> Path:
+        # TCP and UDP have separate port spaces: a DNS query's UDP socket may
+        # hold the port number of a live TCP client, and must not untag it.
+        suffix = "" if proto == "tcp" else f"_{proto}"
+        return self.directory / f"{address}_{port}{suffix}"
 
-    def tag(self, address: IPv4Address | str, port: int, trace_id: str | None) -> None:
-        path = self._path(address, port)
+    def tag(
+        self, address: IPv4Address | str, port: int, trace_id: str | None, proto: str = "tcp"
+    ) -> None:
+        path = self._path(address, port, proto)
         if trace_id is None:
             path.unlink(missing_ok=True)
             return
@@ -197,8 +203,8 @@ class ConnTags:
         tmp.write_text(trace_id)
         tmp.replace(path)
 
-    def lookup(self, address: IPv4Address | str, port: int) -> str | None:
+    def lookup(self, address: IPv4Address | str, port: int, proto: str = "tcp") -> str | None:
         try:
-            return self._path(address, port).read_text() or None
+            return self._path(address, port, proto).read_text() or None
         except FileNotFoundError:
             return None

@@ -7,9 +7,15 @@ TXT record (RFC 6376 §3.6.2.1). Real operators generate the pair once
 public half in their zone; rotating means a new selector, never overwriting
 the old record while signed mail may still be verified (RFC 6376 §3.1).
 
-Here the pair is generated the first time a lab runs on a state directory and
-kept in ``STATE/dkim/<selector>._domainkey.<domain>.pem``, so a restarted lab
-(and a message still in its queue) keeps verifying. :func:`publish` adds the
+Here the pair is kept in ``STATE/dkim/<selector>._domainkey.<domain>.pem``
+the first time a lab runs on a state directory, so a restarted lab (and a
+message still in its queue) keeps verifying. Making an RSA-2048 key costs a
+tenth of a second to a second of CPU, and every ``maillab send`` runs on a
+fresh state directory, so the key itself comes from a per-user cache,
+``$XDG_CACHE_HOME/maillab/dkim/<hash>.pem`` (``~/.cache`` by default), keyed
+by what it is for (domain, selector, size): made once per user, then copied.
+Lab keys sign lab mail only, so sharing one between a user's labs is harmless;
+``MAILLAB_DKIM_CACHE=0`` turns the cache off (a fresh key per state dir). :func:`publish` adds the
 TXT records to the topology's zones for every relay whose ``dkim_publish`` is
 true; a lab that wants students to publish the key themselves sets it false.
 """
@@ -18,20 +24,25 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from sim.auth.dkim import generate_key, key_txt_rdata
 from sim.topology.model import Node, Topology
 from sim.topology.zones import ZoneSyntaxError, fqdn, parse_zone
 
-__all__ = ["KEY_BITS", "KeyPair", "dkim_entries", "ensure_keys", "publish"]
+__all__ = [
+    "KEY_BITS",
+    "KeyPair",
+    "cache_dir",
+    "cached_pem",
+    "dkim_entries",
+    "ensure_keys",
+    "publish",
+]
 
 #: RFC 8301 §3.2: signers MUST use at least 1024 bits and SHOULD use 2048.
 KEY_BITS = 2048
@@ -80,7 +91,18 @@ def dkim_entries(topology: Topology) -> list[tuple[Node, str, str]]:
 
 
 def _txt_from_pem(pem: bytes) -> str:
-    key = serialization.load_pem_private_key(pem, password=None)
+    # Imported here: loading a lab file imports this module for
+    # dkim_entries, and cryptography is only needed once keys are made.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    # The key is one maillab generated itself (kept 0600 in the state dir or
+    # the user's cache), so OpenSSL's consistency check of its numbers, about
+    # a tenth of a second of CPU per load on a small machine, is skipped: a
+    # damaged file fails to parse, and a wrong key would show as a DKIM fail.
+    key = serialization.load_pem_private_key(
+        pem, password=None, unsafe_skip_rsa_key_validation=True
+    )
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("not an RSA key")
     der = key.public_key().public_bytes(
@@ -89,13 +111,13 @@ def _txt_from_pem(pem: bytes) -> str:
     return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode('ascii')}"
 
 
-def _load_or_create(path: Path, bits: int) -> bytes:
-    if path.exists():
-        return path.read_bytes()
-    pem, _ = generate_key(bits)
-    # Create-if-absent atomically: write a temporary file, then hard-link it
-    # to the final name, which fails if another starter won the race; either
-    # way everybody ends up with the key that is on disk.
+def _create(path: Path, pem: bytes) -> bytes:
+    """Write ``pem`` to ``path`` unless it exists (mode 0600); the key on
+    disk afterwards, whoever wrote it."""
+    # Create-if-absent atomically: write a temporary file (mkstemp makes it
+    # 0600), then hard-link it to the final name, which fails if another
+    # starter won the race; either way everybody ends up with the key that
+    # is on disk, and nobody ever reads a half-written one.
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as tmp:
         tmp.write(pem)
         tmp.flush()
@@ -107,6 +129,57 @@ def _load_or_create(path: Path, bits: int) -> bytes:
     finally:
         os.unlink(tmp.name)
     return path.read_bytes()
+
+
+def _new_pem(bits: int) -> bytes:
+    from sim.auth.dkim import generate_key
+
+    pem, _ = generate_key(bits)
+    return pem
+
+
+def cache_dir() -> Path | None:
+    """The per-user DKIM key cache, or None when it is turned off."""
+    if os.environ.get("MAILLAB_DKIM_CACHE", "1").strip().lower() in ("0", "no", "off", "false"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or ""
+    if not os.path.isabs(base):  # the XDG spec: a relative path is ignored
+        home = os.path.expanduser("~")
+        if home == "~":
+            return None
+        base = os.path.join(home, ".cache")
+    return Path(base) / "maillab" / "dkim"
+
+
+def _usable(pem: bytes) -> bool:
+    try:
+        _txt_from_pem(pem)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def cached_pem(domain: str, selector: str, bits: int) -> bytes:
+    """The user's key for (domain, selector, bits), made on first use; a
+    fresh key when the cache is off or cannot be written."""
+    directory = cache_dir()
+    if directory is None:
+        return _new_pem(bits)
+    what = f"maillab-dkim-v1\0{domain}\0{selector}\0{bits}".encode()
+    path = directory / f"{hashlib.sha256(what).hexdigest()[:32]}.pem"
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists():
+            pem = path.read_bytes()
+            if _usable(pem):
+                return pem
+            # A damaged file (a full disk, a hand edit): replace it.
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        return _create(path, _new_pem(bits))
+    except OSError:
+        # A read-only or full home: the lab still runs, at the old cost.
+        return _new_pem(bits)
 
 
 def ensure_keys(
@@ -121,7 +194,9 @@ def ensure_keys(
             continue
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{selector}._domainkey.{domain}.pem"
-        pem = _load_or_create(path, bits)
+        pem = path.read_bytes() if path.exists() else None
+        if pem is None:
+            pem = _create(path, cached_pem(domain, selector, bits))
         keys[(domain, selector)] = KeyPair(domain, selector, pem, _txt_from_pem(pem))
     return keys
 
@@ -170,6 +245,8 @@ def publish(topology: Topology, keys: dict[tuple[str, str], KeyPair]) -> Topolog
         if pair.record_name in _owners(zone, text):
             continue
         sep = "" if not text or text.endswith("\n") else "\n"
+        from sim.auth.dkim import key_txt_rdata
+
         zones[zone] = f"{text}{sep}{pair.record_name} TXT {key_txt_rdata(pair.txt)}\n"
         changed = True
     if not changed:

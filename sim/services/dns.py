@@ -232,6 +232,10 @@ class DnsCache:
 # --- one node's DNS listener -------------------------------------------------
 
 
+#: The rcode of a question left unanswered on purpose (no reply is sent).
+_DROP = "DROP"
+
+
 @dataclass
 class _Resolution:
     rcode: str
@@ -253,6 +257,8 @@ class DnsFront:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self.handlers: list[ZoneHandler] = []
+        #: Questions dropped unanswered (the topology's ``unanswered``).
+        self.silent: set[tuple[str, int]] = set()
         self.cache = DnsCache(ctx.clock.now)
         address = ctx.node.ip.ip if ctx.node.ip is not None else ctx.net.address
         self.address: IPv4Address = address
@@ -339,7 +345,7 @@ class DnsFront:
             failed.header.tc, failed.header.rcode = 0, RCODE.SERVFAIL
             wire = failed.pack()
         self._emit_query(request, resolution, client, trace_id, transport, truncated)
-        return wire
+        return None if resolution.rcode == _DROP else wire
 
     async def _reply(
         self, request: dnslib.DNSRecord, trace_id: str | None
@@ -363,6 +369,8 @@ class DnsFront:
             resolution = await self.resolve(
                 fqdn(str(request.q.qname)), int(request.q.qtype), trace_id
             )
+        if resolution.rcode == _DROP:
+            return reply, resolution
         reply.header.rcode = getattr(RCODE, resolution.rcode)
         reply.header.aa = 1 if resolution.authoritative else 0
         for rr in resolution.answers:
@@ -408,6 +416,11 @@ class DnsFront:
             and local is not None
             and (not self.is_resolver or remote is None or len(local) >= len(remote))
         ):
+            if (qname, qtype) in self.silent or (qname, QTYPE.ANY) in self.silent:
+                return _Resolution(
+                    _DROP,
+                    notes=[f"{qname} {qtype_name(qtype)}: this server is set never to answer it"],
+                )
             found = handler.lookup(qname, qtype)
             notes = [found.explanation] if found.explanation else []
             return _Resolution(
@@ -702,6 +715,8 @@ def _describe(res: _Resolution, qtype: str) -> str:
         return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
     if res.rcode == "NXDOMAIN":
         return "NXDOMAIN (no such name)"
+    if res.rcode == _DROP:
+        return "no answer (the server is set never to answer this question)"
     return str(res.rcode)
 
 
@@ -737,6 +752,11 @@ class DnsServer(Service):
 
     async def start(self) -> list[Endpoint]:
         self.front = DnsFront.of(self.ctx)
+        config = self.ctx.node.services.dns
+        if config is not None:
+            self.front.silent |= {
+                (fqdn(s.name), int(getattr(QTYPE, s.type))) for s in config.unanswered
+            }
         return await self.front.attach(self.store, self.kind)
 
     async def stop(self) -> None:

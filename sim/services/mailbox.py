@@ -48,6 +48,7 @@ from sim.errors import ServiceError
 from sim.net.api import Endpoint, Peer
 from sim.services.base import NodeContext, Service
 from sim.services.maildir import FOLDERS, Maildir, mail_root
+from sim.services.memtrim import session_ended
 from sim.topology.model import MailboxService, Node
 
 __all__ = [
@@ -443,6 +444,7 @@ class LineConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
+        session_ended()  # (see sim.services.memtrim)
         self._wake()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)

@@ -76,7 +76,7 @@ from functools import lru_cache, partial
 from typing import Any, AnyStr, ClassVar, Literal, TypeVar, get_args
 
 from sim.auth.dkim import verify_dkim
-from sim.auth.dmarc import check_dmarc
+from sim.auth.dmarc import check_dmarc_authors
 from sim.auth.headers import authentication_results
 from sim.auth.replay import Memo, replay
 from sim.auth.result import CheckResult, Lookup
@@ -99,7 +99,7 @@ from sim.services.mxchecks import (
 )
 from sim.services.policy import Decision, Judgement, decide, judge
 from sim.services.replies import enhance, reply
-from sim.services.smtpbase import LabSMTP
+from sim.services.smtpbase import LabSMTP, fault_sink, idle_timeout
 from sim.topology.model import CheckAction, CheckName, CheckPolicy, MxService
 
 __all__ = ["Connection", "MxHandler", "MxSMTP", "MxServer", "Route", "Transaction"]
@@ -315,6 +315,7 @@ class MxServer(Service):
         #: Connected clients now (see blocking()).
         self.open_sessions = 0
         self._tls: ssl.SSLContext | None = None
+        self._faults = fault_sink(ctx, "mx")
         #: The last results of the client checks, SPF and DMARC (functions of
         #: their arguments and DNS answers), reused while those answers hold
         #: (sim.auth.replay).
@@ -391,11 +392,13 @@ class MxServer(Service):
         session = MxSMTP(
             self.handler,
             net=self.ctx.net,
+            faults=self._faults,
             hostname=self.hostname,
             data_size_limit=self.config.max_size,
             tls_context=self._tls,
-            # RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for a command.
-            timeout=300,
+            # RFC 5321 §4.5.3.2.7: the server waits at least 5 minutes for a
+            # command (lab minutes: the lab clock's scale applies).
+            timeout=idle_timeout(self.ctx.clock),
         )
         self._sessions.add(session)
         return session
@@ -886,7 +889,7 @@ class MxHandler:
             message = await _message_checks(
                 mx.lookup_for(conn.trace_id),
                 content,
-                headers.from_domain,
+                headers.from_fields,
                 tx.spf,
                 dmarc_action is not None,
                 mx.config.dmarc_discovery,
@@ -1154,7 +1157,7 @@ _MessageChecks = tuple[list[CheckResult], CheckResult | None]
 async def _message_checks(
     lookup: CachedLookup,
     content: bytes,
-    from_domain: str,
+    from_fields: tuple[str, ...],
     spf: CheckResult | None,
     want_dmarc: bool,
     discovery: Any,
@@ -1168,7 +1171,7 @@ async def _message_checks(
     # the discovery method, they make the key of its remembered result.
     key = (
         "dmarc",
-        from_domain,
+        from_fields,
         discovery,
         None if spf is None else (spf.result, spf.inputs.get("domain")),
         tuple(
@@ -1180,25 +1183,25 @@ async def _message_checks(
             for r in dkim
         ),
     )
-    check = partial(_dmarc_safely, from_domain, spf, dkim, discovery)
+    check = partial(_dmarc_safely, from_fields, spf, dkim, discovery)
     return dkim, await lookup.run(check, key=key)
 
 
 def _dmarc_safely(
-    from_domain: str,
+    from_fields: tuple[str, ...],
     spf: CheckResult | None,
     dkim: list[CheckResult],
     discovery: Any,
     lookup: Lookup,
 ) -> CheckResult:
     try:
-        return check_dmarc(from_domain, spf, None, dkim, lookup, discovery=discovery)
+        return check_dmarc_authors(from_fields, spf, dkim, lookup, discovery=discovery)
     except Exception as err:  # garbage from the client must not crash the session
         return CheckResult(
             "dmarc",
             "permerror",
-            f"DMARC could not be evaluated for {from_domain!r}: {err}.",
-            {"from_domain": from_domain},
+            f"DMARC could not be evaluated for From: {', '.join(from_fields)!r}: {err}.",
+            {"from_fields": len(from_fields)},
         )
 
 
@@ -1249,6 +1252,8 @@ class _Headers:
     from_domain: str = ""
     message_id: str | None = None
     client_queue_id: str | None = None
+    #: Every From: field's value, in order (RFC 5322 §3.6 allows one).
+    from_fields: tuple[str, ...] = ()
 
 
 def _header_section(content: bytes) -> bytes:
@@ -1317,6 +1322,7 @@ def _read_headers(content: bytes) -> _Headers:
         _from_domain(from_values),
         message_id.strip() if message_id else None,
         _client_queue_id(first("received")),
+        tuple(from_values),
     )
 
 

@@ -377,11 +377,14 @@ def check_helo(helo: str, ip: str, lookup: Lookup) -> CheckResult:
             inputs,
             details,
         )
+    # Postfix's reject_unknown_helo_hostname: a name with no address is not a
+    # host the client can be (RFC 5321 §4.1.1.1 asks for the client's FQDN).
+    details["reason"] = "unknown"
     return CheckResult(
         "helo",
-        "neutral",
-        f"The HELO name {name} is fully qualified but does not resolve ({answer.rcode}); "
-        "many servers greet with such names, so only its form is judged.",
+        "fail",
+        f"The HELO name {name} is fully qualified but does not resolve ({answer.rcode}): no "
+        f"host of that name exists, so the client at {ip} cannot be it.",
         inputs,
         details,
     )

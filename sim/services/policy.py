@@ -132,9 +132,11 @@ def _failure_reply(result: CheckResult, taken: Taken, fields: dict[str, str]) ->
         base = reply("ptr")
     elif check == "helo":
         helo = fields.get("helo", "")
-        name = {"not_fqdn": "helo_fqdn", "mismatch": "helo_mismatch"}.get(
-            str(details.get("reason")), "helo_invalid"
-        )
+        name = {
+            "not_fqdn": "helo_fqdn",
+            "mismatch": "helo_mismatch",
+            "unknown": "helo_unknown",
+        }.get(str(details.get("reason")), "helo_invalid")
         base = reply(name, helo=helo, ip=ip)
     elif check == "dnsbl":
         why = str(details.get("reason") or "")
@@ -148,8 +150,15 @@ def _failure_reply(result: CheckResult, taken: Taken, fields: dict[str, str]) ->
         base = reply("spf_fail")
     elif check == "dkim":
         base = reply("dkim_fail")
+    elif check == "dmarc" and details.get("reason") == "several From fields":
+        base = reply("from_multiple")
+    elif check == "dmarc" and details.get("reason") == "no From address":
+        base = reply("from_missing")
     elif check == "dmarc":
-        base = reply("dmarc_reject", domain=domain or "this domain")
+        # The author domain whose policy failed (with several authors, the
+        # strictest one's: not necessarily the first address of From:).
+        author = str(result.inputs.get("from_domain") or domain or "this domain")
+        base = reply("dmarc_reject", domain=author)
     elif check == "tls":
         base = reply("tls_required")
     else:

@@ -19,6 +19,16 @@ envelope is an enqueue that never finished (never acknowledged) and is
 removed on load; removing an entry unlinks the envelope first for the same
 reason.
 
+The spool also keeps a **journal** (``STATE/NODE/queue/journal``), one JSON
+line per delivery transaction: ``start`` before the relay connects,
+``recorded`` once a remote 250 to the final dot is durably in the envelope,
+``end`` when the transaction is over. It is evidence, not a commit point:
+appended and flushed, not fsynced (it survives the process being killed, which
+is what it documents). After a crash, :func:`in_flight` names the entries
+whose delivery was under way: only those may arrive twice (RFC 5321 §6.1
+prefers a duplicate to a loss). It is rotated to ``journal.1`` past
+:data:`JOURNAL_LIMIT` octets.
+
 Lab time restarts at zero with every lab, so entries also record the lab time
 at which they were saved; :meth:`Spool.load` shifts their timestamps so that a
 message keeps its age across a restart (time the relay was down does not
@@ -37,10 +47,13 @@ from typing import Any, Literal
 
 from sim.services.smtpclient import Reply
 
-__all__ = ["EntryKind", "QueueEntry", "RcptState", "Recipient", "Spool"]
+__all__ = ["EntryKind", "QueueEntry", "RcptState", "Recipient", "Spool", "in_flight"]
 
 RcptState = Literal["pending", "deferred", "delivered", "bounced"]
 EntryKind = Literal["message", "dsn"]
+
+#: The journal is rotated (one old file kept) past this size, in octets.
+JOURNAL_LIMIT = 4 * 1024 * 1024
 
 #: Recipients in these states still wait for delivery.
 OPEN_STATES: tuple[RcptState, ...] = ("pending", "deferred")
@@ -226,6 +239,36 @@ class Spool:
     def data(self, queue_id: str) -> bytes:
         return self._message(queue_id).read_bytes()
 
+    @property
+    def journal_path(self) -> Path:
+        return self.root / "journal"
+
+    def journal(self, event: str, queue_id: str, txn: str, **data: Any) -> None:
+        """Append one line to the journal (see the module docstring); ``txn``
+        names the transaction. Cheap enough for the event loop: an append to
+        the page cache."""
+        line = json.dumps({"event": event, "id": queue_id, "txn": txn, **data})
+        path = self.journal_path
+        # Evidence only: a journal that cannot be written stops no delivery.
+        with contextlib.suppress(OSError):
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+                size = handle.tell()
+            if size > JOURNAL_LIMIT:
+                os.replace(path, path.with_name("journal.1"))
+
+    def journal_lines(self) -> list[dict[str, Any]]:
+        """The journal's records, oldest first (the rotated file included);
+        a line a kill cut short is skipped."""
+        records: list[dict[str, Any]] = []
+        for path in (self.root / "journal.1", self.journal_path):
+            with contextlib.suppress(FileNotFoundError):
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    with contextlib.suppress(ValueError):
+                        records.append(json.loads(line))
+        return records
+
     def load(self, now: float) -> tuple[list[QueueEntry], list[str]]:
         """Every committed entry, timestamps shifted to lab time ``now``; and
         a sentence for each file that had to be set aside or cleaned up."""
@@ -269,3 +312,17 @@ class Spool:
                 path.unlink(missing_ok=True)
         entries.sort(key=lambda e: (e.created, e.id))
         return entries, problems
+
+
+def in_flight(records: list[dict[str, Any]]) -> set[str]:
+    """The queue ids whose delivery transaction had started and was neither
+    recorded nor over at the journal's last line: what a crash there leaves
+    to be sent again (and so possibly delivered twice)."""
+    open_: dict[tuple[str, str], bool] = {}
+    for record in records:
+        key = (str(record.get("id")), str(record.get("txn")))
+        if record.get("event") == "start":
+            open_[key] = True
+        elif record.get("event") in ("recorded", "end"):
+            open_.pop(key, None)
+    return {queue_id for queue_id, _ in open_}

@@ -48,7 +48,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
-from collections.abc import Sequence
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.parser import BytesHeaderParser
@@ -110,6 +112,9 @@ class RelayServer(Service):
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._saving: dict[str, asyncio.Lock] = {}
+        #: Records deliveries: its own thread, so that the record of a 250
+        #: never waits behind enqueues or reads in the loop's shared pool.
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-record")
         self._stopping = False
         #: Set when the whole lab is up (lab_started): no attempt before.
         self._lab_up = asyncio.Event()
@@ -181,6 +186,7 @@ class RelayServer(Service):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self._recorder.shutdown(wait=True)
 
     # -- trace ----------------------------------------------------------------
 
@@ -349,8 +355,9 @@ class RelayServer(Service):
         retry = self.config.retry or (300.0,)
         return retry[min(max(entry.attempts, 1) - 1, len(retry) - 1)]
 
-    async def _save(self, entry: QueueEntry) -> None:
-        """Persist the entry's state, or remove it when nothing is left to do."""
+    async def _save(self, entry: QueueEntry, executor: Executor | None = None) -> None:
+        """Persist the entry's state, or remove it when nothing is left to do
+        (in ``executor``, by default the loop's)."""
         loop = asyncio.get_running_loop()
         lock = self._saving.get(entry.id) or asyncio.Lock()
         async with lock:
@@ -358,10 +365,12 @@ class RelayServer(Service):
                 r.state == "bounced" and not r.reported for r in entry.rcpts
             ):
                 if entry.id in self.entries:
-                    await loop.run_in_executor(None, self.spool.save, entry, self.ctx.clock.now())
+                    await loop.run_in_executor(
+                        executor, self.spool.save, entry, self.ctx.clock.now()
+                    )
             else:
                 self.entries.pop(entry.id, None)
-                await loop.run_in_executor(None, self.spool.remove, entry.id)
+                await loop.run_in_executor(executor, self.spool.remove, entry.id)
 
     # -- one attempt ------------------------------------------------------------
 
@@ -607,8 +616,13 @@ class RelayServer(Service):
             attempt=entry.attempts,
         )
 
+        txn = secrets.token_hex(4)
+
         async def accepted(transcript: Transcript) -> None:
-            # The 250 to the final dot: record it durably before anything else.
+            # The 250 to the final dot: record it durably before anything
+            # else (no trace event, no QUIT first), on the relay's own writer
+            # thread, never queued behind other work: a kill from here to the
+            # end of the write is the only way to deliver this message twice.
             final = transcript.final
             for rcpt in rcpts:
                 if rcpt.address in transcript.accepted:
@@ -617,8 +631,29 @@ class RelayServer(Service):
                     rcpt.remote_mta = host
                     rcpt.remote_address = str(address)
                     rcpt.stage = "data"
-            await self._save(entry)
+            await self._save(entry, self._recorder)
+            self.spool.journal("recorded", entry.id, txn)
 
+        self.spool.journal("start", entry.id, txn, rcpts=addresses, mx=host)
+        try:
+            return await self._send(
+                entry, data, addresses, host, address, port, accepted, smarthost, auth
+            )
+        finally:
+            self.spool.journal("end", entry.id, txn)
+
+    async def _send(
+        self,
+        entry: QueueEntry,
+        data: bytes,
+        addresses: list[str],
+        host: str,
+        address: IPv4Address,
+        port: int,
+        accepted: Callable[[Transcript], Awaitable[None]],
+        smarthost: bool,
+        auth: tuple[str, str] | None,
+    ) -> Transcript:
         if smarthost:
             tls: TlsMode = "implicit" if port == 465 else "required"
             return await self.client.send(

@@ -14,8 +14,9 @@ Choices worth knowing:
   validation failed", which says more than the generic X.7.1 many servers use.
   A temporary SPF error is ``451 4.7.24`` (X.7.24 "SPF validation error").
 * A missing PTR is Gmail's ``550 5.7.25`` (RFC 7372 X.7.25 "Reverse DNS
-  validation failed"); a deferred FCrDNS failure is Postfix's
-  ``450 4.7.1 Client host rejected: cannot find your hostname``.
+  validation failed"); a deferred FCrDNS failure is current Postfix's
+  ``450 4.7.25 Client host rejected: cannot find your hostname`` (X.7.25 too:
+  RFC 7372 §3 assigns it to any reverse DNS validation failure).
 * A DMARC rejection is Gmail's ``550 5.7.26``; when several authentication
   checks failed at DATA the code is X.7.26 too ("Multiple authentication
   checks failed", RFC 7372 §3.2).
@@ -123,13 +124,13 @@ REPLIES: dict[str, Template] = {
     ),
     "fcrdns_defer": Template(
         450,
-        "4.7.1",
+        "4.7.25",
         "Client host rejected: cannot find your hostname, [{ip}]",
-        "Postfix reject_unknown_client_hostname",
+        "Postfix reject_unknown_client_hostname; RFC 7372 §3 X.7.25 (reverse DNS failed)",
     ),
     "rdns_tempfail": Template(
         450,
-        "4.7.1",
+        "4.7.25",
         "Client host rejected: cannot find your reverse hostname, [{ip}]",
         "Postfix, when the PTR lookup fails temporarily",
     ),
@@ -144,6 +145,12 @@ REPLIES: dict[str, Template] = {
         "5.5.2",
         "<{helo}>: Helo command rejected: Invalid name",
         "Postfix reject_invalid_helo_hostname",
+    ),
+    "helo_unknown": Template(
+        550,
+        "5.7.1",
+        "<{helo}>: Helo command rejected: Host not found",
+        "Postfix reject_unknown_helo_hostname (unknown_hostname_reject_code as 550)",
     ),
     "helo_mismatch": Template(
         550,
@@ -208,6 +215,19 @@ REPLIES: dict[str, Template] = {
         "Unauthenticated email from {domain} is not accepted due to domain's DMARC policy",
         "Gmail; RFC 7372 X.7.26",
     ),
+    "from_missing": Template(
+        550,
+        "5.7.1",
+        "Messages missing a valid address in From: header, or having no From: header, "
+        "are not accepted",
+        "Gmail; RFC 5322 §3.6 (exactly one From: field)",
+    ),
+    "from_multiple": Template(
+        550,
+        "5.7.1",
+        "This message is not RFC 5322 compliant. There are multiple From: headers",
+        "Gmail; RFC 5322 §3.6 (exactly one From: field)",
+    ),
     "dmarc_temperror": Template(
         451,
         "4.4.3",
@@ -238,6 +258,24 @@ REPLIES: dict[str, Template] = {
         "5.5.2",
         "Error: message line too long (the limit is 1000 octets, RFC 5321 section 4.5.3.1.6)",
         "aiosmtpd; RFC 5321 §4.5.3.1.6",
+    ),
+    "timeout": Template(
+        421,
+        "4.4.2",
+        "{host} Error: timeout exceeded",
+        "Postfix; RFC 5321 §4.5.3.2 (a time-out is announced with 421); RFC 3463 X.4.2",
+    ),
+    "tls_active": Template(
+        554,
+        "5.5.1",
+        "Error: TLS already active",
+        "Postfix; RFC 3207 §4.2 (no STARTTLS inside TLS); RFC 3463 X.5.1",
+    ),
+    "tls_failed": Template(
+        421,
+        "4.7.0",
+        "Error: TLS handshake failed",
+        "never sent (the connection is closed); RFC 3207 §4.1",
     ),
     "internal": Template(
         451,

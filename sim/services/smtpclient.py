@@ -39,7 +39,6 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiosmtplib
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from sim.clock import LabClock
 from sim.errors import NetworkError
@@ -58,7 +57,27 @@ __all__ = [
     "Stage",
     "TlsMode",
     "Transcript",
+    "dot_stuff",
 ]
+
+# RFC 5321 §2.3.8: a message travels as lines ending in CRLF. Lone CR or LF
+# become CRLF, as aiosmtplib does before DATA (its helpers are private, so
+# they are copied here rather than imported; tests/test_upstream_shape.py
+# compares the two while aiosmtplib still has them).
+_LINE_ENDINGS = re.compile(rb"(?:\r\n|\n|\r(?!\n))")
+# RFC 5321 §4.5.2: a line that starts with "." gets another one.
+_LEADING_PERIOD = re.compile(rb"(?m)^\.")
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """``message`` as it goes after DATA: CRLF line endings, the last line
+    ended, leading dots doubled, then the final ``.`` line (RFC 5321
+    §4.1.1.4, §4.5.2)."""
+    lines = _LINE_ENDINGS.sub(b"\r\n", message)
+    if not lines.endswith(b"\r\n"):
+        lines += b"\r\n"
+    return _LEADING_PERIOD.sub(b"..", lines) + b".\r\n"
+
 
 Stage = Literal["connect", "helo", "starttls", "auth", "mail", "rcpt", "data"]
 TlsMode = Literal["none", "opportunistic", "required", "implicit"]
@@ -319,9 +338,7 @@ class SmtpClient:
                 transcript.failed_stage = "rcpt"
                 raise _Failed
             if data is not None:
-                await session.data(smtp, data)
-                if on_accepted is not None:
-                    await on_accepted(transcript)
+                await session.data(smtp, data, on_accepted)
         except _Failed:
             pass
         finally:
@@ -345,6 +362,11 @@ class _Session:
         self, stage: Stage, command: str, reply: Reply | None, error: str | None = None
     ) -> None:
         self.t.exchanges.append(Exchange(stage, command, reply, error))
+        self.emit_exchange(stage, command, reply, error)
+
+    def emit_exchange(
+        self, stage: Stage, command: str, reply: Reply | None, error: str | None = None
+    ) -> None:
         emit = self.client.emit
         if emit is None:
             return
@@ -559,7 +581,12 @@ class _Session:
         self.record("rcpt", shown, reply)
         self.t.rcpt_replies[rcpt] = reply
 
-    async def data(self, smtp: aiosmtplib.SMTP, data: bytes) -> None:
+    async def data(
+        self,
+        smtp: aiosmtplib.SMTP,
+        data: bytes,
+        on_accepted: Callable[[Transcript], Awaitable[None]] | None = None,
+    ) -> None:
         response = await self.command(smtp, "data", "DATA", b"DATA")
         self.check("data", "DATA", response, (354,))
         protocol = smtp.protocol
@@ -568,7 +595,7 @@ class _Session:
         assert protocol is not None
         # RFC 5321 §4.5.2: lines that start with "." get another one; the
         # message ends with CRLF "." CRLF.
-        body = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+        body = dot_stuff(data)
         shown = f"(message, {len(data)} bytes) ."
         try:
             protocol.write(body)
@@ -580,8 +607,13 @@ class _Session:
             smtp.close()
             self.fail("data", "the server closed the connection during DATA", shown)
         reply = Reply.parse(response.code, response.message)
-        self.record("data", shown, reply)
+        self.t.exchanges.append(Exchange("data", shown, reply))
         self.t.final = reply
+        if reply.positive and on_accepted is not None:
+            # The caller records the hand-over first (RFC 5321 §6.1: the
+            # message is the server's now); the trace event can wait.
+            await on_accepted(self.t)
+        self.emit_exchange("data", shown, reply)
         if not reply.positive:
             self.t.failed_stage = "data"
             raise _Failed

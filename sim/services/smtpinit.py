@@ -24,10 +24,10 @@ import inspect
 import logging
 import ssl
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosmtpd
-from aiosmtpd.smtp import DATA_SIZE_DEFAULT, SMTP, _AuthMechAttr
+from aiosmtpd.smtp import DATA_SIZE_DEFAULT, SMTP
 
 __all__ = ["SUPPORTED", "init_smtp"]
 
@@ -50,6 +50,15 @@ _HANDLED = frozenset(
 )
 
 _log = logging.getLogger("mail.log")  # aiosmtpd's logger
+
+
+class AuthMechAttr(NamedTuple):
+    """One entry of ``SMTP._auth_methods``, the shape of aiosmtpd's private
+    ``_AuthMechAttr`` (copied, not imported: aiosmtpd does not export it;
+    ``tests/test_upstream_shape.py`` checks the shape still matches)."""
+
+    method: Any
+    is_builtin: bool
 
 
 @cache
@@ -159,14 +168,14 @@ def init_smtp(smtp: SMTP, handler: Any, **kwargs: Any) -> None:
         s._auth_callback = aiosmtpd.smtp.login_always_fail
         s._authenticator = None
     s._auth_required = bool(kwargs.get("auth_required", False))
-    auth_methods: dict[str, _AuthMechAttr] = {}
+    auth_methods: dict[str, AuthMechAttr] = {}
     for obj in (smtp, handler):
         for name in _names(obj, "auth_"):
             method = getattr(obj, name)
             mechanism = getattr(
                 method, "__auth_mechanism_name__", name.replace("auth_", "").replace("__", "-")
             )
-            auth_methods[mechanism] = _AuthMechAttr(method, obj is smtp)
+            auth_methods[mechanism] = AuthMechAttr(method, obj is smtp)
     s._auth_methods = auth_methods
     if _log.isEnabledFor(logging.INFO):
         _log.info(

@@ -46,7 +46,7 @@ from sim.errors import ServiceError
 from sim.net.api import Endpoint
 from sim.resolve import reverse_name
 from sim.services.base import NodeContext, Service
-from sim.services.smtpbase import LabSMTP, session_trace_id
+from sim.services.smtpbase import LabSMTP, fault_sink, idle_timeout, session_trace_id
 from sim.topology.model import SubmissionService
 
 if TYPE_CHECKING:
@@ -76,6 +76,13 @@ if not any(isinstance(f, _QuietLoginData) for f in _aiosmtpd_log.filters):
 
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+def _printable(text: str) -> str:
+    """A client's text made fit to echo in a reply (RFC 5321 §4.2: printable
+    US-ASCII; a reply line is at most 512 octets)."""
+    clean = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return clean if len(clean) <= 200 else clean[:197] + "..."
 
 
 class _ImplicitTLS(asyncio.Protocol):
@@ -150,6 +157,16 @@ class _Handler:
                 "530 5.7.0 Authentication required",
                 "MAIL FROM before AUTH: a submission server relays only for its users",
             )
+        # (aiosmtpd gives the null reverse-path as "<>": valid syntax.)
+        if address not in ("", "<>") and not _ADDRESS.match(address.strip()):
+            # Syntax before policy (RFC 5321 §4.1.2; Postfix parses the path
+            # before any restriction): a non-address is nobody's to own.
+            return self.service.answer(
+                trace_id,
+                "MAIL",
+                f"501 5.1.7 <{_printable(address)}>: Bad sender address syntax",
+                "MAIL FROM is not an address (local-part@domain)",
+            )
         user = str(session.auth_data)
         if address.strip().lower() != user.lower():
             return self.service.answer(
@@ -223,14 +240,17 @@ class SubmissionServer(Service):
 
     def _factory(self, port: int, context: ssl.SSLContext) -> Callable[[], asyncio.Protocol]:
         implicit = port in IMPLICIT_TLS_PORTS
+        faults = fault_sink(self.ctx, f"submission {port}")
 
         def smtp() -> LabSMTP:
             return LabSMTP(
                 self.handler,
                 net=self.ctx.net,
+                faults=faults,
                 hostname=self.hostname,
                 ident="maillab submission",
                 data_size_limit=MAX_MESSAGE_SIZE,
+                timeout=idle_timeout(self.ctx.clock),
                 # 587: STARTTLS offered, AUTH hidden until it (RFC 3207, RFC 4954 §4).
                 # 465: the whole session is TLS already, so AUTH is offered at once.
                 tls_context=None if implicit else context,

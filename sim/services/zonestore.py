@@ -42,6 +42,8 @@ from sim.topology.zones import (
     DEFAULT_TTL,
     ZoneSyntaxError,
     fqdn,
+    name_labels,
+    name_text,
     parse_zone_lines,
     split_comment,
 )
@@ -278,6 +280,9 @@ class ZoneStore:
         """Answer one question from this store (RFC 1034 §4.3.2)."""
         code = qtype_code(qtype)
         name = fqdn(qname)
+        if "\\" in name:
+            # Escapes (RFC 1035 §5.1) written otherwise than the store keeps them.
+            name = name_text(name_labels(name))
         if self.zone_for(name) is None:
             return ZoneAnswer(
                 "REFUSED",

@@ -50,12 +50,13 @@ from ipaddress import (
     ip_address,
 )
 from types import MappingProxyType
-from typing import Literal
-
-import networkx as nx
+from typing import TYPE_CHECKING, Literal
 
 from sim.errors import NetworkError, Problem, TopologyError
 from sim.topology.model import Node, Topology
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [
     "ADDRESS_POOL",
@@ -175,14 +176,15 @@ class LabNetwork:
             for iface in ifaces:
                 owners[iface.address.ip] = iface
         self._by_address = MappingProxyType(owners)
-        graph: nx.Graph = nx.Graph()
-        for name, node in nodes.items():
-            graph.add_node(name, kind=node.kind, synthetic=name == OUTSIDE)
+        # Neighbours and the segment they share, both ways round (a later
+        # segment between the same two nodes wins, as in the networkx graph).
+        edges: dict[tuple[str, str], str] = {}
         for seg in segments:
             for i, a in enumerate(seg.members):
                 for b in seg.members[i + 1 :]:
-                    graph.add_edge(a, b, segment=seg.id)
-        self._graph = nx.freeze(graph)
+                    edges[(a, b)] = edges[(b, a)] = seg.id
+        self._edges = MappingProxyType(edges)
+        self._graph: nx.Graph | None = None
 
     # -- what it is made of ------------------------------------------------
 
@@ -192,6 +194,19 @@ class LabNetwork:
 
     @property
     def graph(self) -> nx.Graph:
+        """The frozen networkx graph, built on first use: importing networkx
+        costs a command line (``maillab validate``) more than it does."""
+        if self._graph is None:
+            import networkx as nx
+
+            graph: nx.Graph = nx.Graph()
+            for name, node in self._nodes.items():
+                graph.add_node(name, kind=node.kind, synthetic=name == OUTSIDE)
+            for seg in self._segments:
+                for i, a in enumerate(seg.members):
+                    for b in seg.members[i + 1 :]:
+                        graph.add_edge(a, b, segment=seg.id)
+            self._graph = nx.freeze(graph)
         return self._graph
 
     @property
@@ -314,7 +329,7 @@ class LabNetwork:
             hop = self._next_hops.get((node, seg.id))
             if hop is None:
                 continue
-            link = self._graph.edges[node, hop]["segment"]
+            link = self._edges[(node, hop)]
             mine = next(i for i in ifaces if i.segment == link)
             theirs = self._neighbour_interface(hop, link)
             out.append(Route(seg.network, theirs.address.ip, mine.name))
@@ -338,7 +353,7 @@ class LabNetwork:
 
     def _segment_between(self, a: str, b: str) -> Segment:
         try:
-            return self._segment_by_id[self._graph.edges[a, b]["segment"]]
+            return self._segment_by_id[self._edges[(a, b)]]
         except KeyError:
             raise NetworkError(f"{a} and {b} are not neighbours") from None
 

@@ -67,11 +67,21 @@ class FirewallRule:
 
 
 @dataclass(frozen=True)
+class DnsSilence:
+    """Questions about ``name`` (of ``type``, or of any type) that the server
+    never answers: the asker times out, as with a broken authoritative server."""
+
+    name: str
+    type: str = "ANY"
+
+
+@dataclass(frozen=True)
 class DnsService:
     """Authoritative DNS for the named zones; the node named in
     ``settings.resolver`` also resolves every other lab zone for its clients."""
 
     zones: tuple[str, ...] = ()
+    unanswered: tuple[DnsSilence, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -228,6 +238,8 @@ class Settings:
     resolver: IPv4Address | None = None
     connect_timeout: float = 30.0
     outside: str | None = None
+    #: Meaning checks (validate.CHECKS) this topology is exempt from.
+    skip_checks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

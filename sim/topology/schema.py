@@ -629,6 +629,22 @@ FIREWALL_RULE = Record(
     model=model.FirewallRule,
 )
 
+DNS_SILENCE = Record(
+    "dns-silence",
+    "A question the server never answers: the asker times out (a broken or "
+    "overloaded authoritative server; SPF and DMARC turn it into temperror).",
+    (
+        Field("name", _DOMAIN_NAME, "The name asked about.", required=True),
+        Field(
+            "type",
+            Choice(("ANY", "A", "AAAA", "MX", "TXT", "SPF", "PTR", "CNAME", "NS", "SOA", "SRV")),
+            "The record type asked for; ANY: every type.",
+            default="ANY",
+        ),
+    ),
+    model=model.DnsSilence,
+)
+
 DNS = Record(
     "dns",
     "Authoritative DNS for the named zones; the host named by `settings.resolver` "
@@ -638,6 +654,13 @@ DNS = Record(
             "zones",
             ListOf(_DOMAIN_NAME, unique=True),
             "Zones this server is authoritative for; each must be defined under `zones`.",
+            default=[],
+        ),
+        Field(
+            "unanswered",
+            ListOf(DNS_SILENCE),
+            "Questions this server never answers (names in its zones), e.g. "
+            "`[{name: slow.example, type: TXT}]`: a DNS time-out on demand.",
             default=[],
         ),
     ),
@@ -677,7 +700,8 @@ _ACTIONS: tuple[str, ...] = get_args(CheckAction)
 _CHECK_DOCS = {
     "ptr": "The client's IP address has a PTR record.",
     "fcrdns": "The PTR name resolves back to the client's address (forward-confirmed reverse DNS).",
-    "helo": "The HELO/EHLO name is a host name that resolves.",
+    "helo": "The HELO/EHLO name is a fully qualified host name that resolves to the client's "
+    "address (or the client's own address literal).",
     "dnsbl": "The client's address is listed by none of the mx's `dnsbl` zones (RFC 5782).",
     "spf": "SPF of the envelope sender (RFC 7208).",
     "dkim": "DKIM signatures of the message (RFC 6376).",
@@ -954,6 +978,14 @@ SETTINGS = Record(
             _NODE,
             "Router where the neutral outside client attaches (a real tool on the "
             "machine under `maillab up`).",
+        ),
+        Field(
+            "skip_checks",
+            ListOf(Scalar("identifier"), unique=True),
+            "Meaning checks (by name, listed in this reference) this topology is exempt "
+            "from: for zones broken on purpose, e.g. an MX target without an address in a "
+            "troubleshooting lab or a conformance suite's data.",
+            default=[],
         ),
     ),
     model=model.Settings,

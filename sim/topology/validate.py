@@ -841,6 +841,19 @@ CHECKS: dict[str, str] = {name: doc for name, doc, _ in _REGISTRY}
 
 
 def check_topology(topology: Topology) -> list[Finding]:
-    """Run every meaning check; findings in check order."""
+    """Run every meaning check but those ``settings.skip_checks`` names;
+    findings in check order."""
     lab = _Lab.of(topology)
-    return [finding for _, _, run in _REGISTRY for finding in run(lab)]
+    skipped = set(topology.settings.skip_checks)
+    findings = [
+        Finding(
+            "verify_skip_checks",
+            ("settings", "skip_checks", index),
+            f"no meaning check is called {name!r}{_suggest(name, CHECKS)}",
+        )
+        for index, name in enumerate(topology.settings.skip_checks)
+        if name not in CHECKS
+    ]
+    return findings + [
+        finding for name, _, run in _REGISTRY if name not in skipped for finding in run(lab)
+    ]

@@ -15,6 +15,15 @@ __all__ = ["cmd_run", "register"]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import sys
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # No terminal: the TUI would write escape codes into a pipe and wait
+        # for keys forever (DESIGN.md: one line, exit 2).
+        from sim.cli import NO_TERMINAL
+
+        print(NO_TERMINAL, file=sys.stderr)
+        return 2
     from sim.tui.app import run_tui
 
     return run_tui(args.lab, args.backend, labs=args.labs_dir)
