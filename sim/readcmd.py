@@ -44,11 +44,17 @@ def cmd_read(args: argparse.Namespace) -> int:
     import json
 
     import sim
+    from sim import argcheck
     from sim.passwords import password_from
 
     password = password_from(args, user=args.user, prog="read")
     assert password is not None  # --user is required
     topology = sim.load_topology(args.topology)
+    # Refused before a lab starts (sim/argcheck.py).
+    argcheck.node(topology, args.node, what="--from", hosts_only=True)
+    argcheck.host(args.via, what="--via")
+    if args.port is not None:
+        argcheck.port(args.port, what="--port")
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
         result = lab.read(
             args.node,

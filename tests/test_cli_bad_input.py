@@ -377,7 +377,7 @@ def test_bad_invocation_is_one_clear_line_and_exit_2(
 BACKEND_CASES = [
     case
     for case in CASES
-    if case.argv[0] in ("dig", "connect", "send", "up") and "--backend" not in case.argv
+    if case.argv[0] in ("dig", "connect", "send", "up", "read") and "--backend" not in case.argv
 ]
 
 
