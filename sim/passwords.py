@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 import sys
 
 from sim.errors import SimError
@@ -52,15 +51,13 @@ def add_password_arguments(parser: argparse.ArgumentParser, *, what: str) -> Non
 
 
 def _read_file(name: str, prog: str) -> str:
+    # Regular files only, bounded (sim/inputfile.py): a FIFO must not hang.
+    from sim.inputfile import InputFileError, read_input_bytes
+
     try:
-        with open(name, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise PasswordError(f"{prog}: --password-file {name}: not a regular file")
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise PasswordError(f"{prog}: --password-file {name}: {err.strerror or err}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise PasswordError(f"{prog}: --password-file {name}: longer than a password file can be")
+        data = read_input_bytes(name, what="password file", limit=MAX_FILE_BYTES)
+    except InputFileError as err:
+        raise PasswordError(f"{prog}: --password-file {name}: {err.problem.message}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
