@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.errors import ArgumentError
+from sim.inputfile import InputFileError, read_input_bytes
 
 __all__ = [
     "MARKER",
@@ -127,9 +128,11 @@ class Orphan:
 
 def _owner(path: Path) -> tuple[int, int | None, float] | None:
     try:
-        raw = json.loads((path / MARKER).read_text())
+        # Bounded, regular file only: in a directory another user made (root
+        # cleans everyone's), a FIFO marker must not hang `maillab clean`.
+        raw = json.loads(read_input_bytes(path / MARKER, limit=4096))
         return int(raw["pid"]), raw.get("start"), float(raw.get("created", 0.0))
-    except (OSError, ValueError, TypeError, KeyError):
+    except (InputFileError, ValueError, TypeError, KeyError):
         return None
 
 

@@ -266,3 +266,12 @@ def _as_nobody(argv: list[str], tmp: Path) -> tuple[int, str]:
         out = pipe.read().decode()
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), out
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_marker_is_skipped_without_hanging(tmpdir_env: Path) -> None:
+    trap = tmpdir_env / "maillab-trap"
+    trap.mkdir()
+    os.mkfifo(trap / statedir.MARKER)
+    assert statedir.clean_orphans() == []
+    assert trap.is_dir()

@@ -58,9 +58,13 @@ def code_key() -> str:
 
 
 def _sha(path: Path) -> str | None:
+    # Regular files only, bounded (sim/inputfile.py): a FIFO named *.yaml in
+    # the labs directory must not hang `maillab list`; the loader says why.
+    from sim.inputfile import MAX_YAML_BYTES, InputFileError, read_input_bytes
+
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_input_bytes(path, limit=MAX_YAML_BYTES)).hexdigest()
+    except InputFileError:
         return None
 
 
