@@ -138,7 +138,9 @@ def node(topology: Topology, name: str, *, what: str = "node", hosts_only: bool 
     import difflib
 
     close = difflib.get_close_matches(name, names, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; nodes: {', '.join(names)}"
+    hint = (
+        f"; did you mean {close[0]!r}?" if close else f"; nodes: {', '.join(names)}, or {_OUTSIDE}"
+    )
     raise ArgumentError(f"{what} {name}: no such node in {topology.name}{hint}")
 
 
