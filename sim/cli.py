@@ -323,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sim.tui.command",
         "sim.read",
         "sim.scaffold",
+        "sim.serve",
     ):
         try:
             registrar = importlib.import_module(module)
