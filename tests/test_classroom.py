@@ -129,7 +129,6 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
             c.SimpleLocalProcessSpawner.home_dir_template = {str(homes / "{username}")!r}
             c.Spawner.cmd = [{str(VENV_BIN / "jupyterhub-singleuser")!r}]
             c.Spawner.args = ["--allow-root"]  # the test machine runs as root
-            c.Spawner.environment = {{}}  # progress in each student's home
             c.Spawner.mem_limit = None
             c.Spawner.cpu_limit = None
             c.Spawner.mem_guarantee = None
@@ -348,3 +347,47 @@ async def test_two_students_each_get_their_own_lab_and_progress(hub: Hub) -> Non
                 f"{name}: kernel with a running lab peaked at {result['kernel_peak_rss_mib']} MiB,"
                 f" the single-user server {result['server_rss_mib']} MiB"
             )
+
+
+# -- the deploy recipes agree with each other and with the repository ---------------------
+
+
+def _deploy_config() -> Any:
+    from traitlets.config import Config
+
+    config = Config()
+    source = DEPLOY_CONFIG.read_text()
+    exec(compile(source, str(DEPLOY_CONFIG), "exec"), {"get_config": lambda: config})
+    return config
+
+
+@pytest.mark.timeout(60)
+def test_one_machine_and_cluster_configs_give_the_same_limits() -> None:
+    pytest.importorskip("traitlets")
+    from ruamel.yaml import YAML
+
+    hub = _deploy_config()
+    values = YAML(typ="safe").load((DEPLOY_CONFIG.parent / "config.yaml").read_text())
+    single = values["singleuser"]
+    assert hub.Spawner.mem_limit == single["memory"]["limit"]
+    assert hub.Spawner.mem_guarantee == single["memory"]["guarantee"]
+    assert hub.Spawner.cpu_limit == float(single["cpu"]["limit"])
+    assert hub.Spawner.cpu_guarantee == float(single["cpu"]["guarantee"])
+    assert hub.Spawner.default_url == single["defaultUrl"]
+    # The page students land on exists.
+    landing = single["defaultUrl"].removeprefix("/lab/tree/")
+    assert (ROOT / landing).is_file(), landing
+
+
+@pytest.mark.timeout(60)
+def test_the_image_recipe_copies_what_exists() -> None:
+    dockerfile = (DEPLOY_CONFIG.parent / "Dockerfile").read_text()
+    sources = [
+        line.split()[1]
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ") and not line.split()[1].startswith("dist/")
+    ]
+    assert sources, "no COPY in the Dockerfile"
+    for source in sources:
+        assert (ROOT / source).exists(), source
+    assert "[notebooks,serve]" in dockerfile

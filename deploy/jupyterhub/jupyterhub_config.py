@@ -1,15 +1,16 @@
 # maillab on JupyterHub, one machine: a login and a container per student.
 #
-#   pip install jupyterhub dockerspawner jupyterhub-nativeauthenticator
+#   pip install jupyterhub dockerspawner jupyterhub-nativeauthenticator jupyterhub-idle-culler
 #   npm install configurable-http-proxy        # or: conda/Debian, see docs/classroom.md
-#   docker build -t maillab-singleuser -f deploy/jupyterhub/Dockerfile dist/
+#   python -m build --wheel            # dist/maillab-*.whl (labs and topologies inside)
+#   docker build -t maillab-singleuser -f deploy/jupyterhub/Dockerfile .
 #   jupyterhub -f deploy/jupyterhub/jupyterhub_config.py
 #
 # Each student gets their own container from the single-user image
 # (Dockerfile beside this file): their own notebooks, progress file and
 # running labs. maillab's local backend needs no root and uses only the
 # container's loopback, so the containers need no privileges and no network
-# but the hub's. Limits come from bench/bench_capacity.py (docs/classroom.md
+# but the hub's (see MAILLAB_DOCKER_NETWORK). Limits come from bench/bench_capacity.py (docs/classroom.md
 # gives the figures and how to re-measure on your machine).
 #
 # Environment (all optional):
@@ -43,24 +44,29 @@ c.Authenticator.allow_all = True  # every approved sign-up may log in
 c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
 c.DockerSpawner.image = os.environ.get("MAILLAB_IMAGE", "maillab-singleuser:latest")
 c.DockerSpawner.remove = True  # the container goes; the student's volume stays
-c.DockerSpawner.notebook_dir = "/home/jovyan/work"
-c.DockerSpawner.volumes = {"maillab-{username}": "/home/jovyan/work"}
+# The student's home is a volume: notebooks (copied in at first start),
+# progress (~/.local/share/maillab) and their own files survive restarts.
+c.DockerSpawner.notebook_dir = "/home/jovyan"
+c.DockerSpawner.volumes = {"maillab-{username}": "/home/jovyan"}
 c.DockerSpawner.network_name = os.environ.get("MAILLAB_DOCKER_NETWORK", "bridge")
 
-# Per-student limits (bench_capacity: a student's notebook server, kernel
-# with a running lab and the TUI in a terminal stay under ~0.4 GiB; a check
-# of every lab peaks lower): the limit leaves room for a second lab and a
-# browser-served TUI, the guarantee is what an active student uses.
+# Per-student limits, from bench/bench_capacity.py and tests/test_classroom.py
+# (docs/classroom.md): a student's notebook server (~120 MiB) with a kernel
+# running a lab (~90 MiB peak) and the TUI in a terminal (~95 MiB) uses about
+# 0.3 GiB; the guarantee covers that, the limit leaves room for a second
+# kernel and a `maillab check` (~80 MiB peak) at once. CPU: idle labs use
+# ~0.5% of a core and an experiment 0.1-0.3 s; starting a lab is a burst of
+# a few CPU-seconds, hence a full core as the limit.
 c.Spawner.mem_limit = os.environ.get("MAILLAB_MEM_LIMIT", "1G")
-c.Spawner.mem_guarantee = "384M"
 c.Spawner.cpu_limit = float(os.environ.get("MAILLAB_CPU_LIMIT", "1.0"))
+# Guarantees are a scheduler's business (Kubernetes: config.yaml); Docker
+# enforces only the limits. Size the machine by them instead: 384M and 0.05
+# of a core a student (docs/classroom.md).
+c.Spawner.mem_guarantee = "384M"
 c.Spawner.cpu_guarantee = 0.05
 
-# Open on the notebooks; the TUI is `maillab` in a JupyterLab terminal.
+# Open on the notebooks' index; the TUI is `maillab` in a JupyterLab terminal.
 c.Spawner.default_url = "/lab/tree/notebooks/README.md"
-# Progress lives in the student's volume, so it survives a restart of the
-# container (sim.lab.progress reads MAILLAB_HOME).
-c.Spawner.environment = {"MAILLAB_HOME": "/home/jovyan/work/.maillab"}
 
 # A class is started at once: give a loaded machine time.
 c.Spawner.start_timeout = 180
