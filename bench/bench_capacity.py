@@ -353,7 +353,8 @@ def run_class(
             f"({figures.errors} errors)  latency p50 {figures.p50:.2f} s  "
             f"p95 {figures.p95:.2f} s  max {figures.worst:.2f} s  [{ok}]   "
             f"PSS total {figures.pss_total:.0f} MiB  RSS each {figures.rss_each:.0f} MiB  "
-            f"CPU {figures.cpu_percent:.0f}%  (all started in {figures.start_seconds:.1f} s)",
+            f"CPU {figures.cpu_percent:.0f}%  (all started in {figures.start_seconds:.1f} s; "
+            f"machine load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
         if figures.p95 > LATENCY_BOUND:
