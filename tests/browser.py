@@ -236,31 +236,36 @@ class Page:
 
 @contextlib.asynccontextmanager
 async def open_page(browser: Chromium, url: str) -> AsyncIterator[Page]:
-    """A new tab in ``browser``, with network and console events on, at ``url``."""
+    """A new tab in ``browser``, with network and console events on, at
+    ``url``; the tab is closed on leaving (as a person closes it)."""
     port = browser.devtools_port()
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/json/version") as reply:
             browser_ws = (await reply.json())["webSocketDebuggerUrl"]
-        async with http.ws_connect(browser_ws, max_msg_size=0) as bws:
-            await bws.send_str(
-                json.dumps(
-                    {"id": 1, "method": "Target.createTarget", "params": {"url": "about:blank"}}
-                )
-            )
-            target = ""
-            async for message in bws:
+
+        async def browser_call(
+            ws: aiohttp.ClientWebSocketResponse, method: str, **params: Any
+        ) -> Any:
+            await ws.send_str(json.dumps({"id": 1, "method": method, "params": params}))
+            async for message in ws:
                 data = json.loads(message.data)
                 if data.get("id") == 1:
-                    target = data["result"]["targetId"]
-                    break
-        ws = await http.ws_connect(f"ws://127.0.0.1:{port}/devtools/page/{target}", max_msg_size=0)
-        page = Page(ws)
-        try:
-            await page.call("Network.enable")
-            await page.call("Runtime.enable")
-            await page.call("Page.enable")
-            await page.call("Page.navigate", url=url)
-            yield page
-        finally:
-            await page.close()
+                    return data.get("result", {})
+            raise RuntimeError(f"the browser closed its DevTools socket during {method}")
+
+        async with http.ws_connect(browser_ws, max_msg_size=0) as bws:
+            target = (await browser_call(bws, "Target.createTarget", url="about:blank"))["targetId"]
+            ws = await http.ws_connect(
+                f"ws://127.0.0.1:{port}/devtools/page/{target}", max_msg_size=0
+            )
+            page = Page(ws)
+            try:
+                await page.call("Network.enable")
+                await page.call("Runtime.enable")
+                await page.call("Page.enable")
+                await page.call("Page.navigate", url=url)
+                yield page
+            finally:
+                await page.close()
+                await browser_call(bws, "Target.closeTarget", targetId=target)

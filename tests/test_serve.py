@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,6 +81,24 @@ def _children(pid: int) -> set[int]:
             todo.extend(kids - found)
             found |= kids
     return found
+
+
+def _tab_processes(server: int) -> set[int]:
+    """The server's descendants that run the TUI for a tab (``python -m sim.serve``)."""
+    found = set()
+    for pid in _children(server):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"sim.serve" in argv:
+                found.add(pid)
+    return found
+
+
+async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"never happened in {timeout:.0f}s: {what}"
+        await asyncio.sleep(0.2)
 
 
 @pytest.fixture
@@ -161,8 +179,16 @@ async def test_browser_shows_the_labs_and_keys_reach_the_app(
         # The home screen: every lab's title (its start, as a narrow column
         # may cut a long title with an ellipsis).
         await page.wait_for(lambda text: all(t[:24] in text for t in titles), 90, "the ten labs")
-        assert _children(server.pid), "the tab has no maillab process of its own"
+        assert len(_tab_processes(server.pid)) == 1, "the tab has no maillab process of its own"
         shots.append(await page.screenshot(ARTIFACTS / "serve-home.png"))
+
+        # A second tab gets a process of its own, which goes when the tab closes.
+        async with open_page(chromium, url) as other:
+            await other.wait_for(lambda text: titles[0][:24] in text, 90, "the labs, again")
+            assert len(_tab_processes(server.pid)) == 2
+        await _until(
+            lambda: len(_tab_processes(server.pid)) == 1, 30, "the closed tab's process ends"
+        )
 
         # Keys: Enter on the first row starts lab 1; n moves to its second step.
         await page.focus_terminal()
