@@ -61,6 +61,34 @@ def test_loopback_is_recognised() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
 
 
+def test_a_non_loopback_host_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import textual_serve.server
+
+    import sim.serve
+
+    made: list[dict[str, object]] = []
+
+    class Recorder:  # stands in for textual-serve's server: nothing listens
+        def __init__(self, command: str, **kw: object) -> None:
+            made.append({"command": command, **kw})
+
+        def serve(self) -> None:
+            pass
+
+    monkeypatch.setattr(textual_serve.server, "Server", Recorder)
+    assert sim.serve.serve("192.0.2.1", 8123) == 0
+    out, err = capsys.readouterr()
+    assert "http://192.0.2.1:8123/" in out and NO_LOGIN in out
+    assert "WARNING" in err and "without a password" in err
+    assert made[0]["host"] == "192.0.2.1" and made[0]["port"] == 8123
+
+    assert sim.serve.serve("127.0.0.1", 8124) == 0
+    out, err = capsys.readouterr()
+    assert NO_LOGIN in out and err == ""
+
+
 def test_each_tab_runs_the_tui_not_the_cli() -> None:
     # The CLI refuses to take over a non-terminal; the served process is the TUI.
     assert app_command().endswith("-m sim.serve")
