@@ -87,13 +87,12 @@ def serve(
     labs_dir: str | None = None,
 ) -> int:
     """Serve the TUI on ``http://host:port/`` until Ctrl-C or SIGTERM."""
+    from sim.errors import SimError
+
     try:
         from textual_serve.server import Server
     except ModuleNotFoundError:
-        from sim.errors import SimError
-
         raise SimError("maillab serve needs textual-serve: pip install 'maillab[serve]'") from None
-    from sim.errors import SimError
 
     if not 0 <= port <= 65535:
         raise SimError(f"serve: --port {port}: not a port number (0-65535)")
@@ -113,7 +112,13 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
-    server = Server(
+
+    class _Server(Server):
+        async def on_startup(self, app: Any) -> None:
+            """textual-serve prints its logo and the per-tab command here; the
+            lines above already say what a user needs."""
+
+    server = _Server(
         app_command(labs_dir), host=host, port=port, title="maillab", public_url=public_url
     )
     try:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +54,17 @@ def test_bad_port_is_one_line_and_exit_2() -> None:
     result = _maillab("serve", "--port", "70000")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "70000" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _maillab("serve", "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "in use" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
 
