@@ -23,6 +23,7 @@ say so with any figure quoted.
     python -m bench bench_capacity
     python -m bench.bench_capacity --quick          # a short validating run
     python -m bench.bench_capacity --lab spf --think 5 --seconds 30 --max-students 48
+    python -m bench.bench_capacity --levels 32,48 --seconds 20   # only the large classes
 """
 
 from __future__ import annotations
@@ -373,6 +374,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-students", type=int, default=64)
     parser.add_argument("--budget", type=float, default=600.0, help="seconds for the class run")
     parser.add_argument("--quick", action="store_true", help="a short validating run")
+    parser.add_argument(
+        "--levels",
+        metavar="N,N,...",
+        help="class sizes to try, in order (default 1,2,4,8,12,16,24,32,48,64 up to the max)",
+    )
     parser.add_argument("--student", metavar="LAB", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     # `python -m bench` calls main() with no arguments: the defaults.
@@ -404,7 +410,13 @@ def main(argv: list[str] | None = None) -> None:
             f"{'passed' if check.passed else 'FAILED'} in {check.seconds:.1f} s, "
             f"CPU {check.cpu_seconds:.1f} s, peak RSS {check.peak_rss:.0f} MiB"
         )
-    levels = [n for n in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64) if n <= args.max_students]
+    sizes = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+    if args.levels:
+        try:
+            sizes = tuple(int(n) for n in args.levels.split(","))
+        except ValueError:
+            parser.error(f"--levels {args.levels}: not a list of numbers")
+    levels = [n for n in sizes if 0 < n <= args.max_students]
     print(
         f"class           lab {args.lab}, an experiment every {args.think:.0f} s "
         f"(±50%) per student, {args.seconds:.0f} s per level; bound: p95 <= {LATENCY_BOUND} s"
