@@ -432,7 +432,8 @@ def main(argv: list[str] | None = None) -> None:
             "of a core each)"
         )
     else:
-        print("holds           not even one student within the bound here")
+        tried = ", ".join(str(r.students) for r in results) or "none"
+        print(f"holds           no class size tried ({tried}) stayed within the bound here")
 
 
 if __name__ == "__main__":
