@@ -5,7 +5,8 @@ setup`` into ``.venv/node``) loads ``deploy/jupyterhub/jupyterhub_config.py``
 and replaces only what a test machine cannot have: containers become local
 processes (``SimpleLocalProcessSpawner``, a home directory per student, no
 isolation: the deploy configs' containers or pods give that) and the login
-is the dummy authenticator. Everything listens on 127.0.0.1, on free ports.
+is JupyterHub's shared-password test authenticator. Everything listens on
+127.0.0.1, on free ports.
 
 Two students log in through the REST API, start their servers, and each runs
 a notebook cell through the Jupyter server's kernel API (a websocket speaking
@@ -120,8 +121,10 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
             c.JupyterHub.services = []
             c.JupyterHub.load_roles = []
 
-            c.JupyterHub.authenticator_class = "dummy"
-            c.DummyAuthenticator.password = {PASSWORD!r}
+            # One shared password: JupyterHub's test authenticator (the
+            # successor of the dummy one's password, since 5.3).
+            c.JupyterHub.authenticator_class = "shared-password"
+            c.SharedPasswordAuthenticator.user_password = {PASSWORD!r}
             c.Authenticator.allowed_users = {set(STUDENTS)!r}
             c.Authenticator.admin_users = set()
 

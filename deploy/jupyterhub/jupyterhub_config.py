@@ -35,6 +35,13 @@ c.JupyterHub.hub_ip = "0.0.0.0"
 # /hub/authorize. Any JupyterHub authenticator works (GitHub, LTI from the
 # LMS, the university's OAuth...).
 c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+try:  # its sign-up and approval pages
+    import nativeauthenticator
+
+    templates = os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")
+    c.JupyterHub.template_paths = [templates]
+except ImportError:  # checked elsewhere (tests load this file without it)
+    pass
 c.Authenticator.admin_users = {
     name.strip() for name in os.environ.get("MAILLAB_HUB_ADMINS", "").split(",") if name.strip()
 }
