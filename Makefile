@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# configurable-http-proxy (npm), JupyterHub's proxy, for the classroom test:
+# installed into the venv's own folder, never globally; skipped without npm.
+CHP     = $(VENV)/node/.installed
 
 .PHONY: run test setup system lint typecheck pytest bench clean-lab schema
 
@@ -20,13 +23,19 @@ test: system setup lint typecheck pytest
 system:
 	@sh scripts/system-setup.sh
 
-setup: $(STAMP)
+setup: $(STAMP) $(CHP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,notebooks,mininet]'
+	$(BIN)/pip install -q -e '.[dev,notebooks,mininet,serve,classroom]'
 	touch $(STAMP)
+
+$(CHP): $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error \
+	    configurable-http-proxy@4 && touch $(CHP); \
+	else echo "setup: no npm: the JupyterHub test will skip (make system installs it)"; fi
 
 lint: setup
 	$(BIN)/ruff check sim tests bench

@@ -13,6 +13,7 @@ def main() -> int:
         "bench_mx",
         "bench_mininet",
         "bench_labs",
+        "bench_capacity",
     ]
     for name in names:
         try:

@@ -16,7 +16,7 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH
 PACKAGES="mininet iptables iproute2 iputils-ping dnsutils tcpdump tmux openssl
 swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libnet-dns-perl
 zsh fish
-ca-certificates postfix"
+ca-certificates postfix chromium nodejs"
 
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
@@ -40,6 +40,14 @@ if [ "$check_only" = 0 ]; then
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null \
       || { echo "system: apt-get install failed for:$missing"; exit 1; }
+  fi
+  # npm: Debian's package, unless the nodejs already installed brings its own
+  # (a nodejs from elsewhere does, and Debian's npm would conflict with it).
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "system: installing Debian packages: npm"
+    apt-get update -qq >/dev/null || { echo "system: apt-get update failed"; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null \
+      || { echo "system: apt-get install failed for: npm"; exit 1; }
   fi
 fi
 
@@ -65,4 +73,6 @@ need "openssl s_client for TLS experiments" openssl version
 need "postfix, for private instances (bench, real-software nodes)" sh -c 'test -x /usr/sbin/postfix && /usr/sbin/postconf -d mail_version'
 need "swaks with TLS (libnet-ssleay-perl, libio-socket-ssl-perl) for STARTTLS and 465" \
   has_line "=== TLS supported" swaks --support
+need "chromium, a headless browser for the maillab serve test" chromium --headless --version
+need "node and npm for JupyterHub's configurable-http-proxy (the classroom test)" npm --version
 exit $fail

@@ -442,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sim.readcmd",
         "sim.scaffold",
         "sim.completion",
+        "sim.serve",
     ):
         try:
             registrar = importlib.import_module(module)
