@@ -562,6 +562,9 @@ def check_dmarc(
     record = policy_record
     details["record"] = record.text
     details["record_domain"] = record.domain
+    # What an aggregate report (RFC 9990) publishes: the record's own tags.
+    details["published"] = {"p": record.p, "sp": record.sp, "np": record.np}
+    details["rua"] = list(record.rua)
     details["adkim"], details["aspf"] = record.adkim, record.aspf
     details["testing"] = record.t
     details["notes"] = list(record.notes)

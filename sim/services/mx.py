@@ -48,6 +48,7 @@ Control commands (:meth:`MxServer.control`, labs use them)::
 
     down / up                       stop / start listening (connection refused)
     set_check  check, action        change (or add) a check's action; "off" removes it
+    dmarc_reports                   end the DMARC reporting period now: mail the reports
     greylist   delay                turn greylisting on (lab seconds or "5m") or off (0)
     greylist_clear                  forget every greylisting triplet
     mailbox    user[, folder]       the stored messages of a user, as data
@@ -86,6 +87,7 @@ from sim.errors import ServiceError
 from sim.net.api import Endpoint
 from sim.resolve import DnsAnswer, Resolver
 from sim.services.base import NodeContext, Service
+from sim.services.dmarcreport import DmarcReporter
 from sim.services.greylist import Greylist
 from sim.services.maildir import Maildir, mail_root
 from sim.services.mxchecks import (
@@ -320,6 +322,12 @@ class MxServer(Service):
         #: their arguments and DNS answers), reused while those answers hold
         #: (sim.auth.replay).
         self.memo = Memo()
+        #: DMARC aggregate reports (RFC 9990), when the topology asks for them.
+        self.reports = (
+            DmarcReporter(ctx, config.dmarc_reports, self.hostname, self.domains[0])
+            if config.dmarc_reports is not None
+            else None
+        )
 
     # -- configuration views ------------------------------------------------
 
@@ -380,7 +388,13 @@ class MxServer(Service):
             return []
         return [await self._listen()]
 
+    async def lab_started(self) -> None:
+        if self.reports is not None:
+            self.reports.start()
+
     async def stop(self) -> None:
+        if self.reports is not None:
+            await self.reports.stop()
         await self._unlisten()
         for session in list(self._sessions):
             if session.transport is not None:
@@ -435,6 +449,11 @@ class MxServer(Service):
             return {"down": False, "endpoint": endpoint.to_json()}
         if command == "set_check":
             return self._set_check(args)
+        if command == "dmarc_reports":
+            # End the reporting period now (a lab does not wait a day).
+            if self.reports is None:
+                raise ServiceError(f"{self.ctx.node.name}: this mx sends no DMARC reports")
+            return {"sent": await self.reports.send()}
         if command == "greylist":
             return self._set_greylist(args)
         if command == "greylist_clear":
@@ -897,6 +916,8 @@ class MxHandler:
         done = self._judge(conn, tx, helo, checks, headers, message)
         for judgement in done.emitted:
             mx.emit_check(conn, judgement)
+        if mx.reports is not None and message is not None and message[1] is not None:
+            _report(mx.reports, conn, tx, message, done)
         tx.judgements.extend(done.to_tx)
         decision = done.decision
         if not decision.accepted:
@@ -1203,6 +1224,28 @@ def _dmarc_safely(
             f"DMARC could not be evaluated for From: {', '.join(from_fields)!r}: {err}.",
             {"from_fields": len(from_fields)},
         )
+
+
+_APPLIED = {"reject": "reject", "defer": "none", "junk": "quarantine"}
+
+
+def _report(
+    reports: DmarcReporter, conn: Connection, tx: Transaction, message: _MessageChecks, done: Any
+) -> None:
+    """Count the message in the DMARC aggregate report (RFC 9990): what DMARC
+    found, and what this receiver then did with it."""
+    dkim, dmarc = message
+    assert dmarc is not None
+    taken = next((j.taken for j in done.emitted if j.check == "dmarc"), "none")
+    reports.collector.record(
+        dmarc,
+        source_ip=conn.ip,
+        envelope_from=tx.mail_from,
+        envelope_to=tx.recipients[0][0] if tx.recipients else "",
+        spf=tx.spf,
+        dkim=dkim,
+        applied=_APPLIED.get(taken, "none"),
+    )
 
 
 def _action(checks: Sequence[CheckPolicy], check: str) -> CheckAction | None:

@@ -131,6 +131,17 @@ class CheckPolicy:
 
 
 @dataclass(frozen=True)
+class DmarcReporting:
+    """Aggregate reports (RFC 9990) to the ``rua=`` addresses of the domains
+    whose mail this MX judged: one report per policy domain every ``interval``
+    lab seconds, mailed by the node's relay from ``sender``."""
+
+    interval: float = 86400.0
+    org_name: str | None = None
+    sender: str | None = None
+
+
+@dataclass(frozen=True)
 class MxService:
     """A receiving MTA on port 25 for ``domains``; never an open relay."""
 
@@ -148,6 +159,7 @@ class MxService:
     #: §3.9.1): local part → address. The node's relay sends it on with the
     #: envelope sender unchanged, which is why forwarding breaks SPF.
     forward: tuple[tuple[str, str], ...] = ()
+    dmarc_reports: DmarcReporting | None = None
 
 
 @dataclass(frozen=True)

@@ -733,6 +733,27 @@ def _check_policies(value: Any) -> tuple[CheckPolicy, ...]:
     return tuple(CheckPolicy(name, DEFAULT_CHECK_ACTIONS[name]) for name in value)
 
 
+DMARC_REPORTS = Record(
+    "dmarc-reports",
+    "DMARC aggregate reports (RFC 9990) this MX mails to the `rua=` addresses of the "
+    "domains whose mail it judged; needs a relay on the same host.",
+    (
+        Field(
+            "interval",
+            _DURATION_SPEC,
+            "One report per policy domain this often (lab time; receivers send daily).",
+            default="1d",
+        ),
+        Field("org_name", _TEXT, "Who reports (`org_name`); the MX's first domain if absent."),
+        Field(
+            "sender",
+            Scalar("mail address"),
+            "The reports' From: and envelope sender; `dmarc-reports@` the first domain if absent.",
+        ),
+    ),
+    model=model.DmarcReporting,
+)
+
 MX = Record(
     "mx",
     "A receiving MTA on port 25 for `domains` (RFC 5321); never an open relay.",
@@ -806,6 +827,7 @@ MX = Record(
             "(RFC 5321 §3.9.1): local part → address.",
             default={},
         ),
+        Field("dmarc_reports", DMARC_REPORTS, "Send DMARC aggregate reports (RFC 9990)."),
     ),
     model=model.MxService,
 )

@@ -665,6 +665,20 @@ def verify_mailbox(lab: _Lab) -> Iterator[Finding]:
 
 
 @_check
+def verify_dmarc_reports(lab: _Lab) -> Iterator[Finding]:
+    """An mx that sends DMARC aggregate reports needs a relay on its host to mail them."""
+    for node in lab.nodes.values():
+        mx = node.services.mx
+        if mx is not None and mx.dmarc_reports is not None and node.services.relay is None:
+            yield Finding(
+                "verify_dmarc_reports",
+                ("nodes", node.name, "services", "mx", "dmarc_reports"),
+                f"{node.name} sends DMARC reports but has no relay to mail them: add "
+                "`relay: {}` to its services",
+            )
+
+
+@_check
 def verify_forward(lab: _Lab) -> Iterator[Finding]:
     """An mx that forwards mail needs a relay on its host to send it on."""
     for node in lab.nodes.values():
