@@ -99,6 +99,10 @@ def cmd_connect(args: argparse.Namespace) -> int:
 def cmd_send(args: argparse.Namespace) -> int:
     import sim
 
+    if args.diagram:
+        from sim.present.seqrender import diagram_format
+
+        diagram_format(args.diagram)  # a wrong suffix is bad input: say so before sending
     topology = sim.load_topology(args.topology)
     if (args.user is None) != (args.password is None):
         raise UsageError("maillab send: --user and --password go together")
@@ -116,6 +120,10 @@ def cmd_send(args: argparse.Namespace) -> int:
             port=args.port,
             settle=args.settle,
         )
+    if args.diagram:
+        from sim.present.sequence import sequence_of
+
+        sequence_of(result, topology).save(args.diagram)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -288,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="advance lab time until the relay is done with the message",
     )
     p.add_argument("--state-dir", metavar="DIR")
+    p.add_argument(
+        "--diagram",
+        metavar="FILE.svg|FILE.mmd",
+        help="write the sequence diagram of the trace (SVG, Mermaid or .txt)",
+    )
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_send)

@@ -65,6 +65,8 @@ _TONES = {
 _OUTCOME_TONE = {
     "delivered": "good",
     "connected": "good",
+    "read": "good",
+    "failed": "bad",
     "NOERROR": "good",
     "junk": "warn",
     "deferred": "warn",
@@ -296,8 +298,12 @@ class ResultCard:
     checks: tuple[tuple[str, str], ...] = ()
 
     def row(self, label: str) -> str | None:
-        """The text of the row named ``label`` (None when absent)."""
-        return next((text for name, text in self.rows if name == label), None)
+        """The text of the row named ``label`` (None when absent). A row whose
+        label names its source, ``final reply, mx-qq``, answers to ``reply``."""
+        for name, text in self.rows:
+            if name == label or name.split(",", 1)[0].split()[-1] == label:
+                return text
+        return None
 
     def __str__(self) -> str:
         lines = [f"{label}: {text}" for label, text in self.rows]
@@ -330,7 +336,8 @@ class ResultCard:
 
 
 def show_result(result: ExperimentResult) -> ResultCard:
-    """A compact card of a ``send``, ``connect`` or ``dig`` result."""
+    """A compact card of a ``send``, ``connect``, ``dig`` or ``read`` result."""
+    from sim.present.cards import reply_owner
     from sim.send import SendResult
 
     rows: list[tuple[str, str]] = []
@@ -338,7 +345,9 @@ def show_result(result: ExperimentResult) -> ResultCard:
         rows.append(("outcome", result.outcome))
         if result.stage:
             rows.append(("stage", result.stage))
-        rows.append(("reply", _reply_text(result.reply)))
+        owner = reply_owner(result)
+        final = "final reply" if result.queue_id or len(result.transcripts) > 1 else "reply"
+        rows.append((f"{final}, {owner}" if owner else "reply", _reply_text(result.reply)))
         if result.verdict:
             rows.append(("network", str(result.verdict.get("explanation", ""))))
         rows.append(("envelope", f"<{result.mail_from}> → {', '.join(result.rcpts)}"))
@@ -347,7 +356,8 @@ def show_result(result: ExperimentResult) -> ResultCard:
         if len(result.recipients) > 1:
             for r in result.recipients:
                 rows.append((f"<{r['rcpt']}>", f"{r['outcome']}: {_reply_text(r.get('reply'))}"))
-        checks = tuple(sorted(result.checks.items()))
+        # In the order the receiver ran them (the trace's order), not by name.
+        checks = tuple(result.checks.items())
         return ResultCard("send", result.outcome, tuple(rows), checks)
     if isinstance(result, ConnectResult):
         rows.append(("outcome", result.outcome))
@@ -366,6 +376,24 @@ def show_result(result: ExperimentResult) -> ResultCard:
         answers = [f"{a['name']} {a['ttl']} IN {a['type']} {a['data']}" for a in result.answers]
         rows.append(("answers", "\n".join(answers) or "(none)"))
         return ResultCard("dig", result.rcode, tuple(rows))
+    from sim.read import ReadResult
+
+    if isinstance(result, ReadResult):
+        state = "read" if result.error is None else "failed"
+        rows.append(("outcome", state))
+        rows.append(("mailbox", f"{result.user} {result.folder} over {result.protocol}"))
+        rows.append(("server", f"{result.hostname or result.server}"))
+        if result.error is not None:
+            rows.append(("stage", str(result.stage)))
+            reply = result.reply or {}
+            said = " ".join(str(reply.get(k) or "") for k in ("status", "code", "text")).strip()
+            owner = reply_owner(result)
+            rows.append((f"reply, {owner}" if owner else "reply", said or result.error))
+        else:
+            rows.append(("messages", str(len(result.messages))))
+            for m in result.messages[:10]:
+                rows.append((f"uid {m.get('uid')}", f"{m.get('from')}: {m.get('subject')}"))
+        return ResultCard("read", state, tuple(rows))
     raise TypeError(f"show_result: not an experiment result: {type(result).__name__}")
 
 

@@ -250,6 +250,16 @@ class Lab:
             if self._owns_state:
                 shutil.rmtree(self.backend.state_dir, ignore_errors=True)
 
+    def __repr__(self) -> str:
+        from sim.present.cards import lab_repr
+
+        return lab_repr(self)
+
+    def _repr_html_(self) -> str:
+        from sim.present.cards import lab_html
+
+        return lab_html(self)
+
     def __enter__(self) -> Lab:
         return self
 
