@@ -146,10 +146,12 @@ class AlignmentPanel:
         elif self.dmarc is not None:
             lines.append("    DMARC (no record found)")
         if self.queries:
-            lines.append(cut(f"  tree walk: {', '.join(self.queries)}", width))
+            lines.append("  tree walk (RFC 9989 §4.10):")
+            lines.extend(cut(f"    {query}", width) for query in self.queries)
         if self.org_domain:
-            reason = f" ({self.org_domain_reason})" if self.org_domain_reason else ""
-            lines.append(cut(f"  organizational domain: {self.org_domain}{reason}", width))
+            lines.append(f"  organizational domain: {self.org_domain}")
+            if self.org_domain_reason:
+                lines.append(cut(f"    ({self.org_domain_reason})", width))
         return "\n".join(lines) + "\n"
 
     def __str__(self) -> str:

@@ -156,8 +156,8 @@ class Timeline:
         scale = "log scale" if self.log_scale else "linear"
         lines = [self.summary(), f"  {''.join(axis)}", f"  {''.join(labels).rstrip()}"]
         lines.append(
-            f"  Q queued  {symbols['deferred']} deferred  {symbols['delivered']} delivered  "
-            f"{symbols['bounced']} bounced  W delay warning   (lab time since queued, {scale})"
+            f"  Q queued {symbols['deferred']} deferred {symbols['delivered']} delivered "
+            f"{symbols['bounced']} bounced W warning; lab time since queued, {scale}"
         )
         lines.extend("  " + row for row in self._rows())
         return "\n".join(line[:width] for line in lines) + "\n"
