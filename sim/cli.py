@@ -8,6 +8,7 @@ never a traceback (set MAILLAB_DEBUG=1 to see one for a bug report).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -106,7 +107,13 @@ def cmd_send(args: argparse.Namespace) -> int:
     topology = sim.load_topology(args.topology)
     if (args.user is None) != (args.password is None):
         raise UsageError("maillab send: --user and --password go together")
-    with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
+    from sim.present.wire import Wire
+
+    wire = Wire(args.pcap, args.backend) if args.pcap else None
+    with (
+        sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab,
+        wire.capturing(lab) if wire else contextlib.nullcontext(),
+    ):
         result = lab.send(
             args.node,
             args.to,
@@ -124,6 +131,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         from sim.present.sequence import sequence_of
 
         sequence_of(result, topology).save(args.diagram)
+    if wire is not None:
+        wire.write(result, topology)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -187,10 +196,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    from sim.present.wire import Wire
+
+    if args.pcap:
+        Path(args.pcap).mkdir(parents=True, exist_ok=True)
+    wire = Wire(Path(args.pcap) / f"{topology.name}.pcapng", args.backend) if args.pcap else None
     try:
-        with sim.start(
-            topology, backend=args.backend, as_node=args.as_node, state_dir=args.state_dir
-        ) as lab:
+        with (
+            sim.start(
+                topology, backend=args.backend, as_node=args.as_node, state_dir=args.state_dir
+            ) as lab,
+            wire.capturing(lab) if wire else contextlib.nullcontext(),
+        ):
             endpoints = lab.endpoints()
             if args.json:
                 _print_json(
@@ -213,9 +230,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             else:
                 while not stop.wait(0.2):
                     pass
+            trace = lab.trace()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if wire is not None:
+        print(f"wrote {wire.write(trace, topology)}", file=sys.stderr)
     if not args.json:
         print("stopped", file=sys.stderr)
     return EXIT_OK
@@ -301,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.svg|FILE.mmd",
         help="write the sequence diagram of the trace (SVG, Mermaid or .txt)",
     )
+    p.add_argument(
+        "--pcap",
+        metavar="FILE",
+        help="write the packets as pcapng for Wireshark (mininet: captured, with a TLS "
+        "key log beside it; local: synthesised from the trace)",
+    )
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_send)
@@ -322,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the node real clients on this machine speak for (default: outside)",
     )
     p.add_argument("--state-dir", metavar="DIR", help="keep queues and mailboxes here")
+    p.add_argument(
+        "--pcap",
+        metavar="DIR",
+        help="at stop, write DIR/TOPOLOGY.pcapng: the packets of the whole run",
+    )
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_up)

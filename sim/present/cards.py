@@ -44,13 +44,13 @@ def _reply_text(reply: dict[str, Any] | None) -> str:
 def reply_owner(result: ExperimentResult) -> str | None:
     """The node that sent ``result.reply``: the last SMTP exchange (or relay
     delivery attempt) in the trace that got exactly that reply."""
-    from sim.present.sequence import _Addresses
+    from sim.present.sequence import AddressBook
 
     reply = getattr(result, "reply", None)
     if not isinstance(reply, dict):
         return None
     events = list(result.trace)
-    names = _Addresses(None, events)
+    names = AddressBook(None, events)
     owner: str | None = None
     for event in events:
         d = event.data

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from sim.experiments import ExperimentResult
     from sim.topology.model import Topology
 
-__all__ = ["Lane", "Sequence", "Step", "sequence_of"]
+__all__ = ["AddressBook", "Lane", "Sequence", "Step", "sequence_of"]
 
 #: Outcomes that need no failing step highlighted.
 _SUCCESS = {"delivered", "connected", "NOERROR", "ok", "read", None}
@@ -149,7 +149,7 @@ class Sequence:
 # -- building ---------------------------------------------------------------------
 
 
-class _Addresses:
+class AddressBook:
     """Lab address → node name, from the topology and from the trace itself."""
 
     def __init__(self, topology: Topology | None, events: Iterable[TraceEvent]) -> None:
@@ -212,7 +212,7 @@ _CHECK_TONE = {
 class _Builder:
     def __init__(self, trace: Trace, topology: Topology | None) -> None:
         self.events = list(trace)
-        self.addr = _Addresses(topology, self.events)
+        self.addr = AddressBook(topology, self.events)
         self.steps: list[Step] = []
         self.lanes: dict[str, Lane] = {}
         self.has_client_dialogue = any(

@@ -342,13 +342,21 @@ class _Session:
     # -- recording ----------------------------------------------------------
 
     def record(
-        self, stage: Stage, command: str, reply: Reply | None, error: str | None = None
+        self,
+        stage: Stage,
+        command: str,
+        reply: Reply | None,
+        error: str | None = None,
+        payload: bytes | None = None,
     ) -> None:
         self.t.exchanges.append(Exchange(stage, command, reply, error))
         emit = self.client.emit
         if emit is None:
             return
         summary = f"→ {command}  ← {reply}" if reply is not None else f"→ {command}  ✗ {error}"
+        # The message as it went on the wire (dot-stuffed, with the final
+        # dot), for ``--pcap``; latin-1 so that any byte round-trips via JSON.
+        extra = {"payload": payload.decode("latin-1")} if payload is not None else {}
         emit(
             self.trace_id,
             "smtp",
@@ -360,6 +368,7 @@ class _Session:
             code=reply.code if reply else None,
             enhanced=reply.enhanced if reply else None,
             text=reply.text if reply else (error or ""),
+            **extra,
         )
 
     def fail(self, stage: Stage, error: str, command: str | None = None) -> None:
@@ -580,7 +589,7 @@ class _Session:
             smtp.close()
             self.fail("data", "the server closed the connection during DATA", shown)
         reply = Reply.parse(response.code, response.message)
-        self.record("data", shown, reply)
+        self.record("data", shown, reply, payload=body)
         self.t.final = reply
         if not reply.positive:
             self.t.failed_stage = "data"
