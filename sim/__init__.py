@@ -50,7 +50,9 @@ __all__ = [
 
 
 def load_topology(path: Any) -> Topology:
-    """Load and validate a topology file; raises :class:`TopologyError`."""
+    """Load and validate a topology file, or one by name (``"home-isp"``);
+    raises :class:`TopologyError` (for a missing file: where it looked)."""
+    from sim.discover import find_topology
     from sim.topology import load_topology as _load
 
-    return _load(path)
+    return _load(find_topology(path))

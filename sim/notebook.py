@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sim.errors import Problem, TopologyError
 from sim.experiments import ConnectResult, DigResult, ExperimentResult
 from sim.render import KIND_LABEL, render_trace
 from sim.topology.graph import LabNetwork, build_network
@@ -91,28 +90,11 @@ _CHECK_TONE = {
 
 
 def find_topology(name: str | Path) -> Path:
-    """The file of topology ``name`` (``"internet"`` or a path).
+    """The file of topology ``name`` (``"internet"`` or a path), found from a
+    notebook's directory too; see :func:`sim.discover.find_topology`."""
+    from sim.discover import find_topology as find
 
-    A notebook runs with its own directory as the working directory; this
-    finds the repository's ``topologies/`` from there, from the repository
-    root, or beside the installed package.
-    """
-    given = Path(name)
-    if given.suffix in (".yaml", ".yml") and given.is_file():
-        return given
-    filename = given.name if given.suffix in (".yaml", ".yml") else f"{given.name}.yaml"
-    places = [
-        Path.cwd() / "topologies",
-        Path.cwd().parent / "topologies",
-        _PACKAGE.parent / "topologies",
-        _PACKAGE / "data" / "topologies",
-    ]
-    for place in places:
-        candidate = place / filename
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(p) for p in dict.fromkeys(places))
-    raise TopologyError([Problem(str(name), 1, 1, f"no topology {filename} (looked in {looked})")])
+    return find(name)
 
 
 # -- time -----------------------------------------------------------------------------

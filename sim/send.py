@@ -212,7 +212,7 @@ class Send(Experiment):
         except NetworkError:
             address = IPv4Address(self.via) if _is_ip(self.via) else None
         if address is None:
-            raise NetworkError(f"--via {self.via}: no such node")
+            raise NetworkError(f"via {self.via!r}: no such node or lab address")
         owner = ctx.network.owner(address)
         node = ctx.network.node(owner) if owner is not None else None
         submission = node.services.submission if node is not None and node.kind == "host" else None
