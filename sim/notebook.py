@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "find_topology",
     "journey",
     "lab_time",
+    "responsive_svg",
     "show_result",
     "trace_table",
 ]
@@ -396,6 +398,9 @@ class Journey:
     path: tuple[str, ...]
     stopped_at: str | None
     legs: tuple[tuple[str, ...], ...] = field(default=())
+    #: Legs that did not get through before the way that was taken (a
+    #: refused first MX), each up to where it stopped.
+    failed: tuple[tuple[str, ...], ...] = field(default=())
 
 
 def _network_of(where: Lab | Topology | LabNetwork) -> LabNetwork:
@@ -410,13 +415,22 @@ def _network_of(where: Lab | Topology | LabNetwork) -> LabNetwork:
 def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:
     """The path of ``source``'s connections through ``where``'s network."""
     network = _network_of(where)
-    events = [e for e in _trace_of(source).of_kind("net") if isinstance(e.data.get("path"), list)]
+    every = _trace_of(source).of_kind("net")
+    events = [e for e in every if isinstance(e.data.get("path"), list)]
+    # A connection the network let through to a host where nothing listens
+    # (an MX that is down) gets a second event, "closed", without a path.
+    closed = {
+        (e.data.get("src"), e.data.get("dst"), e.data.get("port"))
+        for e in every
+        if e.data.get("verdict") == "closed" and not isinstance(e.data.get("path"), list)
+    }
     # The message's way is its TCP connections; a dig has only UDP ones.
     tcp = [e for e in events if e.data.get("proto") == "tcp"]
     chosen = tcp or events
     path: list[str] = []
     stop: str | None = None
     legs: list[tuple[str, ...]] = []
+    stopped_legs: list[tuple[int, tuple[str, ...]]] = []  # (index in legs, up to the stop)
     for event in chosen:
         data = event.data
         hops = tuple(str(n) for n in data["path"])
@@ -435,9 +449,14 @@ def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:
                 hops = planned
         elif verdict not in (None, "accept"):
             leg_stop = str(data.get("router") or hops[-1])  # unreachable, closed
+        elif (data.get("src"), data.get("dst"), data.get("port")) in closed:
+            leg_stop = hops[-1]  # reached the host; it refused the connection
         if legs and legs[-1] == hops:
             continue  # a retry of the same connection
         legs.append(hops)
+        if leg_stop is not None:
+            trimmed = hops[: hops.index(leg_stop) + 1] if leg_stop in hops else hops
+            stopped_legs.append((len(legs) - 1, trimmed))
         if path and path[-1] == hops[0]:
             path.extend(hops[1:])
         elif hops[0] in path:
@@ -451,24 +470,34 @@ def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:
     outcome = getattr(source, "outcome", None)
     if stop is None and path and outcome in ("rejected", "deferred", "bounced"):
         stop = path[-1]  # the network delivered it; the receiver said no (or not yet)
-    return Journey(tuple(path), stop, tuple(legs))
+    # A leg that stopped and was not the last: the sender went on elsewhere.
+    failed = tuple(leg for index, leg in stopped_legs if index != len(legs) - 1)
+    return Journey(tuple(path), stop, tuple(legs), failed)
 
 
 @dataclass
 class Picture:
-    """A drawing of the topology; Jupyter shows it as a PNG image."""
+    """A drawing of the topology. Jupyter shows it as SVG, as wide as the
+    page at most (text stays text: it zooms and can be searched);
+    :meth:`png` and :meth:`save` give files."""
 
     figure: Figure
     path: tuple[str, ...] = ()
     stopped_at: str | None = None
+    failed: tuple[tuple[str, ...], ...] = ()
+
+    def svg(self) -> str:
+        from sim.graphdraw import figure_svg
+
+        return figure_svg(self.figure)
+
+    def _repr_html_(self) -> str:
+        return responsive_svg(self.svg())
 
     def png(self, dpi: int = 100) -> bytes:
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png", dpi=dpi)
         return buffer.getvalue()
-
-    def _repr_png_(self) -> bytes:
-        return self.png()
 
     def save(self, path: str | Path, dpi: int = 150) -> Path:
         out = Path(path)
@@ -503,15 +532,43 @@ def draw_topology(where: Lab | Topology | LabNetwork) -> Picture:
     return Picture(draw(_network_of(where)))
 
 
-def draw_path(where: Lab | Topology | LabNetwork, source: TraceSource) -> Picture:
+def draw_path(
+    where: Lab | Topology | LabNetwork, source: TraceSource, *, crop: bool = True
+) -> Picture:
     """The topology with the experiment's path highlighted, numbered hop by
-    hop, and an ✗ where it stopped (the part it never reached is dashed)."""
+    hop, and an ✗ where it stopped (the part it never reached is dashed).
+    Connections that failed before the way taken (a refused first MX) are
+    drawn dashed in red with their own ✗. ``crop``: only the part of the lab
+    the experiment crossed, so that a large lab stays legible."""
     from sim.graphdraw import draw
 
     network = _network_of(where)
     way = journey(network, source)
     if way.stopped_at is not None and way.stopped_at not in way.path:
-        way = Journey(way.path, None, way.legs)
-    figure = draw(network, highlight=list(way.path) or None, stopped_at=way.stopped_at)
+        way = Journey(way.path, None, way.legs, way.failed)
+    figure = draw(
+        network,
+        highlight=list(way.path) or None,
+        stopped_at=way.stopped_at,
+        failed=[list(leg) for leg in way.failed if len(leg) > 1],
+        crop=crop,
+    )
     _merge_hop_numbers(figure, way.path)
-    return Picture(figure, way.path, way.stopped_at)
+    return Picture(figure, way.path, way.stopped_at, way.failed)
+
+
+def responsive_svg(svg: str) -> str:
+    """An SVG document for an HTML page: no XML prolog, as wide as its
+    container at most and never wider than drawn (``viewBox`` keeps the
+    proportions), so a wide lab fits the page instead of overflowing it."""
+    start = svg.find("<svg")
+    body = svg[start:] if start >= 0 else svg
+    match = re.match(r'<svg([^>]*?)\swidth="([\d.]+)(pt|px)?"\s+height="([\d.]+)(pt|px)?"', body)
+    if match:
+        unit = match.group(3) or "px"
+        natural = f"{match.group(2)}{unit}"
+        body = (
+            f'<svg{match.group(1)} width="100%" style="max-width:{natural};height:auto"'
+            + body[match.end() :]
+        )
+    return f'<div class="maillab-picture" style="overflow-x:auto">{body}</div>'
