@@ -77,7 +77,7 @@ COMMANDS: tuple[Command, ...] = (
     _c("mx", "set_check", "change (or add) a receiving check's action; 'off' removes it",
        'lab.control("mx-qq", "mx", "set_check", check="spf", action="header")',
        Arg("check", "ptr, fcrdns, helo, dnsbl, spf, dkim, dmarc, tls"),
-       Arg("action", "reject, junk, header, policy (dmarc only) or off")),
+       Arg("action", "reject, defer, junk, header, policy (dmarc only) or off")),
     _c("mx", "greylist", "greylist first-time senders for delay (0 or 'off': stop)",
        'lab.control("mx-qq", "mx", "greylist", delay="5m")',
        Arg("delay", "lab time, e.g. '5m', or 0")),

@@ -555,8 +555,15 @@ def _crop(layout: _Layout, names: Iterable[str], title: str) -> tuple[float, flo
             ys.append(ry + len(rules) * _LINE_H + 0.1)
     margin = 0.35
     x0 = min(xs) - margin - 0.4
-    x1 = max(max(xs), x0 + margin + _width([title], 10)) + margin
-    return x0, x1, min(ys) - margin, max(ys) + margin + 0.3
+    x1 = max(max(xs), x0 + margin + _width([title], 10))
+    # Whatever else starts inside the box is drawn whole, not cut at its edge.
+    for (lx, _), lines, _ in layout.labels.values():
+        if x0 <= lx <= x1:
+            x1 = max(x1, lx + _width(lines))
+    for (lx, _), text in layout.lan_labels.values():
+        if x0 <= lx <= x1:
+            x1 = max(x1, lx + _width([text], 7))
+    return x0, x1 + margin, min(ys) - margin, max(ys) + margin + 0.3
 
 
 def draw(

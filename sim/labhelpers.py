@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sim.controls import COMMANDS, CommandList, commands_of
 from sim.discover import did_you_mean, unknown
 from sim.errors import BackendError, NetworkError, ServiceError
+from sim.topology.graph import OUTSIDE
 
 if TYPE_CHECKING:
     from sim.topology.model import Node, Topology
@@ -73,7 +74,13 @@ class LabHelpers:
         for candidate in self.topology.nodes:
             if candidate.name == node:
                 return candidate
-        names = [n.name for n in self.topology.nodes]
+        if node == OUTSIDE:
+            # The neutral host the network adds outside every ISP (real
+            # clients on this machine speak as it).
+            from sim.topology.graph import build_network
+
+            return build_network(self.topology).node(OUTSIDE)
+        names = [n.name for n in self.topology.nodes] + [OUTSIDE]
         raise UnknownNode(f"{role}: {unknown('node named', node, names)}")
 
     def check_via(self, via: str) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "Journey",
     "Picture",
     "ResultCard",
+    "SideBySide",
     "TraceSource",
     "TraceTable",
     "draw_path",
@@ -51,6 +52,7 @@ __all__ = [
     "lab_time",
     "responsive_svg",
     "show_result",
+    "side_by_side",
     "trace_table",
 ]
 
@@ -379,6 +381,67 @@ def show_result(result: ExperimentResult) -> ResultCard:
                 rows.append((f"uid {m.get('uid')}", f"{m.get('from')}: {m.get('subject')}"))
         return ResultCard("read", state, tuple(rows))
     raise TypeError(f"show_result: not an experiment result: {type(result).__name__}")
+
+
+# -- several results side by side ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """Results in rows, their checks in columns, in the order the receiver
+    ran them (the first result's order, then checks only later ones ran).
+    ``rows``: (label, outcome, reply, {check: verdict})."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, str, str, dict[str, str]], ...]
+
+    def outcomes(self) -> dict[str, str]:
+        return {label: outcome for label, outcome, _, _ in self.rows}
+
+    def __str__(self) -> str:
+        width = max((len(r[0]) for r in self.rows), default=7)
+        head = f"{'message':<{width}} " + " ".join(f"{c:<9}" for c in self.columns) + " outcome"
+        lines = [head]
+        for label, outcome, reply, checks in self.rows:
+            cells = " ".join(f"{checks.get(c, '-'):<9}" for c in self.columns)
+            lines.append(f"{label:<{width}} {cells} {outcome} {reply}".rstrip())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        head = "".join(
+            f'<th style="{_CELL}">{e(h)}</th>'
+            for h in ("message", *self.columns, "outcome", "reply")
+        )
+        body = []
+        for label, outcome, reply, checks in self.rows:
+            cells = [f'<td style="{_CELL}">{e(label)}</td>']
+            for column in self.columns:
+                value = checks.get(column, "")
+                tone = _TONES[_CHECK_TONE.get(value, "")]
+                style = f"{_CELL}background:{tone};font-family:monospace"
+                cells.append(f'<td style="{style}">{e(value or "—")}</td>')
+            tone = _TONES[_OUTCOME_TONE.get(outcome, "")]
+            cells.append(f'<td style="{_CELL}background:{tone};font-weight:bold">{e(outcome)}</td>')
+            cells.append(f'<td style="{_CELL}font-family:monospace">{e(reply)}</td>')
+            body.append(f"<tr>{''.join(cells)}</tr>")
+        return (
+            '<table class="maillab-side-by-side" style="border-collapse:collapse;font-size:90%">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        )
+
+
+def side_by_side(rows: Iterable[tuple[str, ExperimentResult]]) -> SideBySide:
+    """A table of several ``send`` results: one row each (label, result),
+    the receiver's verdicts in columns in the order it ran its checks."""
+    columns: list[str] = []
+    out = []
+    for label, result in rows:
+        checks = dict(getattr(result, "checks", {}) or {})
+        columns += [c for c in checks if c not in columns]
+        reply = _reply_text(getattr(result, "reply", None))
+        out.append((label, str(getattr(result, "outcome", "")), reply, checks))
+    return SideBySide(tuple(columns), tuple(out))
 
 
 # -- the path on the topology ----------------------------------------------------------------

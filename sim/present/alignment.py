@@ -246,6 +246,13 @@ def _checks(events: Iterable[TraceEvent]) -> dict[str, list[TraceEvent]]:
     return out
 
 
+def _unpassed(result: str, dmarc_event: TraceEvent | None) -> str:
+    """Why an identifier DMARC did not weigh has no alignment to show."""
+    if dmarc_event is None or result == "pass":
+        return ""
+    return f"{result}, so it cannot count for DMARC (RFC 9989 §4.4: only a pass aligns)"
+
+
 def alignment_of(source: Trace | ExperimentResult | Iterable[TraceEvent]) -> AlignmentPanel | None:
     """The panel for the last message the receiver judged in ``source``
     (a result, a trace or events); None when no SPF, DKIM or DMARC check ran."""
@@ -290,7 +297,7 @@ def alignment_of(source: Trace | ExperimentResult | Iterable[TraceEvent]) -> Ali
                 domain,
                 result,
                 aligned=found.get("aligned") if dmarc_event else None,
-                how=str(found.get("how") or ""),
+                how=str(found.get("how") or _unpassed(result, dmarc_event)),
                 record=str(s_inputs.get("record") or ""),
                 record_name=domain,
             )
@@ -308,7 +315,7 @@ def alignment_of(source: Trace | ExperimentResult | Iterable[TraceEvent]) -> Ali
                 domain,
                 str(event.data.get("result")),
                 aligned=found.get("aligned") if dmarc_event else None,
-                how=str(found.get("how") or ""),
+                how=str(found.get("how") or _unpassed(str(event.data.get("result")), dmarc_event)),
                 record=str(det.get("key_record") or "")[:60],
                 record_name=str(inputs.get("key_name") or ""),
             )
