@@ -160,3 +160,19 @@ def test_the_running_lab_shows_a_node_map() -> None:
     assert repr(connect).startswith("<ConnectResult 203.0.113.25:25 blocked (timeout)")
     assert "maillab-result" in dig._repr_html_() and "maillab-result" in connect._repr_html_()
     assert "stopped" in repr(lab)
+
+
+def test_the_tui_gets_text_of_any_width() -> None:
+    from sim.present import alignment_text, sequence_text, timeline_text
+
+    for width in (60, 80):
+        for text in (
+            sequence_text(recorded("submitted"), width, ascii_only=True),
+            alignment_text(recorded("dmarc-reject"), width),
+            timeline_text(recorded("bounced"), width, ascii_only=True),
+        ):
+            assert text is not None
+            assert all(len(line) <= width for line in text.splitlines())
+    assert (timeline_text(recorded("bounced"), ascii_only=True) or "").isascii()
+    assert alignment_text(recorded("blocked")) is None
+    assert timeline_text(recorded("blocked")) is None

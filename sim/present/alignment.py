@@ -151,8 +151,8 @@ class AlignmentPanel:
         if self.org_domain:
             lines.append(f"  organizational domain: {self.org_domain}")
             if self.org_domain_reason:
-                lines.append(cut(f"    ({self.org_domain_reason})", width))
-        return "\n".join(lines) + "\n"
+                lines.append(f"    ({self.org_domain_reason})")
+        return "\n".join(cut(line, width) for line in lines) + "\n"
 
     def __str__(self) -> str:
         return self.to_text()

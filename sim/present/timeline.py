@@ -160,7 +160,12 @@ class Timeline:
             f"{symbols['bounced']} bounced W warning; lab time since queued, {scale}"
         )
         lines.extend("  " + row for row in self._rows())
-        return "\n".join(line[:width] for line in lines) + "\n"
+        text = "\n".join(line[:width] for line in lines) + "\n"
+        if ascii_only:
+            from sim.present.seqrender import to_ascii
+
+            text = to_ascii(text)
+        return text
 
     def _rows(self) -> list[str]:
         """One line per mark, a run of identical deferrals folded into one."""
