@@ -176,3 +176,24 @@ def test_the_tui_gets_text_of_any_width() -> None:
     assert (timeline_text(recorded("bounced"), ascii_only=True) or "").isascii()
     assert alignment_text(recorded("blocked")) is None
     assert timeline_text(recorded("blocked")) is None
+
+
+def test_a_mailbox_read_has_a_card_a_repr_and_a_diagram() -> None:
+    from mdarig import BOB, BOB_PW, MAIL, start_lab
+
+    from sim.present import sequence_of
+
+    lab = start_lab()
+    try:
+        good = lab.read("client", BOB, BOB_PW, via=MAIL)
+        bad = lab.read("client", BOB, "wrong", via=MAIL)
+    finally:
+        lab.stop()
+    assert repr(good).startswith("<ReadResult imap bob INBOX: 0 messages")
+    assert "failed at login: AUTHENTICATIONFAILED" in repr(bad)
+    assert sequence_of(good).failing is None
+    diagram = sequence_of(bad)
+    step = diagram.steps[diagram.failing]  # type: ignore[index]
+    assert (step.src, step.dst, step.text) == ("mail", "client", "NO Authentication failed.")
+    html = bad._repr_html_()
+    assert "read: failed" in html and "reply, mail" in html and "maillab-sequence" in html

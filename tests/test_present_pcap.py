@@ -153,3 +153,37 @@ def test_mininet_send_pcap_is_captured_and_decrypts_with_the_key_log(tmp_path: P
         assert verb in decrypted
     answers = "\n".join(dns_answers(out))
     assert "mx.qq.example" in answers and "203.0.113.25" in answers
+
+
+@needs_tshark
+def test_up_pcap_writes_the_runs_packets_when_the_lab_stops(tmp_path: Path) -> None:
+    import json
+    import signal
+
+    import dns.message
+    import dns.query
+
+    capture_dir = tmp_path / "capture"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "up", "home-isp", "--json", "--pcap", str(capture_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        resolver = next(
+            e for e in ready["endpoints"] if e["node"] == "ns" and e["service"] == "dns"
+            and e["proto"] == "udp"
+        )  # fmt: skip
+        host, port = resolver["local"].rsplit(":", 1)
+        # A real DNS client on this machine asks the lab resolver (as "outside").
+        query = dns.message.make_query("qq.example", "MX")
+        reply = dns.query.udp(query, host, port=int(port), timeout=5)
+        assert reply.answer
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    out = capture_dir / "home-isp.pcapng"
+    assert f"wrote {out}" in err
+    assert "qq.example\t\tmx.qq.example" in "\n".join(dns_answers(out))

@@ -311,7 +311,7 @@ class _Builder:
                     text = _first_line(d.get("text"))
                 self.add(e, "note", client, client, text, "bad")
                 return
-        else:
+        elif command:  # (an IMAP greeting answers no command)
             self.add(e, "call", client, server, command)
         if code is None and status is None:
             self.add(e, "note", client, client, "✗ " + _first_line(d.get("text")), "bad")
@@ -434,7 +434,11 @@ def sequence_of(
 
     outcome: str | None = None
     if isinstance(source, ExperimentResult):
-        outcome = getattr(source, "outcome", None) or getattr(source, "rcode", None)
+        outcome = (
+            getattr(source, "outcome", None)
+            or getattr(source, "rcode", None)
+            or ("ok" if source.ok else "failed")
+        )
         trace = source.trace
     elif isinstance(source, Trace):
         trace = source
