@@ -58,24 +58,37 @@ def topology_places() -> list[Path]:
 def find_topology(name: str | Path) -> Path:
     """The file of topology ``name``: ``"internet"``, ``"internet.yaml"`` or a path.
 
-    A path that exists is used as it is. Otherwise its file name is looked
-    for in :func:`topology_places`; a miss raises :class:`TopologyError`
-    naming every place it looked (and the closest names found there).
+    A path that exists is used as it is. A bare name is looked for in
+    :func:`topology_places`; a relative path with directories (a notebook's
+    ``topologies/home-isp.yaml``) from the working directory's parent and
+    the repository root as well. A miss raises :class:`TopologyError` naming
+    every place it looked (and the closest topology names found there).
     """
     given = Path(name)
     if given.is_file():
         return given
+    bare = len(given.parts) == 1
     filename = given.name if given.suffix in (".yaml", ".yml") else f"{given.name}.yaml"
     places = topology_places()
-    tried = [given.resolve()] if given.suffix in (".yaml", ".yml") else []
-    for place in places:
-        candidate = place / filename
-        tried.append(candidate)
+    if bare:
+        candidates = [place / filename for place in places]
+    elif given.is_absolute():
+        candidates = [given]
+    else:
+        bases = [Path.cwd(), Path.cwd().parent, _PACKAGE.parent]
+        candidates = [(base / given).resolve() for base in bases]
+    tried = list(dict.fromkeys(candidates))
+    for candidate in tried:
         if candidate.is_file():
             return candidate
     known = sorted({p.stem for place in places if place.is_dir() for p in place.glob("*.yaml")})
-    hint = did_you_mean(Path(filename).stem, known)
-    looked = ", ".join(str(p) for p in dict.fromkeys(tried))
+    stem = Path(filename).stem
+    found = next((place for place in places if (place / filename).is_file()), None)
+    if found is not None:
+        hint = f"; the name alone, {stem!r}, finds {found / filename}"
+    else:
+        hint = did_you_mean(stem, known)
+    looked = ", ".join(str(p) for p in tried)
     raise TopologyError(
         [Problem(str(name), 1, 1, f"no topology {filename}{hint} (looked for {looked})")]
     )
