@@ -107,9 +107,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     topology = sim.load_topology(args.topology)
     if (args.user is None) != (args.password is None):
         raise UsageError("maillab send: --user and --password go together")
-    from sim.present.wire import Wire
+    wire = None
+    if args.pcap:
+        from sim.present.wire import Wire
 
-    wire = Wire(args.pcap, args.backend) if args.pcap else None
+        wire = Wire(args.pcap, args.backend)
     with (
         sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab,
         wire.capturing(lab) if wire else contextlib.nullcontext(),
@@ -196,11 +198,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    from sim.present.wire import Wire
-
+    wire = None
     if args.pcap:
+        from sim.present.wire import Wire
+
         Path(args.pcap).mkdir(parents=True, exist_ok=True)
-    wire = Wire(Path(args.pcap) / f"{topology.name}.pcapng", args.backend) if args.pcap else None
+        wire = Wire(Path(args.pcap) / f"{topology.name}.pcapng", args.backend)
     try:
         with (
             sim.start(

@@ -132,7 +132,10 @@ class Sequence:
         save(self, path)
 
     def _repr_html_(self) -> str:
-        return self.to_svg()
+        # Lanes keep their width (shrinking would make the words unreadable):
+        # a wide diagram scrolls sideways in the page instead.
+        svg = self.to_svg()
+        return f'<div class="maillab-picture" style="overflow-x:auto">{svg}</div>'
 
     def __str__(self) -> str:
         return self.to_text()
