@@ -137,3 +137,20 @@ def test_send_refuses_an_unknown_diagram_suffix_before_sending(tmp_path: Path) -
     )  # fmt: skip
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and ".svg, .mmd or .txt" in run.stderr
+
+
+@pytest.mark.mininet
+def test_both_backends_draw_the_same_failing_step() -> None:
+    """The picture comes from the trace, which both backends write alike."""
+    import sim
+
+    pictures = {}
+    for backend in ("local", "mininet"):
+        with sim.start("home-isp", backend=backend) as lab:
+            result = lab.send("laptop", "bob@qq.example", mail_from="alice@home.example")
+            pictures[backend] = sequence_of(result, lab.topology)
+    local, mininet = pictures["local"], pictures["mininet"]
+    assert local.failing is not None and mininet.failing is not None
+    fail_l, fail_m = local.steps[local.failing], mininet.steps[mininet.failing]
+    assert (fail_l.style, fail_l.src, fail_l.dst) == (fail_m.style, fail_m.src, fail_m.dst)
+    assert set(local.lane_names()) == set(mininet.lane_names())
