@@ -7,7 +7,13 @@ import sys
 
 
 def main() -> int:
-    names = sys.argv[1:] or ["bench_local", "bench_mx", "bench_mininet", "bench_labs"]
+    names = sys.argv[1:] or [
+        "bench_local",
+        "bench_mx",
+        "bench_mininet",
+        "bench_labs",
+        "bench_pictures",
+    ]
     for name in names:
         try:
             module = importlib.import_module(f"bench.{name}")
