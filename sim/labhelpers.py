@@ -99,7 +99,7 @@ class LabHelpers:
         """That ``node`` runs ``service`` and that it has ``command``.
 
         >>> lab.check_control("mx-qq", "mx", "dwn")
-        ServiceError: mx on mx-qq: no command 'dwn'; did you mean 'down'? [...]
+        ServiceError: mx on mx-qq: no control command 'dwn'; did you mean 'down'? [...]
         """
         found = self.check_node(node)
         running = _services(found)
@@ -110,7 +110,7 @@ class LabHelpers:
         names = [c.name for c in commands_of(service)]
         if names and command not in names:
             raise ServiceError(
-                f"{service} on {node}: {unknown('command', command, names)} "
+                f"{service} on {node}: {unknown('control command', command, names)} "
                 f"[lab.commands({node!r}, {service!r}) lists them with their arguments]"
             )
 

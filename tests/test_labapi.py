@@ -71,7 +71,7 @@ def test_commands_lists_a_nodes_services_with_arguments(internet: Lab) -> None:
         (lambda lab: lab.control("mx-qq", "mxx", "down"), ServiceError,
          "mx-qq runs no 'mxx' service; did you mean 'mx'?"),
         (lambda lab: lab.control("mx-qq", "mx", "dwn"), ServiceError,
-         "no command 'dwn'; did you mean 'down'?"),
+         "no control command 'dwn'; did you mean 'down'?"),
         (lambda lab: lab.set_check("mx-qq", "spff", "header"), ServiceError,
          "no check 'spff'; did you mean 'spf'?"),
         (lambda lab: lab.set_record("www.qq.exmple", "A", "192.0.2.1"), ServiceError,
