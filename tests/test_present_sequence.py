@@ -21,7 +21,7 @@ CASES = ["blocked", "submitted", "dmarc-reject", "bounced"]
 
 def test_a_dropped_connection_ends_at_the_router_and_is_the_failing_step() -> None:
     seq = sequence_of(recorded("blocked"))
-    assert seq.lane_names() == ["laptop", "ns", "isp"]
+    assert seq.lane_names() == ["laptop", "isp", "ns"]  # DNS-only lanes on the right
     failing = seq.steps[seq.failing] if seq.failing is not None else None
     assert failing is not None and failing.style == "block"
     assert (failing.src, failing.dst) == ("laptop", "isp")

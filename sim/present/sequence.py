@@ -413,11 +413,19 @@ def _failing(steps: list[Step], outcome: str | None, trace: Trace) -> int | None
 
 
 def _order(lanes: dict[str, Lane], steps: list[Step], first: str | None) -> tuple[Lane, ...]:
+    """The node that started first, then the others as they first act; nodes
+    that only answer DNS (the resolver, a blocklist) go to the right, so the
+    way of the message reads left to right."""
     names = list(lanes)
     if first in lanes:
         names.remove(first)
         names.insert(0, first)
-    return tuple(lanes[n] for n in names)
+    kinds: dict[str, set[str]] = {n: set() for n in names}
+    for step in steps:
+        kinds[step.src].add(step.kind)
+        kinds[step.dst].add(step.kind)
+    dns_only = [n for n in names[1:] if kinds[n] == {"dns"}]
+    return tuple(lanes[n] for n in [*(n for n in names if n not in dns_only), *dns_only])
 
 
 def sequence_of(
@@ -431,7 +439,8 @@ def sequence_of(
     ``topology`` names the nodes behind addresses that the trace itself does
     not (a host that never sent a packet of its own); a running lab's
     ``lab.topology`` fits. Lanes appear in the order nodes first act, the
-    node that started the experiment first.
+    node that started the experiment first and nodes that only answered DNS
+    last (laptop, smtp-isp, mx-qq, then ns).
     """
     from sim.experiments import ExperimentResult
 
