@@ -154,3 +154,12 @@ def test_both_backends_draw_the_same_failing_step() -> None:
     fail_l, fail_m = local.steps[local.failing], mininet.steps[mininet.failing]
     assert (fail_l.style, fail_l.src, fail_l.dst) == (fail_m.style, fail_m.src, fail_m.dst)
     assert set(local.lane_names()) == set(mininet.lane_names())
+
+
+def test_a_long_log_shows_its_latest_steps() -> None:
+    seq = sequence_of(recorded("blocked"))
+    tail = seq.tail(3)
+    assert len(tail.steps) == 3 and tail.steps == seq.steps[-3:]
+    assert tail.failing == seq.failing - 5  # type: ignore[operator]
+    assert tail.title == "the last 3 of 8 steps"
+    assert seq.tail(100) is seq

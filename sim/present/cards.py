@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 
+#: Steps a sequence diagram in a notebook shows at most (the latest ones).
+MAX_STEPS = 400
+
+
 def _reply_text(reply: dict[str, Any] | None) -> str:
     if not reply:
         return ""
@@ -147,7 +151,7 @@ def result_html(result: ExperimentResult) -> str:
     timeline = timeline_of(result)
     if timeline is not None and len(timeline.attempts) > 1:
         parts.append(timeline.to_svg())
-    sequence = sequence_of(result)
+    sequence = sequence_of(result).tail(MAX_STEPS)
     if sequence.steps:
         parts.append(
             "<details><summary>sequence diagram "
@@ -160,7 +164,7 @@ def trace_html(trace: Trace) -> str:
     from sim.notebook import trace_table
     from sim.present.sequence import sequence_of
 
-    sequence = sequence_of(trace)
+    sequence = sequence_of(trace).tail(MAX_STEPS)
     return (
         f"<div><b>{html.escape(trace_repr(trace))}</b>"
         f"{sequence.to_svg() if sequence.steps else ''}"

@@ -98,6 +98,20 @@ class Sequence:
     def lane_names(self) -> list[str]:
         return [lane.name for lane in self.lanes]
 
+    def tail(self, count: int) -> Sequence:
+        """The last ``count`` steps (a lab's whole log can hold thousands),
+        with the lanes they use and the failing step if it is among them."""
+        if len(self.steps) <= count:
+            return self
+        cut = len(self.steps) - count
+        steps = self.steps[cut:]
+        used = {s.src for s in steps} | {s.dst for s in steps}
+        failing = self.failing - cut if self.failing is not None and self.failing >= cut else None
+        title = self.title or f"the last {count} of {len(self.steps)} steps"
+        return Sequence(
+            tuple(lane for lane in self.lanes if lane.name in used), steps, failing, title
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "title": self.title,
