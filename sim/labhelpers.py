@@ -29,7 +29,7 @@ from sim.topology.graph import OUTSIDE
 if TYPE_CHECKING:
     from sim.topology.model import Node, Topology
 
-__all__ = ["LabHelpers", "UnknownNode", "txt_data"]
+__all__ = ["LabHelpers", "UnknownNode", "check_node_name", "txt_data"]
 
 _SERVICE_KINDS = ("dns", "dnsbl", "mx", "submission", "relay", "mailbox")
 
@@ -38,6 +38,21 @@ class UnknownNode(NetworkError, BackendError):
     """A name that is no node of the topology. Both kinds callers already
     catch: a :class:`BackendError` (the backend cannot run on it) and a
     :class:`NetworkError` (as ``send``'s ``via`` always raised)."""
+
+
+def check_node_name(topology: Topology, node: str, role: str = "node") -> Node:
+    """``topology``'s node called ``node`` (``outside`` too: the neutral host
+    the network adds outside every ISP); :class:`UnknownNode` with the
+    closest names otherwise, ``role`` naming the argument."""
+    for candidate in topology.nodes:
+        if candidate.name == node:
+            return candidate
+    if node == OUTSIDE:
+        from sim.topology.graph import build_network
+
+        return build_network(topology).node(OUTSIDE)
+    names = [n.name for n in topology.nodes] + [OUTSIDE]
+    raise UnknownNode(f"{role}: {unknown('node named', node, names)}")
 
 
 def _services(node: Node) -> list[str]:
@@ -71,17 +86,7 @@ class LabHelpers:
         >>> lab.check_node("smtp_isp")
         UnknownNode: node: no node named 'smtp_isp'; did you mean 'smtp-isp'?
         """
-        for candidate in self.topology.nodes:
-            if candidate.name == node:
-                return candidate
-        if node == OUTSIDE:
-            # The neutral host the network adds outside every ISP (real
-            # clients on this machine speak as it).
-            from sim.topology.graph import build_network
-
-            return build_network(self.topology).node(OUTSIDE)
-        names = [n.name for n in self.topology.nodes] + [OUTSIDE]
-        raise UnknownNode(f"{role}: {unknown('node named', node, names)}")
+        return check_node_name(self.topology, node, role)
 
     def check_via(self, via: str) -> None:
         """``via`` of :meth:`send`: ``"direct"``, a node, or a lab address.

@@ -382,6 +382,10 @@ def start(
         from sim.topology import load_topology
 
         topology = load_topology(find_topology(topology))
+    if as_node is not None:
+        from sim.labhelpers import check_node_name
+
+        check_node_name(topology, as_node, "as_node")
     owns_state = state_dir is None
     path = Path(tempfile.mkdtemp(prefix="maillab-")) if state_dir is None else Path(state_dir)
     impl: Backend

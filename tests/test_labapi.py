@@ -124,3 +124,9 @@ def test_a_topology_by_name_and_a_missing_one_says_where_it_looked(
     assert str(tmp_path / "topologies" / "home-ips.yaml") in message
     assert str(ROOT / "topologies" / "home-ips.yaml") in message
     assert os.getcwd() == str(tmp_path)
+
+
+def test_a_wrong_as_node_is_named_as_the_python_argument() -> None:
+    with pytest.raises(NetworkError) as err:
+        sim.start("home-isp", as_node="laptp")
+    assert str(err.value) == "as_node: no node named 'laptp'; did you mean 'laptop'?"
