@@ -187,3 +187,25 @@ def test_up_pcap_writes_the_runs_packets_when_the_lab_stops(tmp_path: Path) -> N
     out = capture_dir / "home-isp.pcapng"
     assert f"wrote {out}" in err
     assert "qq.example\t\tmx.qq.example" in "\n".join(dns_answers(out))
+
+
+@needs_tshark
+def test_a_mailbox_read_is_written_as_imap_and_pop3(tmp_path: Path) -> None:
+    from mdarig import BOB, BOB_PW, MAIL, deliver, start_lab
+
+    from sim.present.pcap import write_pcap
+
+    lab = start_lab()
+    try:
+        deliver(lab, "on the wire")
+        imap = lab.read("client", BOB, BOB_PW, via=MAIL, peek=True)
+        pop3 = lab.read("client", BOB, BOB_PW, via=MAIL, protocol="pop3")
+        write_pcap(imap, tmp_path / "imap.pcapng", lab.topology)
+        write_pcap(pop3, tmp_path / "pop3.pcapng", lab.topology)
+    finally:
+        lab.stop()
+    imap_commands = fields(tmp_path / "imap.pcapng", "imap.request.command", display="imap.request")
+    assert [c.upper() for c in imap_commands][:3] == ["CAPABILITY", "STARTTLS", "CAPABILITY"]
+    assert "LOGIN" in [c.upper() for c in imap_commands]
+    pop_commands = fields(tmp_path / "pop3.pcapng", "pop.request.command", display="pop.request")
+    assert {"STLS", "USER", "PASS", "RETR", "QUIT"} <= {c.upper() for c in pop_commands}

@@ -12,7 +12,10 @@ over loopback), so the packets are *synthesised* from the trace:
   itself after ``DATA`` as the client sent it (dot-stuffed, with the final
   dot), and FIN at the end;
 * a connection the network dropped as a SYN without an answer, one it
-  refused as SYN and RST.
+  refused as SYN and RST;
+* a mailbox read (IMAP or POP3) the same way: the greeting, each command,
+  the response lines the client recorded (long ones are cut in the trace,
+  and so in the file).
 
 After STARTTLS the real connection carried TLS records; the synthesised one
 carries the decrypted dialogue, so that Wireshark's SMTP dissector reads it.
@@ -97,10 +100,14 @@ class _Synth:
         self.ports = itertools.count(40001)
         self.ident = itertools.count(1)
         self.open: dict[tuple[str, str], _Connection] = {}
+        self.last = 0.0  # packets keep the order they were made in
         self.dropped: dict[str, tuple[float, IPv4Address, int]] = {}  # dst:port → first SYN
 
     def emit(self, t: float, data: bytes, comment: str = "") -> None:
-        self.capture.add(self.iface, EPOCH + t, data, comment)
+        # A command is stamped just before its reply; events recorded at the
+        # same moment must not put it before the previous reply.
+        self.last = max(EPOCH + t, self.last)
+        self.capture.add(self.iface, self.last, data, comment)
 
     # -- DNS ------------------------------------------------------------------
 
@@ -337,6 +344,53 @@ class _Synth:
         if command == "STARTTLS" and code == 220:
             conn.encrypted = True  # RFC 3207: TLS from here on, on the real wire
 
+    # -- IMAP and POP3 (a mailbox read) -----------------------------------------
+
+    def mailbox_dialogue(self, e: TraceEvent) -> None:
+        """A read: the greeting opens the connection (RFC 9051 §7.1.1,
+        RFC 1939 §4), then each command and its response lines."""
+        d = e.data
+        client = self.node_ip.get(e.node)
+        server = _address(d.get("peer"))
+        if d.get("role") != "client" or client is None or server is None:
+            return
+        key = (e.node, str(d.get("peer")))
+        lines = [str(line) for line in d.get("lines") or []]
+        status_line = f"{d.get('response') or ''}\r\n"
+        if e.kind == "imap":  # untagged data first, the tagged status last (RFC 9051 §2.2.2)
+            answer = "".join(f"{line}\r\n" for line in lines) + status_line
+        else:  # POP3: the status line, then a multi-line body ended by "." (RFC 1939 §3)
+            body = "".join(f"{line}\r\n" for line in lines)
+            answer = status_line + (body + ".\r\n" if lines and lines[-1] != "." else body)
+        command = d.get("command")
+        if not command:  # the greeting: a new connection
+            port = int(str(d.get("peer")).rsplit(":", 1)[1])
+            conn = _Connection(client, next(self.ports), server, port)
+            self.open[key] = conn
+            self.handshake(e.t - 0.001, conn)
+            self.segment(e.t, conn, answer.encode("utf-8", "replace"), False)
+            return
+        conn_or_none = self.open.get(key)
+        if conn_or_none is None:
+            return
+        self.segment(e.t - 0.0005, conn_or_none, f"{command}\r\n".encode("utf-8", "replace"), True)
+        self.segment(e.t, conn_or_none, answer.encode("utf-8", "replace"), False)
+        verb = str(command).split()[1:2] if e.kind == "imap" else str(command).split()[:1]
+        if [v.upper() for v in verb] in (["STARTTLS"], ["STLS"]) and d.get("status") in (
+            "OK",
+            "+OK",
+        ):
+            conn_or_none.encrypted = True
+        if d.get("status") == "BYE" or str(command).upper().endswith(("LOGOUT", "QUIT")):
+            self.close(e.t, conn_or_none)
+            del self.open[key]
+
+    def imap(self, e: TraceEvent) -> None:
+        self.mailbox_dialogue(e)
+
+    def pop3(self, e: TraceEvent) -> None:
+        self.mailbox_dialogue(e)
+
     def finish(self, t: float) -> None:
         for conn in self.open.values():
             self.segment(t, conn, b"QUIT\r\n", True)
@@ -376,7 +430,7 @@ def synthesise(
     synth = _Synth(capture, AddressBook(topology, events), topology)
     for event in events:
         handler = getattr(synth, event.kind, None)
-        if event.kind in ("dns", "net", "smtp") and handler is not None:
+        if event.kind in ("dns", "net", "smtp", "imap", "pop3") and handler is not None:
             handler(event)
     synth.finish(events[-1].t if events else 0.0)
     return capture
