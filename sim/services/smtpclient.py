@@ -60,6 +60,9 @@ __all__ = [
     "Transcript",
 ]
 
+#: The largest message (bytes) a trace keeps whole in its DATA event (for pcap).
+PAYLOAD_LIMIT = 64 * 1024
+
 Stage = Literal["connect", "helo", "starttls", "auth", "mail", "rcpt", "data"]
 TlsMode = Literal["none", "opportunistic", "required", "implicit"]
 AuthMechanism = Literal["PLAIN", "LOGIN"]
@@ -356,7 +359,9 @@ class _Session:
         summary = f"→ {command}  ← {reply}" if reply is not None else f"→ {command}  ✗ {error}"
         # The message as it went on the wire (dot-stuffed, with the final
         # dot), for ``--pcap``; latin-1 so that any byte round-trips via JSON.
-        extra = {"payload": payload.decode("latin-1")} if payload is not None else {}
+        # Not for big messages: a lab's log keeps thousands of events.
+        keep = payload is not None and len(payload) <= PAYLOAD_LIMIT
+        extra = {"payload": payload.decode("latin-1")} if keep and payload is not None else {}
         emit(
             self.trace_id,
             "smtp",
