@@ -335,7 +335,8 @@ class _Synth:
             sent = str(d["payload"]).encode("latin-1")
         elif d.get("stage") == "data" and command.startswith("(message"):
             # Too big to keep in the trace: say so where the content would be.
-            sent = f"X-Maillab: {command[1:].split(')')[0]}, not kept in the trace\r\n\r\n.\r\n".encode()
+            what = command[1:].split(")")[0]
+            sent = f"X-Maillab: {what}, not kept in the trace\r\n\r\n.\r\n".encode()
         else:
             sent = command.encode("utf-8", "replace") + b"\r\n"
         self.segment(e.t - 0.0005, conn, sent, True)
