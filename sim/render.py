@@ -84,6 +84,11 @@ def render_send(result: SendResult) -> str:
     if len(result.recipients) > 1:
         for r in result.recipients:
             lines.append(f"  <{r['rcpt']}>: {r['outcome']}")
+    from sim.present import alignment_text
+
+    panel = alignment_text(result)
+    if panel:
+        lines += ["", panel.rstrip("\n")]
     return "\n".join(lines) + "\n\n;; TRACE:\n" + render_trace(result.trace)
 
 

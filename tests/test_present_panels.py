@@ -197,3 +197,12 @@ def test_a_mailbox_read_has_a_card_a_repr_and_a_diagram() -> None:
     assert (step.src, step.dst, step.text) == ("mail", "client", "NO Authentication failed.")
     html = bad._repr_html_()
     assert "read: failed" in html and "reply, mail" in html and "maillab-sequence" in html
+
+
+def test_send_text_output_shows_the_panel() -> None:
+    from sim.render import render_send
+
+    text = render_send(recorded("dmarc-reject"))
+    assert "DMARC for From: bank.example: FAIL, policy p=reject → reject" in text
+    assert text.index("DMARC for From:") < text.index(";; TRACE:")
+    assert "DMARC for" not in render_send(recorded("blocked"))
