@@ -156,6 +156,7 @@ def test_the_running_lab_shows_a_node_map() -> None:
     for node in ("laptop", "isp", "mx-qq", "smtp-isp"):
         assert f">{node}<" in html
     assert "203.0.113.25" in html and "mx 203.0.113.25:25/tcp" in html
+    assert "the map</summary>" in html and "<svg" in html  # the drawing, folded
     assert repr(dig).startswith("<DigResult qq.example. MX NOERROR: 10 mx.qq.example.")
     assert repr(connect).startswith("<ConnectResult 203.0.113.25:25 blocked (timeout)")
     assert "maillab-result" in dig._repr_html_() and "maillab-result" in connect._repr_html_()

@@ -206,5 +206,18 @@ def lab_html(lab: Lab) -> str:
     return (
         f'<div class="maillab-lab"><b>{e(lab_repr(lab))}</b>'
         f'<table style="border-collapse:collapse;font-size:90%"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></div>"
+        f"<tbody>{''.join(rows)}</tbody></table>{_map(lab)}</div>"
     )
+
+
+def _map(lab: Lab) -> str:
+    """The topology drawing, folded (matplotlib is optional: none without it)."""
+    from sim.errors import SimError
+
+    try:
+        from sim.notebook import draw_topology
+
+        picture = draw_topology(lab)._repr_html_()
+    except SimError:
+        return ""
+    return f"<details><summary>the map</summary>{picture}</details>"
