@@ -14,6 +14,7 @@ def main() -> int:
         "bench_mininet",
         "bench_labs",
         "bench_capacity",
+        "bench_pictures",
     ]
     for name in names:
         try:

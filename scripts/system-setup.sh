@@ -16,7 +16,7 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH
 PACKAGES="mininet iptables iproute2 iputils-ping dnsutils tcpdump tmux openssl
 swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libnet-dns-perl
 zsh fish
-ca-certificates postfix chromium nodejs"
+ca-certificates postfix chromium nodejs tshark"
 
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
@@ -67,6 +67,9 @@ need "ip (iproute2) for namespaces and links" ip -V
 need "ping (iputils-ping)" sh -c 'command -v ping'
 need "dig (dnsutils) to query the lab DNS" dig -v
 need "tcpdump for captures inside hosts" tcpdump --version
+# tshark: Wireshark's dissectors read the pcap files of `send --pcap` in tests. Installed
+# non-interactively, wireshark-common's debconf question (non-root capture) stays "no".
+need "tshark (Wireshark's dissectors) to read --pcap files" has_line "TShark" tshark -v
 need "tmux to drive the TUI in tests" tmux -V
 need "zsh and fish, to test the completion scripts" sh -c 'command -v zsh && command -v fish'
 need "openssl s_client for TLS experiments" openssl version

@@ -71,10 +71,12 @@ def __getattr__(name: str) -> Any:
 
 
 def load_topology(path: Any) -> Topology:
-    """Load and validate a topology file; raises :class:`TopologyError`."""
+    """Load and validate a topology file, or one by name (``"home-isp"``);
+    raises :class:`TopologyError` (for a missing file: where it looked)."""
     import os
     from pathlib import Path
 
+    from sim.discover import find_topology
     from sim.topology import load_topology as _load
     from sim.validation import looks_like_lab
 
@@ -87,4 +89,4 @@ def load_topology(path: Any) -> Topology:
                 )
             ]
         )
-    return _load(path)
+    return _load(find_topology(path))

@@ -8,6 +8,7 @@ never a traceback (set MAILLAB_DEBUG=1 to see one for a bug report).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -103,6 +104,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     import sim
     from sim.passwords import password_from
 
+    if args.diagram:
+        from sim.present.seqrender import diagram_format
+
+        diagram_format(args.diagram)  # a wrong suffix is bad input: say so before sending
     password = password_from(args, user=args.user, prog="send")
     topology = sim.load_topology(args.topology)
     for rcpt in args.to:
@@ -116,7 +121,15 @@ def cmd_send(args: argparse.Namespace) -> int:
         argcheck.host(args.via, what="--via")
         if not argcheck.is_ipv4(args.via):
             argcheck.node(topology, args.via, what="--via")
-    with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
+    wire = None
+    if args.pcap:
+        from sim.present.wire import Wire
+
+        wire = Wire(args.pcap, args.backend)
+    with (
+        sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab,
+        wire.capturing(lab) if wire else contextlib.nullcontext(),
+    ):
         result = lab.send(
             args.node,
             args.to,
@@ -130,6 +143,12 @@ def cmd_send(args: argparse.Namespace) -> int:
             port=args.port,
             settle=args.settle,
         )
+    if args.diagram:
+        from sim.present.sequence import sequence_of
+
+        sequence_of(result, topology).save(args.diagram)
+    if wire is not None:
+        wire.write(result, topology)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -194,10 +213,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    wire = None
+    if args.pcap:
+        from sim.present.wire import Wire
+
+        Path(args.pcap).mkdir(parents=True, exist_ok=True)
+        wire = Wire(Path(args.pcap) / f"{topology.name}.pcapng", args.backend)
     try:
-        with sim.start(
-            topology, backend=args.backend, as_node=args.as_node, state_dir=args.state_dir
-        ) as lab:
+        with (
+            sim.start(
+                topology, backend=args.backend, as_node=args.as_node, state_dir=args.state_dir
+            ) as lab,
+            wire.capturing(lab) if wire else contextlib.nullcontext(),
+        ):
             endpoints = lab.endpoints()
             if args.json:
                 _print_json(
@@ -220,9 +248,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             else:
                 while not stop.wait(0.2):
                     pass
+            trace = lab.trace()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if wire is not None:
+        print(f"wrote {wire.write(trace, topology)}", file=sys.stderr)
     if not args.json:
         print("stopped", file=sys.stderr)
     return EXIT_OK
@@ -389,6 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state-dir", metavar="DIR", help="keep queues and mailboxes here (see `mailbox`)"
     )
+    p.add_argument(
+        "--diagram",
+        metavar="FILE.svg|FILE.mmd",
+        help="write the sequence diagram of the trace (SVG, Mermaid or .txt)",
+    )
+    p.add_argument(
+        "--pcap",
+        metavar="FILE",
+        help="write the packets as pcapng for Wireshark (mininet: captured, with a TLS "
+        "key log beside it; local: synthesised from the trace)",
+    )
     _json_arg(p)
     _backend_arg(p)
     p.set_defaults(func=cmd_send)
@@ -425,6 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the node real clients on this machine speak for (default: outside)",
     )
     p.add_argument("--state-dir", metavar="DIR", help="keep queues and mailboxes here")
+    p.add_argument(
+        "--pcap",
+        metavar="DIR",
+        help="at stop, write DIR/TOPOLOGY.pcapng: the packets of the whole run",
+    )
     _json_arg(p, "the endpoints, once ready,")
     _backend_arg(p)
     p.set_defaults(func=cmd_up)

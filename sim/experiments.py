@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(repr=False)
 class ExperimentResult(ABC):
     """What an experiment found; ``trace`` is filled in by the backend."""
 
@@ -53,6 +53,16 @@ class ExperimentResult(ABC):
     def to_json(self) -> dict[str, Any]:
         return {**self.body(), "trace": self.trace.to_json()}
 
+    def __repr__(self) -> str:
+        from sim.present.cards import result_repr
+
+        return result_repr(self)
+
+    def _repr_html_(self) -> str:
+        from sim.present.cards import result_html
+
+        return result_html(self)
+
 
 class Experiment(ABC):
     kind: ClassVar[str]
@@ -69,7 +79,7 @@ class Experiment(ABC):
 # -- dig -------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(repr=False)
 class DigResult(ExperimentResult):
     name: str = ""
     type: str = "A"
@@ -112,7 +122,7 @@ class Dig(Experiment):
 # -- connect ---------------------------------------------------------------
 
 
-@dataclass
+@dataclass(repr=False)
 class ConnectResult(ExperimentResult):
     """``outcome`` is ``connected``, or ``blocked`` with ``error`` one of
     timeout, refused, unreachable; ``verdict`` names router and rule."""

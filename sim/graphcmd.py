@@ -5,6 +5,8 @@
     maillab graph topologies/home-isp.yaml                  # a text tree on stdout
     maillab graph topologies/home-isp.yaml --format svg     # writes ./home-isp.svg
     maillab graph topologies/home-isp.yaml -o slide.png     # the format from the suffix
+    maillab graph topologies/home-isp.yaml --format mermaid # flowchart text for Markdown
+    maillab graph topologies/home-isp.yaml --format dot | dot -Tsvg > home-isp.svg
     maillab graph topologies/home-isp.yaml --format svg \\
         --highlight laptop,isp,internet,mx-qq --stopped-at isp
 
@@ -25,7 +27,17 @@ __all__ = ["cmd_graph", "register"]
 # sim.graphdraw.FORMATS, spelled out so that building the parser (every
 # `maillab` command) does not import networkx with it; a test keeps them equal.
 FORMATS = ("svg", "png")
-CHOICES = ("text", *FORMATS)
+#: Formats written as text (stdout by default); the others are pictures.
+TEXT_FORMATS = ("text", "mermaid", "dot")
+CHOICES = (*TEXT_FORMATS, *FORMATS)
+_SUFFIXES = {
+    "txt": "text",
+    "text": "text",
+    "mmd": "mermaid",
+    "mermaid": "mermaid",
+    "dot": "dot",
+    "gv": "dot",
+}
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -33,7 +45,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     ``ArgumentParser.add_subparsers()`` returned)."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "graph",
-        help="draw a topology (text tree, svg or png)",
+        help="draw a topology (text tree, mermaid, dot, svg or png)",
         description="Draw a topology: routers, links, LANs, hosts with their addresses and "
         "services, and firewall rules. Text goes to stdout; svg and png go to --output, "
         "or to TOPOLOGY-NAME.svg/.png in the current directory.",
@@ -43,13 +55,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--format",
         choices=CHOICES,
         default=None,
-        help="text (default), svg or png; without it, --output's suffix decides",
+        help="text (default), mermaid, dot, svg or png; without it, --output's suffix decides",
     )
     p.add_argument(
         "--output",
         "-o",
         metavar="FILE",
-        help="write here instead of stdout (text) or ./NAME.svg|png (pictures)",
+        help="write here instead of stdout (text, mermaid, dot) or ./NAME.svg|png (pictures)",
     )
     p.add_argument(
         "--highlight",
@@ -71,9 +83,13 @@ def _format(requested: str | None, output: str | None) -> str:
     if requested is None:
         if suffix in FORMATS:
             return suffix
-        if suffix in ("", "txt", "text"):
+        if suffix == "":
             return "text"
-        raise DrawError(f"cannot tell a format from {output!r}: use --format text, svg or png")
+        if suffix in _SUFFIXES:
+            return _SUFFIXES[suffix]
+        raise DrawError(
+            f"cannot tell a format from {output!r}: use --format text, mermaid, dot, svg or png"
+        )
     if requested in FORMATS and suffix in FORMATS and suffix != requested:
         raise DrawError(f"--format {requested} does not match the file name {output!r}")
     return requested
@@ -97,11 +113,17 @@ def cmd_graph(args: argparse.Namespace) -> int:
     highlight = (
         [n.strip() for n in args.highlight.split(",") if n.strip()] if args.highlight else None
     )
-    if fmt == "text":
-        ascii_only = args.ascii or (args.output is None and not _stdout_takes_unicode())
-        text = render_text(
-            topology, highlight=highlight, stopped_at=args.stopped_at, ascii_only=ascii_only
-        )
+    if fmt in TEXT_FORMATS:
+        if fmt == "text":
+            ascii_only = args.ascii or (args.output is None and not _stdout_takes_unicode())
+            text = render_text(
+                topology, highlight=highlight, stopped_at=args.stopped_at, ascii_only=ascii_only
+            )
+        else:
+            from sim.present.topotext import render_dot, render_mermaid
+
+            render = render_mermaid if fmt == "mermaid" else render_dot
+            text = render(topology, highlight=highlight, stopped_at=args.stopped_at)
         if args.output is None:
             sys.stdout.write(text)
             return 0

@@ -536,13 +536,50 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
+def _crop(layout: _Layout, names: Iterable[str], title: str) -> tuple[float, float, float, float]:
+    """The box (x0, x1, y0, y1) around ``names`` and their labels: a picture
+    cropped to an experiment's path, so that it stays legible on a page."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for name in names:
+        x, y = layout.pos[name]
+        xs.append(x)
+        ys.append(y)
+        if name in layout.labels:
+            (lx, ly), lines, va = layout.labels[name]
+            xs.append(lx + _width(lines))
+            ys.append(ly + (len(lines) * _LINE_H if va == "bottom" else -len(lines) * _LINE_H))
+        if name in layout.rules:
+            (rx, ry), rules = layout.rules[name]
+            xs.append(rx + _width(rules))
+            ys.append(ry + len(rules) * _LINE_H + 0.1)
+    margin = 0.35
+    x0 = min(xs) - margin - 0.4
+    x1 = max(max(xs), x0 + margin + _width([title], 10))
+    # Whatever else starts inside the box is drawn whole, not cut at its edge.
+    for (lx, _), lines, _ in layout.labels.values():
+        if x0 <= lx <= x1:
+            x1 = max(x1, lx + _width(lines))
+    for (lx, _), text in layout.lan_labels.values():
+        if x0 <= lx <= x1:
+            x1 = max(x1, lx + _width([text], 7))
+    return x0, x1 + margin, min(ys) - margin, max(ys) + margin + 0.3
+
+
 def draw(
     network: LabNetwork | Topology,
     *,
     highlight: Sequence[str] | None = None,
     stopped_at: str | None = None,
+    failed: Sequence[Sequence[str]] = (),
+    crop: bool = False,
 ) -> Figure:
     """A matplotlib Figure of the topology (not attached to pyplot).
+
+    ``failed``: connections that did not get through before the one drawn
+    as ``highlight`` (the refused first MX): each drawn dashed in red with a
+    ✗ where it stopped. ``crop``: only the part of the lab the highlighted
+    path and the failed legs cross, so that it reads at page width.
 
     In Jupyter the returned figure displays itself; elsewhere save it with
     :func:`render_image`.
@@ -552,12 +589,15 @@ def draw(
 
     net = _as_network(network)
     path, stop = _hops(net, highlight, stopped_at)
+    legs = [_hops(net, leg, None)[0] for leg in failed]
     layout = _layout(net)
     title = net.topology.name + (f": {net.topology.title}" if net.topology.title else "")
     margin = 0.35
     # Room on the left for the "stopped" mark of the first router.
     x0, x1 = layout.xmin - margin - 0.4, max(layout.xmax, _width([title], 10)) + margin
     y0, y1 = layout.ymin - margin, layout.ymax + margin + 0.3
+    if crop and path:
+        x0, x1, y0, y1 = _crop(layout, [*path, *(n for leg in legs for n in leg)], title)
     fig = Figure(figsize=(x1 - x0, y1 - y0))
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_xlim(x0, x1)
@@ -576,6 +616,8 @@ def draw(
     _draw_edges(ax, layout, net)
     _draw_nodes(ax, layout, net)
     _draw_labels(ax, layout, net)
+    for i, leg in enumerate(legs):
+        _draw_failed_leg(ax, layout, net, leg, i)
     if path:
         _draw_path(ax, layout, net, path, stop)
     if stopped_at is not None:
@@ -771,19 +813,49 @@ def _draw_path(
         )
     for i, name in enumerate(path):
         x, y = layout.pos[name]
+        # Hop numbers in a white disc, larger than the labels: they must stay
+        # readable when a wide lab is shrunk to a page.
         ax.text(
-            x,
+            x - 0.05,
             y + 0.1,
             str(i + 1),
-            fontsize=7,
-            ha="center",
+            fontsize=10,
+            ha="right",
             va="bottom",
             color=_COLOURS["path"],
             fontweight="bold",
             family=_FAMILY,
-            zorder=6,
+            zorder=7,
             gid=f"hop-{i + 1}",
+            bbox={
+                "boxstyle": "circle,pad=0.15",
+                "facecolor": "white",
+                "edgecolor": _COLOURS["path"],
+                "linewidth": 1.2,
+            },
         )
+
+
+def _draw_failed_leg(
+    ax: Axes, layout: _Layout, network: LabNetwork, leg: list[str], i: int
+) -> None:
+    """A connection that did not get through: dashed red, ✗ at its end."""
+    for j, (a, b) in enumerate(itertools.pairwise(leg)):
+        xs, ys = zip(*_polyline(layout, a, b, network), strict=True)
+        ax.plot(
+            xs,
+            ys,
+            color=_COLOURS["stop"],
+            linewidth=2.5,
+            linestyle=(0, (2, 2)),
+            alpha=0.8,
+            zorder=2,
+            gid=f"failed-{i}-{j}",
+        )
+    x, y = layout.pos[leg[-1]]
+    ax.plot(
+        [x], [y], marker="X", markersize=12, color=_COLOURS["stop"], zorder=6, gid=f"failed-{i}"
+    )
 
 
 def _fonts_as_text() -> dict[str, Any]:
@@ -797,12 +869,21 @@ def render_svg(
     *,
     highlight: Sequence[str] | None = None,
     stopped_at: str | None = None,
+    failed: Sequence[Sequence[str]] = (),
+    crop: bool = False,
 ) -> str:
     """The topology as an SVG document (text kept as text)."""
     mpl = _matplotlib()
+    with mpl.rc_context(_fonts_as_text()):
+        fig = draw(network, highlight=highlight, stopped_at=stopped_at, failed=failed, crop=crop)
+        return figure_svg(fig)
+
+
+def figure_svg(fig: Figure) -> str:
+    """A figure as SVG with text kept as text (see :func:`_fonts_as_text`)."""
+    mpl = _matplotlib()
     buffer = io.StringIO()
     with mpl.rc_context(_fonts_as_text()):
-        fig = draw(network, highlight=highlight, stopped_at=stopped_at)
         fig.savefig(buffer, format="svg")
     return buffer.getvalue()
 

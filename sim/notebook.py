@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sim.errors import Problem, TopologyError
 from sim.experiments import ConnectResult, DigResult, ExperimentResult
 from sim.render import KIND_LABEL, render_trace
 from sim.topology.graph import LabNetwork, build_network
@@ -42,6 +42,7 @@ __all__ = [
     "Journey",
     "Picture",
     "ResultCard",
+    "SideBySide",
     "TraceSource",
     "TraceTable",
     "draw_path",
@@ -49,7 +50,9 @@ __all__ = [
     "find_topology",
     "journey",
     "lab_time",
+    "responsive_svg",
     "show_result",
+    "side_by_side",
     "trace_table",
 ]
 
@@ -65,6 +68,8 @@ _TONES = {
 _OUTCOME_TONE = {
     "delivered": "good",
     "connected": "good",
+    "read": "good",
+    "failed": "bad",
     "NOERROR": "good",
     "junk": "warn",
     "deferred": "warn",
@@ -89,28 +94,11 @@ _CHECK_TONE = {
 
 
 def find_topology(name: str | Path) -> Path:
-    """The file of topology ``name`` (``"internet"`` or a path).
+    """The file of topology ``name`` (``"internet"`` or a path), found from a
+    notebook's directory too; see :func:`sim.discover.find_topology`."""
+    from sim.discover import find_topology as find
 
-    A notebook runs with its own directory as the working directory; this
-    finds the repository's ``topologies/`` from there, from the repository
-    root, or beside the installed package.
-    """
-    given = Path(name)
-    if given.suffix in (".yaml", ".yml") and given.is_file():
-        return given
-    filename = given.name if given.suffix in (".yaml", ".yml") else f"{given.name}.yaml"
-    places = [
-        Path.cwd() / "topologies",
-        Path.cwd().parent / "topologies",
-        _PACKAGE.parent / "topologies",
-        _PACKAGE / "data" / "topologies",
-    ]
-    for place in places:
-        candidate = place / filename
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(p) for p in dict.fromkeys(places))
-    raise TopologyError([Problem(str(name), 1, 1, f"no topology {filename} (looked in {looked})")])
+    return find(name)
 
 
 # -- time -----------------------------------------------------------------------------
@@ -296,8 +284,12 @@ class ResultCard:
     checks: tuple[tuple[str, str], ...] = ()
 
     def row(self, label: str) -> str | None:
-        """The text of the row named ``label`` (None when absent)."""
-        return next((text for name, text in self.rows if name == label), None)
+        """The text of the row named ``label`` (None when absent). A row whose
+        label names its source, ``final reply, mx-qq``, answers to ``reply``."""
+        for name, text in self.rows:
+            if name == label or name.split(",", 1)[0].split()[-1] == label:
+                return text
+        return None
 
     def __str__(self) -> str:
         lines = [f"{label}: {text}" for label, text in self.rows]
@@ -330,7 +322,8 @@ class ResultCard:
 
 
 def show_result(result: ExperimentResult) -> ResultCard:
-    """A compact card of a ``send``, ``connect`` or ``dig`` result."""
+    """A compact card of a ``send``, ``connect``, ``dig`` or ``read`` result."""
+    from sim.present.cards import reply_owner
     from sim.send import SendResult
 
     rows: list[tuple[str, str]] = []
@@ -338,7 +331,9 @@ def show_result(result: ExperimentResult) -> ResultCard:
         rows.append(("outcome", result.outcome))
         if result.stage:
             rows.append(("stage", result.stage))
-        rows.append(("reply", _reply_text(result.reply)))
+        owner = reply_owner(result)
+        final = "final reply" if result.queue_id or len(result.transcripts) > 1 else "reply"
+        rows.append((f"{final}, {owner}" if owner else "reply", _reply_text(result.reply)))
         if result.verdict:
             rows.append(("network", str(result.verdict.get("explanation", ""))))
         rows.append(("envelope", f"<{result.mail_from}> → {', '.join(result.rcpts)}"))
@@ -347,7 +342,8 @@ def show_result(result: ExperimentResult) -> ResultCard:
         if len(result.recipients) > 1:
             for r in result.recipients:
                 rows.append((f"<{r['rcpt']}>", f"{r['outcome']}: {_reply_text(r.get('reply'))}"))
-        checks = tuple(sorted(result.checks.items()))
+        # In the order the receiver ran them (the trace's order), not by name.
+        checks = tuple(result.checks.items())
         return ResultCard("send", result.outcome, tuple(rows), checks)
     if isinstance(result, ConnectResult):
         rows.append(("outcome", result.outcome))
@@ -366,7 +362,86 @@ def show_result(result: ExperimentResult) -> ResultCard:
         answers = [f"{a['name']} {a['ttl']} IN {a['type']} {a['data']}" for a in result.answers]
         rows.append(("answers", "\n".join(answers) or "(none)"))
         return ResultCard("dig", result.rcode, tuple(rows))
+    from sim.read import ReadResult
+
+    if isinstance(result, ReadResult):
+        state = "read" if result.error is None else "failed"
+        rows.append(("outcome", state))
+        rows.append(("mailbox", f"{result.user} {result.folder} over {result.protocol}"))
+        rows.append(("server", f"{result.hostname or result.server}"))
+        if result.error is not None:
+            rows.append(("stage", str(result.stage)))
+            reply = result.reply or {}
+            said = " ".join(str(reply.get(k) or "") for k in ("status", "code", "text")).strip()
+            owner = reply_owner(result)
+            rows.append((f"reply, {owner}" if owner else "reply", said or result.error))
+        else:
+            rows.append(("messages", str(len(result.messages))))
+            for m in result.messages[:10]:
+                rows.append((f"uid {m.get('uid')}", f"{m.get('from')}: {m.get('subject')}"))
+        return ResultCard("read", state, tuple(rows))
     raise TypeError(f"show_result: not an experiment result: {type(result).__name__}")
+
+
+# -- several results side by side ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """Results in rows, their checks in columns, in the order the receiver
+    ran them (the first result's order, then checks only later ones ran).
+    ``rows``: (label, outcome, reply, {check: verdict})."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, str, str, dict[str, str]], ...]
+
+    def outcomes(self) -> dict[str, str]:
+        return {label: outcome for label, outcome, _, _ in self.rows}
+
+    def __str__(self) -> str:
+        width = max((len(r[0]) for r in self.rows), default=7)
+        head = f"{'message':<{width}} " + " ".join(f"{c:<9}" for c in self.columns) + " outcome"
+        lines = [head]
+        for label, outcome, reply, checks in self.rows:
+            cells = " ".join(f"{checks.get(c, '-'):<9}" for c in self.columns)
+            lines.append(f"{label:<{width}} {cells} {outcome} {reply}".rstrip())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        head = "".join(
+            f'<th style="{_CELL}">{e(h)}</th>'
+            for h in ("message", *self.columns, "outcome", "reply")
+        )
+        body = []
+        for label, outcome, reply, checks in self.rows:
+            cells = [f'<td style="{_CELL}">{e(label)}</td>']
+            for column in self.columns:
+                value = checks.get(column, "")
+                tone = _TONES[_CHECK_TONE.get(value, "")]
+                style = f"{_CELL}background:{tone};font-family:monospace"
+                cells.append(f'<td style="{style}">{e(value or "—")}</td>')
+            tone = _TONES[_OUTCOME_TONE.get(outcome, "")]
+            cells.append(f'<td style="{_CELL}background:{tone};font-weight:bold">{e(outcome)}</td>')
+            cells.append(f'<td style="{_CELL}font-family:monospace">{e(reply)}</td>')
+            body.append(f"<tr>{''.join(cells)}</tr>")
+        return (
+            '<table class="maillab-side-by-side" style="border-collapse:collapse;font-size:90%">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        )
+
+
+def side_by_side(rows: Iterable[tuple[str, ExperimentResult]]) -> SideBySide:
+    """A table of several ``send`` results: one row each (label, result),
+    the receiver's verdicts in columns in the order it ran its checks."""
+    columns: list[str] = []
+    out = []
+    for label, result in rows:
+        checks = dict(getattr(result, "checks", {}) or {})
+        columns += [c for c in checks if c not in columns]
+        reply = _reply_text(getattr(result, "reply", None))
+        out.append((label, str(getattr(result, "outcome", "")), reply, checks))
+    return SideBySide(tuple(columns), tuple(out))
 
 
 # -- the path on the topology ----------------------------------------------------------------
@@ -386,6 +461,9 @@ class Journey:
     path: tuple[str, ...]
     stopped_at: str | None
     legs: tuple[tuple[str, ...], ...] = field(default=())
+    #: Legs that did not get through before the way that was taken (a
+    #: refused first MX), each up to where it stopped.
+    failed: tuple[tuple[str, ...], ...] = field(default=())
 
 
 def _network_of(where: Lab | Topology | LabNetwork) -> LabNetwork:
@@ -400,13 +478,22 @@ def _network_of(where: Lab | Topology | LabNetwork) -> LabNetwork:
 def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:
     """The path of ``source``'s connections through ``where``'s network."""
     network = _network_of(where)
-    events = [e for e in _trace_of(source).of_kind("net") if isinstance(e.data.get("path"), list)]
+    every = _trace_of(source).of_kind("net")
+    events = [e for e in every if isinstance(e.data.get("path"), list)]
+    # A connection the network let through to a host where nothing listens
+    # (an MX that is down) gets a second event, "closed", without a path.
+    closed = {
+        (e.data.get("src"), e.data.get("dst"), e.data.get("port"))
+        for e in every
+        if e.data.get("verdict") == "closed" and not isinstance(e.data.get("path"), list)
+    }
     # The message's way is its TCP connections; a dig has only UDP ones.
     tcp = [e for e in events if e.data.get("proto") == "tcp"]
     chosen = tcp or events
     path: list[str] = []
     stop: str | None = None
     legs: list[tuple[str, ...]] = []
+    stopped_legs: list[tuple[int, tuple[str, ...]]] = []  # (index in legs, up to the stop)
     for event in chosen:
         data = event.data
         hops = tuple(str(n) for n in data["path"])
@@ -425,9 +512,14 @@ def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:
                 hops = planned
         elif verdict not in (None, "accept"):
             leg_stop = str(data.get("router") or hops[-1])  # unreachable, closed
+        elif (data.get("src"), data.get("dst"), data.get("port")) in closed:
+            leg_stop = hops[-1]  # reached the host; it refused the connection
         if legs and legs[-1] == hops:
             continue  # a retry of the same connection
         legs.append(hops)
+        if leg_stop is not None:
+            trimmed = hops[: hops.index(leg_stop) + 1] if leg_stop in hops else hops
+            stopped_legs.append((len(legs) - 1, trimmed))
         if path and path[-1] == hops[0]:
             path.extend(hops[1:])
         elif hops[0] in path:
@@ -441,24 +533,34 @@ def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:
     outcome = getattr(source, "outcome", None)
     if stop is None and path and outcome in ("rejected", "deferred", "bounced"):
         stop = path[-1]  # the network delivered it; the receiver said no (or not yet)
-    return Journey(tuple(path), stop, tuple(legs))
+    # A leg that stopped and was not the last: the sender went on elsewhere.
+    failed = tuple(leg for index, leg in stopped_legs if index != len(legs) - 1)
+    return Journey(tuple(path), stop, tuple(legs), failed)
 
 
 @dataclass
 class Picture:
-    """A drawing of the topology; Jupyter shows it as a PNG image."""
+    """A drawing of the topology. Jupyter shows it as SVG, as wide as the
+    page at most (text stays text: it zooms and can be searched);
+    :meth:`png` and :meth:`save` give files."""
 
     figure: Figure
     path: tuple[str, ...] = ()
     stopped_at: str | None = None
+    failed: tuple[tuple[str, ...], ...] = ()
+
+    def svg(self) -> str:
+        from sim.graphdraw import figure_svg
+
+        return figure_svg(self.figure)
+
+    def _repr_html_(self) -> str:
+        return responsive_svg(self.svg())
 
     def png(self, dpi: int = 100) -> bytes:
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png", dpi=dpi)
         return buffer.getvalue()
-
-    def _repr_png_(self) -> bytes:
-        return self.png()
 
     def save(self, path: str | Path, dpi: int = 150) -> Path:
         out = Path(path)
@@ -493,15 +595,43 @@ def draw_topology(where: Lab | Topology | LabNetwork) -> Picture:
     return Picture(draw(_network_of(where)))
 
 
-def draw_path(where: Lab | Topology | LabNetwork, source: TraceSource) -> Picture:
+def draw_path(
+    where: Lab | Topology | LabNetwork, source: TraceSource, *, crop: bool = True
+) -> Picture:
     """The topology with the experiment's path highlighted, numbered hop by
-    hop, and an ✗ where it stopped (the part it never reached is dashed)."""
+    hop, and an ✗ where it stopped (the part it never reached is dashed).
+    Connections that failed before the way taken (a refused first MX) are
+    drawn dashed in red with their own ✗. ``crop``: only the part of the lab
+    the experiment crossed, so that a large lab stays legible."""
     from sim.graphdraw import draw
 
     network = _network_of(where)
     way = journey(network, source)
     if way.stopped_at is not None and way.stopped_at not in way.path:
-        way = Journey(way.path, None, way.legs)
-    figure = draw(network, highlight=list(way.path) or None, stopped_at=way.stopped_at)
+        way = Journey(way.path, None, way.legs, way.failed)
+    figure = draw(
+        network,
+        highlight=list(way.path) or None,
+        stopped_at=way.stopped_at,
+        failed=[list(leg) for leg in way.failed if len(leg) > 1],
+        crop=crop,
+    )
     _merge_hop_numbers(figure, way.path)
-    return Picture(figure, way.path, way.stopped_at)
+    return Picture(figure, way.path, way.stopped_at, way.failed)
+
+
+def responsive_svg(svg: str) -> str:
+    """An SVG document for an HTML page: no XML prolog, as wide as its
+    container at most and never wider than drawn (``viewBox`` keeps the
+    proportions), so a wide lab fits the page instead of overflowing it."""
+    start = svg.find("<svg")
+    body = svg[start:] if start >= 0 else svg
+    match = re.match(r'<svg([^>]*?)\swidth="([\d.]+)(pt|px)?"\s+height="([\d.]+)(pt|px)?"', body)
+    if match:
+        unit = match.group(3) or "px"
+        natural = f"{match.group(2)}{unit}"
+        body = (
+            f'<svg{match.group(1)} width="100%" style="max-width:{natural};height:auto"'
+            + body[match.end() :]
+        )
+    return f'<div class="maillab-picture" style="overflow-x:auto">{body}</div>'

@@ -60,7 +60,7 @@ TRACE_LINES = 40
 MASK = "********"
 
 
-@dataclass
+@dataclass(repr=False)
 class ReadResult(ExperimentResult):
     """What the client saw. ``error`` is None when it read the folder;
     otherwise ``stage`` says where it stopped (connect, tls, greeting,

@@ -80,10 +80,15 @@ def render_send(result: SendResult) -> str:
     if result.queue_id:
         lines.append(f"  relay queue id {result.queue_id}")
     if result.checks:
-        lines.append("  checks: " + " ".join(f"{k}={v}" for k, v in sorted(result.checks.items())))
+        lines.append("  checks: " + " ".join(f"{k}={v}" for k, v in result.checks.items()))
     if len(result.recipients) > 1:
         for r in result.recipients:
             lines.append(f"  <{r['rcpt']}>: {r['outcome']}")
+    from sim.present import alignment_text
+
+    panel = alignment_text(result)
+    if panel:
+        lines += ["", panel.rstrip("\n")]
     return "\n".join(lines) + "\n\n;; TRACE:\n" + render_trace(result.trace)
 
 

@@ -25,6 +25,7 @@ from sim import argcheck, statedir
 from sim.clock import parse_duration
 from sim.errors import BackendError, SimError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
+from sim.labhelpers import LabHelpers
 from sim.net.api import Endpoint
 from sim.net.backend import Backend
 from sim.topology.model import FirewallRule, Topology
@@ -40,8 +41,17 @@ __all__ = ["BACKENDS", "Lab", "start"]
 BACKENDS = ("local", "mininet")
 
 
-class Lab:
-    """A running topology. Use as a context manager, or call :meth:`stop`."""
+class Lab(LabHelpers):
+    """A running topology. Use as a context manager, or call :meth:`stop`.
+
+    ::
+
+        with sim.start("home-isp") as lab:
+            lab                                   # in a notebook: the node map
+            lab.commands("mx-qq")                 # what lab.control can change there
+            result = lab.send("laptop", "bob@qq.example", via="smtp-isp",
+                              user="alice@home.example", password="secret")
+    """
 
     def __init__(self, topology: Topology, backend: Backend, *, owns_state: bool) -> None:
         self.topology = topology
@@ -52,10 +62,19 @@ class Lab:
     # -- experiments --------------------------------------------------------
 
     def run(self, node: str, experiment: Experiment) -> ExperimentResult:
+        """Run any experiment on ``node`` (what :meth:`dig`, :meth:`send`... do).
+
+        >>> lab.run("laptop", Dig(name="qq.example", type="MX"))
+        """
+        self.check_node(node)
         return self.backend.run(node, experiment)
 
     def dig(self, node: str, name: str, rtype: str = "A") -> DigResult:
-        """Ask the lab resolver from ``node``, like ``dig NAME TYPE`` there."""
+        """Ask the lab resolver from ``node``, like ``dig NAME TYPE`` there.
+
+        >>> lab.dig("laptop", "qq.example", "MX").answers
+        [{'name': 'qq.example.', 'type': 'MX', 'ttl': 300, 'data': '10 mx.qq.example.'}]
+        """
         argcheck.not_a_router(self.topology, node)
         argcheck.dns_name(name)
         result = self.run(node, Dig(name=name, type=argcheck.dns_type(rtype)))
@@ -63,7 +82,11 @@ class Lab:
         return result
 
     def connect(self, node: str, host: str, port: int) -> ConnectResult:
-        """Open a TCP connection from ``node`` to ``host:port`` and read the banner."""
+        """Open a TCP connection from ``node`` to ``host:port`` and read the banner.
+
+        >>> lab.connect("laptop", "mx.qq.example", 25).outcome   # the ISP drops port 25
+        'blocked'
+        """
         argcheck.not_a_router(self.topology, node)
         argcheck.host(host)
         result = self.run(node, Connect(host=host, port=argcheck.port(port)))
@@ -98,7 +121,14 @@ class Lab:
         until the relay's queue has finished with the message. ``tls``
         overrides TLS on the first hop: ``none``, ``opportunistic``,
         ``required`` (STARTTLS) or ``implicit`` (TLS from the first byte).
+
+        >>> r = lab.send("laptop", "bob@qq.example", mail_from="alice@home.example",
+        ...              via="smtp-isp", user="alice@home.example", password="secret")
+        >>> r.outcome, r.checks["dmarc"]
+        ('delivered', 'pass')
         """
+        self.check_node(node)
+        self.check_via(via)
         from sim.send import Send, SendResult
         from sim.services.smtpclient import TlsMode
 
@@ -158,7 +188,10 @@ class Lab:
         flag ``S``) unless ``peek``. The result lists the messages (uid,
         subject, from, size, flags, headers) or says where it failed, with
         the whole dialogue in its trace.
+
+        >>> lab.read("laptop", "bob", "secret", via="imap-host").messages
         """
+        self.check_node(node)
         from sim.read import Read, ReadResult
 
         if port is not None:
@@ -183,13 +216,19 @@ class Lab:
 
     def mailbox(self, address: str, folder: str = "INBOX") -> list[StoredMessage]:
         """Messages stored for ``address`` (``user@domain``) in ``folder``
-        (``INBOX`` or ``Junk``), oldest first, read from the MX's Maildir."""
+        (``INBOX`` or ``Junk``), oldest first, read from the MX's Maildir.
+
+        >>> [m.subject for m in lab.mailbox("bob@qq.example", "Junk")]
+        """
         from sim.send import mailbox_of
 
         return mailbox_of(self.topology, self.state_dir, address, folder)
 
     def queues(self) -> dict[str, list[dict[str, Any]]]:
-        """Every relay's queue entries, by node."""
+        """Every relay's queue entries, by node.
+
+        >>> lab.queues()["smtp-isp"][0]["next_attempt"]
+        """
         out: dict[str, list[dict[str, Any]]] = {}
         for node in self.topology.hosts():
             if node.services.relay is not None:
@@ -199,7 +238,10 @@ class Lab:
     def settle(self, limit: str | float = "8d", *, poll: float = 0.05) -> float:
         """Let every relay finish: wait for due attempts and jump lab time to
         the next one until all queues are empty (bounces delivered too) or
-        ``limit`` lab time has been added. Returns the lab seconds added."""
+        ``limit`` lab time has been added. Returns the lab seconds added.
+
+        >>> lab.settle("9h")    # retries over 9 hours of lab time, in a second or two
+        """
         budget = parse_duration(limit)
         added = 0.0
         idle_polls = 0
@@ -227,37 +269,74 @@ class Lab:
 
     @property
     def state_dir(self) -> Path:
+        """Where queues, mailboxes and the lab CA live.
+
+        >>> lab.state_dir / "tls" / "ca.pem"
+        """
         return self.backend.state_dir
 
     def endpoints(self) -> list[Endpoint]:
+        """Every service endpoint: node, service, lab address (and on the
+        local backend the loopback address a real client can use).
+
+        >>> [(e.node, e.service, e.lab) for e in lab.endpoints()][:2]
+        """
         return self.backend.endpoints()
 
     def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]:
+        """Change a running service: ``command`` with its arguments;
+        :meth:`commands` lists them. Names are checked, with suggestions.
+
+        >>> lab.control("mx-qq", "mx", "down")              # an outage
+        >>> lab.control("ns", "dns", "add", zone="hosting.example", text="vps A 192.0.2.131")
+        """
+        self.check_control(node, service, command)
         return self.backend.control(node, service, command, **args)
 
     def set_firewall(
         self, router: str, rules: list[FirewallRule] | tuple[FirewallRule, ...]
     ) -> None:
-        """Replace ``router``'s firewall rules while the lab runs."""
+        """Replace ``router``'s firewall rules while the lab runs.
+
+        >>> lab.set_firewall("isp", [])    # the ISP lets port 25 out after all
+        """
+        self.check_node(router, "router")
         self.backend.set_firewall(router, tuple(rules))
 
     def firewall(self, router: str) -> tuple[FirewallRule, ...]:
-        """``router``'s current rules."""
+        """``router``'s current rules.
+
+        >>> [str(rule) for rule in lab.firewall("isp")]
+        """
+        self.check_node(router, "router")
         return self.backend.topology.node(router).firewall
 
     def now(self) -> float:
-        """Lab time (seconds since start)."""
+        """Lab time (seconds since start).
+
+        >>> lab.now()
+        """
         return self.backend.now()
 
     def advance(self, duration: str | float) -> None:
-        """Jump lab time forward (``"30m"``, ``"2h"`` or seconds)."""
+        """Jump lab time forward (``"30m"``, ``"2h"`` or seconds).
+
+        >>> lab.advance("30m")
+        """
         self.backend.advance(parse_duration(duration))
 
     def trace(self) -> Trace:
-        """Every event since the lab started."""
+        """Every event since the lab started (the latest, when very many).
+
+        >>> lab.trace().of_kind("check")[-1].summary
+        """
         return self.backend.log()
 
     def stop(self) -> None:
+        """Stop every service and the network (a ``with`` block does it).
+
+        >>> lab.stop()
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -266,6 +345,16 @@ class Lab:
         finally:
             if self._owns_state:
                 shutil.rmtree(self.backend.state_dir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        from sim.present.cards import lab_repr
+
+        return lab_repr(self)
+
+    def _repr_html_(self) -> str:
+        from sim.present.cards import lab_html
+
+        return lab_html(self)
 
     def __enter__(self) -> Lab:
         return self
@@ -298,15 +387,24 @@ def start(
     ``state_dir`` keeps queues and mailboxes (a temporary directory, removed
     at stop, when not given). ``as_node``: which node real programs on this
     machine speak for (local backend). ``time_scale`` overrides the topology's.
+    ``topology`` is a loaded topology, a file, or a name (``"home-isp"``:
+    found in ``topologies/`` from here, the parent directory, or the package).
+
+    >>> with sim.start("home-isp") as lab:
+    ...     lab.connect("laptop", "mx.qq.example", 25).outcome
+    'blocked'
     """
     if not isinstance(topology, Topology):
+        from sim.discover import find_topology
         from sim.topology import load_topology
 
-        topology = load_topology(topology)
+        topology = load_topology(find_topology(topology))
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if as_node is not None:
-        argcheck.node(topology, as_node, what="--as")
+        from sim.labhelpers import check_node_name
+
+        check_node_name(topology, as_node, "as_node")
     # Checked before anything is created; a temporary one carries its owner,
     # so that `maillab clean` can remove it after a SIGKILL (sim/statedir.py).
     owns_state = state_dir is None

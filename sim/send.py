@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError
 from sim.experiments import EXPERIMENTS, Experiment, ExperimentResult
+from sim.present.alignment import alignment_json
 from sim.services.maildir import Maildir, StoredMessage, mail_root
 from sim.services.smtpclient import Reply, SmtpClient, TlsMode, Transcript
 from sim.topology.model import Topology
@@ -51,7 +52,7 @@ SETTLE_LIMIT = 8 * 86400.0
 _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9._-]+)")
 
 
-@dataclass
+@dataclass(repr=False)
 class SendResult(ExperimentResult):
     """``outcome``: delivered, junk, rejected, deferred, bounced or blocked."""
 
@@ -80,6 +81,7 @@ class SendResult(ExperimentResult):
             "rcpts": self.rcpts,
             "recipients": self.recipients,
             "transcripts": self.transcripts,
+            "alignment": alignment_json(self.trace),
         }
 
     @property
@@ -210,7 +212,7 @@ class Send(Experiment):
         except NetworkError:
             address = IPv4Address(self.via) if _is_ip(self.via) else None
         if address is None:
-            raise NetworkError(f"--via {self.via}: no such node")
+            raise NetworkError(f"via {self.via!r}: no such node or lab address")
         owner = ctx.network.owner(address)
         node = ctx.network.node(owner) if owner is not None else None
         submission = node.services.submission if node is not None and node.kind == "host" else None

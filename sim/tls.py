@@ -10,6 +10,7 @@ openssl s_client) can be pointed at it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import ssl
 import tempfile
 import threading
@@ -137,7 +138,7 @@ class LabCA:
         cert, key = self.issue(hostnames)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
-        return context
+        return _keylog(context)
 
     def client_context(self, verify: bool = True) -> ssl.SSLContext:
         """Lab clients trust the lab CA only. MTA-to-MTA STARTTLS is
@@ -147,4 +148,17 @@ class LabCA:
         if not verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        return context
+        return _keylog(context)
+
+
+#: When set, every lab TLS session writes its secrets to this file (NSS key
+#: log format), so Wireshark can decrypt a capture (``maillab send --pcap``
+#: on mininet sets it; see sim.present.wire).
+KEYLOG_ENV = "MAILLAB_TLS_KEYLOG"
+
+
+def _keylog(context: ssl.SSLContext) -> ssl.SSLContext:
+    path = os.environ.get(KEYLOG_ENV)
+    if path:
+        context.keylog_filename = path
+    return context

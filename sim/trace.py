@@ -87,6 +87,16 @@ class Trace:
     def to_json(self) -> list[dict[str, Any]]:
         return [e.to_json() for e in self]
 
+    def __repr__(self) -> str:
+        from sim.present.cards import trace_repr
+
+        return trace_repr(self)
+
+    def _repr_html_(self) -> str:
+        from sim.present.cards import trace_html
+
+        return trace_html(self)
+
 
 #: How many events the lab-wide log keeps at most: a lab left running under
 #: traffic (``maillab up`` with a client sending in a loop) would otherwise

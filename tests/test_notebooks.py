@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +33,7 @@ from sim.trace import Trace, TraceEvent
 ROOT = Path(__file__).resolve().parent.parent
 JUPYTER_MISSING = [
     m
-    for m in ("nbformat", "nbclient", "ipykernel", "matplotlib")
+    for m in ("nbformat", "nbclient", "ipykernel", "matplotlib", "nbconvert")
     if not importlib.util.find_spec(m)
 ]
 needs_jupyter = pytest.mark.skipif(
@@ -129,10 +131,61 @@ def test_notebook_runs_clean(path: Path, kernel_dir: Path) -> None:
         last = cell.source.strip().splitlines()[-1]
         shown = {k for o in cell.outputs for k in o.get("data", {})}
         if last.startswith(("draw_path(", "draw_topology(", "picture", "way")):
-            assert "image/png" in shown, f"{path.name}: no picture from\n{cell.source}"
+            html = "".join(str(o.get("data", {}).get("text/html", "")) for o in cell.outputs)
+            assert "<svg" in html, f"{path.name}: no picture from\n{cell.source}"
         if last.startswith(("show_result(", "trace_table(", "display(")) or last.endswith("_side"):
             assert "text/html" in shown, f"{path.name}: no table from\n{cell.source}"
     assert seconds < NOTEBOOK_BUDGET, f"{path.name} took {seconds:.0f} s: keep notebooks quick"
+    EXECUTED[path] = notebook
+
+
+#: Notebooks executed by the test above, for the browser test below.
+EXECUTED: dict[Path, Any] = {}
+#: Where the HTML and the screenshots stay for people to look at (CI keeps them).
+ARTIFACTS = Path(os.environ.get("MAILLAB_ARTIFACTS", ROOT / "build" / "notebooks"))
+CHROMIUM = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
+)
+
+
+def _screenshot(html: Path, png: Path) -> None:
+    """A headless Chromium screenshot of ``html``, 1200 px wide. Every host
+    name resolves to nothing: the page may not fetch anything from outside."""
+    run = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1200,6000",
+         f"--screenshot={png}", html.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0 and png.is_file(), run.stderr[-2000:]
+
+
+@needs_jupyter
+@pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=[p.stem for p in NOTEBOOK_FILES])
+def test_notebook_converts_to_html_and_renders_in_a_browser(path: Path, kernel_dir: Path) -> None:
+    """What a student sees: the executed notebook as HTML (nbconvert), with
+    the pictures inline as SVG, looked at by a real browser."""
+    from matplotlib.image import imread
+    from nbconvert import HTMLExporter
+
+    notebook = EXECUTED.get(path) or _execute(path, kernel_dir)[0]
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+    assert "Traceback" not in body
+    assert "maillab-result" in body  # the result cards
+    # The pictures: sequence diagrams, maps and timelines (SVG), alignment panels.
+    assert "<svg" in body or "maillab-alignment" in body
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    html = ARTIFACTS / f"{path.stem}.html"
+    html.write_text(body, encoding="utf-8")
+    if CHROMIUM is None:
+        pytest.skip("no headless browser: apt-get install chromium (the HTML is in build/)")
+    png = ARTIFACTS / f"{path.stem}.png"
+    _screenshot(html, png)
+    pixels = imread(str(png))
+    assert pixels.shape[1] == 1200
+    ink = (pixels[..., :3] < 0.9).any(axis=-1)  # what is not (near) white
+    assert ink.mean() > 0.01, f"{png} looks blank"
+    assert ink[:600].mean() > 0.005, f"{png}: nothing at the top of the page"
 
 
 @needs_jupyter

@@ -32,6 +32,7 @@ sees the change.
 from __future__ import annotations
 
 import asyncio
+import base64
 import struct
 import weakref
 from collections.abc import Callable, Iterable
@@ -344,8 +345,11 @@ class DnsFront:
             failed = _truncated(request.reply())
             failed.header.tc, failed.header.rcode = 0, RCODE.SERVFAIL
             wire = failed.pack()
-        self._emit_query(request, resolution, client, trace_id, transport, truncated)
-        return None if resolution.rcode == _DROP else wire
+        dropped = resolution.rcode == _DROP
+        # A dropped question had no reply: none goes into the trace's wire bytes.
+        reply = b"" if dropped else wire
+        self._emit_query(request, resolution, client, trace_id, transport, truncated, data, reply)
+        return None if dropped else wire
 
     async def _reply(
         self, request: dnslib.DNSRecord, trace_id: str | None
@@ -501,6 +505,8 @@ class DnsFront:
         trace_id: str | None,
         transport: str,
         truncated: bool,
+        query: bytes = b"",
+        reply: bytes = b"",
     ) -> None:
         name = fqdn(str(request.q.qname)) if request.questions else ""
         qtype = qtype_name(int(request.q.qtype)) if request.questions else ""
@@ -519,6 +525,12 @@ class DnsFront:
         }
         if res.upstream:
             data["upstream"] = res.upstream
+        if query and reply:
+            # Both DNS messages as they went on the wire (base64), for --pcap.
+            data["wire"] = {
+                "query": base64.b64encode(query).decode(),
+                "reply": base64.b64encode(reply).decode(),
+            }
         if res.notes:
             data["explanation"] = "; ".join(res.notes)
         summary = f"{client} asked {self.address} {qtype} {name} → {_describe(res, qtype)}"

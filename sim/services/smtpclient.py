@@ -79,6 +79,9 @@ def dot_stuff(message: bytes) -> bytes:
     return _LEADING_PERIOD.sub(b"..", lines) + b".\r\n"
 
 
+#: The largest message (bytes) a trace keeps whole in its DATA event (for pcap).
+PAYLOAD_LIMIT = 64 * 1024
+
 Stage = Literal["connect", "helo", "starttls", "auth", "mail", "rcpt", "data"]
 TlsMode = Literal["none", "opportunistic", "required", "implicit"]
 AuthMechanism = Literal["PLAIN", "LOGIN"]
@@ -359,18 +362,33 @@ class _Session:
     # -- recording ----------------------------------------------------------
 
     def record(
-        self, stage: Stage, command: str, reply: Reply | None, error: str | None = None
+        self,
+        stage: Stage,
+        command: str,
+        reply: Reply | None,
+        error: str | None = None,
+        payload: bytes | None = None,
     ) -> None:
         self.t.exchanges.append(Exchange(stage, command, reply, error))
-        self.emit_exchange(stage, command, reply, error)
+        self.emit_exchange(stage, command, reply, error, payload)
 
     def emit_exchange(
-        self, stage: Stage, command: str, reply: Reply | None, error: str | None = None
+        self,
+        stage: Stage,
+        command: str,
+        reply: Reply | None,
+        error: str | None = None,
+        payload: bytes | None = None,
     ) -> None:
         emit = self.client.emit
         if emit is None:
             return
         summary = f"→ {command}  ← {reply}" if reply is not None else f"→ {command}  ✗ {error}"
+        # The message as it went on the wire (dot-stuffed, with the final
+        # dot), for ``--pcap``; latin-1 so that any byte round-trips via JSON.
+        # Not for big messages: a lab's log keeps thousands of events.
+        keep = payload is not None and len(payload) <= PAYLOAD_LIMIT
+        extra = {"payload": payload.decode("latin-1")} if keep and payload is not None else {}
         emit(
             self.trace_id,
             "smtp",
@@ -382,6 +400,7 @@ class _Session:
             code=reply.code if reply else None,
             enhanced=reply.enhanced if reply else None,
             text=reply.text if reply else (error or ""),
+            **extra,
         )
 
     def fail(self, stage: Stage, error: str, command: str | None = None) -> None:
@@ -613,7 +632,7 @@ class _Session:
             # The caller records the hand-over first (RFC 5321 §6.1: the
             # message is the server's now); the trace event can wait.
             await on_accepted(self.t)
-        self.emit_exchange("data", shown, reply)
+        self.emit_exchange("data", shown, reply, payload=body)
         if not reply.positive:
             self.t.failed_stage = "data"
             raise _Failed
