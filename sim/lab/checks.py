@@ -249,6 +249,28 @@ def _answer_contains(
     )
 
 
+def _same_data(a: str, b: str) -> bool:
+    """Record data equal as DNS compares names: case-insensitive, and a name
+    in an answer is always absolute, so a final dot in the check is optional."""
+    return a.strip().lower().rstrip(".") == b.strip().lower().rstrip(".")
+
+
+def _answer_is(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
+    assert result is not None
+    qtype = (result.get("question") or {}).get("type")
+    answers = [a for a in result.get("answers") or [] if a.get("type") == qtype]
+    for answer in answers:
+        if _same_data(str(answer.get("data", "")), str(value)):
+            return PredicateOutcome(
+                True, f"{_question(result)} answered {answer.get('type')} {answer.get('data')}"
+            )
+    return PredicateOutcome(
+        False, f"{_question(result)} answered {_answers_text(result)}, expected exactly {value}"
+    )
+
+
 def _answer_count(
     value: Any, result: Mapping[str, Any] | None, lab: LabState | None
 ) -> PredicateOutcome:
@@ -488,6 +510,15 @@ PREDICATES: dict[str, PredicateDef] = {
             _DIG,
             "Text some answer record's data contains (case does not matter).",
             _answer_contains,
+        ),
+        _def(
+            "answer_is",
+            Str(),
+            _DIG,
+            "Some record of the asked type has exactly this data (names compared "
+            "without case; the final dot optional): tests the exact record, where "
+            "`answer_contains` would also accept `mail.example.2.0.192.in-addr.arpa.`.",
+            _answer_is,
         ),
         _def(
             "answer_count",

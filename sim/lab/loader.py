@@ -26,6 +26,7 @@ from sim.clock import parse_duration
 from sim.errors import LabFileError, Problem, TopologyError
 from sim.lab.actions import action_problems
 from sim.lab.checks import PREDICATES, pattern_ok
+from sim.lab.facts import STATE, known_facts, unknown_facts
 from sim.lab.model import (
     Action,
     Check,
@@ -277,6 +278,14 @@ def _step(raw: Any, path: FilePath) -> Step:
                 for i, item in enumerate(raw["solution"])
                 for name, args in item.items()
             ),
+            mistakes=tuple(
+                tuple(
+                    Action(str(name), _plain(args), path=(*path, "mistakes", m, i, name))
+                    for i, item in enumerate(mistake)
+                    for name, args in item.items()
+                )
+                for m, mistake in enumerate(raw.get("mistakes") or ())
+            ),
             explanation=_text(raw.get("explanation")),
         )
     return CheckpointStep(**common, checks=_checks(raw["checks"], (*path, "checks")))
@@ -394,6 +403,54 @@ class _Meaning:
             if isinstance(step, TaskStep):
                 for action in step.solution:
                     self._action(action)
+                for mistake in step.mistakes:
+                    for action in mistake:
+                        self._action(action)
+                self._templates(step, earlier)
+
+    def _templates(self, step: TaskStep, earlier: dict[str, ExperimentRun]) -> None:
+        """Facts quoted by the hints and the explanation must be facts the
+        task's checks can produce (sim.lab.facts)."""
+        subjects: set[str] = set()
+        for check in step.checks:
+            if check.run is not None:
+                subjects.add(check.run.kind)
+            elif check.of is not None:
+                run = earlier.get(check.of)
+                if run is not None:
+                    subjects.add(run.kind)
+            else:
+                subjects.add(STATE)
+        texts: list[tuple[FilePath, str]] = [((*step.path, "explanation"), step.explanation)]
+        texts += [((*step.path, "hints", i), h) for i, h in enumerate(step.hints)]
+        for where, text in texts:
+            for offset, name, why in unknown_facts(text, subjects):
+                line, col = self._text_pos(where, text, offset)
+                hint = suggest(name, known_facts(subjects))
+                self.problems.append(
+                    Problem(self.source, line, col, f"{path_text(where)}: {why}{hint}")
+                )
+
+    def _text_pos(self, where: FilePath, text: str, offset: int) -> tuple[int, int]:
+        """The line and column of ``text[offset:]`` in the file: the same
+        template found again from where the text's value begins."""
+        line, col = locate(self.doc, where)
+        needle = text[offset : text.index("}", offset) + 1]
+        nth = text[:offset].count(needle)
+        try:
+            lines = Path(self.source).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return line, col
+        seen = 0
+        for number in range(line - 1, len(lines)):
+            start = col - 1 if number == line - 1 else 0
+            found = lines[number].find(needle, start)
+            while found >= 0:
+                if seen == nth:
+                    return number + 1, found + 1
+                seen += 1
+                found = lines[number].find(needle, found + 1)
+        return line, col
 
     def _experiment(self, run: ExperimentRun) -> None:
         self._host(run.node, (*run.path, "from"))

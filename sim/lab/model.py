@@ -282,6 +282,9 @@ class TaskStep(_StepBase):
     checks: tuple[Check, ...] = ()
     hints: tuple[str, ...] = ()
     solution: tuple[Action, ...] = ()
+    #: Wrong solutions a student is likely to try; the check must fail after
+    #: each, and its feedback quote only facts of that run (tested).
+    mistakes: tuple[tuple[Action, ...], ...] = ()
     explanation: str = ""
     kind: Literal["task"] = "task"
 
