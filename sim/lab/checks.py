@@ -47,7 +47,9 @@ STAGES = ("dns", "connect", "helo", "starttls", "auth", "mail", "rcpt", "data")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT")
 CHECK_NAMES = ("ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc", "tls")
 CONNECT_ERRORS = ("timeout", "refused", "unreachable")
-TRACE_KINDS = ("dns", "net", "smtp", "tls", "check", "queue", "delivery", "outcome")
+TRACE_KINDS = (
+    "dns", "net", "smtp", "tls", "check", "queue", "delivery", "outcome", "imap", "pop3", "mailbox",
+)
 FOLDERS = ("INBOX", "Junk")
 ENHANCED = r"^[245]\.\d{1,3}\.\d{1,3}$"
 
@@ -133,13 +135,30 @@ def _reply_code(
     return PredicateOutcome(False, f"{got}, expected code {value}")
 
 
+#: Enhanced status codes registered after RFC 3463, by the RFC that did it
+#: (the IANA "Enumerated Status Codes" registry, RFC 5248).
+_REGISTERED_BY = {
+    **{f"7.{n}": "RFC 7372" for n in range(20, 27)},  # email authentication
+    "7.27": "RFC 7505",  # sender address has null MX
+    "1.10": "RFC 7505",  # recipient address has null MX
+    **{f"7.{n}": "RFC 4954" for n in (8, 9, 11, 12)},  # SMTP AUTH
+}
+
+
+def registered_by(code: str) -> str:
+    """The RFC that registered an enhanced status code such as ``5.7.25``."""
+    return _REGISTERED_BY.get(code.partition(".")[2], "RFC 3463")
+
+
 def _enhanced(
     value: Any, result: Mapping[str, Any] | None, lab: LabState | None
 ) -> PredicateOutcome:
     assert result is not None
     actual = (result.get("reply") or {}).get("enhanced")
     if actual == value:
-        return PredicateOutcome(True, f"the enhanced status code was {value} (RFC 3463)")
+        return PredicateOutcome(
+            True, f"the enhanced status code was {value} ({registered_by(str(value))})"
+        )
     got = f"it was {actual}" if actual else "the reply carried none"
     return PredicateOutcome(False, f"expected the enhanced status code {value}, {got}")
 
