@@ -48,7 +48,17 @@ RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT")
 CHECK_NAMES = ("ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc", "tls")
 CONNECT_ERRORS = ("timeout", "refused", "unreachable")
 TRACE_KINDS = (
-    "dns", "net", "smtp", "tls", "check", "queue", "delivery", "outcome", "imap", "pop3", "mailbox",
+    "dns",
+    "net",
+    "smtp",
+    "tls",
+    "check",
+    "queue",
+    "delivery",
+    "outcome",
+    "imap",
+    "pop3",
+    "mailbox",
 )
 FOLDERS = ("INBOX", "Junk")
 ENHANCED = r"^[245]\.\d{1,3}\.\d{1,3}$"
