@@ -151,3 +151,29 @@ def test_a_null_mx_verdict_says_no_server_was_contacted() -> None:
         assert "556 5.1.10" in outcome.explanation
     finally:
         session.stop()
+
+
+def test_lab_8s_dkim_key_is_found_through_the_providers_cname() -> None:
+    lab = _lab("08-borrowed-reputation")
+    assert [a.name for a in lab.setup] == ["dkim_publish"]
+    session = _walk(lab, "authorise-relayco")
+    try:
+        assert all(r.ok for r in session.solve("authorise-relayco"))
+        outcome = session.check("authorise-relayco")
+        assert outcome.passed, outcome.detail
+        lookups = [
+            e
+            for e in outcome.trace
+            if e.get("kind") == "dns"
+            and e["data"].get("name") == "rc1._domainkey.startup.example."
+            and e["data"].get("type") == "TXT"
+        ]
+        assert lookups, "the verifier did not ask for the key at the customer's name"
+        answers = lookups[0]["data"]["answers"]
+        # The customer's name is a CNAME; the key is in relayco's own zone.
+        assert answers[0]["type"] == "CNAME"
+        assert answers[0]["data"] == "rc1.startup-example.dkim.relayco.example."
+        assert any(a["type"] == "TXT" and "v=DKIM1" in a["data"] for a in answers)
+        assert "DKIM pass" in outcome.explanation
+    finally:
+        session.stop()

@@ -312,6 +312,11 @@ class LabSession:
             self.store.reset(self.definition.id)
             self.progress = LabProgress(self.definition.id)
         self.lab = self._starter(self.topology, self.backend)
+        for action in self.definition.setup:
+            done = apply_action(self.lab, action, self.topology, self.definition.dns_cache)
+            if not done.ok:
+                self.stop()
+                raise LabError(f"the lab's setup could not {action.name}: {done.message}")
         self.replayed = [self._replay(record) for record in self.progress.actions]
 
     def stop(self) -> None:

@@ -303,6 +303,11 @@ def _build(doc: Any, path: Path) -> LabDef:
         steps=tuple(_step(s, ("steps", i)) for i, s in enumerate(doc["steps"])),
         description=_text(doc.get("description")),
         dns_cache=str(doc.get("dns_cache", "flush")),  # type: ignore[arg-type]
+        setup=tuple(
+            Action(str(name), _plain(args), path=("setup", i, name))
+            for i, item in enumerate(doc.get("setup") or ())
+            for name, args in item.items()
+        ),
         source=path,
     )
 
@@ -331,6 +336,8 @@ class _Meaning:
     def run(self, curriculum: bool) -> None:
         self.topology = self._load_topology()
         self._step_ids()
+        for action in self.lab.setup:
+            self._action(action)
         experiments: dict[str, ExperimentRun] = {}
         for step in self.lab.steps:
             self._step(step, experiments)

@@ -331,6 +331,14 @@ LAB_SPEC = Record(
                 "after a DNS edit: flush the lab resolver's cache, or keep answers for their TTL"
             ),
         ),
+        "setup": Field(
+            ListOf(ACTION_SPEC, min_items=1),
+            description=(
+                "changes made to the lab when it starts, before the first step: what "
+                "others have done already (a provider that published a key in its own "
+                "zone), for values only the running lab knows"
+            ),
+        ),
         "steps": Field(ListOf(STEP_SPEC, min_items=1), required=True),
     },
     name="Lab",
