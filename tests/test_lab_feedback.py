@@ -282,3 +282,11 @@ def test_a_dotted_name_without_final_dot_is_warned_about(
 )
 def test_absolute_and_single_label_names_get_no_warning(record: str) -> None:
     assert relative_name_warnings("shop.example", record) == []
+
+
+def test_every_fact_is_documented_for_authors() -> None:
+    from sim.lab.facts import FACTS
+
+    guide = (LABS[0].parent.parent / "docs" / "authoring.md").read_text(encoding="utf-8")
+    for name in FACTS:
+        assert f"`{{{name}}}`" in guide, f"{{{name}}} is missing from docs/authoring.md"
