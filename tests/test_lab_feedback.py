@@ -277,8 +277,21 @@ def test_a_dotted_name_without_final_dot_is_warned_about(
     assert becomes in warning
 
 
+def test_an_owner_that_repeats_the_zone_without_final_dot_is_warned_about() -> None:
+    (warning,) = relative_name_warnings("startup.example", "mail.startup.example A 192.0.2.10")
+    assert "mail.startup.example.startup.example." in warning
+
+
 @pytest.mark.parametrize(
-    "record", ["10 PTR mail.startup.example.", "@ MX 10 mx", '@ TXT "v=spf1 a.b -all"', "@ MX 0 ."]
+    "record",
+    [
+        "10 PTR mail.startup.example.",
+        "@ MX 10 mx",
+        '@ TXT "v=spf1 a.b -all"',
+        "@ MX 0 .",
+        "mail.startup.example. A 192.0.2.10",
+        '_dmarc.sub TXT "v=DMARC1; p=none"',
+    ],
 )
 def test_absolute_and_single_label_names_get_no_warning(record: str) -> None:
     assert relative_name_warnings("shop.example", record) == []

@@ -6,7 +6,9 @@ In a zone file a name without a final dot is relative to the zone's origin
 a classic mistake that still parses. A name with a dot inside it was almost
 certainly meant as a full name, so the zone editor (and the lab engine, after
 a ``dns_add``) says what the name will become. Single labels such as the
-``mx`` of ``@ MX 10 mx`` are the usual relative names and get no warning.
+``mx`` of ``@ MX 10 mx`` are the usual relative names and get no warning;
+an owner name gets one when it ends with the zone's own name
+(``mail.startup.example A ...`` in the zone startup.example).
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ def relative_name_warnings(zone: str, text: str) -> list[str]:
         return []
     lines = text.splitlines()
     warnings: list[str] = []
+    origin = fqdn(zone).rstrip(".")
+    for line in lines:
+        # An owner name that repeats the zone's own name without the final
+        # dot (`mail.startup.example A ...` in startup.example) was meant as
+        # a full name too; a relative owner such as `_dmarc` is the norm.
+        record = split_comment(line)[0]
+        if not record.strip() or record[:1].isspace() or record.startswith("$"):
+            continue
+        owner = record.split()[0]
+        if not owner.endswith(".") and owner.lower().endswith("." + origin.lower()):
+            warnings.append(_warning(owner, zone))
     for line_no, rr in parsed:
         rtype = str(_type_name(rr.rtype))
         index = _NAME_FIELD.get(rtype)
@@ -45,12 +58,16 @@ def relative_name_warnings(zone: str, text: str) -> list[str]:
         written = data[index]
         if written.endswith(".") or written == "@" or "." not in written:
             continue
-        becomes = fqdn(f"{written}.{fqdn(zone)}")
-        warnings.append(
-            f"`{written}` has no final dot, so it is read relative to the zone and "
-            f"becomes {becomes} (RFC 1035 §5.1); write `{written}.` for the name itself"
-        )
+        warnings.append(_warning(written, zone))
     return warnings
+
+
+def _warning(written: str, zone: str) -> str:
+    becomes = fqdn(f"{written}.{fqdn(zone)}")
+    return (
+        f"`{written}` has no final dot, so it is read relative to the zone and "
+        f"becomes {becomes} (RFC 1035 §5.1); write `{written}.` for the name itself"
+    )
 
 
 def _type_name(rtype: int) -> str:
