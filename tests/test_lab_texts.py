@@ -177,3 +177,52 @@ def test_lab_8s_dkim_key_is_found_through_the_providers_cname() -> None:
         assert "DKIM pass" in outcome.explanation
     finally:
         session.stop()
+
+
+def _topologies() -> list[Any]:
+    from sim.topology import load_topology
+
+    return [load_topology(p) for p in sorted((ROOT / "topologies").glob("*.yaml"))]
+
+
+def test_home_lines_are_public_documentation_addresses_with_one_ptr_everywhere() -> None:
+    from ipaddress import IPv4Network
+
+    from sim.topology.zones import parse_zone
+
+    cgnat = IPv4Network("100.64.0.0/10")
+    laptops = 0
+    for topology in _topologies():
+        for node in topology.hosts():
+            # RFC 6598 space is a NAT's inside: a receiver never sees it.
+            assert node.ip is None or node.ip.ip not in cgnat, f"{topology.name}/{node.name}"
+        try:
+            laptop = topology.node("laptop")
+        except KeyError:
+            continue
+        laptops += 1
+        assert str(laptop.ip) == "198.51.100.200/27", topology.name
+        records = [
+            (str(rr.rname), str(dnslib_type(rr.rtype)), str(rr.rdata))
+            for name, text in topology.zones
+            for rr in parse_zone(name, text)
+        ]
+        name = "198-51-100-200.dyn.home.example."
+        assert ("200.100.51.198.in-addr.arpa.", "PTR", name) in records, topology.name
+        assert (name, "A", "198.51.100.200") in records, topology.name
+    assert laptops >= 5
+
+
+def dnslib_type(code: int) -> str:
+    import dnslib
+
+    return str(dnslib.QTYPE.get(code))
+
+
+def test_the_hosting_reverse_zone_names_the_providers_own_server() -> None:
+    from sim.topology.zones import parse_zone
+
+    (topology,) = [t for t in _topologies() if t.name == "ip-reputation"]
+    zone = dict(topology.zones)["2.0.192.in-addr.arpa"]
+    ns = [str(rr.rdata) for rr in parse_zone("2.0.192.in-addr.arpa", zone) if rr.rtype == 2]
+    assert ns == ["ns.hosting.example."]
