@@ -331,6 +331,7 @@ LAB_SPEC = Record(
                 "after a DNS edit: flush the lab resolver's cache, or keep answers for their TTL"
             ),
         ),
+        "steps": Field(ListOf(STEP_SPEC, min_items=1), required=True),
         "setup": Field(
             ListOf(ACTION_SPEC, min_items=1),
             description=(
@@ -339,7 +340,6 @@ LAB_SPEC = Record(
                 "zone), for values only the running lab knows"
             ),
         ),
-        "steps": Field(ListOf(STEP_SPEC, min_items=1), required=True),
     },
     name="Lab",
     description="A lab file: one concept, taught in steps on one topology.",
