@@ -303,3 +303,47 @@ def test_every_fact_is_documented_for_authors() -> None:
     guide = (LABS[0].parent.parent / "docs" / "authoring.md").read_text(encoding="utf-8")
     for name in FACTS:
         assert f"`{{{name}}}`" in guide, f"{{{name}}} is missing from docs/authoring.md"
+
+
+# -- checks that test the exact record ------------------------------------------------
+
+PTR_RESULT = {
+    "question": {"name": "10.2.0.192.in-addr.arpa.", "type": "PTR"},
+    "rcode": "NOERROR",
+    "answers": [{"type": "PTR", "data": "mail.startup.example.2.0.192.in-addr.arpa."}],
+}
+
+
+def test_answer_is_tells_the_exact_name_from_one_that_merely_contains_it() -> None:
+    from sim.lab.checks import evaluate
+
+    assert evaluate("answer_contains", "mail.startup.example", PTR_RESULT, None).passed
+    exact = evaluate("answer_is", "mail.startup.example.", PTR_RESULT, None)
+    assert not exact.passed
+    assert "mail.startup.example.2.0.192.in-addr.arpa." in exact.detail
+    right = {**PTR_RESULT, "answers": [{"type": "PTR", "data": "mail.startup.example."}]}
+    assert evaluate("answer_is", "MAIL.startup.example", right, None).passed
+
+
+def test_answer_matches_holds_the_whole_data_to_a_pattern() -> None:
+    from sim.lab.checks import evaluate
+
+    srv = {
+        "question": {"name": "_submissions._tcp.home.example.", "type": "SRV"},
+        "answers": [{"type": "SRV", "data": "0 1 465 smtp.home.example.home.example."}],
+    }
+    pattern = r"\d+ \d+ 465 smtp\.home\.example\."
+    assert not evaluate("answer_matches", pattern, srv, None).passed
+    srv["answers"] = [{"type": "SRV", "data": "5 0 465 smtp.home.example."}]
+    assert evaluate("answer_matches", pattern, srv, None).passed
+
+
+def test_a_bad_answer_pattern_is_a_lab_file_error(tmp_path: Path) -> None:
+    topology = LABS[0].parent.parent / "topologies" / "receive-only.yaml"
+    text = BAD_LAB.format(topology=topology).replace(
+        "          - rcode: NOERROR", "          - answer_matches: '(unclosed'"
+    )
+    lab_file = tmp_path / "bad.yaml"
+    lab_file.write_text(text, encoding="utf-8")
+    problems = validate_lab_file(lab_file, curriculum=False)
+    assert any("not a valid regular expression" in p.message for p in problems), problems

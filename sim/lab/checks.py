@@ -300,6 +300,22 @@ def _answer_is(
     )
 
 
+def _answer_matches(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
+    assert result is not None
+    qtype = (result.get("question") or {}).get("type")
+    for answer in result.get("answers") or []:
+        data = str(answer.get("data", ""))
+        if answer.get("type") == qtype and re.fullmatch(str(value), data, re.IGNORECASE):
+            return PredicateOutcome(
+                True, f"{_question(result)} answered {answer.get('type')} {data}"
+            )
+    return PredicateOutcome(
+        False, f"{_question(result)} answered {_answers_text(result)}, which does not match {value}"
+    )
+
+
 def _answer_count(
     value: Any, result: Mapping[str, Any] | None, lab: LabState | None
 ) -> PredicateOutcome:
@@ -548,6 +564,15 @@ PREDICATES: dict[str, PredicateDef] = {
             "without case; the final dot optional): tests the exact record, where "
             "`answer_contains` would also accept `mail.example.2.0.192.in-addr.arpa.`.",
             _answer_is,
+        ),
+        _def(
+            "answer_matches",
+            Str(),
+            _DIG,
+            "Some record of the asked type has data matching this regular expression "
+            "(all of it, case ignored), such as `\\d+ \\d+ 465 smtp\\.home\\.example\\.`: "
+            "exact where it matters, free where the author does not mind.",
+            _answer_matches,
         ),
         _def(
             "answer_count",

@@ -570,6 +570,10 @@ class _Meaning:
                         f"{predicate.name} tests the result of {kinds}, not of {subject}",
                         at_key=True,
                     )
+            if predicate.name == "answer_matches":
+                reason = pattern_ok(str(predicate.value))
+                if reason:
+                    self.add(predicate.path, f"not a valid regular expression: {reason}")
             if predicate.name == "mailbox":
                 self._mailbox(str(predicate.value["address"]), (*predicate.path, "address"))
             elif predicate.name == "queue":
