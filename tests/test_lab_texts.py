@@ -226,3 +226,22 @@ def test_the_hosting_reverse_zone_names_the_providers_own_server() -> None:
     zone = dict(topology.zones)["2.0.192.in-addr.arpa"]
     ns = [str(rr.rdata) for rr in parse_zone("2.0.192.in-addr.arpa", zone) if rr.rtype == 2]
     assert ns == ["ns.hosting.example."]
+
+
+def test_every_code_block_in_the_labs_fits_76_columns() -> None:
+    # An 80-column terminal keeps a border and a scroll bar: 76 are left.
+    wide = []
+    for path in LABS:
+        lab = load_lab(path)
+        texts = [lab.description]
+        for step in lab.steps:
+            texts += [step.text, getattr(step, "explanation", "")]
+            texts += [c.feedback for c in getattr(step, "choices", ())]
+        for text in texts:
+            inside = False
+            for line in text.splitlines():
+                if line.strip().startswith("```"):
+                    inside = not inside
+                elif inside and len(line) > 76:
+                    wide.append(f"{path.name}: {line}")
+    assert not wide, "\n".join(wide)
