@@ -347,3 +347,15 @@ def test_a_bad_answer_pattern_is_a_lab_file_error(tmp_path: Path) -> None:
     lab_file.write_text(text, encoding="utf-8")
     problems = validate_lab_file(lab_file, curriculum=False)
     assert any("not a valid regular expression" in p.message for p in problems), problems
+
+
+def test_a_state_check_waits_for_an_attempt_to_report_its_outcome() -> None:
+    from sim.lab.engine import _attempts_in_flight
+
+    def queue(event: str) -> dict[str, Any]:
+        return {"t": 1, "kind": "queue", "data": {"event": event, "queue_id": "Q1"}}
+
+    # The relay empties its queue a moment before it reports the delivery.
+    assert _attempts_in_flight([queue("queued"), queue("attempt")])
+    assert not _attempts_in_flight([queue("queued"), queue("attempt"), queue("delivered")])
+    assert not _attempts_in_flight([])

@@ -565,8 +565,15 @@ class LabSession:
         read = getattr(self.lab, "trace", None)
         if not callable(read):
             return []
-        events = [e.to_json() if hasattr(e, "to_json") else dict(e) for e in read()]
-        return state_trace(events, self._since)
+        deadline = time.monotonic() + ATTEMPT_SETTLE
+        while True:
+            events = [e.to_json() if hasattr(e, "to_json") else dict(e) for e in read()]
+            # A relay records a delivery durably (the queue empties) a moment
+            # before it reports it: wait for every attempt's outcome, so the
+            # feedback does not miss an event that did happen.
+            if not _attempts_in_flight(events) or time.monotonic() > deadline:
+                return state_trace(events, self._since)
+            time.sleep(0.05)
 
     def apply(self, step: Step | str | None, action: Mapping[str, Any] | Action) -> ActionResult:
         """A student's edit to the running lab, such as
@@ -613,6 +620,20 @@ class LabSession:
                 False, raw if isinstance(raw, dict) else {}, f"saved edit not replayed: {err}"
             )
         return apply_action(self._running(), action, self.topology, self.definition.dns_cache)
+
+
+#: How long a state check waits for a relay attempt's outcome to be reported.
+ATTEMPT_SETTLE = 3.0
+
+
+def _attempts_in_flight(events: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether some queue entry's last event is an attempt with no outcome yet."""
+    last: dict[Any, str] = {}
+    for event in events:
+        data = event.get("data") or {}
+        if event.get("kind") == "queue" and data.get("queue_id"):
+            last[data["queue_id"]] = str(data.get("event"))
+    return "attempt" in last.values()
 
 
 def _strip_where(message: str) -> str:
