@@ -28,6 +28,7 @@ attempts of the messages that moved since then).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,10 @@ __all__ = [
     "FACTS",
     "Fact",
     "FactDef",
+    "Rendered",
     "RunFacts",
+    "duration",
+    "known_facts",
     "placeholders",
     "render",
     "run_facts",
@@ -111,8 +115,6 @@ def _reply_fact(key: str) -> Extractor:
 
 
 def _event_json(event: Event) -> str:
-    import json
-
     return json.dumps(event, ensure_ascii=False, default=str)
 
 
