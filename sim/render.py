@@ -69,7 +69,10 @@ def render_connect(result: ConnectResult) -> str:
 
 def render_send(result: SendResult) -> str:
     head = f"{result.outcome.upper()}"
-    if result.stage:
+    if result.stage == "dns":
+        # RFC 7505 §4.1: the sender's own verdict, before any connection.
+        head += " by the sender (DNS said no; no server was contacted)"
+    elif result.stage:
         head += f" at {result.stage}"
     if result.reply:
         reply = result.reply

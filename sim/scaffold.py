@@ -74,7 +74,8 @@ _TOPOLOGY = """\
 # Make it yours: rename the domains, add hosts and services (submission,
 # relay, dnsbl, mailbox), more routers and links, firewall rules. Use
 # reserved names and addresses (.example, .test; 192.0.2.0/24,
-# 198.51.100.0/24, 203.0.113.0/24, 100.64.0.0/10).
+# 198.51.100.0/24, 203.0.113.0/24; home lines in 198.51.100.192/26, not
+# 100.64.0.0/10, which is carrier-grade NAT's inside, RFC 6598).
 name: {name}
 title: "{name}: a starting point"
 settings:
@@ -95,18 +96,18 @@ nodes:
       - action: drop
         proto: tcp
         dport: 25
-        src: 100.64.0.0/10
+        src: 198.51.100.192/26
         direction: out
         note: residential customers may not send on port 25
   laptop:
     kind: host
     title: a laptop on a residential line
-    ip: 100.64.10.20/24
+    ip: 198.51.100.200/27
     gateway: isp
   ns:
     kind: host
     title: the DNS every node asks (resolver and authoritative)
-    ip: 198.51.100.53/24
+    ip: 198.51.100.53/25
     gateway: internet
     services:
       dns:

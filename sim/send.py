@@ -282,7 +282,9 @@ async def mx_hosts(
         records.append((int(pref), host.strip().rstrip(".").lower()))
     if any(host in ("", ".") for _, host in records) or records == [(0, "")]:
         # RFC 7505 §3: "0 ." means the domain accepts no mail at all.
-        return [], Reply(556, "5.1.10", f"Recipient address rejected: {domain} has a null MX")
+        return [], Reply(
+            556, "5.1.10", f"{domain} has a null MX: not sent, no server was contacted"
+        )
     names = [h for _, h in sorted(records)] if records else [domain]  # implicit MX
     hosts = []
     for name in names:

@@ -312,8 +312,8 @@ def test_lab3_undone_and_half_done_srv_records(open_lab: Open) -> None:
     half = session.check(step)
     assert not half.passed
     assert failed(half) == [
-        "no answer to _submissions._tcp.home.example. SRV contains '465 smtp.home.example.': "
-        "SRV 0 1 587 smtp.home.example."
+        "_submissions._tcp.home.example. SRV answered SRV 0 1 587 smtp.home.example., "
+        "which does not match \\d+ \\d+ 465 smtp\\.home\\.example\\."
     ]
 
 
@@ -347,8 +347,13 @@ def test_lab4_a_ptr_in_the_senders_own_zone_does_nothing(open_lab: Open) -> None
     session = open_lab("ip-reputation")
     step = task(session, "set-the-ptr")
     undone = session.check(step)
-    assert not undone.passed and undone.hint == step.hints[0]
-    assert failed(undone) == ["ptr=fail, expected pass"]
+    assert not undone.passed and undone.hint == session.hints_shown(step)[0]
+    assert failed(undone) == [
+        "ptr=fail, expected pass",
+        "10.2.0.192.in-addr.arpa. PTR has 0 record(s), expected 1: no answer (NXDOMAIN)",
+        "10.2.0.192.in-addr.arpa. PTR answered no answer (NXDOMAIN), expected exactly "
+        "mail.startup.example.",
+    ]
     # The reverse name itself cannot go into startup.example's zone...
     outside = session.apply(
         "set-the-ptr",
@@ -384,7 +389,7 @@ def test_lab4_a_ptr_without_its_a_record_is_deferred_then_a_wrong_a_too(open_lab
     assert session.check("set-the-ptr").passed
     step = task(session, "forward-confirm")
     half = session.check(step)
-    assert not half.passed and half.hint == step.hints[0]
+    assert not half.passed and half.hint == session.hints_shown(step)[0]
     assert any("the outcome was deferred (450 4.7.25" in d for d in failed(half))
     # The A record published, with a typo in the address: still unconfirmed.
     apply_ok(

@@ -32,7 +32,7 @@ def test_dig_mx_from_the_laptop_answers_from_the_lab_dns(lab: sim.Lab) -> None:
     assert [a["data"] for a in result.answers] == ["10 mx.qq.example."]
     dns_events = result.trace.of_kind("dns")
     assert dns_events, "the query must be in the trace"
-    assert dns_events[0].data["client"] == "100.64.10.20"
+    assert dns_events[0].data["client"] == "198.51.100.200"
     assert dns_events[0].node == "ns"
 
 

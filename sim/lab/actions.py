@@ -50,6 +50,7 @@ from sim.lab.spec import (
     Str,
     suggest,
 )
+from sim.lab.zonenames import relative_name_warnings
 from sim.resolve import qtype_code
 from sim.topology.model import CheckAction, CheckName, RejectWith, Topology
 from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
@@ -605,11 +606,17 @@ def apply_action(
         # rule broken): the student sees why, the lab keeps running.
         return ActionResult(False, as_json, f"could not {summary}: {_reason(err)}")
     message = f"done: {summary}"
+    if action.name == "dns_add":
+        # Parses, but probably not what was meant: say what the name became.
+        warnings = relative_name_warnings(str(action.args["zone"]), str(action.args["record"]))
+        if warnings:
+            message += ". Warning: " + "; ".join(warnings)
+            published["warnings"] = warnings
     if service in ("dns", "dnsbl") and action.name != "control":
         # A listing or delisting is a DNS change too: receivers see it through
         # their resolver, which may hold the old answer for its TTL.
         message += ". " + _after_dns_edit(lab, topology, dns_cache)
-    return ActionResult(True, as_json, message, dict(data or {}))
+    return ActionResult(True, as_json, message, {**dict(data or {}), **published})
 
 
 def _set_firewall(lab: ControlLab, action: Action, as_json: dict[str, Any]) -> ActionResult:
@@ -657,6 +664,11 @@ def _settle(lab: ControlLab, limit: float, as_json: dict[str, Any]) -> ActionRes
         passed = float(settle(limit))
     queues = getattr(lab, "queues", None)
     waiting = sum(len(q) for q in queues().values()) if queues is not None else 0
+    if waiting and passed < limit:
+        # The next attempt falls due after the limit: the time asked for
+        # still passes (a student who lets 10 minutes pass sees them pass).
+        lab.advance(limit - passed)
+        passed = limit
     left = (
         "every queue is empty"
         if waiting == 0

@@ -47,7 +47,19 @@ STAGES = ("dns", "connect", "helo", "starttls", "auth", "mail", "rcpt", "data")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT")
 CHECK_NAMES = ("ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc", "tls")
 CONNECT_ERRORS = ("timeout", "refused", "unreachable")
-TRACE_KINDS = ("dns", "net", "smtp", "tls", "check", "queue", "delivery", "outcome")
+TRACE_KINDS = (
+    "dns",
+    "net",
+    "smtp",
+    "tls",
+    "check",
+    "queue",
+    "delivery",
+    "outcome",
+    "imap",
+    "pop3",
+    "mailbox",
+)
 FOLDERS = ("INBOX", "Junk")
 ENHANCED = r"^[245]\.\d{1,3}\.\d{1,3}$"
 
@@ -133,13 +145,30 @@ def _reply_code(
     return PredicateOutcome(False, f"{got}, expected code {value}")
 
 
+#: Enhanced status codes registered after RFC 3463, by the RFC that did it
+#: (the IANA "Enumerated Status Codes" registry, RFC 5248).
+_REGISTERED_BY = {
+    **{f"7.{n}": "RFC 7372" for n in range(20, 27)},  # email authentication
+    "7.27": "RFC 7505",  # sender address has null MX
+    "1.10": "RFC 7505",  # recipient address has null MX
+    **{f"7.{n}": "RFC 4954" for n in (8, 9, 11, 12)},  # SMTP AUTH
+}
+
+
+def registered_by(code: str) -> str:
+    """The RFC that registered an enhanced status code such as ``5.7.25``."""
+    return _REGISTERED_BY.get(code.partition(".")[2], "RFC 3463")
+
+
 def _enhanced(
     value: Any, result: Mapping[str, Any] | None, lab: LabState | None
 ) -> PredicateOutcome:
     assert result is not None
     actual = (result.get("reply") or {}).get("enhanced")
     if actual == value:
-        return PredicateOutcome(True, f"the enhanced status code was {value} (RFC 3463)")
+        return PredicateOutcome(
+            True, f"the enhanced status code was {value} ({registered_by(str(value))})"
+        )
     got = f"it was {actual}" if actual else "the reply carried none"
     return PredicateOutcome(False, f"expected the enhanced status code {value}, {got}")
 
@@ -246,6 +275,44 @@ def _answer_contains(
             )
     return PredicateOutcome(
         False, f"no answer to {_question(result)} contains {value!r}: {_answers_text(result)}"
+    )
+
+
+def _same_data(a: str, b: str) -> bool:
+    """Record data equal as DNS compares names: case-insensitive, and a name
+    in an answer is always absolute, so a final dot in the check is optional."""
+    return a.strip().lower().rstrip(".") == b.strip().lower().rstrip(".")
+
+
+def _answer_is(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
+    assert result is not None
+    qtype = (result.get("question") or {}).get("type")
+    answers = [a for a in result.get("answers") or [] if a.get("type") == qtype]
+    for answer in answers:
+        if _same_data(str(answer.get("data", "")), str(value)):
+            return PredicateOutcome(
+                True, f"{_question(result)} answered {answer.get('type')} {answer.get('data')}"
+            )
+    return PredicateOutcome(
+        False, f"{_question(result)} answered {_answers_text(result)}, expected exactly {value}"
+    )
+
+
+def _answer_matches(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
+    assert result is not None
+    qtype = (result.get("question") or {}).get("type")
+    for answer in result.get("answers") or []:
+        data = str(answer.get("data", ""))
+        if answer.get("type") == qtype and re.fullmatch(str(value), data, re.IGNORECASE):
+            return PredicateOutcome(
+                True, f"{_question(result)} answered {answer.get('type')} {data}"
+            )
+    return PredicateOutcome(
+        False, f"{_question(result)} answered {_answers_text(result)}, which does not match {value}"
     )
 
 
@@ -488,6 +555,24 @@ PREDICATES: dict[str, PredicateDef] = {
             _DIG,
             "Text some answer record's data contains (case does not matter).",
             _answer_contains,
+        ),
+        _def(
+            "answer_is",
+            Str(),
+            _DIG,
+            "Some record of the asked type has exactly this data (names compared "
+            "without case; the final dot optional): tests the exact record, where "
+            "`answer_contains` would also accept `mail.example.2.0.192.in-addr.arpa.`.",
+            _answer_is,
+        ),
+        _def(
+            "answer_matches",
+            Str(),
+            _DIG,
+            "Some record of the asked type has data matching this regular expression "
+            "(all of it, case ignored), such as `\\d+ \\d+ 465 smtp\\.home\\.example\\.`: "
+            "exact where it matters, free where the author does not mind.",
+            _answer_matches,
         ),
         _def(
             "answer_count",

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from sim.errors import BackendUnavailable, LabError, LabFileError, SimError
 from sim.lab.actions import ActionResult, action_from_data, apply_action
 from sim.lab.checks import PredicateOutcome, evaluate, summarise
+from sim.lab.facts import STATE, Fact, RunFacts, render, state_trace
 from sim.lab.loader import normalise_answer
 from sim.lab.model import (
     Action,
@@ -138,6 +139,11 @@ class CheckOutcome:
     results: tuple[PredicateOutcome, ...] = ()
     #: A task's explanation, once it passes (what the student just learned).
     explanation: str = ""
+    #: The facts of this run that the hint or explanation quotes (sim.lab.facts).
+    quoted: dict[str, Fact] = field(default_factory=dict, compare=False)
+    #: The trace of the runs the check made (state checks: the lab's, since
+    #: the step began): what the quoted facts must be found in.
+    trace: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -145,6 +151,7 @@ class CheckOutcome:
             "detail": self.detail,
             "hint": self.hint,
             "explanation": self.explanation,
+            "facts": {name: fact.value for name, fact in self.quoted.items()},
             "results": [r.to_json() for r in self.results],
         }
 
@@ -271,6 +278,10 @@ class LabSession:
         self.results: dict[str, ExperimentOutcome] = {}
         #: What replaying the saved edits did when the session resumed.
         self.replayed: list[ActionResult] = []
+        #: The facts of each task's last check run, for hints read later.
+        self.facts: dict[str, RunFacts] = {}
+        #: Lab time when the last step was done: where a state check's run begins.
+        self._since = 0.0
 
     @classmethod
     def for_student(
@@ -301,6 +312,11 @@ class LabSession:
             self.store.reset(self.definition.id)
             self.progress = LabProgress(self.definition.id)
         self.lab = self._starter(self.topology, self.backend)
+        for action in self.definition.setup:
+            done = apply_action(self.lab, action, self.topology, self.definition.dns_cache)
+            if not done.ok:
+                self.stop()
+                raise LabError(f"the lab's setup could not {action.name}: {done.message}")
         self.replayed = [self._replay(record) for record in self.progress.actions]
 
     def stop(self) -> None:
@@ -369,7 +385,8 @@ class LabSession:
         found = self.step(step)
         if not isinstance(found, TaskStep):
             return []
-        return list(found.hints[: self.state(found).hints])
+        facts = self.facts.get(found.id)
+        return [render(h, facts).text for h in found.hints[: self.state(found).hints]]
 
     def _done(self, step: Step) -> None:
         state = self.progress.step(step.id)
@@ -378,7 +395,12 @@ class LabSession:
             state.done_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if self.complete and self.progress.completed is None:
             self.progress.completed = state.done_at
+        self._since = self._lab_now()
         self.save()
+
+    def _lab_now(self) -> float:
+        now = getattr(self.lab, "now", None)
+        return float(now()) if callable(now) else 0.0
 
     def save(self) -> None:
         self.store.save(self.progress)
@@ -467,7 +489,7 @@ class LabSession:
             return None
         state.hints += 1
         self.save()
-        return found.hints[state.hints - 1]
+        return render(found.hints[state.hints - 1], self.facts.get(found.id)).text
 
     def check(self, step: Step | str) -> CheckOutcome:
         """Run a task's or checkpoint's checks against the lab as it is now.
@@ -479,32 +501,45 @@ class LabSession:
         if not isinstance(found, TaskStep | CheckpointStep):
             raise LabError(f"step {found.id} is a {found.kind} step: it has no checks")
         results: list[PredicateOutcome] = []
+        facts = RunFacts()
+        trace: list[Mapping[str, Any]] = []
         for check in found.checks:
-            results.extend(self._check(check))
+            results.extend(self._check(check, facts, trace))
+        self.facts[found.id] = facts
         passed = all(r.passed for r in results)
         state = self.progress.step(found.id)
         state.attempts += 1
         hint = None
         explanation = ""
+        quoted: dict[str, Fact] = {}
         if passed:
             if isinstance(found, TaskStep):
-                explanation = found.explanation.strip()
+                filled = render(found.explanation.strip(), facts)
+                explanation, quoted = filled.text, filled.quoted
             self._done(found)
         else:
             if isinstance(found, TaskStep) and found.hints:
                 if state.hints == 0:
                     state.hints = 1
-                hint = found.hints[state.hints - 1]
+                filled = render(found.hints[state.hints - 1], facts)
+                hint, quoted = filled.text, filled.quoted
             self.save()
-        return CheckOutcome(passed, summarise(results), hint, tuple(results), explanation)
+        return CheckOutcome(
+            passed, summarise(results), hint, tuple(results), explanation, quoted, tuple(trace)
+        )
 
-    def _check(self, check: Check) -> list[PredicateOutcome]:
+    def _check(
+        self, check: Check, facts: RunFacts, trace: list[Mapping[str, Any]]
+    ) -> list[PredicateOutcome]:
+        """Evaluate one check; the facts and trace of its run are added to
+        ``facts`` and ``trace``."""
         data: Mapping[str, Any] | None = None
         if check.run is not None:
             outcome = self._execute(check.run)
             if outcome.error is not None:
                 return [PredicateOutcome(False, outcome.detail)]
             data = outcome.data
+            subject = check.run.kind
         elif check.of is not None:
             earlier = self.results.get(check.of)
             if earlier is None:
@@ -513,7 +548,32 @@ class LabSession:
             if earlier.error is not None:
                 return [PredicateOutcome(False, earlier.detail)]
             data = earlier.data
+            subject = earlier.experiment.kind
+        if data is not None:
+            events = list(data.get("trace") or ())
+            facts.add_run(subject, data, events)
+            trace.extend(events)
+        else:
+            events = self._lab_trace()
+            facts.add_run(STATE, {}, events)
+            trace.extend(events)
         return self._predicates(check.expect, data)
+
+    def _lab_trace(self) -> list[Mapping[str, Any]]:
+        """The lab's trace since the last step was done (with the earlier
+        queue events of the messages that moved since), as JSON events."""
+        read = getattr(self.lab, "trace", None)
+        if not callable(read):
+            return []
+        deadline = time.monotonic() + ATTEMPT_SETTLE
+        while True:
+            events = [e.to_json() if hasattr(e, "to_json") else dict(e) for e in read()]
+            # A relay records a delivery durably (the queue empties) a moment
+            # before it reports it: wait for every attempt's outcome, so the
+            # feedback does not miss an event that did happen.
+            if not _attempts_in_flight(events) or time.monotonic() > deadline:
+                return state_trace(events, self._since)
+            time.sleep(0.05)
 
     def apply(self, step: Step | str | None, action: Mapping[str, Any] | Action) -> ActionResult:
         """A student's edit to the running lab, such as
@@ -560,6 +620,20 @@ class LabSession:
                 False, raw if isinstance(raw, dict) else {}, f"saved edit not replayed: {err}"
             )
         return apply_action(self._running(), action, self.topology, self.definition.dns_cache)
+
+
+#: How long a state check waits for a relay attempt's outcome to be reported.
+ATTEMPT_SETTLE = 3.0
+
+
+def _attempts_in_flight(events: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether some queue entry's last event is an attempt with no outcome yet."""
+    last: dict[Any, str] = {}
+    for event in events:
+        data = event.get("data") or {}
+        if event.get("kind") == "queue" and data.get("queue_id"):
+            last[data["queue_id"]] = str(data.get("event"))
+    return "attempt" in last.values()
 
 
 def _strip_where(message: str) -> str:

@@ -26,6 +26,7 @@ from sim.clock import parse_duration
 from sim.errors import LabFileError, Problem, TopologyError
 from sim.lab.actions import action_problems
 from sim.lab.checks import PREDICATES, pattern_ok
+from sim.lab.facts import STATE, known_facts, unknown_facts
 from sim.lab.model import (
     Action,
     Check,
@@ -277,6 +278,14 @@ def _step(raw: Any, path: FilePath) -> Step:
                 for i, item in enumerate(raw["solution"])
                 for name, args in item.items()
             ),
+            mistakes=tuple(
+                tuple(
+                    Action(str(name), _plain(args), path=(*path, "mistakes", m, i, name))
+                    for i, item in enumerate(mistake)
+                    for name, args in item.items()
+                )
+                for m, mistake in enumerate(raw.get("mistakes") or ())
+            ),
             explanation=_text(raw.get("explanation")),
         )
     return CheckpointStep(**common, checks=_checks(raw["checks"], (*path, "checks")))
@@ -294,6 +303,11 @@ def _build(doc: Any, path: Path) -> LabDef:
         steps=tuple(_step(s, ("steps", i)) for i, s in enumerate(doc["steps"])),
         description=_text(doc.get("description")),
         dns_cache=str(doc.get("dns_cache", "flush")),  # type: ignore[arg-type]
+        setup=tuple(
+            Action(str(name), _plain(args), path=("setup", i, name))
+            for i, item in enumerate(doc.get("setup") or ())
+            for name, args in item.items()
+        ),
         source=path,
     )
 
@@ -322,6 +336,8 @@ class _Meaning:
     def run(self, curriculum: bool) -> None:
         self.topology = self._load_topology()
         self._step_ids()
+        for action in self.lab.setup:
+            self._action(action)
         experiments: dict[str, ExperimentRun] = {}
         for step in self.lab.steps:
             self._step(step, experiments)
@@ -394,6 +410,54 @@ class _Meaning:
             if isinstance(step, TaskStep):
                 for action in step.solution:
                     self._action(action)
+                for mistake in step.mistakes:
+                    for action in mistake:
+                        self._action(action)
+                self._templates(step, earlier)
+
+    def _templates(self, step: TaskStep, earlier: dict[str, ExperimentRun]) -> None:
+        """Facts quoted by the hints and the explanation must be facts the
+        task's checks can produce (sim.lab.facts)."""
+        subjects: set[str] = set()
+        for check in step.checks:
+            if check.run is not None:
+                subjects.add(check.run.kind)
+            elif check.of is not None:
+                run = earlier.get(check.of)
+                if run is not None:
+                    subjects.add(run.kind)
+            else:
+                subjects.add(STATE)
+        texts: list[tuple[FilePath, str]] = [((*step.path, "explanation"), step.explanation)]
+        texts += [((*step.path, "hints", i), h) for i, h in enumerate(step.hints)]
+        for where, text in texts:
+            for offset, name, why in unknown_facts(text, subjects):
+                line, col = self._text_pos(where, text, offset)
+                hint = suggest(name, known_facts(subjects))
+                self.problems.append(
+                    Problem(self.source, line, col, f"{path_text(where)}: {why}{hint}")
+                )
+
+    def _text_pos(self, where: FilePath, text: str, offset: int) -> tuple[int, int]:
+        """The line and column of ``text[offset:]`` in the file: the same
+        template found again from where the text's value begins."""
+        line, col = locate(self.doc, where)
+        needle = text[offset : text.index("}", offset) + 1]
+        nth = text[:offset].count(needle)
+        try:
+            lines = Path(self.source).read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return line, col
+        seen = 0
+        for number in range(line - 1, len(lines)):
+            start = col - 1 if number == line - 1 else 0
+            found = lines[number].find(needle, start)
+            while found >= 0:
+                if seen == nth:
+                    return number + 1, found + 1
+                seen += 1
+                found = lines[number].find(needle, found + 1)
+        return line, col
 
     def _experiment(self, run: ExperimentRun) -> None:
         self._host(run.node, (*run.path, "from"))
@@ -506,6 +570,10 @@ class _Meaning:
                         f"{predicate.name} tests the result of {kinds}, not of {subject}",
                         at_key=True,
                     )
+            if predicate.name == "answer_matches":
+                reason = pattern_ok(str(predicate.value))
+                if reason:
+                    self.add(predicate.path, f"not a valid regular expression: {reason}")
             if predicate.name == "mailbox":
                 self._mailbox(str(predicate.value["address"]), (*predicate.path, "address"))
             elif predicate.name == "queue":

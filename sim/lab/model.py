@@ -282,6 +282,9 @@ class TaskStep(_StepBase):
     checks: tuple[Check, ...] = ()
     hints: tuple[str, ...] = ()
     solution: tuple[Action, ...] = ()
+    #: Wrong solutions a student is likely to try; the check must fail after
+    #: each, and its feedback quote only facts of that run (tested).
+    mistakes: tuple[tuple[Action, ...], ...] = ()
     explanation: str = ""
     kind: Literal["task"] = "task"
 
@@ -314,6 +317,10 @@ class LabDef:
     #: at once (and say so), or ``ttl``: keep cached answers until they expire,
     #: as a real resolver would (RFC 1035 §7.3, RFC 2308 for negative answers).
     dns_cache: Literal["flush", "ttl"] = "flush"
+    #: Actions applied when the lab starts, before the first step (and
+    #: before a resumed student's edits are replayed): the world as the lab
+    #: finds it, for values only the running lab knows (a generated DKIM key).
+    setup: tuple[Action, ...] = ()
     source: Path | None = None
 
     def step(self, step_id: str) -> Step:

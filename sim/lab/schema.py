@@ -283,7 +283,16 @@ STEP_SPEC = Tagged(
                 required=True,
                 description="the reference solution (`maillab check` applies it)",
             ),
-            explanation=Field(Str(markdown=True), description="shown when the task is done"),
+            mistakes=Field(
+                ListOf(ListOf(ACTION_SPEC, min_items=1), min_items=1),
+                description="wrong solutions a student is likely to try, each a list of "
+                "actions: the check must fail after each (the feedback tests run them)",
+            ),
+            explanation=Field(
+                Str(markdown=True),
+                description="shown when the task is done; hints and explanation may quote "
+                "facts of the check's run, such as `{reply.code}` (sim.lab.facts)",
+            ),
         ),
         "checkpoint": _step(
             "CheckpointStep",
@@ -323,6 +332,14 @@ LAB_SPEC = Record(
             ),
         ),
         "steps": Field(ListOf(STEP_SPEC, min_items=1), required=True),
+        "setup": Field(
+            ListOf(ACTION_SPEC, min_items=1),
+            description=(
+                "changes made to the lab when it starts, before the first step: what "
+                "others have done already (a provider that published a key in its own "
+                "zone), for values only the running lab knows"
+            ),
+        ),
     },
     name="Lab",
     description="A lab file: one concept, taught in steps on one topology.",

@@ -196,7 +196,14 @@ class Judgement:
             return f"{head} (evaluated for DMARC, no action of its own)"
         if self.taken == "none":
             return head
-        return f"{head} → {_TAKEN_WORDS[self.taken]} (action {self.configured})"
+        if self.taken == self.configured:
+            return f"{head} → {_TAKEN_WORDS[self.taken]} (action {self.configured})"
+        # The configured action is for a definite failure; say so, or
+        # "permerror → only noted (action reject)" reads as a contradiction.
+        return (
+            f"{head} → {_TAKEN_WORDS[self.taken]} (this MX's `{self.check}: "
+            f"{self.configured}` is for {self.check}=fail, not {self.check}={self.result.result})"
+        )
 
     def event_data(self) -> dict[str, Any]:
         """The ``check`` trace event's data (sim.trace)."""

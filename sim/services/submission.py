@@ -140,6 +140,13 @@ class _Handler:
     def __init__(self, service: SubmissionServer) -> None:
         self.service = service
 
+    async def handle_EHLO(
+        self, server: LabSMTP, session: Session, envelope: Envelope, hostname: str, lines: list[str]
+    ) -> list[str]:
+        # RFC 2034: the replies carry enhanced codes (5.7.0, 5.7.8...), so say so.
+        session.host_name = hostname  # this (new-style) hook must set it itself
+        return [*lines[:-1], "250-ENHANCEDSTATUSCODES", lines[-1]]
+
     async def handle_MAIL(
         self,
         server: LabSMTP,

@@ -45,6 +45,7 @@ from textual.widgets import (
 
 from sim.errors import LabFileError
 from sim.lab.actions import ACTIONS, action_from_data
+from sim.lab.zonenames import relative_name_warnings
 from sim.resolve import qtype_code
 from sim.topology.model import Topology
 from sim.topology.zones import ZoneSyntaxError, parse_zone
@@ -323,10 +324,24 @@ class TaskForm(Vertical):
         action, problem = self._action()
         error = self.query_one(f"#error-{self.mode}", Static)
         typed = self._typed_something()
-        error.update(Text("✗ " + problem, style="bold red") if problem and typed else "")
-        error.set_class(bool(problem and typed), "shown")
+        warning = self._warning() if action is not None else None
+        if problem and typed:
+            error.update(Text("✗ " + problem, style="bold red"))
+        elif warning:
+            # It parses, but a dotted name without its final dot (lab 4's PTR).
+            error.update(Text("⚠ " + warning, style="bold yellow"))
+        else:
+            error.update("")
+        error.set_class(bool((problem and typed) or warning), "shown")
         self.query_one("#apply", Button).disabled = action is None
         return action
+
+    def _warning(self) -> str | None:
+        """What a record that parses will really say (sim.lab.zonenames)."""
+        if self.mode != "add" or self.zone is None:
+            return None
+        warnings = relative_name_warnings(self.zone, self.query_one("#record", Input).value)
+        return "; ".join(warnings) or None
 
     def _typed_something(self) -> bool:
         if self.mode == "add":
