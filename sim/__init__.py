@@ -24,7 +24,7 @@ from sim.errors import (
     SimError,
     TopologyError,
 )
-from sim.runtime import Lab, start
+from sim.hosting.runtime import Lab, start
 from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:

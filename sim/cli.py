@@ -131,7 +131,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_mailbox(args: argparse.Namespace) -> int:
     import sim
-    from sim.send import mailbox_of
+    from sim.experiments.send import mailbox_of
 
     topology = sim.load_topology(args.topology)
     state = Path(args.state_dir)
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sim.graphcmd",
         "sim.net.mnclean",
         "sim.tui.command",
-        "sim.read",
+        "sim.experiments.read",
         "sim.scaffold",
     ):
         try:

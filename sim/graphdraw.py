@@ -44,7 +44,7 @@ import networkx as nx
 
 from sim.clock import format_duration
 from sim.errors import NetworkError, SimError
-from sim.net.firewall import describe_rule
+from sim.topology.firewall import describe_rule
 from sim.topology.graph import LabNetwork, Segment, build_network
 from sim.topology.model import Node, Services, Topology
 

@@ -36,7 +36,7 @@ from sim.trace import Trace, TraceEvent
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from sim.runtime import Lab
+    from sim.hosting.runtime import Lab
 
 __all__ = [
     "Journey",
@@ -331,7 +331,7 @@ class ResultCard:
 
 def show_result(result: ExperimentResult) -> ResultCard:
     """A compact card of a ``send``, ``connect`` or ``dig`` result."""
-    from sim.send import SendResult
+    from sim.experiments.send import SendResult
 
     rows: list[tuple[str, str]] = []
     if isinstance(result, SendResult):

@@ -13,8 +13,8 @@ from sim.net.api import Endpoint
 from sim.trace import Trace
 
 if TYPE_CHECKING:
-    from sim.runtime import Lab
-    from sim.send import SendResult
+    from sim.experiments.send import SendResult
+    from sim.hosting.runtime import Lab
 
 __all__ = ["render_connect", "render_dig", "render_endpoints", "render_send", "render_trace"]
 

@@ -14,7 +14,7 @@ import sim
 from sim.errors import NetworkError
 from sim.graphcmd import register
 from sim.graphdraw import DrawError, render_image, render_svg, render_text
-from sim.net.firewall import describe_rule
+from sim.topology.firewall import describe_rule
 from sim.topology.graph import LabNetwork, build_network
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -81,10 +81,10 @@ def _service_ports(node: Any) -> list[int]:
 
 
 def lab_experiments(path: Path) -> tuple[Path, list[tuple[str, Experiment]]]:
+    from sim.experiments.read import Read
+    from sim.experiments.send import Send
     from sim.lab.loader import load_lab, topology_path
     from sim.lab.model import ConnectRun, DigRun, ExperimentStep, ReadRun, SendRun
-    from sim.read import Read
-    from sim.send import Send
 
     lab = load_lab(path)
     out: list[tuple[str, Experiment]] = []

@@ -610,7 +610,7 @@ def apply_action(
 def _set_firewall(lab: ControlLab, action: Action, as_json: dict[str, Any]) -> ActionResult:
     """Change one rule of a running router (``sim.Lab.set_firewall``): only
     what it does (and how a reject answers), never what it matches."""
-    from sim.net.firewall import describe_rule
+    from sim.topology.firewall import describe_rule
 
     args = action.args
     router, number = str(args["router"]), int(args["rule"])

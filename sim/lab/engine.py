@@ -106,7 +106,7 @@ Starter = Callable[[Topology, str], RunningLab]
 
 
 def _default_starter(topology: Topology, backend: str) -> RunningLab:
-    from sim.runtime import start
+    from sim.hosting.runtime import start
 
     lab: RunningLab = start(topology, backend=backend)
     return lab

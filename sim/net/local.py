@@ -5,7 +5,7 @@ lab is usable from plain scripts and from Jupyter, which runs its own loop).
 Each service listens on 127.0.0.1 at a free port; :class:`LoopbackRegistry`
 maps lab addresses to those ports and tells servers the lab address of each
 client. The network layer is simulated from the topology: routing and router
-firewalls are decided by :mod:`sim.net.firewall` (the same rules the mininet
+firewalls are decided by :mod:`sim.topology.firewall` (the same rules the mininet
 backend compiles to iptables), and their effects are reproduced for real:
 
 * drop → the client waits the lab's connect time-out (scaled by the lab
@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from sim.clock import LabClock
 from sim.errors import BackendError, ServiceError
 from sim.experiments import Experiment, ExperimentResult
+from sim.hosting.backend import Backend
 from sim.net.api import (
     Dropped,
     Endpoint,
@@ -40,12 +41,11 @@ from sim.net.api import (
     Refused,
     Unreachable,
 )
-from sim.net.backend import Backend
-from sim.net.firewall import Packet, PacketProto, Verdict, evaluate
 from sim.net.registry import ClientEntry, LoopbackRegistry
 from sim.services.base import NodeContext, Service
 from sim.services.registry import SERVICE_ORDER, service_class
 from sim.tls import LabCA
+from sim.topology.firewall import Packet, PacketProto, Verdict, evaluate
 from sim.topology.graph import LabNetwork, build_network
 from sim.topology.model import FirewallRule, Node, Topology
 from sim.trace import Trace, TraceEvent, TraceHub

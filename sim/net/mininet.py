@@ -9,7 +9,7 @@ own. No controller and no Open vSwitch:
   inside a namespace of its own, so that bridged frames never meet the root
   namespace's iptables (``net.bridge.bridge-nf-call-iptables=1`` on Debian)
   nor a router's FORWARD chain: two hosts on one LAN talk without a router,
-  as in :mod:`sim.net.firewall`. Veth pairs are created inside the first
+  as in :mod:`sim.topology.firewall`. Veth pairs are created inside the first
   node's namespace with the peer put straight into the other's (mininet's
   "fast" links): no interface of the lab ever exists in the root namespace,
   so interfaces keep the names the topology implies (``eth0``, ``eth1``…,
@@ -21,14 +21,14 @@ own. No controller and no Open vSwitch:
   answer). Routers have routes to lab segments only and no interface leads
   out of the lab: there is no NAT and no route to the machine's networks.
 * **Firewalls**: :func:`sim.net.iptables.compile_router` (the semantics of
-  :mod:`sim.net.firewall`) applied with ``iptables`` inside each router's
+  :mod:`sim.topology.firewall`) applied with ``iptables`` inside each router's
   namespace. The root namespace's iptables is never touched.
 * **DNS for real tools**: each node's mount namespace has
   ``STATE/run/resolv/NODE.conf`` bind-mounted over ``/etc/resolv.conf``
   (mininet's ``mnexec -n`` makes the namespace's mounts private, so the
   machine's file is untouched). Everything run in the node — ``dig``,
   ``swaks``, a command typed in the lab shell — asks the lab resolver.
-* **Services**: one agent process per host (:mod:`sim.net.agent`), inside the
+* **Services**: one agent process per host (:mod:`sim.hosting.agent`), inside the
   host's namespaces, forked by a fork server that imported maillab once
   (seven cold Python starts cost 1.5 s of CPU on two cores; forks cost
   milliseconds). DNS hosts are forked first. The lab is ready when every
@@ -67,15 +67,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import BackendError, ServiceError
 from sim.experiments import Experiment, ExperimentResult
-from sim.net import agent as agent_mod
+from sim.hosting import agent as agent_mod
+from sim.hosting.backend import Backend
 from sim.net import mnclean
 from sim.net.api import Endpoint
-from sim.net.backend import Backend
-from sim.net.firewall import Packet, evaluate
 from sim.net.iptables import compile_router
 from sim.net.requirements import check as check_requirements
 from sim.net.shared import FileTraceHub, SharedClock, run_dir
 from sim.net.shell import interactive_shell
+from sim.topology.firewall import Packet, evaluate
 from sim.topology.graph import LabNetwork, Segment, build_network
 from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
@@ -484,7 +484,7 @@ class MininetBackend(Backend):
                 [
                     sys.executable,
                     "-m",
-                    "sim.net.agent",
+                    "sim.hosting.agent",
                     str(self.state_dir),
                     "--fork-server",
                     "--run",
@@ -706,7 +706,7 @@ class MininetBackend(Backend):
                     [
                         sys.executable,
                         "-m",
-                        "sim.net.agent",
+                        "sim.hosting.agent",
                         str(self.state_dir),
                         node,
                         "--run",
@@ -864,7 +864,7 @@ class MininetBackend(Backend):
         topology = with_firewall(self.topology, router, rules)
         network = build_network(topology)
         # Remove this router's maillab chain, then compile the new rules into
-        # it: the same semantics module as at start (sim.net.firewall).
+        # it: the same semantics module as at start (sim.topology.firewall).
         current = self.exec(router, ["iptables", "-w", "-S"], timeout=30)
         commands = [*cleanup_commands(current.stdout), *compile_router(network, router)]
         for argv in commands:

@@ -1,6 +1,6 @@
 """The node agent: one process per node on the mininet backend.
 
-``python -m sim.net.agent STATE_DIR NODE`` runs inside the node's network
+``python -m sim.hosting.agent STATE_DIR NODE`` runs inside the node's network
 namespace. It starts the node's services on :class:`~sim.net.real.RealNodeNet`
 (plain sockets on the node's lab address), prints one JSON line
 ``{"ready": true, "endpoints": [...]}``, then serves requests from the driver
@@ -15,7 +15,7 @@ requests and results travel as pickles.
 Starting many agents fast: importing maillab (services, dnslib, aiosmtpd,
 cryptography, networkx) costs a Python process about 0.45 s of CPU, so on a
 2-core machine seven agents started as seven programs take 1.5 s. The
-**fork server** (``python -m sim.net.agent --fork-server STATE_DIR --run
+**fork server** (``python -m sim.hosting.agent --fork-server STATE_DIR --run
 RUN``) pays that once: it imports everything, lays out the network and loads
 the lab CA, then forks one agent per node on request; each child enters its
 node's network and mount namespaces (``setns(2)``, as ``mnexec -a`` does) and
@@ -402,7 +402,7 @@ class ForkServer:
             for kind in node.services.names():
                 service_class(kind)
         with contextlib.suppress(ImportError):
-            import sim.send  # noqa: F401  (unpickling a Send experiment imports it)
+            import sim.experiments.send  # noqa: F401  (unpickling a Send experiment imports it)
         self.children: dict[int, str] = {}
         # Everything imported so far is shared with the children copy-on-write:
         # keep the collector from touching (and so copying) it in each child.
@@ -520,7 +520,7 @@ class ForkServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.net.agent")
+    parser = argparse.ArgumentParser(prog="python -m sim.hosting.agent")
     parser.add_argument("state_dir", type=Path)
     parser.add_argument("node", nargs="?", help="the node to serve (not with --fork-server)")
     parser.add_argument("--run", help="the run id (a marker for `maillab clean`)")

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any, cast, get_args
 from sim.clock import parse_duration
 from sim.errors import BackendError, SimError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
+from sim.hosting.backend import Backend
 from sim.net.api import Endpoint
-from sim.net.backend import Backend
 from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
 
 if TYPE_CHECKING:
-    from sim.read import ReadResult
-    from sim.send import SendResult
+    from sim.experiments.read import ReadResult
+    from sim.experiments.send import SendResult
     from sim.services.maildir import StoredMessage
 
 __all__ = ["BACKENDS", "Lab", "start"]
@@ -95,7 +95,7 @@ class Lab:
         overrides TLS on the first hop: ``none``, ``opportunistic``,
         ``required`` (STARTTLS) or ``implicit`` (TLS from the first byte).
         """
-        from sim.send import Send, SendResult
+        from sim.experiments.send import Send, SendResult
         from sim.services.smtpclient import TlsMode
 
         if tls is not None and tls not in get_args(TlsMode):
@@ -146,7 +146,7 @@ class Lab:
         subject, from, size, flags, headers) or says where it failed, with
         the whole dialogue in its trace.
         """
-        from sim.read import Read, ReadResult
+        from sim.experiments.read import Read, ReadResult
 
         result = self.run(
             node,
@@ -167,7 +167,7 @@ class Lab:
     def mailbox(self, address: str, folder: str = "INBOX") -> list[StoredMessage]:
         """Messages stored for ``address`` (``user@domain``) in ``folder``
         (``INBOX`` or ``Junk``), oldest first, read from the MX's Maildir."""
-        from sim.send import mailbox_of
+        from sim.experiments.send import mailbox_of
 
         return mailbox_of(self.topology, self.state_dir, address, folder)
 
