@@ -53,10 +53,11 @@ from typing import Any
 
 from sim.errors import BackendError, LabError, NetworkError, ServiceError, SimError
 from sim.experiments import Experiment
+from sim.hosting.nodehost import NodeHost, make_context, prepare_topology
 from sim.net.real import RealNodeNet
 from sim.net.shared import ConnTags, FileTraceHub, SharedClock, run_dir
-from sim.services.base import NodeContext, Service
-from sim.services.registry import SERVICE_ORDER, service_class
+from sim.resolve import generation_path
+from sim.services.registry import service_class
 from sim.tls import LabCA
 from sim.topology.graph import LabNetwork, build_network
 from sim.topology.model import Topology
@@ -112,7 +113,6 @@ class Agent:
         self,
         state_dir: Path,
         node: str,
-        waves: tuple[tuple[str, ...], ...],
         *,
         topology: Topology | None = None,
         network: LabNetwork | None = None,
@@ -128,46 +128,27 @@ class Agent:
         self.clock = SharedClock(run / "clock.json")
         self.hub = FileTraceHub(run / "traces")
         self.net = RealNodeNet(self.network, node, self.clock, self.hub, ConnTags(run / "conns"))
-        from sim.net.local import resolver_address
-        from sim.resolve import Resolver, generation_path
-
-        self.ctx = NodeContext(
-            topology=topology,
-            network=self.network,
-            node=self.network.node(node),
-            net=self.net,
-            clock=self.clock,
-            hub=self.hub,
-            state_dir=state_dir,
-            resolver=None,  # type: ignore[arg-type]  # set below: it needs ctx.emit
-            ca=ca if ca is not None else LabCA(state_dir / "tls"),
+        self.host = NodeHost(
+            make_context(
+                topology,
+                self.network,
+                node,
+                self.net,
+                clock=self.clock,
+                hub=self.hub,
+                state_dir=state_dir,
+                ca=ca if ca is not None else LabCA(state_dir / "tls"),
+                # Each node's stub cache lives in this process; DNS edits in
+                # other nodes' processes reach it through the generation file.
+                generation_file=generation_path(state_dir),
+            )
         )
-        # Each node's stub cache lives in this process; DNS edits in other
-        # nodes' processes reach it through the generation file.
-        self.ctx.resolver = Resolver(
-            self.net,
-            resolver_address(topology),
-            self.clock,
-            emit=self.ctx.emit,
-            generation_file=generation_path(state_dir),
-        )
-        self.services: list[Service] = []
-        kinds = self.ctx.node.services.names() if self.ctx.node.kind == "host" else ()
-        for kind in kinds:
-            service = service_class(kind)(self.ctx)
-            self.ctx.services[kind] = service
-            self.services.append(service)
-        self.waves = waves
+        self.ctx = self.host.ctx
         self.stopping = asyncio.Event()
 
     async def start(self) -> list[dict[str, Any]]:
         self.clock.bind(asyncio.get_running_loop())
-        endpoints: list[dict[str, Any]] = []
-        for wave in self.waves:
-            for service in self.services:
-                if service.kind in wave:
-                    endpoints.extend(e.to_json() for e in await service.start())
-        return endpoints
+        return [e.to_json() for e in await self.host.start()]
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -195,26 +176,23 @@ class Agent:
         if op == "run":
             experiment: Experiment = request["experiment"]
             trace = self.hub.open(request.get("trace_id"))
-            start = time.monotonic()
-            result = await experiment.run(self.ctx, trace)
-            result.seconds = round(time.monotonic() - start, 4)
+            result = await self.host.run(experiment, trace)
             result.trace = Trace(id=trace.id, events=self.hub.read(trace.id))
             return result
         if op == "control":
-            for service in self.services:
-                if service.kind == request["service"]:
-                    return await service.control(request["command"], **request.get("args", {}))
-            raise LookupError(f"{self.ctx.node.name} runs no {request['service']} service")
+            return await self.host.control(
+                request["service"], request["command"], **request.get("args", {})
+            )
         if op == "firewall":
             # A router's rules changed (a lab task): the kernel already has the
             # new iptables rules; update the copy that explains verdicts.
             self.network = build_network(request["topology"])
             self.net.network = self.network
-            self.ctx.network = self.network
+            self.host.retarget(self.network)
             return "ok"
         if op == "started":
             # Every agent of the lab is ready (the driver says so).
-            await asyncio.gather(*(service.lab_started() for service in self.services))
+            await self.host.lab_started()
             return "ok"
         if op == "stop":
             self.stopping.set()
@@ -222,9 +200,7 @@ class Agent:
         raise ValueError(f"unknown request {op!r}")
 
     async def stop(self) -> None:
-        for service in reversed(self.services):
-            with contextlib.suppress(Exception):
-                await service.stop()
+        await self.host.stop()
         await self.net.close()
 
 
@@ -254,7 +230,7 @@ async def _amain(
     state_dir: Path, node: str, *, shared: dict[str, Any] | None = None, watch_stdin: bool = False
 ) -> int:
     # Built on the running loop: the resolver (and services) bind to it.
-    agent = Agent(state_dir, node, SERVICE_ORDER, **(shared or {}))
+    agent = Agent(state_dir, node, **(shared or {}))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stopping.set)
@@ -389,8 +365,6 @@ class ForkServer:
         self.state_dir = state_dir
         self.run = run
         run_path = run_dir(state_dir)
-        from sim.net.local import prepare_topology
-
         topology: Topology = pickle.loads((run_path / "topology.pickle").read_bytes())
         # DKIM keys made (once per state directory) and published in the
         # zones before any DNS starts, as the local backend does.

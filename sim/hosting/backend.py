@@ -2,26 +2,61 @@
 
 Narrow on purpose (compare httpx's ``BaseTransport``): start, stop, the
 endpoints, run an experiment on a node, control a service, and the lab clock.
-The local backend (:mod:`sim.net.local`) and the mininet backend
-(:mod:`sim.net.mininet`) implement it; everything above (the Python API, the
-CLI, the lab engine, the TUI) only talks to this.
+The local backend (:mod:`sim.hosting.local`) and the mininet backend
+(:mod:`sim.hosting.mininet`) implement it; everything above (the Python API,
+the CLI, the lab engine, the TUI) only talks to this. :data:`BACKENDS` says
+which class realises which backend name: adding a backend is one line there.
 """
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import BackendError
 from sim.net.api import Endpoint
+from sim.services.registry import hosted_only_by
 from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
 
 if TYPE_CHECKING:
     from sim.experiments import Experiment, ExperimentResult
 
-__all__ = ["Backend"]
+__all__ = ["BACKENDS", "Backend", "backend_class", "check_hostable"]
+
+#: Backend name → its class, imported on first use (mininet is Linux-only and
+#: loads more).
+BACKENDS: dict[str, str] = {
+    "local": "sim.hosting.local:LocalBackend",
+    "mininet": "sim.hosting.mininet:MininetBackend",
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend ``name``; a :class:`BackendError` naming the choices."""
+    try:
+        module_name, _, class_name = BACKENDS[name].partition(":")
+    except KeyError:
+        raise BackendError(
+            f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}"
+        ) from None
+    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def check_hostable(topology: Topology, backend: str) -> None:
+    """Refuse, in one line, a topology with a service ``backend`` cannot host
+    (real Postfix or Dovecot nodes run only inside mininet namespaces)."""
+    for node in topology.hosts():
+        for kind in node.services.names():
+            where = hosted_only_by(kind)
+            if where is not None and backend not in where:
+                raise BackendError(
+                    f"{node.name}: the {kind} service runs only on the "
+                    f"{' or '.join(sorted(where))} backend, not on {backend}"
+                )
 
 
 class Backend(ABC):
@@ -35,6 +70,8 @@ class Backend(ABC):
         as_node: str | None = None,
         time_scale: float | None = None,
     ) -> None:
+        # A service this backend cannot host: one line, before anything starts.
+        check_hostable(topology, self.name)
         self.topology = topology
         self.state_dir = state_dir
         self.as_node = as_node

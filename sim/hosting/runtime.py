@@ -23,9 +23,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast, get_args
 
 from sim.clock import parse_duration
-from sim.errors import BackendError, SimError
+from sim.errors import SimError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
-from sim.hosting.backend import Backend
+from sim.hosting.backend import BACKENDS as BACKEND_CLASSES
+from sim.hosting.backend import Backend, backend_class
 from sim.net.api import Endpoint
 from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BACKENDS", "Lab", "start"]
 
-BACKENDS = ("local", "mininet")
+BACKENDS = tuple(BACKEND_CLASSES)
 
 
 class Lab:
@@ -288,17 +289,12 @@ def start(
         topology = load_topology(topology)
     owns_state = state_dir is None
     path = Path(tempfile.mkdtemp(prefix="maillab-")) if state_dir is None else Path(state_dir)
-    impl: Backend
-    if backend == "local":
-        from sim.net.local import LocalBackend
-
-        impl = LocalBackend(topology, path, as_node=as_node, time_scale=time_scale)
-    elif backend == "mininet":
-        from sim.net.mininet import MininetBackend  # type: ignore[import-not-found,unused-ignore]
-
-        impl = MininetBackend(topology, path, as_node=as_node, time_scale=time_scale)
-    else:
-        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    try:
+        impl = backend_class(backend)(topology, path, as_node=as_node, time_scale=time_scale)
+    except BaseException:
+        if owns_state:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     lab = Lab(topology, impl, owns_state=owns_state)
     try:
         impl.start()
