@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml
 lint: setup
 	$(BIN)/ruff check sim tests bench
 	$(BIN)/ruff format --check sim tests bench
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sim.graphcmd",
         "sim.net.mnclean",
         "sim.tui.command",
-        "sim.experiments.read",
+        "sim.readcmd",
         "sim.scaffold",
     ):
         try:
