@@ -53,13 +53,13 @@ from typing import Any
 
 from sim.errors import BackendError, LabError, NetworkError, ServiceError, SimError
 from sim.experiments import Experiment
-from sim.hosting.nodehost import NodeHost, make_context, prepare_topology
+from sim.hosting.nodehost import NodeHost, make_context
 from sim.net.real import RealNodeNet
 from sim.net.shared import ConnTags, FileTraceHub, SharedClock, run_dir
 from sim.resolve import generation_path
 from sim.services.registry import service_class
 from sim.tls import LabCA
-from sim.topology.graph import LabNetwork, build_network
+from sim.topology.graph import LabNetwork, layout
 from sim.topology.model import Topology
 from sim.trace import Trace
 
@@ -124,7 +124,7 @@ class Agent:
             topology = pickle.loads((run / "topology.pickle").read_bytes())
         assert topology is not None
         self.state_dir = state_dir
-        self.network = network if network is not None else build_network(topology)
+        self.network = network if network is not None else layout(topology)
         self.clock = SharedClock(run / "clock.json")
         self.hub = FileTraceHub(run / "traces")
         self.net = RealNodeNet(self.network, node, self.clock, self.hub, ConnTags(run / "conns"))
@@ -186,7 +186,7 @@ class Agent:
         if op == "firewall":
             # A router's rules changed (a lab task): the kernel already has the
             # new iptables rules; update the copy that explains verdicts.
-            self.network = build_network(request["topology"])
+            self.network = layout(request["topology"])
             self.net.network = self.network
             self.host.retarget(self.network)
             return "ok"
@@ -365,11 +365,9 @@ class ForkServer:
         self.state_dir = state_dir
         self.run = run
         run_path = run_dir(state_dir)
-        topology: Topology = pickle.loads((run_path / "topology.pickle").read_bytes())
-        # DKIM keys made (once per state directory) and published in the
-        # zones before any DNS starts, as the local backend does.
-        self.topology = prepare_topology(topology, state_dir)
-        self.network = build_network(self.topology)
+        # The topology as the driver prepared it (DKIM keys published).
+        self.topology: Topology = pickle.loads((run_path / "topology.pickle").read_bytes())
+        self.network = layout(self.topology)
         self.ca = LabCA(state_dir / "tls")
         # Import every service the topology uses, and what experiments need, now.
         for node in self.topology.hosts():

@@ -24,7 +24,7 @@ from sim.trace import Trace
 if TYPE_CHECKING:
     from sim.experiments import Experiment, ExperimentResult
 
-__all__ = ["BACKENDS", "Backend", "backend_class", "check_hostable"]
+__all__ = ["BACKENDS", "Backend", "backend_class", "check_hostable", "prepare_topology"]
 
 #: Backend name → its class, imported on first use (mininet is Linux-only and
 #: loads more).
@@ -59,6 +59,15 @@ def check_hostable(topology: Topology, backend: str) -> None:
                 )
 
 
+def prepare_topology(topology: Topology, state_dir: Path) -> Topology:
+    """The topology as the services see it: with the relays' DKIM keys
+    (made once per state directory) published in the zones, before any DNS
+    starts."""
+    from sim.services.dkimkeys import ensure_keys, publish
+
+    return publish(topology, ensure_keys(topology, state_dir))
+
+
 class Backend(ABC):
     name: str
 
@@ -72,8 +81,10 @@ class Backend(ABC):
     ) -> None:
         # A service this backend cannot host: one line, before anything starts.
         check_hostable(topology, self.name)
-        self.topology = topology
         self.state_dir = state_dir
+        #: The topology the services see (and sim.Lab.topology is): the
+        #: relays' DKIM keys published, laid out once (sim.topology.graph.layout).
+        self.topology = prepare_topology(topology, state_dir)
         self.as_node = as_node
         self.time_scale = time_scale if time_scale is not None else topology.settings.time_scale
 

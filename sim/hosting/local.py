@@ -20,7 +20,7 @@ from sim.clock import LabClock
 from sim.errors import BackendError
 from sim.experiments import Experiment, ExperimentResult
 from sim.hosting.backend import Backend
-from sim.hosting.nodehost import STOP_PHASE, NodeHost, make_context, prepare_topology
+from sim.hosting.nodehost import STOP_PHASE, NodeHost, make_context
 from sim.net.api import Endpoint
 from sim.net.local import LocalNodeNet
 from sim.net.registry import LoopbackRegistry
@@ -28,7 +28,7 @@ from sim.services.base import NodeContext, Service
 from sim.services.registry import SERVICE_ORDER
 from sim.tls import LabCA
 from sim.topology.firewall import Packet, evaluate, with_firewall
-from sim.topology.graph import LabNetwork, build_network
+from sim.topology.graph import LabNetwork, layout
 from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace, TraceEvent, TraceHub
 
@@ -53,7 +53,7 @@ class LocalBackend(Backend):
         time_scale: float | None = None,
     ) -> None:
         super().__init__(topology, state_dir, as_node=as_node, time_scale=time_scale)
-        self.network: LabNetwork = build_network(topology)
+        self.network: LabNetwork = layout(self.topology)
         self.registry = LoopbackRegistry()
         self.clock = LabClock(self.time_scale)
         self.hub = TraceHub()
@@ -108,11 +108,6 @@ class LocalBackend(Backend):
         self.clock.bind(loop)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._ca = await loop.run_in_executor(None, LabCA, self.state_dir / "tls")
-        # DKIM keys are made once per state directory; the ones a relay should
-        # publish go into the zones before the DNS starts.
-        self.topology = await loop.run_in_executor(
-            None, prepare_topology, self.topology, self.state_dir
-        )
         for name in self.network.graph.nodes:
             net = LocalNodeNet(self, name, self.network.address_of(name))
             self._nets.append(net)
@@ -230,7 +225,7 @@ class LocalBackend(Backend):
         self.topology = with_firewall(self.topology, router, rules)
         # Verdicts are computed from self.network on every connection, so the
         # new rules apply to the next packet, as `iptables -R` would.
-        self.network = build_network(self.topology)
+        self.network = layout(self.topology)
         for host in self._hosts.values():
             host.retarget(self.network)
 

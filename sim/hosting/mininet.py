@@ -37,7 +37,7 @@ from sim.errors import BackendError, ServiceError
 from sim.experiments import Experiment, ExperimentResult
 from sim.hosting import agent as agent_mod
 from sim.hosting.backend import Backend
-from sim.hosting.nodehost import prepare_topology, resolver_address
+from sim.hosting.nodehost import resolver_address
 from sim.net import mnclean
 from sim.net.api import Endpoint
 from sim.net.iptables import cleanup_commands, compile_router
@@ -52,7 +52,7 @@ from sim.net.mininet import (
 from sim.net.requirements import check as check_requirements
 from sim.net.shared import FileTraceHub, SharedClock, run_dir
 from sim.topology.firewall import Packet, evaluate, with_firewall
-from sim.topology.graph import LabNetwork, build_network
+from sim.topology.graph import LabNetwork, layout
 from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
 
@@ -100,7 +100,7 @@ class MininetBackend(Backend):
         super().__init__(topology, state_dir, as_node=as_node, time_scale=time_scale)
         if agents not in ("fork", "popen"):
             raise BackendError(f"agents={agents!r}: choose fork or popen")
-        self.network: LabNetwork = build_network(topology)
+        self.network: LabNetwork = layout(self.topology)
         as_name = as_node or self.network.outside
         if as_name not in self.network.graph:
             raise BackendError(f"--as {as_name}: no such node in {topology.name}")
@@ -406,9 +406,6 @@ class MininetBackend(Backend):
 
         assert self.record is not None and self.run_id is not None
         LabCA(self.state_dir / "tls")  # once, before the agents load it
-        # DKIM keys published in the zones (the fork server does this itself).
-        published = prepare_topology(self.topology, self.state_dir)
-        (self.run_path / "topology.pickle").write_bytes(pickle.dumps(published))
         env = self._env()
         for node in order:
             log = open(self.run_path / "logs" / f"{node}.log", "ab")  # noqa: SIM115
@@ -570,7 +567,7 @@ class MininetBackend(Backend):
         if self._stopped or not self._started:
             raise BackendError("the lab is not running")
         topology = with_firewall(self.topology, router, rules)
-        network = build_network(topology)
+        network = layout(topology)
         # Remove this router's maillab chain, then compile the new rules into
         # it: the same semantics module as at start (sim.topology.firewall).
         current = self.exec(router, ["iptables", "-w", "-S"], timeout=30)

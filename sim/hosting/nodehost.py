@@ -35,7 +35,6 @@ __all__ = [
     "STOP_PHASE",
     "NodeHost",
     "make_context",
-    "prepare_topology",
     "resolver_address",
 ]
 
@@ -49,15 +48,6 @@ def resolver_address(topology: Topology) -> IPv4Address:
     if address is None:
         raise BackendError(f"{topology.name}: no DNS resolver (settings.resolver)")
     return address
-
-
-def prepare_topology(topology: Topology, state_dir: Path) -> Topology:
-    """The topology as the services see it: with the relays' DKIM keys
-    (made once per state directory) published in the zones, before any DNS
-    starts."""
-    from sim.services.dkimkeys import ensure_keys, publish
-
-    return publish(topology, ensure_keys(topology, state_dir))
 
 
 def make_context(

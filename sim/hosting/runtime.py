@@ -44,11 +44,16 @@ BACKENDS = tuple(BACKEND_CLASSES)
 class Lab:
     """A running topology. Use as a context manager, or call :meth:`stop`."""
 
-    def __init__(self, topology: Topology, backend: Backend, *, owns_state: bool) -> None:
-        self.topology = topology
+    def __init__(self, backend: Backend, *, owns_state: bool) -> None:
         self.backend = backend
         self._owns_state = owns_state
         self._stopped = False
+
+    @property
+    def topology(self) -> Topology:
+        """The running topology: what the services see (the relays' DKIM keys
+        published) with the firewall rules changed since start."""
+        return self.backend.topology
 
     # -- experiments --------------------------------------------------------
 
@@ -227,7 +232,7 @@ class Lab:
 
     def firewall(self, router: str) -> tuple[FirewallRule, ...]:
         """``router``'s current rules."""
-        return self.backend.topology.node(router).firewall
+        return self.topology.node(router).firewall
 
     def now(self) -> float:
         """Lab time (seconds since start)."""
@@ -295,7 +300,7 @@ def start(
         if owns_state:
             shutil.rmtree(path, ignore_errors=True)
         raise
-    lab = Lab(topology, impl, owns_state=owns_state)
+    lab = Lab(impl, owns_state=owns_state)
     try:
         impl.start()
     except BaseException:

@@ -31,12 +31,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from sim.clock import format_duration, parse_duration
 from sim.errors import LabFileError, SimError
-from sim.lab.dkimpublish import dkim_problems, dkim_record
+from sim.lab.dkimpublish import dkim_choice, dkim_problems, dkim_record
 from sim.lab.model import Action
 from sim.lab.spec import (
     Anything,
@@ -585,14 +584,15 @@ def apply_action(
         control_args = definition.control_args(action.args)
         published: dict[str, Any] = {}
         if action.name == "dkim_publish":
-            state_dir = getattr(lab, "state_dir", None)
-            if state_dir is None:
-                raise NotImplementedError("this lab keeps no DKIM keys to publish")
-            record, pair = dkim_record(action.args, topology, Path(state_dir))
+            domain, selector = dkim_choice(action.args, topology)
+            # The signer's relay shows the key, as a provider's setup page does.
+            key = lab.control(
+                str(action.args["signer"]), "relay", "dkim_key", domain=domain, selector=selector
+            )
+            record = dkim_record(action.args, str(key["txt"]))
             control_args = {"zone": action.args["zone"], "text": record}
-            summary += f': "{pair.txt[:40]}…"'
-            # The whole value, as a provider's setup page shows it.
-            published = {"record": record, "txt": pair.txt, "key_name": pair.record_name}
+            summary += f': "{str(key["txt"])[:40]}…"'
+            published = {"record": record, "txt": key["txt"], "key_name": key["record_name"]}
         data = lab.control(str(action.args["node"]), service, str(command), **control_args)
         data = {**dict(data or {}), **published}
     except (SimError, ValueError, LookupError, NotImplementedError) as err:

@@ -40,6 +40,7 @@ Direction of a forwarded packet, as seen by a router (what a firewall rule's
 from __future__ import annotations
 
 import re
+import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ __all__ = [
     "Segment",
     "SegmentKind",
     "build_network",
+    "layout",
 ]
 
 #: RFC 2544 §C.2.2 benchmarking block: router links and the outside LAN.
@@ -643,3 +645,32 @@ def _next_hops(
             if d > 0:
                 hops[router, seg.id] = min(n for n in adjacent[router] if distance.get(n) == d - 1)
     return hops
+
+
+#: Recent layouts, newest last: (nodes, links, settings, network). A layout
+#: depends on these three parts only, so a topology that differs in its zones
+#: (the relays' DKIM keys published at start) shares its original's layout.
+_LAYOUTS: list[tuple[object, object, object, LabNetwork]] = []
+_LAYOUTS_KEPT = 16
+_LAYOUTS_LOCK = threading.Lock()
+
+
+def layout(topology: Topology) -> LabNetwork:
+    """The network of ``topology``, laid out once: the loader lays it out to
+    validate it, and every later user (a backend, a drawing) gets the same
+    :class:`LabNetwork`. Raises as :func:`build_network` does."""
+    with _LAYOUTS_LOCK:
+        for nodes, links, settings, network in reversed(_LAYOUTS):
+            # Identity, not equality: the parts of a loaded topology are
+            # shared by every copy made of it with dataclasses.replace.
+            if (
+                nodes is topology.nodes
+                and links is topology.links
+                and settings is topology.settings
+            ):
+                return network
+    network = build_network(topology)
+    with _LAYOUTS_LOCK:
+        _LAYOUTS.append((topology.nodes, topology.links, topology.settings, network))
+        del _LAYOUTS[:-_LAYOUTS_KEPT]
+    return network

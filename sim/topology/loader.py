@@ -627,10 +627,10 @@ def _default_resolver(topology: Topology) -> Topology:
 def _layout_problems(topology: Topology, source: str, locator: Locator) -> list[Problem]:
     # Imported here: the layout is a consumer of this module's output, and
     # loading must not fail to import if the layout code has a problem.
-    from sim.topology.graph import AddressingError, build_network
+    from sim.topology.graph import AddressingError, layout
 
     try:
-        build_network(topology)
+        layout(topology)
     except AddressingError as err:
         out = []
         for problem, key in zip(err.problems, err.keys, strict=False):
