@@ -37,7 +37,8 @@ from sim.clock import format_duration, parse_duration
 from sim.errors import LabFileError, SimError
 from sim.lab.dkimpublish import dkim_choice, dkim_problems, dkim_record
 from sim.lab.model import Action
-from sim.lab.spec import (
+from sim.resolve import qtype_code
+from sim.spec.kinds import (
     Anything,
     Checker,
     Duration,
@@ -50,7 +51,6 @@ from sim.lab.spec import (
     Str,
     suggest,
 )
-from sim.resolve import qtype_code
 from sim.topology.model import CheckAction, CheckName, RejectWith, Topology
 from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from sim.errors import LabError, LabFileError, Problem
 from sim.lab.loader import load_lab
 from sim.lab.model import LabDef
-from sim.lab.yamlpos import load_yaml, locate
+from sim.spec.yamlpos import load_yaml, locate
 
 __all__ = ["CatalogEntry", "find_lab", "lab_files", "labs_dir", "load_catalog"]
 

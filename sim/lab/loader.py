@@ -1,6 +1,6 @@
 """Load a lab file: YAML → structure → model → meaning.
 
-1. **YAML** with positions (:mod:`sim.lab.yamlpos`): syntax errors and
+1. **YAML** with positions (:mod:`sim.spec.yamlpos`): syntax errors and
    duplicate keys are problems at their line.
 2. **Structure**: the document is checked against :data:`sim.lab.schema.LAB_SPEC`;
    every unknown key, missing key or wrong value is a problem at its line.
@@ -46,9 +46,9 @@ from sim.lab.model import (
     WrongAnswer,
 )
 from sim.lab.schema import LAB_SPEC
-from sim.lab.spec import Checker, path_text, suggest
-from sim.lab.yamlpos import Key, load_yaml, locate
 from sim.resolve import qtype_code
+from sim.spec.kinds import Checker, path_text, suggest
+from sim.spec.yamlpos import Key, load_yaml, locate
 from sim.topology.model import Topology
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any
 
 from sim.lab.actions import ACTION_SPEC
 from sim.lab.checks import PREDICATES
-from sim.lab.spec import (
+from sim.spec.kinds import (
     SLUG,
     SLUG_HINT,
     Bool,

@@ -29,7 +29,7 @@ from typing import Any
 
 from sim.clock import parse_duration
 from sim.errors import Problem
-from sim.lab.yamlpos import Pos, is_map, is_seq, key_pos, node_pos, value_pos
+from sim.spec.yamlpos import Pos, is_map, is_seq, key_pos, node_pos, value_pos
 
 __all__ = [
     "Anything",
