@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import InputError, SimError
+from sim.experiments import Connect, ConnectResult, Dig, DigResult
+from sim.experiments.params import add_arguments, cli_args, from_args
+from sim.experiments.send import Send, SendResult
 
 __all__ = ["main"]
 
@@ -65,7 +68,8 @@ def cmd_dig(args: argparse.Namespace) -> int:
 
     topology = sim.load_topology(args.topology)
     with sim.start(topology, backend=args.backend) as lab:
-        result = lab.dig(args.node, args.name, args.type)
+        result = lab.run(args.node, from_args(Dig, cli_args(Dig, args)))
+    assert isinstance(result, DigResult)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -83,7 +87,8 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
     topology = sim.load_topology(args.topology)
     with sim.start(topology, backend=args.backend) as lab:
-        result = lab.connect(args.node, args.host, args.port)
+        result = lab.run(args.node, from_args(Connect, cli_args(Connect, args)))
+    assert isinstance(result, ConnectResult)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -103,19 +108,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     if (args.user is None) != (args.password is None):
         raise UsageError("maillab send: --user and --password go together")
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
-        result = lab.send(
-            args.node,
-            args.to,
-            mail_from=args.mail_from,
-            from_header=args.from_header,
-            via=args.via,
-            user=args.user,
-            password=args.password,
-            subject=args.subject,
-            body=args.body,
-            port=args.port,
-            settle=args.settle,
-        )
+        result = lab.run(args.node, from_args(Send, cli_args(Send, args)))
+    assert isinstance(result, SendResult)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -249,44 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dig", help="ask the lab DNS from a node")
     p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("type", nargs="?", default="A", metavar="TYPE")
+    add_arguments(p, Dig)
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_dig)
 
     p = sub.add_parser("connect", help="open a TCP connection from a node")
     p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("host", metavar="HOST")
-    p.add_argument("port", type=int, metavar="PORT")
+    add_arguments(p, Connect)
     p.add_argument("--json", action="store_true")
     backend_arg(p)
     p.set_defaults(func=cmd_connect)
 
     p = sub.add_parser("send", help="send one message from a node and follow it")
     p.add_argument("topology", metavar="TOPOLOGY")
-    p.add_argument("--from", dest="node", required=True, metavar="NODE")
-    p.add_argument("--to", required=True, action="append", metavar="ADDR")
-    p.add_argument("--mail-from", metavar="ADDR", help="the envelope sender (MAIL FROM)")
-    p.add_argument("--from-header", metavar="ADDR", help="the From: header (default: MAIL FROM)")
-    p.add_argument(
-        "--via",
-        default="direct",
-        metavar="direct|NODE",
-        help="direct: MX lookup and port 25; NODE: submit to NODE's submission service",
-    )
-    p.add_argument("--user", metavar="U")
-    p.add_argument("--password", metavar="P")
-    p.add_argument("--port", type=int, metavar="PORT", help="submission port (587 or 465)")
-    p.add_argument("--subject", default="Hello from maillab")
-    p.add_argument("--body", default="This is a test message.\n")
-    p.add_argument(
-        "--settle",
-        action="store_true",
-        help="advance lab time until the relay is done with the message",
-    )
+    # The options are the experiment's parameters (sim.experiments.send.Send).
+    add_arguments(p, Send)
     p.add_argument("--state-dir", metavar="DIR")
     p.add_argument("--json", action="store_true")
     backend_arg(p)

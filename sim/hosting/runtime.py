@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast, get_args
+from typing import TYPE_CHECKING, Any
 
 from sim.clock import parse_duration
-from sim.errors import SimError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
+from sim.experiments.params import from_args
 from sim.hosting.backend import BACKENDS as BACKEND_CLASSES
 from sim.hosting.backend import Backend, backend_class
 from sim.net.api import Endpoint
@@ -62,13 +62,13 @@ class Lab:
 
     def dig(self, node: str, name: str, rtype: str = "A") -> DigResult:
         """Ask the lab resolver from ``node``, like ``dig NAME TYPE`` there."""
-        result = self.run(node, Dig(name=name, type=rtype.upper()))
+        result = self.run(node, from_args(Dig, {"name": name, "type": rtype}))
         assert isinstance(result, DigResult)
         return result
 
     def connect(self, node: str, host: str, port: int) -> ConnectResult:
         """Open a TCP connection from ``node`` to ``host:port`` and read the banner."""
-        result = self.run(node, Connect(host=host, port=port))
+        result = self.run(node, from_args(Connect, {"host": host, "port": port}))
         assert isinstance(result, ConnectResult)
         return result
 
@@ -82,12 +82,13 @@ class Lab:
         via: str = "direct",
         user: str | None = None,
         password: str | None = None,
-        subject: str = "Hello from maillab",
-        body: str = "This is a test message.\n",
+        subject: str | None = None,
+        body: str | None = None,
         headers: dict[str, str] | None = None,
         port: int | None = None,
         settle: bool = False,
         tls: str | None = None,
+        helo: str | None = None,
     ) -> SendResult:
         """Send one message from ``node``.
 
@@ -100,31 +101,13 @@ class Lab:
         until the relay's queue has finished with the message. ``tls``
         overrides TLS on the first hop: ``none``, ``opportunistic``,
         ``required`` (STARTTLS) or ``implicit`` (TLS from the first byte).
+        Parameters left out take :class:`~sim.experiments.send.Send`'s defaults.
         """
+        # The keyword arguments are Send's parameters, by name.
+        args = {k: v for k, v in locals().items() if k not in ("self", "node")}
         from sim.experiments.send import Send, SendResult
-        from sim.services.smtpclient import TlsMode
 
-        if tls is not None and tls not in get_args(TlsMode):
-            raise SimError(f"tls={tls!r}: choose one of {', '.join(get_args(TlsMode))}")
-
-        rcpts = [to] if isinstance(to, str) else list(to)
-        result = self.run(
-            node,
-            Send(
-                to=tuple(rcpts),
-                mail_from=mail_from,
-                from_header=from_header,
-                via=via,
-                user=user,
-                password=password,
-                subject=subject,
-                body=body,
-                headers=tuple((headers or {}).items()),
-                port=port,
-                settle=settle,
-                tls=cast("TlsMode | None", tls),
-            ),
-        )
+        result = self.run(node, from_args(Send, args))
         assert isinstance(result, SendResult)
         return result
 
@@ -152,21 +135,11 @@ class Lab:
         subject, from, size, flags, headers) or says where it failed, with
         the whole dialogue in its trace.
         """
+        # The keyword arguments are Read's parameters, by name.
+        args = {k: v for k, v in locals().items() if k not in ("self", "node")}
         from sim.experiments.read import Read, ReadResult
 
-        result = self.run(
-            node,
-            Read(
-                via=via,
-                user=user,
-                password=password,
-                protocol=protocol,
-                folder=folder,
-                tls=tls,
-                port=port,
-                peek=peek,
-            ),
-        )
+        result = self.run(node, from_args(Read, args))
         assert isinstance(result, ReadResult)
         return result
 
