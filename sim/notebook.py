@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sim.errors import Problem, TopologyError
 from sim.experiments import ConnectResult, DigResult, ExperimentResult
 from sim.render import KIND_LABEL, render_trace
-from sim.topology.graph import LabNetwork, build_network
+from sim.topology.graph import LabNetwork, layout
 from sim.topology.model import Topology
 from sim.trace import Trace, TraceEvent
 
@@ -392,9 +392,9 @@ def _network_of(where: Lab | Topology | LabNetwork) -> LabNetwork:
     if isinstance(where, LabNetwork):
         return where
     if isinstance(where, Topology):
-        return build_network(where)
-    # A running lab: the backend's topology has the firewall rules in force.
-    return build_network(where.backend.topology)
+        return layout(where)
+    # A running lab: its topology has the firewall rules in force.
+    return layout(where.topology)
 
 
 def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:

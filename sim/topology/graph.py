@@ -72,6 +72,7 @@ __all__ = [
     "SegmentKind",
     "build_network",
     "layout",
+    "router_order",
 ]
 
 #: RFC 2544 §C.2.2 benchmarking block: router links and the outside LAN.
@@ -674,3 +675,36 @@ def layout(topology: Topology) -> LabNetwork:
         _LAYOUTS.append((topology.nodes, topology.links, topology.settings, network))
         del _LAYOUTS[:-_LAYOUTS_KEPT]
     return network
+
+
+def router_order(network: LabNetwork) -> list[str]:
+    """Routers left to right so that most links join neighbours in the row:
+    the one order every drawing of the lab uses (``maillab graph``, the TUI's
+    map, notebooks), so a student finds each router in the same place.
+
+    A chain is drawn in chain order; otherwise the best connected router goes
+    in the middle with its neighbours alternating left and right.
+    """
+    routers = [r.name for r in network.topology.routers()]
+    rank = {name: i for i, name in enumerate(routers)}
+    graph: nx.Graph = nx.Graph()
+    graph.add_nodes_from(routers)
+    graph.add_edges_from(network.topology.links)
+    order: list[str] = []
+    for component in sorted(nx.connected_components(graph), key=lambda c: min(rank[n] for n in c)):
+        sub = graph.subgraph(component)
+        if nx.is_tree(sub) and max((d for _, d in sub.degree()), default=0) <= 2:
+            ends = sorted((n for n, d in sub.degree() if d <= 1), key=rank.__getitem__)
+            order.extend(nx.dfs_preorder_nodes(sub, ends[0]) if ends else component)
+            continue
+        centre = min(component, key=lambda n: (-sub.degree(n), rank[n]))
+        bfs = [centre] + [
+            v
+            for _, v in nx.bfs_edges(
+                sub, centre, sort_neighbors=lambda ns: sorted(ns, key=rank.__getitem__)
+            )
+        ]
+        left = [n for i, n in enumerate(bfs[1:]) if i % 2 == 1]
+        right = [n for i, n in enumerate(bfs[1:]) if i % 2 == 0]
+        order.extend([*reversed(left), centre, *right])
+    return order
