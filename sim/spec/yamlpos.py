@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import Problem
+from sim.spec.source import read_text
 
 if TYPE_CHECKING:
     from ruamel.yaml.error import MarkedYAMLError
@@ -109,16 +110,10 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, list[Problem]]:
     """
     where = str(path)
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None, [Problem(where, 1, 1, "no such file")]
-        except IsADirectoryError:
-            return None, [Problem(where, 1, 1, "is a directory, not a file")]
-        except UnicodeDecodeError as err:
-            return None, [Problem(where, 1, 1, f"not UTF-8 text ({err.reason})")]
-        except OSError as err:
-            return None, [Problem(where, 1, 1, f"cannot read: {err.strerror or err}")]
+        text, problem = read_text(path)
+        if text is None:
+            assert problem is not None
+            return None, [problem]
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 

@@ -26,7 +26,6 @@ import difflib
 import os
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -36,6 +35,8 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from sim.errors import Problem, TopologyError
+from sim.spec.source import read_text
+from sim.spec.words import a_an, unknown_key
 from sim.topology.model import Topology
 from sim.topology.schema import (
     FORMATS,
@@ -447,13 +448,8 @@ class _Walker:
 
 
 def _unknown_key(spec: Record, key: Any) -> str:
-    allowed = ", ".join(spec.keys())
-    if not isinstance(key, str):
-        return f"a key must be a word, not {describe_value(key)}; allowed keys: {allowed}"
-    close = difflib.get_close_matches(key, spec.keys(), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    where = f"a {spec.name}" if spec.name != "topology" else "the top level"
-    return f"unknown key {key!r} in {where}{hint}; allowed keys: {allowed}"
+    where = a_an(spec.name) if spec.name != "topology" else "the top level"
+    return unknown_key(key, spec.keys(), where)
 
 
 def _normalise(name: str) -> str:
@@ -541,37 +537,6 @@ def _first_line(text: str) -> str:
 
 
 # -- reading --------------------------------------------------------------------------
-
-
-def _read(path: str | os.PathLike[str]) -> tuple[str | None, Problem | None]:
-    source = str(path)
-    p = Path(path)
-    try:
-        if p.is_dir():
-            return None, Problem(source, 1, 1, "is a directory, not a topology file")
-        data = p.read_bytes()
-    except FileNotFoundError:
-        return None, Problem(source, 1, 1, "no such file")
-    except PermissionError:
-        return None, Problem(source, 1, 1, "cannot read the file: permission denied")
-    except OSError as err:
-        return None, Problem(source, 1, 1, f"cannot read the file: {err.strerror or err}")
-    if b"\x00" in data:
-        return None, Problem(
-            source, 1, 1, "a binary file (it contains NUL bytes), not a YAML topology"
-        )
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        return None, Problem(
-            source,
-            line,
-            col,
-            f"not UTF-8 text: byte 0x{data[err.start]:02x} cannot be decoded; "
-            "save the file as UTF-8",
-        )
 
 
 # -- putting it together ------------------------------------------------------------
@@ -729,7 +694,7 @@ def validate_topology_text(text: str, source: str = "<string>") -> list[Problem]
 
 def validate_topology_file(path: str | os.PathLike[str]) -> list[Problem]:
     """Every problem of a topology file (sorted); never raises for bad input."""
-    text, problem = _read(path)
+    text, problem = read_text(path)
     if text is None:
         assert problem is not None
         return [problem]
@@ -746,7 +711,7 @@ def loads_topology(text: str, source: str = "<string>") -> Topology:
 
 def load_topology(path: str | os.PathLike[str]) -> Topology:
     """A topology from a file; raises :class:`TopologyError` with every problem."""
-    text, problem = _read(path)
+    text, problem = read_text(path)
     if text is None:
         assert problem is not None
         raise TopologyError([problem])
