@@ -66,9 +66,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_dig(args: argparse.Namespace) -> int:
     import sim
 
+    # Bad options are found before anything starts.
+    experiment = from_args(Dig, cli_args(Dig, args))
     topology = sim.load_topology(args.topology)
     with sim.start(topology, backend=args.backend) as lab:
-        result = lab.run(args.node, from_args(Dig, cli_args(Dig, args)))
+        result = lab.run(args.node, experiment)
     assert isinstance(result, DigResult)
     if args.json:
         _print_json(result.to_json())
@@ -85,9 +87,10 @@ def cmd_dig(args: argparse.Namespace) -> int:
 def cmd_connect(args: argparse.Namespace) -> int:
     import sim
 
+    experiment = from_args(Connect, cli_args(Connect, args))
     topology = sim.load_topology(args.topology)
     with sim.start(topology, backend=args.backend) as lab:
-        result = lab.run(args.node, from_args(Connect, cli_args(Connect, args)))
+        result = lab.run(args.node, experiment)
     assert isinstance(result, ConnectResult)
     if args.json:
         _print_json(result.to_json())
@@ -107,8 +110,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     topology = sim.load_topology(args.topology)
     if (args.user is None) != (args.password is None):
         raise UsageError("maillab send: --user and --password go together")
+    experiment = from_args(Send, cli_args(Send, args))
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
-        result = lab.run(args.node, from_args(Send, cli_args(Send, args)))
+        result = lab.run(args.node, experiment)
     assert isinstance(result, SendResult)
     if args.json:
         _print_json(result.to_json())

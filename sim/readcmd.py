@@ -17,9 +17,11 @@ def cmd_read(args: argparse.Namespace) -> int:
     import sim
     from sim.render import render_read
 
+    # Bad options (POP3 with a folder...) are found before anything starts.
+    experiment = from_args(Read, cli_args(Read, args))
     topology = sim.load_topology(args.topology)
     with sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab:
-        result = lab.run(args.node, from_args(Read, cli_args(Read, args)))
+        result = lab.run(args.node, experiment)
     assert isinstance(result, ReadResult)
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,33 @@ def test_a_header_option_must_have_a_name_and_a_colon() -> None:
 def test_the_python_api_takes_the_experiment_parameters(method: object, cls: type) -> None:
     names = [p for p in inspect.signature(method).parameters if p not in ("self", "node")]
     assert sorted(names) == sorted(p.name for p in params(cls))
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["send", "--from", "laptop", "--to", "bob@qq.example", "--header", "bad"], "Name: value"),
+        (
+            "read --from laptop --via mx-qq --user bob --password p --protocol pop3 "
+            "--folder Junk".split(),
+            "POP3 has no folders",
+        ),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2_before_a_lab_starts(
+    argv: list[str],
+    said: str,
+    home_isp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sim
+    from sim.cli import main
+
+    def no_lab(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a lab started")
+
+    monkeypatch.setattr(sim, "start", no_lab)
+    assert main([argv[0], str(home_isp_path), *argv[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and "\n" not in err
