@@ -83,8 +83,21 @@ def test_the_python_api_takes_the_experiment_parameters(method: object, cls: typ
     [
         (["send", "--from", "laptop", "--to", "bob@qq.example", "--header", "bad"], "Name: value"),
         (
-            "read --from laptop --via mx-qq --user bob --password p --protocol pop3 "
-            "--folder Junk".split(),
+            [
+                "read",
+                "--from",
+                "laptop",
+                "--via",
+                "mx-qq",
+                "--user",
+                "bob",
+                "--password",
+                "p",
+                "--protocol",
+                "pop3",
+                "--folder",
+                "Junk",
+            ],
             "POP3 has no folders",
         ),
     ],
