@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from sim.auth import dkimfast
+import sim.auth.dkimfast as dkimfast
 from sim.auth.result import CheckResult, Lookup
 
 __all__ = ["generate_key", "key_txt_rdata", "sign", "verify_dkim"]

@@ -33,9 +33,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, get_args
 
+import sim.topology.model as model
 from sim.clock import parse_duration
 from sim.spec.words import describe_value, expected
-from sim.topology import model
 from sim.topology.model import DEFAULT_CHECK_ACTIONS, CheckAction, CheckPolicy
 
 __all__ = [
