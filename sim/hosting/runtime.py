@@ -58,6 +58,8 @@ class Lab:
     # -- experiments --------------------------------------------------------
 
     def run(self, node: str, experiment: Experiment) -> ExperimentResult:
+        """Run any experiment (:data:`sim.experiments.KINDS`) from ``node``;
+        the methods below are shorthands for the usual ones."""
         return self.backend.run(node, experiment)
 
     def dig(self, node: str, name: str, rtype: str = "A") -> DigResult:
