@@ -64,11 +64,13 @@ from sim.topology.model import Topology
 from sim.trace import Trace
 
 __all__ = [
+    "TOPOLOGY_FILE",
     "Agent",
     "AgentClient",
     "ForkServer",
     "agent_socket",
     "call",
+    "load_topology",
     "main",
     "read_frame",
     "write_frame",
@@ -76,6 +78,24 @@ __all__ = [
 
 #: Agent ready lines longer than this go to a file (see the module docstring).
 LINE_MAX = 3800
+
+
+#: The topology the driver prepared (DKIM keys published), in the run directory.
+TOPOLOGY_FILE = "topology.pickle"
+
+
+def load_topology(state_dir: Path, timeout: float = 60.0) -> Topology:
+    """The topology the driver wrote for this run, waiting for it: the fork
+    server starts (and imports maillab) while the driver still makes the
+    relays' keys and builds the network."""
+    path = run_dir(state_dir) / TOPOLOGY_FILE
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise BackendError(f"{path}: the driver did not write the topology")
+        time.sleep(0.01)
+    topology: Topology = pickle.loads(path.read_bytes())
+    return topology
 
 
 def agent_socket(state_dir: Path, node: str) -> Path:
@@ -121,8 +141,7 @@ class Agent:
         # topology, network and ca: already built by the fork server, shared by its children.
         run = run_dir(state_dir)
         if topology is None:
-            topology = pickle.loads((run / "topology.pickle").read_bytes())
-        assert topology is not None
+            topology = load_topology(state_dir)
         self.state_dir = state_dir
         self.network = network if network is not None else layout(topology)
         self.clock = SharedClock(run / "clock.json")
@@ -366,7 +385,7 @@ class ForkServer:
         self.run = run
         run_path = run_dir(state_dir)
         # The topology as the driver prepared it (DKIM keys published).
-        self.topology: Topology = pickle.loads((run_path / "topology.pickle").read_bytes())
+        self.topology = load_topology(state_dir)
         self.network = layout(self.topology)
         self.ca = LabCA(state_dir / "tls")
         # Import every service the topology uses, and what experiments need, now.

@@ -82,11 +82,17 @@ class Backend(ABC):
         # A service this backend cannot host: one line, before anything starts.
         check_hostable(topology, self.name)
         self.state_dir = state_dir
-        #: The topology the services see (and sim.Lab.topology is): the
-        #: relays' DKIM keys published, laid out once (sim.topology.graph.layout).
-        self.topology = prepare_topology(topology, state_dir)
+        #: The topology the services see, and sim.Lab.topology is: once
+        #: started, with the relays' DKIM keys published (publish_keys).
+        self.topology = topology
         self.as_node = as_node
         self.time_scale = time_scale if time_scale is not None else topology.settings.time_scale
+
+    def publish_keys(self) -> None:
+        """Make the relays' DKIM keys (once per state directory) and publish
+        them in the zones: each backend's start does it before any DNS serves.
+        The layout is unchanged (zones are not part of it)."""
+        self.topology = prepare_topology(self.topology, self.state_dir)
 
     @abstractmethod
     def start(self) -> None:

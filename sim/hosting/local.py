@@ -108,6 +108,7 @@ class LocalBackend(Backend):
         self.clock.bind(loop)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._ca = await loop.run_in_executor(None, LabCA, self.state_dir / "tls")
+        await loop.run_in_executor(None, self.publish_keys)
         for name in self.network.graph.nodes:
             net = LocalNodeNet(self, name, self.network.address_of(name))
             self._nets.append(net)

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from sim.errors import BackendError, ServiceError
 from sim.experiments import Experiment, ExperimentResult
 from sim.hosting import agent as agent_mod
+from sim.hosting.agent import TOPOLOGY_FILE
 from sim.hosting.backend import Backend
 from sim.hosting.nodehost import resolver_address
 from sim.net import mnclean
@@ -149,11 +151,18 @@ class MininetBackend(Backend):
         self.record.bridges = [{"node": b, "name": BRIDGE, "namespace": b} for b in plan.bridges]
         self.record.save()
         self._prepare_state()
-        if self.agents_mode == "fork":
-            self._start_forkserver()
-        mark = time.monotonic()
-        self._build(plan)
-        self.timings["network"] = time.monotonic() - mark
+        # The relays' DKIM keys (RSA: the slowest part on a fresh state
+        # directory) are made while the fork server imports and the network
+        # is built; the agents read the published topology once it is written.
+        with ThreadPoolExecutor(1, thread_name_prefix="maillab-keys") as pool:
+            keys = pool.submit(self.publish_keys)
+            if self.agents_mode == "fork":
+                self._start_forkserver()
+            mark = time.monotonic()
+            self._build(plan)
+            self.timings["network"] = time.monotonic() - mark
+            keys.result()
+        self._write_topology()
         mark = time.monotonic()
         self._start_agents()
         self._lab_started()
@@ -178,7 +187,6 @@ class MininetBackend(Backend):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for sub in ("agents", "logs", "resolv", "setup", "conns"):
             (run / sub).mkdir(parents=True, exist_ok=True)
-        (run / "topology.pickle").write_bytes(pickle.dumps(self.topology))
         self.clock = SharedClock(run / "clock.json", self.time_scale)
         self.hub = FileTraceHub(run / "traces")
         try:
@@ -187,6 +195,14 @@ class MininetBackend(Backend):
             resolver = None
         for node in self.network.nodes():
             (run / "resolv" / f"{node}.conf").write_text(resolv_conf(node, resolver))
+
+    def _write_topology(self) -> None:
+        """The topology the agents load (:func:`sim.hosting.agent.load_topology`),
+        written whole or not at all: the fork server waits for it."""
+        path = self.run_path / TOPOLOGY_FILE
+        partial = path.with_suffix(".part")
+        partial.write_bytes(pickle.dumps(self.topology))
+        os.replace(partial, path)
 
     def _start_forkserver(self) -> None:
         assert self.record is not None and self.run_id is not None
