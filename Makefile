@@ -40,6 +40,7 @@ $(CHP): $(STAMP)
 lint: setup
 	$(BIN)/ruff check sim tests bench
 	$(BIN)/ruff format --check sim tests bench
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sim  # noqa: E402
-from sim.net.mininet import MininetBackend, _Plan, import_mininet  # noqa: E402
+from sim.hosting.mininet import MininetBackend  # noqa: E402
+from sim.net.mininet import Plan, import_mininet  # noqa: E402
 from sim.topology.graph import build_network  # noqa: E402
 from sim.topology.model import DnsService, Node, Services, Settings, Topology  # noqa: E402
 
@@ -104,7 +105,7 @@ def bare_mininet(topology: Topology) -> dict[str, float]:
     mnet = import_mininet()
     from mininet.node import Host
 
-    plan = _Plan.of(build_network(topology), "bench0")
+    plan = Plan.of(build_network(topology), "bench0")
     names = [*plan.names.values(), *plan.bridges]
     short = {name: f"b{i}" for i, name in enumerate(names)}
     mnet.Mininet.inited = True  # as the backend: leave the machine's sysctls alone

@@ -26,6 +26,8 @@ from sim.errors import (
     SimError,
     TopologyError,
 )
+from sim.hosting.runtime import Lab, start
+from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
     from sim.runtime import Lab, start

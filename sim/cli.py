@@ -20,6 +20,10 @@ from typing import Any
 
 from sim import argcheck
 from sim.clireport import UsageError
+from sim.errors import InputError, SimError
+from sim.experiments import Connect, ConnectResult, Dig, DigResult
+from sim.experiments.params import add_arguments, cli_args, from_args
+from sim.experiments.send import Send, SendResult
 
 __all__ = ["main"]
 
@@ -63,10 +67,13 @@ def cmd_dig(args: argparse.Namespace) -> int:
 
     argcheck.dns_name(args.name, what="NAME")
     argcheck.dns_type(args.type, what="TYPE")
+    # Bad options are found before anything starts (sim/argcheck.py, the parameters).
+    experiment = from_args(Dig, cli_args(Dig, args))
     topology = sim.load_topology(args.topology)
     argcheck.node(topology, args.node, what="--from", hosts_only=True)
     with sim.start(topology, backend=args.backend) as lab:
-        result = lab.dig(args.node, args.name, args.type)
+        result = lab.run(args.node, experiment)
+    assert isinstance(result, DigResult)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -84,10 +91,12 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
     argcheck.host(args.host, what="HOST")
     argcheck.port(args.port, what="PORT")
+    experiment = from_args(Connect, cli_args(Connect, args))
     topology = sim.load_topology(args.topology)
     argcheck.node(topology, args.node, what="--from", hosts_only=True)
     with sim.start(topology, backend=args.backend) as lab:
-        result = lab.connect(args.node, args.host, args.port)
+        result = lab.run(args.node, experiment)
+    assert isinstance(result, ConnectResult)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -121,6 +130,9 @@ def cmd_send(args: argparse.Namespace) -> int:
         argcheck.host(args.via, what="--via")
         if not argcheck.is_ipv4(args.via):
             argcheck.node(topology, args.via, what="--via")
+    # The password may come from --password-file, MAILLAB_PASSWORD or a prompt.
+    args.password = password
+    experiment = from_args(Send, cli_args(Send, args))
     wire = None
     if args.pcap:
         from sim.present.wire import Wire
@@ -130,19 +142,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         sim.start(topology, backend=args.backend, state_dir=args.state_dir) as lab,
         wire.capturing(lab) if wire else contextlib.nullcontext(),
     ):
-        result = lab.send(
-            args.node,
-            args.to,
-            mail_from=args.mail_from,
-            from_header=args.from_header,
-            via=args.via,
-            user=args.user,
-            password=password,
-            subject=args.subject,
-            body=args.body,
-            port=args.port,
-            settle=args.settle,
-        )
+        result = lab.run(args.node, experiment)
+    assert isinstance(result, SendResult)
     if args.diagram:
         from sim.present.sequence import sequence_of
 
@@ -164,7 +165,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_mailbox(args: argparse.Namespace) -> int:
     import sim
-    from sim.send import mailbox_of
+    from sim.experiments.send import mailbox_of
 
     topology = sim.load_topology(args.topology)
     argcheck.mail_domain(topology, args.address, what="ADDR")
@@ -356,11 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         "answer and the trace, stop.",
     )
     _topology_arg(p)
-    p.add_argument("--from", dest="node", required=True, metavar="NODE", help="the node that asks")
-    p.add_argument("name", metavar="NAME", help="the name to look up, e.g. qq.example")
-    p.add_argument(
-        "type", nargs="?", default="A", metavar="TYPE", help="A (default), MX, TXT, PTR, ..."
-    )
+    add_arguments(p, Dig)
     _json_arg(p)
     _backend_arg(p)
     p.set_defaults(func=cmd_dig)
@@ -372,11 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         "port, say what happened on the way (firewalls included), stop.",
     )
     _topology_arg(p)
-    p.add_argument(
-        "--from", dest="node", required=True, metavar="NODE", help="the node that connects"
-    )
-    p.add_argument("host", metavar="HOST", help="a lab address or host name")
-    p.add_argument("port", type=int, metavar="PORT", help="a TCP port, e.g. 25")
+    add_arguments(p, Connect)
     _json_arg(p)
     _backend_arg(p)
     p.set_defaults(func=cmd_connect)
@@ -389,34 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 1 when the message was not delivered, as swaks does.",
     )
     _topology_arg(p)
-    p.add_argument("--from", dest="node", required=True, metavar="NODE", help="the node that sends")
-    p.add_argument(
-        "--to",
-        required=True,
-        action="append",
-        metavar="ADDR",
-        help="a recipient address (repeat for more)",
-    )
-    p.add_argument("--mail-from", metavar="ADDR", help="the envelope sender (MAIL FROM)")
-    p.add_argument("--from-header", metavar="ADDR", help="the From: header (default: MAIL FROM)")
-    p.add_argument(
-        "--via",
-        default="direct",
-        metavar="direct|NODE",
-        help="direct: MX lookup and port 25; NODE: submit to NODE's submission service",
-    )
-    p.add_argument("--user", metavar="U", help="log in (AUTH) as this user at --via's service")
+    # The options are the experiment's parameters (sim.experiments.send.Send);
+    # the password has more sources than one option (sim.passwords).
+    add_arguments(p, Send, skip=("password",))
     from sim.passwords import add_password_arguments
 
     add_password_arguments(p, what="the password for --user")
-    p.add_argument("--port", type=int, metavar="PORT", help="submission port (587 or 465)")
-    p.add_argument("--subject", default="Hello from maillab", help="the Subject: header")
-    p.add_argument("--body", default="This is a test message.\n", help="the message text")
-    p.add_argument(
-        "--settle",
-        action="store_true",
-        help="advance lab time until the relay is done with the message",
-    )
     p.add_argument(
         "--state-dir", metavar="DIR", help="keep queues and mailboxes here (see `mailbox`)"
     )

@@ -44,8 +44,9 @@ import networkx as nx
 
 from sim.clock import format_duration
 from sim.errors import NetworkError, SimError
-from sim.net.firewall import describe_rule
-from sim.topology.graph import LabNetwork, Segment, build_network
+from sim.topology.firewall import describe_rule
+from sim.topology.graph import LabNetwork, Segment, router_order
+from sim.topology.graph import layout as network_of
 from sim.topology.model import Node, Services, Topology
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class DrawError(SimError):
 
 
 def _as_network(network: LabNetwork | Topology) -> LabNetwork:
-    return network if isinstance(network, LabNetwork) else build_network(network)
+    return network if isinstance(network, LabNetwork) else network_of(network)
 
 
 # -- what a node runs -------------------------------------------------------------
@@ -348,37 +349,6 @@ class _Layout:
     ymax: float = 0.0
 
 
-def _router_order(network: LabNetwork) -> list[str]:
-    """Routers left to right so that most links join neighbours in the row.
-
-    A chain is drawn in chain order; otherwise the best connected router goes
-    in the middle with its neighbours alternating left and right.
-    """
-    routers = [r.name for r in network.topology.routers()]
-    rank = {name: i for i, name in enumerate(routers)}
-    graph: nx.Graph = nx.Graph()
-    graph.add_nodes_from(routers)
-    graph.add_edges_from(network.topology.links)
-    order: list[str] = []
-    for component in sorted(nx.connected_components(graph), key=lambda c: min(rank[n] for n in c)):
-        sub = graph.subgraph(component)
-        if nx.is_tree(sub) and max((d for _, d in sub.degree()), default=0) <= 2:
-            ends = sorted((n for n, d in sub.degree() if d <= 1), key=rank.__getitem__)
-            order.extend(nx.dfs_preorder_nodes(sub, ends[0]) if ends else component)
-            continue
-        centre = min(component, key=lambda n: (-sub.degree(n), rank[n]))
-        bfs = [centre] + [
-            v
-            for _, v in nx.bfs_edges(
-                sub, centre, sort_neighbors=lambda ns: sorted(ns, key=rank.__getitem__)
-            )
-        ]
-        left = [n for i, n in enumerate(bfs[1:]) if i % 2 == 1]
-        right = [n for i, n in enumerate(bfs[1:]) if i % 2 == 0]
-        order.extend([*reversed(left), centre, *right])
-    return order
-
-
 def _host_lines(network: LabNetwork, name: str) -> list[str]:
     node = network.node(name)
     head = f"{name} {network.interfaces(name)[0].address}"
@@ -452,7 +422,7 @@ def _column(
 
 def _layout(network: LabNetwork) -> _Layout:
     layout = _Layout()
-    order = _router_order(network)
+    order = router_order(network)
     x = 0.0
     for router in order:
         lans = [s for s in network.segments if s.kind == "lan" and s.router == router]

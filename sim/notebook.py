@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from sim.experiments import ConnectResult, DigResult, ExperimentResult
 from sim.render import KIND_LABEL, render_trace
-from sim.topology.graph import LabNetwork, build_network
+from sim.topology.graph import LabNetwork, layout
 from sim.topology.model import Topology
 from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from sim.runtime import Lab
+    from sim.hosting.runtime import Lab
 
 __all__ = [
     "Journey",
@@ -324,7 +324,7 @@ class ResultCard:
 def show_result(result: ExperimentResult) -> ResultCard:
     """A compact card of a ``send``, ``connect``, ``dig`` or ``read`` result."""
     from sim.present.cards import reply_owner
-    from sim.send import SendResult
+    from sim.experiments.send import SendResult
 
     rows: list[tuple[str, str]] = []
     if isinstance(result, SendResult):
@@ -470,9 +470,9 @@ def _network_of(where: Lab | Topology | LabNetwork) -> LabNetwork:
     if isinstance(where, LabNetwork):
         return where
     if isinstance(where, Topology):
-        return build_network(where)
-    # A running lab: the backend's topology has the firewall rules in force.
-    return build_network(where.backend.topology)
+        return layout(where)
+    # A running lab: its topology has the firewall rules in force.
+    return layout(where.topology)
 
 
 def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:

@@ -13,10 +13,18 @@ from sim.net.api import Endpoint
 from sim.trace import Trace
 
 if TYPE_CHECKING:
-    from sim.runtime import Lab
-    from sim.send import SendResult
+    from sim.experiments.read import ReadResult
+    from sim.experiments.send import SendResult
+    from sim.hosting.runtime import Lab
 
-__all__ = ["render_connect", "render_dig", "render_endpoints", "render_send", "render_trace"]
+__all__ = [
+    "render_connect",
+    "render_dig",
+    "render_endpoints",
+    "render_read",
+    "render_send",
+    "render_trace",
+]
 
 KIND_LABEL = {
     "dns": "DNS",
@@ -112,4 +120,23 @@ def render_endpoints(lab: Lab, endpoints: list[Endpoint]) -> str:
         lab_addr = f"{ep.lab}/{ep.proto}" if ep.proto == "udp" else ep.lab
         lines.append(f"{ep.node:<14} {ep.service:<11} {lab_addr:<22} {where}")
     lines += ["", "Ctrl-C stops the lab."]
+    return "\n".join(lines)
+
+
+def render_read(result: ReadResult) -> str:
+    """The text ``maillab read`` prints (a rendering of the JSON)."""
+    who = f"{result.user} at {result.server} ({result.protocol.upper()}, {result.folder})"
+    if result.error is None:
+        lines = [f"{who}: {len(result.messages)} message(s)"]
+        for m in result.messages:
+            flags = " ".join(m.get("flags") or []) or "-"
+            lines.append(
+                f"  {m.get('uid')!s:<10} {flags:<16} {m.get('size'):>7}  "
+                f"{m.get('from')}  {m.get('subject')}"
+            )
+    else:
+        lines = [f"{who}: failed at {result.stage}: {result.error}"]
+    if result.tls:
+        lines.append(f"TLS: {result.tls.get('version')} {result.tls.get('cipher')}")
+    lines += ["", ";; TRACE:", render_trace(result.trace)]
     return "\n".join(lines)

@@ -274,7 +274,7 @@ def _unsuitable_sender(
 ) -> str | None:
     """Why ``sender`` would not get a message into ``mx`` as the lab
     expects (delivered), judged from the topology alone; None when it would."""
-    from sim.net.firewall import Packet, evaluate
+    from sim.topology.firewall import Packet, evaluate
     from sim.topology.graph import build_network
 
     assert sender.ip is not None and mx_node.ip is not None

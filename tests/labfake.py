@@ -10,10 +10,11 @@ End-to-end behaviour is tested against the real local backend elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.errors import ServiceError
+from sim.errors import LabError, ServiceError
 from sim.resolve import record_from_rr
 from sim.services.zonestore import ZoneEditError, ZoneStore
 from sim.topology.model import Topology
@@ -60,6 +61,25 @@ class FakeLab:
                 records = [record_from_rr(rr).to_json() for rr in answer.answers]
                 return answer.rcode, records
         return "NXDOMAIN", []
+
+    def run(self, node: str, experiment: Any) -> Any:
+        """Like ``sim.Lab.run``: the experiment's kind picks the method above;
+        its parameters other than their defaults are the keyword arguments."""
+        given = {
+            f.name: getattr(experiment, f.name)
+            for f in dataclasses.fields(experiment)
+            if getattr(experiment, f.name) != f.default
+        }
+        if experiment.kind == "dig":
+            return self.dig(node, experiment.name, experiment.type)
+        if experiment.kind == "connect":
+            return self.connect(node, experiment.host, experiment.port)
+        if experiment.kind == "send":
+            to = list(given.pop("to"))
+            if "headers" in given:
+                given["headers"] = dict(given["headers"])
+            return self.send(node, to, **given)
+        raise LabError(f"this lab cannot run a {experiment.kind} experiment")
 
     def dig(self, node: str, name: str, rtype: str = "A") -> FakeResult:
         self.calls.append(("dig", (node, name, rtype)))

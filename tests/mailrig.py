@@ -26,7 +26,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 from sim.services.maildir import Maildir, mail_root
 from sim.services.smtpbase import LabSMTP, session_trace_id
 from sim.topology.model import (

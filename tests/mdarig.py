@@ -15,7 +15,7 @@ import ssl
 from pathlib import Path
 
 import sim
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 from sim.services.maildir import Maildir, mail_root
 
 TOPOLOGY = Path(__file__).parent / "fixtures" / "topologies" / "good" / "mda.yaml"

@@ -56,7 +56,7 @@ def _marked_processes() -> list[int]:
             env = []
         if (
             any(a.startswith("mininet:ml-") for a in argv)
-            or any("sim.net.agent" in a for a in argv)
+            or any("sim.hosting.agent" in a for a in argv)
             or any(e.startswith(b"MAILLAB_RUN=") for e in env)
         ):
             out.append(pid)

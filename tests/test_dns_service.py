@@ -324,7 +324,7 @@ async def test_dig_agrees_with_the_resolver(dns: DnsLab) -> None:
 
 def test_a_firewall_drop_on_the_way_to_an_authoritative_node(tmp_path: Path) -> None:
     """On the real local backend: routers apply to the resolver's own queries."""
-    local = pytest.importorskip("sim.net.local")
+    local = pytest.importorskip("sim.hosting.local")
     from dataclasses import replace
     from ipaddress import IPv4Network
 

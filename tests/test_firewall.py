@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from topobuild import PORT_25, RESIDENTIAL, host, router
 
 from sim.errors import NetworkError
-from sim.net.firewall import (
+from sim.topology.firewall import (
     Packet,
     PacketProto,
     Verdict,

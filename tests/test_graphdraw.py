@@ -14,7 +14,7 @@ import sim
 from sim.errors import NetworkError
 from sim.graphcmd import register
 from sim.graphdraw import DrawError, render_image, render_svg, render_text
-from sim.net.firewall import describe_rule
+from sim.topology.firewall import describe_rule
 from sim.topology.graph import LabNetwork, build_network
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,3 +315,16 @@ def test_graph_bad_input_is_one_line_and_exit_2(
     assert len(captured.err.strip().splitlines()) == 1, captured.err
     assert "Traceback" not in captured.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_drawing_places_the_routers_in_one_order() -> None:
+    """maillab graph and the TUI's map share sim.topology.graph.router_order:
+    on a star of routers, the hub in the middle."""
+    from sim.topology.graph import layout, router_order
+    from sim.tui.mapdraw import draw_map
+
+    network = layout(sim.load_topology(ROOT / "topologies" / "internet.yaml"))
+    order = router_order(network)
+    assert order[len(order) // 2] == "internet"
+    first = draw_map(network, 400).plain.splitlines()[0]
+    assert sorted(order, key=first.index) == order

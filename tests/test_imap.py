@@ -27,7 +27,7 @@ from mdarig import (
     start_lab,
 )
 
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 from sim.services.imap import Atom, Reply, Str, parse_sequence_set, tokenize
 
 

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from topobuild import PORT_25, RESIDENTIAL, host, router
 
 from sim.errors import NetworkError
-from sim.net.firewall import Packet, effective_reject_with, rule_matches
 from sim.net.iptables import (
     CHAIN,
     chain_name,
@@ -25,6 +24,7 @@ from sim.net.iptables import (
     compile_router,
     rule_comment,
 )
+from sim.topology.firewall import Packet, effective_reject_with, rule_matches
 from sim.topology.graph import LabNetwork, build_network
 from sim.topology.model import FirewallRule, Settings, Topology
 

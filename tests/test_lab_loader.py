@@ -15,15 +15,14 @@ from pathlib import Path
 import pytest
 
 from sim.errors import LabFileError, Problem
+from sim.experiments import Connect, Dig
+from sim.experiments.send import Send
 from sim.lab.loader import load_lab, topology_path, validate_lab_file
 from sim.lab.model import (
     CheckpointStep,
-    ConnectRun,
-    DigRun,
     ExperimentStep,
     ExplainStep,
     QuestionStep,
-    SendRun,
     TaskStep,
 )
 from sim.validation import validate_path
@@ -120,7 +119,8 @@ def test_the_model_of_a_lab() -> None:
     assert isinstance(intro, ExplainStep)
     assert "client ──► mx" in intro.text
     assert isinstance(look, ExperimentStep)
-    assert look.run == DigRun("client", "example.test", "MX")  # type upper-cased
+    assert look.run.experiment() == Dig("example.test", "MX")  # type upper-cased
+    assert look.run.node == "client"
     assert [p.name for p in look.expect] == [
         "rcode",
         "answer_contains",
@@ -129,23 +129,24 @@ def test_the_model_of_a_lab() -> None:
     ]
     assert look.expect[3].value == {"kind": "dns", "text": "MX"}
     assert isinstance(knock, ExperimentStep)
-    assert knock.run == ConnectRun("outside", "mx.example.test", 25)
+    assert (knock.run.node, knock.run.experiment()) == ("outside", Connect("mx.example.test", 25))
     assert isinstance(send, ExperimentStep)
-    assert isinstance(send.run, SendRun)
+    assert send.run is not None and send.run.kind == "send"
     assert send.run.to == ("bob@example.test",)
     assert send.run.headers == (("X-Lab", "1"),)
-    assert send.run.kwargs() == {
-        "via": "direct",
-        "settle": True,
-        "mail_from": "carol@other.test",
-        "from_header": "Carol <carol@other.test>",
-        "subject": "Hello",
-        "body": "",
-        "headers": {"X-Lab": "1"},
-    }
+    assert send.run.experiment() == Send(
+        to=("bob@example.test",),
+        via="direct",
+        settle=True,
+        mail_from="carol@other.test",
+        from_header="Carol <carol@other.test>",
+        subject="Hello",
+        body="",
+        headers=(("X-Lab", "1"),),
+    )
     assert isinstance(submit, ExperimentStep)
-    assert isinstance(submit.run, SendRun)
-    assert submit.run.kwargs()["user"] == "alice@other.test"
+    assert submit.run is not None and submit.run.kind == "send"
+    assert submit.run.user == "alice@other.test"
     assert isinstance(pick, QuestionStep)
     assert pick.multiple_choice
     assert pick.answer == "a"

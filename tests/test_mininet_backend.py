@@ -21,8 +21,8 @@ from mininet_support import needs_mininet
 import sim
 from sim.errors import BackendError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult
+from sim.hosting.mininet import MininetBackend
 from sim.net.iptables import compile_router
-from sim.net.mininet import MininetBackend
 from sim.net.shell import LabShell
 
 pytestmark = needs_mininet

@@ -20,8 +20,8 @@ import pytest
 from mininet_support import Footprint, footprint, needs_mininet
 
 import sim
+from sim.hosting.mininet import MininetBackend
 from sim.net import mnclean
-from sim.net.mininet import MininetBackend
 
 pytestmark = needs_mininet
 
@@ -53,7 +53,7 @@ DRIVER = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, {root!r})
     import sim
-    from sim.net.mininet import MininetBackend
+    from sim.hosting.mininet import MininetBackend
     from pathlib import Path
     backend = MininetBackend(sim.load_topology(sys.argv[1]), Path(sys.argv[2]))
     backend.start()

@@ -82,28 +82,13 @@ def _service_ports(node: Any) -> list[int]:
 
 def lab_experiments(path: Path) -> tuple[Path, list[tuple[str, Experiment]]]:
     from sim.lab.loader import load_lab, topology_path
-    from sim.lab.model import ConnectRun, DigRun, ExperimentStep, ReadRun, SendRun
-    from sim.read import Read
-    from sim.send import Send
+    from sim.lab.model import ExperimentStep
 
     lab = load_lab(path)
     out: list[tuple[str, Experiment]] = []
     for step in lab.steps:
-        if not isinstance(step, ExperimentStep):
-            continue
-        run = step.run
-        if isinstance(run, DigRun):
-            out.append((run.node, Dig(name=run.name, type=run.type)))
-        elif isinstance(run, ConnectRun):
-            out.append((run.node, Connect(host=run.host, port=run.port)))
-        elif isinstance(run, ReadRun):
-            read = Read(user=run.user, password=run.password, **run.kwargs())
-            out.append((run.node, read))
-        elif isinstance(run, SendRun):
-            kwargs = run.kwargs()
-            if "headers" in kwargs:
-                kwargs["headers"] = tuple(kwargs["headers"].items())
-            out.append((run.node, Send(to=tuple(run.to), **kwargs)))
+        if isinstance(step, ExperimentStep) and step.run is not None:
+            out.append((step.run.node, step.run.experiment()))
     return topology_path(path, lab.topology), out
 
 

@@ -88,7 +88,7 @@ def test_a_record_whose_driver_died_is_a_leftover(run_root: Path) -> None:
 def test_markers_are_exact() -> None:
     assert mnclean._marked("abc123", ["bash", "--norc", "-is", "mininet:ml-abc123-laptop"])
     assert mnclean._marked(
-        "abc123", ["python", "-m", "sim.net.agent", "/s", "--fork-server", "--run", "abc123"]
+        "abc123", ["python", "-m", "sim.hosting.agent", "/s", "--fork-server", "--run", "abc123"]
     )
     assert not mnclean._marked("abc123", ["bash", "-is", "mininet:ml-abc1234-laptop"])
     assert not mnclean._marked("abc123", ["python", "other.py", "--run", "abc123"])

@@ -39,7 +39,7 @@ import sim
 from sim.auth.dkim import generate_key, key_txt_rdata, sign
 from sim.auth.headers import parse_authentication_results
 from sim.errors import ServiceError
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 from sim.services.mx import MxServer, _header_section, _read_headers
 from sim.services.smtpclient import SmtpClient, TlsMode, Transcript
 from sim.topology.model import (

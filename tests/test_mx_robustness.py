@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 from sim.topology.model import (
     CheckPolicy,
     DnsService,

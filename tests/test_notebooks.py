@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 import sim
+from sim.experiments.send import SendResult
 from sim.notebook import draw_path, journey, lab_time, show_result, trace_table
-from sim.send import SendResult
 from sim.trace import Trace, TraceEvent
 
 ROOT = Path(__file__).resolve().parent.parent

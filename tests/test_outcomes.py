@@ -14,7 +14,7 @@ import pytest
 
 import sim
 from sim.auth.dkim import verify_dkim
-from sim.send import SendResult
+from sim.experiments.send import SendResult
 from sim.services.dsn import parse_dsn
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "internet.yaml"

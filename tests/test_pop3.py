@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from mdarig import BOB, BOB_PW, Raw, ca_context, clear, deliver, files, local, start_lab
 
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The ``read`` experiment (sim.read): the last hop, read as a mail client would.
+"""The ``read`` experiment (sim.experiments.read): the last hop, read as a mail client would.
 
 Mail goes in with ``lab.send`` (the MX stores it in the Maildir), and comes
 out with ``lab.read`` from the ``client`` node over IMAP or POP3. The
@@ -19,8 +19,8 @@ from mdarig import BOB, BOB_PW, CAROL, CAROL_PW, MAIL, TOPOLOGY, clear, deliver,
 import sim
 from sim.cli import main
 from sim.errors import SimError
-from sim.read import Read, ReadResult
-from sim.runtime import Lab
+from sim.experiments.read import Read, ReadResult
+from sim.hosting.runtime import Lab
 from sim.topology.model import FirewallRule
 
 

@@ -28,7 +28,7 @@ from mailrig import (
 import sim
 from sim.auth.dkim import verify_dkim
 from sim.errors import ServiceError
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 from sim.services.dkimkeys import ensure_keys, publish
 from sim.services.dsn import parse_dsn
 from sim.services.smtpclient import SmtpClient

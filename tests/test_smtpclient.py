@@ -14,7 +14,7 @@ import pytest
 from mailrig import ALICE, BOB, Sink, message, start_sink, topology
 
 import sim
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 from sim.services.smtpbase import LabSMTP
 from sim.services.smtpclient import Reply, SmtpClient, Transcript
 from sim.topology.model import FirewallRule

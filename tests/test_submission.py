@@ -30,7 +30,7 @@ from mailrig import (
 )
 
 import sim
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 from sim.services.smtpclient import SmtpClient
 
 SWAKS = shutil.which("swaks")

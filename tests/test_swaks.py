@@ -79,7 +79,7 @@ ALICE_AUTH = ("--auth", "PLAIN", "--auth-user", "alice@home.example", "--auth-pa
 
 def mailbox(state: str, address: str) -> list[Any]:
     from sim import load_topology
-    from sim.send import mailbox_of
+    from sim.experiments.send import mailbox_of
 
     return mailbox_of(load_topology(TOPOLOGY), Path(state), address)
 

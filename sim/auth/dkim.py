@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.canonicalization import CanonicalizationPolicy
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from sim.auth import dkimfast
+import sim.auth.dkimfast as dkimfast
 from sim.auth.result import CheckResult, Lookup
 
 __all__ = ["generate_ed25519_key", "generate_key", "key_txt_rdata", "sign", "verify_dkim"]

@@ -31,13 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from sim.clock import format_duration, parse_duration
 from sim.errors import LabFileError, SimError
+from sim.lab.dkimpublish import dkim_choice, dkim_problems, dkim_record
 from sim.lab.model import Action
-from sim.lab.spec import (
+from sim.resolve import qtype_code
+from sim.spec.kinds import (
     Anything,
     Checker,
     Duration,
@@ -51,7 +52,6 @@ from sim.lab.spec import (
     suggest,
 )
 from sim.lab.zonenames import relative_name_warnings
-from sim.resolve import qtype_code
 from sim.topology.model import CheckAction, CheckName, RejectWith, Topology
 from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
 
@@ -589,16 +589,15 @@ def apply_action(
         control_args = definition.control_args(action.args)
         published: dict[str, Any] = {}
         if action.name == "dkim_publish":
-            state_dir = getattr(lab, "state_dir", None)
-            if state_dir is None:
-                raise NotImplementedError("this lab keeps no DKIM keys to publish")
-            from sim.lab.dkimpublish import dkim_record
-
-            record, pair = dkim_record(action.args, topology, Path(state_dir))
+            domain, selector = dkim_choice(action.args, topology)
+            # The signer's relay shows the key, as a provider's setup page does.
+            key = lab.control(
+                str(action.args["signer"]), "relay", "dkim_key", domain=domain, selector=selector
+            )
+            record = dkim_record(action.args, str(key["txt"]))
             control_args = {"zone": action.args["zone"], "text": record}
-            summary += f': "{pair.txt[:40]}…"'
-            # The whole value, as a provider's setup page shows it.
-            published = {"record": record, "txt": pair.txt, "key_name": pair.record_name}
+            summary += f': "{str(key["txt"])[:40]}…"'
+            published = {"record": record, "txt": key["txt"], "key_name": key["record_name"]}
         data = lab.control(str(action.args["node"]), service, str(command), **control_args)
         data = {**dict(data or {}), **published}
     except (SimError, ValueError, LookupError, NotImplementedError) as err:
@@ -622,7 +621,7 @@ def apply_action(
 def _set_firewall(lab: ControlLab, action: Action, as_json: dict[str, Any]) -> ActionResult:
     """Change one rule of a running router (``sim.Lab.set_firewall``): only
     what it does (and how a reject answers), never what it matches."""
-    from sim.net.firewall import describe_rule
+    from sim.topology.firewall import describe_rule
 
     args = action.args
     router, number = str(args["router"]), int(args["rule"])

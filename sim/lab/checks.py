@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sim.errors import SimError
-from sim.lab.spec import Either, Field, Int, ListOf, MapOf, Record, Spec, Str
+from sim.spec.kinds import Either, Field, Int, ListOf, MapOf, Record, Spec, Str
 
 __all__ = [
     "CHECK_NAMES",

@@ -5,8 +5,9 @@ the private half and shows its customer the public half: "publish this TXT
 record at ``rc1._domainkey.startup.example``". The customer copies it into
 their zone. In the lab the key pair is generated when the lab starts
 (:mod:`sim.services.dkimkeys`), so a lab file cannot spell out the value;
-this action reads it and adds the record, while the student still decides
-*where* it goes and *which* key it is::
+this action asks the signer's relay for it (its ``dkim_key`` control
+command, as a customer reads a provider's setup page) and adds the record,
+while the student still decides *where* it goes and *which* key it is::
 
     dkim_publish: {node: ns, zone: startup.example, name: rc1._domainkey,
                    signer: relayco, selector: rc1}
@@ -22,14 +23,13 @@ worth being able to make.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from sim.services.dkimkeys import KeyPair, dkim_entries, ensure_keys
+from sim.services.dkimkeys import dkim_entries
 from sim.topology.model import Topology
 from sim.topology.zones import ZoneSyntaxError, fqdn, parse_zone
 
-__all__ = ["dkim_problems", "dkim_record", "owner_name", "signer_keys"]
+__all__ = ["dkim_choice", "dkim_problems", "dkim_record", "owner_name", "signer_keys"]
 
 
 def signer_keys(topology: Topology, signer: str) -> list[tuple[str, str]]:
@@ -92,19 +92,17 @@ def dkim_problems(args: Mapping[str, Any], topology: Topology) -> list[tuple[tup
     return problems
 
 
-def dkim_record(
-    args: Mapping[str, Any], topology: Topology, state_dir: Path
-) -> tuple[str, KeyPair]:
-    """The zone-file line that publishes the chosen key at ``args["name"]``,
-    and the key. Raises ``ValueError`` when the action cannot be met."""
+def dkim_choice(args: Mapping[str, Any], topology: Topology) -> tuple[str, str]:
+    """The (domain, selector) whose key the action publishes. Raises
+    ``ValueError`` when the action cannot be met."""
     chosen, why = _choose(args, topology)
     if chosen is None:
         raise ValueError(why)
-    keys = ensure_keys(topology, state_dir)
-    pair = keys.get(chosen)
-    if pair is None:  # pragma: no cover - ensure_keys makes every configured key
-        raise ValueError(f"no key for {chosen[0]} selector {chosen[1]} in {state_dir}")
-    name = str(args["name"]).strip()
+    return chosen
+
+
+def dkim_record(args: Mapping[str, Any], txt: str) -> str:
+    """The zone-file line that publishes the key value ``txt`` at ``args["name"]``."""
     from sim.auth.dkim import key_txt_rdata  # dkimpy: only when a key is published
 
-    return f"{name} TXT {key_txt_rdata(pair.txt)}", pair
+    return f"{str(args['name']).strip()} TXT {key_txt_rdata(txt)}"

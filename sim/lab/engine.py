@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from sim.errors import BackendUnavailable, LabError, LabFileError, SimError
+from sim.experiments import Experiment
 from sim.lab.actions import ActionResult, action_from_data, apply_action
 from sim.lab.checks import PredicateOutcome, evaluate, summarise
 from sim.lab.facts import STATE, Fact, RunFacts, render, state_trace
@@ -42,15 +43,11 @@ from sim.lab.model import (
     Action,
     Check,
     CheckpointStep,
-    ConnectRun,
-    DigRun,
     ExperimentRun,
     ExperimentStep,
     ExplainStep,
     LabDef,
     QuestionStep,
-    ReadRun,
-    SendRun,
     Step,
     TaskStep,
 )
@@ -72,27 +69,7 @@ __all__ = [
 class RunningLab(Protocol):
     """What the engine needs from a running topology (``sim.Lab`` fits)."""
 
-    def dig(self, node: str, name: str, rtype: str = "A") -> Any: ...
-
-    def connect(self, node: str, host: str, port: int) -> Any: ...
-
-    def send(
-        self,
-        node: str,
-        to: str | list[str],
-        *,
-        mail_from: str | None = None,
-        from_header: str | None = None,
-        via: str = "direct",
-        user: str | None = None,
-        password: str | None = None,
-        subject: str = ...,
-        body: str = ...,
-        headers: dict[str, str] | None = None,
-        port: int | None = None,
-        settle: bool = False,
-        tls: str | None = None,
-    ) -> Any: ...
+    def run(self, node: str, experiment: Experiment) -> Any: ...
 
     def mailbox(self, address: str, folder: str = "INBOX") -> Sequence[Any]: ...
 
@@ -107,7 +84,7 @@ Starter = Callable[[Topology, str], RunningLab]
 
 
 def _default_starter(topology: Topology, backend: str) -> RunningLab:
-    from sim.runtime import start
+    from sim.hosting.runtime import start
 
     lab: RunningLab = start(topology, backend=backend)
     return lab
@@ -434,18 +411,7 @@ class LabSession:
     def _execute(self, run: ExperimentRun, step_id: str | None = None) -> ExperimentOutcome:
         lab = self._running()
         try:
-            if isinstance(run, DigRun):
-                result = lab.dig(run.node, run.name, run.type)
-            elif isinstance(run, ConnectRun):
-                result = lab.connect(run.node, run.host, run.port)
-            elif isinstance(run, ReadRun):
-                reader = getattr(lab, "read", None)
-                if reader is None:
-                    raise LabError("this lab cannot read mailboxes (no read experiment)")
-                result = reader(run.node, run.user, run.password, **run.kwargs())
-            else:
-                assert isinstance(run, SendRun)
-                result = lab.send(run.node, list(run.to), **run.kwargs())
+            result = lab.run(run.node, run.experiment())
         except SimError as err:
             return ExperimentOutcome(step_id, run, error=str(err))
         data = result.to_json() if hasattr(result, "to_json") else dict(result)

@@ -1,6 +1,6 @@
 """Load a lab file: YAML → structure → model → meaning.
 
-1. **YAML** with positions (:mod:`sim.lab.yamlpos`): syntax errors and
+1. **YAML** with positions (:mod:`sim.spec.yamlpos`): syntax errors and
    duplicate keys are problems at their line.
 2. **Structure**: the document is checked against :data:`sim.lab.schema.LAB_SPEC`;
    every unknown key, missing key or wrong value is a problem at its line.
@@ -24,6 +24,8 @@ from typing import Any
 
 from sim.clock import parse_duration
 from sim.errors import LabFileError, Problem, TopologyError
+from sim.experiments import experiment_class
+from sim.experiments.params import params
 from sim.lab.actions import action_problems
 from sim.lab.checks import PREDICATES, pattern_ok
 from sim.lab.facts import STATE, known_facts, unknown_facts
@@ -32,24 +34,20 @@ from sim.lab.model import (
     Check,
     CheckpointStep,
     Choice,
-    ConnectRun,
-    DigRun,
     ExperimentRun,
     ExperimentStep,
     ExplainStep,
     LabDef,
     Predicate,
     QuestionStep,
-    ReadRun,
-    SendRun,
     Step,
     TaskStep,
     WrongAnswer,
 )
 from sim.lab.schema import LAB_SPEC
-from sim.lab.spec import Checker, path_text, suggest
-from sim.lab.yamlpos import Key, load_yaml, locate
 from sim.resolve import qtype_code
+from sim.spec.kinds import Checker, path_text, suggest
+from sim.spec.yamlpos import Key, load_yaml, locate
 from sim.topology.model import Topology
 
 __all__ = [
@@ -170,43 +168,12 @@ def _plain(value: Any) -> Any:
 
 def _experiment(raw: Any, path: FilePath) -> ExperimentRun:
     ((kind, args),) = raw.items()
-    at = (*path, kind)
-    if kind == "dig":
-        return DigRun(
-            str(args["from"]), str(args["name"]), str(args.get("type", "A")).upper(), path=at
-        )
-    if kind == "connect":
-        return ConnectRun(str(args["from"]), str(args["host"]), int(args["port"]), path=at)
-    if kind == "read":
-        return ReadRun(
-            node=str(args["from"]),
-            via=str(args["via"]),
-            user=str(args["user"]),
-            password=str(args["password"]),
-            protocol=str(args.get("protocol", "imap")),
-            folder=str(args.get("folder", "INBOX")),
-            tls=bool(args.get("tls", True)),
-            port=args.get("port"),
-            peek=bool(args.get("peek", False)),
-            path=at,
-        )
-    to = args["to"]
-    return SendRun(
-        node=str(args["from"]),
-        to=(str(to),) if isinstance(to, str) else tuple(str(t) for t in to),
-        mail_from=_opt(args.get("mail_from")),
-        from_header=_opt(args.get("from_header")),
-        via=str(args.get("via", "direct")),
-        user=_opt(args.get("user")),
-        password=_opt(args.get("password")),
-        subject=_opt(args.get("subject")),
-        body=_opt(args.get("body")),
-        headers=tuple((str(k), str(v)) for k, v in (args.get("headers") or {}).items()),
-        port=args.get("port"),
-        settle=bool(args.get("settle", False)),
-        tls=_opt(args.get("tls")),
-        path=at,
+    values = tuple(
+        (p.name, p.value(_plain(args[p.name])))
+        for p in params(experiment_class(str(kind)))
+        if args.get(p.name) is not None
     )
+    return ExperimentRun(str(kind), str(args["from"]), values, path=(*path, kind))
 
 
 def _predicates(raw: Any, path: FilePath) -> tuple[Predicate, ...]:
@@ -461,12 +428,12 @@ class _Meaning:
 
     def _experiment(self, run: ExperimentRun) -> None:
         self._host(run.node, (*run.path, "from"))
-        if isinstance(run, DigRun):
+        if run.kind == "dig":
             try:
                 qtype_code(run.type)
             except ValueError as err:
                 self.add((*run.path, "type"), str(err))
-        if isinstance(run, SendRun):
+        if run.kind == "send":
             for i, address in enumerate(run.to):
                 if "@" not in address:
                     at: FilePath = (*run.path, "to") if len(run.to) == 1 else (*run.path, "to", i)
@@ -482,7 +449,7 @@ class _Meaning:
                     "authenticate senders)",
                 )
 
-        if isinstance(run, ReadRun):
+        if run.kind == "read":
             self._mailbox_host(run.via, (*run.path, "via"))
             if run.protocol == "pop3" and run.folder.upper() != "INBOX":
                 self.add((*run.path, "folder"), "POP3 has no folders: it reads the INBOX only")

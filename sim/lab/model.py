@@ -26,21 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sim.errors import SimError
+from sim.experiments import Experiment, experiment_class
+from sim.experiments.params import from_args, params
+
 __all__ = [
     "Action",
     "Check",
     "CheckpointStep",
     "Choice",
-    "ConnectRun",
-    "DigRun",
     "ExperimentRun",
     "ExperimentStep",
     "ExplainStep",
     "LabDef",
     "Predicate",
     "QuestionStep",
-    "ReadRun",
-    "SendRun",
     "Step",
     "StepKind",
     "TaskStep",
@@ -55,119 +55,38 @@ FilePath = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
-class DigRun:
-    """``dig NAME TYPE`` on ``node``, against the lab resolver."""
+class ExperimentRun:
+    """An experiment a lab file runs: its ``kind`` (a key of
+    :data:`sim.experiments.KINDS`), the ``node`` it runs from, and the
+    values the file gives; the rest take the experiment's defaults. The
+    parameters are the experiment's own (:mod:`sim.experiments.params`):
+    ``run.to``, ``run.via``... read them by name."""
 
+    kind: str
     node: str
-    name: str
-    type: str = "A"
+    args: tuple[tuple[str, Any], ...] = ()
     path: FilePath = field(default=(), compare=False)
 
-    kind = "dig"
+    def experiment(self) -> Experiment:
+        """The experiment to run (raises :class:`~sim.errors.SimError` when
+        its values do not go together, e.g. POP3 with a folder)."""
+        return from_args(experiment_class(self.kind), dict(self.args))
 
     def describe(self) -> str:
-        return f"dig {self.name} {self.type} from {self.node}"
+        try:
+            return self.experiment().describe(self.node)
+        except SimError:
+            return f"{self.kind} from {self.node}"
 
-
-@dataclass(frozen=True)
-class ConnectRun:
-    """A TCP connection from ``node`` to ``host:port`` (reads the banner)."""
-
-    node: str
-    host: str
-    port: int
-    path: FilePath = field(default=(), compare=False)
-
-    kind = "connect"
-
-    def describe(self) -> str:
-        return f"connect from {self.node} to {self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class SendRun:
-    """One message from ``node``; the arguments of :meth:`sim.Lab.send`."""
-
-    node: str
-    to: tuple[str, ...]
-    mail_from: str | None = None
-    from_header: str | None = None
-    via: str = "direct"
-    user: str | None = None
-    password: str | None = None
-    subject: str | None = None
-    body: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    port: int | None = None
-    settle: bool = False
-    #: TLS on the first hop (none, opportunistic, required, implicit); None:
-    #: what the route implies.
-    tls: str | None = None
-    path: FilePath = field(default=(), compare=False)
-
-    kind = "send"
-
-    def describe(self) -> str:
-        via = "" if self.via == "direct" else f" via {self.via}"
-        return f"send from {self.node} to {', '.join(self.to)}{via}"
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :meth:`sim.Lab.send` (unset ones left out)."""
-        out: dict[str, Any] = {"via": self.via, "settle": self.settle}
-        for name in (
-            "mail_from",
-            "from_header",
-            "user",
-            "password",
-            "subject",
-            "body",
-            "port",
-            "tls",
-        ):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        if self.headers:
-            out["headers"] = dict(self.headers)
-        return out
-
-
-@dataclass(frozen=True)
-class ReadRun:
-    """Read a mailbox from ``node`` as a mail client would: the arguments of
-    :meth:`sim.Lab.read` (IMAP or POP3 to the mailbox host ``via``)."""
-
-    node: str
-    via: str
-    user: str
-    password: str
-    protocol: str = "imap"
-    folder: str = "INBOX"
-    tls: bool = True
-    port: int | None = None
-    peek: bool = False
-    path: FilePath = field(default=(), compare=False)
-
-    kind = "read"
-
-    def describe(self) -> str:
-        return f"read {self.user}'s {self.folder} from {self.node} via {self.via} ({self.protocol})"
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :meth:`sim.Lab.read` after node, user, password."""
-        out: dict[str, Any] = {
-            "via": self.via,
-            "protocol": self.protocol,
-            "folder": self.folder,
-            "tls": self.tls,
-            "peek": self.peek,
-        }
-        if self.port is not None:
-            out["port"] = self.port
-        return out
-
-
-ExperimentRun = DigRun | ConnectRun | SendRun | ReadRun
+    def __getattr__(self, name: str) -> Any:
+        # Only parameters: dunder and private lookups (copy, pickle) must fail.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        given = dict(self.args)
+        for p in params(experiment_class(self.kind)):
+            if p.name == name:
+                return given.get(name, p.default)
+        raise AttributeError(f"a {self.kind} experiment has no parameter {name!r}")
 
 
 # -- checks and actions ----------------------------------------------------

@@ -18,18 +18,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sim.experiments import KINDS, experiment_class
+from sim.experiments.params import lab_record
 from sim.lab.actions import ACTION_SPEC
 from sim.lab.checks import PREDICATES
-from sim.lab.spec import (
+from sim.spec.kinds import (
     SLUG,
     SLUG_HINT,
-    Bool,
     Duration,
     Either,
     Field,
-    Int,
     ListOf,
-    MapOf,
     OneKey,
     Record,
     Str,
@@ -49,117 +48,10 @@ def _slug(description: str) -> Str:
     return Str(pattern=SLUG, pattern_hint=SLUG_HINT, description=description)
 
 
-_NODE = Field(Str(), required=True, description="the node it runs on (a host of the topology)")
-
+#: Every experiment as a lab file writes it (``run: {dig: {from: ..., name: ...}}``),
+#: from the experiment's own declaration (sim.experiments.params).
 EXPERIMENT_SPEC = OneKey(
-    {
-        "dig": Field(
-            Record(
-                {
-                    "from": _NODE,
-                    "name": Field(Str(), required=True, description="the name to look up"),
-                    "type": Field(
-                        Str(), default="A", description="record type: A, MX, TXT, PTR..."
-                    ),
-                },
-                name="Dig",
-                description="Ask the lab resolver, as `dig NAME TYPE` on the node.",
-            ),
-            description="a DNS question",
-        ),
-        "connect": Field(
-            Record(
-                {
-                    "from": _NODE,
-                    "host": Field(Str(), required=True, description="a lab address or a name"),
-                    "port": Field(Int(minimum=1, maximum=65535), required=True),
-                },
-                name="Connect",
-                description="Open a TCP connection and read the greeting.",
-            ),
-            description="a TCP connection",
-        ),
-        "send": Field(
-            Record(
-                {
-                    "from": _NODE,
-                    "to": Field(
-                        Either((Str(), ListOf(Str(), min_items=1))),
-                        required=True,
-                        description="recipient address(es)",
-                    ),
-                    "mail_from": Field(Str(), description="envelope sender (MAIL FROM)"),
-                    "from_header": Field(Str(), description="the From: header a person reads"),
-                    "via": Field(
-                        Str(),
-                        default="direct",
-                        description=(
-                            "`direct` (MX lookup, port 25) or the node of a submission service"
-                        ),
-                    ),
-                    "user": Field(Str(), description="AUTH user (with `via`)"),
-                    "password": Field(Str(), description="AUTH password"),
-                    "subject": Field(Str()),
-                    "body": Field(Str(min_length=0)),
-                    "headers": Field(MapOf(Str(min_length=0)), description="extra header fields"),
-                    "port": Field(Int(minimum=1, maximum=65535), description="override the port"),
-                    "settle": Field(
-                        Bool(),
-                        default="false",
-                        description="let lab time pass until the relay's queue is done",
-                    ),
-                    "tls": Field(
-                        Str(enum=("none", "opportunistic", "required", "implicit")),
-                        description=(
-                            "TLS on the first hop: `none` (never STARTTLS: AUTH goes in "
-                            "the clear), `opportunistic` (STARTTLS when offered), "
-                            "`required` (STARTTLS or stop), `implicit` (TLS from the first "
-                            "byte, port 465); default: opportunistic direct, required via "
-                            "a submission node, implicit on 465"
-                        ),
-                    ),
-                },
-                name="Send",
-                description="Send one message and follow it.",
-            ),
-            description="a message",
-        ),
-        "read": Field(
-            Record(
-                {
-                    "from": _NODE,
-                    "via": Field(
-                        Str(),
-                        required=True,
-                        description="the mailbox host: a node running `mailbox`, or its name",
-                    ),
-                    "user": Field(Str(), required=True, description="the mailbox owner"),
-                    "password": Field(Str(), required=True),
-                    "protocol": Field(
-                        Str(enum=("imap", "pop3")), default="imap", description="imap or pop3"
-                    ),
-                    "folder": Field(
-                        Str(), default="INBOX", description="the folder (IMAP): INBOX, Junk"
-                    ),
-                    "tls": Field(
-                        Bool(),
-                        default="true",
-                        description="STARTTLS/STLS before logging in; false shows the "
-                        "server refusing a clear-text password",
-                    ),
-                    "port": Field(Int(minimum=1, maximum=65535), description="override the port"),
-                    "peek": Field(
-                        Bool(),
-                        default="false",
-                        description="look without marking messages read",
-                    ),
-                },
-                name="Read",
-                description="Read a mailbox as a mail client would (IMAP or POP3).",
-            ),
-            description="a mailbox read over IMAP or POP3",
-        ),
-    },
+    {kind: lab_record(experiment_class(kind), noun=experiment_class(kind).noun) for kind in KINDS},
     name="Experiment",
     description="What a student runs from a node: one key naming the experiment.",
 )

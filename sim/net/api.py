@@ -7,7 +7,7 @@ network goes through that node's :class:`NodeNet`:
   address. Routing and router firewalls apply. A dropped SYN ends in
   :class:`Dropped` (a ``TimeoutError``) after the lab's connect time-out, a
   REJECT in :class:`Refused` or :class:`Unreachable`; each carries the
-  :class:`~sim.net.firewall.Verdict` that names the router and the rule.
+  :class:`~sim.topology.firewall.Verdict` that names the router and the rule.
 * ``udp_exchange``: one datagram out, one back (DNS).
 * ``serve_tcp`` / ``serve_udp``: listen on this node's lab address.
 * ``peer``: who is on the other end of a server-side transport: the client's
@@ -30,7 +30,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from sim.net.firewall import Verdict
+    from sim.topology.firewall import Verdict
 
 __all__ = [
     "Dropped",

@@ -2,7 +2,7 @@
 
 :func:`compile_router` turns one router's rules into ``iptables`` argument
 lists (without the leading ``iptables``) that give the semantics of
-:mod:`sim.net.firewall` in that router's network namespace:
+:mod:`sim.topology.firewall` in that router's network namespace:
 
 * Rules live in a chain of their own, ``MAILLAB-FWD``, jumped to from
   FORWARD, so that cleanup removes one chain. A router forwards a packet
@@ -25,7 +25,7 @@ lists (without the leading ``iptables``) that give the semantics of
   ``tcp-reset`` becomes a tcp rule answering with a reset followed by a rule
   for everything else answering ICMP port unreachable (tcp never reaches
   it); a udp or icmp REJECT with ``tcp-reset`` answers port unreachable
-  (:func:`sim.net.firewall.effective_reject_with`). An icmp rule with a port
+  (:func:`sim.topology.firewall.effective_reject_with`). An icmp rule with a port
   can match nothing and emits nothing.
 * Every rule carries ``-m comment --comment "maillab:<topology>:<tag>"``
   (``jump``, ``established``, ``rule1``, ``rule2``… numbered from 1 as in
@@ -43,7 +43,7 @@ import shlex
 from collections.abc import Callable
 
 from sim.errors import NetworkError
-from sim.net.firewall import effective_reject_with
+from sim.topology.firewall import effective_reject_with
 from sim.topology.graph import Interface, LabNetwork
 from sim.topology.model import FirewallRule
 

@@ -1,12 +1,12 @@
-"""The local backend: a whole lab in one process, on 127.0.0.1, without root.
+"""The local backend's network: a node's view of the lab, on 127.0.0.1.
 
-Every service runs on one asyncio event loop in a background thread (so the
-lab is usable from plain scripts and from Jupyter, which runs its own loop).
-Each service listens on 127.0.0.1 at a free port; :class:`LoopbackRegistry`
-maps lab addresses to those ports and tells servers the lab address of each
-client. The network layer is simulated from the topology: routing and router
-firewalls are decided by :mod:`sim.net.firewall` (the same rules the mininet
-backend compiles to iptables), and their effects are reproduced for real:
+The local backend (:mod:`sim.hosting.local`) runs a whole lab in one process
+without root. Each service listens on 127.0.0.1 at a free port;
+:class:`~sim.net.registry.LoopbackRegistry` maps lab addresses to those ports
+and tells servers the lab address of each client. The network layer is
+simulated from the topology: routing and router firewalls are decided by
+:mod:`sim.topology.firewall` (the same rules the mininet backend compiles to
+iptables), and their effects are reproduced for real:
 
 * drop → the client waits the lab's connect time-out (scaled by the lab
   clock), then fails with a time-out, as a SYN into the void would;
@@ -20,17 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 import weakref
-from collections.abc import Coroutine
-from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Interface
-from pathlib import Path
-from typing import Any, TypeVar
+from ipaddress import IPv4Address
+from typing import Any, Protocol
 
 from sim.clock import LabClock
-from sim.errors import BackendError, ServiceError
-from sim.experiments import Experiment, ExperimentResult
+from sim.errors import ServiceError
 from sim.net.api import (
     Dropped,
     Endpoint,
@@ -40,68 +35,32 @@ from sim.net.api import (
     Refused,
     Unreachable,
 )
-from sim.net.backend import Backend
 from sim.net.backlog import listen_backlog
-from sim.net.firewall import Packet, PacketProto, Verdict, evaluate
 from sim.net.registry import ClientEntry, LoopbackRegistry, Proto
-from sim.services.base import NodeContext, Service
-from sim.services.registry import SERVICE_ORDER, service_class
-from sim.tls import LabCA
-from sim.topology.graph import LabNetwork, build_network
-from sim.topology.model import FirewallRule, Node, Topology
-from sim.trace import Trace, TraceEvent, TraceHub
+from sim.topology.firewall import Packet, PacketProto, Verdict, evaluate
+from sim.topology.graph import LabNetwork
+from sim.topology.model import Topology
+from sim.trace import TraceEvent
 
-__all__ = ["LocalBackend", "LocalNodeNet"]
+__all__ = ["LOOPBACK", "LocalNodeNet", "LoopbackLab"]
 
-T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
-#: How long (real seconds) each phase of stopping may take.
-STOP_PHASE = 5.0
-#: How long (real seconds) a call from the API thread may wait for the loop.
-CALL_TIMEOUT = 600.0
 
 
-def node_or_synthetic(topology: Topology, network: LabNetwork, name: str) -> Node:
-    """The topology's node, or the synthetic outside host the network adds."""
-    try:
-        return topology.node(name)
-    except KeyError:
-        address = network.address_of(name)
-        return Node(
-            name=name,
-            kind="host",
-            ip=IPv4Interface(f"{address}/24"),
-            title="a neutral host outside every ISP",
-        )
+class LoopbackLab(Protocol):
+    """What a :class:`LocalNodeNet` uses of the lab it belongs to (the local
+    backend): the network that decides verdicts, the loopback registry, the
+    lab clock, the trace, and the node real programs on this machine speak for."""
 
+    network: LabNetwork
+    topology: Topology
+    registry: LoopbackRegistry
+    clock: LabClock
+    as_address: IPv4Address
 
-def prepare_topology(topology: Topology, state_dir: Path) -> Topology:
-    """The topology as the services see it: with published DKIM keys."""
-    from sim.services.dkimkeys import ensure_keys, publish
+    def emit(self, trace_id: str | None, event: TraceEvent) -> None: ...
 
-    return publish(topology, ensure_keys(topology, state_dir))
-
-
-def with_firewall(topology: Topology, router: str, rules: tuple[FirewallRule, ...]) -> Topology:
-    """``topology`` with ``router``'s rules replaced."""
-    try:
-        node = topology.node(router)
-    except KeyError:
-        raise BackendError(f"no node named {router!r} in {topology.name}") from None
-    if node.kind != "router":
-        raise BackendError(f"{router} is a host: only routers have firewall rules")
-    nodes = tuple(
-        replace(n, firewall=tuple(rules)) if n.name == router else n for n in topology.nodes
-    )
-    return replace(topology, nodes=nodes)
-
-
-def resolver_address(topology: Topology) -> IPv4Address:
-    """The lab resolver's address; a topology without DNS cannot run."""
-    address = topology.resolver_address()
-    if address is None:
-        raise BackendError(f"{topology.name}: no DNS resolver (settings.resolver)")
-    return address
+    def event(self, kind: str, node: str, summary: str, **data: Any) -> TraceEvent: ...
 
 
 def _proto(transport: asyncio.BaseTransport) -> Proto:
@@ -117,7 +76,7 @@ def _proto(transport: asyncio.BaseTransport) -> Proto:
 class LocalNodeNet(NodeNet):
     """The lab network as seen from one node, realised on loopback."""
 
-    def __init__(self, backend: LocalBackend, node: str, address: IPv4Address) -> None:
+    def __init__(self, backend: LoopbackLab, node: str, address: IPv4Address) -> None:
         self.backend = backend
         self.node = node
         self.address = address
@@ -333,230 +292,3 @@ class LocalNodeNet(NodeNet):
                 await asyncio.wait_for(server.wait_closed(), 2)
         self._servers.clear()
         self._transports.clear()
-
-
-class LocalBackend(Backend):
-    """One process, one event loop thread, every service on 127.0.0.1."""
-
-    name = "local"
-
-    def __init__(
-        self,
-        topology: Topology,
-        state_dir: Path,
-        *,
-        as_node: str | None = None,
-        time_scale: float | None = None,
-    ) -> None:
-        super().__init__(topology, state_dir, as_node=as_node, time_scale=time_scale)
-        self.network: LabNetwork = build_network(topology)
-        self.registry = LoopbackRegistry()
-        self.clock = LabClock(self.time_scale)
-        self.hub = TraceHub()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._services: list[tuple[str, Service]] = []
-        self._contexts: dict[str, NodeContext] = {}
-        self._nets: list[LocalNodeNet] = []
-        self._endpoints: list[Endpoint] = []
-        self._ca: LabCA | None = None
-        as_name = as_node or self.network.outside
-        if as_name not in self.network.nodes():
-            raise BackendError(f"--as {as_name}: no such node in {topology.name}")
-        self.as_name = as_name
-        self.as_address = self.network.address_of(as_name)
-
-    # -- the loop thread ----------------------------------------------------
-
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
-        loop = self._loop
-        if loop is None:
-            coro.close()
-            raise BackendError("the lab is not running")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
-
-    def start(self) -> None:
-        if self._loop is not None:
-            return
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def main() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-        self._thread = threading.Thread(
-            target=main, name=f"maillab-{self.topology.name}", daemon=True
-        )
-        self._thread.start()
-        ready.wait()
-        self._loop = loop
-        try:
-            self._call(self._start())
-        except BaseException:
-            self.stop()
-            raise
-
-    async def _start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.clock.bind(loop)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._ca = await loop.run_in_executor(None, LabCA, self.state_dir / "tls")
-        # DKIM keys are made once per state directory; the ones a relay should
-        # publish go into the zones before the DNS starts.
-        self.topology = await loop.run_in_executor(
-            None, prepare_topology, self.topology, self.state_dir
-        )
-        for name in self.network.nodes():
-            self._contexts[name] = self._make_context(name)
-        # Services start in waves: DNS first (everyone else looks things up),
-        # then mailboxes, receivers, relays, submission.
-        # Every service object exists before any starts, so siblings can find
-        # each other (submission hands mail to the relay on its node).
-        for node in self.topology.hosts():
-            ctx = self._contexts[node.name]
-            for kind in node.services.names():
-                service = service_class(kind)(ctx)
-                ctx.services[kind] = service
-                self._services.append((node.name, service))
-        for wave in SERVICE_ORDER:
-            batch = [svc.start() for _, svc in self._services if svc.kind in wave]
-            for endpoints in await asyncio.gather(*batch):
-                self._endpoints.extend(endpoints)
-        await asyncio.gather(*(svc.lab_started() for _, svc in self._services))
-
-    def _make_context(self, name: str) -> NodeContext:
-        from sim.resolve import Resolver
-
-        net = LocalNodeNet(self, name, self.network.address_of(name))
-        self._nets.append(net)
-        node = node_or_synthetic(self.topology, self.network, name)
-        resolver_ip = resolver_address(self.topology)
-        assert self._ca is not None
-        ctx = NodeContext(
-            topology=self.topology,
-            network=self.network,
-            node=node,
-            net=net,
-            clock=self.clock,
-            hub=self.hub,
-            state_dir=self.state_dir,
-            resolver=None,  # type: ignore[arg-type]  # set just below: it needs ctx.emit
-            ca=self._ca,
-        )
-        ctx.resolver = Resolver(net, resolver_ip, self.clock, emit=ctx.emit)
-        return ctx
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None:
-            return
-        try:
-            if not loop.is_closed():
-                self._call(self._stop(), timeout=30)
-        finally:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join(timeout=10)
-            self._loop = None
-            self._thread = None
-
-    async def _stop(self) -> None:
-        # Every phase is bounded: a service or a connection handler that does
-        # not finish must not keep the lab (and the caller) from stopping.
-        for _, service in reversed(self._services):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(service.stop(), STOP_PHASE)
-        for net in self._nets:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(net.close(), STOP_PHASE)
-        self._services.clear()
-        current = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks() if t is not current]
-        for task in pending:
-            task.cancel()
-        if pending:
-            # A task that swallows its cancellation is left to the loop's close.
-            await asyncio.wait(pending, timeout=STOP_PHASE)
-
-    # -- the Backend interface --------------------------------------------
-
-    def endpoints(self) -> list[Endpoint]:
-        out = []
-        for ep in self._endpoints:
-            address, _, port = ep.lab.partition(":")
-            verdict = evaluate(
-                self.network,
-                self.as_name,
-                Packet(self.as_address, IPv4Address(address), ep.proto, int(port)),
-            )
-            if verdict.action != "accept":
-                out.append(
-                    Endpoint(ep.node, ep.service, ep.proto, ep.lab, None, blocked=verdict.explain())
-                )
-            else:
-                out.append(ep)
-        return out
-
-    def context(self, node: str) -> NodeContext:
-        try:
-            return self._contexts[node]
-        except KeyError:
-            raise BackendError(f"no node named {node!r} in {self.topology.name}") from None
-
-    def run(self, node: str, experiment: Experiment) -> ExperimentResult:
-        ctx = self.context(node)
-        return self._call(self._run(ctx, experiment))
-
-    async def _run(self, ctx: NodeContext, experiment: Experiment) -> ExperimentResult:
-        import time
-
-        trace = self.hub.open()
-        start = time.monotonic()
-        result = await experiment.run(ctx, trace)
-        result.trace = trace
-        result.seconds = round(time.monotonic() - start, 4)
-        return result
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the lab's loop (for the Python API and tests)."""
-        return self._call(coro)
-
-    def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]:
-        for name, svc in self._services:
-            if name == node and svc.kind == service:
-                return self._call(svc.control(command, **args))
-        raise BackendError(f"{node} runs no {service} service")
-
-    def service(self, node: str, kind: str) -> Service:
-        for name, svc in self._services:
-            if name == node and svc.kind == kind:
-                return svc
-        raise BackendError(f"{node} runs no {kind} service")
-
-    def now(self) -> float:
-        return self.clock.now()
-
-    def advance(self, lab_seconds: float) -> None:
-        self.clock.advance(lab_seconds)
-
-    def log(self) -> Trace:
-        return self.hub.log
-
-    def set_firewall(self, router: str, rules: tuple[FirewallRule, ...]) -> None:
-        self.topology = with_firewall(self.topology, router, rules)
-        # Verdicts are computed from self.network on every connection, so the
-        # new rules apply to the next packet, as `iptables -R` would.
-        self.network = build_network(self.topology)
-
-    def emit(self, trace_id: str | None, event: TraceEvent) -> None:
-        self.hub.emit(trace_id, event)
-
-    def event(self, kind: str, node: str, summary: str, **data: Any) -> TraceEvent:
-        return TraceEvent(
-            t=round(self.clock.now(), 3), kind=kind, node=node, summary=summary, data=data
-        )

@@ -273,7 +273,9 @@ def _marked(run: str, argv: list[str]) -> bool:
     if any(arg.startswith(shell) for arg in argv):
         return True
     tagged = any(a == "--run" and b == run for a, b in itertools.pairwise(argv))
-    return tagged and any("sim.net.agent" in arg for arg in argv)
+    # sim.net.agent: where the agent lived before 2026-12 (a crashed older run).
+    agents = ("sim.hosting.agent", "sim.net.agent")
+    return tagged and any(name in arg for arg in argv for name in agents)
 
 
 def _env_marked(run: str, pid: int) -> bool:

@@ -2,7 +2,7 @@
 
 The kernel routes and the routers' iptables rules filter: nothing here
 simulates the network. What this adds is the lab's view of what happened:
-before connecting, the verdict :mod:`sim.net.firewall` predicts from the
+before connecting, the verdict :mod:`sim.topology.firewall` predicts from the
 topology (the very rules compiled into iptables) names the router and rule
 that explain a time-out or a refusal; the trace records what the kernel
 actually reported beside it, so a difference between the two backends shows.
@@ -20,8 +20,8 @@ from typing import Any
 from sim.clock import LabClock
 from sim.net.api import Dropped, Endpoint, NodeNet, Peer, ProtocolFactory, Refused, Unreachable
 from sim.net.backlog import listen_backlog
-from sim.net.firewall import Packet, Verdict, evaluate
 from sim.net.shared import ConnTags
+from sim.topology.firewall import Packet, Verdict, evaluate
 from sim.topology.graph import LabNetwork
 from sim.trace import TraceEvent, TraceHub
 

@@ -50,12 +50,6 @@ class NodeContext:
         self.hub.emit(trace_id, event)
         return event
 
-    @property
-    def node_state(self) -> Path:
-        path = self.state_dir / self.node.name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
 
 class Service(ABC):
     """A running service on one node."""

@@ -35,19 +35,21 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from sim.services.mailbox import (
+from sim.services.maildir import FOLDERS
+from sim.services.mailstore import (
     SYSTEM_FLAGS,
     LineConnection,
     LineTooLong,
     Mail,
-    MailboxServer,
     MailFolder,
     MailStore,
     maildir_letters,
 )
-from sim.services.maildir import FOLDERS
+
+if TYPE_CHECKING:
+    from sim.services.mailbox import MailboxServer
 
 __all__ = ["Atom", "ImapSession", "Str", "parse_sequence_set", "tokenize"]
 

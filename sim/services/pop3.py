@@ -21,16 +21,18 @@ usually delete them from the server. A session goes through three states
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from sim.services.mailbox import (
+from sim.services.mailstore import (
     Change,
     LineConnection,
     LineTooLong,
     Mail,
-    MailboxServer,
     MailFolder,
 )
+
+if TYPE_CHECKING:
+    from sim.services.mailbox import MailboxServer
 
 __all__ = ["Pop3Session"]
 

@@ -9,7 +9,7 @@ import importlib
 
 from sim.services.base import Service
 
-__all__ = ["SERVICE_ORDER", "service_class"]
+__all__ = ["SERVICE_ORDER", "hosted_only_by", "service_class"]
 
 #: Start waves: DNS first (everyone else looks things up), then the
 #: receivers, then the relays (a relay that finds mail in its spool after a
@@ -22,6 +22,7 @@ SERVICE_ORDER: tuple[tuple[str, ...], ...] = (
     ("submission",),
 )
 
+#: Service kind → the class that runs it.
 _CLASSES: dict[str, str] = {
     "dns": "sim.services.dns:DnsServer",
     "dnsbl": "sim.services.dnsbl:DnsblServer",
@@ -37,3 +38,14 @@ def service_class(kind: str) -> type[Service]:
     cls: type[Service] = getattr(importlib.import_module(module_name), class_name)
     assert issubclass(cls, Service)
     return cls
+
+
+#: Service kinds that not every backend can host, with the backends that can
+#: (a real Postfix or Dovecot runs in a mininet namespace, never on loopback).
+#: A kind not listed runs on every backend.
+_HOSTED_ONLY_BY: dict[str, frozenset[str]] = {}
+
+
+def hosted_only_by(kind: str) -> frozenset[str] | None:
+    """The only backends that can host service ``kind``; None: any backend."""
+    return _HOSTED_ONLY_BY.get(kind)

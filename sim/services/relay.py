@@ -857,7 +857,10 @@ class RelayServer(Service):
     # -- control --------------------------------------------------------------
 
     async def control(self, command: str, **args: Any) -> dict[str, Any]:
-        """``queue``; ``flush``; ``hold`` / ``release`` [queue_id]; ``footer`` [text]."""
+        """``queue``; ``flush``; ``hold`` / ``release`` [queue_id]; ``footer`` [text];
+        ``dkim_key`` domain selector (the public half a customer publishes)."""
+        if command == "dkim_key":
+            return self._dkim_key(str(args.get("domain", "")), str(args.get("selector", "")))
         if command == "footer":
             text = args.get("text")
             self.footer = str(text) if text else None
@@ -895,8 +898,27 @@ class RelayServer(Service):
             key = "held" if command == "hold" else "released"
             return {key: [e.id for e in targets]}
         raise ServiceError(
-            f"relay has no control command {command!r} (queue, flush, hold, release, footer)"
+            f"relay has no control command {command!r} "
+            "(queue, flush, hold, release, footer, dkim_key)"
         )
+
+    def _dkim_key(self, domain: str, selector: str) -> dict[str, Any]:
+        """What a provider's setup page shows its customer: the TXT value
+        that publishes the public half of the key this relay signs
+        ``domain`` with, and where it belongs (RFC 6376 §3.6.2.1)."""
+        pair = self.keys.get((domain.strip().lower().rstrip("."), selector.strip().lower()))
+        if pair is None:
+            mine = ", ".join(f"{d} (selector {s})" for d, s in self.keys) or "nothing"
+            raise ServiceError(
+                f"{self.ctx.node.name} relay has no DKIM key for {domain} "
+                f"selector {selector}; it signs {mine}"
+            )
+        return {
+            "domain": pair.domain,
+            "selector": pair.selector,
+            "txt": pair.txt,
+            "record_name": pair.record_name,
+        }
 
     def _poke(self, queue_id: str) -> None:
         wake = self._wake.get(queue_id)

@@ -40,6 +40,7 @@ Direction of a forwarded packet, as seen by a router (what a firewall rule's
 from __future__ import annotations
 
 import re
+import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ __all__ = [
     "Segment",
     "SegmentKind",
     "build_network",
+    "layout",
+    "router_order",
 ]
 
 #: RFC 2544 §C.2.2 benchmarking block: router links and the outside LAN.
@@ -658,3 +661,65 @@ def _next_hops(
             if d > 0:
                 hops[router, seg.id] = min(n for n in adjacent[router] if distance.get(n) == d - 1)
     return hops
+
+
+#: Recent layouts, newest last: (nodes, links, settings, network). A layout
+#: depends on these three parts only, so a topology that differs in its zones
+#: (the relays' DKIM keys published at start) shares its original's layout.
+_LAYOUTS: list[tuple[object, object, object, LabNetwork]] = []
+_LAYOUTS_KEPT = 16
+_LAYOUTS_LOCK = threading.Lock()
+
+
+def layout(topology: Topology) -> LabNetwork:
+    """The network of ``topology``, laid out once: the loader lays it out to
+    validate it, and every later user (a backend, a drawing) gets the same
+    :class:`LabNetwork`. Raises as :func:`build_network` does."""
+    with _LAYOUTS_LOCK:
+        for nodes, links, settings, network in reversed(_LAYOUTS):
+            # Identity, not equality: the parts of a loaded topology are
+            # shared by every copy made of it with dataclasses.replace.
+            if (
+                nodes is topology.nodes
+                and links is topology.links
+                and settings is topology.settings
+            ):
+                return network
+    network = build_network(topology)
+    with _LAYOUTS_LOCK:
+        _LAYOUTS.append((topology.nodes, topology.links, topology.settings, network))
+        del _LAYOUTS[:-_LAYOUTS_KEPT]
+    return network
+
+
+def router_order(network: LabNetwork) -> list[str]:
+    """Routers left to right so that most links join neighbours in the row:
+    the one order every drawing of the lab uses (``maillab graph``, the TUI's
+    map, notebooks), so a student finds each router in the same place.
+
+    A chain is drawn in chain order; otherwise the best connected router goes
+    in the middle with its neighbours alternating left and right.
+    """
+    routers = [r.name for r in network.topology.routers()]
+    rank = {name: i for i, name in enumerate(routers)}
+    graph: nx.Graph = nx.Graph()
+    graph.add_nodes_from(routers)
+    graph.add_edges_from(network.topology.links)
+    order: list[str] = []
+    for component in sorted(nx.connected_components(graph), key=lambda c: min(rank[n] for n in c)):
+        sub = graph.subgraph(component)
+        if nx.is_tree(sub) and max((d for _, d in sub.degree()), default=0) <= 2:
+            ends = sorted((n for n, d in sub.degree() if d <= 1), key=rank.__getitem__)
+            order.extend(nx.dfs_preorder_nodes(sub, ends[0]) if ends else component)
+            continue
+        centre = min(component, key=lambda n: (-sub.degree(n), rank[n]))
+        bfs = [centre] + [
+            v
+            for _, v in nx.bfs_edges(
+                sub, centre, sort_neighbors=lambda ns: sorted(ns, key=rank.__getitem__)
+            )
+        ]
+        left = [n for i, n in enumerate(bfs[1:]) if i % 2 == 1]
+        right = [n for i, n in enumerate(bfs[1:]) if i % 2 == 0]
+        order.extend([*reversed(left), centre, *right])
+    return order

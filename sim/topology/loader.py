@@ -35,7 +35,8 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from sim.errors import Problem, TopologyError
-from sim.inputfile import MAX_YAML_BYTES, InputFileError, read_input_text
+from sim.spec.source import read_text
+from sim.spec.words import a_an, unknown_key
 from sim.topology.model import Topology
 from sim.topology.schema import (
     FORMATS,
@@ -447,13 +448,8 @@ class _Walker:
 
 
 def _unknown_key(spec: Record, key: Any) -> str:
-    allowed = ", ".join(spec.keys())
-    if not isinstance(key, str):
-        return f"a key must be a word, not {describe_value(key)}; allowed keys: {allowed}"
-    close = difflib.get_close_matches(key, spec.keys(), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    where = f"a {spec.name}" if spec.name != "topology" else "the top level"
-    return f"unknown key {key!r} in {where}{hint}; allowed keys: {allowed}"
+    where = a_an(spec.name) if spec.name != "topology" else "the top level"
+    return unknown_key(key, spec.keys(), where)
 
 
 def _normalise(name: str) -> str:
@@ -543,14 +539,6 @@ def _first_line(text: str) -> str:
 # -- reading --------------------------------------------------------------------------
 
 
-def _read(path: str | os.PathLike[str]) -> tuple[str | None, Problem | None]:
-    # Bounded, regular files only: see sim.inputfile.
-    try:
-        return read_input_text(path, what="topology file", limit=MAX_YAML_BYTES), None
-    except InputFileError as err:
-        return None, err.problem
-
-
 # -- putting it together ------------------------------------------------------------
 
 
@@ -604,10 +592,10 @@ def _default_resolver(topology: Topology) -> Topology:
 def _layout_problems(topology: Topology, source: str, locator: Locator) -> list[Problem]:
     # Imported here: the layout is a consumer of this module's output, and
     # loading must not fail to import if the layout code has a problem.
-    from sim.topology.graph import AddressingError, build_network
+    from sim.topology.graph import AddressingError, layout
 
     try:
-        build_network(topology)
+        layout(topology)
     except AddressingError as err:
         out = []
         for problem, key in zip(err.problems, err.keys, strict=False):
@@ -706,7 +694,7 @@ def validate_topology_text(text: str, source: str = "<string>") -> list[Problem]
 
 def validate_topology_file(path: str | os.PathLike[str]) -> list[Problem]:
     """Every problem of a topology file (sorted); never raises for bad input."""
-    text, problem = _read(path)
+    text, problem = read_text(path, "topology file")
     if text is None:
         assert problem is not None
         return [problem]
@@ -723,7 +711,7 @@ def loads_topology(text: str, source: str = "<string>") -> Topology:
 
 def load_topology(path: str | os.PathLike[str]) -> Topology:
     """A topology from a file; raises :class:`TopologyError` with every problem."""
-    text, problem = _read(path)
+    text, problem = read_text(path, "topology file")
     if text is None:
         assert problem is not None
         raise TopologyError([problem])

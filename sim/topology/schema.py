@@ -33,8 +33,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, get_args
 
+import sim.topology.model as model
 from sim.clock import parse_duration
-from sim.topology import model
+from sim.spec.words import describe_value, expected
 from sim.topology.model import DEFAULT_CHECK_ACTIONS, CheckAction, CheckPolicy
 
 __all__ = [
@@ -66,27 +67,6 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # -- value formats ----------------------------------------------------------------
 
 
-def describe_value(value: object) -> str:
-    """How a YAML value reads in a message: ``text 'abc'``, ``a list``..."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"text {shown!r}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    tag = getattr(value, "tag", None)
-    if tag is not None:
-        return f"a value tagged {getattr(tag, 'value', tag)}"
-    return f"a {type(value).__name__}"
-
-
 @dataclass(frozen=True)
 class ValueFormat:
     """One kind of scalar value: how it is written, checked and converted.
@@ -107,9 +87,7 @@ class ValueFormat:
 
 
 def _expect(what: str, value: object, hint: str = "") -> ValueError:
-    return ValueError(
-        f"expected {what}, got {describe_value(value)}" + (f" ({hint})" if hint else "")
-    )
+    return ValueError(expected(what, value, hint))
 
 
 def _text(what: str, pattern: str | None = None, nonempty: bool = False) -> Callable[[object], str]:

@@ -26,6 +26,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import dnslib
 
+from sim.spec.words import path_text
 from sim.topology.model import FirewallRule, Node, Topology
 from sim.topology.zones import ZoneSyntaxError, fqdn, parse_zone_lines
 
@@ -60,17 +61,8 @@ class Finding:
     refers: KeyPath | None = None
 
 
-def render_path(path: KeyPath) -> str:
-    """``("nodes", "laptop", "ip")`` → ``nodes.laptop.ip``; ``zones["qq.example"]``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.replace("-", "").replace("_", "").isalnum() and not part[:1].isdigit():
-            out += f".{part}" if out else part
-        else:
-            out += f'["{part}"]'
-    return out
+#: Paths read the same in every format (sim.spec.words.path_text).
+render_path = path_text
 
 
 # -- what the checks look at -------------------------------------------------------

@@ -54,7 +54,7 @@ from sim.lab.model import (
     Step,
     TaskStep,
 )
-from sim.topology.graph import LabNetwork, build_network
+from sim.topology.graph import LabNetwork, layout
 from sim.tui.activity import Activity
 from sim.tui.inline import inline_markdown, prose
 from sim.tui.labrun import TracingSession
@@ -150,7 +150,7 @@ class LabScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = self.lab.title
         try:
-            self.network = build_network(self.session.topology)
+            self.network = layout(self.session.topology)
         except SimError as err:
             self.notify(describe_error(err), title="Bad topology", severity="error", timeout=15)
             self.network = None

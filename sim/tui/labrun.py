@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from sim.errors import Problem
 from sim.lab.catalog import CatalogEntry, lab_files, load_catalog
 from sim.lab.engine import ExperimentOutcome, LabSession
-from sim.lab.model import ExperimentRun, LabDef, Step
+from sim.lab.model import ExperimentRun, LabDef
 from sim.lab.progress import ProgressStore
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "TracingSession",
     "describe_minutes",
     "load_entries",
-    "step_position",
 ]
 
 
@@ -135,18 +133,3 @@ def describe_minutes(seconds: float) -> str:
         return f"{minutes} min"
     hours, rest = divmod(minutes, 60)
     return f"{hours} h" + (f" {rest} min" if rest else "")
-
-
-def step_position(steps: Sequence[Step], step_id: str) -> int:
-    """The 0-based index of a step."""
-    for i, step in enumerate(steps):
-        if step.id == step_id:
-            return i
-    raise KeyError(step_id)
-
-
-def outcome_data(outcome: ExperimentOutcome | None) -> Mapping[str, Any] | None:
-    """The JSON of an experiment's result (with its ``trace``), if it ran."""
-    if outcome is None:
-        return None
-    return outcome.data

@@ -31,7 +31,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sim.errors import SimError
-from sim.topology.graph import LabNetwork
+from sim.topology.graph import LabNetwork, router_order
 from sim.trace import TraceEvent
 
 __all__ = [
@@ -257,8 +257,7 @@ class _Column:
 
 def _columns(network: LabNetwork) -> list[_Column]:
     topology = network.topology
-    routers = [n.name for n in topology.routers()]
-    order = _router_order(network, routers)
+    order = router_order(network)
     columns = [_Column(r, r, []) for r in order]
     by_router = {c.router: c for c in columns}
     loose: dict[str, _Column] = {}
@@ -271,26 +270,6 @@ def _columns(network: LabNetwork) -> list[_Column]:
             column = loose.setdefault(lan, _Column(None, f"LAN {lan}", []))
             column.hosts.append((node.name, address))
     return columns + list(loose.values())
-
-
-def _router_order(network: LabNetwork, routers: list[str]) -> list[str]:
-    """Routers in an order where linked routers sit side by side when they can:
-    a depth-first walk from a router with the fewest links, in file order."""
-    links = _router_links(network, routers)
-    seen: list[str] = []
-    remaining = list(routers)
-    while remaining:
-        start = min(remaining, key=lambda r: (len(links[r]), routers.index(r)))
-        stack = [start]
-        while stack:
-            r = stack.pop()
-            if r in seen:
-                continue
-            seen.append(r)
-            remaining.remove(r)
-            nexts = [n for n in routers if n in links[r] and n not in seen]
-            stack.extend(reversed(nexts))
-    return seen
 
 
 def _router_links(network: LabNetwork, routers: Sequence[str]) -> dict[str, set[str]]:

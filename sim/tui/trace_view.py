@@ -76,7 +76,3 @@ class TraceView(Vertical):
             tabs.get_tab(f"pane-{pane.id}").label = label
             body = render_pane(pane.id, events, self._names) if self._data is not None else ""
             self.query_one(f"#trace-{pane.id}", Static).update(body)
-
-    def show_pane(self, pane: str) -> None:
-        """Open one pane (``story``, ``dns``, ``net``, ``smtp``, ``checks``, ``queue``)."""
-        self.query_one("#trace-panes", TabbedContent).active = f"pane-{pane}"

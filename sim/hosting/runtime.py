@@ -19,26 +19,27 @@ import shutil
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast, get_args
+from typing import TYPE_CHECKING, Any
 
 from sim import argcheck, statedir
 from sim.clock import parse_duration
-from sim.errors import BackendError, SimError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
 from sim.labhelpers import LabHelpers
+from sim.experiments.params import from_args
+from sim.hosting.backend import BACKENDS as BACKEND_CLASSES
+from sim.hosting.backend import Backend, backend_class
 from sim.net.api import Endpoint
-from sim.net.backend import Backend
 from sim.topology.model import FirewallRule, Topology
 from sim.trace import Trace
 
 if TYPE_CHECKING:
-    from sim.read import ReadResult
-    from sim.send import SendResult
+    from sim.experiments.read import ReadResult
+    from sim.experiments.send import SendResult
     from sim.services.maildir import StoredMessage
 
 __all__ = ["BACKENDS", "Lab", "start"]
 
-BACKENDS = ("local", "mininet")
+BACKENDS = tuple(BACKEND_CLASSES)
 
 
 class Lab(LabHelpers):
@@ -53,11 +54,16 @@ class Lab(LabHelpers):
                               user="alice@home.example", password="secret")
     """
 
-    def __init__(self, topology: Topology, backend: Backend, *, owns_state: bool) -> None:
-        self.topology = topology
+    def __init__(self, backend: Backend, *, owns_state: bool) -> None:
         self.backend = backend
         self._owns_state = owns_state
         self._stopped = False
+
+    @property
+    def topology(self) -> Topology:
+        """The running topology: what the services see (the relays' DKIM keys
+        published) with the firewall rules changed since start."""
+        return self.backend.topology
 
     # -- experiments --------------------------------------------------------
 
@@ -103,12 +109,13 @@ class Lab(LabHelpers):
         via: str = "direct",
         user: str | None = None,
         password: str | None = None,
-        subject: str = "Hello from maillab",
-        body: str = "This is a test message.\n",
+        subject: str | None = None,
+        body: str | None = None,
         headers: dict[str, str] | None = None,
         port: int | None = None,
         settle: bool = False,
         tls: str | None = None,
+        helo: str | None = None,
     ) -> SendResult:
         """Send one message from ``node``.
 
@@ -191,36 +198,44 @@ class Lab(LabHelpers):
 
         >>> lab.read("laptop", "bob", "secret", via="imap-host").messages
         """
-        self.check_node(node)
-        from sim.read import Read, ReadResult
+        Parameters left out take :class:`~sim.experiments.send.Send`'s defaults.
 
-        if port is not None:
-            port = argcheck.port(port)
+        >>> r = lab.send("laptop", "bob@qq.example", mail_from="alice@home.example",
+        ...              via="smtp-isp", user="alice@home.example", password="secret")
+        >>> r.outcome, r.checks["dmarc"]
+        ('delivered', 'pass')
+        """
+        # The keyword arguments are Send's parameters, by name.
+        args = {k: v for k, v in locals().items() if k not in ("self", "node")}
+        self.check_node(node)
+        self.check_via(via)
         argcheck.not_a_router(self.topology, node)
-        argcheck.host(via, what="via")
-        result = self.run(
-            node,
-            Read(
-                via=via,
-                user=user,
-                password=password,
-                protocol=protocol,
-                folder=folder,
-                tls=tls,
-                port=port,
-                peek=peek,
-            ),
-        )
+        for rcpt in [to] if isinstance(to, str) else list(to):
+            argcheck.mail_address(rcpt, what="recipient")
+        if mail_from:
+            argcheck.mail_address(mail_from, what="mail_from")
+        if via != "direct":
+            argcheck.host(via, what="via")
+        if port is not None:
+            args["port"] = argcheck.port(port)
+        from sim.experiments.send import Send, SendResult
+
+        result = self.run(node, from_args(Send, args))
         assert isinstance(result, ReadResult)
         return result
 
     def mailbox(self, address: str, folder: str = "INBOX") -> list[StoredMessage]:
         """Messages stored for ``address`` (``user@domain``) in ``folder``
-        (``INBOX`` or ``Junk``), oldest first, read from the MX's Maildir.
+        # The keyword arguments are Read's parameters, by name.
+        args = {k: v for k, v in locals().items() if k not in ("self", "node")}
+        self.check_node(node)
+        argcheck.not_a_router(self.topology, node)
+        argcheck.host(via, what="via")
+        if port is not None:
+            args["port"] = argcheck.port(port)
+        from sim.experiments.read import Read, ReadResult
 
-        >>> [m.subject for m in lab.mailbox("bob@qq.example", "Junk")]
-        """
-        from sim.send import mailbox_of
+        result = self.run(node, from_args(Read, args))
 
         return mailbox_of(self.topology, self.state_dir, address, folder)
 
@@ -399,8 +414,7 @@ def start(
         from sim.topology import load_topology
 
         topology = load_topology(find_topology(topology))
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    cls = backend_class(backend)  # an unknown backend: one line, before anything is made
     if as_node is not None:
         from sim.labhelpers import check_node_name
 
@@ -409,21 +423,13 @@ def start(
     # so that `maillab clean` can remove it after a SIGKILL (sim/statedir.py).
     owns_state = state_dir is None
     path = statedir.create_temp() if state_dir is None else statedir.prepare(state_dir)
-    impl: Backend
     try:
-        if backend == "local":
-            from sim.net.local import LocalBackend
-
-            impl = LocalBackend(topology, path, as_node=as_node, time_scale=time_scale)
-        else:
-            from sim.net.mininet import MininetBackend  # type: ignore[import-not-found,unused-ignore]
-
-            impl = MininetBackend(topology, path, as_node=as_node, time_scale=time_scale)
+        impl = cls(topology, path, as_node=as_node, time_scale=time_scale)
     except BaseException:
         if owns_state:
             shutil.rmtree(path, ignore_errors=True)
         raise
-    lab = Lab(topology, impl, owns_state=owns_state)
+    lab = Lab(impl, owns_state=owns_state)
     try:
         impl.start()
     except BaseException:

@@ -1,6 +1,6 @@
 """The node agent: one process per node on the mininet backend.
 
-``python -m sim.net.agent STATE_DIR NODE`` runs inside the node's network
+``python -m sim.hosting.agent STATE_DIR NODE`` runs inside the node's network
 namespace. It starts the node's services on :class:`~sim.net.real.RealNodeNet`
 (plain sockets on the node's lab address), prints one JSON line
 ``{"ready": true, "endpoints": [...]}``, then serves requests from the driver
@@ -15,7 +15,7 @@ requests and results travel as pickles.
 Starting many agents fast: importing maillab (services, dnslib, aiosmtpd,
 cryptography, networkx) costs a Python process about 0.45 s of CPU, so on a
 2-core machine seven agents started as seven programs take 1.5 s. The
-**fork server** (``python -m sim.net.agent --fork-server STATE_DIR --run
+**fork server** (``python -m sim.hosting.agent --fork-server STATE_DIR --run
 RUN``) pays that once: it imports everything, lays out the network and loads
 the lab CA, then forks one agent per node on request; each child enters its
 node's network and mount namespaces (``setns(2)``, as ``mnexec -a`` does) and
@@ -53,21 +53,24 @@ from typing import Any
 
 from sim.errors import BackendError, LabError, NetworkError, ServiceError, SimError
 from sim.experiments import Experiment
+from sim.hosting.nodehost import NodeHost, make_context
 from sim.net.real import RealNodeNet
 from sim.net.shared import ConnTags, FileTraceHub, SharedClock, run_dir
-from sim.services.base import NodeContext, Service
-from sim.services.registry import SERVICE_ORDER, service_class
+from sim.resolve import generation_path
+from sim.services.registry import service_class
 from sim.tls import LabCA
-from sim.topology.graph import LabNetwork, build_network
+from sim.topology.graph import LabNetwork, layout
 from sim.topology.model import Topology
 from sim.trace import Trace
 
 __all__ = [
+    "TOPOLOGY_FILE",
     "Agent",
     "AgentClient",
     "ForkServer",
     "agent_socket",
     "call",
+    "load_topology",
     "main",
     "read_frame",
     "write_frame",
@@ -75,6 +78,24 @@ __all__ = [
 
 #: Agent ready lines longer than this go to a file (see the module docstring).
 LINE_MAX = 3800
+
+
+#: The topology the driver prepared (DKIM keys published), in the run directory.
+TOPOLOGY_FILE = "topology.pickle"
+
+
+def load_topology(state_dir: Path, timeout: float = 60.0) -> Topology:
+    """The topology the driver wrote for this run, waiting for it: the fork
+    server starts (and imports maillab) while the driver still makes the
+    relays' keys and builds the network."""
+    path = run_dir(state_dir) / TOPOLOGY_FILE
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise BackendError(f"{path}: the driver did not write the topology")
+        time.sleep(0.01)
+    topology: Topology = pickle.loads(path.read_bytes())
+    return topology
 
 
 def agent_socket(state_dir: Path, node: str) -> Path:
@@ -112,7 +133,6 @@ class Agent:
         self,
         state_dir: Path,
         node: str,
-        waves: tuple[tuple[str, ...], ...],
         *,
         topology: Topology | None = None,
         network: LabNetwork | None = None,
@@ -121,53 +141,33 @@ class Agent:
         # topology, network and ca: already built by the fork server, shared by its children.
         run = run_dir(state_dir)
         if topology is None:
-            topology = pickle.loads((run / "topology.pickle").read_bytes())
-        assert topology is not None
+            topology = load_topology(state_dir)
         self.state_dir = state_dir
-        self.network = network if network is not None else build_network(topology)
+        self.network = network if network is not None else layout(topology)
         self.clock = SharedClock(run / "clock.json")
         self.hub = FileTraceHub(run / "traces")
         self.net = RealNodeNet(self.network, node, self.clock, self.hub, ConnTags(run / "conns"))
-        from sim.net.local import resolver_address
-        from sim.resolve import Resolver, generation_path
-
-        self.ctx = NodeContext(
-            topology=topology,
-            network=self.network,
-            node=self.network.node(node),
-            net=self.net,
-            clock=self.clock,
-            hub=self.hub,
-            state_dir=state_dir,
-            resolver=None,  # type: ignore[arg-type]  # set below: it needs ctx.emit
-            ca=ca if ca is not None else LabCA(state_dir / "tls"),
+        self.host = NodeHost(
+            make_context(
+                topology,
+                self.network,
+                node,
+                self.net,
+                clock=self.clock,
+                hub=self.hub,
+                state_dir=state_dir,
+                ca=ca if ca is not None else LabCA(state_dir / "tls"),
+                # Each node's stub cache lives in this process; DNS edits in
+                # other nodes' processes reach it through the generation file.
+                generation_file=generation_path(state_dir),
+            )
         )
-        # Each node's stub cache lives in this process; DNS edits in other
-        # nodes' processes reach it through the generation file.
-        self.ctx.resolver = Resolver(
-            self.net,
-            resolver_address(topology),
-            self.clock,
-            emit=self.ctx.emit,
-            generation_file=generation_path(state_dir),
-        )
-        self.services: list[Service] = []
-        kinds = self.ctx.node.services.names() if self.ctx.node.kind == "host" else ()
-        for kind in kinds:
-            service = service_class(kind)(self.ctx)
-            self.ctx.services[kind] = service
-            self.services.append(service)
-        self.waves = waves
+        self.ctx = self.host.ctx
         self.stopping = asyncio.Event()
 
     async def start(self) -> list[dict[str, Any]]:
         self.clock.bind(asyncio.get_running_loop())
-        endpoints: list[dict[str, Any]] = []
-        for wave in self.waves:
-            for service in self.services:
-                if service.kind in wave:
-                    endpoints.extend(e.to_json() for e in await service.start())
-        return endpoints
+        return [e.to_json() for e in await self.host.start()]
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -195,26 +195,23 @@ class Agent:
         if op == "run":
             experiment: Experiment = request["experiment"]
             trace = self.hub.open(request.get("trace_id"))
-            start = time.monotonic()
-            result = await experiment.run(self.ctx, trace)
-            result.seconds = round(time.monotonic() - start, 4)
+            result = await self.host.run(experiment, trace)
             result.trace = Trace(id=trace.id, events=self.hub.read(trace.id))
             return result
         if op == "control":
-            for service in self.services:
-                if service.kind == request["service"]:
-                    return await service.control(request["command"], **request.get("args", {}))
-            raise LookupError(f"{self.ctx.node.name} runs no {request['service']} service")
+            return await self.host.control(
+                request["service"], request["command"], **request.get("args", {})
+            )
         if op == "firewall":
             # A router's rules changed (a lab task): the kernel already has the
             # new iptables rules; update the copy that explains verdicts.
-            self.network = build_network(request["topology"])
+            self.network = layout(request["topology"])
             self.net.network = self.network
-            self.ctx.network = self.network
+            self.host.retarget(self.network)
             return "ok"
         if op == "started":
             # Every agent of the lab is ready (the driver says so).
-            await asyncio.gather(*(service.lab_started() for service in self.services))
+            await self.host.lab_started()
             return "ok"
         if op == "stop":
             self.stopping.set()
@@ -222,9 +219,7 @@ class Agent:
         raise ValueError(f"unknown request {op!r}")
 
     async def stop(self) -> None:
-        for service in reversed(self.services):
-            with contextlib.suppress(Exception):
-                await service.stop()
+        await self.host.stop()
         await self.net.close()
 
 
@@ -254,7 +249,7 @@ async def _amain(
     state_dir: Path, node: str, *, shared: dict[str, Any] | None = None, watch_stdin: bool = False
 ) -> int:
     # Built on the running loop: the resolver (and services) bind to it.
-    agent = Agent(state_dir, node, SERVICE_ORDER, **(shared or {}))
+    agent = Agent(state_dir, node, **(shared or {}))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stopping.set)
@@ -389,20 +384,16 @@ class ForkServer:
         self.state_dir = state_dir
         self.run = run
         run_path = run_dir(state_dir)
-        from sim.net.local import prepare_topology
-
-        topology: Topology = pickle.loads((run_path / "topology.pickle").read_bytes())
-        # DKIM keys made (once per state directory) and published in the
-        # zones before any DNS starts, as the local backend does.
-        self.topology = prepare_topology(topology, state_dir)
-        self.network = build_network(self.topology)
+        # The topology as the driver prepared it (DKIM keys published).
+        self.topology = load_topology(state_dir)
+        self.network = layout(self.topology)
         self.ca = LabCA(state_dir / "tls")
         # Import every service the topology uses, and what experiments need, now.
         for node in self.topology.hosts():
             for kind in node.services.names():
                 service_class(kind)
         with contextlib.suppress(ImportError):
-            import sim.send  # noqa: F401  (unpickling a Send experiment imports it)
+            import sim.experiments.send  # noqa: F401  (unpickling a Send experiment imports it)
         self.children: dict[int, str] = {}
         # Everything imported so far is shared with the children copy-on-write:
         # keep the collector from touching (and so copying) it in each child.
@@ -520,7 +511,7 @@ class ForkServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.net.agent")
+    parser = argparse.ArgumentParser(prog="python -m sim.hosting.agent")
     parser.add_argument("state_dir", type=Path)
     parser.add_argument("node", nargs="?", help="the node to serve (not with --fork-server)")
     parser.add_argument("--run", help="the run id (a marker for `maillab clean`)")

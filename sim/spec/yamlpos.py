@@ -11,19 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from typing import TYPE_CHECKING, Any
 
 from sim.errors import Problem
-from sim.inputfile import MAX_YAML_BYTES, InputFileError, read_input_text
+from sim.spec.source import read_text
+
+if TYPE_CHECKING:
+    from ruamel.yaml.error import MarkedYAMLError
 
 __all__ = ["Key", "Pos", "is_map", "is_seq", "key_pos", "load_yaml", "locate", "value_pos"]
 
 Pos = tuple[int, int]
 Key = str | int
+
+
+def _loaded_map(node: Any) -> bool:
+    """A mapping ruamel.yaml loaded (a ``CommentedMap``, which knows where it
+    stood); tested by its ``lc`` so that checking a value never imports ruamel."""
+    return isinstance(node, dict) and hasattr(node, "lc")
+
+
+def _loaded_seq(node: Any) -> bool:
+    return isinstance(node, list) and hasattr(node, "lc")
 
 
 def is_map(node: Any) -> bool:
@@ -37,17 +46,17 @@ def is_seq(node: Any) -> bool:
 
 def node_pos(node: Any, default: Pos = (1, 1)) -> Pos:
     """Where a mapping or a sequence starts (1-based); ``default`` for scalars."""
-    if isinstance(node, CommentedMap | CommentedSeq):
+    if _loaded_map(node) or _loaded_seq(node):
         return node.lc.line + 1, node.lc.col + 1
     return default
 
 
 def key_pos(parent: Any, key: Key) -> Pos:
     """Where ``key`` of a mapping (or item ``key`` of a sequence) is written."""
-    if isinstance(parent, CommentedMap) and key in parent:
+    if _loaded_map(parent) and key in parent:
         line, col = parent.lc.key(key)
         return line + 1, col + 1
-    if isinstance(parent, CommentedSeq) and isinstance(key, int) and 0 <= key < len(parent):
+    if _loaded_seq(parent) and isinstance(key, int) and 0 <= key < len(parent):
         line, col = parent.lc.item(key)
         return line + 1, col + 1
     return node_pos(parent)
@@ -56,11 +65,11 @@ def key_pos(parent: Any, key: Key) -> Pos:
 def value_pos(parent: Any, key: Key) -> Pos:
     """Where the value of ``key`` starts; the key's position when the value is
     empty (ruamel places an empty value on the next line) or a block scalar."""
-    if isinstance(parent, CommentedMap) and key in parent:
+    if _loaded_map(parent) and key in parent:
         value = parent[key]
         if value is None:
             return key_pos(parent, key)
-        if isinstance(value, CommentedMap | CommentedSeq):
+        if _loaded_map(value) or _loaded_seq(value):
             return node_pos(value)
         line, col = parent.lc.value(key)
         return line + 1, col + 1
@@ -78,10 +87,10 @@ def locate(doc: Any, path: Sequence[Key], *, at_key: bool = False) -> Pos:
     pos = node_pos(doc)
     for i, key in enumerate(path):
         last = i == len(path) - 1
-        if isinstance(node, CommentedMap) and key in node:
+        if _loaded_map(node) and key in node:
             pos = key_pos(node, key) if last and at_key else value_pos(node, key)
             node = node[key]
-        elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
+        elif _loaded_seq(node) and isinstance(key, int) and 0 <= key < len(node):
             pos = (
                 key_pos(node, key)
                 if isinstance(node[key], str | int | float | bool)
@@ -101,11 +110,13 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, list[Problem]]:
     """
     where = str(path)
     if text is None:
-        # Bounded, regular files only: see sim.inputfile.
-        try:
-            text = read_input_text(path, what="lab file", limit=MAX_YAML_BYTES)
-        except InputFileError as err:
-            return None, [err.problem]
+        text, problem = read_text(path, "lab file")
+        if text is None:
+            assert problem is not None
+            return None, [problem]
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
     yaml = YAML(typ="rt")
     try:
         doc = yaml.load(text)

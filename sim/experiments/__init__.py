@@ -1,16 +1,23 @@
 """Experiments: what a student does from a node, and what comes back.
 
-An experiment is a small frozen spec (``Dig``, ``Connect``, ``Send``) with an
-``async run(ctx, trace)`` that uses only the node's context, so the very same
-code runs inside the local backend's event loop and inside a mininet
-namespace. Results are data with a ``to_json()`` in the shapes DESIGN.md
-fixes for ``--json``; the trace is attached by the backend.
+An experiment is a small frozen spec (``Dig``, ``Connect``, ``Send``,
+``Read``) with an ``async run(ctx, trace)`` that uses only the node's
+context, so the very same code runs inside the local backend's event loop and
+inside a mininet namespace. Results are data with a ``to_json()`` in the
+shapes DESIGN.md fixes for ``--json``; the trace is attached by the backend.
+
+Each experiment is defined once, here or in a module of its own
+(:mod:`sim.experiments.send`, :mod:`sim.experiments.read`), and listed in
+:data:`KINDS`. The fields a person sets carry their description
+(:func:`sim.experiments.params.param`): the lab file's form of the
+experiment, the command line's options and the Python API all come from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -18,19 +25,23 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError
+from sim.experiments.params import param
 from sim.net.api import LabConnectError
+from sim.spec.kinds import Int, Str
 from sim.trace import Trace
 
 if TYPE_CHECKING:
     from sim.services.base import NodeContext
 
 __all__ = [
+    "KINDS",
     "Connect",
     "ConnectResult",
     "Dig",
     "DigResult",
     "Experiment",
     "ExperimentResult",
+    "experiment_class",
     "experiment_from_json",
 ]
 
@@ -66,6 +77,12 @@ class ExperimentResult(ABC):
 
 class Experiment(ABC):
     kind: ClassVar[str]
+    #: What it is, as a lab file's reference names it ("a DNS question").
+    noun: ClassVar[str] = ""
+
+    def describe(self, node: str) -> str:
+        """What it does, in words (results, the TUI)."""
+        return f"{self.kind} from {node}"
 
     @abstractmethod
     async def run(self, ctx: NodeContext, trace: Trace) -> ExperimentResult:
@@ -102,11 +119,20 @@ class DigResult(ExperimentResult):
 
 @dataclass(frozen=True)
 class Dig(Experiment):
-    """Ask the lab resolver a question, as ``dig`` on the node would."""
+    """Ask the lab resolver, as `dig NAME TYPE` on the node."""
 
     kind: ClassVar[str] = "dig"
-    name: str
-    type: str = "A"
+    noun: ClassVar[str] = "a DNS question"
+    name: str = field(metadata=param(Str(), "the name to look up", positional=True))
+    type: str = field(
+        default="A",
+        metadata=param(
+            Str(), "record type: A, MX, TXT, PTR...", convert=str.upper, positional=True
+        ),
+    )
+
+    def describe(self, node: str) -> str:
+        return f"dig {self.name} {self.type} from {node}"
 
     async def run(self, ctx: NodeContext, trace: Trace) -> DigResult:
         answer = await ctx.resolver.query(self.name, self.type.upper(), trace_id=trace.id)
@@ -159,12 +185,18 @@ def connect_error_kind(err: OSError) -> str:
 
 @dataclass(frozen=True)
 class Connect(Experiment):
-    """Open a TCP connection from the node (``nc -v HOST PORT``) and read a banner."""
+    """Open a TCP connection and read the greeting.
+
+    As ``nc -v HOST PORT`` on the node."""
 
     kind: ClassVar[str] = "connect"
-    host: str
-    port: int
+    noun: ClassVar[str] = "a TCP connection"
+    host: str = field(metadata=param(Str(), "a lab address or a name", positional=True))
+    port: int = field(metadata=param(Int(minimum=1, maximum=65535), positional=True))
     read_banner: bool = True
+
+    def describe(self, node: str) -> str:
+        return f"connect from {node} to {self.host}:{self.port}"
 
     async def run(self, ctx: NodeContext, trace: Trace) -> ConnectResult:
         dst = await resolve_host(ctx, self.host, trace)
@@ -205,18 +237,26 @@ async def resolve_host(ctx: NodeContext, host: str, trace: Trace) -> IPv4Address
     raise NetworkError(f"{host}: no A record in the lab DNS ({answer.rcode})")
 
 
-EXPERIMENTS: dict[str, type[Experiment]] = {"dig": Dig, "connect": Connect}
+#: Experiment kind → where its class is defined (imported on first use:
+#: ``send`` and ``read`` bring an SMTP and an IMAP/POP3 client).
+KINDS: dict[str, str] = {
+    "dig": "sim.experiments:Dig",
+    "connect": "sim.experiments:Connect",
+    "send": "sim.experiments.send:Send",
+    "read": "sim.experiments.read:Read",
+}
 
 
-def register(cls: type[Experiment]) -> type[Experiment]:
-    EXPERIMENTS[cls.kind] = cls
+def experiment_class(kind: str) -> type[Experiment]:
+    module_name, _, class_name = KINDS[kind].partition(":")
+    cls: type[Experiment] = getattr(importlib.import_module(module_name), class_name)
     return cls
 
 
 def experiment_from_json(raw: dict[str, Any]) -> Experiment:
     args = dict(raw)
     kind = args.pop("kind")
-    return EXPERIMENTS[kind](**args)
+    return experiment_class(kind)(**args)
 
 
 def elapsed(start: float) -> float:

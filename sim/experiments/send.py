@@ -25,17 +25,20 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
-from sim.errors import NetworkError
-from sim.experiments import EXPERIMENTS, Experiment, ExperimentResult
+from sim.errors import NetworkError, SimError
+from sim.experiments import Experiment, ExperimentResult
+from sim.experiments.params import param
 from sim.present.alignment import alignment_json
 from sim.services.maildir import Maildir, StoredMessage, mail_root
 from sim.services.smtpclient import Reply, SmtpClient, TlsMode, Transcript
+from sim.spec.kinds import Bool, Either, Int, ListOf, MapOf, Str
 from sim.topology.model import Topology
 from sim.trace import Trace, TraceEvent
 
@@ -101,26 +104,110 @@ def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
+def _addresses(value: Any) -> tuple[str, ...]:
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+def _header_pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    items = value.items() if isinstance(value, Mapping) else value
+    return tuple((str(k), str(v)) for k, v in items)
+
+
+def _header_lines(lines: list[str]) -> dict[str, str]:
+    """``--header 'Name: value'`` given several times → the lab file's mapping."""
+    out: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            raise SimError(f"--header {line!r}: write it as 'Name: value'")
+        out[name.strip()] = value.strip()
+    return out
+
+
+#: TLS on the first hop, as sim.services.smtpclient.TlsMode spells it.
+TLS_MODES: tuple[str, ...] = get_args(TlsMode)
+_PORT = Int(minimum=1, maximum=65535)
+
+
 @dataclass(frozen=True)
 class Send(Experiment):
+    """Send one message and follow it."""
+
     kind: ClassVar[str] = "send"
-    to: tuple[str, ...]
-    mail_from: str | None = None
-    from_header: str | None = None
-    via: str = "direct"
-    user: str | None = None
-    password: str | None = None
-    subject: str = "Hello from maillab"
-    body: str = "This is a test message.\n"
-    headers: tuple[tuple[str, str], ...] = ()
-    port: int | None = None
-    settle: bool = False
-    helo: str | None = None
+    noun: ClassVar[str] = "a message"
+    to: tuple[str, ...] = field(
+        metadata=param(
+            Either((Str(), ListOf(Str(), min_items=1))),
+            "recipient address(es)",
+            convert=_addresses,
+            repeat=True,
+            metavar="ADDR",
+        )
+    )
+    mail_from: str | None = field(
+        default=None, metadata=param(Str(), "envelope sender (MAIL FROM)", metavar="ADDR")
+    )
+    from_header: str | None = field(
+        default=None, metadata=param(Str(), "the From: header a person reads", metavar="ADDR")
+    )
+    via: str = field(
+        default="direct",
+        metadata=param(
+            Str(),
+            "`direct` (MX lookup, port 25) or the node of a submission service",
+            metavar="direct|NODE",
+        ),
+    )
+    user: str | None = field(
+        default=None, metadata=param(Str(), "AUTH user (with `via`)", metavar="U")
+    )
+    password: str | None = field(default=None, metadata=param(Str(), "AUTH password", metavar="P"))
+    subject: str = field(default="Hello from maillab", metadata=param(Str()))
+    body: str = field(default="This is a test message.\n", metadata=param(Str(min_length=0)))
+    headers: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata=param(
+            MapOf(Str(min_length=0)),
+            "extra header fields",
+            convert=_header_pairs,
+            cli_name="header",
+            repeat=True,
+            metavar="'NAME: VALUE'",
+            from_cli=_header_lines,
+        ),
+    )
+    port: int | None = field(default=None, metadata=param(_PORT, "override the port"))
+    settle: bool = field(
+        default=False,
+        metadata=param(Bool(), "let lab time pass until the relay's queue is done"),
+    )
+    helo: str | None = field(
+        default=None,
+        metadata=param(Str(), "the EHLO name (default: the node's PTR name)", metavar="NAME"),
+    )
     #: TLS on the first hop (sim.services.smtpclient.TlsMode); None: what the
     #: route implies: opportunistic STARTTLS direct (RFC 7435), required
     #: STARTTLS for submission, implicit TLS on 465 (RFC 8314). ``none`` lets a
     #: lab show what a server says to AUTH in the clear (538 5.7.11).
-    tls: TlsMode | None = None
+    tls: TlsMode | None = field(
+        default=None,
+        metadata=param(
+            Str(enum=TLS_MODES),
+            "TLS on the first hop: `none` (never STARTTLS: AUTH goes in "
+            "the clear), `opportunistic` (STARTTLS when offered), "
+            "`required` (STARTTLS or stop), `implicit` (TLS from the first "
+            "byte, port 465); default: opportunistic direct, required via "
+            "a submission node, implicit on 465",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.tls is not None and self.tls not in TLS_MODES:
+            raise SimError(f"tls={self.tls!r}: choose one of {', '.join(TLS_MODES)}")
+
+    def describe(self, node: str) -> str:
+        via = "" if self.via == "direct" else f" via {self.via}"
+        return f"send from {node} to {', '.join(self.to)}{via}"
 
     # -- the message ----------------------------------------------------------
 
@@ -512,6 +599,3 @@ def mailbox_of(
         if mx is not None and domain in (d.lower() for d in mx.domains):
             found += Maildir(mail_root(state_dir, node.name)).messages(user, folder)
     return sorted(found, key=lambda m: (m.path.stat().st_mtime_ns, m.key))
-
-
-EXPERIMENTS[Send.kind] = Send

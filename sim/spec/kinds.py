@@ -20,7 +20,6 @@ the YAML type of the value).
 
 from __future__ import annotations
 
-import difflib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -29,7 +28,8 @@ from typing import Any
 
 from sim.clock import parse_duration
 from sim.errors import Problem
-from sim.lab.yamlpos import Pos, is_map, is_seq, key_pos, node_pos, value_pos
+from sim.spec.words import a_an, describe_value, expected, path_text, suggest, unknown_key
+from sim.spec.yamlpos import Pos, is_map, is_seq, key_pos, node_pos, value_pos
 
 __all__ = [
     "Anything",
@@ -49,46 +49,11 @@ __all__ = [
     "describe_value",
     "path_text",
     "reference_sections",
+    "suggest",
 ]
 
 SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 SLUG_HINT = "lower-case letters, digits, '-' and '_', starting with a letter or digit"
-
-
-def path_text(path: tuple[str | int, ...]) -> str:
-    """``("steps", 2, "run")`` → ``steps[2].run``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def suggest(word: Any, choices: Iterator[str] | list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for a close match, else empty (typos in keys)."""
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def describe_value(value: Any) -> str:
-    """What a YAML value is, in words (for "expected X, got Y")."""
-    if value is None:
-        return "nothing (an empty value)"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return "text"
-    if is_map(value):
-        return "a mapping"
-    if is_seq(value):
-        return "a list"
-    return f"a {type(value).__name__}"
 
 
 @dataclass
@@ -138,10 +103,7 @@ class Spec(ABC):
     def expect(
         self, value: Any, pos: Pos, where: tuple[str | int, ...], out: Checker, wanted: str
     ) -> None:
-        hint = ""
-        if isinstance(value, int | float) and not isinstance(value, bool) and wanted == "text":
-            hint = f' (quote it: "{value}")'
-        out.add(pos, where, f"expected {wanted}, got {describe_value(value)}{hint}")
+        out.add(pos, where, expected(wanted, value))
 
 
 # -- scalars ---------------------------------------------------------------
@@ -412,14 +374,13 @@ class Record(Spec):
         out: Checker,
         skip: tuple[str, ...],
     ) -> None:
-        known = ", ".join(self.fields)
         for key in value:
             if key in skip:
                 continue
             spec = self.fields.get(key) if isinstance(key, str) else None
             if spec is None:
-                hint = suggest(key, list(self.fields)) or f" (known keys: {known})"
-                out.add(key_pos(value, key), where, f"unknown key {key!r}{hint}")
+                place = "the top level" if not where else a_an(self.name or "mapping")
+                out.add(key_pos(value, key), where, unknown_key(key, self.fields, place))
                 continue
             child = value[key]
             if child is None and not spec.required:

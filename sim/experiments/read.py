@@ -38,9 +38,11 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError, SimError
-from sim.experiments import EXPERIMENTS, Experiment, ExperimentResult, resolve_host
+from sim.experiments import Experiment, ExperimentResult, resolve_host
+from sim.experiments.params import param
 from sim.net.api import LabConnectError
-from sim.services.mailbox import IMPLICIT_TLS_PORTS, mailbox_hostname
+from sim.services.mailstore import IMPLICIT_TLS_PORTS, mailbox_hostname
+from sim.spec.kinds import Bool, Int, Str
 from sim.trace import Trace
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
 
     from sim.services.base import NodeContext
 
-__all__ = ["PROTOCOLS", "Read", "ReadResult"]
+__all__ = ["PORTS", "PROTOCOLS", "Read", "ReadResult"]
 
 PROTOCOLS = ("imap", "pop3")
 #: Default ports: (with STARTTLS or plain, with implicit TLS).
@@ -550,18 +552,41 @@ def _imap_messages(data: list[Any]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Read(Experiment):
-    """Read ``folder`` of ``user`` on the mailbox host ``via`` (a node, an
-    address, or a host name looked up in the lab DNS)."""
+    """Read a mailbox as a mail client would (IMAP or POP3).
+
+    ``folder`` of ``user`` on the mailbox host ``via`` (a node, an address,
+    or a host name looked up in the lab DNS)."""
 
     kind: ClassVar[str] = "read"
-    via: str
-    user: str
-    password: str
-    protocol: str = "imap"
-    folder: str = "INBOX"
-    tls: bool = True
-    port: int | None = None
-    peek: bool = False
+    noun: ClassVar[str] = "a mailbox read over IMAP or POP3"
+    via: str = field(
+        metadata=param(
+            Str(), "the mailbox host: a node running `mailbox`, or its name", metavar="NODE"
+        )
+    )
+    user: str = field(metadata=param(Str(), "the mailbox owner", metavar="U"))
+    password: str = field(metadata=param(Str(), metavar="P"))
+    protocol: str = field(default="imap", metadata=param(Str(enum=PROTOCOLS), "imap or pop3"))
+    folder: str = field(default="INBOX", metadata=param(Str(), "the folder (IMAP): INBOX, Junk"))
+    tls: bool = field(
+        default=True,
+        metadata=param(
+            Bool(),
+            "STARTTLS/STLS before logging in; false shows the "
+            "server refusing a clear-text password",
+        ),
+    )
+    port: int | None = field(
+        default=None,
+        metadata=param(
+            Int(minimum=1, maximum=65535),
+            "override the port: 143/110 (STARTTLS, the default) or 993/995 (implicit TLS)",
+        ),
+    )
+    peek: bool = field(default=False, metadata=param(Bool(), "look without marking messages read"))
+
+    def describe(self, node: str) -> str:
+        return f"read {self.user}'s {self.folder} from {node} via {self.via} ({self.protocol})"
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -632,6 +657,3 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-EXPERIMENTS[Read.kind] = Read

@@ -30,12 +30,13 @@ Everything here is a pure function of the network and a packet: no sockets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
+from sim.errors import BackendError
 from sim.topology.graph import Hop, LabNetwork
-from sim.topology.model import FirewallRule, RejectWith
+from sim.topology.model import FirewallRule, RejectWith, Topology
 
 __all__ = [
     "Packet",
@@ -240,3 +241,18 @@ def evaluate(network: LabNetwork, src_node: str, packet: Packet) -> Verdict:
             note=_unreachable_note(network, packet, path),
         )
     return Verdict(action="accept", packet=packet, path=path)
+
+
+def with_firewall(topology: Topology, router: str, rules: tuple[FirewallRule, ...]) -> Topology:
+    """``topology`` with ``router``'s rules replaced (a lab task changes them
+    while the lab runs)."""
+    try:
+        node = topology.node(router)
+    except KeyError:
+        raise BackendError(f"no node named {router!r} in {topology.name}") from None
+    if node.kind != "router":
+        raise BackendError(f"{router} is a host: only routers have firewall rules")
+    nodes = tuple(
+        replace(n, firewall=tuple(rules)) if n.name == router else n for n in topology.nodes
+    )
+    return replace(topology, nodes=nodes)

@@ -1,0 +1,127 @@
+"""The same mistake reads the same in a topology file and in a lab file: both
+formats take their words from sim.spec (values, paths, unknown keys) and read
+files through one function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sim.errors import Problem
+from sim.validation import validate_path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: A valid topology: the mistakes below are made in a copy of it.
+TOPOLOGY = """\
+name: t
+settings: {resolver: 192.0.2.53}
+nodes:
+  internet: {kind: router}
+  ns:
+    kind: host
+    ip: 192.0.2.53/24
+    gateway: internet
+    services: {dns: {zones: [t.example]}}
+zones:
+  t.example: |
+    @ A 192.0.2.53
+"""
+
+LAB = """\
+id: l
+title: A lab
+topology: TOPOLOGY_PATH
+estimated_time: 5m
+goals: [Read]
+steps:
+  - id: read
+    kind: explain
+    title: One page
+    text: Nothing to do but read.
+"""
+
+
+def problems(tmp_path: Path, name: str, text: str) -> list[Problem]:
+    path = tmp_path / name
+    topology = ROOT / "topologies" / "receive-only.yaml"
+    path.write_text(text.replace("TOPOLOGY_PATH", str(topology)))
+    return validate_path(path)
+
+
+def messages(tmp_path: Path, topology: str, lab: str) -> tuple[str, str]:
+    """The one problem of each file, without its path prefix."""
+    (topo_problem,) = problems(tmp_path, "t.yaml", topology)
+    (lab_problem,) = problems(tmp_path, "l.yaml", lab)
+    return topo_problem.message, lab_problem.message
+
+
+def test_the_files_without_mistakes_are_valid(tmp_path: Path) -> None:
+    assert problems(tmp_path, "t.yaml", TOPOLOGY) == []
+    assert problems(tmp_path, "l.yaml", LAB) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("true", "expected text, got true (a boolean) (quote it to make it text)"),
+        ("42", "expected text, got the number 42 (quote it to make it text)"),
+        ("[a, b]", "expected text, got a list"),
+    ],
+)
+def test_a_title_that_is_not_text(tmp_path: Path, value: str, message: str) -> None:
+    topo, lab = messages(
+        tmp_path,
+        TOPOLOGY.replace("name: t\n", f"name: t\ntitle: {value}\n"),
+        LAB.replace("title: A lab", f"title: {value}"),
+    )
+    assert topo == lab == f"title: {message}"
+
+
+def test_a_misspelt_key_at_the_top_level(tmp_path: Path) -> None:
+    topo, lab = messages(
+        tmp_path,
+        TOPOLOGY.replace("name: t\n", "name: t\ntitel: x\n"),
+        LAB.replace("title: A lab\n", "title: A lab\ntitel: x\n"),
+    )
+    said = "unknown key 'titel' in the top level (did you mean 'title'?); allowed keys: "
+    assert topo.startswith(said) and lab.startswith(said)
+
+
+def test_a_key_with_dots_is_quoted_in_the_path(tmp_path: Path) -> None:
+    """A zone name and a header name are keys, not nesting."""
+    (topo_problem,) = problems(
+        tmp_path,
+        "t.yaml",
+        TOPOLOGY.replace("  t.example: |\n    @ A 192.0.2.53\n", "  t.example: [1]\n"),
+    )
+    topo = topo_problem.message
+    lab_text = LAB.replace(
+        "    kind: explain\n    title: One page\n    text: Nothing to do but read.\n",
+        "    kind: experiment\n    title: Send\n"
+        "    run: {send: {from: mx-qq, to: a@b.example, headers: {X-Lab.a: [1]}}}\n",
+    )
+    lab_problem = next(p for p in problems(tmp_path, "l.yaml", lab_text) if "headers" in p.message)
+    assert topo.startswith('zones["t.example"]: expected ')
+    assert lab_problem.message.startswith('steps[0].run.send.headers["X-Lab.a"]: expected text')
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "is a directory, not a YAML file"),
+        (b"\x00\x01", "a binary file (it contains NUL bytes), not YAML"),
+        (b"name: caf\xe9\n", "not UTF-8 text: byte 0xe9 cannot be decoded; save the file as UTF-8"),
+    ],
+)
+def test_a_file_that_cannot_be_read(tmp_path: Path, content: bytes | None, message: str) -> None:
+    said = []
+    for name in ("t.yaml", "l.yaml"):
+        path = tmp_path / name
+        if content is None:
+            path.mkdir()
+        else:
+            path.write_bytes(content)
+        (problem,) = validate_path(path)
+        said.append(problem.message)
+    assert said == [message, message]
