@@ -26,11 +26,9 @@ from sim.errors import (
     SimError,
     TopologyError,
 )
-from sim.hosting.runtime import Lab, start
-from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
-    from sim.runtime import Lab, start
+    from sim.hosting.runtime import Lab, start
     from sim.topology.model import Topology
     from sim.trace import Trace, TraceEvent
 
@@ -58,8 +56,8 @@ __all__ = [
 # ``sim`` (every submodule does) but never start a lab, and the runtime pulls
 # in asyncio, the services and their libraries.
 _HOMES = {
-    "Lab": "sim.runtime",
-    "start": "sim.runtime",
+    "Lab": "sim.hosting.runtime",
+    "start": "sim.hosting.runtime",
     "Trace": "sim.trace",
     "TraceEvent": "sim.trace",
 }

@@ -8,7 +8,7 @@ what would be acceptable. What a well-formed value then meets in the lab (a
 firewall, an NXDOMAIN, a 550) is the experiment's outcome, not an error.
 
 The command line calls them before it loads a topology or starts a lab; the
-Python API (:class:`sim.runtime.Lab`) calls them before an experiment runs.
+Python API (:class:`sim.hosting.runtime.Lab`) calls them before an experiment runs.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sim import argcheck
+from sim.clireport import NO_TERMINAL as NO_TERMINAL
 from sim.clireport import UsageError
-from sim.errors import InputError, SimError
 from sim.experiments import Connect, ConnectResult, Dig, DigResult
 from sim.experiments.params import add_arguments, cli_args, from_args
 from sim.experiments.send import Send, SendResult
@@ -263,13 +263,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 # -- the TUI -------------------------------------------------------------------
 
 
-#: What ``maillab`` alone says without a terminal (DESIGN.md: one line, exit 2).
-NO_TERMINAL = (
-    "maillab: no terminal for the lab screens; use the command line, "
-    "e.g. `maillab list`, `maillab check LAB`, `maillab send ...` (`maillab --help`)"
-)
-
-
 def run_home() -> int:
     """``maillab`` alone: the TUI's home screen, given a terminal.
 
@@ -489,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(words)
+        args.parser = parser  # `completion` prints the completion of this very parser
         if not getattr(args, "command", None):
             return run_home()
         code: int = args.func(args)

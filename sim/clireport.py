@@ -43,6 +43,13 @@ from sim.errors import (
     TopologyError,
 )
 
+#: What ``maillab`` (or ``maillab run``) says without a terminal (DESIGN.md:
+#: one line, exit 2): the TUI would write escape codes into a pipe.
+NO_TERMINAL = (
+    "maillab: no terminal for the lab screens; use the command line, "
+    "e.g. `maillab list`, `maillab check LAB`, `maillab send ...` (`maillab --help`)"
+)
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",

@@ -62,13 +62,10 @@ TOPOLOGY_FILES: dict[str, Any] = {
 }
 
 
-def script(shell: str) -> str:
-    """The completion script for ``shell``."""
+def script(shell: str, parser: argparse.ArgumentParser) -> str:
+    """The completion script of ``parser`` (the ``maillab`` parser) for ``shell``."""
     import shtab
 
-    from sim.cli import build_parser
-
-    parser = build_parser()
     text: str = shtab.complete(parser, shell=shell)
     if shell == "bash":
         # The yaml glob uses extglob's ?(a); bash-completion turns it on, a
@@ -78,7 +75,8 @@ def script(shell: str) -> str:
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    sys.stdout.write(script(args.shell))
+    # The root parser, which main() hands every command (sim.cli).
+    sys.stdout.write(script(args.shell, args.parser))
     return 0
 
 

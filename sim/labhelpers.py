@@ -1,7 +1,7 @@
 """The discoverable half of the running lab: names checked, commands listed,
 the common edits as one call each.
 
-:class:`LabHelpers` is a mixin of :class:`sim.runtime.Lab`; it needs only the
+:class:`LabHelpers` is a mixin of :class:`sim.hosting.runtime.Lab`; it needs only the
 lab's ``topology`` and its ``control``. What it adds:
 
 * name checks with suggestions, in the Python API's own words (``via``,
@@ -70,9 +70,11 @@ def txt_data(text: str) -> str:
 
 
 class LabHelpers:
-    """Mixed into :class:`sim.runtime.Lab` (see the module docstring)."""
+    """Mixed into :class:`sim.hosting.runtime.Lab` (see the module docstring)."""
 
-    topology: Topology
+    @property
+    def topology(self) -> Topology:
+        raise NotImplementedError  # Lab's
 
     def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]:
         raise NotImplementedError  # Lab's

@@ -323,8 +323,8 @@ class ResultCard:
 
 def show_result(result: ExperimentResult) -> ResultCard:
     """A compact card of a ``send``, ``connect``, ``dig`` or ``read`` result."""
-    from sim.present.cards import reply_owner
     from sim.experiments.send import SendResult
+    from sim.present.sequence import reply_owner
 
     rows: list[tuple[str, str]] = []
     if isinstance(result, SendResult):
@@ -362,7 +362,7 @@ def show_result(result: ExperimentResult) -> ResultCard:
         answers = [f"{a['name']} {a['ttl']} IN {a['type']} {a['data']}" for a in result.answers]
         rows.append(("answers", "\n".join(answers) or "(none)"))
         return ResultCard("dig", result.rcode, tuple(rows))
-    from sim.read import ReadResult
+    from sim.experiments.read import ReadResult
 
     if isinstance(result, ReadResult):
         state = "read" if result.error is None else "failed"

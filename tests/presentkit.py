@@ -15,7 +15,7 @@ from typing import Any
 
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
-from sim.send import SendResult
+from sim.experiments.send import SendResult
 from sim.trace import Trace, TraceEvent
 
 TRACES = Path(__file__).resolve().parent / "fixtures" / "traces"

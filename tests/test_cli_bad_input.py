@@ -295,14 +295,14 @@ def _run_as_nobody(argv: list[str]) -> tuple[int, str, str]:
     """
     import getpass  # tempfile.gettempdir() asks for the user name
 
+    import sim.hosting.runtime
     import sim.lab.loader
-    import sim.runtime
     import sim.statedir
     import sim.validation
 
     getpass.getuser()
     build_parser()  # imports every command's module
-    sim.runtime.start  # noqa: B018
+    sim.hosting.runtime.start  # noqa: B018
     load_topology(T)
 
     out_r, out_w = os.pipe()

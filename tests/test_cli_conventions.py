@@ -132,7 +132,7 @@ def test_building_the_parser_loads_no_lab_machinery() -> None:
         "import sys\n"
         "from sim.cli import build_parser\n"
         "build_parser().format_help()\n"
-        "heavy = ['sim.runtime', 'sim.lab.loader', 'networkx', 'dkim', 'aiosmtpd', "
+        "heavy = ['sim.hosting.runtime', 'sim.lab.loader', 'networkx', 'dkim', 'aiosmtpd', "
         "'sim.tui.app', 'asyncio', 'shtab']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
@@ -209,7 +209,7 @@ def bash_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
     path = tmp_path_factory.mktemp("completion") / "maillab.bash"
-    path.write_text(script("bash"))
+    path.write_text(script("bash", build_parser()))
     return path
 
 
@@ -274,7 +274,7 @@ def _in_shell(shell: str, path: Path, code: str, env: dict[str, str]) -> list[st
 
 def test_fish_completes_lab_ids_and_node_names(tmp_path: Path, on_path: dict[str, str]) -> None:
     path = tmp_path / "maillab.fish"
-    path.write_text(script("fish"))
+    path.write_text(script("fish", build_parser()))
     assert _in_shell("fish", path, "complete -C 'maillab check re'", on_path) == [
         "receive-only",
         "reliability",
@@ -285,7 +285,7 @@ def test_fish_completes_lab_ids_and_node_names(tmp_path: Path, on_path: dict[str
 
 def test_zsh_lab_and_node_functions(tmp_path: Path, on_path: dict[str, str]) -> None:
     path = tmp_path / "_maillab"
-    text = script("zsh")
+    text = script("zsh", build_parser())
     path.write_text(text)
     # shtab wires the functions into _arguments; zsh's own completion needs a
     # terminal, so the functions run here with compadd printing its array.

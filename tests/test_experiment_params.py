@@ -119,3 +119,12 @@ def test_bad_options_are_one_line_and_exit_2_before_a_lab_starts(
     assert main([argv[0], str(home_isp_path), *argv[1:]]) == 2
     err = capsys.readouterr().err.strip()
     assert said in err and "\n" not in err
+
+
+def test_tls_modes_spelled_out_match_the_smtp_client() -> None:
+    from typing import get_args
+
+    from sim.experiments.send import TLS_MODES
+    from sim.services.smtpclient import TlsMode
+
+    assert get_args(TlsMode) == TLS_MODES

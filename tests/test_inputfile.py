@@ -15,7 +15,7 @@ from sim.inputfile import (
     read_input_bytes,
     read_input_text,
 )
-from sim.lab.yamlpos import load_yaml
+from sim.spec.yamlpos import load_yaml
 from sim.topology import validate_topology_file
 
 

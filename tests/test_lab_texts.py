@@ -11,7 +11,7 @@ from sim.lab import engine
 from sim.lab.checks import evaluate, registered_by
 from sim.lab.engine import LabSession
 from sim.lab.loader import load_lab
-from sim.lab.model import ExperimentStep, LabDef, QuestionStep, ReadRun
+from sim.lab.model import ExperimentStep, LabDef, QuestionStep
 from sim.lab.progress import MemoryProgressStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +90,9 @@ def test_lab_10_reads_the_mailbox_over_pop3_and_checks_it() -> None:
     pop3 = [
         s
         for s in lab.steps
-        if isinstance(s, ExperimentStep) and isinstance(s.run, ReadRun) and s.run.protocol == "pop3"
+        if isinstance(s, ExperimentStep)
+        and s.run.kind == "read"
+        and dict(s.run.args).get("protocol") == "pop3"
     ]
     assert pop3 and pop3[0].expect
 

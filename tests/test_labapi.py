@@ -13,7 +13,7 @@ import pytest
 import sim
 from sim.controls import COMMANDS, commands_of
 from sim.errors import NetworkError, ServiceError, TopologyError
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -34,8 +34,8 @@ from mininet_support import needs_mininet
 
 import sim
 import sim.net.local
+from sim.hosting.runtime import Lab
 from sim.net.backlog import listen_backlog
-from sim.runtime import Lab
 from sim.services.smtpclient import SmtpClient, Transcript
 from sim.topology.model import (
     CheckPolicy,

@@ -22,8 +22,8 @@ import pytest
 
 import sim
 import sim.services.smtpbase
+from sim.hosting.runtime import Lab
 from sim.net.api import Peer
-from sim.runtime import Lab
 from sim.services.smtpbase import LabSMTP
 from sim.topology.model import (
     DnsService,

@@ -19,7 +19,7 @@ import sim
 from sim import statedir
 from sim.cli import main
 from sim.errors import ArgumentError
-from sim.runtime import Lab
+from sim.hosting.runtime import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
 T = ROOT / "topologies" / "home-isp.yaml"

@@ -15,7 +15,6 @@ experiment, the command line's options and the Python API all come from it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import time
@@ -28,7 +27,7 @@ from sim.errors import NetworkError
 from sim.experiments.params import param
 from sim.net.api import LabConnectError
 from sim.spec.kinds import Int, Str
-from sim.trace import Trace
+from sim.trace import Trace, presented
 
 if TYPE_CHECKING:
     from sim.services.base import NodeContext
@@ -65,14 +64,10 @@ class ExperimentResult(ABC):
         return {**self.body(), "trace": self.trace.to_json()}
 
     def __repr__(self) -> str:
-        from sim.present.cards import result_repr
-
-        return result_repr(self)
+        return str(presented("result_repr")(self))
 
     def _repr_html_(self) -> str:
-        from sim.present.cards import result_html
-
-        return result_html(self)
+        return str(presented("result_html")(self))
 
 
 class Experiment(ABC):
@@ -213,6 +208,8 @@ class Connect(Experiment):
         banner = None
         try:
             if self.read_banner:
+                import asyncio  # (not at import: building the command line needs none)
+
                 # Real-time wait: a greeting comes at once or not at all (RFC 5321 §4.3.1).
                 line = await asyncio.wait_for(reader.readline(), timeout=5)
                 banner = line.decode("utf-8", "replace").rstrip("\r\n") or None

@@ -30,20 +30,20 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError, SimError
 from sim.experiments import Experiment, ExperimentResult
+from sim.experiments.alignment import alignment_json
 from sim.experiments.params import param
-from sim.present.alignment import alignment_json
 from sim.services.maildir import Maildir, StoredMessage, mail_root
-from sim.services.smtpclient import Reply, SmtpClient, TlsMode, Transcript
 from sim.spec.kinds import Bool, Either, Int, ListOf, MapOf, Str
 from sim.topology.model import Topology
 from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
     from sim.services.base import NodeContext
+    from sim.services.smtpclient import Reply, TlsMode, Transcript
 
 __all__ = ["Send", "SendResult", "mailbox_of"]
 
@@ -124,8 +124,10 @@ def _header_lines(lines: list[str]) -> dict[str, str]:
     return out
 
 
-#: TLS on the first hop, as sim.services.smtpclient.TlsMode spells it.
-TLS_MODES: tuple[str, ...] = get_args(TlsMode)
+#: TLS on the first hop, as sim.services.smtpclient.TlsMode spells it (spelled
+#: out: the SMTP client is imported when mail is sent, not when the command
+#: line is built; tests/test_experiment_params.py keeps the two equal).
+TLS_MODES: tuple[str, ...] = ("none", "opportunistic", "required", "implicit")
 _PORT = Int(minimum=1, maximum=65535)
 
 
@@ -255,6 +257,8 @@ class Send(Experiment):
     async def _direct(
         self, ctx: NodeContext, trace: Trace, data: bytes, result: SendResult
     ) -> SendResult:
+        from sim.services.smtpclient import SmtpClient
+
         client = SmtpClient.for_node(ctx)
         helo = await self.helo_name(ctx, trace)
         domains = list(dict.fromkeys(_domain(r) for r in self.to))
@@ -305,6 +309,8 @@ class Send(Experiment):
         submission = node.services.submission if node is not None and node.kind == "host" else None
         hostname = (submission.hostname if submission else None) or self.via
         port = self.port or 587
+        from sim.services.smtpclient import SmtpClient
+
         client = SmtpClient.for_node(ctx)
         transcript = await client.send(
             address,
@@ -360,6 +366,8 @@ async def mx_hosts(
     ctx: NodeContext, domain: str, trace: Trace
 ) -> tuple[list[tuple[str, IPv4Address]], Reply | None]:
     """The hosts to try for ``domain``, best first, with their addresses."""
+    from sim.services.smtpclient import Reply
+
     answer = await ctx.resolver.query(domain, "MX", trace_id=trace.id)
     if answer.rcode == "NXDOMAIN":
         return [], Reply(550, "5.1.2", f"Host or domain name not found: {domain}")

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 from sim import argcheck, statedir
 from sim.clock import parse_duration
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
-from sim.labhelpers import LabHelpers
 from sim.experiments.params import from_args
 from sim.hosting.backend import BACKENDS as BACKEND_CLASSES
 from sim.hosting.backend import Backend, backend_class
+from sim.labhelpers import LabHelpers
 from sim.net.api import Endpoint
 from sim.topology.model import FirewallRule, Topology
-from sim.trace import Trace
+from sim.trace import Trace, presented
 
 if TYPE_CHECKING:
     from sim.experiments.read import ReadResult
@@ -83,7 +83,7 @@ class Lab(LabHelpers):
         """
         argcheck.not_a_router(self.topology, node)
         argcheck.dns_name(name)
-        result = self.run(node, Dig(name=name, type=argcheck.dns_type(rtype)))
+        result = self.run(node, from_args(Dig, {"name": name, "type": argcheck.dns_type(rtype)}))
         assert isinstance(result, DigResult)
         return result
 
@@ -95,7 +95,7 @@ class Lab(LabHelpers):
         """
         argcheck.not_a_router(self.topology, node)
         argcheck.host(host)
-        result = self.run(node, Connect(host=host, port=argcheck.port(port)))
+        result = self.run(node, from_args(Connect, {"host": host, "port": argcheck.port(port)}))
         assert isinstance(result, ConnectResult)
         return result
 
@@ -128,47 +128,29 @@ class Lab(LabHelpers):
         until the relay's queue has finished with the message. ``tls``
         overrides TLS on the first hop: ``none``, ``opportunistic``,
         ``required`` (STARTTLS) or ``implicit`` (TLS from the first byte).
+        Parameters left out take :class:`~sim.experiments.send.Send`'s defaults.
 
         >>> r = lab.send("laptop", "bob@qq.example", mail_from="alice@home.example",
         ...              via="smtp-isp", user="alice@home.example", password="secret")
         >>> r.outcome, r.checks["dmarc"]
         ('delivered', 'pass')
         """
+        # The keyword arguments are Send's parameters, by name.
+        args = {k: v for k, v in locals().items() if k not in ("self", "node")}
         self.check_node(node)
         self.check_via(via)
-        from sim.send import Send, SendResult
-        from sim.services.smtpclient import TlsMode
-
-        if tls is not None and tls not in get_args(TlsMode):
-            raise SimError(f"tls={tls!r}: choose one of {', '.join(get_args(TlsMode))}")
-
         argcheck.not_a_router(self.topology, node)
-        rcpts = [to] if isinstance(to, str) else list(to)
-        for rcpt in rcpts:
+        for rcpt in [to] if isinstance(to, str) else list(to):
             argcheck.mail_address(rcpt, what="recipient")
         if mail_from:
             argcheck.mail_address(mail_from, what="mail_from")
         if via != "direct":
             argcheck.host(via, what="via")
         if port is not None:
-            port = argcheck.port(port)
-        result = self.run(
-            node,
-            Send(
-                to=tuple(rcpts),
-                mail_from=mail_from,
-                from_header=from_header,
-                via=via,
-                user=user,
-                password=password,
-                subject=subject,
-                body=body,
-                headers=tuple((headers or {}).items()),
-                port=port,
-                settle=settle,
-                tls=cast("TlsMode | None", tls),
-            ),
-        )
+            args["port"] = argcheck.port(port)
+        from sim.experiments.send import Send, SendResult
+
+        result = self.run(node, from_args(Send, args))
         assert isinstance(result, SendResult)
         return result
 
@@ -198,34 +180,6 @@ class Lab(LabHelpers):
 
         >>> lab.read("laptop", "bob", "secret", via="imap-host").messages
         """
-        Parameters left out take :class:`~sim.experiments.send.Send`'s defaults.
-
-        >>> r = lab.send("laptop", "bob@qq.example", mail_from="alice@home.example",
-        ...              via="smtp-isp", user="alice@home.example", password="secret")
-        >>> r.outcome, r.checks["dmarc"]
-        ('delivered', 'pass')
-        """
-        # The keyword arguments are Send's parameters, by name.
-        args = {k: v for k, v in locals().items() if k not in ("self", "node")}
-        self.check_node(node)
-        self.check_via(via)
-        argcheck.not_a_router(self.topology, node)
-        for rcpt in [to] if isinstance(to, str) else list(to):
-            argcheck.mail_address(rcpt, what="recipient")
-        if mail_from:
-            argcheck.mail_address(mail_from, what="mail_from")
-        if via != "direct":
-            argcheck.host(via, what="via")
-        if port is not None:
-            args["port"] = argcheck.port(port)
-        from sim.experiments.send import Send, SendResult
-
-        result = self.run(node, from_args(Send, args))
-        assert isinstance(result, ReadResult)
-        return result
-
-    def mailbox(self, address: str, folder: str = "INBOX") -> list[StoredMessage]:
-        """Messages stored for ``address`` (``user@domain``) in ``folder``
         # The keyword arguments are Read's parameters, by name.
         args = {k: v for k, v in locals().items() if k not in ("self", "node")}
         self.check_node(node)
@@ -236,6 +190,16 @@ class Lab(LabHelpers):
         from sim.experiments.read import Read, ReadResult
 
         result = self.run(node, from_args(Read, args))
+        assert isinstance(result, ReadResult)
+        return result
+
+    def mailbox(self, address: str, folder: str = "INBOX") -> list[StoredMessage]:
+        """Messages stored for ``address`` (``user@domain``) in ``folder``
+        (``INBOX`` or ``Junk``), oldest first, read from the MX's Maildir.
+
+        >>> [m.subject for m in lab.mailbox("bob@qq.example", "Junk")]
+        """
+        from sim.experiments.send import mailbox_of
 
         return mailbox_of(self.topology, self.state_dir, address, folder)
 
@@ -324,7 +288,7 @@ class Lab(LabHelpers):
         >>> [str(rule) for rule in lab.firewall("isp")]
         """
         self.check_node(router, "router")
-        return self.backend.topology.node(router).firewall
+        return self.topology.node(router).firewall
 
     def now(self) -> float:
         """Lab time (seconds since start).
@@ -362,14 +326,10 @@ class Lab(LabHelpers):
                 shutil.rmtree(self.backend.state_dir, ignore_errors=True)
 
     def __repr__(self) -> str:
-        from sim.present.cards import lab_repr
-
-        return lab_repr(self)
+        return str(presented("lab_repr")(self))
 
     def _repr_html_(self) -> str:
-        from sim.present.cards import lab_html
-
-        return lab_html(self)
+        return str(presented("lab_html")(self))
 
     def __enter__(self) -> Lab:
         return self

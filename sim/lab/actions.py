@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from sim.clock import format_duration, parse_duration
 from sim.errors import LabFileError, SimError
-from sim.lab.dkimpublish import dkim_choice, dkim_problems, dkim_record
+from sim.lab.dkimpublish import dkim_choice, dkim_record
 from sim.lab.model import Action
+from sim.lab.zonenames import relative_name_warnings
 from sim.resolve import qtype_code
 from sim.spec.kinds import (
     Anything,
@@ -51,7 +52,6 @@ from sim.spec.kinds import (
     Str,
     suggest,
 )
-from sim.lab.zonenames import relative_name_warnings
 from sim.topology.model import CheckAction, CheckName, RejectWith, Topology
 from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
 

@@ -63,7 +63,7 @@ def lab_files(directory: Path) -> list[Path]:
 
 
 def _declared_id(path: Path) -> str | None:
-    from sim.lab.yamlpos import load_yaml
+    from sim.spec.yamlpos import load_yaml
 
     doc, problems = load_yaml(path)
     if problems or not isinstance(doc, dict):
@@ -134,7 +134,7 @@ def load_catalog(directory: Path) -> list[CatalogEntry]:
 
 
 def locate_key(path: Path, key: str) -> tuple[int, int]:
-    from sim.lab.yamlpos import load_yaml, locate
+    from sim.spec.yamlpos import load_yaml, locate
 
     doc, _ = load_yaml(path)
     return locate(doc, (key,)) if isinstance(doc, dict) else (1, 1)

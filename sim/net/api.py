@@ -20,7 +20,6 @@ addresses; the mininet backend with plain sockets inside a namespace.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 from abc import ABC, abstractmethod
@@ -30,6 +29,8 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import asyncio
+
     from sim.topology.firewall import Verdict
 
 __all__ = [
@@ -107,7 +108,7 @@ class Unreachable(LabConnectError):
         super().__init__(errno.EHOSTUNREACH, message, verdict)
 
 
-ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+ProtocolFactory = Callable[[], "asyncio.BaseProtocol"]
 
 
 class NodeNet(ABC):
@@ -140,6 +141,8 @@ class NodeNet(ABC):
         timeout: float | None = None,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         sock = await self.connect(dst, port, trace_id=trace_id, timeout=timeout)
+        import asyncio  # (here: the command line imports this module, and needs no loop)
+
         return await asyncio.open_connection(sock=sock)
 
     @abstractmethod

@@ -7,10 +7,11 @@ as SVG (notebooks, files) and, where the format fits, as Mermaid or JSON:
 
 * :mod:`sim.present.sequence` — who talked to whom, step by step
   (:func:`sequence_of`), rendered by :mod:`sim.present.seqrender`;
-* :mod:`sim.present.alignment` — the DMARC alignment panel (:func:`alignment_of`);
+* :mod:`sim.experiments.alignment` — the DMARC alignment panel (:func:`alignment_of`);
 * :mod:`sim.present.timeline` — a message's retries on a lab-time axis
   (:func:`timeline_of`);
-* :mod:`sim.present.cards` — ``_repr_html_`` and short ``repr`` of results and the lab;
+* :mod:`sim.cards` (beside the notebooks) — ``_repr_html_`` and short ``repr``
+  of results and the lab;
 * :mod:`sim.present.pcap` — the experiment as a pcapng file Wireshark opens.
 
 For a terminal or the TUI, one call each gives text of a given width
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.present.alignment import AlignmentPanel, alignment_of
+from sim.experiments.alignment import AlignmentPanel, alignment_of
 from sim.present.sequence import Lane, Sequence, Step, sequence_of
 from sim.present.timeline import Timeline, timeline_of
 

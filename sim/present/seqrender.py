@@ -19,9 +19,12 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sim.errors import SimError
-from sim.present.sequence import Sequence, Step
+
+if TYPE_CHECKING:
+    from sim.present.sequence import Sequence, Step
 
 __all__ = ["diagram_format", "lab_clock", "save", "to_mermaid", "to_svg", "to_text"]
 

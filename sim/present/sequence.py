@@ -479,3 +479,30 @@ def sequence_of(
         failing=_failing(steps, outcome, trace),
         title=title,
     )
+
+
+def reply_owner(result: ExperimentResult) -> str | None:
+    """The node that sent ``result.reply``: the last SMTP exchange (or relay
+    delivery attempt) in the trace that got exactly that reply."""
+    reply = getattr(result, "reply", None)
+    if not isinstance(reply, dict):
+        return None
+    events = list(result.trace)
+    names = AddressBook(None, events)
+    owner: str | None = None
+    for event in events:
+        d = event.data
+        if event.kind == "smtp" and d.get("role") == "client":
+            if d.get("code") == reply.get("code") and d.get("text") == reply.get("text"):
+                owner = names.name(d.get("peer"))
+        elif event.kind == "queue" and isinstance(d.get("reply"), dict):
+            if d["reply"].get("code") == reply.get("code") and d.get("address"):
+                owner = names.name(d.get("address"))
+        elif (
+            event.kind in ("imap", "pop3")
+            and d.get("role") == "client"
+            and d.get("status") == reply.get("status")
+            and d.get("text") == reply.get("text")
+        ):
+            owner = names.name(d.get("peer"))
+    return owner

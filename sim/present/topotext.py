@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 from sim.graphdraw import describe_services
-from sim.net.firewall import describe_rule
+from sim.topology.firewall import describe_rule
 from sim.topology.graph import LabNetwork, build_network
 from sim.topology.model import Topology
 

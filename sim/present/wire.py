@@ -34,7 +34,7 @@ from sim.present.pcap import merge_captures, write_pcap
 from sim.tls import KEYLOG_ENV
 
 if TYPE_CHECKING:
-    from sim.runtime import Lab
+    from sim.hosting.runtime import Lab
     from sim.topology.model import Topology
     from sim.trace import Trace
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from sim.net.api import Peer
-from sim.services.memtrim import session_ended
 from sim.services.maildir import FOLDERS, Maildir
+from sim.services.memtrim import session_ended
 from sim.topology.model import Node
 
 __all__ = [

@@ -20,7 +20,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         # No terminal: the TUI would write escape codes into a pipe and wait
         # for keys forever (DESIGN.md: one line, exit 2).
-        from sim.cli import NO_TERMINAL
+        from sim.clireport import NO_TERMINAL
 
         print(NO_TERMINAL, file=sys.stderr)
         return 2

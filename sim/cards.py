@@ -7,8 +7,9 @@ give one line of text, and in a notebook a card (outcome, stage, whose reply
 it is, checks in the order the receiver ran them), with the sequence
 diagram, the DMARC panel and the retry timeline where the result has them.
 
-The classes keep only a two-line delegation to this module, so that their
-own modules stay about experiments.
+The classes sit below the presentation layer (docs/architecture.md) and do
+not import it: they find these functions by name when a notebook displays
+them (:func:`sim.trace.presented`), long after every module is importable.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from sim.trace import Trace
 
 if TYPE_CHECKING:
     from sim.experiments import ExperimentResult
-    from sim.runtime import Lab
+    from sim.hosting.runtime import Lab
 
 __all__ = [
     "lab_html",
     "lab_repr",
-    "reply_owner",
     "result_html",
     "result_repr",
     "trace_html",
@@ -43,35 +43,6 @@ def _reply_text(reply: dict[str, Any] | None) -> str:
     parts = [str(reply.get("code") or reply.get("status") or ""), str(reply.get("enhanced") or "")]
     parts.append(str(reply.get("text") or "").split("\n", 1)[0])
     return " ".join(p for p in parts if p)
-
-
-def reply_owner(result: ExperimentResult) -> str | None:
-    """The node that sent ``result.reply``: the last SMTP exchange (or relay
-    delivery attempt) in the trace that got exactly that reply."""
-    from sim.present.sequence import AddressBook
-
-    reply = getattr(result, "reply", None)
-    if not isinstance(reply, dict):
-        return None
-    events = list(result.trace)
-    names = AddressBook(None, events)
-    owner: str | None = None
-    for event in events:
-        d = event.data
-        if event.kind == "smtp" and d.get("role") == "client":
-            if d.get("code") == reply.get("code") and d.get("text") == reply.get("text"):
-                owner = names.name(d.get("peer"))
-        elif event.kind == "queue" and isinstance(d.get("reply"), dict):
-            if d["reply"].get("code") == reply.get("code") and d.get("address"):
-                owner = names.name(d.get("address"))
-        elif (
-            event.kind in ("imap", "pop3")
-            and d.get("role") == "client"
-            and d.get("status") == reply.get("status")
-            and d.get("text") == reply.get("text")
-        ):
-            owner = names.name(d.get("peer"))
-    return owner
 
 
 # -- one line of text -------------------------------------------------------------------
@@ -139,8 +110,8 @@ def lab_repr(lab: Lab) -> str:
 
 def result_html(result: ExperimentResult) -> str:
     """The result card, then the pictures that apply to it."""
+    from sim.experiments.alignment import alignment_of
     from sim.notebook import show_result
-    from sim.present.alignment import alignment_of
     from sim.present.sequence import sequence_of
     from sim.present.timeline import timeline_of
 
