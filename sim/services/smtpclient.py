@@ -71,6 +71,26 @@ MIN_REAL_TIMEOUT = 2.0
 #: RFC 5321 §4.5.3.2: the client waits minutes, not seconds, for each reply.
 DEFAULT_TIMEOUT = 300.0
 
+#: Header lines longer than this are cut in the trace (a DKIM-Signature's b=).
+HEADER_LINE_LIMIT = 400
+
+
+def header_lines(data: bytes) -> list[str]:
+    """The message's header section as sent, one unfolded line per field
+    (RFC 5322 §2.2: the header ends at the first empty line)."""
+    head = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("utf-8", "replace")
+    lines: list[str] = []
+    for line in head.split("\n"):
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1] += " " + line.strip()  # a folded continuation (RFC 5322 §2.2.3)
+        elif line:
+            lines.append(line)
+    return [
+        line if len(line) <= HEADER_LINE_LIMIT else line[: HEADER_LINE_LIMIT - 1] + "…"
+        for line in lines
+    ]
+
+
 # RFC 3463 §2: class.subject.detail at the start of the reply text (RFC 2034).
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")
 
@@ -342,7 +362,12 @@ class _Session:
     # -- recording ----------------------------------------------------------
 
     def record(
-        self, stage: Stage, command: str, reply: Reply | None, error: str | None = None
+        self,
+        stage: Stage,
+        command: str,
+        reply: Reply | None,
+        error: str | None = None,
+        **extra: Any,
     ) -> None:
         self.t.exchanges.append(Exchange(stage, command, reply, error))
         emit = self.client.emit
@@ -360,6 +385,7 @@ class _Session:
             code=reply.code if reply else None,
             enhanced=reply.enhanced if reply else None,
             text=reply.text if reply else (error or ""),
+            **extra,
         )
 
     def fail(self, stage: Stage, error: str, command: str | None = None) -> None:
@@ -580,7 +606,9 @@ class _Session:
             smtp.close()
             self.fail("data", "the server closed the connection during DATA", shown)
         reply = Reply.parse(response.code, response.message)
-        self.record("data", shown, reply)
+        # The header lines as sent (From:, Subject:, DKIM-Signature:...), so
+        # that the trace shows what the receiver's checks read.
+        self.record("data", shown, reply, headers=header_lines(data))
         self.t.final = reply
         if not reply.positive:
             self.t.failed_stage = "data"

@@ -54,6 +54,8 @@ class MaillabApp(App[int]):
             "topo_map.tcss",
             "question.tcss",
             "task_form.tcss",
+            "mail_view.tcss",
+            "experiment_box.tcss",
         )
     ]
 
