@@ -306,9 +306,11 @@ class TaskForm(Vertical):
         event.stop()
         zones = self.servers.get(self.node or "", ())
         select = self.query_one("#zone", Select)
+        keep = select.value
         select.set_options([(z, z) for z in zones])
         if zones:
-            select.value = zones[0]
+            # The zone chosen (the task's, at first) stays if this server has it.
+            select.value = keep if keep in zones else zones[0]
         self._want_zone()
         self.validate()
 
