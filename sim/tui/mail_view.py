@@ -200,7 +200,7 @@ class MailView(Vertical):
         box = self.boxes[self.opened[0]]
         head = Text(f"{box.address} · {box.folder} on {box.node} · ", style="dim")
         head.append("raw source" if self.raw else "message", style="bold")
-        head.append("  (v switches, Esc back to the list)", style="dim")
+        head.append("  (v raw/parsed, Esc list)", style="dim")
         self.query_one("#mail-help", Static).update(head)
         body = raw_text(self.parts) if self.raw else render_message(self.parts)
         self.query_one("#mail-text", Static).update(body)

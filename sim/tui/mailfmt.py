@@ -81,13 +81,37 @@ def _dkim_text(value: str) -> Text:
     return text
 
 
+def _dsn(parts: MailParts) -> list[RenderableType]:
+    """A report's delivery status, per recipient (RFC 3464 §2.3)."""
+    out: list[RenderableType] = []
+    if parts.dsn is not None:
+        out.append(_section("Delivery status (RFC 3464)"))
+        for name, value in parts.dsn.message_fields:
+            out.append(_field(name, value, "dim"))
+        for rcpt in parts.dsn.recipients:
+            out.append(Text(""))
+            out.append(_field("Final-Recipient", rcpt.recipient, "bold"))
+            action = rcpt.action
+            out.append(_field("Action", action, f"bold {_ACTION_STYLE.get(action, '')}".strip()))
+            out.append(_field("Status", rcpt.status, "red" if rcpt.status[:1] == "5" else "yellow"))
+            for name in ("Remote-MTA", "Diagnostic-Code", "Last-Attempt-Date", "Will-Retry-Until"):
+                value = rcpt.get(name)
+                if value:
+                    out.append(_field(name, value))
+    return out
+
+
 def render_message(parts: MailParts) -> RenderableType:
     """The whole message, section by section."""
     out: list[RenderableType] = []
     for name, value in parts.summary:
         out.append(_field(name, value))
+    # A bounce or a delay notice is read for its status first.
+    out += _dsn(parts)
 
-    out.append(_section(f"How it travelled (Received:, {len(parts.hops)} hops, first hop first)"))
+    count = len(parts.hops)
+    hops = f"{count} hop{'' if count == 1 else 's'}"
+    out.append(_section(f"How it travelled (Received:, {hops}, first hop first)"))
     if not parts.hops:
         out.append(Text("No Received: header.", style="dim"))
     first = next((h.date for h in parts.hops if h.date is not None), None)
@@ -128,23 +152,9 @@ def render_message(parts: MailParts) -> RenderableType:
         for name, value in parts.arc:
             out.append(_field(name, value))
 
-    if parts.dsn is not None:
-        out.append(_section("Delivery status (RFC 3464)"))
-        for name, value in parts.dsn.message_fields:
-            out.append(_field(name, value, "dim"))
-        for rcpt in parts.dsn.recipients:
-            out.append(Text(""))
-            out.append(_field("Final-Recipient", rcpt.recipient, "bold"))
-            action = rcpt.action
-            out.append(_field("Action", action, f"bold {_ACTION_STYLE.get(action, '')}".strip()))
-            out.append(_field("Status", rcpt.status, "red" if rcpt.status[:1] == "5" else "yellow"))
-            for name in ("Remote-MTA", "Diagnostic-Code", "Last-Attempt-Date", "Will-Retry-Until"):
-                value = rcpt.get(name)
-                if value:
-                    out.append(_field(name, value))
-        if parts.dsn.returned_headers:
-            out.append(_section("The returned message's headers"))
-            out.append(Text(parts.dsn.returned_headers, style="dim"))
+    if parts.dsn is not None and parts.dsn.returned_headers:
+        out.append(_section("The returned message's headers"))
+        out.append(Text(parts.dsn.returned_headers, style="dim"))
 
     out.append(_section("Body"))
     out.append(Text(parts.body.rstrip() or "(empty)"))

@@ -121,7 +121,7 @@ class TraceView(Vertical):
             )
             label = pane.title if self._data is None else f"{pane.title} {count}"
             tabs.get_tab(f"pane-{pane.id}").label = label
-            body = render_pane(pane.id, events, self._names) if self._data is not None else ""
+            body = render_pane(pane.id, events, self._names)
             self.query_one(f"#trace-{pane.id}", Static).update(body)
 
     @property
@@ -131,6 +131,8 @@ class TraceView(Vertical):
     def show_pane(self, pane: str) -> None:
         """Open one pane (``story``, ``dns``, ``net``, ``smtp``, ``checks``,
         ``queue``, ``mail``) and focus what scrolls in it."""
+        # The mail is there before any experiment: the panes show even empty.
+        self.set_class(False, "empty")
         self.query_one("#trace-panes", TabbedContent).active = f"pane-{pane}"
         if pane == "mail":
             self.mail.reload()
