@@ -81,6 +81,8 @@ class MaillabApp(App[int]):
         self.start_lab = start_lab
         self.starter = starter
         self.sessions: list[TracingSession] = []
+        #: The id of a lab the student just finished (the home list moves on).
+        self.just_finished: str | None = None
         self.catalog = Catalog()
         if theme is not None:
             self.theme = theme

@@ -90,8 +90,6 @@ class HomeScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.entries: list[LabEntry] = []
-        #: The lab opened from here, and whether it was complete then.
-        self._opened: tuple[str, bool] | None = None
 
     @property
     def maillab(self) -> MaillabApp:
@@ -116,20 +114,12 @@ class HomeScreen(Screen[None]):
         table = self.query_one("#labs", DataTable)
         self.reload()
         table.focus()
-        start = self.maillab.start_lab
-        if start is not None:
-            # ``maillab run LAB``: the lab opens over this screen at once.
-            entry = next((e for e in self.entries if e.id == start.id), None)
-            self._opened = (start.id, entry is not None and entry.completed)
 
     def on_screen_resume(self) -> None:
         self.reload()
-        opened, self._opened = self._opened, None
-        if opened is None:
-            return
-        lab_id, was_complete = opened
-        index = next((i for i, e in enumerate(self.entries) if e.id == lab_id), None)
-        if index is None or was_complete or not self.entries[index].completed:
+        finished, self.maillab.just_finished = self.maillab.just_finished, None
+        index = next((i for i, e in enumerate(self.entries) if e.id == finished), None)
+        if index is None:
             return
         # Finished just now: on to the next lab.
         table = self.query_one("#labs", DataTable)
@@ -236,7 +226,6 @@ class HomeScreen(Screen[None]):
                 severity="error",
             )
             return
-        self._opened = (entry.id, entry.completed)
         self.maillab.open_lab(entry.lab)
 
     def action_reset(self) -> None:

@@ -146,6 +146,7 @@ class LabScreen(Screen[None]):
         self._busy = False
         self._pending_zone: tuple[TaskForm, str, str] | None = None
         self._last_run: ExperimentOutcome | None = None
+        self._complete_at_start = False
         self.network: LabNetwork | None = None
 
     @property
@@ -510,6 +511,7 @@ class LabScreen(Screen[None]):
 
     def _started(self, _: None) -> None:
         self.started = True
+        self._complete_at_start = self.session.complete
         self.maillab.session_started(self.session)
         for replay in self.session.replayed:
             if not replay.ok:
@@ -713,6 +715,9 @@ class LabScreen(Screen[None]):
 
     def _after_progress(self, step: Step) -> None:
         """The step may be done now: update the marks and the step's buttons."""
+        if self.session.complete and not self._complete_at_start:
+            # The home list moves on to the next lab when the student is back.
+            self.maillab.just_finished = self.lab.id
         self._update_where()
         self.refresh_bindings()
         if self._done(step) and self.viewed is step and not self.query("#step-body #next"):
