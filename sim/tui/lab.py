@@ -727,7 +727,12 @@ class LabScreen(Screen[None]):
                     classes="buttons",
                 )
             )
-        if self._done(step) and self.viewed is step and isinstance(self.focused, Input | TextArea):
+        if (
+            self._done(step)
+            and self.viewed is step
+            and step.show is None
+            and isinstance(self.focused, Input | TextArea)
+        ):
             # Done: the field has nothing more to take, and n/p must work.
             self.call_after_refresh(self._focus_next)
 
@@ -753,9 +758,11 @@ class LabScreen(Screen[None]):
             question.show_feedback(feedback, self.session.state(step).attempts)
         self._after_progress(step)
         if feedback.correct and self.viewed is step:
-            self.call_after_refresh(self._focus_next)
-        if feedback.correct and step.show is not None and self.viewed is step:
-            self._open_show(step.show)
+            if step.show is not None:
+                self.set_focus(None)  # out of the field: n and p work
+                self._open_show(step.show)
+            else:
+                self.call_after_refresh(self._focus_next)
 
     def action_hint(self) -> None:
         step = self.viewed
@@ -804,9 +811,12 @@ class LabScreen(Screen[None]):
             self.notify("Not yet: read the results (a hint: h).", severity="warning", timeout=4)
         self._after_progress(step)
         if outcome.passed and self.viewed is step:
-            self.call_after_refresh(self._focus_next)
+            # What the step talks about, else the way on (focusing a widget
+            # of the Step tab would bring that tab back).
             if step.show is not None:
                 self._open_show(step.show)
+            else:
+                self.call_after_refresh(self._focus_next)
         self.query_one("#trace", TraceView).mail.reload()
 
     @on(TaskForm.Submitted)
