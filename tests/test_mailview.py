@@ -323,3 +323,38 @@ def test_the_zone_selector_starts_on_the_named_zone() -> None:
     assert _start(servers, None, "other.example") == ("ns2", "other.example")
     assert _start(servers, "ns", "missing.example") == ("ns", "qq.example")
     assert _start({}, None, None) == (None, None)
+
+
+def test_the_smtp_view_shows_an_imap_dialogue_too() -> None:
+    greeting = TraceEvent(
+        1.0,
+        "imap",
+        "bob-pc",
+        "← * OK ...",
+        {
+            "role": "client",
+            "peer": "203.0.113.25:143",
+            "command": None,
+            "response": "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready.",
+            "status": "OK",
+            "lines": [],
+        },
+    )
+    login = TraceEvent(
+        1.1,
+        "imap",
+        "bob-pc",
+        "→ A1 LOGIN bob ********  ← A1 OK",
+        {
+            "role": "client",
+            "peer": "203.0.113.25:143",
+            "command": "A1 LOGIN bob ********",
+            "response": "A1 OK LOGIN completed",
+            "status": "OK",
+            "lines": ["* CAPABILITY IMAP4rev1"],
+        },
+    )
+    smtp = entries_text(pane_entries("smtp", [greeting, login]))
+    assert "bob-pc → 203.0.113.25:143  IMAP" in smtp
+    assert "C: A1 LOGIN bob ********" in smtp
+    assert "S: * CAPABILITY IMAP4rev1" in smtp and "S: A1 OK LOGIN completed" in smtp

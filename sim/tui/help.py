@@ -45,7 +45,7 @@ check.
 | `s` | Story | every event in lab time, and the pauses between them |
 | `d` | DNS | each question and its answer |
 | `w` | Network | each packet the routers judged; a time-out as time |
-| `e` | SMTP | the dialogue, the EHLO extensions, the header lines sent |
+| `e` | SMTP | the dialogue, the EHLO extensions, the header lines sent (and IMAP/POP3) |
 | `k` | Checks | the receiver's checks and what each verdict did |
 | `q` | Queue | every relay attempt with its lab time |
 | `b` | Mail | the lab's mailboxes; `Enter` opens a message, `v` its raw source, `Esc` back |

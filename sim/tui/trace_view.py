@@ -100,6 +100,8 @@ class TraceView(Vertical):
         added += [e for e in events if (e.t, e.kind, e.node, e.summary) not in known]
         base["trace"] = [*(e.to_json() for e in events_from(base)), *(e.to_json() for e in added)]
         self._data = with_waits(base, self.connect_timeout, self._names)
+        if what not in self._title:
+            self._title = f"{self._title} · then: {what}" if self._title else f"After: {what}"
         self.set_class(False, "empty")
         if self.is_mounted:
             self._refresh_panes()

@@ -76,7 +76,8 @@ PANES: tuple[Pane, ...] = (
     Pane("story", "Story", frozenset()),
     Pane("dns", "DNS", frozenset({"dns"})),
     Pane("net", "Network", frozenset({"net", "wait"})),
-    Pane("smtp", "SMTP", frozenset({"smtp", "tls"})),
+    # The mail protocols' dialogues: SMTP, and IMAP/POP3 where a client reads.
+    Pane("smtp", "SMTP", frozenset({"smtp", "tls", "imap", "pop3"})),
     Pane("checks", "Checks", frozenset({"check"})),
     Pane("queue", "Queue", frozenset({"queue", "delivery", "lab"})),
 )
@@ -634,6 +635,24 @@ def smtp_entries(
                 tls.append(" (certificate not verified)", style=DIM)
             out.append(("", 2, tls))
             continue
+        if e.kind in ("imap", "pop3") and d.get("role") == "client":
+            key = (e.node, str(d.get("peer")))
+            if key != conversation:
+                conversation = key
+                if out:
+                    out.append(_BLANK)
+                header = Text(f"{e.node} → {_who(d.get('peer'), names)}", style="bold")
+                header.append(f"  {e.kind.upper()}", style=DIM)
+                out.append((_t(e, t0), 0, header))
+            if d.get("command"):
+                out.append(("", 2, Text("C: ", style=DIM) + Text(str(d["command"]))))
+            for line in list(d.get("lines") or [])[:5]:
+                out.append(("", 2, Text("S: ", style=DIM) + Text(str(line), style=DIM)))
+            status = str(d.get("status") or "")
+            style = GOOD if status in ("OK", "+OK") else BAD if status else ""
+            response = str(d.get("response") or "(no answer)")
+            out.append(("", 2, Text("S: ", style=DIM) + Text(response, style=style)))
+            continue
         if d.get("role") != "client":
             # A server's own note (a submission service accepting AUTH...).
             note = Text(f"· {e.node}: {_first_line(e.summary)}", style=DIM)
@@ -685,6 +704,17 @@ SHOWN_HEADERS = (
 def _header_text(line: str) -> Text:
     name, _, value = line.partition(":")
     text = Text(f"{name}:", style="bold")
+    if name.strip().lower() == "dkim-signature":
+        # The tags a student reads (d=, s=, h=); the base64 of b= and bh= cut.
+        tags = []
+        for tag in value.split(";"):
+            key, sep, data = tag.strip().partition("=")
+            data = " ".join(data.split())
+            if key in ("b", "bh") and len(data) > 12:
+                data = data[:12] + "…"
+            tags.append(f"{key}{sep}{data}")
+        text.append(" " + "; ".join(t for t in tags if t))
+        return text
     text.append(value)
     return text
 
