@@ -143,6 +143,26 @@ async def test_a_right_answer_takes_the_focus_out_of_the_field() -> None:
         assert screen.viewing == 2, "n moves on instead of typing into the field"
 
 
+async def test_escape_leaves_a_field_for_something_visible() -> None:
+    app = make_app(HOME, done=("direct", "who", "relay"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = lab_screen(app)
+        screen.query_one("#task-form #record", Input).focus()
+        await pilot.press("escape")
+        await pilot.pause()
+        focused = app.focused
+        assert isinstance(focused, Button) and focused.id == "check"
+        assert lab_screen(app) is screen
+        # The free experiment box: out of its field, onto its results.
+        await pilot.press("x")
+        await pilot.pause()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.focused, VerticalScroll)
+        assert app.focused.id == "try-scroll"
+
+
 async def test_the_same_choice_twice_is_one_attempt() -> None:
     app = make_app(RECEIVE, done=("finding-the-server", "dig-mx", "send-to-bob"))
     async with app.run_test(size=SIZE) as pilot:

@@ -642,8 +642,9 @@ class LabScreen(Screen[None]):
     def action_back(self) -> None:
         focused = self.focused
         if isinstance(focused, Input | TextArea):
-            # Leave the field first, so that the single-key bindings work again.
-            self.set_focus(None)
+            # Leave the field first, so that the single-key bindings work
+            # again; the focus goes somewhere visible, not nowhere.
+            self._focus_out_of_field()
             return
 
         def leave(yes: bool | None) -> None:
@@ -735,6 +736,21 @@ class LabScreen(Screen[None]):
         ):
             # Done: the field has nothing more to take, and n/p must work.
             self.call_after_refresh(self._focus_next)
+
+    def _focus_out_of_field(self) -> None:
+        """After Esc in a field: the step's next move (Next, Check, Run,
+        Answer), or what scrolls on the tab shown."""
+        if self.query_one("#tabs", TabbedContent).active == "tab-step":
+            for selector in ("#next", "#check", "#run", "#submit", "#continue"):
+                found = self.query(f"#step-body {selector}")
+                if found:
+                    found.first().focus()
+                    return
+        target = self._scroller()
+        if target is not None:
+            target.focus()
+        else:
+            self.set_focus(None)
 
     def _focus_next(self) -> None:
         found = self.query("#step-body #next")
