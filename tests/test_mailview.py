@@ -214,9 +214,13 @@ def test_the_wait_ends_at_the_smtp_clients_own_failure() -> None:
 
 
 def test_on_mininet_the_drop_is_seen_at_the_timeout() -> None:
-    events = add_waits([_drop(40.0, observed="timeout")], 30.0)
+    dns = TraceEvent(10.0, "dns", "ns", "asked A mx.qq.example.", {})
+    events = add_waits([dns, _drop(40.0, observed="timeout")], 30.0)
     (wait,) = [e for e in events if e.kind == "wait"]
     assert wait.t == pytest.approx(40.0, abs=0.01) and wait.data["waited"] == 30.0
+    assert [e.kind for e in events] == ["dns", "net", "wait"], "the wait follows the drop"
+    story = entries_text(pane_entries("story", events))
+    assert "⋮ 30 s of lab time pass" in story
 
 
 def test_a_reject_has_no_wait() -> None:

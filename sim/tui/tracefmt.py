@@ -183,10 +183,12 @@ def add_waits(
         )
         client = names(str(d.get("src"))) if names is not None else None
         node = ended.node if ended is not None else client or str(d.get("src"))
-        # Just before the client's own failure line, so that it reads first.
+        # Just before the client's own failure line, so that it reads first;
+        # after the drop where the drop was only seen at the time-out.
+        at = end + 0.0005 if d.get("observed") == "timeout" else end - 0.0005
         out.append(
             TraceEvent(
-                round(end - 0.0005, 4),
+                round(at, 4),
                 "wait",
                 node,
                 summary,
