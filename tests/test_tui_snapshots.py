@@ -75,7 +75,7 @@ def test_lab_step_with_its_trace(snap_compare: Any, size: tuple[int, int]) -> No
         await ready(pilot)
         await pilot.press("r")
         await settle(pilot)
-        await pilot.press("2", "right", "right")
+        await pilot.press("w")
         await still(pilot)
 
     assert snap_compare(make_app(HOME), terminal_size=size, run_before=run)

@@ -578,7 +578,7 @@ def net_entries(
     for e, count in groups:
         d = e.data
         if e.kind == "wait":
-            line = Text("⏱ timeout ", style=f"bold {WARN}")
+            line = Text("✗ timeout ", style=f"bold {WARN}")
             line.append(e.summary)
             out.append((_t(e, t0), 0, line))
             continue
