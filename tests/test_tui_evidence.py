@@ -33,6 +33,7 @@ from sim.tui.help import HELP_TEXT, HelpScreen
 from sim.tui.home import HomeScreen
 from sim.tui.mail_view import MailView
 from sim.tui.task_form import TaskForm
+from sim.tui.topo_map import TopoMap
 from sim.tui.trace_view import VIEWS, TraceView
 from sim.tui.tracefmt import entries_text, events_from, pane_entries
 
@@ -79,6 +80,9 @@ async def test_every_view_of_the_trace_has_its_key_and_f1_lists_them() -> None:
         await pilot.press("r")
         await settle(pilot)
         trace = screen.query_one("#trace", TraceView)
+        # The drop's wait, on the map too.
+        (wait,) = screen.query_one("#map", TopoMap).waits
+        assert "no answer from 203.0.113.25:25 for 30 s" in wait.summary
         assert {v for v, _ in VIEWS} == set(VIEW_KEYS)
         for view, key in VIEW_KEYS.items():
             await pilot.press(key)
