@@ -234,8 +234,9 @@ class Show:
         if self.view == "mail" and self.mailbox:
             where = f" in {self.folder}" if self.folder else ""
             return f"the newest message of {self.mailbox}{where}"
+        titles = {"net": "Network", "dns": "DNS", "smtp": "SMTP"}
         return {"policy": "the receivers' policy", "mail": "the lab's mail"}.get(
-            self.view, f"the {self.view} view of the trace"
+            self.view, f"the {titles.get(self.view, self.view.title())} view of the trace"
         )
 
 

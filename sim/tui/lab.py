@@ -115,9 +115,10 @@ class LabScreen(Screen[None]):
         Binding("h", "hint", "Hint"),
         Binding("o", "show_step", "Open"),
         Binding("1", "tab('step')", "Step", show=False),
-        Binding("2,t", "tab('trace')", "Trace"),
-        Binding("3,m", "tab('map')", "Map"),
-        Binding("4,x", "tab('try')", "Try"),
+        # The tab titles show their digit; the footer keeps room for F1.
+        Binding("2,t", "tab('trace')", "Trace", show=False),
+        Binding("3,m", "tab('map')", "Map", show=False),
+        Binding("4,x", "tab('try')", "Try", show=False),
         # One key per view of the trace (F1 lists them).
         Binding("s", "pane('story')", "Story", show=False),
         Binding("d", "pane('dns')", "DNS", show=False),
@@ -166,17 +167,17 @@ class LabScreen(Screen[None]):
                 yield Static("Steps", id="sidebar-title")
                 yield OptionList(id="steps")
             with TabbedContent(id="tabs"):
-                with TabPane("Step", id="tab-step"), VerticalScroll(id="step-scroll"):
+                with TabPane("1 Step", id="tab-step"), VerticalScroll(id="step-scroll"):
                     yield Static("", id="step-title")
                     yield Static("", id="step-text")
                     yield Vertical(id="step-body")
-                with TabPane("Trace", id="tab-trace"):
+                with TabPane("2 Trace", id="tab-trace"):
                     yield TraceView(id="trace")
-                with TabPane("Map", id="tab-map"), VerticalScroll(id="map-scroll"):
+                with TabPane("3 Map", id="tab-map"), VerticalScroll(id="map-scroll"):
                     yield TopoMap(None, id="map")
                     yield Static("", id="policy-title")
                     yield Static("", id="policy")
-                with TabPane("Try", id="tab-try"):
+                with TabPane("4 Try", id="tab-try"):
                     yield ExperimentBox(self.session.topology, id="try")
         yield Activity(id="activity")
         yield Footer()
@@ -654,8 +655,12 @@ class LabScreen(Screen[None]):
         self.app.push_screen(
             ConfirmScreen(
                 f"Leave “{self.lab.title}”?\n\n"
-                "Your progress is saved; the lab's network stops. "
-                "You continue where you left off next time.",
+                + (
+                    "You finished it; the lab's network stops."
+                    if self.session.complete
+                    else "Your progress is saved; the lab's network stops. "
+                    "You continue where you left off next time."
+                ),
                 yes="Leave",
             ),
             leave,
@@ -690,7 +695,7 @@ class LabScreen(Screen[None]):
         if outcome.error is not None:
             self.notify(outcome.detail, title="The experiment failed", severity="error")
         elif outcome.passed:
-            self.notify("Done: look at the trace (2) and the map (3), then go on (n).", timeout=4)
+            self.notify("Done: the trace is in 2, the map in 3; then go on (n).", timeout=4)
         self._after_progress(step)
         if outcome.error is None and step.show is not None and self.viewed is step:
             self._open_show(step.show)
