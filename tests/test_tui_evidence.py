@@ -35,7 +35,7 @@ from sim.tui.mail_view import MailView
 from sim.tui.task_form import TaskForm
 from sim.tui.topo_map import TopoMap
 from sim.tui.trace_view import VIEWS, TraceView
-from sim.tui.tracefmt import entries_text, events_from, pane_entries
+from sim.tui.tracefmt import entries_text, events_from, lab_time, pane_entries
 
 SIZE = (80, 24)
 RECEIVE = load_lab(LABS / "01-receive-only.yaml")
@@ -432,3 +432,47 @@ async def test_lab_nine_retries_after_a_settle_are_in_the_queue_view(tmp_path: A
         await pilot.press("escape", "c")
         await settle(pilot)
         assert screen.session.progress.done("wait-for-retry")
+
+
+async def test_attempts_made_while_the_student_reads_join_the_queue_view() -> None:
+    """Lab time runs on after an experiment: a retry that falls due while
+    the student reads is added when a view of the trace is opened."""
+    starter = CannedStarter()
+    app = make_app(HOME, done=("direct", "who"), starter=starter)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = lab_screen(app)
+        await pilot.press("r")
+        await settle(pilot)
+        lab = starter.labs[0]
+        lab.log = [
+            TraceEvent(40.0, "queue", "smtp-isp", "before the trace: not added", {}),
+            TraceEvent(
+                351.9,
+                "queue",
+                "smtp-isp",
+                "93F9B0285C attempt 2: MX mx.qq.example",
+                {"event": "attempt", "attempt": 2, "queue_id": "93F9B0285C"},
+            ),
+            TraceEvent(
+                352.0,
+                "queue",
+                "smtp-isp",
+                "0000000000 another message's attempt: not added",
+                {"event": "attempt", "queue_id": "0000000000"},
+            ),
+        ]
+        await pilot.press("q")
+        await pilot.pause()
+        trace = screen.query_one("#trace", TraceView)
+        queue = entries_text(pane_entries("queue", events_from(trace.data)))
+        assert "meanwhile, as lab time ran on by itself" in queue
+        assert "your change" not in queue
+        first = min(e.t for e in events_from(trace.data))
+        assert f"{lab_time(351.9, first)} attempt   smtp-isp: 93F9B0285C attempt 2" in queue
+        assert "not added" not in queue
+        # Opening it again adds nothing twice.
+        await pilot.press("s", "q")
+        await pilot.pause()
+        again = entries_text(pane_entries("queue", events_from(trace.data)))
+        assert again.count("attempt 2") == 1

@@ -573,6 +573,7 @@ class LabScreen(Screen[None]):
         if name == "map":
             self.query_one("#map", TopoMap).focus()
         elif name == "trace":
+            self._catch_up()
             trace = self.query_one("#trace", TraceView)
             trace.show_pane(trace.active_pane)
         elif name == "try":
@@ -584,8 +585,29 @@ class LabScreen(Screen[None]):
 
     def action_pane(self, pane: str) -> None:
         """Open one view of the trace (s d w e k q b)."""
+        self._catch_up()
         self.query_one("#tabs", TabbedContent).active = "tab-trace"
         self.query_one("#trace", TraceView).show_pane(pane)
+
+    def _catch_up(self) -> None:
+        """Add the relay's attempts that happened since the trace was shown,
+        as lab time ran on by itself (a retry falls due while the student
+        reads): what became of the messages of the trace shown."""
+        if self._busy or not self.started:
+            return
+        trace = self.query_one("#trace", TraceView)
+        shown = events_from(trace.data)
+        ids = {e.data.get("queue_id") for e in shown if e.kind == "queue"} - {None}
+        if not ids:
+            return
+        last = max(e.t for e in shown)
+        try:
+            later = self.session.events_since(last + 0.001)
+        except Exception:  # a lab that is stopping: nothing to add
+            return
+        new = [e for e in later if e.kind == "queue" and e.data.get("queue_id") in ids]
+        if new:
+            trace.add_events("meanwhile, as lab time ran on by itself", new[0].t, new, yours=False)
 
     def action_policy(self) -> None:
         """The receivers' policy, below the map (y)."""

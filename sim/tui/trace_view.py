@@ -89,14 +89,16 @@ class TraceView(Vertical):
             self._refresh_panes()
             self.mail.reload()
 
-    def add_events(self, what: str, at: float, events: Sequence[TraceEvent]) -> None:
+    def add_events(
+        self, what: str, at: float, events: Sequence[TraceEvent], *, yours: bool = True
+    ) -> None:
         """Add what a change to the lab caused (``what``, made at lab time
         ``at``) to the trace shown: a marker line, then ``events``."""
         if not events and self._data is None:
             return
         base = dict(self._data or {"trace": []})
         known = {(e.t, e.kind, e.node, e.summary) for e in events_from(base)}
-        added = [lab_action_event(at, what)]
+        added = [lab_action_event(at, what, yours)]
         added += [e for e in events if (e.t, e.kind, e.node, e.summary) not in known]
         base["trace"] = [*(e.to_json() for e in events_from(base)), *(e.to_json() for e in added)]
         self._data = with_waits(base, self.connect_timeout, self._names)

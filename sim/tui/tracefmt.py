@@ -215,10 +215,13 @@ def with_waits(
     return {**data, "trace": [e.to_json() for e in waited]}
 
 
-def lab_action_event(t: float, what: str) -> TraceEvent:
+def lab_action_event(t: float, what: str, yours: bool = True) -> TraceEvent:
     """A marker for a change the student made (``settle: 1h``, a flush): what
-    follows it in the trace happened because of it."""
-    return TraceEvent(t, "lab", "you", f"{what} (your change to the lab)", {"action": what})
+    follows it in the trace happened because of it. ``yours=False``: lab
+    time ran on by itself (a retry fell due while the student read)."""
+    if yours:
+        return TraceEvent(t, "lab", "you", f"{what} (your change to the lab)", {"action": what})
+    return TraceEvent(t, "lab", "lab", what, {"action": None})
 
 
 _FAILURES = (
