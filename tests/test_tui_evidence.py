@@ -291,6 +291,11 @@ async def test_a_step_opens_the_message_it_talks_about() -> None:
         await pilot.press("1", "o")
         await settle(pilot)
         assert mail.parts.subject == "The home.example newsletter"
+        # n from the Mail view shows the next step, on the Step tab.
+        await pilot.press("n")
+        await settle(pilot)
+        assert screen.viewing == 3
+        assert screen.query_one("#tabs", TabbedContent).active == "tab-step"
 
 
 async def test_the_free_experiment_box_runs_an_idea_into_the_trace() -> None:

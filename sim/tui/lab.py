@@ -285,6 +285,8 @@ class LabScreen(Screen[None]):
         """Show step ``index`` (up to the first step not done), or the end."""
         index = max(0, min(index, self.frontier, len(self.steps)))
         self.viewing = index
+        # n and p show the step, from whichever tab they were pressed on.
+        self.query_one("#tabs", TabbedContent).active = "tab-step"
         self._update_where()
         self.refresh_bindings()
         self.run_worker(self._render_step(), group="render", exclusive=True)
