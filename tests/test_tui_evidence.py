@@ -379,6 +379,7 @@ async def test_home_lists_tries_hints_time_and_moves_on_after_a_lab() -> None:
         progress.step(step_id).done = True
     progress.step("null-mx").attempts = 3
     progress.step("null-mx").hints = 1
+    progress.seconds = 600.0
     store.save(progress)
     mail = canned_mail()
     mail[("bob@qq.example", "INBOX")] *= 2
@@ -391,7 +392,7 @@ async def test_home_lists_tries_hints_time_and_moves_on_after_a_lab() -> None:
         labels = [str(c.label) for c in table.columns.values()]
         assert labels == ["#", "Lab", "Status", "Tries", "Hints", "Spent"]
         row = [str(c) for c in table.get_row_at(0)]
-        assert row[3:5] == ["3", "1"]
+        assert row[3:6] == ["3", "1", "10m"]
         # A title longer than its column wraps onto a second line.
         assert all(len(str(c)) <= 80 for c in row)
         assert table.cursor_row == 0
@@ -407,6 +408,8 @@ async def test_home_lists_tries_hints_time_and_moves_on_after_a_lab() -> None:
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
         assert table.cursor_row == 1, "after a lab is finished the cursor is on the next"
+        # The time the lab was open is counted on top.
+        assert store.load(RECEIVE.id).seconds > 600.0
 
 
 async def test_lab_nine_retries_after_a_settle_are_in_the_queue_view(tmp_path: Any) -> None:

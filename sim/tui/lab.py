@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -148,6 +149,8 @@ class LabScreen(Screen[None]):
         self._pending_zone: tuple[TaskForm, str, str] | None = None
         self._last_run: ExperimentOutcome | None = None
         self._complete_at_start = False
+        #: Since when the time spent in the lab is not yet counted.
+        self._clock_from = time.monotonic()
         self.network: LabNetwork | None = None
 
     @property
@@ -215,7 +218,17 @@ class LabScreen(Screen[None]):
         self._fill_sidebar()
 
     def on_unmount(self) -> None:
+        if self.started:
+            self._bank_time()
+            with contextlib.suppress(Exception):  # leaving must not fail on a full disk
+                self.session.save()
         self.maillab.stop_session(self.session)
+
+    def _bank_time(self) -> None:
+        """Count the time spent since the last count (saved with the progress)."""
+        now = time.monotonic()
+        self.session.progress.seconds += now - self._clock_from
+        self._clock_from = now
 
     # -- where the student is ------------------------------------------------------------
 
@@ -514,6 +527,7 @@ class LabScreen(Screen[None]):
 
     def _started(self, _: None) -> None:
         self.started = True
+        self._clock_from = time.monotonic()
         self._complete_at_start = self.session.complete
         self.maillab.session_started(self.session)
         for replay in self.session.replayed:
@@ -745,6 +759,7 @@ class LabScreen(Screen[None]):
 
     def _after_progress(self, step: Step) -> None:
         """The step may be done now: update the marks and the step's buttons."""
+        self._bank_time()
         if self.session.complete and not self._complete_at_start:
             # The home list moves on to the next lab when the student is back.
             self.maillab.just_finished = self.lab.id

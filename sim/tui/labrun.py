@@ -224,7 +224,11 @@ def _epoch(stamp: str | None) -> float | None:
 
 
 def time_spent(progress: LabProgress) -> float:
-    """From the lab's first start to its end, or to the last thing done."""
+    """The time the lab was open (counted by the TUI); for progress saved
+    before it was counted, from the first start to the end or the last
+    thing done."""
+    if progress.seconds > 0:
+        return progress.seconds
     start = _epoch(progress.started)
     end = _epoch(progress.completed) or _epoch(progress.updated)
     if start is None or end is None:
