@@ -118,7 +118,7 @@ class ExperimentBox(Vertical):
         self.last: ExperimentOutcome | None = None
 
     def compose(self) -> ComposeResult:
-        nodes = ", ".join(n.name for n in self.topology.hosts())
+        nodes = ", ".join([*(n.name for n in self.topology.hosts()), OUTSIDE])
         yield Static(
             Text("Try your own idea on this lab (nothing is judged or saved).\n", style="bold")
             + Text(USAGE + f"\nNodes: {nodes}", style="dim"),
