@@ -10,6 +10,7 @@ came back; nothing here decides an outcome::
     show_result(result)                       # a card: outcome, stage, reply, checks
     trace_table(result, kinds=["net", "smtp"])  # the trace as an HTML table
     draw_path(lab, result)                    # the topology, the path, where it stopped
+    show_mail(lab, "bob@qq.example")          # bob's newest message, taken apart
 
 Each helper returns a small object with ``_repr_html_`` or ``_repr_png_``, so
 Jupyter shows it as the value of a cell, and with structured attributes
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.experiments import ConnectResult, DigResult, ExperimentResult
+from sim.mailview import MailParts, parse_mail
 from sim.render import KIND_LABEL, render_trace
 from sim.topology.graph import LabNetwork, layout
 from sim.topology.model import Topology
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Journey",
+    "MailCard",
     "Picture",
     "ResultCard",
     "SideBySide",
@@ -51,6 +54,7 @@ __all__ = [
     "journey",
     "lab_time",
     "responsive_svg",
+    "show_mail",
     "show_result",
     "side_by_side",
     "trace_table",
@@ -319,6 +323,92 @@ class ResultCard:
             f"{html.escape(self.outcome)}</div>"
             f'<table style="border-collapse:collapse">{"".join(trs)}</table></div>'
         )
+
+
+@dataclass(frozen=True)
+class MailCard:
+    """One stored message taken apart (:mod:`sim.mailview`): ``parts`` has
+    the Received: hops, Authentication-Results, DKIM-Signature, ARC, the
+    delivery status of a bounce (RFC 3464) and the raw source."""
+
+    address: str
+    folder: str
+    parts: MailParts
+
+    def __str__(self) -> str:
+        lines = [f"{name}: {value}" for name, value in self.parts.summary]
+        for i, hop in enumerate(self.parts.hops, 1):
+            lines.append(f"hop {i}: {hop.from_} -> {hop.by} ({hop.with_}) {hop.date_text}")
+        lines += [f"Authentication-Results: {v}" for v in self.parts.authentication_results]
+        lines += [f"DKIM-Signature: {v}" for v in self.parts.dkim_signatures]
+        lines += [f"{k}: {v}" for k, v in self.parts.arc]
+        if self.parts.dsn is not None:
+            for rcpt in self.parts.dsn.recipients:
+                lines.append(
+                    f"DSN {rcpt.recipient}: Action {rcpt.action}, Status {rcpt.status}, "
+                    f"Diagnostic-Code {rcpt.diagnostic or '-'}, "
+                    f"Will-Retry-Until {rcpt.will_retry_until or '-'}"
+                )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        def rows(pairs: Iterable[tuple[str, str]]) -> str:
+            return "".join(
+                f'<tr><th style="{_CELL}">{html.escape(k)}</th>'
+                f'<td style="{_CELL}white-space:pre-wrap">{html.escape(v)}</td></tr>'
+                for k, v in pairs
+            )
+
+        parts = self.parts
+        hops = [
+            (f"hop {i}", f"{h.from_} → {h.by}  with {h.with_}  {h.date_text}")
+            for i, h in enumerate(parts.hops, 1)
+        ]
+        auth = [("Authentication-Results", v) for v in parts.authentication_results]
+        dkim = [("DKIM-Signature", v) for v in parts.dkim_signatures]
+        dsn: list[tuple[str, str]] = []
+        if parts.dsn is not None:
+            for rcpt in parts.dsn.recipients:
+                dsn += [(k, v) for k, v in rcpt.fields]
+        sections = [
+            ("Headers", parts.summary),
+            ("Received (first hop first)", hops),
+            ("What the receiver concluded", auth + dkim + parts.arc),
+            ("Delivery status (RFC 3464)", dsn),
+        ]
+        body = "".join(
+            f"<h4>{html.escape(title)}</h4><table>{rows(pairs)}</table>"
+            for title, pairs in sections
+            if pairs
+        )
+        return (
+            f'<div class="maillab-mail" style="border-left:6px solid #888;padding:4px 8px">'
+            f"<b>{html.escape(self.address)} · {html.escape(self.folder)}</b>{body}"
+            f"<h4>Body</h4><pre>{html.escape(parts.body)}</pre>"
+            f"<details><summary>raw source</summary><pre>{html.escape(parts.raw)}</pre>"
+            "</details></div>"
+        )
+
+
+def show_mail(
+    source: Lab | Any, address: str | None = None, folder: str = "INBOX", index: int = -1
+) -> MailCard:
+    """A message taken apart: ``show_mail(lab, "bob@qq.example")`` reads the
+    newest message of that mailbox (``index`` picks another, ``folder="Junk"``
+    the spam folder), as ``maillab mailbox`` does; ``show_mail(stored)``
+    takes a message of ``lab.mailbox(...)`` or its bytes."""
+    if isinstance(source, bytes | bytearray):
+        return MailCard(address or "", folder, parse_mail(bytes(source)))
+    data = getattr(source, "data", None)
+    if isinstance(data, bytes):
+        owner = address or f"{getattr(source, 'user', '')}"
+        return MailCard(owner, str(getattr(source, "folder", folder)), parse_mail(data))
+    if address is None:
+        raise ValueError("show_mail(lab, address): which mailbox?")
+    messages = list(source.mailbox(address, folder))
+    if not messages:
+        raise ValueError(f"{address} has no message in {folder}")
+    return MailCard(address, folder, parse_mail(messages[index].data))
 
 
 def show_result(result: ExperimentResult) -> ResultCard:

@@ -9,7 +9,8 @@ Kinds and the keys their ``data`` carries (more keys may be added):
 ``dns``       client, server, name, type, rcode, answers [{name,type,ttl,data}]
 ``net``       src, dst, proto, port, verdict (accept|drop|reject|unreachable|closed),
               path [node...], router, rule (0-based index), note
-``smtp``      role ("client"), peer, command, code, enhanced, text
+``smtp``      role ("client"), peer, command, code, enhanced, text; on the final
+              dot of DATA also headers (the message's header lines as sent)
 ``tls``       peer, version, cipher
 ``check``     check, result, action (reject|junk|header|none), explanation, inputs {...}
 ``queue``     event (queued|attempt|deferred|delivered|bounced|warning), queue_id, ...

@@ -55,7 +55,7 @@ async def test_a_whole_lab_from_the_home_screen_to_its_end(tmp_path: Path) -> No
         assert screen.session.complete
         # The end of the lab, then back to the list, which shows it done.
         assert screen.viewed is None
-        await pilot.press("escape")
+        await pilot.press("escape", "y")
         await settle(pilot)
         assert isinstance(app.screen, HomeScreen)
         assert app.screen.entries[0].state == "done"

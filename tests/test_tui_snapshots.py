@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
-from tuikit import LABS, CannedStarter, settle
+from tuikit import LABS, CannedStarter, canned_mail, settle
 
 from sim.lab.loader import load_lab
 from sim.lab.progress import MemoryProgressStore
@@ -34,7 +34,11 @@ def make_app(lab: Any = None, done: tuple[str, ...] = ()) -> MaillabApp:
             progress.step(step).done = True
         store.save(progress)
     return MaillabApp(
-        store=store, labs=LABS, starter=CannedStarter(), start_lab=lab, theme="textual-dark"
+        store=store,
+        labs=LABS,
+        starter=CannedStarter(mail=canned_mail()),
+        start_lab=lab,
+        theme="textual-dark",
     )
 
 
@@ -71,7 +75,7 @@ def test_lab_step_with_its_trace(snap_compare: Any, size: tuple[int, int]) -> No
         await ready(pilot)
         await pilot.press("r")
         await settle(pilot)
-        await pilot.press("2", "right", "right")
+        await pilot.press("w")
         await still(pilot)
 
     assert snap_compare(make_app(HOME), terminal_size=size, run_before=run)
@@ -130,3 +134,60 @@ def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
         await still(pilot)
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_mail_view_of_the_steps_message(snap_compare: Any, size: tuple[int, int]) -> None:
+    """The Mail view: bob's copy opened by the step that talks about it, its
+    header block and the Received: chain hop by hop."""
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await ready(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        await still(pilot)
+
+    assert snap_compare(make_app(HOME, ("direct", "who")), terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_mail_view_of_a_bounce(snap_compare: Any, size: tuple[int, int]) -> None:
+    """A bounce: its delivery status per recipient (RFC 3464)."""
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await ready(pilot)
+        await pilot.press("b")
+        await settle(pilot)
+        mail = pilot.app.screen.query_one("#mail")
+        mail.open(1, 0)  # alice's INBOX, the bounce
+        await pilot.pause()
+        mail.query_one("#mail-read").scroll_to(y=7, animate=False)
+        await still(pilot)
+
+    assert snap_compare(make_app(HOME), terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_policy_view(snap_compare: Any, size: tuple[int, int]) -> None:
+    """What qq.example's MX checks and what each verdict does (y)."""
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await ready(pilot)
+        await pilot.press("y")
+        await still(pilot)
+
+    assert snap_compare(make_app(HOME), terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_dropped_connection_story(snap_compare: Any, size: tuple[int, int]) -> None:
+    """The story of a dropped connection: the drop, then 30 s of waiting."""
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await ready(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        await pilot.press("s", "end")
+        await still(pilot)
+
+    assert snap_compare(make_app(HOME), terminal_size=size, run_before=run)

@@ -38,6 +38,33 @@ from sim.tui.task_form import TaskForm
 FIXTURES = Path(__file__).parent / "fixtures" / "tui"
 LABS = FIXTURES / "labs"
 CANNED = json.loads((FIXTURES / "canned.json").read_text(encoding="utf-8"))
+MAIL = Path(__file__).parent / "fixtures" / "mail"
+
+
+@dataclass(frozen=True)
+class CannedMessage:
+    """A stored message as ``Lab.mailbox`` returns it (key and bytes)."""
+
+    user: str
+    folder: str
+    key: str
+    data: bytes
+
+
+def canned_mail() -> dict[tuple[str, str], list[CannedMessage]]:
+    """bob's signed newsletter; alice's bounce and delay notice (recorded
+    from real runs of labs 6 and 9 on the local backend)."""
+
+    def read(name: str) -> bytes:
+        return (MAIL / name).read_bytes()
+
+    return {
+        ("bob@qq.example", "INBOX"): [CannedMessage("bob", "INBOX", "1.M1", read("signed.eml"))],
+        ("alice@home.example", "INBOX"): [
+            CannedMessage("alice", "INBOX", "1.M1", read("bounce.eml")),
+            CannedMessage("alice", "INBOX", "2.M2", read("delay.eml")),
+        ],
+    }
 
 
 @dataclass
@@ -51,9 +78,17 @@ class Canned:
 class CannedLab:
     """A running lab whose experiments replay recorded results."""
 
-    def __init__(self, topology: Topology, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        delay: float = 0.0,
+        mail: dict[tuple[str, str], list[CannedMessage]] | None = None,
+    ) -> None:
         self.topology = topology
         self.delay = delay
+        self.mail = mail or {}
+        #: Events of the lab-wide log (``Lab.trace()``) a test wants seen.
+        self.log: list[Any] = []
         self.stopped = False
         self.clock = 0.0
         self.stores = {
@@ -99,7 +134,10 @@ class CannedLab:
         return self._replay(f"send {node} {rcpt} {kwargs.get('via', 'direct')}")
 
     def mailbox(self, address: str, folder: str = "INBOX") -> list[Any]:
-        return []
+        return list(self.mail.get((address, folder), []))
+
+    def trace(self) -> list[Any]:
+        return list(self.log)
 
     def control(self, node: str, service: str, command: str, **args: Any) -> dict[str, Any]:
         store = self.stores.get(node)
@@ -127,12 +165,15 @@ class CannedLab:
 
 
 class CannedStarter:
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(
+        self, delay: float = 0.0, mail: dict[tuple[str, str], list[CannedMessage]] | None = None
+    ) -> None:
         self.delay = delay
+        self.mail = mail
         self.labs: list[CannedLab] = []
 
     def __call__(self, topology: Topology, backend: str) -> CannedLab:
-        lab = CannedLab(topology, self.delay)
+        lab = CannedLab(topology, self.delay, self.mail)
         self.labs.append(lab)
         return lab
 

@@ -40,6 +40,7 @@ from sim.lab.model import (
     LabDef,
     Predicate,
     QuestionStep,
+    Show,
     Step,
     TaskStep,
     WrongAnswer,
@@ -200,6 +201,14 @@ def _checks(raw: Any, path: FilePath) -> tuple[Check, ...]:
     return tuple(out)
 
 
+def _show(raw: Any, path: FilePath) -> Show | None:
+    if not isinstance(raw, dict):
+        return None
+    mailbox = _opt(raw.get("mailbox"))
+    view = str(raw.get("view") or ("mail" if mailbox else "story"))
+    return Show(view, mailbox, _opt(raw.get("folder")), path=path)
+
+
 def _step(raw: Any, path: FilePath) -> Step:
     kind = raw["kind"]
     common: dict[str, Any] = {
@@ -207,6 +216,7 @@ def _step(raw: Any, path: FilePath) -> Step:
         "title": str(raw["title"]),
         "text": _text(raw.get("text")),
         "path": path,
+        "show": _show(raw.get("show"), (*path, "show")),
     }
     if kind == "explain":
         return ExplainStep(**common)
@@ -366,6 +376,19 @@ class _Meaning:
                 seen[step.id] = step
 
     def _step(self, step: Step, earlier: dict[str, ExperimentRun]) -> None:
+        if step.show is not None and step.show.mailbox and self.topology is not None:
+            domain = step.show.mailbox.rpartition("@")[2].lower()
+            served = [
+                n.name
+                for n in self.topology.hosts()
+                if n.services.mx is not None
+                and domain in (d.lower() for d in n.services.mx.domains)
+            ]
+            if not served:
+                self.add(
+                    (*step.show.path, "mailbox"),
+                    f"no MX of the topology keeps mail for {domain!r}",
+                )
         if isinstance(step, ExperimentStep) and step.run is not None:
             self._experiment(step.run)
             self._predicates(step.expect, step.run.kind)

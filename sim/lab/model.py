@@ -41,6 +41,7 @@ __all__ = [
     "LabDef",
     "Predicate",
     "QuestionStep",
+    "Show",
     "Step",
     "StepKind",
     "TaskStep",
@@ -132,6 +133,31 @@ class Action:
 
 # -- steps -----------------------------------------------------------------
 
+#: The views a step can point at (``show: {view: ...}``): the panes of the
+#: trace, the lab's mail, the receivers' policy.
+SHOW_VIEWS = ("story", "dns", "net", "smtp", "checks", "queue", "mail", "policy")
+
+
+@dataclass(frozen=True)
+class Show:
+    """What a step talks about, for a front end to open: a view of the trace
+    (``smtp``...), the newest message of a ``mailbox`` (``view: mail``), or
+    the receivers' ``policy``. Nothing here is judged."""
+
+    view: str = "mail"
+    mailbox: str | None = None
+    folder: str | None = None
+    path: FilePath = field(default=(), compare=False)
+
+    def describe(self) -> str:
+        if self.view == "mail" and self.mailbox:
+            where = f" in {self.folder}" if self.folder else ""
+            return f"the newest message of {self.mailbox}{where}"
+        titles = {"net": "Network", "dns": "DNS", "smtp": "SMTP"}
+        return {"policy": "the receivers' policy", "mail": "the lab's mail"}.get(
+            self.view, f"the {titles.get(self.view, self.view.title())} view of the trace"
+        )
+
 
 @dataclass(frozen=True)
 class _StepBase:
@@ -139,6 +165,7 @@ class _StepBase:
     title: str
     text: str = ""
     path: FilePath = field(default=(), compare=False)
+    show: Show | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,13 @@ class StepProgress:
         )
 
 
+def _seconds(value: Any) -> float:
+    try:
+        return max(0.0, float(value or 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
 @dataclass
 class LabProgress:
     """A student's progress in one lab."""
@@ -108,6 +115,8 @@ class LabProgress:
     started: str = field(default_factory=_now)
     updated: str = field(default_factory=_now)
     completed: str | None = None
+    #: Seconds the student spent with the lab open (the TUI counts them).
+    seconds: float = 0.0
 
     def step(self, step_id: str) -> StepProgress:
         return self.steps.setdefault(step_id, StepProgress())
@@ -121,6 +130,7 @@ class LabProgress:
             "started": self.started,
             "updated": self.updated,
             "completed": self.completed,
+            "seconds": round(self.seconds, 1),
             "steps": {k: asdict(v) for k, v in self.steps.items()},
             "actions": self.actions,
         }
@@ -138,6 +148,7 @@ class LabProgress:
             started=str(raw.get("started") or _now()),
             updated=str(raw.get("updated") or _now()),
             completed=raw.get("completed"),
+            seconds=_seconds(raw.get("seconds")),
         )
 
     def summary(self, total: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sim.experiments import KINDS, experiment_class
 from sim.experiments.params import lab_record
 from sim.lab.actions import ACTION_SPEC
 from sim.lab.checks import PREDICATES
+from sim.lab.model import SHOW_VIEWS
 from sim.spec.kinds import (
     SLUG,
     SLUG_HINT,
@@ -116,6 +117,27 @@ WRONG_SPEC = Record(
 )
 
 
+SHOW_SPEC = Record(
+    {
+        "view": Field(
+            Str(enum=SHOW_VIEWS),
+            description="the view to open (default: `mail` when `mailbox` is given)",
+        ),
+        "mailbox": Field(
+            Str(pattern=r"^[^@\s]+@[^@\s]+$", pattern_hint="a mail address user@domain"),
+            description="the mailbox whose newest message opens (`view: mail`)",
+        ),
+        "folder": Field(Str(enum=("INBOX", "Junk")), description="only this folder"),
+    },
+    name="Show",
+    description=(
+        "What the step talks about, opened for the student when its experiment or "
+        "check has run (and with `o`): a view of the trace, the newest message of a "
+        "mailbox, or the receivers' policy."
+    ),
+)
+
+
 def _step(name: str, description: str, text_required: bool, **more: Field) -> Record:
     fields = {
         "id": Field(_slug(""), required=True, description="unique within the lab"),
@@ -125,6 +147,7 @@ def _step(name: str, description: str, text_required: bool, **more: Field) -> Re
             required=text_required,
             description="Markdown; diagrams in fenced code blocks",
         ),
+        "show": Field(SHOW_SPEC, description="what the step talks about, opened for the student"),
         **more,
     }
     return Record(fields, name=name, description=description)

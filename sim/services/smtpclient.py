@@ -93,6 +93,26 @@ MIN_REAL_TIMEOUT = 2.0
 #: RFC 5321 §4.5.3.2: the client waits minutes, not seconds, for each reply.
 DEFAULT_TIMEOUT = 300.0
 
+#: Header lines longer than this are cut in the trace (a DKIM-Signature's b=).
+HEADER_LINE_LIMIT = 400
+
+
+def header_lines(data: bytes) -> list[str]:
+    """The message's header section as sent, one unfolded line per field
+    (RFC 5322 §2.2: the header ends at the first empty line)."""
+    head = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("utf-8", "replace")
+    lines: list[str] = []
+    for line in head.split("\n"):
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1] += " " + line.strip()  # a folded continuation (RFC 5322 §2.2.3)
+        elif line:
+            lines.append(line)
+    return [
+        line if len(line) <= HEADER_LINE_LIMIT else line[: HEADER_LINE_LIMIT - 1] + "…"
+        for line in lines
+    ]
+
+
 # RFC 3463 §2: class.subject.detail at the start of the reply text (RFC 2034).
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")
 
@@ -368,9 +388,10 @@ class _Session:
         reply: Reply | None,
         error: str | None = None,
         payload: bytes | None = None,
+        **extra: Any,
     ) -> None:
         self.t.exchanges.append(Exchange(stage, command, reply, error))
-        self.emit_exchange(stage, command, reply, error, payload)
+        self.emit_exchange(stage, command, reply, error, payload, **extra)
 
     def emit_exchange(
         self,
@@ -379,6 +400,7 @@ class _Session:
         reply: Reply | None,
         error: str | None = None,
         payload: bytes | None = None,
+        **more: Any,
     ) -> None:
         emit = self.client.emit
         if emit is None:
@@ -389,6 +411,7 @@ class _Session:
         # Not for big messages: a lab's log keeps thousands of events.
         keep = payload is not None and len(payload) <= PAYLOAD_LIMIT
         extra = {"payload": payload.decode("latin-1")} if keep and payload is not None else {}
+        extra.update(more)  # e.g. the header lines sent at DATA
         emit(
             self.trace_id,
             "smtp",
@@ -632,7 +655,9 @@ class _Session:
             # The caller records the hand-over first (RFC 5321 §6.1: the
             # message is the server's now); the trace event can wait.
             await on_accepted(self.t)
-        self.emit_exchange("data", shown, reply, payload=body)
+        # The header lines as sent (From:, Subject:, DKIM-Signature:...), so
+        # that the trace shows what the receiver's checks read.
+        self.emit_exchange("data", shown, reply, payload=body, headers=header_lines(data))
         if not reply.positive:
             self.t.failed_stage = "data"
             raise _Failed

@@ -54,6 +54,8 @@ class MaillabApp(App[int]):
             "topo_map.tcss",
             "question.tcss",
             "task_form.tcss",
+            "mail_view.tcss",
+            "experiment_box.tcss",
         )
     ]
 
@@ -79,6 +81,8 @@ class MaillabApp(App[int]):
         self.start_lab = start_lab
         self.starter = starter
         self.sessions: list[TracingSession] = []
+        #: The id of a lab the student just finished (the home list moves on).
+        self.just_finished: str | None = None
         self.catalog = Catalog()
         if theme is not None:
             self.theme = theme

@@ -30,10 +30,26 @@ check.
 | lab | `n` / `p` | next / previous step |
 | lab | `r` | run the step's experiment |
 | lab | `c` | check a task or a checkpoint |
-| lab | `h` | show the next hint |
-| lab | `1` `2` `3` | the step, the trace, the map |
-| lab | `Esc` | leave a text field; again: back to the labs |
+| lab | `h` | show the next hint (hints appear only when you ask) |
+| lab | `o` | open what the step talks about (a message, a view) |
+| lab | `1` `2` `3` `4` | the step, the trace, the map, your own experiment |
+| lab | `t` `m` `x` | the trace, the map, your own experiment |
+| lab | `PgUp` `PgDn` `↑` `↓` `Home` `End` | scroll what is on screen |
+| lab | `Esc` | leave a text field; elsewhere: leave the lab (it asks first) |
 | map | `[` `]` | step through every packet of the last experiment |
+
+### The views of the trace, one key each
+
+| Key | View | What it shows |
+|---|---|---|
+| `s` | Story | every event in lab time, and the pauses between them |
+| `d` | DNS | each question and its answer |
+| `w` | Network | each packet the routers judged; a time-out as time |
+| `e` | SMTP | the dialogue, the EHLO extensions, the header lines sent (and IMAP/POP3) |
+| `k` | Checks | the receiver's checks and what each verdict did |
+| `q` | Queue | every relay attempt with its lab time |
+| `b` | Mail | the lab's mailboxes; `Enter` opens a message, `v` its raw source, `Esc` back |
+| `y` | Policy | what each receiver checks and what each verdict does (below the map) |
 
 The mouse works too: click tabs, buttons, choices and fields.
 
@@ -49,7 +65,20 @@ Every experiment returns a *trace*: what each node did, in lab time.
   as in RFC 5321's examples.
 * **Checks**: what the receiving server checked (PTR, DNSBL, SPF, DKIM,
   DMARC...), the verdict, what a failure costs, and why.
-* **Queue**: what a relay did: queued, tried, deferred, delivered, bounced.
+* **Queue**: what a relay did: queued, tried, deferred, delivered, bounced,
+  with the lab time of each attempt, including the attempts your own
+  changes caused (a flush, lab time passing), after a line that names the
+  change. A connection the relay could not open is shown as the relay's
+  own record ("connection refused: the relay records 451 4.4.1"): no
+  server said it.
+* **Mail**: every mailbox of the lab. A message shows its headers, the
+  `Received:` chain hop by hop with times, `Authentication-Results`,
+  `DKIM-Signature`, ARC, and for a bounce the delivery status (RFC 3464:
+  Action, Status, Diagnostic-Code, Will-Retry-Until).
+
+A dropped packet answers nothing: the client waits for its time-out (30 s
+of lab time in these labs) and the trace shows that wait. A rejected one
+answers at once.
 
 ## The map
 

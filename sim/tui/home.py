@@ -1,8 +1,10 @@
 """The home screen: the labs, with what each teaches and how far the student got.
 
-A table of labs (number, title, estimated time, progress) and, for the lab
-under the cursor, its description and goals. Enter starts a lab, or resumes
-it where the student left; ``r`` resets its progress after asking. A lab
+A table of labs (number, title, status, attempts, hints used, time spent)
+and, for the lab under the cursor, its description and goals. Titles wrap
+onto a second line rather than being cut. Enter starts a lab, or resumes it
+where the student left; back from a lab just finished, the cursor is on the
+next one; ``r`` resets its progress after asking. A lab
 file with problems is listed as invalid, with its problems, and cannot be
 started.
 """
@@ -24,7 +26,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Static
 from sim.errors import SimError
 from sim.lab.progress import FileProgressStore
 from sim.tui.confirm import ConfirmScreen
-from sim.tui.labrun import LabEntry, describe_minutes, load_entries
+from sim.tui.labrun import LabEntry, describe_minutes, describe_spent, load_entries
 
 if TYPE_CHECKING:
     from sim.tui.app import MaillabApp
@@ -53,6 +55,12 @@ def details_markdown(entry: LabEntry) -> str:
         progress = f"{entry.done} of {entry.total} steps done"
     else:
         progress = "not started"
+    if entry.started:
+        progress += (
+            f", {entry.attempts} attempt{'' if entry.attempts == 1 else 's'}, "
+            f"{entry.hints} hint{'' if entry.hints == 1 else 's'}, "
+            f"{describe_spent(entry.spent)} spent"
+        )
     return (
         f"## {lab.title}\n\n"
         f"{lab.description.strip()}\n\n"
@@ -109,6 +117,14 @@ class HomeScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.reload()
+        finished, self.maillab.just_finished = self.maillab.just_finished, None
+        index = next((i for i, e in enumerate(self.entries) if e.id == finished), None)
+        if index is None:
+            return
+        # Finished just now: on to the next lab.
+        table = self.query_one("#labs", DataTable)
+        table.move_cursor(row=min(index + 1, len(self.entries) - 1))
+        self._show_details()
 
     # -- the list ------------------------------------------------------------------------
 
@@ -132,25 +148,30 @@ class HomeScreen(Screen[None]):
     def _fill_table(self, keep: int) -> None:
         table = self.query_one("#labs", DataTable)
         # The title column takes what the other columns leave (a DataTable's
-        # columns never shrink, so they are made again at every size).
+        # columns never shrink, so they are made again at every size); a long
+        # title wraps onto a second line of its row instead of being cut.
         room = self.size.width if not self.has_class("-wide") else self.size.width * 3 // 5
-        width = max(16, room - 28)
+        fixed = {"n": 2, "status": 6, "tries": 5, "hints": 5, "spent": 5}
+        width = max(16, room - sum(fixed.values()) - 2 * (len(fixed) + 1) - 2)
         table.clear(columns=True)
-        table.add_column("#", key="n", width=2)
+        table.add_column("#", key="n", width=fixed["n"])
         table.add_column("Lab", key="title", width=width)
-        table.add_column("Time", key="time", width=7)
-        table.add_column("Progress", key="progress", width=8)
+        table.add_column("Status", key="status", width=fixed["status"])
+        table.add_column("Tries", key="tries", width=fixed["tries"])
+        table.add_column("Hints", key="hints", width=fixed["hints"])
+        table.add_column("Spent", key="spent", width=fixed["spent"])
         for entry in self.entries:
-            title = entry.title
-            if len(title) > width:
-                title = title[: width - 1] + "…"
-            time = describe_minutes(entry.lab.estimated_time) if entry.lab else ""
+            title = Text(entry.title, style="red" if entry.lab is None else "")
+            lines = len(title.wrap(self.app.console, width))
             table.add_row(
                 _number(entry),
-                Text(title, style="red" if entry.lab is None else ""),
-                time,
+                title,
                 _state(entry),
+                str(entry.attempts) if entry.started else "",
+                str(entry.hints) if entry.started else "",
+                describe_spent(entry.spent) if entry.started else "",
                 key=entry.id,
+                height=max(1, min(lines, 3)),
             )
         if self.entries:
             table.move_cursor(row=min(max(keep, 0), len(self.entries) - 1))

@@ -1,10 +1,15 @@
 """The lab screen: one lab, step by step, on a running topology.
 
-Three tabs: **Step** (the step's text and what to do: run, answer, change,
-check), **Trace** (the last experiment in readable panes) and **Map** (the
-topology with the last experiment's path and the point where it stopped).
-The top line says where the student is; on wide terminals a sidebar lists
-every step.
+Four tabs: **Step** (the step's text and what to do: run, answer, change,
+check), **Trace** (the last experiment in readable panes, and the lab's
+mail), **Map** (the topology with the last experiment's path and the point
+where it stopped, then each receiver's policy) and **Try** (the student's own
+experiments, with the same trace). The top line says where the student is;
+on wide terminals a sidebar lists every step.
+
+Everything has a key (F1 lists them): each view of the trace its own letter,
+PageUp/PageDown and the arrows scroll what is on screen wherever the focus
+is, and Esc never leaves the lab without asking.
 
 The screen only shows and asks; the engine (:class:`~sim.lab.engine.LabSession`)
 judges. Every engine call runs in a worker thread (starting a lab, sending
@@ -16,7 +21,10 @@ notifications, never as a traceback.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace as dataclass_replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from rich.console import Group, RenderableType
@@ -51,18 +59,22 @@ from sim.lab.model import (
     ExplainStep,
     LabDef,
     QuestionStep,
+    Show,
     Step,
     TaskStep,
 )
 from sim.topology.graph import LabNetwork, layout
 from sim.tui.activity import Activity
+from sim.tui.confirm import ConfirmScreen
+from sim.tui.experiment_box import ExperimentBox
 from sim.tui.inline import inline_markdown, prose
 from sim.tui.labrun import TracingSession
+from sim.tui.policyfmt import render_policy
 from sim.tui.question import QuestionWidget
 from sim.tui.task_form import MODE_OF_ACTION, TaskForm
 from sim.tui.topo_map import TopoMap
 from sim.tui.trace_view import TraceView
-from sim.tui.tracefmt import events_from, headline
+from sim.tui.tracefmt import events_from, headline, with_waits
 
 if TYPE_CHECKING:
     from sim.tui.app import MaillabApp
@@ -102,10 +114,29 @@ class LabScreen(Screen[None]):
         Binding("r", "run", "Run"),
         Binding("c", "check", "Check"),
         Binding("h", "hint", "Hint"),
+        Binding("o", "show_step", "Open"),
         Binding("1", "tab('step')", "Step", show=False),
-        Binding("2,t", "tab('trace')", "Trace"),
-        Binding("3,m", "tab('map')", "Map"),
-        Binding("escape", "back", "Back"),
+        # The tab titles show their digit; the footer keeps room for F1.
+        Binding("2,t", "tab('trace')", "Trace", show=False),
+        Binding("3,m", "tab('map')", "Map", show=False),
+        Binding("4,x", "tab('try')", "Try", show=False),
+        # One key per view of the trace (F1 lists them).
+        Binding("s", "pane('story')", "Story", show=False),
+        Binding("d", "pane('dns')", "DNS", show=False),
+        Binding("w", "pane('net')", "Network", show=False),
+        Binding("e", "pane('smtp')", "SMTP", show=False),
+        Binding("k", "pane('checks')", "Checks", show=False),
+        Binding("q", "pane('queue')", "Queue", show=False),
+        Binding("b", "pane('mail')", "Mail", show=False),
+        Binding("y", "policy", "Policy", show=False),
+        # Scroll what is on screen without moving the focus there first.
+        Binding("pageup", "scroll('page_up')", "Page up", show=False),
+        Binding("pagedown", "scroll('page_down')", "Page down", show=False),
+        Binding("up", "scroll('up')", "Up", show=False),
+        Binding("down", "scroll('down')", "Down", show=False),
+        Binding("home", "scroll('home')", "Top", show=False),
+        Binding("end", "scroll('end')", "Bottom", show=False),
+        Binding("escape", "back", "Leave"),
     ]
 
     def __init__(self, lab: LabDef, session: TracingSession) -> None:
@@ -117,6 +148,9 @@ class LabScreen(Screen[None]):
         self._busy = False
         self._pending_zone: tuple[TaskForm, str, str] | None = None
         self._last_run: ExperimentOutcome | None = None
+        self._complete_at_start = False
+        #: Since when the time spent in the lab is not yet counted.
+        self._clock_from = time.monotonic()
         self.network: LabNetwork | None = None
 
     @property
@@ -136,14 +170,18 @@ class LabScreen(Screen[None]):
                 yield Static("Steps", id="sidebar-title")
                 yield OptionList(id="steps")
             with TabbedContent(id="tabs"):
-                with TabPane("Step", id="tab-step"), VerticalScroll(id="step-scroll"):
+                with TabPane("1 Step", id="tab-step"), VerticalScroll(id="step-scroll"):
                     yield Static("", id="step-title")
                     yield Static("", id="step-text")
                     yield Vertical(id="step-body")
-                with TabPane("Trace", id="tab-trace"):
+                with TabPane("2 Trace", id="tab-trace"):
                     yield TraceView(id="trace")
-                with TabPane("Map", id="tab-map"), VerticalScroll(id="map-scroll"):
+                with TabPane("3 Map", id="tab-map"), VerticalScroll(id="map-scroll"):
                     yield TopoMap(None, id="map")
+                    yield Static("", id="policy-title")
+                    yield Static("", id="policy")
+                with TabPane("4 Try", id="tab-try"):
+                    yield ExperimentBox(self.session.topology, id="try")
         yield Activity(id="activity")
         yield Footer()
 
@@ -156,6 +194,13 @@ class LabScreen(Screen[None]):
             self.network = None
         self.query_one("#map", TopoMap).network = self.network
         self.query_one("#map", TopoMap).show([])
+        self.query_one("#policy-title", Static).update(
+            Text("What each receiver checks, and what each verdict does (y)", style="bold")
+        )
+        self.query_one("#policy", Static).update(render_policy(self.session.topology))
+        trace = self.query_one("#trace", TraceView)
+        trace.connect_timeout = self.session.topology.settings.connect_timeout
+        trace.mail.loader = self.session.mailboxes
         self._fill_sidebar()
         self._update_where()
         backend = self.session.backend
@@ -173,7 +218,17 @@ class LabScreen(Screen[None]):
         self._fill_sidebar()
 
     def on_unmount(self) -> None:
+        if self.started:
+            self._bank_time()
+            with contextlib.suppress(Exception):  # leaving must not fail on a full disk
+                self.session.save()
         self.maillab.stop_session(self.session)
+
+    def _bank_time(self) -> None:
+        """Count the time spent since the last count (saved with the progress)."""
+        now = time.monotonic()
+        self.session.progress.seconds += now - self._clock_from
+        self._clock_from = now
 
     # -- where the student is ------------------------------------------------------------
 
@@ -243,6 +298,8 @@ class LabScreen(Screen[None]):
         """Show step ``index`` (up to the first step not done), or the end."""
         index = max(0, min(index, self.frontier, len(self.steps)))
         self.viewing = index
+        # n and p show the step, from whichever tab they were pressed on.
+        self.query_one("#tabs", TabbedContent).active = "tab-step"
         self._update_where()
         self.refresh_bindings()
         self.run_worker(self._render_step(), group="render", exclusive=True)
@@ -303,9 +360,16 @@ class LabScreen(Screen[None]):
             widgets.append(question)
         elif isinstance(step, TaskStep):
             mode = "add"
+            node = zone = None
             if step.solution:
-                mode = MODE_OF_ACTION.get(step.solution[0].name, "other")
-            widgets.append(TaskForm(self.session.topology, mode=mode, id="task-form"))
+                first = step.solution[0]
+                mode = MODE_OF_ACTION.get(first.name, "other")
+                if isinstance(first.args, Mapping):
+                    node = _opt_str(first.args.get("node"))
+                    zone = _opt_str(first.args.get("zone"))
+            widgets.append(
+                TaskForm(self.session.topology, mode=mode, node=node, zone=zone, id="task-form")
+            )
             widgets.append(Static(self._edits_text(step), id="edits"))
             widgets.append(
                 Horizontal(
@@ -324,6 +388,14 @@ class LabScreen(Screen[None]):
                 )
             )
             widgets.append(Static("", id="check-result"))
+        if step.show is not None:
+            widgets.insert(
+                0,
+                Horizontal(
+                    Button(f"Open {step.show.describe()} (o)", id="show", compact=True),
+                    classes="buttons",
+                ),
+            )
         if done and not isinstance(step, ExplainStep):
             widgets.append(
                 Horizontal(
@@ -455,6 +527,8 @@ class LabScreen(Screen[None]):
 
     def _started(self, _: None) -> None:
         self.started = True
+        self._clock_from = time.monotonic()
+        self._complete_at_start = self.session.complete
         self.maillab.session_started(self.session)
         for replay in self.session.replayed:
             if not replay.ok:
@@ -480,6 +554,8 @@ class LabScreen(Screen[None]):
             return isinstance(step, TaskStep | CheckpointStep)
         if action == "hint":
             return isinstance(step, TaskStep) and bool(step.hints)
+        if action == "show_step":
+            return step is not None and step.show is not None
         if action == "previous":
             return True if self.viewing > 0 else None
         if action == "next":
@@ -513,19 +589,120 @@ class LabScreen(Screen[None]):
         if name == "map":
             self.query_one("#map", TopoMap).focus()
         elif name == "trace":
-            self.query_one("#trace TabbedContent Tabs").focus()
+            self._catch_up()
+            trace = self.query_one("#trace", TraceView)
+            trace.show_pane(trace.active_pane)
+        elif name == "try":
+            self.query_one("#try", ExperimentBox).focus_input()
         else:
             step = self.viewed
             if step is not None:
                 self._focus_step(step)
 
+    def action_pane(self, pane: str) -> None:
+        """Open one view of the trace (s d w e k q b)."""
+        self._catch_up()
+        self.query_one("#tabs", TabbedContent).active = "tab-trace"
+        self.query_one("#trace", TraceView).show_pane(pane)
+
+    def _catch_up(self) -> None:
+        """Add the relay's attempts that happened since the trace was shown,
+        as lab time ran on by itself (a retry falls due while the student
+        reads): what became of the messages of the trace shown."""
+        if self._busy or not self.started:
+            return
+        trace = self.query_one("#trace", TraceView)
+        shown = events_from(trace.data)
+        ids = {e.data.get("queue_id") for e in shown if e.kind == "queue"} - {None}
+        if not ids:
+            return
+        last = max(e.t for e in shown)
+        try:
+            later = self.session.events_since(last + 0.001)
+        except Exception:  # a lab that is stopping: nothing to add
+            return
+        new = [e for e in later if e.kind == "queue" and e.data.get("queue_id") in ids]
+        if new:
+            trace.add_events("meanwhile, as lab time ran on by itself", new[0].t, new, yours=False)
+
+    def action_policy(self) -> None:
+        """The receivers' policy, below the map (y)."""
+        self.query_one("#tabs", TabbedContent).active = "tab-map"
+        scroll = self.query_one("#map-scroll", VerticalScroll)
+        scroll.focus()
+        title = self.query_one("#policy-title", Static)
+        self.call_after_refresh(lambda: scroll.scroll_to_widget(title, animate=False, top=True))
+
+    def _scroller(self) -> VerticalScroll | None:
+        active = self.query_one("#tabs", TabbedContent).active
+        if active == "tab-step":
+            return self.query_one("#step-scroll", VerticalScroll)
+        if active == "tab-map":
+            return self.query_one("#map-scroll", VerticalScroll)
+        if active == "tab-trace":
+            return self.query_one("#trace", TraceView).scroller()
+        if active == "tab-try":
+            return self.query_one("#try", ExperimentBox).scroller()
+        return None
+
+    def action_scroll(self, how: str) -> None:
+        """Scroll the tab on screen, wherever the focus is (a widget that
+        uses the key itself, a list or a field, gets it first)."""
+        target = self._scroller()
+        if target is None:
+            return
+        {
+            "page_up": lambda: target.scroll_page_up(animate=False),
+            "page_down": lambda: target.scroll_page_down(animate=False),
+            "up": lambda: target.scroll_up(animate=False),
+            "down": lambda: target.scroll_down(animate=False),
+            "home": lambda: target.scroll_home(animate=False),
+            "end": lambda: target.scroll_end(animate=False),
+        }[how]()
+
+    def action_show_step(self) -> None:
+        """Open what the step talks about (o): a view, a message, the policy."""
+        step = self.viewed
+        if step is None or step.show is None:
+            self.notify("This step points at nothing in particular: the trace is 2.", timeout=3)
+            return
+        self._open_show(step.show)
+
+    def _open_show(self, show: Show) -> None:
+        if show.view == "policy":
+            self.action_policy()
+        elif show.view == "mail":
+            self.action_pane("mail")
+            if show.mailbox:
+                self.query_one("#trace", TraceView).mail.open_mailbox(show.mailbox, show.folder)
+        else:
+            self.action_pane(show.view)
+
     def action_back(self) -> None:
         focused = self.focused
         if isinstance(focused, Input | TextArea):
-            # Leave the field first, so that the single-key bindings work again.
-            self.set_focus(None)
+            # Leave the field first, so that the single-key bindings work
+            # again; the focus goes somewhere visible, not nowhere.
+            self._focus_out_of_field()
             return
-        self.dismiss(None)
+
+        def leave(yes: bool | None) -> None:
+            if yes:
+                self.dismiss(None)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Leave “{self.lab.title}”?\n\n"
+                + (
+                    "You finished it; the lab's network stops."
+                    if self.session.complete
+                    else "Your progress is saved; the lab's network stops. "
+                    "You continue where you left off next time."
+                ),
+                yes="Leave",
+            ),
+            leave,
+        )
 
     def _ready(self) -> bool:
         if not self.started:
@@ -545,6 +722,7 @@ class LabScreen(Screen[None]):
 
     def _ran(self, step: ExperimentStep, outcome: ExperimentOutcome) -> None:
         self.session.take_runs()
+        outcome = self._with_waits(outcome)
         self._show_run(outcome, f"Step {self.viewing + 1}: {outcome.experiment.describe()}")
         if self.viewed is step:
             found = self.query("#exp-result")
@@ -555,8 +733,18 @@ class LabScreen(Screen[None]):
         if outcome.error is not None:
             self.notify(outcome.detail, title="The experiment failed", severity="error")
         elif outcome.passed:
-            self.notify("Done: look at the trace (2) and the map (3), then go on (n).", timeout=4)
+            self.notify("Done: the trace is in 2, the map in 3; then go on (n).", timeout=4)
         self._after_progress(step)
+        if outcome.error is None and step.show is not None and self.viewed is step:
+            self._open_show(step.show)
+
+    def _with_waits(self, outcome: ExperimentOutcome) -> ExperimentOutcome:
+        """The outcome with the client's wait after a drop in its trace."""
+        names = _names(self.network.owner if self.network is not None else None)
+        data = with_waits(outcome.data, self.session.topology.settings.connect_timeout, names)
+        if data is outcome.data:
+            return outcome
+        return dataclass_replace(outcome, data=dict(data or {}))
 
     def _show_run(self, outcome: ExperimentOutcome, title: str) -> None:
         """Put an experiment's trace and path in the Trace and Map tabs."""
@@ -571,6 +759,10 @@ class LabScreen(Screen[None]):
 
     def _after_progress(self, step: Step) -> None:
         """The step may be done now: update the marks and the step's buttons."""
+        self._bank_time()
+        if self.session.complete and not self._complete_at_start:
+            # The home list moves on to the next lab when the student is back.
+            self.maillab.just_finished = self.lab.id
         self._update_where()
         self.refresh_bindings()
         if self._done(step) and self.viewed is step and not self.query("#step-body #next"):
@@ -580,6 +772,36 @@ class LabScreen(Screen[None]):
                     classes="buttons",
                 )
             )
+        if (
+            self._done(step)
+            and self.viewed is step
+            and step.show is None
+            and isinstance(self.focused, Input | TextArea)
+        ):
+            # Done: the field has nothing more to take, and n/p must work.
+            self.call_after_refresh(self._focus_next)
+
+    def _focus_out_of_field(self) -> None:
+        """After Esc in a field: the step's next move (Next, Check, Run,
+        Answer), or what scrolls on the tab shown."""
+        if self.query_one("#tabs", TabbedContent).active == "tab-step":
+            for selector in ("#next", "#check", "#run", "#submit", "#continue"):
+                found = self.query(f"#step-body {selector}")
+                if found:
+                    found.first().focus()
+                    return
+        target = self._scroller()
+        if target is not None:
+            target.focus()
+        else:
+            self.set_focus(None)
+
+    def _focus_next(self) -> None:
+        found = self.query("#step-body #next")
+        if found:
+            found.first().focus()
+        else:
+            self.set_focus(None)
 
     @on(QuestionWidget.Answered)
     def _answered(self, event: QuestionWidget.Answered) -> None:
@@ -595,6 +817,12 @@ class LabScreen(Screen[None]):
         if question.is_attached:
             question.show_feedback(feedback, self.session.state(step).attempts)
         self._after_progress(step)
+        if feedback.correct and self.viewed is step:
+            if step.show is not None:
+                self.set_focus(None)  # out of the field: n and p work
+                self._open_show(step.show)
+            else:
+                self.call_after_refresh(self._focus_next)
 
     def action_hint(self) -> None:
         step = self.viewed
@@ -623,7 +851,7 @@ class LabScreen(Screen[None]):
         )
 
     def _checked(self, step: TaskStep | CheckpointStep, outcome: CheckOutcome) -> None:
-        runs = [r for r in self.session.take_runs() if r.data is not None]
+        runs = [self._with_waits(r) for r in self.session.take_runs() if r.data is not None]
         if runs:
             last = runs[-1]
             self._show_run(last, f"Check of step {self.viewing + 1}: {last.experiment.describe()}")
@@ -640,22 +868,59 @@ class LabScreen(Screen[None]):
         if outcome.passed:
             self.notify("Check passed.", title="✓", timeout=3)
         else:
-            self.notify("Not yet: read the results and the hint.", severity="warning", timeout=4)
+            self.notify("Not yet: read the results (a hint: h).", severity="warning", timeout=4)
         self._after_progress(step)
+        if outcome.passed and self.viewed is step:
+            # What the step talks about, else the way on (focusing a widget
+            # of the Step tab would bring that tab back).
+            if step.show is not None:
+                self._open_show(step.show)
+            else:
+                self.call_after_refresh(self._focus_next)
+        self.query_one("#trace", TraceView).mail.reload()
 
     @on(TaskForm.Submitted)
     def _apply(self, event: TaskForm.Submitted) -> None:
         step = self.viewed
         form = event.form
         action = event.action
+        session = self.session
+
+        def apply() -> tuple[ActionResult, float | None, list[Any]]:
+            before = session.now()
+            result = session.apply(step, action)
+            return result, before, _caused(session, action, before) if result.ok else []
+
         self._call(
             f"Applying: {_action_words(action)}…",
-            lambda: self.session.apply(step, action),
-            lambda result: self._applied(step, form, result),
+            apply,
+            lambda done: self._applied(step, form, *done, action=action),
         )
 
-    def _applied(self, step: Step | None, form: TaskForm, result: ActionResult) -> None:
+    def _applied(
+        self,
+        step: Step | None,
+        form: TaskForm,
+        result: ActionResult,
+        before: float | None = None,
+        caused: Sequence[Any] = (),
+        *,
+        action: Mapping[str, Any] | None = None,
+    ) -> None:
+        if result.ok and before is not None and caused:
+            trace = self.query_one("#trace", TraceView)
+            trace.add_events(_action_words(action), before, caused)
+            attempts = sum(
+                1 for e in caused if e.kind == "queue" and e.data.get("event") == "attempt"
+            )
+            if attempts:
+                self.notify(
+                    f"{attempts} relay attempt{'s' if attempts != 1 else ''} meanwhile: "
+                    "see the Queue view (q).",
+                    timeout=5,
+                )
         if result.ok:
+            self.query_one("#trace", TraceView).mail.reload()
             self.notify(result.message, title="Changed", timeout=5)
             if form.is_attached:
                 form.clear()
@@ -703,6 +968,27 @@ class LabScreen(Screen[None]):
     def _run_pressed(self) -> None:
         self.action_run()
 
+    @on(Button.Pressed, "#show")
+    def _show_pressed(self) -> None:
+        self.action_show_step()
+
+    @on(ExperimentBox.Wanted)
+    def _try(self, event: ExperimentBox.Wanted) -> None:
+        run = event.run
+        if not self._ready():
+            return
+        self.session.take_runs()
+
+        def ran(outcome: ExperimentOutcome) -> None:
+            self.session.take_runs()
+            outcome = self._with_waits(outcome)
+            box = self.query_one("#try", ExperimentBox)
+            box.show_outcome(outcome)
+            if outcome.data is not None:
+                self._show_run(outcome, f"Your experiment: {run.describe()}")
+
+        self._call(f"Running: {run.describe()}…", lambda: self.session.try_run(run), ran)
+
     @on(Button.Pressed, "#check")
     def _check_pressed(self) -> None:
         self.action_check()
@@ -738,6 +1024,30 @@ def _names(owner: Callable[[str], str | None] | None) -> Callable[[str], str | N
             return None
 
     return name
+
+
+def _opt_str(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _caused(session: TracingSession, action: Mapping[str, Any], before: float | None) -> list[Any]:
+    """The lab's events since ``before``: what the change caused. A flush
+    only starts the relay's attempts, so wait (a few real seconds at most)
+    for each to end in a delivery, a deferral or a bounce."""
+    if before is None:
+        return []
+    events = session.events_since(before)
+    if "relay_flush" not in action:
+        return events
+    ends = {"delivered", "deferred", "bounced"}
+    for _ in range(30):
+        attempts = [e for e in events if e.kind == "queue" and e.data.get("event") == "attempt"]
+        finished = [e for e in events if e.kind == "queue" and e.data.get("event") in ends]
+        if attempts and len(finished) >= len(attempts):
+            break
+        threading.Event().wait(0.1)
+        events = session.events_since(before)
+    return events
 
 
 def _todo(step: Step) -> str:

@@ -11,21 +11,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import calendar
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sim.errors import Problem
 from sim.lab.catalog import CatalogEntry, lab_files, load_catalog
-from sim.lab.engine import ExperimentOutcome, LabSession
-from sim.lab.model import ExperimentRun, LabDef
-from sim.lab.progress import ProgressStore
+from sim.lab.engine import CheckOutcome, ExperimentOutcome, Feedback, LabSession
+from sim.lab.model import ExperimentRun, LabDef, QuestionStep, Step, TaskStep
+from sim.lab.progress import LabProgress, ProgressStore
+from sim.services.maildir import FOLDERS
+from sim.trace import TraceEvent
+from sim.tui.mail_view import Mailbox, lab_mailboxes
 
 __all__ = [
     "Catalog",
     "LabEntry",
     "TracingSession",
     "describe_minutes",
+    "describe_spent",
     "load_entries",
 ]
 
@@ -47,6 +53,79 @@ class TracingSession(LabSession):
         runs, self.runs = self.runs, []
         return runs
 
+    # -- what the screen asks beyond the engine ------------------------------------
+
+    def check(self, step: Step | str) -> CheckOutcome:
+        """The engine's check, except that a failing check reveals no hint by
+        itself: a hint appears only when the student asks for one (``h``).
+        The hint already shown, if any, is still returned."""
+        found = self.step(step)
+        if not isinstance(found, TaskStep):
+            return super().check(found)
+        before = self.progress.step(found.id).hints
+        outcome = super().check(found)
+        state = self.progress.step(found.id)
+        if state.hints != before:
+            state.hints = before
+            self.save()
+        return outcome if before else replace(outcome, hint=None)
+
+    def answer(self, step: Step | str, given: str | int) -> Feedback:
+        """The engine's judgement; the same multiple-choice answer given again
+        is not another attempt (the student pressed Enter twice, or came
+        back to read the feedback)."""
+        found = self.step(step)
+        state = self.progress.step(found.id)
+        before = (state.attempts, list(state.answers))
+        feedback = super().answer(found, given)
+        repeated = (
+            isinstance(found, QuestionStep)
+            and found.multiple_choice
+            and feedback.choice is not None
+            and feedback.choice in before[1]
+        )
+        if repeated and state.attempts > before[0]:
+            state.attempts, state.answers = before[0], before[1]
+            self.save()
+        return feedback
+
+    def try_run(self, run: ExperimentRun) -> ExperimentOutcome:
+        """A student's own experiment (the free experiment box): run, not judged."""
+        return self._execute(run, None)
+
+    def now(self) -> float | None:
+        lab = self.lab
+        if lab is None:
+            return None
+        now = getattr(lab, "now", None)
+        return float(now()) if callable(now) else None
+
+    def events_since(self, t: float | None) -> list[TraceEvent]:
+        """The lab-wide trace's events from lab time ``t`` on (what a change to
+        the lab caused: a flush, lab time passing); [] where the lab keeps no
+        such log."""
+        lab = self.lab
+        trace = getattr(lab, "trace", None) if lab is not None else None
+        if t is None or not callable(trace):
+            return []
+        return [e for e in trace() if e.t >= t]
+
+    def mailboxes(self) -> list[Mailbox]:
+        """Every mailbox of the lab's MXs with its messages, as stored now."""
+        lab = self.lab
+        if lab is None:
+            return []
+        nodes: dict[str, list[str]] = {}
+        for node, address in lab_mailboxes(self.topology):
+            nodes.setdefault(address, []).append(node)
+        out = []
+        for address, where in nodes.items():
+            for folder in FOLDERS:
+                messages = tuple(lab.mailbox(address, folder))
+                if messages or folder == "INBOX":
+                    out.append(Mailbox(", ".join(where), address, folder, messages))
+        return out
+
 
 @dataclass(frozen=True)
 class LabEntry:
@@ -59,6 +138,10 @@ class LabEntry:
     started: bool = False
     done: int = 0
     completed: bool = False
+    attempts: int = 0
+    hints: int = 0
+    #: Seconds from the first start to the last activity (or the end).
+    spent: float = 0.0
 
     @property
     def title(self) -> str:
@@ -121,9 +204,44 @@ def load_entries(
                 started=started,
                 done=done,
                 completed=bool(progress and progress.completed) or (started and done == len(ids)),
+                attempts=sum(s.attempts for s in progress.steps.values()) if progress else 0,
+                hints=sum(s.hints for s in progress.steps.values()) if progress else 0,
+                spent=time_spent(progress) if progress else 0.0,
             )
         )
     return entries
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+def time_spent(progress: LabProgress) -> float:
+    """The time the lab was open (counted by the TUI); for progress saved
+    before it was counted, from the first start to the end or the last
+    thing done."""
+    if progress.seconds > 0:
+        return progress.seconds
+    start = _epoch(progress.started)
+    end = _epoch(progress.completed) or _epoch(progress.updated)
+    if start is None or end is None:
+        return 0.0
+    return max(0.0, end - start)
+
+
+def describe_spent(seconds: float) -> str:
+    """``0:42`` (minutes:seconds) up to an hour, then ``1h05``; ``-`` for none."""
+    if seconds <= 0:
+        return "-"
+    minutes = round(seconds) // 60
+    if minutes < 60:
+        return f"{minutes}m" if minutes else f"{round(seconds)}s"
+    return f"{minutes // 60}h{minutes % 60:02d}"
 
 
 def describe_minutes(seconds: float) -> str:

@@ -137,6 +137,21 @@ def dns_nodes(topology: Topology) -> dict[str, tuple[str, ...]]:
     }
 
 
+def _start(
+    servers: Mapping[str, tuple[str, ...]], node: str | None, zone: str | None
+) -> tuple[str | None, str | None]:
+    """The (server, zone) to start on: ``zone`` where a server serves it
+    (``node`` first), else the first server's first zone."""
+    if zone is not None:
+        order = [node, *servers] if node in servers else list(servers)
+        for name in order:
+            if name is not None and zone in servers.get(name, ()):
+                return name, zone
+    first = next(iter(servers), None)
+    zones = servers.get(first, ()) if first is not None else ()
+    return first, zones[0] if zones else None
+
+
 # -- the widget ------------------------------------------------------------------------
 
 
@@ -173,12 +188,17 @@ class TaskForm(Vertical):
         topology: Topology,
         *,
         mode: str = "add",
+        node: str | None = None,
+        zone: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(id=id, classes=classes)
         self.topology = topology
         self.servers = dns_nodes(topology)
+        #: The server and zone the selectors start on: the ones the task
+        #: names (its reference solution's), else the first.
+        self.start_node, self.start_zone = _start(self.servers, node, zone)
         self.mode = mode if self.servers else "other"
         self._zone_text: dict[tuple[str, str], str] = {}
         self._loaded_editor: tuple[str, str] | None = None
@@ -194,7 +214,7 @@ class TaskForm(Vertical):
                     name=mode,
                     disabled=mode != "other" and not self.servers,
                 )
-        node = next(iter(self.servers), None)
+        node = self.start_node
         with Horizontal(id="where", classes="dns-only"):
             yield Label("Server", classes="field-label")
             yield Select(
@@ -209,7 +229,7 @@ class TaskForm(Vertical):
             yield Select(
                 [(z, z) for z in zones],
                 compact=True,
-                value=zones[0] if zones else Select.NULL,
+                value=self.start_zone if self.start_zone is not None else Select.NULL,
                 allow_blank=not zones,
                 id="zone",
             )
@@ -287,9 +307,11 @@ class TaskForm(Vertical):
         event.stop()
         zones = self.servers.get(self.node or "", ())
         select = self.query_one("#zone", Select)
+        keep = select.value
         select.set_options([(z, z) for z in zones])
         if zones:
-            select.value = zones[0]
+            # The zone chosen (the task's, at first) stays if this server has it.
+            select.value = keep if keep in zones else zones[0]
         self._want_zone()
         self.validate()
 

@@ -64,6 +64,7 @@ class TopoMap(Widget, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.network = network
         self.walks: list[Walk] = []
+        self.waits: list[TraceEvent] = []
         self._main: list[Walk] = []
 
     def show(
@@ -74,6 +75,9 @@ class TopoMap(Widget, can_focus=True):
     ) -> None:
         """Draw the walks of a trace (an empty trace: just the map)."""
         self.walks = walks_from_trace(events, self.network, result, source)
+        # A dropped connection's wait (sim.tui.tracefmt.add_waits): the map
+        # shows where it stopped, and this says how long nothing came back.
+        self.waits = [e for e in events if e.kind == "wait"]
         self._main = message_walks(self.walks)
         self.selected = 0
         self.refresh(layout=True)
@@ -128,4 +132,6 @@ class TopoMap(Widget, can_focus=True):
         heading.append("   [ ] step through every packet", style="dim")
         parts.append(heading)
         parts.extend(describe_walk(walk, styles) for walk in self.shown)
+        for wait in self.waits:
+            parts.append(Text(f"{wait.node}: {wait.summary}", style="yellow"))
         return Group(*parts)

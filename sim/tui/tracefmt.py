@@ -39,12 +39,15 @@ __all__ = [
     "AddressNames",
     "Entry",
     "Pane",
+    "add_waits",
     "entries_text",
     "events_from",
     "headline",
+    "lab_action_event",
     "lab_time",
     "layout",
     "pane_entries",
+    "relay_failure",
     "render_pane",
 ]
 
@@ -72,10 +75,11 @@ class Pane:
 PANES: tuple[Pane, ...] = (
     Pane("story", "Story", frozenset()),
     Pane("dns", "DNS", frozenset({"dns"})),
-    Pane("net", "Network", frozenset({"net"})),
-    Pane("smtp", "SMTP", frozenset({"smtp", "tls"})),
+    Pane("net", "Network", frozenset({"net", "wait"})),
+    # The mail protocols' dialogues: SMTP, and IMAP/POP3 where a client reads.
+    Pane("smtp", "SMTP", frozenset({"smtp", "tls", "imap", "pop3"})),
     Pane("checks", "Checks", frozenset({"check"})),
-    Pane("queue", "Queue", frozenset({"queue", "delivery"})),
+    Pane("queue", "Queue", frozenset({"queue", "delivery", "lab"})),
 )
 
 GOOD = "green"
@@ -92,6 +96,8 @@ _KIND_STYLE = {
     "queue": "green",
     "delivery": "green",
     "outcome": "bold",
+    "wait": "yellow",
+    "lab": "bold cyan",
 }
 
 _OUTCOME_STYLE = {
@@ -118,6 +124,127 @@ def events_from(data: Mapping[str, Any] | None) -> list[TraceEvent]:
             except (KeyError, TypeError, ValueError):
                 continue  # a malformed event is left out, not a crash
     return sorted(events, key=lambda e: e.t)
+
+
+#: The kinds made here, not by a service: a client's wait for an answer that
+#: never comes, and a change the student made to the lab (a flush, lab time
+#: passing) that caused what follows it.
+SYNTHETIC_KINDS = frozenset({"wait", "lab"})
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else lab_time(seconds, 0.0).lstrip("+")
+
+
+def add_waits(
+    events: Sequence[TraceEvent],
+    connect_timeout: float | None,
+    names: AddressNames | None = None,
+) -> list[TraceEvent]:
+    """The events, with a ``wait`` event where a client gave up on a dropped
+    connection: a DROP rule answers nothing, so the client only learns when
+    its own timer fires (``connect_timeout`` lab seconds later), whereas a
+    REJECT answers at once. Showing the wait as time is what tells them apart.
+
+    The time-out is where the client's own failure is in the trace (an SMTP
+    client's ``connect`` with no reply), else ``connect_timeout`` after the
+    drop; on the mininet backend the drop is observed at the time-out
+    (``observed: timeout``), so the wait ends there.
+    """
+    out = list(events)
+    for i, e in enumerate(events):
+        d = e.data
+        if e.kind != "net" or d.get("verdict") != "drop" or d.get("proto") != "tcp":
+            continue
+        peer = f"{d.get('dst')}:{d.get('port')}"
+        ended: TraceEvent | None = None
+        for later in events[i + 1 :]:
+            ld = later.data
+            if (
+                later.kind == "smtp"
+                and ld.get("role") == "client"
+                and ld.get("code") is None
+                and str(ld.get("command") or "") == f"connect {peer}"
+            ):
+                ended = later
+                break
+        if d.get("observed") == "timeout":
+            start, end = e.t - (connect_timeout or 0.0), e.t
+        elif ended is not None:
+            start, end = e.t, ended.t
+        elif connect_timeout is not None:
+            start, end = e.t, e.t + connect_timeout
+        else:
+            continue
+        waited = max(0.0, end - start)
+        summary = (
+            f"no answer from {peer} for {_seconds(waited)}, giving up "
+            "(a drop answers nothing; a reject would have answered at once)"
+        )
+        client = names(str(d.get("src"))) if names is not None else None
+        node = ended.node if ended is not None else client or str(d.get("src"))
+        # Just before the client's own failure line, so that it reads first;
+        # after the drop where the drop was only seen at the time-out.
+        at = end + 0.0005 if d.get("observed") == "timeout" else end - 0.0005
+        out.append(
+            TraceEvent(
+                round(at, 4),
+                "wait",
+                node,
+                summary,
+                {"peer": peer, "waited": waited, "src": d.get("src"), "dst": d.get("dst")},
+            )
+        )
+    return sorted(out, key=lambda ev: ev.t)
+
+
+def with_waits(
+    data: Mapping[str, Any] | None,
+    connect_timeout: float | None,
+    names: AddressNames | None = None,
+) -> Mapping[str, Any] | None:
+    """A result's JSON with :func:`add_waits` applied to its trace (once)."""
+    if not data or not data.get("trace"):
+        return data
+    events = events_from(data)
+    if any(e.kind == "wait" for e in events):
+        return data
+    waited = add_waits(events, connect_timeout, names)
+    if len(waited) == len(events):
+        return data
+    return {**data, "trace": [e.to_json() for e in waited]}
+
+
+def lab_action_event(t: float, what: str, yours: bool = True) -> TraceEvent:
+    """A marker for a change the student made (``settle: 1h``, a flush): what
+    follows it in the trace happened because of it. ``yours=False``: lab
+    time ran on by itself (a retry fell due while the student read)."""
+    if yours:
+        return TraceEvent(t, "lab", "you", f"{what} (your change to the lab)", {"action": what})
+    return TraceEvent(t, "lab", "lab", what, {"action": None})
+
+
+_FAILURES = (
+    ("refused", "connection refused"),
+    ("timed out", "connection timed out"),
+    ("unreachable", "host unreachable"),
+    ("no route", "no route to the host"),
+    ("no mx", "no mail server found"),
+    ("nxdomain", "the domain does not exist"),
+)
+
+
+def relay_failure(data: Mapping[str, Any]) -> str | None:
+    """For a relay's ``deferred``/``bounced`` event whose reply no server sent
+    (``remote_mta`` empty: the connection never opened), what happened in the
+    relay's own words (``connection refused``), else None."""
+    reply = data.get("reply")
+    if data.get("remote_mta") or not isinstance(reply, Mapping):
+        return None
+    text = str(reply.get("text") or "").lower()
+    if not any(word in text for word in ("connect", "timed out", "unreachable", "route", "mx")):
+        return None
+    return next((label for word, label in _FAILURES if word in text), "no connection")
 
 
 def lab_time(t: float, t0: float) -> str:
@@ -180,7 +307,15 @@ def headline(data: Mapping[str, Any] | None) -> Text:
     if stage:
         text.append(f" at {stage}")
     reply = data.get("reply")
-    if isinstance(reply, Mapping) and reply.get("code") is not None:
+    own = _relay_own(data)
+    if own is not None:
+        failure, enhanced = own
+        text.append(f": {failure}", style=WARN)
+        text.append(
+            f"\nno server answered: the relay records {enhanced} itself and will retry",
+            style=DIM,
+        )
+    elif isinstance(reply, Mapping) and reply.get("code") is not None:
         said = " ".join(str(reply[k]) for k in ("code", "enhanced", "text") if reply.get(k))
         text.append("  ")
         text.append(said, style=_code_style(reply.get("code")))
@@ -189,6 +324,13 @@ def headline(data: Mapping[str, Any] | None) -> Text:
     verdict = data.get("verdict")
     if isinstance(verdict, Mapping) and verdict.get("verdict") not in (None, "accept"):
         text.append(f"\n{verdict.get('explanation') or verdict.get('verdict')}", style=BAD)
+        wait = next((e for e in events_from(data) if e.kind == "wait"), None)
+        if wait is not None:
+            waited = float(wait.data.get("waited") or 0.0)
+            text.append(f"\n{lab_time(wait.t, _t0(events_from(data)))} ", style=DIM)
+            text.append(
+                f"no answer for {_seconds(waited)}, giving up (dropped, not rejected)", style=WARN
+            )
     elif outcome != "delivered" and _first_error(data):
         text.append(f"\n{_first_error(data)}", style=BAD)
     checks = data.get("checks")
@@ -200,6 +342,20 @@ def headline(data: Mapping[str, Any] | None) -> Text:
             text.append(f"{name} ")
             text.append(str(result), style=_result_style(str(result)))
     return text
+
+
+def _relay_own(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(what failed, the enhanced code the relay recorded) when the result's
+    reply was made up by the relay because no server answered."""
+    if data.get("outcome") not in ("deferred", "bounced"):
+        return None
+    for e in events_from(data):
+        if e.kind == "queue" and e.data.get("event") in ("deferred", "bounced"):
+            failure = relay_failure(e.data)
+            reply = e.data.get("reply")
+            if failure is not None and isinstance(reply, Mapping):
+                return failure, str(reply.get("enhanced") or reply.get("code"))
+    return None
 
 
 def _read_headline(data: Mapping[str, Any], text: Text) -> Text:
@@ -312,7 +468,13 @@ def story_entries(
 ) -> list[Entry]:
     t0 = _t0(events) if t0 is None else t0
     out: list[Entry] = []
+    previous: float | None = None
     for e in events:
+        if previous is not None and e.t - previous >= GAP and e.kind != "wait":
+            # Lab time that passed with nothing happening: a retry's wait, a
+            # time-out. Shown, so that time itself is part of the story.
+            out.append(("", 0, Text(f"⋮ {_seconds(e.t - previous)} of lab time pass", style=DIM)))
+        previous = e.t
         text = Text()
         text.append(f"{e.kind:<5} ", style=_KIND_STYLE.get(e.kind, ""))
         text.append(f"{e.node:<9} ", style="bold")
@@ -321,8 +483,16 @@ def story_entries(
     return out
 
 
+#: Lab seconds without an event that the Story shows as a pause.
+GAP = 5.0
+
+
 def _event_style(e: TraceEvent) -> str:
     d = e.data
+    if e.kind == "wait":
+        return WARN
+    if e.kind == "lab":
+        return "bold"
     if e.kind == "net" and d.get("verdict") not in (None, "accept"):
         return BAD
     if e.kind == "smtp" and isinstance(d.get("code"), int):
@@ -410,6 +580,11 @@ def net_entries(
             groups.append((e, 1))
     for e, count in groups:
         d = e.data
+        if e.kind == "wait":
+            line = Text("✗ timeout ", style=f"bold {WARN}")
+            line.append(e.summary)
+            out.append((_t(e, t0), 0, line))
+            continue
         verdict = str(d.get("verdict") or "?")
         mark, style = _VERDICT_MARK.get(verdict, ("·", ""))
         line = Text()
@@ -465,6 +640,24 @@ def smtp_entries(
                 tls.append(" (certificate not verified)", style=DIM)
             out.append(("", 2, tls))
             continue
+        if e.kind in ("imap", "pop3") and d.get("role") == "client":
+            key = (e.node, str(d.get("peer")))
+            if key != conversation:
+                conversation = key
+                if out:
+                    out.append(_BLANK)
+                header = Text(f"{e.node} → {_who(d.get('peer'), names)}", style="bold")
+                header.append(f"  {e.kind.upper()}", style=DIM)
+                out.append((_t(e, t0), 0, header))
+            if d.get("command"):
+                out.append(("", 2, Text("C: ", style=DIM) + Text(str(d["command"]))))
+            for line in list(d.get("lines") or [])[:5]:
+                out.append(("", 2, Text("S: ", style=DIM) + Text(str(line), style=DIM)))
+            status = str(d.get("status") or "")
+            style = GOOD if status in ("OK", "+OK") else BAD if status else ""
+            response = str(d.get("response") or "(no answer)")
+            out.append(("", 2, Text("S: ", style=DIM) + Text(response, style=style)))
+            continue
         if d.get("role") != "client":
             # A server's own note (a submission service accepting AUTH...).
             note = Text(f"· {e.node}: {_first_line(e.summary)}", style=DIM)
@@ -484,12 +677,56 @@ def smtp_entries(
             out.append(("", 2, Text(f"(TCP connection to {command[8:]})", style=DIM)))
         else:
             out.append(("", 2, Text("C: ", style=DIM) + Text(command)))
+        for line_sent in shown_headers([str(h) for h in d.get("headers") or []]):
+            out.append(("", 5, _header_text(line_sent)))
         if code is None:
-            out.append(("", 2, Text(f"✗  {reply}", style=BAD)))
+            # No server said this: the client's own account of a failure
+            # (refused, timed out), never an SMTP reply.
+            out.append(("", 2, Text(f"✗  no reply: {reply}", style=BAD)))
             continue
         for line in _reply_lines(code, d.get("enhanced"), reply):
             out.append(("", 2, Text("S: ", style=DIM) + Text(line, style=_code_style(code))))
     return out
+
+
+#: The header fields the SMTP pane shows of a message sent at DATA (what the
+#: receiver's checks read: From: for DMARC, DKIM-Signature for DKIM...).
+SHOWN_HEADERS = (
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "dkim-signature",
+    "arc-seal",
+    "arc-message-signature",
+    "arc-authentication-results",
+    "reply-to",
+    "sender",
+)
+
+
+def _header_text(line: str) -> Text:
+    name, _, value = line.partition(":")
+    text = Text(f"{name}:", style="bold")
+    if name.strip().lower() == "dkim-signature":
+        # The tags a student reads (d=, s=, h=); the base64 of b= and bh= cut.
+        tags = []
+        for tag in value.split(";"):
+            key, sep, data = tag.strip().partition("=")
+            data = " ".join(data.split())
+            if key in ("b", "bh") and len(data) > 12:
+                data = data[:12] + "…"
+            tags.append(f"{key}{sep}{data}")
+        text.append(" " + "; ".join(t for t in tags if t))
+        return text
+    text.append(value)
+    return text
+
+
+def shown_headers(lines: Sequence[str]) -> list[str]:
+    """The header lines the SMTP pane shows, in the message's order."""
+    return [h for h in lines if h.partition(":")[0].strip().lower() in SHOWN_HEADERS]
 
 
 _GOOD_RESULTS = {"pass", "notlisted", "exempt", "ok"}
@@ -559,11 +796,31 @@ def queue_entries(
         if e.kind == "delivery":
             folder = str(d.get("folder") or "inbox")
             line.append(f"{'stored':<10}", style=WARN if folder == "junk" else GOOD)
+        elif e.kind == "lab":
+            line.append(_first_line(e.summary), style="bold")
+            out.append((_t(e, t0), 0, line))
+            continue
         else:
             event = str(d.get("event") or "?")
             style = {"deferred": WARN, "warning": WARN, "bounced": BAD}.get(event, GOOD)
             line.append(f"{event:<10}", style=f"bold {style}")
         line.append(f"{e.node}: ", style="bold")
-        line.append(_first_line(e.summary))
+        failure = relay_failure(d) if e.kind == "queue" else None
+        if failure is not None:
+            reply = d.get("reply") or {}
+            who = f"<{d['rcpt']}> " if d.get("rcpt") else ""
+            line.append(f"{who}{failure}: no server answered; ")
+            line.append(
+                f"the relay records {reply.get('code')} {reply.get('enhanced') or ''}".rstrip(),
+                style=WARN,
+            )
+        else:
+            line.append(_first_line(e.summary))
         out.append((_t(e, t0), 0, line))
+        nxt = d.get("next_attempt")
+        if isinstance(nxt, int | float) and e.kind == "queue":
+            when = lab_time(float(nxt), t0)
+            out.append(
+                ("", 10, Text(f"next attempt at {when} (in {_seconds(nxt - e.t)})", style=DIM))
+            )
     return out
