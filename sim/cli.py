@@ -126,7 +126,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     if args.port is not None:
         argcheck.port(args.port, what="--port")
     argcheck.node(topology, args.node, what="--from", hosts_only=True)
-    if args.via != "direct":
+    if args.via not in (None, "direct"):  # (None: the parameter's default, direct)
         argcheck.host(args.via, what="--via")
         if not argcheck.is_ipv4(args.via):
             argcheck.node(topology, args.via, what="--via")

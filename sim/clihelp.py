@@ -76,6 +76,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "maillab new topology my-net --dir course/topologies",
     ),
     "new lab": ("maillab new lab my-lab", "maillab new lab 11-greylisting --topology reliability"),
+    "serve": (
+        "maillab serve",
+        "maillab serve --port 0",
+        "maillab serve --host 127.0.0.1 --port 8000 --labs-dir my-course/labs",
+    ),
     "completion": (
         "maillab completion bash > ~/.local/share/bash-completion/completions/maillab",
         'maillab completion zsh > "${fpath[1]}/_maillab"',

@@ -99,6 +99,11 @@ COMMANDS: tuple[Command, ...] = (
     _c("relay", "footer", "append text to each message after DKIM signing (None: stop)",
        'lab.control("smtp-isp", "relay", "footer", text="-- scanned")',
        Arg("text", "the footer, or None", False)),
+    _c("relay", "dkim_key", "the public key the relay signs with, as a TXT value to publish",
+       'lab.control("smtp-isp", "relay", "dkim_key", domain="home.example", selector="s1")',
+       Arg("domain", "the signing domain (d=)", True), Arg("selector", "the selector (s=)", True)),
+    _c("mx", "dmarc_reports", "end the DMARC reporting period now: mail the aggregate reports",
+       'lab.control("mx-qq", "mx", "dmarc_reports")'),
     _c("mailbox", "status", "users, message counts per folder, open sessions",
        'lab.control("imap-host", "mailbox", "status")'),
 )  # fmt: skip

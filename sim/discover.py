@@ -65,7 +65,9 @@ def find_topology(name: str | Path) -> Path:
     every place it looked (and the closest topology names found there).
     """
     given = Path(name)
-    if given.is_file():
+    if given.exists():
+        # Something is there: the loader says what is wrong with it if it is
+        # no topology file (a directory, a device, a FIFO), not "no such topology".
         return given
     bare = len(given.parts) == 1
     filename = given.name if given.suffix in (".yaml", ".yml") else f"{given.name}.yaml"

@@ -36,11 +36,6 @@ NO_LOGIN = (
 DEFAULT_PORT = 8000
 
 EPILOG = """\
-examples:
-  maillab serve                      # http://127.0.0.1:8000/, this machine only
-  maillab serve --port 0             # any free port; the address is printed
-  ssh -L 8000:127.0.0.1:8000 HOST    # on your laptop: reach a server's labs safely
-
 There is no login: each browser tab that opens the page gets its own maillab
 process running as the user who started the server. Keep it on loopback; for a
 class use JupyterHub (docs/classroom.md)."""

@@ -121,10 +121,9 @@ def test_docs_cli_md_is_generated_from_the_parser() -> None:
 
 
 def test_spelled_out_choices_match_their_modules() -> None:
-    from sim import graphdraw, read
+    from sim import graphdraw
 
     assert graphcmd.FORMATS == graphdraw.FORMATS
-    assert readcmd.PROTOCOLS == read.PROTOCOLS
 
 
 def test_building_the_parser_loads_no_lab_machinery() -> None:
@@ -247,7 +246,7 @@ def test_bash_completes_topology_files(bash_script: Path, on_path: dict[str, str
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
 def test_zsh_and_fish_scripts_complete_labs_and_nodes(shell: str) -> None:
-    text = script(shell)
+    text = script(shell, build_parser())
     assert "__complete labs" in text and "__complete nodes" in text
     assert "completion" in text and "--password-file" in text
     program = shutil.which(shell)

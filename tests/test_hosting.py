@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import sim
-from sim.errors import BackendError
+from sim.errors import BackendError, ServiceError
 from sim.hosting.backend import BACKENDS, backend_class
 from sim.services import registry
 
@@ -40,7 +40,7 @@ def test_a_service_only_mininet_hosts_is_refused_by_local_in_one_line(
 
 def test_control_of_a_service_the_node_does_not_run_names_both(home_isp_path: Path) -> None:
     with sim.start(sim.load_topology(home_isp_path)) as lab:
-        with pytest.raises(BackendError, match="laptop runs no relay service"):
+        with pytest.raises(ServiceError, match="laptop runs no 'relay' service"):
             lab.control("laptop", "relay", "queue")
         assert lab.control("smtp-isp", "relay", "queue")["entries"] == []
 

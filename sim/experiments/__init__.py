@@ -187,7 +187,9 @@ class Connect(Experiment):
     kind: ClassVar[str] = "connect"
     noun: ClassVar[str] = "a TCP connection"
     host: str = field(metadata=param(Str(), "a lab address or a name", positional=True))
-    port: int = field(metadata=param(Int(minimum=1, maximum=65535), positional=True))
+    port: int = field(
+        metadata=param(Int(minimum=1, maximum=65535), "a TCP port, e.g. 25", positional=True)
+    )
     read_banner: bool = True
 
     def describe(self, node: str) -> str:

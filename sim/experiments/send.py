@@ -164,8 +164,11 @@ class Send(Experiment):
         default=None, metadata=param(Str(), "AUTH user (with `via`)", metavar="U")
     )
     password: str | None = field(default=None, metadata=param(Str(), "AUTH password", metavar="P"))
-    subject: str = field(default="Hello from maillab", metadata=param(Str()))
-    body: str = field(default="This is a test message.\n", metadata=param(Str(min_length=0)))
+    subject: str = field(default="Hello from maillab", metadata=param(Str(), "the Subject: header"))
+    body: str = field(
+        default="This is a test message.\n",
+        metadata=param(Str(min_length=0), "the message text"),
+    )
     headers: tuple[tuple[str, str], ...] = field(
         default=(),
         metadata=param(

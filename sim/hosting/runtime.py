@@ -26,7 +26,7 @@ from sim.clock import parse_duration
 from sim.experiments import Connect, ConnectResult, Dig, DigResult, Experiment, ExperimentResult
 from sim.experiments.params import from_args
 from sim.hosting.backend import BACKENDS as BACKEND_CLASSES
-from sim.hosting.backend import Backend, backend_class
+from sim.hosting.backend import Backend, backend_class, check_hostable
 from sim.labhelpers import LabHelpers
 from sim.net.api import Endpoint
 from sim.topology.model import FirewallRule, Topology
@@ -62,7 +62,11 @@ class Lab(LabHelpers):
     @property
     def topology(self) -> Topology:
         """The running topology: what the services see (the relays' DKIM keys
-        published) with the firewall rules changed since start."""
+        published) with the firewall rules changed since start.
+
+        >>> [n.name for n in lab.topology.hosts()]
+        ['laptop', 'ns', 'mx-qq', 'smtp-isp']
+        """
         return self.backend.topology
 
     # -- experiments --------------------------------------------------------
@@ -375,6 +379,7 @@ def start(
 
         topology = load_topology(find_topology(topology))
     cls = backend_class(backend)  # an unknown backend: one line, before anything is made
+    check_hostable(topology, backend)  # a service this backend cannot run: the same
     if as_node is not None:
         from sim.labhelpers import check_node_name
 

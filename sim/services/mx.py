@@ -465,7 +465,7 @@ class MxServer(Service):
             return self.status()
         raise ServiceError(
             f"mx has no control command {command!r} (down, up, set_check, greylist, "
-            "greylist_clear, mailbox, status)"
+            "greylist_clear, mailbox, status, dmarc_reports)"
         )
 
     def status(self) -> dict[str, Any]:

@@ -700,6 +700,8 @@ def router_order(network: LabNetwork) -> list[str]:
     A chain is drawn in chain order; otherwise the best connected router goes
     in the middle with its neighbours alternating left and right.
     """
+    import networkx as nx  # (drawings only: loading a topology needs none)
+
     routers = [r.name for r in network.topology.routers()]
     rank = {name: i for i, name in enumerate(routers)}
     graph: nx.Graph = nx.Graph()
