@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sim import graphcmd, readcmd
+from sim import graphcmd
 from sim.cli import NO_TERMINAL, build_parser, main
 from sim.clidoc import DOC, render
 from sim.clihelp import EXAMPLES, walk
