@@ -51,7 +51,8 @@ from sim.lab.spec import (
     suggest,
 )
 from sim.resolve import qtype_code
-from sim.topology.model import CheckAction, CheckName, RejectWith, Topology
+from sim.services import checks as checks_registry
+from sim.topology.model import CheckAction, RejectWith, Topology
 from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ __all__ = [
     "resolver_node",
 ]
 
-CHECKS: tuple[str, ...] = get_args(CheckName)
+CHECKS: tuple[str, ...] = checks_registry.names()
 CHECK_ACTIONS: tuple[str, ...] = get_args(CheckAction)
 #: What a router's firewall rule may do (sim.topology.model.FirewallRule).
 FIREWALL_ACTIONS = ("accept", "drop", "reject")

@@ -73,19 +73,21 @@ from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from functools import lru_cache, partial
-from typing import Any, AnyStr, ClassVar, Literal, TypeVar, get_args
+from typing import Any, AnyStr, ClassVar, Literal, TypeVar
 
-from sim.auth.dkim import verify_dkim
-from sim.auth.dmarc import check_dmarc_authors
 from sim.auth.headers import authentication_results
 from sim.auth.replay import Memo, replay
 from sim.auth.result import CheckResult, Lookup
-from sim.auth.spf import check_spf
 from sim.clock import parse_duration
 from sim.errors import ServiceError
 from sim.net.api import Endpoint
 from sim.resolve import DnsAnswer, Resolver
+from sim.services import checks as registry
 from sim.services.base import NodeContext, Service
+from sim.services.checks import dkim as dkim_check
+from sim.services.checks import dmarc as dmarc_check
+from sim.services.checks import spf as spf_check
+from sim.services.checks.base import ALL_ACTIONS, Check, CheckInput, Stage
 from sim.services.greylist import Greylist
 from sim.services.maildir import Maildir, mail_root
 from sim.services.mxchecks import (
@@ -100,17 +102,18 @@ from sim.services.mxchecks import (
 from sim.services.policy import Decision, Judgement, decide, judge
 from sim.services.replies import enhance, reply
 from sim.services.smtpbase import LabSMTP, fault_sink, idle_timeout
-from sim.topology.model import CheckAction, CheckName, CheckPolicy, MxService
+from sim.topology.model import CheckAction, CheckPolicy, MxService
 
 __all__ = ["Connection", "MxHandler", "MxSMTP", "MxServer", "Route", "Transaction"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Checks that need the message, run after DATA.
-MESSAGE_CHECKS = ("dkim", "dmarc")
-ACTIONS: tuple[str, ...] = get_args(CheckAction)
-CHECKS: tuple[str, ...] = get_args(CheckName)
+#: Checks that need the message, run after DATA (their modules say so).
+MESSAGE_CHECKS = tuple(c.name for c in registry.all_checks() if c.scope == "message")
+#: Checks the MX keeps with the transaction, not the connection.
+_TX_SCOPES = ("envelope", "session", "message", "generic")
+ACTIONS: tuple[str, ...] = ALL_ACTIONS
 
 # RFC 5321 §4.4: the "id" clause of a Received field (the sender's queue id).
 _RECEIVED_ID = re.compile(r"\bid\s+([A-Za-z0-9._-]+)", re.IGNORECASE)
@@ -154,6 +157,8 @@ class Transaction:
     mail_from: str
     judgements: list[Judgement] = field(default_factory=list)
     spf: CheckResult | None = None
+    #: The judgements of the RCPT-stage generic checks, once evaluated.
+    generic: list[Judgement] | None = None
     recipients: list[tuple[str, str]] = field(default_factory=list)
     #: (recipient, address it forwards to): aliases sent on by the relay.
     forwards: list[tuple[str, str]] = field(default_factory=list)
@@ -303,6 +308,11 @@ class MxServer(Service):
         self.forwards = {local.lower(): target for local, target in config.forward}
         #: The checks in the order they run, with their actions (``set_check`` edits it).
         self.checks: list[CheckPolicy] = list(config.checks)
+        #: Checks evaluated through their module's ``evaluate``, by stage
+        #: (computed when the checks change, not per message).
+        self.generic: dict[str, tuple[tuple[Check, CheckAction], ...]] = _generic_by_stage(
+            self.checks
+        )
         self.greylist: Greylist | None = (
             Greylist(config.greylist) if config.greylist is not None else None
         )
@@ -465,14 +475,20 @@ class MxServer(Service):
     def _set_check(self, args: dict[str, Any]) -> dict[str, Any]:
         check = str(args.get("check", "")).lower()
         action = str(args.get("action", "")).lower()
-        if check not in CHECKS:
-            raise ServiceError(f"mx set_check: unknown check {check!r} ({', '.join(CHECKS)})")
+        names = registry.names()
+        spec = registry.get(check)
+        if spec is None or not spec.listed:
+            raise ServiceError(f"mx set_check: unknown check {check!r} ({', '.join(names)})")
         if action not in (*ACTIONS, "off"):
             raise ServiceError(
                 f"mx set_check: unknown action {action!r} ({', '.join(ACTIONS)}, off)"
             )
-        if action == "policy" and check != "dmarc":
-            raise ServiceError("mx set_check: action 'policy' is for dmarc only")
+        if action != "off" and action not in spec.actions:
+            if action == "policy":
+                raise ServiceError("mx set_check: action 'policy' is for dmarc only")
+            raise ServiceError(
+                f"mx set_check: {check} takes {', '.join(spec.actions)}, not {action!r}"
+            )
         updated: list[CheckPolicy] = []
         found = False
         for policy in self.checks:
@@ -485,6 +501,7 @@ class MxServer(Service):
         if not found and action != "off":
             updated.append(CheckPolicy(check, action))  # type: ignore[arg-type]
         self.checks = updated
+        self.generic = _generic_by_stage(updated)
         return {"checks": [{"check": p.check, "action": p.action} for p in self.checks]}
 
     def _set_greylist(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -627,6 +644,12 @@ class MxHandler:
             decision = decide([judgement], "mail")
             if not decision.accepted and decision.reply is not None:
                 return decision.reply.line
+        if self.mx.generic.get("mail"):
+            found = await self._generic(conn, tx, "mail", str(session.host_name or ""), None)
+            tx.judgements += found
+            decision = decide(found, "mail")
+            if not decision.accepted and decision.reply is not None:
+                return decision.reply.line
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.mx_tx = tx
@@ -655,6 +678,8 @@ class MxHandler:
         helo = str(session.host_name or "")
         current = await self._client_judgements(conn, helo)
         current += await self._spf_judgements(conn, tx, helo)
+        if self.mx.generic.get("rcpt"):
+            current += await self._rcpt_generic(conn, tx, helo)
         decision = decide(current, "rcpt")
         postmaster = route.kind == "postmaster"
         if not decision.accepted:
@@ -846,6 +871,42 @@ class MxHandler:
             judgement = judge(tx.spf, action, "rcpt", ip=conn.ip, helo=helo)
         return [judgement]
 
+    async def _generic(
+        self, conn: Connection, tx: Transaction, stage: Stage, helo: str, content: bytes | None
+    ) -> list[Judgement]:
+        """The checks of ``stage`` that only their module knows how to
+        evaluate (:attr:`Check.evaluate`): evaluated, judged, reported."""
+        lookup = self.mx.lookup_for(conn.trace_id)
+        rcpts = tuple(a for a, _ in tx.recipients)
+        given = CheckInput(conn.ip, helo, tx.mail_from, rcpts, content, lookup)
+        out: list[Judgement] = []
+        for spec, action in self.mx.generic.get(stage, ()):
+            assert spec.evaluate is not None
+            try:
+                results = await spec.evaluate(given)
+            except Exception as err:  # a broken check must not break the session
+                log.exception("mx: check %s failed", spec.name)
+                results = [
+                    CheckResult(spec.name, "temperror", f"{spec.name} could not run: {err}.", {})
+                ]
+            for result in results:
+                judgement = judge(result, action, stage, ip=conn.ip, helo=helo)
+                self.mx.emit_check(conn, judgement)
+                out.append(judgement)
+        return out
+
+    async def _rcpt_generic(self, conn: Connection, tx: Transaction, helo: str) -> list[Judgement]:
+        """RCPT-stage generic checks: once per transaction (like SPF), then
+        judged again with the actions in force for each recipient."""
+        if tx.generic is None:
+            tx.generic = await self._generic(conn, tx, "rcpt", helo, None)
+            tx.judgements += tx.generic
+            return list(tx.generic)
+        actions = {spec.name: action for spec, action in self.mx.generic.get("rcpt", ())}
+        return [
+            judge(j.result, actions.get(j.check), "rcpt", ip=conn.ip, helo=helo) for j in tx.generic
+        ]
+
     # -- DATA -------------------------------------------------------------------------
 
     async def handle_DATA(self, server: MxSMTP, session: Any, envelope: Any) -> str:
@@ -894,7 +955,10 @@ class MxHandler:
                 dmarc_action is not None,
                 mx.config.dmarc_discovery,
             )
-        done = self._judge(conn, tx, helo, checks, headers, message)
+        extra: list[Judgement] = []
+        if mx.generic.get("data"):
+            extra = await self._generic(conn, tx, "data", helo, content)
+        done = self._judge(conn, tx, helo, checks, headers, message, extra)
         for judgement in done.emitted:
             mx.emit_check(conn, judgement)
         tx.judgements.extend(done.to_tx)
@@ -949,8 +1013,9 @@ class MxHandler:
         for X.7.26."""
         out: list[Judgement] = []
         for policy in checks:
-            if policy.check in ("spf", "tls", *MESSAGE_CHECKS):
-                continue  # in tx.judgements
+            spec = registry.get(policy.check)
+            if spec is None or spec.scope in _TX_SCOPES:
+                continue  # in tx.judgements (or judged at DATA)
             if policy.check == "helo":
                 results = [conn.helo[helo]] if helo in conn.helo else []
             else:
@@ -966,6 +1031,7 @@ class MxHandler:
         checks: tuple[CheckPolicy, ...],
         headers: _Headers,
         message: _MessageChecks | None,
+        extra: Sequence[Judgement] = (),
     ) -> _DataDone:
         """The judgements of the message checks and the decision at DATA.
         Emits nothing (the caller does)."""
@@ -991,6 +1057,8 @@ class MxHandler:
                 emitted.append(judgement)
                 current.append(judgement)
             current = _in_order(current, checks)
+        if extra:
+            current = _in_order([*current, *extra], checks)
         # The DKIM results without an action of their own count as earlier ones.
         earlier = self._earlier(conn, tx, helo, checks) + to_tx
         decision = decide(current, "data", earlier)
@@ -1011,7 +1079,8 @@ class MxHandler:
         emits nothing (it may run in a worker thread)."""
         mx = self.mx
         decision, judgements = done.decision, done.judgements
-        results = [j.result for j in judgements if j.check in ("spf", "dkim", "dmarc")]
+        ar_checks = registry.with_clause()
+        results = [j.result for j in judgements if j.check in ar_checks]
         runs_iprev = _action(checks, "ptr") is not None or _action(checks, "fcrdns") is not None
         if conn.rdns is not None and runs_iprev:
             # One iprev clause for the A-R header (RFC 8601 §3): the
@@ -1138,16 +1207,8 @@ async def _client_checks_async(
     return rdns, found
 
 
-def _spf_safely(ip: str, mail_from: str, helo: str, lookup: Lookup) -> CheckResult:
-    try:
-        return check_spf(ip, mail_from, helo, lookup)
-    except Exception as err:  # garbage from the client must not crash the session
-        return CheckResult(
-            "spf",
-            "permerror",
-            f"SPF could not be evaluated for MAIL FROM {mail_from!r} / HELO {helo!r}: {err}.",
-            {"ip": ip, "mail_from": mail_from, "helo": helo, "domain": ""},
-        )
+#: SPF, never raising (the spf check's evaluation; the name is older).
+_spf_safely = spf_check.evaluate
 
 
 #: The message checks' results: DKIM (one per signature) and DMARC (or None).
@@ -1163,7 +1224,7 @@ async def _message_checks(
     discovery: Any,
 ) -> _MessageChecks:
     """DKIM (every signature) and DMARC, on the event loop."""
-    dkim = await lookup.run(partial(verify_dkim, content))
+    dkim = await lookup.run(partial(dkim_check.evaluate, content))
     if not want_dmarc:
         return dkim, None
     # What DMARC reads of the other results (RFC 9989 §4.4): SPF's result and
@@ -1183,26 +1244,20 @@ async def _message_checks(
             for r in dkim
         ),
     )
-    check = partial(_dmarc_safely, from_fields, spf, dkim, discovery)
+    check = partial(dmarc_check.evaluate, from_fields, spf, dkim, discovery)
     return dkim, await lookup.run(check, key=key)
 
 
-def _dmarc_safely(
-    from_fields: tuple[str, ...],
-    spf: CheckResult | None,
-    dkim: list[CheckResult],
-    discovery: Any,
-    lookup: Lookup,
-) -> CheckResult:
-    try:
-        return check_dmarc_authors(from_fields, spf, dkim, lookup, discovery=discovery)
-    except Exception as err:  # garbage from the client must not crash the session
-        return CheckResult(
-            "dmarc",
-            "permerror",
-            f"DMARC could not be evaluated for From: {', '.join(from_fields)!r}: {err}.",
-            {"from_fields": len(from_fields)},
-        )
+def _generic_by_stage(
+    policies: Sequence[CheckPolicy],
+) -> dict[str, tuple[tuple[Check, CheckAction], ...]]:
+    """The configured checks the MX evaluates through their module, by stage."""
+    table: dict[str, list[tuple[Check, CheckAction]]] = {}
+    for policy in policies:
+        spec = registry.get(policy.check)
+        if spec is not None and spec.scope == "generic" and spec.evaluate is not None:
+            table.setdefault(spec.stage, []).append((spec, policy.action))
+    return {stage: tuple(found) for stage, found in table.items()}
 
 
 def _action(checks: Sequence[CheckPolicy], check: str) -> CheckAction | None:
