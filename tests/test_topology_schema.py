@@ -284,6 +284,7 @@ SAMPLES: dict[str, list[Any]] = {
     ],
     "positive number": [60, 0.5, 0, -1, "60", True],
     "score": [4, -1.5, 0, "4", True],
+    "return code": ["127.0.0.2", "127.0.0.10", "127.0.0.1", "10.0.0.1", 2],
     "port": [1, 587, 65535, 0, 65536, "587", True, 2.5],
     "port range": [
         25,

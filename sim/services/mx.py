@@ -99,10 +99,12 @@ from sim.services.mxchecks import (
     ptr_result,
     reverse_dns_async,
 )
+from sim.services.mxscore import Score, Weights, score
+from sim.services.mxscore import apply as apply_score
 from sim.services.policy import Decision, Judgement, decide, judge
 from sim.services.replies import enhance, reply
 from sim.services.smtpbase import LabSMTP, fault_sink, idle_timeout
-from sim.topology.model import CheckAction, CheckPolicy, MxService
+from sim.topology.model import CheckAction, CheckPolicy, MxService, Scoring
 
 __all__ = ["Connection", "MxHandler", "MxSMTP", "MxServer", "Route", "Transaction"]
 
@@ -313,6 +315,10 @@ class MxServer(Service):
         self.generic: dict[str, tuple[tuple[Check, CheckAction], ...]] = _generic_by_stage(
             self.checks
         )
+        #: The scoring table (None: the checks' actions alone decide).
+        self.weights: Weights | None = (
+            Weights(config.scoring) if config.scoring is not None else None
+        )
         self.greylist: Greylist | None = (
             Greylist(config.greylist) if config.greylist is not None else None
         )
@@ -470,6 +476,7 @@ class MxServer(Service):
             "tls": self._tls is not None,
             "max_size": self.config.max_size,
             "down": self.down,
+            "scoring": _scoring_json(self.config.scoring),
         }
 
     def _set_check(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -961,6 +968,10 @@ class MxHandler:
         done = self._judge(conn, tx, helo, checks, headers, message, extra)
         for judgement in done.emitted:
             mx.emit_check(conn, judgement)
+        if done.score is not None:
+            data = done.score.event_data()
+            summary = f"score {data['result']}: {data['explanation']}"
+            mx.ctx.emit(conn.trace_id, "check", summary, client=conn.ip, **data)
         tx.judgements.extend(done.to_tx)
         decision = done.decision
         if not decision.accepted:
@@ -1062,7 +1073,11 @@ class MxHandler:
         # The DKIM results without an action of their own count as earlier ones.
         earlier = self._earlier(conn, tx, helo, checks) + to_tx
         decision = decide(current, "data", earlier)
-        return _DataDone(decision, emitted, to_tx, headers, [*earlier, *current])
+        scored: Score | None = None
+        if self.mx.weights is not None:
+            scored = score(self.mx.weights, [*earlier, *current])
+            decision = apply_score(decision, scored)
+        return _DataDone(decision, emitted, to_tx, headers, [*earlier, *current], scored)
 
     def _store(
         self,
@@ -1090,7 +1105,8 @@ class MxHandler:
             results.insert(0, conn.iprev)
         done.queue_id = secrets.token_hex(5).upper()
         a_r = authentication_results(mx.hostname, results)
-        noted = _checks_header(judgements, decision)
+        noted = _checks_header(judgements, decision, done.score)
+        spam = done.score.headers() if done.score is not None else []
         for address, mailbox in tx.recipients:
             headers_added = [
                 f"Return-Path: <{_printable(tx.mail_from)}>",
@@ -1098,6 +1114,7 @@ class MxHandler:
                 _received(conn, session, mx.hostname, done.queue_id, address),
                 "Authentication-Results: " + _fold(a_r),
                 f"X-Maillab-Checks: {_fold(noted)}",
+                *spam,
             ]
             data = ("\r\n".join(headers_added) + "\r\n").encode() + content
             try:
@@ -1248,6 +1265,15 @@ async def _message_checks(
     return dkim, await lookup.run(check, key=key)
 
 
+def _scoring_json(config: Scoring | None) -> dict[str, Any] | None:
+    if config is None:
+        return None
+    weights: dict[str, dict[str, float]] = {}
+    for check, key, weight in config.weights:
+        weights.setdefault(check, {})[key] = weight
+    return {"junk": config.junk, "reject": config.reject, "weights": weights}
+
+
 def _generic_by_stage(
     policies: Sequence[CheckPolicy],
 ) -> dict[str, tuple[tuple[Check, CheckAction], ...]]:
@@ -1281,6 +1307,8 @@ class _DataDone:
     #: Every judgement of the message (the connection's, the transaction's
     #: and the message's), for the Authentication-Results header.
     judgements: list[Judgement]
+    #: The message's score, on a scoring MX.
+    score: Score | None = None
     queue_id: str = ""
     stored: list[tuple[str, str]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
@@ -1453,7 +1481,9 @@ def _fold(value: str, width: int = 78) -> str:
     return "\r\n\t".join(lines)
 
 
-def _checks_header(judgements: Sequence[Judgement], decision: Decision) -> str:
+def _checks_header(
+    judgements: Sequence[Judgement], decision: Decision, scored: Score | None = None
+) -> str:
     """``X-Maillab-Checks``: every check with its result and the action
     taken, including those Authentication-Results has no method for (DNSBL,
     HELO, TLS), and where the message was filed."""
@@ -1467,5 +1497,7 @@ def _checks_header(judgements: Sequence[Judgement], decision: Decision) -> str:
         if extra:
             text += f" ({', '.join(extra)})"
         parts.append(text)
+    if scored is not None:
+        parts.append(f"score={scored.total:g}")
     parts.append(f"folder={decision.folder}")
     return "; ".join(parts)

@@ -128,6 +128,12 @@ GENERAL: dict[str, Template] = {
         "Multiple authentication checks failed: {failed}",
         "RFC 7372 §3.2 X.7.26 (multiple authentication checks failed)",
     ),
+    "spam_reject": Template(
+        554,
+        "5.7.1",
+        "Spam message rejected (score {score}, reject from {threshold})",
+        "rspamd's reject action; RFC 3463 X.7.1 (delivery not authorized)",
+    ),
     # -- protocol and resources --------------------------------------------------
     "size": Template(
         552,

@@ -402,6 +402,18 @@ FORMATS: dict[str, ValueFormat] = {
             _dnsbl_code,
         ),
         ValueFormat(
+            "return code",
+            "a DNSBL's answer for a listed address, 127.0.0.x other than 127.0.0.1 "
+            "(RFC 5782 §2.1), as a key",
+            "127.0.0.10",
+            {
+                "type": "string",
+                "pattern": _anchored(rf"127(?:\.{_OCTET}){{3}}"),
+                "not": {"const": "127.0.0.1"},
+            },
+            lambda value: str(_dnsbl_code(value)),
+        ),
+        ValueFormat(
             "duration",
             "seconds, or a number with a unit `s`, `m`, `h`, `d` or `w` (lab time)",
             "5m",
@@ -753,7 +765,7 @@ def _score_weights() -> Record:
             fields.append(
                 Field(
                     "codes",
-                    MapOf(Scalar("DNSBL code"), _SCORE),
+                    MapOf(Scalar("return code"), _SCORE),
                     f"A weight per return code of the list, instead of `listed`'s "
                     f"({check.score_keys}).",
                 )
