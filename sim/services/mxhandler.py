@@ -28,15 +28,15 @@ from sim.resolve import DnsAnswer, Resolver
 from sim.services import checks as registry
 from sim.services.checks import dkim as dkim_check
 from sim.services.checks import dmarc as dmarc_check
+from sim.services.checks import dnsbl as dnsbl_check
+from sim.services.checks import fcrdns as fcrdns_check
+from sim.services.checks import helo as helo_check
+from sim.services.checks import ptr as ptr_check
 from sim.services.checks import spf as spf_check
+from sim.services.checks import tls as tls_check
 from sim.services.checks.base import CheckInput, Stage
 from sim.services.mxchecks import (
     ReverseDns,
-    check_dnsbl_async,
-    check_helo_async,
-    check_tls,
-    fcrdns_result,
-    ptr_result,
     reverse_dns_async,
 )
 from sim.services.mxmessage import (
@@ -187,7 +187,7 @@ class MxHandler:
         action = self.mx.action("tls")
         if action is not None:
             version, cipher = _tls_info(session)
-            result = check_tls(session.ssl is not None, version, cipher)
+            result = tls_check.evaluate(session.ssl is not None, version, cipher)
             judgement = judge(result, action, "mail", ip=conn.ip)
             self.mx.emit_check(conn, judgement)
             tx.judgements.append(judgement)
@@ -352,7 +352,7 @@ class MxHandler:
 
     def _helo_check(self, conn: Connection, helo: str) -> Coroutine[Any, Any, CheckResult]:
         lookup = self.mx.lookup_for(conn.trace_id)
-        return check_helo_async(helo, conn.ip, lookup, lookup.peek, lookup.memo)
+        return helo_check.evaluate(helo, conn.ip, lookup, lookup.peek, lookup.memo)
 
     async def _client_judgements(self, conn: Connection, helo: str) -> list[Judgement]:
         """ptr, fcrdns, dnsbl (once per connection) and helo (once per
@@ -372,9 +372,9 @@ class MxHandler:
             conn.rdns = rdns
             conn.client = {"dnsbl": found}
             if mx.runs("ptr"):
-                conn.client["ptr"] = [ptr_result(rdns)]
+                conn.client["ptr"] = [ptr_check.evaluate(rdns)]
             if mx.runs("fcrdns"):
-                conn.client["fcrdns"] = [fcrdns_result(rdns)]
+                conn.client["fcrdns"] = [fcrdns_check.evaluate(rdns)]
             fresh += [r for p in mx.checks for r in conn.client.get(p.check, [])]
         if mx.runs("helo") and helo not in conn.helo:
             conn.helo[helo] = await self.result(
@@ -753,7 +753,7 @@ async def _client_checks_async(
     for zone in zones:
         if pause:
             await asyncio.sleep(0)
-        found.append(await check_dnsbl_async(ip, zone, lookup, peek, memo))
+        found.append(await dnsbl_check.evaluate(ip, zone, lookup, peek, memo))
     return rdns, found
 
 
@@ -829,7 +829,7 @@ class _DataDone:
 
 
 def _iprev(rdns: ReverseDns) -> CheckResult:
-    result = fcrdns_result(rdns)
+    result = fcrdns_check.evaluate(rdns)
     name = rdns.confirmed or (rdns.names[0] if rdns.names else None)
     return CheckResult(
         result.check,

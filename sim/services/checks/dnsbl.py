@@ -16,6 +16,7 @@ from sim.services.checks.base import Check, Fields
 from sim.services.replies import Reply, Template
 
 if TYPE_CHECKING:
+    from sim.auth.replay import AsyncLookup, Memo, Peek
     from sim.auth.result import CheckResult
 
 REPLIES = {
@@ -26,6 +27,15 @@ REPLIES = {
         "Postfix reject_rbl_client; the reason is the list's TXT record (RFC 5782 §2.1)",
     ),
 }
+
+
+async def evaluate(
+    ip: str, zone: str, lookup: AsyncLookup, peek: Peek | None = None, memo: Memo | None = None
+) -> CheckResult:
+    """The dnsbl result of ``ip`` in one list (sim.services.mxchecks), on the event loop."""
+    from sim.services.mxchecks import check_dnsbl_async
+
+    return await check_dnsbl_async(ip, zone, lookup, peek, memo)
 
 
 def fail_reply(result: CheckResult, fields: Fields) -> Reply:

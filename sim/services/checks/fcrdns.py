@@ -18,6 +18,7 @@ from sim.services.replies import Reply, Template
 
 if TYPE_CHECKING:
     from sim.auth.result import CheckResult
+    from sim.services.mxchecks import ReverseDns
 
 REPLIES = {
     "fcrdns_defer": Template(
@@ -27,6 +28,13 @@ REPLIES = {
         "Postfix reject_unknown_client_hostname; RFC 7372 §3 X.7.25 (reverse DNS failed)",
     ),
 }
+
+
+def evaluate(rdns: ReverseDns) -> CheckResult:
+    """The fcrdns (iprev) result of the client's reverse DNS."""
+    from sim.services.mxchecks import fcrdns_result
+
+    return fcrdns_result(rdns)
 
 
 def fail_reply(result: CheckResult, fields: Fields) -> Reply:

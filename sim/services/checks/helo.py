@@ -15,6 +15,7 @@ from sim.services.checks.base import Check, Fields
 from sim.services.replies import Reply, Template
 
 if TYPE_CHECKING:
+    from sim.auth.replay import AsyncLookup, Memo, Peek
     from sim.auth.result import CheckResult
 
 REPLIES = {
@@ -52,6 +53,15 @@ REPLIES = {
 
 #: The reason in a failure's details → its reply.
 _BY_REASON = {"not_fqdn": "helo_fqdn", "mismatch": "helo_mismatch", "unknown": "helo_unknown"}
+
+
+async def evaluate(
+    helo: str, ip: str, lookup: AsyncLookup, peek: Peek | None = None, memo: Memo | None = None
+) -> CheckResult:
+    """The helo result for ``helo`` from ``ip`` (sim.services.mxchecks), on the event loop."""
+    from sim.services.mxchecks import check_helo_async
+
+    return await check_helo_async(helo, ip, lookup, peek, memo)
 
 
 def fail_reply(result: CheckResult, fields: Fields) -> Reply:

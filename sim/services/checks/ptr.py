@@ -17,6 +17,7 @@ from sim.services.replies import Reply, Template
 
 if TYPE_CHECKING:
     from sim.auth.result import CheckResult
+    from sim.services.mxchecks import ReverseDns
 
 REPLIES = {
     "ptr": Template(
@@ -54,6 +55,14 @@ def iprev_clause(r: CheckResult) -> ArClause:
         # RFC 8601 §3: the checked name may follow as a comment.
         props += (("policy_iprev_comment", str(name).rstrip(".")),)
     return "iprev", IPREV.get(r.result, "fail"), props
+
+
+def evaluate(rdns: ReverseDns) -> CheckResult:
+    """The ptr result of the client's reverse DNS (looked up once per
+    connection for ptr, fcrdns and the Received field: sim.services.mxchecks)."""
+    from sim.services.mxchecks import ptr_result
+
+    return ptr_result(rdns)
 
 
 def fail_reply(result: CheckResult, fields: Fields) -> Reply:

@@ -25,6 +25,13 @@ REPLIES = {
 }
 
 
+def evaluate(used: bool, version: str | None, cipher: str | None) -> CheckResult:
+    """The tls result of a session (sim.services.mxchecks)."""
+    from sim.services.mxchecks import check_tls
+
+    return check_tls(used, version, cipher)
+
+
 def fail_reply(result: CheckResult, fields: Fields) -> Reply:
     return REPLIES["tls_required"].fill()
 
