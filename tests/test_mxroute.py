@@ -4,6 +4,7 @@ relay read the same DNS answers the same way and give the same reply."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -95,3 +96,43 @@ def test_mx_hosts_in_preference_order_and_a_host_without_address_is_skipped() ->
     del table[("mx2.qq.example", "A")]
     hosts, problem = direct(table)
     assert (problem.code, problem.enhanced) == (451, "4.4.3")
+
+
+BROKEN = """\
+name: mx-servfail
+settings: {time_scale: 60, skip_checks: [verify_mx_ns_targets]}
+nodes:
+  r1: {kind: router}
+  ns:
+    kind: host
+    ip: 192.0.2.53/24
+    gateway: r1
+    services:
+      dns:
+        zones: [a.example]
+        unanswered: [{name: a.example, type: MX}]
+  mx:
+    kind: host
+    ip: 192.0.2.25/24
+    gateway: r1
+    services: {mx: {domains: [a.example], mailboxes: [bob]}}
+  sender: {kind: host, ip: 192.0.2.10/24, gateway: r1}
+zones:
+  a.example: |
+    @     MX 10 mx
+    mx    A  192.0.2.25
+"""
+
+
+def test_a_direct_send_to_a_domain_whose_mx_times_out_is_deferred(tmp_path: Path) -> None:
+    """Through the lab's own DNS: the MX question never gets an answer, so
+    the direct send says what the relay would (try again), not 550 5.1.2."""
+    import sim
+
+    path = tmp_path / "servfail.yaml"
+    path.write_text(BROKEN)
+    with sim.start(path) as lab:
+        result = lab.send("sender", "bob@a.example", mail_from="alice@a.example")
+    assert result.outcome == "deferred"
+    assert result.stage == "dns"
+    assert (result.code, result.enhanced) == (451, "4.4.3")

@@ -1,4 +1,8 @@
-"""What the lab MX answers, in one table, with the codes' sources.
+"""What the lab MX answers, with the codes' sources.
+
+The replies that belong to no one check are in :data:`GENERAL`; each check's
+own are declared in its module (:mod:`sim.services.checks`); :data:`REPLIES`
+is all of them, by name.
 
 Every reply has a basic code (RFC 5321 §4.2: 2xx done, 4xx try again later,
 5xx do not retry this) and, since the MX advertises ENHANCEDSTATUSCODES
