@@ -24,7 +24,7 @@ from sim.runtime import Lab
 from sim.services import checks
 from sim.services.checks.base import ArClause, Check, CheckInput, Fields
 from sim.services.mx import MxServer
-from sim.services.policy import AUTH_CHECKS, effect, judge
+from sim.services.policy import AUTH_CHECKS, decide, effect, judge
 from sim.services.replies import REPLIES, Reply, Template, reply
 from sim.topology import schema
 
@@ -115,6 +115,9 @@ def test_a_registered_check_is_known_to_policy_and_replies(arc: Check) -> None:
     assert judged.reply == Reply(550, "5.7.29", "ARC validation failure")
     assert judge(failed, "defer", "data").reply == Reply(450, "4.7.29", "ARC validation failure")
     assert reply("arc_fail").enhanced == "5.7.29"
+    # An authentication check: with SPF failing too, a rejection is X.7.26.
+    spf = judge(CheckResult("spf", "fail", "no"), "header", "rcpt")
+    assert decide([judged], "data", [spf]).reply.enhanced == "5.7.26"  # type: ignore[union-attr]
     # The schema made from the registry now offers it (what the generator writes).
     assert schema._mx_checks().field("arc") is not None
 

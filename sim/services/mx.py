@@ -82,15 +82,8 @@ from sim.services.base import NodeContext, Service
 from sim.services.checks.base import ALL_ACTIONS, Check
 from sim.services.greylist import Greylist
 from sim.services.maildir import Maildir, mail_root
-from sim.services.mxhandler import CachedLookup, Connection, MxHandler, Transaction, _spf_safely
-from sim.services.mxmessage import (
-    _RECEIVED_ID,
-    _describe_stored,
-    _header_fields,
-    _header_section,
-    _Headers,
-    _read_headers,
-)
+from sim.services.mxhandler import CachedLookup, Connection, MxHandler, Transaction
+from sim.services.mxmessage import _describe_stored
 from sim.services.mxprotocol import MxSMTP, _Reset
 from sim.services.mxscore import Weights
 from sim.services.policy import Judgement
@@ -99,8 +92,13 @@ from sim.topology.model import CheckAction, CheckPolicy, MxService, Scoring
 
 __all__ = ["Connection", "MxHandler", "MxSMTP", "MxServer", "Route", "Transaction"]
 
-#: Names other modules and tests import from here (kept after the split).
-_REEXPORTED = (_RECEIVED_ID, _header_fields, _header_section, _Headers, _read_headers, _spf_safely)
+# Names tests import from here, from before the split (explicit re-exports).
+from sim.services.mxhandler import _spf_safely as _spf_safely
+from sim.services.mxmessage import _RECEIVED_ID as _RECEIVED_ID
+from sim.services.mxmessage import _header_fields as _header_fields
+from sim.services.mxmessage import _header_section as _header_section
+from sim.services.mxmessage import _Headers as _Headers
+from sim.services.mxmessage import _read_headers as _read_headers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

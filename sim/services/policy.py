@@ -205,11 +205,12 @@ class Decision:
 
 
 def _auth_failures(judgements: Sequence[Judgement]) -> list[Judgement]:
+    names = checks.authentication()  # registered ones included
     seen: dict[str, Judgement] = {}
     for j in judgements:
-        if j.check in AUTH_CHECKS and j.result.result in AUTH_FAILURES and j.check not in seen:
+        if j.check in names and j.result.result in AUTH_FAILURES and j.check not in seen:
             seen[j.check] = j
-    return [seen[c] for c in AUTH_CHECKS if c in seen]
+    return [seen[c] for c in names if c in seen]
 
 
 def decide(

@@ -20,6 +20,7 @@ from sim.services.checks.base import Check
 __all__ = [
     "Check",
     "all_checks",
+    "authentication",
     "default_actions",
     "get",
     "listed",
@@ -66,6 +67,16 @@ def with_clause() -> frozenset[str]:
 @cache
 def _with_clause(generation: int) -> frozenset[str]:
     return frozenset(c.name for c in _ordered(generation) if c.ar_method not in (None, "iprev"))
+
+
+def authentication() -> tuple[str, ...]:
+    """The domain-authentication checks (RFC 7372 §3.2 counts them for X.7.26)."""
+    return _authentication(_GENERATION[0])
+
+
+@cache
+def _authentication(generation: int) -> tuple[str, ...]:
+    return tuple(c.name for c in _ordered(generation) if c.authentication)
 
 
 def listed() -> tuple[Check, ...]:
