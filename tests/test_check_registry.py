@@ -11,7 +11,11 @@ other file changed.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_mx import CHECKS, auth_results, build_topology, by_subject, message, send
@@ -150,3 +154,47 @@ def test_a_registered_check_runs_in_the_mx(lab: Lab, arc: Check) -> None:
     finally:
         service.checks = list(CHECKS)
         service.generic = {}
+
+
+MODULE = """
+from sim.services.checks.base import Check
+
+CHECK = Check(
+    name="arc",
+    order=75,
+    stage="data",
+    doc="ARC chain of the message (RFC 8617).",
+    results={"none": "no ARC set", "pass": "the chain validates", "fail": "it does not"},
+    default="header",
+    ar_method="arc",
+)
+"""
+
+PROBE = """
+import json, sys
+import sim.services.checks as checks
+checks.__path__.append(sys.argv[1])  # as if arc.py were in sim/services/checks/
+from sim.lab import checks as lab_checks
+from sim.topology import schema
+mx = schema.json_schema()["$defs"]["mx-checks"]["properties"]
+print(json.dumps({"schema": list(mx), "lab": list(lab_checks.CHECK_NAMES),
+                  "reference": "`arc`" in schema.render_reference()}))
+"""
+
+
+def test_a_module_file_is_all_the_schema_and_the_labs_need(tmp_path: Path) -> None:
+    """A new module in the package (here on an extra package path, in a
+    fresh interpreter) is in the generated schema, its reference and the
+    lab vocabulary, with no other file touched."""
+    (tmp_path / "arc.py").write_text(MODULE)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    found = json.loads(out.stdout)
+    assert found["schema"] == [*BUILTIN[:7], "arc", "tls"]
+    assert found["lab"] == found["schema"]
+    assert found["reference"]
