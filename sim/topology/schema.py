@@ -799,7 +799,7 @@ MX_SCORING = Record(
     "mx-scoring",
     "A scoring receiver (as rspamd or SpamAssassin in iRedMail and Mailu): every check "
     "result adds its weight to the message's score; at `junk` or more the message is filed "
-    "as junk, at `reject` or more it is refused at DATA (550 5.7.1). The checks' own actions "
+    "as junk, at `reject` or more it is refused at DATA (554 5.7.1). The checks' own actions "
     "still apply; give them `header` to let the score alone decide.",
     (
         Field("junk", _SCORE, "File as junk from this score on (never, if absent)."),
