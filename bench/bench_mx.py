@@ -65,8 +65,9 @@ from typing import Any, Literal
 
 import sim
 from sim.auth.dkim import sign
+from sim.services import checks as checks_registry
 from sim.services.dkimkeys import ensure_keys
-from sim.topology.model import DEFAULT_CHECK_ACTIONS, CheckName, CheckPolicy, Topology
+from sim.topology.model import CheckName, CheckPolicy, Topology
 from sim.trace import TraceEvent
 
 __all__ = [
@@ -264,7 +265,8 @@ def all_checks(topology: Topology, node: str = MX_NODE) -> Topology:
     if mx is None:
         raise ValueError(f"{node} runs no mx service")
     given = {p.check: p.action for p in mx.checks}
-    checks = tuple(CheckPolicy(c, given.get(c, DEFAULT_CHECK_ACTIONS[c])) for c in ALL_CHECKS)
+    defaults = checks_registry.default_actions()
+    checks = tuple(CheckPolicy(c, given.get(c, defaults[c])) for c in ALL_CHECKS)  # type: ignore[arg-type]
     extra = tuple(p for p in mx.checks if p.check not in ALL_CHECKS)
     nodes = tuple(
         replace(n, services=replace(n.services, mx=replace(mx, checks=checks + extra)))

@@ -241,7 +241,10 @@ class LabHelpers:
         >>> lab.set_check("mx-qq", "spf", "header")   # note SPF only: DKIM may save DMARC
         """
         self.check_control(node, "mx", "set_check")
-        from sim.services.mx import ACTIONS, CHECKS
+        from sim.services import checks as registry
+        from sim.services.mx import ACTIONS
+
+        CHECKS = registry.names()
 
         if check not in CHECKS:
             raise ServiceError(f"set_check: {unknown('check', check, CHECKS)}")

@@ -192,14 +192,17 @@ def test_table_defaults_are_the_model_defaults(record: Record) -> None:
         assert build_default(field.spec, field.default) == defaults[field.key], field.key
 
 
-def test_check_defaults_come_from_the_model() -> None:
+def test_check_defaults_come_from_the_check_modules() -> None:
+    from sim.services import checks as registry
+
     mx = next(rec for rec, _ in records() if rec.name == "mx")
     checks = mx.field("checks")
     assert checks is not None
     assert isinstance(checks.spec, Either)
-    names = list(model.DEFAULT_CHECK_ACTIONS)
-    built = build_default(checks.spec, names)
-    assert built == tuple(model.CheckPolicy(n, a) for n, a in model.DEFAULT_CHECK_ACTIONS.items())  # type: ignore[arg-type]
+    defaults = registry.default_actions()
+    assert defaults["fcrdns"] == "defer" and defaults["dmarc"] == "policy"
+    built = build_default(checks.spec, list(defaults))
+    assert built == tuple(model.CheckPolicy(n, a) for n, a in defaults.items())  # type: ignore[arg-type]
 
 
 # -- each value format: the JSON Schema pattern and the parser agree ---------------
@@ -280,6 +283,8 @@ SAMPLES: dict[str, list[Any]] = {
         -1,
     ],
     "positive number": [60, 0.5, 0, -1, "60", True],
+    "score": [4, -1.5, 0, "4", True],
+    "return code": ["127.0.0.2", "127.0.0.10", "127.0.0.1", "10.0.0.1", 2],
     "port": [1, 587, 65535, 0, 65536, "587", True, 2.5],
     "port range": [
         25,

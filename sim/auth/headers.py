@@ -8,16 +8,18 @@ it checked as a property, e.g.::
      dkim=pass header.d=relay.example header.s=s1; dmarc=pass
      policy.dmarc=none header.from=relay.example
 
-Clauses made here: spf (smtp.mailfrom, or smtp.helo for a bounce, RFC 8601
-§2.7.2), dkim (header.d, header.s, §2.7.1), dmarc (header.from and
-policy.dmarc, RFC 9989 §9.1) and iprev (policy.iprev, §2.7.3) from a check
-named "fcrdns" or "ptr". Other checks (DNSBL, HELO, TLS) have no registered
-method and are left out.
+Each check's module (:mod:`sim.services.checks`) names its method and writes
+its clause: spf (smtp.mailfrom, or smtp.helo for a bounce, RFC 8601 §2.7.2),
+dkim (header.d, header.s, §2.7.1), dmarc (header.from and policy.dmarc, RFC
+9989 §9.1) and iprev (policy.iprev, §2.7.3) from "fcrdns" or "ptr". Checks
+without a registered method (DNSBL, HELO, TLS) are left out; a method
+authres has no class for is written from its ptype.property pairs.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,53 +30,9 @@ from sim.auth.result import CheckResult
 
 __all__ = ["authentication_results", "parse_authentication_results"]
 
-# RFC 8601 §2.7.3: iprev knows pass, fail, temperror, permerror; a missing
-# PTR ("none" in our checks) is its permerror.
-_IPREV = {
-    "pass": "pass",
-    "fail": "fail",
-    "temperror": "temperror",
-    "permerror": "permerror",
-    "none": "permerror",
-}
-
-
 #: One clause as plain data: (method, result, (property, value)...), the
 #: properties in the order authres writes them.
 _Clause = tuple[str, str, tuple[tuple[str, str | None], ...]]
-
-
-def _spf(r: CheckResult) -> _Clause:
-    mail_from = str(r.inputs.get("mail_from") or "")
-    helo = str(r.inputs.get("helo") or "")
-    if mail_from:
-        return "spf", r.result, (("smtp_mailfrom", mail_from),)
-    return "spf", r.result, (("smtp_helo", helo or None),)
-
-
-def _dkim(r: CheckResult) -> _Clause:
-    reason = r.details.get("reason") if r.result != "pass" else None
-    d = r.details.get("d") or r.inputs.get("d")
-    s = r.details.get("s") or r.inputs.get("s")
-    props = (("reason", reason), ("header_d", d), ("header_s", s))
-    return "dkim", r.result, tuple((k, str(v) if v else None) for k, v in props)
-
-
-def _dmarc(r: CheckResult) -> _Clause:
-    disposition = r.details.get("disposition") if r.result in ("pass", "fail") else None
-    from_domain = r.inputs.get("from_domain")
-    props = (("header_from", from_domain), ("policy", disposition))
-    return "dmarc", r.result, tuple((k, str(v) if v else None) for k, v in props)
-
-
-def _iprev(r: CheckResult) -> _Clause:
-    ip = r.inputs.get("ip") or r.inputs.get("client_ip") or r.inputs.get("address")
-    name = r.details.get("ptr") or r.details.get("hostname") or r.details.get("name")
-    props: tuple[tuple[str, str | None], ...] = (("policy_iprev", str(ip) if ip else None),)
-    if ip and name:
-        # RFC 8601 §3: the checked name may follow as a comment.
-        props += (("policy_iprev_comment", str(name).rstrip(".")),)
-    return "iprev", _IPREV.get(r.result, "fail"), props
 
 
 _CLASSES: dict[str, Any] = {
@@ -85,6 +43,11 @@ _CLASSES: dict[str, Any] = {
 }
 
 
+#: Methods given once per header, whichever checks found them (RFC 8601
+#: §2.7.3: iprev is one verdict on the client's name).
+_SINGLE = frozenset({"iprev"})
+
+
 @functools.lru_cache(maxsize=512)
 def _render(authserv_id: str, clauses: tuple[_Clause, ...]) -> str:
     """The header value for these clauses, by authres (remembered: an MX
@@ -93,7 +56,8 @@ def _render(authserv_id: str, clauses: tuple[_Clause, ...]) -> str:
     for method, result, props in clauses:
         made = dict(props)
         comment = made.pop("policy_iprev_comment", None)
-        obj = _CLASSES[method](result=result, **made)
+        kind = _CLASSES.get(method)
+        obj = kind(result=result, **made) if kind else _generic(method, result, made)
         if comment is not None:
             obj.policy_iprev_comment = comment
         objects.append(obj)
@@ -101,23 +65,55 @@ def _render(authserv_id: str, clauses: tuple[_Clause, ...]) -> str:
     return str(header.header_value())
 
 
+def _generic(method: str, result: str, props: dict[str, str | None]) -> Any:
+    """A clause of a method authres has no class for: ``reason`` and each
+    ``ptype_property`` as RFC 8601 §2.3 writes it (``smtp.mailfrom``)."""
+    reason = props.pop("reason", None)
+    properties = [
+        authres.core.AuthenticationResultProperty(*key.split("_", 1), value)
+        for key, value in props.items()
+        if value is not None
+    ]
+    return authres.AuthenticationResult(
+        method=method, result=result, reason=reason, properties=properties
+    )
+
+
 def authentication_results(authserv_id: str, results: Sequence[CheckResult]) -> str:
     """The value of an ``Authentication-Results`` field (without the name),
-    unfolded; ``none`` when no result has a method (RFC 8601 §2.2)."""
-    clauses: list[_Clause] = []
-    iprev = [r for r in results if r.check in ("fcrdns", "ptr")]
-    if iprev:
-        # One iprev clause: forward-confirmed reverse DNS is what iprev means.
-        best = next((r for r in iprev if r.check == "fcrdns"), iprev[0])
-        clauses.append(_iprev(best))
+    unfolded; ``none`` when no result has a method (RFC 8601 §2.2). Each
+    check's module names its method and writes its clause
+    (sim.services.checks); checks that share a method (ptr and fcrdns:
+    iprev) give one clause, their best-ranked result's, where the first of
+    them came."""
+    # The check modules live in the services layer, above this one: the
+    # registry is found by name at call time (docs/architecture.md).
+    checks = importlib.import_module("sim.services.checks")
+
+    clauses: list[_Clause | str] = []
+    shared: dict[str, tuple[int, CheckResult]] = {}
     for r in results:
-        if r.check == "spf":
-            clauses.append(_spf(r))
-        elif r.check == "dkim":
-            clauses.append(_dkim(r))
-        elif r.check == "dmarc":
-            clauses.append(_dmarc(r))
-    return _render(authserv_id, tuple(clauses))
+        spec = checks.get(r.check)
+        if spec is None or spec.ar_method is None or spec.ar_clause is None:
+            continue  # no registered method (DNSBL, HELO, TLS)
+        if spec.ar_method in _SINGLE:
+            best = shared.get(spec.ar_method)
+            if best is None:
+                clauses.append(spec.ar_method)  # its place, filled in below
+            if best is None or spec.ar_rank < best[0]:
+                shared[spec.ar_method] = (spec.ar_rank, r)
+            continue
+        clauses.append(spec.ar_clause(r))
+    made: list[_Clause] = []
+    for clause in clauses:
+        if isinstance(clause, str):
+            rank_result = shared[clause][1]
+            spec = checks.get(rank_result.check)
+            assert spec is not None and spec.ar_clause is not None
+            made.append(spec.ar_clause(rank_result))
+        else:
+            made.append(clause)
+    return _render(authserv_id, tuple(made))
 
 
 def parse_authentication_results(value: str) -> Any:

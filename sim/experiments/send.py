@@ -37,6 +37,7 @@ from sim.experiments import Experiment, ExperimentResult
 from sim.experiments.alignment import alignment_json
 from sim.experiments.params import param
 from sim.services.maildir import Maildir, StoredMessage, mail_root
+from sim.services.mxroute import find_mx, host_addresses, no_address, unroutable
 from sim.spec.kinds import Bool, Either, Int, ListOf, MapOf, Str
 from sim.topology.model import Topology
 from sim.trace import Trace, TraceEvent
@@ -270,8 +271,10 @@ class Send(Experiment):
             rcpts = [r for r in self.to if _domain(r) == domain]
             hosts, problem = await mx_hosts(ctx, domain, trace)
             if problem is not None:
+                # A temporary failure (4xx) is what a queue would retry.
+                outcome = "deferred" if problem.transient else "rejected"
                 per_rcpt += [
-                    {"rcpt": r, "outcome": "rejected", "stage": "dns", "reply": problem.to_json()}
+                    {"rcpt": r, "outcome": outcome, "stage": "dns", "reply": problem.to_json()}
                     for r in rcpts
                 ]
                 continue
@@ -368,30 +371,25 @@ def _is_ip(text: str) -> bool:
 async def mx_hosts(
     ctx: NodeContext, domain: str, trace: Trace
 ) -> tuple[list[tuple[str, IPv4Address]], Reply | None]:
-    """The hosts to try for ``domain``, best first, with their addresses."""
-    from sim.services.smtpclient import Reply
-
-    answer = await ctx.resolver.query(domain, "MX", trace_id=trace.id)
-    if answer.rcode == "NXDOMAIN":
-        return [], Reply(550, "5.1.2", f"Host or domain name not found: {domain}")
-    records = []
-    for record in answer.of_type("MX"):
-        pref, _, host = record.data.partition(" ")
-        records.append((int(pref), host.strip().rstrip(".").lower()))
-    if any(host in ("", ".") for _, host in records) or records == [(0, "")]:
-        # RFC 7505 §3: "0 ." means the domain accepts no mail at all.
-        return [], Reply(
-            556, "5.1.10", f"{domain} has a null MX: not sent, no server was contacted"
-        )
-    names = [h for _, h in sorted(records)] if records else [domain]  # implicit MX
-    hosts = []
-    for name in names:
-        a = await ctx.resolver.query(name, "A", trace_id=trace.id)
-        hosts += [(name, IPv4Address(r.data)) for r in a.of_type("A")]
+    """The hosts to try for ``domain``, best first, with their addresses, or
+    the reply that stops the mail: the relay's rules and replies
+    (:mod:`sim.services.mxroute`), so that a direct send and a queued one
+    report the same thing (a SERVFAIL is 451 4.4.3, try again)."""
+    route = await find_mx(ctx.resolver, domain, trace.id)
+    if route.reply is not None:
+        return [], route.reply
+    hosts: list[tuple[str, IPv4Address]] = []
+    last: Reply | None = None
+    for name in route.hosts:
+        addresses, rcode = await host_addresses(ctx.resolver, name, trace.id)
+        if not addresses:
+            stop = unroutable(route, domain, rcode)
+            if stop is not None:
+                return [], stop
+            last = no_address(name, rcode)
+        hosts += [(name, address) for address in addresses]
     if not hosts:
-        return [], Reply(
-            550, "5.1.2", f"Host or domain name not found: {domain} has no MX and no address"
-        )
+        return [], last or Reply(451, "4.4.3", f"no usable MX host for {domain}")
     return hosts, None
 
 

@@ -39,6 +39,7 @@ from sim.lab.dkimpublish import dkim_choice, dkim_record
 from sim.lab.model import Action
 from sim.lab.zonenames import relative_name_warnings
 from sim.resolve import qtype_code
+from sim.services import checks as checks_registry
 from sim.spec.kinds import (
     Anything,
     Checker,
@@ -52,7 +53,7 @@ from sim.spec.kinds import (
     Str,
     suggest,
 )
-from sim.topology.model import CheckAction, CheckName, RejectWith, Topology
+from sim.topology.model import CheckAction, RejectWith, Topology
 from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ __all__ = [
     "resolver_node",
 ]
 
-CHECKS: tuple[str, ...] = get_args(CheckName)
+CHECKS: tuple[str, ...] = checks_registry.names()
 CHECK_ACTIONS: tuple[str, ...] = get_args(CheckAction)
 #: What a router's firewall rule may do (sim.topology.model.FirewallRule).
 FIREWALL_ACTIONS = ("accept", "drop", "reject")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sim.errors import SimError
+from sim.services import checks as checks_registry
 from sim.spec.kinds import Either, Field, Int, ListOf, MapOf, Record, Spec, Str
 
 __all__ = [
@@ -45,7 +46,8 @@ OUTCOMES = ("delivered", "junk", "rejected", "deferred", "bounced", "blocked", "
 #: ``dns`` when the recipient's domain itself says no (a null MX, RFC 7505).
 STAGES = ("dns", "connect", "helo", "starttls", "auth", "mail", "rcpt", "data")
 RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT")
-CHECK_NAMES = ("ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc", "tls")
+#: The receiver's checks (sim.services.checks: one module each).
+CHECK_NAMES = checks_registry.names()
 CONNECT_ERRORS = ("timeout", "refused", "unreachable")
 TRACE_KINDS = (
     "dns",

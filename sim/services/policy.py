@@ -49,7 +49,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sim.auth.result import CheckResult
-from sim.services.replies import Reply, reply, temporary
+from sim.services import checks
+from sim.services.checks.base import Stage, Taken
+from sim.services.replies import Reply, reply
 from sim.topology.model import CheckAction
 
 __all__ = [
@@ -63,107 +65,51 @@ __all__ = [
     "judge",
 ]
 
-Taken = Literal["reject", "defer", "junk", "header", "none"]
-Stage = Literal["connect", "helo", "mail", "rcpt", "data"]
 Verdict = Literal["inbox", "junk", "reject", "defer"]
 
 #: Results that say nothing against the message.
 PASSING = frozenset({"pass", "none", "neutral", "notlisted", "policy"})
-#: The domain-authentication checks (RFC 7372 §3.2 counts these for X.7.26).
-AUTH_CHECKS = ("spf", "dkim", "dmarc")
+#: The domain-authentication checks (RFC 7372 §3.2 counts these for X.7.26):
+#: those whose module says so (sim.services.checks).
+AUTH_CHECKS = tuple(c.name for c in checks.all_checks() if c.authentication)
 AUTH_FAILURES = frozenset({"fail", "softfail", "permerror"})
 
 
-def _dmarc_disposition(result: CheckResult) -> str:
-    """The disposition the domain asks for (after sp/np and t=y, if the DMARC
-    evaluation applied them): reject, quarantine or none."""
-    for key in ("disposition", "policy", "p"):
-        value = result.details.get(key)
-        if isinstance(value, str) and value.lower() in ("reject", "quarantine", "none"):
-            return value.lower()
-    return "none"
-
-
 def effect(result: CheckResult, action: CheckAction | None) -> Taken:
-    """What ``action`` makes of ``result`` (see the table in the module docstring)."""
+    """What ``action`` makes of ``result`` (see the table in the module
+    docstring; what differs from check to check is declared in the check's
+    module: what ``policy`` means, whether a temperror may defer, whether a
+    permerror counts)."""
     if action is None:
         return "none"
-    check, outcome = result.check, result.result
+    outcome = result.result
     if outcome in PASSING:
         return "none"
+    spec = checks.get(result.check)
     if action == "policy":
-        if check == "dmarc":
-            if outcome == "fail":
-                return {"reject": "reject", "quarantine": "junk"}.get(
-                    _dmarc_disposition(result), "header"
-                )  # type: ignore[return-value]
-            return "defer" if outcome == "temperror" else "header"
-        action = "reject" if check == "spf" else "header"
+        if spec is not None and spec.policy is not None:
+            return spec.policy(result)
+        action = spec.policy_action if spec is not None else "header"  # type: ignore[assignment]
     if outcome == "temperror":
-        if check == "dnsbl":
+        if spec is not None and not spec.temperror_defers:
             return "header"
         return "defer" if action in ("reject", "defer") else "header"
     if outcome == "softfail":
         return "junk" if action in ("reject", "defer", "junk") else "header"
-    if outcome == "permerror" and check in ("spf", "dmarc", "dnsbl"):
+    if outcome == "permerror" and spec is not None and not spec.permerror_fails:
         return "header"
-    return action
+    return action  # type: ignore[return-value]
 
 
 def _failure_reply(result: CheckResult, taken: Taken, fields: dict[str, str]) -> Reply | None:
-    """The reply a rejecting or deferring judgement sends."""
+    """The reply a rejecting or deferring judgement sends: the check's module
+    says which (sim.services.checks)."""
     if taken not in ("reject", "defer"):
         return None
-    check, details = result.check, result.details
-    ip = fields.get("ip", "")
-    domain = str(result.inputs.get("domain") or fields.get("domain") or "")
-    if result.result == "temperror":
-        return {
-            "ptr": lambda: reply("rdns_tempfail", ip=ip),
-            "fcrdns": lambda: reply("rdns_tempfail", ip=ip),
-            "helo": lambda: reply("helo_tempfail", helo=fields.get("helo", "")),
-            "spf": lambda: reply("spf_temperror", domain=domain or "the sender's domain"),
-            "dkim": lambda: reply("dkim_temperror"),
-            "dmarc": lambda: reply("dmarc_temperror", domain=domain or "the From: domain"),
-        }.get(check, lambda: reply("internal"))()
-    if check == "fcrdns" and taken == "defer":
-        return reply("fcrdns_defer", ip=ip)
-    if check in ("ptr", "fcrdns"):
-        base = reply("ptr")
-    elif check == "helo":
-        helo = fields.get("helo", "")
-        name = {
-            "not_fqdn": "helo_fqdn",
-            "mismatch": "helo_mismatch",
-            "unknown": "helo_unknown",
-        }.get(str(details.get("reason")), "helo_invalid")
-        base = reply(name, helo=helo, ip=ip)
-    elif check == "dnsbl":
-        why = str(details.get("reason") or "")
-        base = reply(
-            "dnsbl",
-            ip=ip,
-            zone=str(result.inputs.get("zone", "")),
-            reason=f"; {why}" if why else "",
-        )
-    elif check == "spf":
-        base = reply("spf_fail")
-    elif check == "dkim":
-        base = reply("dkim_fail")
-    elif check == "dmarc" and details.get("reason") == "several From fields":
-        base = reply("from_multiple")
-    elif check == "dmarc" and details.get("reason") == "no From address":
-        base = reply("from_missing")
-    elif check == "dmarc":
-        # The author domain whose policy failed (with several authors, the
-        # strictest one's: not necessarily the first address of From:).
-        author = str(result.inputs.get("from_domain") or domain or "this domain")
-        base = reply("dmarc_reject", domain=author)
-    elif check == "tls":
-        base = reply("tls_required")
-    else:
-        base = reply("internal")
-    return temporary(base) if taken == "defer" else base
+    spec = checks.get(result.check)
+    if spec is None:
+        return reply("internal")
+    return spec.failure_reply(result, taken, fields)
 
 
 _TAKEN_WORDS: dict[str, str] = {
@@ -266,11 +212,12 @@ class Decision:
 
 
 def _auth_failures(judgements: Sequence[Judgement]) -> list[Judgement]:
+    names = checks.authentication()  # registered ones included
     seen: dict[str, Judgement] = {}
     for j in judgements:
-        if j.check in AUTH_CHECKS and j.result.result in AUTH_FAILURES and j.check not in seen:
+        if j.check in names and j.result.result in AUTH_FAILURES and j.check not in seen:
             seen[j.check] = j
-    return [seen[c] for c in AUTH_CHECKS if c in seen]
+    return [seen[c] for c in names if c in seen]
 
 
 def decide(

@@ -51,7 +51,6 @@ import email.utils
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
 from email.headerregistry import Address
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -65,6 +64,7 @@ from sim.net.api import Endpoint
 from sim.services.base import NodeContext, Service
 from sim.services.dkimkeys import KeyPair, ensure_keys
 from sim.services.dsn import DsnRecipient, build_dsn, status_of
+from sim.services.mxroute import MxRoute, find_mx, host_addresses, no_address, unroutable
 from sim.services.queue import EntryKind, QueueEntry, Recipient, Spool
 from sim.services.smtpclient import Reply, SmtpClient, TlsMode, Transcript
 from sim.topology.model import RelayService
@@ -84,14 +84,8 @@ def _domain(address: str) -> str:
     return address.rpartition("@")[2].strip().lower().rstrip(".")
 
 
-@dataclass(frozen=True)
-class Route:
-    """Where mail for a domain goes: hosts in order, or a failure that
-    applies to every recipient of the domain (``reply``)."""
-
-    hosts: tuple[str, ...] = ()
-    implicit: bool = False
-    reply: Reply | None = None
+#: Where mail for a domain goes (kept under its old name).
+Route = MxRoute
 
 
 class RelayServer(Service):
@@ -444,56 +438,11 @@ class RelayServer(Service):
     # -- routing ----------------------------------------------------------------
 
     async def _route(self, domain: str, trace_id: str | None) -> Route:
-        """The MX hosts of ``domain`` in order (RFC 5321 §5.1)."""
-        answer = await self.ctx.resolver.query(domain, "MX", trace_id=trace_id)
-        if answer.rcode == "NXDOMAIN":
-            return Route(
-                reply=Reply(
-                    550,
-                    "5.1.2",
-                    f"Host or domain name not found. Name service error for "
-                    f"name={domain} type=MX: Host not found",
-                )
-            )
-        if answer.rcode != "NOERROR":
-            return Route(
-                reply=Reply(
-                    451,
-                    "4.4.3",
-                    f"Host or domain name not found. Name service error for "
-                    f"name={domain} type=MX: {answer.rcode}, try again",
-                )
-            )
-        mxes: list[tuple[int, str]] = []
-        for record in answer.of_type("MX"):
-            pref, _, host = record.data.partition(" ")
-            try:
-                mxes.append((int(pref), host.strip().lower()))
-            except ValueError:
-                continue
-        if any(host in (".", "") for _, host in mxes):
-            # RFC 7505 §3: "0 ." says the domain accepts no mail; do not try
-            # its address records or anything else.
-            return Route(
-                reply=Reply(
-                    556, "5.1.10", f"Recipient address rejected: Domain {domain} has a null MX"
-                )
-            )
-        if not mxes:
-            # RFC 5321 §5.1: no MX records → the domain itself is the one host
-            # (an implicit MX of preference 0).
-            return Route(hosts=(domain,), implicit=True)
-        # Lower preference first. RFC 5321 §5.1 asks senders to shuffle equal
-        # preferences; the lab sorts them by name so every run is the same.
-        return Route(hosts=tuple(host.rstrip(".") for _, host in sorted(mxes)))
+        """The MX hosts of ``domain`` in order (RFC 5321 §5.1; sim.services.mxroute)."""
+        return await find_mx(self.ctx.resolver, domain, trace_id)
 
     async def _addresses(self, host: str, trace_id: str | None) -> tuple[list[IPv4Address], str]:
-        answer = await self.ctx.resolver.query(host, "A", trace_id=trace_id)
-        out = []
-        for record in answer.of_type("A"):
-            with contextlib.suppress(ValueError):
-                out.append(IPv4Address(record.data))
-        return out, answer.rcode
+        return await host_addresses(self.ctx.resolver, host, trace_id)
 
     async def _via_mx(
         self, entry: QueueEntry, domain: str, rcpts: list[Recipient], data: bytes
@@ -507,25 +456,12 @@ class RelayServer(Service):
         for host in route.hosts:
             addresses, rcode = await self._addresses(host, entry.trace_id)
             if not addresses:
-                if route.implicit and rcode in ("NXDOMAIN", "NOERROR"):
+                unknown = unroutable(route, domain, rcode)
+                if unknown is not None:
                     # Neither MX nor address: no way to route the mail.
-                    self._apply_local(
-                        entry,
-                        rcpts,
-                        Reply(
-                            550,
-                            "5.4.4",
-                            f"Host or domain name not found. Name service error for "
-                            f"name={domain} type=A: no MX and no address record",
-                        ),
-                    )
+                    self._apply_local(entry, rcpts, unknown)
                     return
-                last = Reply(
-                    451,
-                    "4.4.3",
-                    f"Host or domain name not found. Name service error for name={host} "
-                    f"type=A: {rcode if rcode != 'NOERROR' else 'no address record'}",
-                )
+                last = no_address(host, rcode)
                 continue
             for address in addresses:
                 tried = True

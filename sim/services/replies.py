@@ -1,4 +1,8 @@
-"""What the lab MX answers, in one table, with the codes' sources.
+"""What the lab MX answers, with the codes' sources.
+
+The replies that belong to no one check are in :data:`GENERAL`; each check's
+own are declared in its module (:mod:`sim.services.checks`); :data:`REPLIES`
+is all of them, by name.
 
 Every reply has a basic code (RFC 5321 §4.2: 2xx done, 4xx try again later,
 5xx do not retry this) and, since the MX advertises ENHANCEDSTATUSCODES
@@ -31,11 +35,13 @@ every reply except the greeting and the EHLO/HELO reply).
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["REPLIES", "Reply", "Template", "enhance", "reply", "temporary"]
+__all__ = ["GENERAL", "REPLIES", "Reply", "Template", "enhance", "reply", "temporary"]
 
 #: RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets including CRLF.
 MAX_REPLY_LINE = 510
@@ -80,9 +86,15 @@ class Template:
     text: str
     source: str
 
+    def fill(self, **fields: object) -> Reply:
+        """This reply with its fields filled in."""
+        text = self.text.format(**{k: _clean(v) for k, v in fields.items()})
+        return Reply(self.code, self.enhanced, text)
 
-#: Every reply the MX composes itself, by name.
-REPLIES: dict[str, Template] = {
+
+#: The replies that belong to no one check, by name (each check's own are
+#: in its module, sim.services.checks).
+GENERAL: dict[str, Template] = {
     # -- the transaction goes on ------------------------------------------------
     "ok": Template(250, "2.0.0", "Ok", "RFC 3463 X.0.0"),
     "mail_ok": Template(250, "2.1.0", "Ok", "RFC 3463 X.1.0 (sender address status)"),
@@ -114,131 +126,18 @@ REPLIES: dict[str, Template] = {
         "<{address}>: Bad sender address syntax",
         "Postfix; RFC 3463 X.1.7 (bad sender's mailbox address syntax)",
     ),
-    # -- the client's address and name (checked at the first RCPT) -------------
-    "ptr": Template(
-        550,
-        "5.7.25",
-        "The IP address sending this message does not have a PTR record setup, or the "
-        "corresponding forward DNS entry does not point to the sending IP",
-        "Gmail; RFC 7372 X.7.25 (reverse DNS validation failed)",
-    ),
-    "fcrdns_defer": Template(
-        450,
-        "4.7.25",
-        "Client host rejected: cannot find your hostname, [{ip}]",
-        "Postfix reject_unknown_client_hostname; RFC 7372 §3 X.7.25 (reverse DNS failed)",
-    ),
-    "rdns_tempfail": Template(
-        450,
-        "4.7.25",
-        "Client host rejected: cannot find your reverse hostname, [{ip}]",
-        "Postfix, when the PTR lookup fails temporarily",
-    ),
-    "helo_fqdn": Template(
-        504,
-        "5.5.2",
-        "<{helo}>: Helo command rejected: need fully-qualified hostname",
-        "Postfix reject_non_fqdn_helo_hostname",
-    ),
-    "helo_invalid": Template(
-        501,
-        "5.5.2",
-        "<{helo}>: Helo command rejected: Invalid name",
-        "Postfix reject_invalid_helo_hostname",
-    ),
-    "helo_unknown": Template(
-        550,
-        "5.7.1",
-        "<{helo}>: Helo command rejected: Host not found",
-        "Postfix reject_unknown_helo_hostname (unknown_hostname_reject_code as 550)",
-    ),
-    "helo_mismatch": Template(
-        550,
-        "5.7.1",
-        "<{helo}>: Helo command rejected: Host name does not point to your address [{ip}]",
-        "maillab wording in Postfix style; RFC 3463 X.7.1",
-    ),
-    "helo_tempfail": Template(
-        450,
-        "4.7.1",
-        "<{helo}>: Helo command rejected: Host not found",
-        "Postfix reject_unknown_helo_hostname on a temporary DNS failure",
-    ),
-    "dnsbl": Template(
-        554,
-        "5.7.1",
-        "Service unavailable; Client host [{ip}] blocked using {zone}{reason}",
-        "Postfix reject_rbl_client; the reason is the list's TXT record (RFC 5782 §2.1)",
-    ),
-    "greylisted": Template(
-        450,
-        "4.7.1",
-        "<{rcpt}>: Recipient address rejected: Greylisted, see RFC 6647; "
-        "try again in {seconds} seconds",
-        "postgrey wording; RFC 6647 §2.1",
-    ),
-    # -- the sender's domain -----------------------------------------------------
-    "spf_fail": Template(
-        550,
-        "5.7.23",
-        "Message rejected due to: SPF fail - not authorized",
-        "DESIGN.md wording; RFC 7372 X.7.23 (SPF validation failed)",
-    ),
-    "spf_temperror": Template(
-        451,
-        "4.7.24",
-        "Temporary SPF validation error for {domain}; try again later",
-        "RFC 7208 §8.6 (temperror: 4xx); RFC 7372 X.7.24 (SPF validation error)",
-    ),
-    "tls_required": Template(
-        530,
-        "5.7.0",
-        "Must issue a STARTTLS command first",
-        "Postfix smtpd_tls_security_level=encrypt; RFC 3207 §4",
-    ),
-    # -- the message (after DATA) ------------------------------------------------
-    "dkim_fail": Template(
-        550,
-        "5.7.20",
-        "Message rejected: no passing DKIM signature found",
-        "RFC 7372 X.7.20 (no passing DKIM signature found)",
-    ),
-    "dkim_temperror": Template(
-        451,
-        "4.4.3",
-        "Temporary failure looking up a DKIM key; try again later",
-        "RFC 3463 X.4.3 (directory server failure: DNS)",
-    ),
-    "dmarc_reject": Template(
-        550,
-        "5.7.26",
-        "Unauthenticated email from {domain} is not accepted due to domain's DMARC policy",
-        "Gmail; RFC 7372 X.7.26",
-    ),
-    "from_missing": Template(
-        550,
-        "5.7.1",
-        "Messages missing a valid address in From: header, or having no From: header, "
-        "are not accepted",
-        "Gmail; RFC 5322 §3.6 (exactly one From: field)",
-    ),
-    "from_multiple": Template(
-        550,
-        "5.7.1",
-        "This message is not RFC 5322 compliant. There are multiple From: headers",
-        "Gmail; RFC 5322 §3.6 (exactly one From: field)",
-    ),
-    "dmarc_temperror": Template(
-        451,
-        "4.4.3",
-        "Temporary failure looking up the DMARC policy of {domain}; try again later",
-        "RFC 3463 X.4.3 (directory server failure: DNS)",
-    ),
+    # -- several checks (after DATA) ---------------------------------------------
     "auth_multiple": Template(
         550,
         "5.7.26",
         "Multiple authentication checks failed: {failed}",
         "RFC 7372 §3.2 X.7.26 (multiple authentication checks failed)",
+    ),
+    "spam_reject": Template(
+        554,
+        "5.7.1",
+        "Spam message rejected (score {score}, reject from {threshold})",
+        "rspamd's reject action; RFC 3463 X.7.1 (delivery not authorized)",
     ),
     # -- protocol and resources --------------------------------------------------
     "size": Template(
@@ -301,11 +200,38 @@ def _clean(value: object) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+class _Replies(Mapping[str, Template]):
+    """Every reply the MX composes itself, by name: :data:`GENERAL` and the
+    checks' own (read from the registry when first asked: the checks'
+    modules import this one)."""
+
+    def _all(self) -> dict[str, Template]:
+        # The checks' modules import this one: the registry is found by name.
+        checks = importlib.import_module("sim.services.checks")
+
+        merged = dict(GENERAL)
+        for check in checks.all_checks():
+            merged.update(check.replies)
+        return merged
+
+    def __getitem__(self, name: str) -> Template:
+        found = GENERAL.get(name)
+        return found if found is not None else self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+#: Every reply the MX composes itself, by name.
+REPLIES: Mapping[str, Template] = _Replies()
+
+
 def reply(name: str, **fields: object) -> Reply:
     """The reply ``name`` from :data:`REPLIES` with its fields filled in."""
-    template = REPLIES[name]
-    text = template.text.format(**{k: _clean(v) for k, v in fields.items()})
-    return Reply(template.code, template.enhanced, text)
+    return REPLIES[name].fill(**fields)
 
 
 def temporary(permanent: Reply) -> Reply:
@@ -341,10 +267,10 @@ _AIOSMTPD: tuple[tuple[str, str], ...] = (
 
 #: aiosmtpd texts that have a better wording in the table above.
 _REWORDED: dict[str, str] = {
-    "500 Command line too long": REPLIES["line_too_long"].text,
-    "500 Line too long (see RFC5321 4.5.3.1.6)": REPLIES["data_line_too_long"].text,
-    "552 Error: message size exceeds fixed maximum message size": REPLIES["size"].text,
-    "552 Error: Too much mail data": REPLIES["size"].text,
+    "500 Command line too long": GENERAL["line_too_long"].text,
+    "500 Line too long (see RFC5321 4.5.3.1.6)": GENERAL["data_line_too_long"].text,
+    "552 Error: message size exceeds fixed maximum message size": GENERAL["size"].text,
+    "552 Error: Too much mail data": GENERAL["size"].text,
 }
 
 

@@ -14,7 +14,6 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Literal
 
 __all__ = [
-    "DEFAULT_CHECK_ACTIONS",
     "CheckAction",
     "CheckName",
     "CheckPolicy",
@@ -27,6 +26,7 @@ __all__ = [
     "Node",
     "NodeKind",
     "RelayService",
+    "Scoring",
     "Services",
     "Settings",
     "Smarthost",
@@ -39,7 +39,9 @@ Action = Literal["accept", "drop", "reject"]
 Proto = Literal["tcp", "udp", "icmp", "any"]
 Direction = Literal["in", "out", "any"]
 RejectWith = Literal["tcp-reset", "icmp-port-unreachable", "icmp-admin-prohibited"]
-CheckName = Literal["ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc", "tls"]
+#: A receiving check's name: one of the modules of sim.services.checks (the
+#: topology schema lists them; this layer does not know them).
+CheckName = str
 CheckAction = Literal["reject", "defer", "junk", "header", "policy"]
 DmarcDiscovery = Literal["treewalk", "psl"]
 
@@ -101,24 +103,6 @@ class DnsblService:
     listed: tuple[DnsblListing, ...] = ()
 
 
-#: What a failing check costs when a topology lists a check by name only.
-#: Mirrors common practice: Gmail rejects mail from IPs without PTR (550 5.7.25),
-#: Postfix's reject_unknown_client_hostname defers a failed FCrDNS (450 4.7.1),
-#: Spamhaus-listed clients are rejected (554 5.7.1), an SPF fail is rejected
-#: (a softfail goes to junk), DKIM alone only annotates (RFC 6376 §6.3), and
-#: DMARC follows the domain owner's published policy (RFC 9989).
-DEFAULT_CHECK_ACTIONS: dict[str, CheckAction] = {
-    "ptr": "reject",
-    "fcrdns": "defer",
-    "helo": "reject",
-    "dnsbl": "reject",
-    "spf": "reject",
-    "dkim": "header",
-    "dmarc": "policy",
-    "tls": "header",
-}
-
-
 @dataclass(frozen=True)
 class CheckPolicy:
     """What a failing check costs: reject (5xx), defer (4xx), junk, header only.
@@ -142,6 +126,17 @@ class DmarcReporting:
 
 
 @dataclass(frozen=True)
+class Scoring:
+    """A scoring receiver (rspamd, SpamAssassin): each check result adds its
+    weight; at ``junk`` or more the message goes to Junk, at ``reject`` or more
+    it is refused. ``weights`` are (check, result or DNSBL return code, weight)."""
+
+    junk: float | None = None
+    reject: float | None = None
+    weights: tuple[tuple[str, str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class MxService:
     """A receiving MTA on port 25 for ``domains``; never an open relay."""
 
@@ -160,6 +155,8 @@ class MxService:
     #: envelope sender unchanged, which is why forwarding breaks SPF.
     forward: tuple[tuple[str, str], ...] = ()
     dmarc_reports: DmarcReporting | None = None
+    #: Combine the check results into a score (None: the actions alone decide).
+    scoring: Scoring | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ one key to another.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import re
@@ -36,7 +37,16 @@ from typing import Any, get_args
 import sim.topology.model as model
 from sim.clock import parse_duration
 from sim.spec.words import describe_value, expected
-from sim.topology.model import DEFAULT_CHECK_ACTIONS, CheckAction, CheckPolicy
+from sim.topology.model import CheckPolicy
+
+
+def _checks() -> Any:
+    """The receiving checks (:mod:`sim.services.checks`): plugins of the
+    services layer whose names, results and actions this format lists. The
+    topology layer sits below the services (docs/architecture.md), so the
+    registry is found by name when the schema is built, not imported."""
+    return importlib.import_module("sim.services.checks")
+
 
 __all__ = [
     "FORMATS",
@@ -195,6 +205,12 @@ def _positive_number(value: object) -> float:
         raise _expect("a positive number", value)
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _score(value: object) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise _expect("a number", value)
     return float(value)
 
 
@@ -373,6 +389,18 @@ FORMATS: dict[str, ValueFormat] = {
             _dnsbl_code,
         ),
         ValueFormat(
+            "return code",
+            "a DNSBL's answer for a listed address, 127.0.0.x other than 127.0.0.1 "
+            "(RFC 5782 §2.1), as a key",
+            "127.0.0.10",
+            {
+                "type": "string",
+                "pattern": _anchored(rf"127(?:\.{_OCTET}){{3}}"),
+                "not": {"const": "127.0.0.1"},
+            },
+            lambda value: str(_dnsbl_code(value)),
+        ),
+        ValueFormat(
             "duration",
             "seconds, or a number with a unit `s`, `m`, `h`, `d` or `w` (lab time)",
             "5m",
@@ -390,6 +418,13 @@ FORMATS: dict[str, ValueFormat] = {
             "60",
             {"type": "number", "exclusiveMinimum": 0},
             _positive_number,
+        ),
+        ValueFormat(
+            "score",
+            "a number, negative to subtract (a check result's weight, a threshold)",
+            "2.5",
+            {"type": "number"},
+            _score,
         ),
         ValueFormat(
             "port",
@@ -673,42 +708,102 @@ DNSBL = Record(
     model=model.DnsblService,
 )
 
-_CHECK_NAMES: tuple[str, ...] = get_args(model.CheckName)
-_ACTIONS: tuple[str, ...] = get_args(CheckAction)
-_CHECK_DOCS = {
-    "ptr": "The client's IP address has a PTR record.",
-    "fcrdns": "The PTR name resolves back to the client's address (forward-confirmed reverse DNS).",
-    "helo": "The HELO/EHLO name is a fully qualified host name that resolves to the client's "
-    "address (or the client's own address literal).",
-    "dnsbl": "The client's address is listed by none of the mx's `dnsbl` zones (RFC 5782).",
-    "spf": "SPF of the envelope sender (RFC 7208).",
-    "dkim": "DKIM signatures of the message (RFC 6376).",
-    "dmarc": "DMARC of the From: domain (RFC 9989); `policy` follows the domain's "
-    "published policy.",
-    "tls": "The message arrived over TLS.",
-}
 
-MX_CHECKS = Record(
-    "mx-checks",
-    "Which checks an mx runs and what a failure costs: `reject` (5xx), `defer` "
-    "(4xx, try later), `junk` (accept into the junk folder), `header` (only note it "
-    "in Authentication-Results) or, for dmarc, `policy` (what the domain publishes).",
-    tuple(
-        Field(
-            name,
-            Choice(_ACTIONS if name == "dmarc" else tuple(a for a in _ACTIONS if a != "policy")),
-            f"{_CHECK_DOCS[name]} In list form it costs `{DEFAULT_CHECK_ACTIONS[name]}`.",
-        )
-        for name in _CHECK_NAMES
-    ),
-)
+def _mx_checks() -> Record:
+    """``mx.checks`` in mapping form: one key per registered check
+    (sim.services.checks), with the actions its module allows."""
+    return Record(
+        "mx-checks",
+        "Which checks an mx runs and what a failure costs: `reject` (5xx), `defer` "
+        "(4xx, try later), `junk` (accept into the junk folder), `header` (only note it "
+        "in Authentication-Results) or, for dmarc, `policy` (what the domain publishes).",
+        tuple(
+            Field(
+                check.name,
+                Choice(check.actions),
+                f"{check.doc} In list form it costs `{check.default}`.",
+            )
+            for check in _checks().listed()
+        ),
+    )
+
+
+MX_CHECKS = _mx_checks()
 
 
 def _check_policies(value: Any) -> tuple[CheckPolicy, ...]:
     """``[ptr, spf]`` → default actions; ``{ptr: defer}`` → as written."""
     if isinstance(value, dict):
         return tuple(CheckPolicy(name, action) for name, action in value.items())
-    return tuple(CheckPolicy(name, DEFAULT_CHECK_ACTIONS[name]) for name in value)
+    defaults = _checks().default_actions()
+    return tuple(CheckPolicy(name, defaults[name]) for name in value)
+
+
+def _score_weights() -> Record:
+    """``mx.scoring.weights``: per check, a weight per result (and for the
+    DNSBL per return code), from the checks' own vocabularies."""
+
+    def per_check(check: Any) -> Record:
+        fields = [
+            Field(result, _SCORE, f"Added when {check.name} gives {result}: {meaning}.")
+            for result, meaning in check.results.items()
+        ]
+        if check.score_keys:
+            fields.append(
+                Field(
+                    "codes",
+                    MapOf(Scalar("return code"), _SCORE),
+                    f"A weight per return code of the list, instead of `listed`'s "
+                    f"({check.score_keys}).",
+                )
+            )
+        return Record(
+            f"mx-score-{check.name}", f"Weights of {check.name}'s results.", tuple(fields)
+        )
+
+    return Record(
+        "mx-score-weights",
+        "What each check result adds to the score (a negative weight subtracts).",
+        tuple(Field(check.name, per_check(check), check.doc) for check in _checks().listed()),
+    )
+
+
+def _flat_weights(weights: dict[str, dict[str, Any]]) -> tuple[tuple[str, str, float], ...]:
+    """``{spf: {fail: 4}, dnsbl: {codes: {127.0.0.2: 6}}}`` → (check, key, weight)..."""
+    flat: list[tuple[str, str, float]] = []
+    for check, table in weights.items():
+        for key, weight in table.items():
+            if key == "codes":
+                flat += [(check, str(code), float(w)) for code, w in weight]
+            else:
+                flat.append((check, key, float(weight)))
+    return tuple(flat)
+
+
+_SCORE = Scalar("score")
+
+MX_SCORING = Record(
+    "mx-scoring",
+    "A scoring receiver (as rspamd or SpamAssassin in iRedMail and Mailu): every check "
+    "result adds its weight to the message's score; at `junk` or more the message is filed "
+    "as junk, at `reject` or more it is refused at DATA (554 5.7.1). The checks' own actions "
+    "still apply; give them `header` to let the score alone decide.",
+    (
+        Field("junk", _SCORE, "File as junk from this score on (never, if absent)."),
+        Field("reject", _SCORE, "Refuse from this score on (never, if absent)."),
+        Field(
+            "weights",
+            Either(
+                (_score_weights(),),
+                build=_flat_weights,
+                noun="a mapping check → {result: weight}",
+            ),
+            "The weights, per check and result.",
+            default={},
+        ),
+    ),
+    model=model.Scoring,
+)
 
 
 DMARC_REPORTS = Record(
@@ -752,7 +847,7 @@ MX = Record(
         Field(
             "checks",
             Either(
-                (ListOf(Choice(_CHECK_NAMES), unique=True), MX_CHECKS),
+                (ListOf(Choice(_checks().names()), unique=True), MX_CHECKS),
                 build=_check_policies,
                 noun="a list of check names (such as [ptr, spf]) or a mapping check → action "
                 "(such as {spf: junk})",
@@ -797,6 +892,11 @@ MX = Record(
             Scalar("boolean"),
             "Start with the service stopped (connections are refused), for outage labs.",
             default=False,
+        ),
+        Field(
+            "scoring",
+            MX_SCORING,
+            "Combine the check results into a score with junk and reject thresholds.",
         ),
         Field(
             "forward",
