@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sim.controls import COMMANDS, CommandList, commands_of
 from sim.discover import did_you_mean, unknown
-from sim.errors import BackendError, NetworkError, ServiceError
+from sim.errors import ArgumentError, BackendError, NetworkError, ServiceError
 from sim.topology.graph import OUTSIDE
 
 if TYPE_CHECKING:
@@ -34,10 +34,12 @@ __all__ = ["LabHelpers", "UnknownNode", "check_node_name", "txt_data"]
 _SERVICE_KINDS = ("dns", "dnsbl", "mx", "submission", "relay", "mailbox")
 
 
-class UnknownNode(NetworkError, BackendError):
-    """A name that is no node of the topology. Both kinds callers already
-    catch: a :class:`BackendError` (the backend cannot run on it) and a
-    :class:`NetworkError` (as ``send``'s ``via`` always raised)."""
+class UnknownNode(ArgumentError, NetworkError, BackendError):
+    """A name that is no node of the topology: a bad argument
+    (:class:`ArgumentError`, one line and exit 2 on the command line), and
+    the kinds callers already catch: a :class:`BackendError` (the backend
+    cannot run on it) and a :class:`NetworkError` (as ``send``'s ``via``
+    always raised)."""
 
 
 def check_node_name(topology: Topology, node: str, role: str = "node") -> Node:

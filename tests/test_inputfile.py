@@ -82,6 +82,6 @@ def test_the_loaders_read_through_it(tmp_path: Path) -> None:
     with huge.open("wb") as out:
         out.truncate(MAX_YAML_BYTES + 1)
     (problem,) = validate_topology_file(huge)
-    assert "too large for a topology file" in problem.message
+    assert "too large for a YAML file" in problem.message
     doc, problems = load_yaml(huge)
-    assert doc is None and "too large for a lab file" in problems[0].message
+    assert doc is None and "too large for a YAML file" in problems[0].message

@@ -110,7 +110,7 @@ def test_a_key_with_dots_is_quoted_in_the_path(tmp_path: Path) -> None:
     ("content", "message"),
     [
         (None, "is a directory, not a YAML file"),
-        (b"\x00\x01", "a binary file (it contains NUL bytes), not YAML"),
+        (b"\x00\x01", "a binary file (it contains NUL bytes), not a YAML file"),
         (b"name: caf\xe9\n", "not UTF-8 text: byte 0xe9 cannot be decoded; save the file as UTF-8"),
     ],
 )

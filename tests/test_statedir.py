@@ -192,6 +192,7 @@ class _NoBackend:
     """A backend that fails the test if an experiment reaches it."""
 
     state_dir = Path("/nonexistent")
+    topology = sim.load_topology(T)
 
     def run(self, node: str, experiment: object) -> object:
         raise AssertionError(f"{experiment!r} reached the backend")
@@ -217,7 +218,7 @@ class _NoBackend:
     ],
 )
 def test_the_api_raises_argument_errors(call: object, match: str) -> None:
-    lab = Lab(sim.load_topology(T), _NoBackend(), owns_state=False)  # type: ignore[arg-type]
+    lab = Lab(_NoBackend(), owns_state=False)  # type: ignore[arg-type]
     with pytest.raises(ArgumentError, match=match) as info:
         call(lab)  # type: ignore[operator]
     assert isinstance(info.value, sim.SimError) and not isinstance(info.value, ValueError)

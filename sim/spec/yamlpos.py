@@ -110,7 +110,7 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, list[Problem]]:
     """
     where = str(path)
     if text is None:
-        text, problem = read_text(path, "lab file")
+        text, problem = read_text(path)
         if text is None:
             assert problem is not None
             return None, [problem]

@@ -694,7 +694,7 @@ def validate_topology_text(text: str, source: str = "<string>") -> list[Problem]
 
 def validate_topology_file(path: str | os.PathLike[str]) -> list[Problem]:
     """Every problem of a topology file (sorted); never raises for bad input."""
-    text, problem = read_text(path, "topology file")
+    text, problem = read_text(path)
     if text is None:
         assert problem is not None
         return [problem]
@@ -711,7 +711,7 @@ def loads_topology(text: str, source: str = "<string>") -> Topology:
 
 def load_topology(path: str | os.PathLike[str]) -> Topology:
     """A topology from a file; raises :class:`TopologyError` with every problem."""
-    text, problem = read_text(path, "topology file")
+    text, problem = read_text(path)
     if text is None:
         assert problem is not None
         raise TopologyError([problem])
