@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sim.runtime import Lab
 from test_mx import CHECKS, auth_results, build_topology, by_subject, message, send
 
 import sim
 from sim.auth.result import CheckResult
+from sim.hosting.runtime import Lab
 from sim.lab import actions as lab_actions
 from sim.lab import checks as lab_checks
 from sim.services import checks

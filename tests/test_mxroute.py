@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sim.send import mx_hosts
 
+from sim.experiments.send import mx_hosts
 from sim.resolve import DnsAnswer, DnsRecord
 from sim.services.relay import RelayServer
 from sim.trace import Trace

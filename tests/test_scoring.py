@@ -10,12 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sim.runtime import Lab
 from test_mx import MX_SERVICE, build_topology
 
 import sim
 from sim.auth.result import CheckResult
 from sim.errors import TopologyError
+from sim.hosting.runtime import Lab
 from sim.services.mxscore import Weights, apply, score
 from sim.services.policy import Decision, judge
 from sim.topology.loader import load_topology

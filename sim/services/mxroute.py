@@ -2,7 +2,7 @@
 
 Both senders of the lab use it: the relay's queue runner
 (:mod:`sim.services.relay`) and a direct ``maillab send``
-(:mod:`sim.send`), so a given DNS state gives the same answer, with the
+(:mod:`sim.experiments.send`), so a given DNS state gives the same answer, with the
 same reply, whoever sends:
 
 1. ``MX`` of the domain (RFC 5321 §5.1), lowest preference first (RFC 5321
