@@ -37,7 +37,6 @@ from sim.experiments import Experiment, ExperimentResult
 from sim.experiments.alignment import alignment_json
 from sim.experiments.params import param
 from sim.services.maildir import Maildir, StoredMessage, mail_root
-from sim.services.mxroute import find_mx, host_addresses, no_address, unroutable
 from sim.spec.kinds import Bool, Either, Int, ListOf, MapOf, Str
 from sim.topology.model import Topology
 from sim.trace import Trace, TraceEvent
@@ -375,6 +374,8 @@ async def mx_hosts(
     the reply that stops the mail: the relay's rules and replies
     (:mod:`sim.services.mxroute`), so that a direct send and a queued one
     report the same thing (a SERVFAIL is 451 4.4.3, try again)."""
+    from sim.services.mxroute import find_mx, host_addresses, no_address, unroutable
+
     route = await find_mx(ctx.resolver, domain, trace.id)
     if route.reply is not None:
         return [], route.reply

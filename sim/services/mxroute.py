@@ -74,7 +74,12 @@ async def find_mx(resolver: Resolver, domain: str, trace_id: str | None) -> MxRo
         # RFC 7505 §3: "0 ." says the domain accepts no mail; do not try its
         # address records or anything else.
         return MxRoute(
-            reply=Reply(556, "5.1.10", f"Recipient address rejected: Domain {domain} has a null MX")
+            reply=Reply(
+                556,
+                "5.1.10",
+                f"Recipient address rejected: Domain {domain} has a null MX "
+                "(not sent: no server was contacted)",
+            )
         )
     if not mxes:
         # RFC 5321 §5.1: no MX records → the domain itself is the one host.
