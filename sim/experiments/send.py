@@ -113,6 +113,18 @@ def _header_pairs(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in items)
 
 
+def _message_file(path: str) -> str:
+    """``--message FILE``: the file's text (a regular file under the input
+    size limit, sim.inputfile), read before the lab starts."""
+    from sim.errors import ArgumentError
+    from sim.inputfile import InputFileError, read_input_text
+
+    try:
+        return read_input_text(path, what="message file")
+    except InputFileError as err:
+        raise ArgumentError(f"--message {err.problem.path}: {err.problem.message}") from None
+
+
 def _header_lines(lines: list[str]) -> dict[str, str]:
     """``--header 'Name: value'`` given several times → the lab file's mapping."""
     out: dict[str, str] = {}
@@ -181,6 +193,19 @@ class Send(Experiment):
             from_cli=_header_lines,
         ),
     )
+    #: A whole RFC 5322 message sent as it is (headers and body): any case,
+    #: spoofed or malformed, can be tried. The envelope still comes from
+    #: ``to``, ``mail_from`` (``--message FILE`` on the command line).
+    message: str | None = field(
+        default=None,
+        metadata=param(
+            Str(),
+            "a whole message (RFC 5322) sent as it is; the envelope comes from the "
+            "other options (command line: a file)",
+            metavar="FILE",
+            from_cli=_message_file,
+        ),
+    )
     port: int | None = field(default=None, metadata=param(_PORT, "override the port"))
     settle: bool = field(
         default=False,
@@ -209,6 +234,24 @@ class Send(Experiment):
     def __post_init__(self) -> None:
         if self.tls is not None and self.tls not in TLS_MODES:
             raise SimError(f"tls={self.tls!r}: choose one of {', '.join(TLS_MODES)}")
+        if self.message is not None:
+            composed = [
+                name
+                for name, given in (
+                    ("from_header", self.from_header is not None),
+                    ("subject", self.subject != "Hello from maillab"),
+                    ("body", self.body != "This is a test message.\n"),
+                    ("headers", bool(self.headers)),
+                )
+                if given
+            ]
+            if composed:
+                raise SimError(
+                    f"message is sent as it is: leave out {', '.join(composed)} "
+                    "(write them into the message)"
+                )
+            if not self.message.strip():
+                raise SimError("message is empty: give a whole message, headers and body")
 
     def describe(self, node: str) -> str:
         via = "" if self.via == "direct" else f" via {self.via}"
@@ -221,6 +264,16 @@ class Send(Experiment):
 
     def build(self, ctx: NodeContext) -> tuple[bytes, str]:
         sender = self.envelope_from(ctx)
+        if self.message is not None:
+            # As written, line endings made CRLF (RFC 5322 §2.1); its own
+            # Message-ID, if any, is the one the trace follows.
+            data = (
+                self.message.replace("\r\n", "\n")
+                .replace("\n", "\r\n")
+                .encode("utf-8", "surrogateescape")
+            )
+            parsed = email.message_from_bytes(data, policy=email.policy.default)
+            return data, str(parsed.get("Message-ID", "") or "").strip()
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = self.from_header or sender
         msg["To"] = ", ".join(self.to)

@@ -120,6 +120,7 @@ class Lab(LabHelpers):
         settle: bool = False,
         tls: str | None = None,
         helo: str | None = None,
+        message: str | None = None,
     ) -> SendResult:
         """Send one message from ``node``.
 
@@ -132,6 +133,8 @@ class Lab(LabHelpers):
         until the relay's queue has finished with the message. ``tls``
         overrides TLS on the first hop: ``none``, ``opportunistic``,
         ``required`` (STARTTLS) or ``implicit`` (TLS from the first byte).
+        ``message`` sends a whole RFC 5322 message as it is (then leave out
+        ``from_header``, ``subject``, ``body`` and ``headers``).
         Parameters left out take :class:`~sim.experiments.send.Send`'s defaults.
 
         >>> r = lab.send("laptop", "bob@qq.example", mail_from="alice@home.example",
