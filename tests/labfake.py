@@ -21,6 +21,27 @@ from sim.topology.model import Topology
 from sim.topology.zones import ZoneSyntaxError, fqdn
 
 
+def run_by_kind(lab: Any, node: str, experiment: Any) -> Any:
+    """Like ``sim.Lab.run`` for a test double with ``dig``, ``connect`` and
+    ``send`` methods: the experiment's kind picks the method; its parameters
+    other than their defaults are the keyword arguments."""
+    given = {
+        f.name: getattr(experiment, f.name)
+        for f in dataclasses.fields(experiment)
+        if getattr(experiment, f.name) != f.default
+    }
+    if experiment.kind == "dig":
+        return lab.dig(node, experiment.name, experiment.type)
+    if experiment.kind == "connect":
+        return lab.connect(node, experiment.host, experiment.port)
+    if experiment.kind == "send":
+        to = list(given.pop("to"))
+        if "headers" in given:
+            given["headers"] = dict(given["headers"])
+        return lab.send(node, to, **given)
+    raise LabError(f"this lab cannot run a {experiment.kind} experiment")
+
+
 @dataclass
 class FakeResult:
     data: dict[str, Any]
@@ -63,23 +84,7 @@ class FakeLab:
         return "NXDOMAIN", []
 
     def run(self, node: str, experiment: Any) -> Any:
-        """Like ``sim.Lab.run``: the experiment's kind picks the method above;
-        its parameters other than their defaults are the keyword arguments."""
-        given = {
-            f.name: getattr(experiment, f.name)
-            for f in dataclasses.fields(experiment)
-            if getattr(experiment, f.name) != f.default
-        }
-        if experiment.kind == "dig":
-            return self.dig(node, experiment.name, experiment.type)
-        if experiment.kind == "connect":
-            return self.connect(node, experiment.host, experiment.port)
-        if experiment.kind == "send":
-            to = list(given.pop("to"))
-            if "headers" in given:
-                given["headers"] = dict(given["headers"])
-            return self.send(node, to, **given)
-        raise LabError(f"this lab cannot run a {experiment.kind} experiment")
+        return run_by_kind(self, node, experiment)
 
     def dig(self, node: str, name: str, rtype: str = "A") -> FakeResult:
         self.calls.append(("dig", (node, name, rtype)))

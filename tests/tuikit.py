@@ -10,17 +10,17 @@ the DNS service. Behaviour tests use the real local backend instead.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labfake import run_by_kind
 from textual.pilot import Pilot
 from textual.widgets import OptionList, Select
 
-from sim.errors import LabError, ServiceError
+from sim.errors import ServiceError
 from sim.lab.model import (
     CheckpointStep,
     ExperimentStep,
@@ -105,23 +105,7 @@ class CannedLab:
         return Canned(json.loads(json.dumps(CANNED[key])))
 
     def run(self, node: str, experiment: Any) -> Any:
-        """Like ``sim.Lab.run``: the experiment's kind picks the method above;
-        its parameters other than their defaults are the keyword arguments."""
-        given = {
-            f.name: getattr(experiment, f.name)
-            for f in dataclasses.fields(experiment)
-            if getattr(experiment, f.name) != f.default
-        }
-        if experiment.kind == "dig":
-            return self.dig(node, experiment.name, experiment.type)
-        if experiment.kind == "connect":
-            return self.connect(node, experiment.host, experiment.port)
-        if experiment.kind == "send":
-            to = list(given.pop("to"))
-            if "headers" in given:
-                given["headers"] = dict(given["headers"])
-            return self.send(node, to, **given)
-        raise LabError(f"this lab cannot run a {experiment.kind} experiment")
+        return run_by_kind(self, node, experiment)
 
     def dig(self, node: str, name: str, rtype: str = "A") -> Canned:
         return self._replay(f"dig {node} {name} {rtype}")

@@ -176,31 +176,27 @@ class _Synth:
 
     def segment(self, t: float, c: _Connection, payload: bytes, from_client: bool) -> None:
         comment = "decrypted: TLS on the real connection (after STARTTLS)" if c.encrypted else ""
+        # The client's bytes advance its sequence number, the server's the ack.
+        src, sport, dst, dport = (
+            (c.client, c.sport, c.server, c.dport)
+            if from_client
+            else (c.server, c.dport, c.client, c.sport)
+        )
+        seq, ack = (c.seq, c.ack) if from_client else (c.ack, c.seq)
+        packet = ipv4_tcp(
+            src,
+            sport,
+            dst,
+            dport,
+            seq=seq,
+            ack=ack,
+            flags=TCP_PSH | TCP_ACK,
+            payload=payload,
+            ident=next(self.ident),
+        )
         if from_client:
-            packet = ipv4_tcp(
-                c.client,
-                c.sport,
-                c.server,
-                c.dport,
-                seq=c.seq,
-                ack=c.ack,
-                flags=TCP_PSH | TCP_ACK,
-                payload=payload,
-                ident=next(self.ident),
-            )
             c.seq += len(payload)
         else:
-            packet = ipv4_tcp(
-                c.server,
-                c.dport,
-                c.client,
-                c.sport,
-                seq=c.ack,
-                ack=c.seq,
-                flags=TCP_PSH | TCP_ACK,
-                payload=payload,
-                ident=next(self.ident),
-            )
             c.ack += len(payload)
         self.emit(t, packet, comment)
 
