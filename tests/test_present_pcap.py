@@ -190,6 +190,79 @@ def test_up_pcap_writes_the_runs_packets_when_the_lab_stops(tmp_path: Path) -> N
 
 
 @needs_tshark
+def test_up_pcap_keeps_what_a_real_smtp_client_said(tmp_path: Path) -> None:
+    """A real program (here smtplib) talks to the running lab's MX: no lab
+    client records that conversation, so the MX keeps it for the file, with
+    the lab addresses and port 25, decrypted after STARTTLS."""
+    import json
+    import signal
+    import smtplib
+    import ssl
+
+    capture_dir = tmp_path / "capture"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "up", "home-isp", "--json", "--pcap", str(capture_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        mx = next(e for e in ready["endpoints"] if e["lab"] == "203.0.113.25:25")
+        host, port = mx["local"].rsplit(":", 1)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with smtplib.SMTP(host, int(port), local_hostname="real.client.example", timeout=30) as c:
+            c.ehlo()
+            c.starttls(context=context)
+            c.ehlo()
+            c.mail("someone@elsewhere.example")
+            c.rcpt("bob@qq.example")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    out = capture_dir / "home-isp.pcapng"
+    commands = smtp_commands(out)
+    assert commands[:3] == ["EHLO", "STARTTLS", "EHLO"]
+    assert {"MAIL", "RCPT", "QUIT"} <= set(commands)
+    servers = fields(out, "ip.src", "tcp.srcport", display="smtp.response")
+    assert servers and {line for line in servers} == {"203.0.113.25\t25"}
+    greeting = fields(out, "smtp.response", display="smtp.response.code == 220")
+    assert greeting  # the banner, as the MX wrote it
+    comments = fields(out, "frame.comment", display="frame.comment && smtp")
+    assert any("decrypted" in line for line in comments)
+
+
+def test_a_recorded_connection_keeps_each_sides_turns() -> None:
+    """What the servers keep: one segment per turn, the TLS switch marked."""
+    import itertools
+    from ipaddress import IPv4Address
+
+    from sim.net.wirelog import WireLog
+
+    clock = itertools.count()  # each reading one lab second later
+    log = WireLog(lambda: float(next(clock)))
+    conn = log.open(IPv4Address("198.51.100.7"), 40000, IPv4Address("203.0.113.25"), 25)
+    conn.server_sent(b"220 mx ESMTP\r\n")
+    conn.client_sent(b"EHLO a")
+    conn.client_sent(b"\r\n")  # the rest of the same line: the same turn
+    conn.server_sent(b"250 mx\r\n")
+    conn.secured()
+    conn.client_sent(b"QUIT\r\n")
+    conn.close()
+    turns = [(s.from_client, s.data, s.tls) for s in log.connections()[0].segments]
+    assert turns == [
+        (False, b"220 mx ESMTP\r\n", False),
+        (True, b"EHLO a\r\n", False),
+        (False, b"250 mx\r\n", False),
+        (True, b"QUIT\r\n", True),
+    ]
+    assert [s.t for s in conn.segments] == [1.0, 2.0, 4.0, 5.0]  # a turn keeps its start
+    assert conn.closed == 6.0
+
+
+@needs_tshark
 def test_a_mailbox_read_is_written_as_imap_and_pop3(tmp_path: Path) -> None:
     from mdarig import BOB, BOB_PW, MAIL, deliver, start_lab
 

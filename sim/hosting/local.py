@@ -24,6 +24,7 @@ from sim.hosting.nodehost import STOP_PHASE, NodeHost, make_context
 from sim.net.api import Endpoint
 from sim.net.local import LocalNodeNet
 from sim.net.registry import LoopbackRegistry
+from sim.net.wirelog import WireLog
 from sim.services.base import NodeContext, Service
 from sim.services.registry import SERVICE_ORDER
 from sim.tls import LabCA
@@ -57,6 +58,9 @@ class LocalBackend(Backend):
         self.registry = LoopbackRegistry()
         self.clock = LabClock(self.time_scale)
         self.hub = TraceHub()
+        #: Set while ``up --pcap`` runs (sim.present.wire): real programs'
+        #: conversations with the lab's servers.
+        self.wire_log: WireLog | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._hosts: dict[str, NodeHost] = {}

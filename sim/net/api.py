@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import asyncio
 
+    from sim.net.wirelog import WireConnection
     from sim.topology.firewall import Verdict
 
 __all__ = [
@@ -77,6 +78,9 @@ class Peer:
     address: IPv4Address
     port: int
     trace_id: str | None = None
+    #: A real program on this machine (swaks, a mail client), not a lab
+    #: client: nothing in the lab records its side of the conversation.
+    outside: bool = False
 
 
 class LabConnectError(OSError):
@@ -175,3 +179,10 @@ class NodeNet(ABC):
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         """The lab identity of the client behind a server-side transport
         (for UDP, pass the datagram's source ``addr``)."""
+
+    def record(self, transport: asyncio.BaseTransport, peer: Peer) -> WireConnection | None:
+        """Where a server keeps the bytes of this connection while a capture
+        runs, when no lab client records them (:mod:`sim.net.wirelog`); None
+        when nothing is to be kept. The default: nothing (on mininet,
+        tcpdump sees the real packets)."""
+        return None

@@ -37,6 +37,7 @@ from sim.net.api import (
 )
 from sim.net.backlog import listen_backlog
 from sim.net.registry import ClientEntry, LoopbackRegistry, Proto
+from sim.net.wirelog import WireConnection, WireLog
 from sim.topology.firewall import Packet, PacketProto, Verdict, evaluate
 from sim.topology.graph import LabNetwork
 from sim.topology.model import Topology
@@ -57,6 +58,8 @@ class LoopbackLab(Protocol):
     registry: LoopbackRegistry
     clock: LabClock
     as_address: IPv4Address
+    #: While ``up --pcap`` runs: the conversations of real programs.
+    wire_log: WireLog | None
 
     def emit(self, trace_id: str | None, event: TraceEvent) -> None: ...
 
@@ -277,8 +280,27 @@ class LocalNodeNet(NodeNet):
         port = int(peername[1]) if peername else 0
         if entry is None:
             # A real program on this machine (swaks, dig): it speaks for --as.
-            return Peer(self.backend.as_address, port, None)
+            return Peer(self.backend.as_address, port, None, outside=True)
         return Peer(entry.address, port, entry.trace_id)
+
+    def record(self, transport: asyncio.BaseTransport, peer: Peer) -> WireConnection | None:
+        log = self.backend.wire_log
+        if log is None or not peer.outside:
+            return None
+        # The lab port the client meant (25, 587...), not the loopback port
+        # the service really listens on.
+        sockname = transport.get_extra_info("sockname")
+        local_port = int(sockname[1]) if sockname else 0
+        lab_port = next(
+            (
+                port
+                for address, proto, port in self._listening
+                if proto == "tcp"
+                and self.backend.registry.listener(address, "tcp", port) == local_port
+            ),
+            local_port,
+        )
+        return log.open(peer.address, peer.port, self.address, lab_port)
 
     async def close(self) -> None:
         for address, proto, port in self._listening:

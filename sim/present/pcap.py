@@ -30,13 +30,15 @@ interface per node (see :mod:`sim.present.wirecapture`).
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sim.net.wirelog import WireConnection, WireSegment
 from sim.present.pcapng import (
     TCP_ACK,
     TCP_FIN,
@@ -391,6 +393,29 @@ class _Synth:
     def pop3(self, e: TraceEvent) -> None:
         self.mailbox_dialogue(e)
 
+    # -- real programs' connections (``up --pcap``) ------------------------------
+
+    def recorded(self, wire: WireConnection) -> list[tuple[float, Callable[[], None]]]:
+        """The packets of a connection a real program made to a lab server,
+        as (lab time, action) to run in time order with the trace's."""
+        conn = _Connection(wire.client, wire.client_port, wire.server, wire.server_port)
+        actions: list[tuple[float, Callable[[], None]]] = [
+            (wire.opened, lambda: self.handshake(wire.opened, conn))
+        ]
+
+        def send(segment: WireSegment) -> Callable[[], None]:
+            def act() -> None:
+                conn.encrypted = segment.tls
+                self.segment(segment.t, conn, segment.data, segment.from_client)
+
+            return act
+
+        actions += [(segment.t, send(segment)) for segment in wire.segments]
+        end = wire.closed
+        if end is not None:
+            actions.append((end, lambda: self.close(end, conn)))
+        return actions
+
     def finish(self, t: float) -> None:
         for conn in self.open.values():
             self.segment(t, conn, b"QUIT\r\n", True)
@@ -416,8 +441,11 @@ def synthesise(
     topology: Topology | None = None,
     *,
     comment: str = LOCAL_COMMENT,
+    wire: Iterable[WireConnection] = (),
 ) -> Capture:
-    """The packets of ``source`` (a result, a trace or events) as a capture."""
+    """The packets of ``source`` (a result, a trace or events) as a capture,
+    with the connections real programs made to the lab's servers (``wire``,
+    recorded by the servers while ``up --pcap`` ran: :mod:`sim.net.wirelog`)."""
     from sim.experiments import ExperimentResult
 
     if isinstance(source, ExperimentResult):
@@ -428,11 +456,17 @@ def synthesise(
         events = sorted(source, key=lambda e: e.t)
     capture = Capture(comment=comment)
     synth = _Synth(capture, AddressBook(topology, events), topology)
+    actions: list[tuple[float, Callable[[], None]]] = []
     for event in events:
         handler = getattr(synth, event.kind, None)
         if event.kind in ("dns", "net", "smtp", "imap", "pop3") and handler is not None:
-            handler(event)
-    synth.finish(events[-1].t if events else 0.0)
+            actions.append((event.t, functools.partial(handler, event)))
+    for connection in wire:
+        actions += synth.recorded(connection)
+    # In time order; at equal times, in the order they were recorded.
+    for _, act in sorted(actions, key=lambda action: action[0]):
+        act()
+    synth.finish(max((t for t, _ in actions), default=0.0))
     return capture
 
 
@@ -440,9 +474,11 @@ def write_pcap(
     source: Trace | ExperimentResult | Iterable[TraceEvent],
     path: str | Path,
     topology: Topology | None = None,
+    *,
+    wire: Iterable[WireConnection] = (),
 ) -> Path:
     """Write ``source``'s packets, synthesised (local backend), to ``path``."""
-    return synthesise(source, topology).write(path)
+    return synthesise(source, topology, wire=wire).write(path)
 
 
 def merge_captures(files: dict[str, Path], path: str | Path, comment: str) -> Path:

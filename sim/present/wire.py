@@ -1,7 +1,10 @@
 """``--pcap``: record what an experiment (or a running lab) put on the wire.
 
 * local backend: after the experiment, the packets are synthesised from its
-  trace (:mod:`sim.present.pcap`): nothing crossed a real lab network.
+  trace (:mod:`sim.present.pcap`): nothing crossed a real lab network. While
+  a running lab is captured (``maillab up --pcap``), its servers also keep
+  what real programs on this machine said to them (:mod:`sim.net.wirelog`),
+  since no lab client recorded those conversations.
 * mininet backend: ``tcpdump`` runs inside every host's namespace while the
   experiment runs (``-i any``, loopback left out); the per-node captures are
   merged into one pcapng file with an interface per node. Real TLS records
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import SimError
+from sim.net.wirelog import WireLog
 from sim.present.pcap import merge_captures, write_pcap
 from sim.tls import KEYLOG_ENV
 
@@ -58,6 +62,7 @@ class Wire:
         self._dir: Path | None = None
         self._files: dict[str, Path] = {}
         self._procs: list[subprocess.Popen[Any]] = []
+        self._log: WireLog | None = None
         if backend == "mininet":
             # The lab's processes read the environment when they start.
             keys = keylog_path(self.path.resolve())
@@ -67,7 +72,14 @@ class Wire:
     @contextlib.contextmanager
     def capturing(self, lab: Lab) -> Iterator[Wire]:
         if self.backend != "mininet":
-            yield self
+            # The lab's clients record their side in the trace; its servers
+            # keep what real programs (swaks, a mail client) say to them.
+            backend: Any = lab.backend
+            self._log = backend.wire_log = WireLog(backend.clock.now)
+            try:
+                yield self
+            finally:
+                backend.wire_log = None
             return
         self._dir = Path(tempfile.mkdtemp(prefix="maillab-pcap-"))
         try:
@@ -129,7 +141,8 @@ class Wire:
         """Write the file: synthesised from ``source`` (a result or trace) on
         local, merged from the nodes' captures on mininet."""
         if self.backend != "mininet":
-            return write_pcap(source, self.path, topology)
+            wire = self._log.connections() if self._log is not None else ()
+            return write_pcap(source, self.path, topology, wire=wire)
         keys = keylog_path(self.path.resolve())
         comment = (
             "maillab, mininet backend: captured with tcpdump inside each host's namespace "

@@ -146,6 +146,7 @@ class MailboxServer(Service):
                 limit=ImapSession.MAX_LINE if imap else Pop3Session.MAX_LINE,
                 implicit_tls=implicit,
                 on_close=self._connections.discard,
+                record=self.ctx.net.record,
             )
             self._connections.add(conn)
             return conn

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.net.api import Peer
+from sim.net.wirelog import WireConnection
 from sim.services.maildir import FOLDERS, Maildir
 from sim.services.memtrim import session_ended
 from sim.topology.model import Node
@@ -376,12 +377,16 @@ class LineConnection(asyncio.Protocol):
         limit: int,
         implicit_tls: ssl.SSLContext | None = None,
         on_close: Callable[[LineConnection], None] | None = None,
+        record: Callable[[asyncio.BaseTransport, Peer], WireConnection | None] | None = None,
     ) -> None:
         self._run = run
         self._peer_of = peer_of
         self.limit = limit
         self._implicit = implicit_tls
         self._on_close = on_close
+        self._record = record
+        #: Both sides' bytes while a capture runs (a real client, sim.net.wirelog).
+        self.wire: WireConnection | None = None
         self.transport: asyncio.Transport | None = None
         self.peer = Peer(IPv4Address(0), 0)  # the client's lab identity, from connection_made
         self.secure = False
@@ -400,6 +405,10 @@ class LineConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.peer = self._peer_of(transport)
+        if self._record is not None:
+            self.wire = self._record(transport, self.peer)
+            if self.wire is not None and self._implicit is not None:
+                self.wire.secured()  # ports 993/995: TLS from the first byte (RFC 8314)
         if self._implicit is not None:
             # Nothing may be read before TLS takes over the socket: the
             # client's ClientHello belongs to the TLS layer.
@@ -407,6 +416,8 @@ class LineConnection(asyncio.Protocol):
         self.task = asyncio.get_running_loop().create_task(self._main())
 
     def data_received(self, data: bytes) -> None:
+        if self.wire is not None:
+            self.wire.client_sent(data)  # plain text: after TLS, what it decrypted
         self._buf += data
         if len(self._buf) > 4 * self.limit and self.transport is not None:
             # A client that sends faster than we answer: stop reading until
@@ -422,6 +433,8 @@ class LineConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
+        if self.wire is not None:
+            self.wire.close()
         session_ended()  # (see sim.services.memtrim)
         self._wake()
         if self._drain_waiter is not None and not self._drain_waiter.done():
@@ -502,6 +515,8 @@ class LineConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            if self.wire is not None:
+                self.wire.server_sent(data)
             self.transport.write(data)
 
     async def drain(self) -> None:
@@ -549,6 +564,8 @@ class LineConnection(asyncio.Protocol):
             return False
         self.transport = tls
         self.secure = True
+        if self.wire is not None:
+            self.wire.secured()
         return True
 
     def tls_info(self) -> dict[str, Any]:

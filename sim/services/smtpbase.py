@@ -45,6 +45,7 @@ from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
 from sim.clock import LabClock
 from sim.net.api import NodeNet, Peer
+from sim.net.wirelog import WireConnection
 from sim.services.memtrim import session_ended
 from sim.services.replies import reply
 from sim.services.smtpinit import init_smtp
@@ -118,6 +119,9 @@ class LabSMTP(SMTP):
         self.lab_peer: Peer | None = None
         #: connection_lost has run (aiosmtpd may call it itself first).
         self.lab_lost = False
+        #: The bytes both sides send, kept while a capture runs and the
+        #: client is a real program outside the lab (sim.net.wirelog).
+        self.lab_wire: WireConnection | None = None
 
     def client_fault(self, fault: str, summary: str) -> None:
         """A client misbehaved: one trace event, one log line, no traceback."""
@@ -143,7 +147,16 @@ class LabSMTP(SMTP):
             # The client has gone: writing would only make asyncio warn
             # ("SSL connection is closed") once per reply.
             return
+        if self.lab_wire is not None:
+            self.lab_wire.server_sent(line + b"\r\n")
         await super().push(line)
+
+    def data_received(self, data: bytes) -> None:
+        # Called with the plain text both before STARTTLS and after it (the
+        # TLS layer hands this protocol what it decrypted).
+        if self.lab_wire is not None:
+            self.lab_wire.client_sent(data)
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.lab_lost:
@@ -151,6 +164,8 @@ class LabSMTP(SMTP):
             # and asyncio calls it again when the socket closes.
             return
         self.lab_lost = True
+        if self.lab_wire is not None:
+            self.lab_wire.close()
         if self.session is None or self._handler_coroutine is None:
             # Never served: the TLS handshake of port 465 ended (or the
             # socket closed) before connection_made.
@@ -187,6 +202,11 @@ class LabSMTP(SMTP):
         peer = self.lab_peer
         if peer is None:
             peer = self.lab_peer = self.lab_net.peer(transport)
+            self.lab_wire = self.lab_net.record(transport, peer)
+            if self.lab_wire is not None and transport.get_extra_info("ssl_object") is not None:
+                self.lab_wire.secured()  # port 465: TLS from the first byte (RFC 8314)
+        elif self.lab_wire is not None:
+            self.lab_wire.secured()  # the TLS transport: RFC 3207 §4.2
         session: Any = self.session
         session.peer = (str(peer.address), peer.port)
         session.trace_id = peer.trace_id
@@ -207,6 +227,8 @@ class LabSMTP(SMTP):
             return
         self.client_fault("timeout", f"idle for {self._timeout_duration:g} s: closed with 421")
         line = reply("timeout", host=self.hostname).line
+        if self.lab_wire is not None:
+            self.lab_wire.server_sent(line.encode("ascii") + b"\r\n")
         transport.write(line.encode("ascii") + b"\r\n")
         transport.close()
 
