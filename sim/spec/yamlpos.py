@@ -53,12 +53,15 @@ def node_pos(node: Any, default: Pos = (1, 1)) -> Pos:
 
 def key_pos(parent: Any, key: Key) -> Pos:
     """Where ``key`` of a mapping (or item ``key`` of a sequence) is written."""
-    if _loaded_map(parent) and key in parent:
-        line, col = parent.lc.key(key)
-        return line + 1, col + 1
-    if _loaded_seq(parent) and isinstance(key, int) and 0 <= key < len(parent):
-        line, col = parent.lc.item(key)
-        return line + 1, col + 1
+    try:
+        if _loaded_map(parent) and key in parent:
+            line, col = parent.lc.key(key)
+            return line + 1, col + 1
+        if _loaded_seq(parent) and isinstance(key, int) and 0 <= key < len(parent):
+            line, col = parent.lc.item(key)
+            return line + 1, col + 1
+    except (KeyError, IndexError, TypeError):
+        pass  # a key merged in with `<<` (YAML merge keys) has no place of its own
     return node_pos(parent)
 
 
@@ -71,7 +74,10 @@ def value_pos(parent: Any, key: Key) -> Pos:
             return key_pos(parent, key)
         if _loaded_map(value) or _loaded_seq(value):
             return node_pos(value)
-        line, col = parent.lc.value(key)
+        try:
+            line, col = parent.lc.value(key)
+        except (KeyError, IndexError, TypeError):
+            return key_pos(parent, key)  # merged in with `<<`
         return line + 1, col + 1
     return key_pos(parent, key)
 
