@@ -13,7 +13,7 @@ from typing import Any
 
 from sim.spec.base import BAD, Checker, Spec, Where, plain, slug
 from sim.spec.scalars import Str
-from sim.spec.words import a_an, suggest, unknown_key
+from sim.spec.words import a_an, describe_value, suggest, unknown_key
 from sim.spec.yamlpos import Pos, is_map, is_seq, key_pos, node_pos, value_pos
 
 __all__ = [
@@ -356,6 +356,25 @@ class Record(Spec):
                         for k in present:
                             fields.pop(k, None)
 
+    def top_level_problem(self, doc: Any, what: str, needs: tuple[str, ...] = ()) -> str | None:
+        """What is wrong with a whole file that should be this record, before
+        its keys can be looked at: nothing in it, or not a mapping. ``what``
+        names the file (``topology``, ``lab``); ``needs`` the keys to start
+        with (the required ones if not given)."""
+        if doc is None:
+            keys = needs or tuple(k for k, f in self.fields.items() if f.required)
+            listed = ", ".join(keys[:-1]) + " and " + keys[-1] if len(keys) > 1 else keys[0]
+            return (
+                "the file is empty (nothing but comments or blank lines): "
+                f"{a_an(what)} needs at least {listed}"
+            )
+        if not is_map(doc):
+            return (
+                f"the top level must be a mapping of keys ({', '.join(self.fields)}), "
+                f"not {describe_value(doc)}"
+            )
+        return None
+
     def expected_text(self) -> str:
         if self.name:
             return f"a mapping of {self.name} keys ({', '.join(self.fields)})"
@@ -440,7 +459,7 @@ class Tagged(Spec):
             return self.wrong(value, pos, where, out)
         kinds = ", ".join(self.variants)
         if self.tag not in value:
-            out.add(pos, where, f"missing key {self.tag!r} (one of: {kinds})")
+            out.add(pos, where, f"missing key {self.tag!r} (one of {kinds})")
             return BAD
         kind = value[self.tag]
         variant = self.variants.get(kind) if isinstance(kind, str) else None

@@ -255,6 +255,8 @@ class ValueFormat:
     #: Lower-case and drop a trailing dot (DNS names compare case-insensitively,
     #: RFC 4343); applied after parsing, so that ``QQ.example.`` is ``qq.example``.
     normalise: bool = False
+    #: What a message says was expected, if not "a NAME such as EXAMPLE".
+    expected: str = ""
 
 
 @dataclass
@@ -285,6 +287,8 @@ class Scalar(Spec):
         return parsed
 
     def expected_text(self) -> str:
+        if self.format.expected:
+            return self.format.expected
         example = self.format.example.splitlines()[0]
         return f"{a_an(self.format.name)} such as {example}"
 

@@ -206,6 +206,7 @@ FORMATS: dict[str, ValueFormat] = {
             '"residential customers may not send on port 25"',
             {"type": "string"},
             _text("text"),
+            expected="text",
         ),
         ValueFormat(
             "zone text",
@@ -214,6 +215,7 @@ FORMATS: dict[str, ValueFormat] = {
             "|\n  @   MX 10 mx\n  mx  A  203.0.113.25",
             {"type": "string"},
             _text("zone text"),
+            expected="zone text",
         ),
         ValueFormat(
             "identifier",

@@ -34,7 +34,7 @@ from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from sim.errors import Problem, TopologyError
 from sim.spec.kinds import Checker
 from sim.spec.source import read_text
-from sim.spec.words import describe_value, path_text
+from sim.spec.words import path_text
 from sim.topology.model import Topology
 from sim.topology.schema import TOPOLOGY
 from sim.topology.validate import Finding, KeyPath, check_topology
@@ -269,28 +269,10 @@ def _structure(text: str, source: str) -> _Structure:
     except Exception as err:  # ruamel's errors, and RecursionError on absurd nesting
         checker.problems.append(_yaml_problem(err, source, text))
         return done
-    if data is None:
-        checker.problems.append(
-            Problem(
-                source,
-                1,
-                1,
-                "the file is empty (nothing but comments or blank lines): "
-                "a topology needs at least `name` and `nodes`",
-            )
-        )
-        return done
-    if not isinstance(data, dict):
+    wrong = TOPOLOGY.top_level_problem(data, "topology", needs=("name", "nodes"))
+    if wrong is not None:
         line, col = _own_pos(data)
-        checker.problems.append(
-            Problem(
-                source,
-                line,
-                col,
-                "the top level must be a mapping of keys (name, title, settings, nodes, "
-                f"links, zones), not {describe_value(data)}",
-            )
-        )
+        checker.problems.append(Problem(source, line, col, wrong))
         return done
     for problem, path in duplicates:
         # The first of the values is used; the author may have meant the other.
