@@ -229,3 +229,17 @@ def test_a_file_that_is_not_a_mapping(tmp_path: Path, text: str, said: str) -> N
     (topo,), (lab,) = both(tmp_path, text, text)
     assert topo.message.startswith(said) and lab.message.startswith(said)
     assert topo.message.endswith("not a list") == lab.message.endswith("not a list")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("name: x\nname: y\n", "duplicate key 'name' (first on line 1); the first value is used"),
+        ("name: [a, b\n", "not valid YAML: expected ',' or ']'"),
+    ],
+)
+def test_yaml_mistakes_read_the_same(tmp_path: Path, text: str, said: str) -> None:
+    """Both formats read YAML through sim.spec.yamlpos.parse_yaml."""
+    topo, lab = both(tmp_path, text, text)
+    assert any(p.message.startswith(said) for p in topo), topo
+    assert any(p.message.startswith(said) for p in lab), lab

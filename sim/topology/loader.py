@@ -27,14 +27,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
-
 from sim.errors import Problem, TopologyError
 from sim.spec.kinds import Checker
 from sim.spec.source import read_text
 from sim.spec.words import path_text
+from sim.spec.yamlpos import parse_yaml
 from sim.topology.model import Topology
 from sim.topology.schema import TOPOLOGY
 from sim.topology.validate import Finding, KeyPath, check_topology
@@ -87,89 +84,6 @@ def _own_pos(value: Any) -> Pos:
     if lc is None or getattr(lc, "line", None) is None:
         return (1, 1)
     return (lc.line + 1, lc.col + 1)
-
-
-# -- YAML ------------------------------------------------------------------------------
-
-
-def _yaml(allow_duplicates: bool = False) -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = allow_duplicates
-    return yaml
-
-
-def _duplicate_keys(text: str, source: str) -> list[tuple[Problem, KeyPath]]:
-    """Every repeated key of every mapping (ruamel stops at the first), with
-    the path of the mapping it is in."""
-    problems: list[tuple[Problem, KeyPath]] = []
-    seen_nodes: set[int] = set()
-
-    def visit(node: Node, path: KeyPath) -> None:
-        if id(node) in seen_nodes:
-            return
-        seen_nodes.add(id(node))
-        if isinstance(node, MappingNode):
-            first: dict[str, int] = {}
-            for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node.value, str) else None
-                if key is not None and key != "<<":
-                    if key in first:
-                        mark = key_node.start_mark
-                        prefix = f"{path_text(path)}: " if path else ""
-                        message = (
-                            f"{prefix}duplicate key {key!r} (first on line {first[key]}); "
-                            "the first value is used"
-                        )
-                        problems.append(
-                            (Problem(source, mark.line + 1, mark.column + 1, message), path)
-                        )
-                    else:
-                        first[key] = key_node.start_mark.line + 1
-                visit(value_node, (*path, key if key is not None else "?"))
-        elif isinstance(node, SequenceNode):
-            for index, item in enumerate(node.value):
-                visit(item, (*path, index))
-
-    try:
-        root = _yaml().compose(text)
-    except Exception:  # the document was already parsed once; be safe anyway
-        return problems
-    if root is not None:
-        visit(root, ())
-    return problems
-
-
-def _yaml_problem(err: Exception, source: str, text: str) -> Problem:
-    """A parser error as one problem at the parser's position."""
-    if isinstance(err, RecursionError):
-        return Problem(source, 1, 1, "not valid YAML: the document is nested too deeply to read")
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    if mark is not None:
-        line, col = mark.line + 1, mark.column + 1
-    elif isinstance(getattr(err, "position", None), int):
-        offset: int = getattr(err, "position")  # noqa: B009 (ReaderError has no stubs)
-        line = text.count("\n", 0, offset) + 1
-        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    else:
-        line, col = 1, 1
-    problem = getattr(err, "problem", None)
-    context = getattr(err, "context", None)
-    context_mark = getattr(err, "context_mark", None)
-    if problem:
-        message = str(problem)
-        if context:
-            where = f" started on line {context_mark.line + 1}" if context_mark else ""
-            message += f" ({context}{where})"
-    else:
-        message = _first_line(str(err)) or type(err).__name__
-    return Problem(source, line, col, f"not valid YAML: {message}")
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
-# -- reading --------------------------------------------------------------------------
 
 
 # -- putting it together ------------------------------------------------------------
@@ -256,25 +170,17 @@ def _structure(text: str, source: str) -> _Structure:
     checker = Checker(source)
     locator = Locator(checker.positions, checker.blocks, text.splitlines())
     done = _Structure(checker, locator, None)
-    duplicates: list[tuple[Problem, KeyPath]] = []
-    try:
-        data = _yaml().load(text)
-    except DuplicateKeyError:
-        duplicates = _duplicate_keys(text, source)
-        try:
-            data = _yaml(allow_duplicates=True).load(text)
-        except Exception as err:
-            checker.problems += [p for p, _ in duplicates] + [_yaml_problem(err, source, text)]
-            return done
-    except Exception as err:  # ruamel's errors, and RecursionError on absurd nesting
-        checker.problems.append(_yaml_problem(err, source, text))
+    parsed = parse_yaml(text, source)
+    if not parsed.ok:
+        checker.problems += parsed.problems
         return done
+    data = parsed.doc
     wrong = TOPOLOGY.top_level_problem(data, "topology", needs=("name", "nodes"))
     if wrong is not None:
         line, col = _own_pos(data)
         checker.problems.append(Problem(source, line, col, wrong))
         return done
-    for problem, path in duplicates:
+    for problem, path in parsed.duplicates:
         # The first of the values is used; the author may have meant the other.
         checker.problems.append(problem)
         checker.taint.add(path)
