@@ -314,7 +314,7 @@ class Anything(Spec):
     def check(self, value: Any, pos: Pos, where: Where, out: Checker) -> Any:
         out.positions[where] = pos
         if value is None:
-            out.add(pos, where, "has no value")
+            out.add(pos, where, "no value: expected a value")
             return BAD
         return value
 
