@@ -2,14 +2,17 @@
 
 1. **Read.** A missing file, a directory, a binary file or text that is not
    UTF-8 is one problem, never an exception.
-2. **YAML.** ruamel.yaml's round-trip loader keeps the line and column of
-   every key, value and list item. Syntax errors keep the parser's position;
-   duplicate keys (an error in YAML 1.2 §3.2.1.3) are all found and reported
-   at the second occurrence.
-3. **Structure.** The document is walked along the table of
-   :mod:`sim.topology.schema`: unknown keys (with a suggestion), wrong types,
-   missing keys, bad values, keys that need or exclude another. Each record
-   becomes its :mod:`sim.topology.model` object.
+2. **YAML.** :func:`sim.spec.yamlpos.parse_yaml`, as for every format:
+   the line and column of every key, value and list item; syntax errors at
+   the parser's position; every duplicate key (an error in YAML 1.2
+   §3.2.1.3) at its second occurrence.
+3. **Structure.** The spec engine (:mod:`sim.spec`) checks the document
+   against the table of :mod:`sim.topology.schema`: unknown keys (with a
+   suggestion), wrong types, missing keys, bad values, keys that need or
+   exclude another. Each record becomes its :mod:`sim.topology.model`
+   object; the engine's :class:`~sim.spec.kinds.Checker` keeps where every
+   key path is (the :class:`Locator` of later findings) and which parts had
+   a problem.
 4. **Meaning.** :func:`sim.topology.validate.check_topology` looks at the
    whole model. A finding about a part that already has a structural problem
    is dropped: fix the structure and it will be checked.
@@ -31,7 +34,7 @@ from sim.errors import Problem, TopologyError
 from sim.spec.kinds import Checker
 from sim.spec.source import read_text
 from sim.spec.words import path_text
-from sim.spec.yamlpos import parse_yaml
+from sim.spec.yamlpos import node_pos, parse_yaml
 from sim.topology.model import Topology
 from sim.topology.schema import TOPOLOGY
 from sim.topology.validate import Finding, KeyPath, check_topology
@@ -77,13 +80,6 @@ class Locator:
         text = self.lines[index] if 0 <= index < len(self.lines) else ""
         indent = len(text) - len(text.lstrip(" "))
         return (index + 1, indent + 1)
-
-
-def _own_pos(value: Any) -> Pos:
-    lc = getattr(value, "lc", None)
-    if lc is None or getattr(lc, "line", None) is None:
-        return (1, 1)
-    return (lc.line + 1, lc.col + 1)
 
 
 # -- putting it together ------------------------------------------------------------
@@ -177,7 +173,7 @@ def _structure(text: str, source: str) -> _Structure:
     data = parsed.doc
     wrong = TOPOLOGY.top_level_problem(data, "topology", needs=("name", "nodes"))
     if wrong is not None:
-        line, col = _own_pos(data)
+        line, col = node_pos(data)
         checker.problems.append(Problem(source, line, col, wrong))
         return done
     for problem, path in parsed.duplicates:
