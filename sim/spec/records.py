@@ -433,9 +433,22 @@ def field_schema(f: Field) -> dict[str, Any]:
     out = f.spec.json_schema()
     if f.description:
         out["description"] = f.description
-    if f.default is not None:
-        out["default"] = f.default
+    default = _as_written(f.spec, f.default)
+    if default is not None:
+        out["default"] = default
     return out
+
+
+def _as_written(spec: Spec, default: Any) -> Any:
+    """A default as its YAML value: some tables give ``"false"`` or ``"1"`` as
+    text (how the reference shows it); the JSON Schema wants the value, and
+    none at all rather than one of the wrong type."""
+    if default is None or not isinstance(default, str) or spec.accepts(default):
+        return default
+    value: Any = {"true": True, "false": False}.get(default)
+    if value is None and default.lstrip("-").isdigit():
+        value = int(default)
+    return value if value is not None and spec.accepts(value) else None
 
 
 @dataclass
