@@ -100,3 +100,38 @@ def test_a_deferral_then_a_delivery_and_a_retry_elsewhere() -> None:
     way = journey(RECEIVE, closed)
     assert way.failed == (tuple(mx),)
     assert way.legs == tuple(w.nodes for w in walks)
+
+
+def test_a_retry_after_other_packets_is_its_own_walk_and_the_same_way() -> None:
+    """Greylisted (450), a DNS question, then the retry delivered: the map
+    steps through both attempts (the first deferred); the journey's way is
+    the one path, not stopped, as the retry went the same way."""
+    mx = ["mta", "internet", "mx-qq"]
+    dns = TraceEvent(
+        1.5,
+        "net",
+        "mta",
+        "udp to ns",
+        {
+            "src": "192.0.2.10",
+            "dst": "198.51.100.53",
+            "proto": "udp",
+            "port": 53,
+            "verdict": "accept",
+            "path": ["mta", "internet", "ns"],
+        },
+    )
+    events = [
+        _net(1.0, mx, "203.0.113.25"),
+        _reply(1.1, 450, "203.0.113.25"),
+        dns,
+        _net(2.0, mx, "203.0.113.25"),
+        _reply(2.1, 250, "203.0.113.25"),
+    ]
+    tcp = message_walks(read_walks(events, RECEIVE))
+    assert [(w.nodes[-1], w.stopped_at, w.refused) for w in tcp] == [
+        ("mx-qq", "mx-qq", True),
+        ("mx-qq", None, False),
+    ]
+    way = journey(RECEIVE, events)
+    assert way.path == tuple(mx) and way.stopped_at is None
