@@ -8,7 +8,7 @@ keys to each other), :class:`Tagged` (a record chosen by its ``kind`` key),
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from sim.spec.base import BAD, Checker, Spec, Where, plain, slug
@@ -118,6 +118,9 @@ class MapOf(Spec):
     (the nodes of a topology)."""
 
     value: Spec
+    # Keyword-only: ``MapOf(value, key=...)``, so that the older order
+    # (key first) cannot be written by mistake and pass unnoticed.
+    _: KW_ONLY
     key: Spec = field(default_factory=Str)
     description: str = ""
     min_items: int = 0

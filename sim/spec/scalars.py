@@ -6,7 +6,7 @@ domain name, a port...) and :class:`Anything`."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +98,12 @@ class Str(Spec):
         return "name"
 
 
-def Choice(*values: str, description: str = "") -> Str:
-    """One of a fixed set of words: ``Choice("tcp", "udp")``."""
-    return Str(description=description, enum=tuple(values))
+def Choice(*values: str | Iterable[str], description: str = "") -> Str:
+    """One of a fixed set of words: ``Choice("tcp", "udp")``, or
+    ``Choice(get_args(NodeKind))`` for words listed elsewhere."""
+    if len(values) == 1 and not isinstance(values[0], str):
+        return Str(description=description, enum=tuple(values[0]))
+    return Str(description=description, enum=tuple(str(v) for v in values))
 
 
 @dataclass
