@@ -1,7 +1,7 @@
 """Kinds of values: the one engine every YAML format of maillab is described in.
 
 A format (a topology file, a lab file, an experiment's parameters) is a
-table of these kinds; one description serves four purposes:
+table of these kinds; one description serves three purposes:
 
 * :meth:`Spec.check` walks a ruamel.yaml document, reports every structural
   problem (unknown key, missing key, wrong type, value out of range) at its
@@ -12,8 +12,12 @@ table of these kinds; one description serves four purposes:
   later, by meaning checks) and which paths had a problem (so that those
   checks do not judge a part that is already wrong);
 * :meth:`Spec.json_schema` emits the same shape as JSON Schema (draft
-  2020-12) for editors, and :func:`type_text` / :mod:`sim.spec.document`
-  the Markdown reference an instructor reads.
+  2020-12) for editors, and :meth:`Spec.type_text` the type column of the
+  Markdown reference an instructor reads (both documents are put together
+  by :mod:`sim.spec.document`).
+
+The kinds live in :mod:`sim.spec.scalars` and :mod:`sim.spec.records`
+(what they share in :mod:`sim.spec.base`); import them from here.
 
 The building blocks: :class:`Str` (text, or one of a set of words),
 :class:`Int`, :class:`Bool`, :class:`Duration`, :class:`Scalar` (a value
