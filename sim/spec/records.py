@@ -365,7 +365,7 @@ class Record(Spec):
         names the file (``topology``, ``lab``); ``needs`` the keys to start
         with (the required ones if not given)."""
         if doc is None:
-            keys = needs or tuple(k for k, f in self.fields.items() if f.required)
+            keys = [f"`{k}`" for k in needs or [k for k, f in self.fields.items() if f.required]]
             listed = ", ".join(keys[:-1]) + " and " + keys[-1] if len(keys) > 1 else keys[0]
             return (
                 "the file is empty (nothing but comments or blank lines): "
