@@ -224,7 +224,7 @@ def _mx_checks() -> Record:
         ),
         fields={
             check.name: Field(
-                Choice(*check.actions), f"{check.doc} In list form it costs `{check.default}`."
+                Choice(check.actions), f"{check.doc} In list form it costs `{check.default}`."
             )
             for check in _checks().listed()
         },
@@ -352,7 +352,7 @@ MX = Record(
         ),
         "checks": Field(
             Either(
-                (ListOf(Choice(*_checks().names()), unique=True), MX_CHECKS),
+                (ListOf(Choice(_checks().names()), unique=True), MX_CHECKS),
                 build=_check_policies,
                 noun=(
                     "a list of check names (such as [ptr, spf]) or a mapping check → action "
@@ -386,7 +386,7 @@ MX = Record(
             fmt("size"), "Largest message accepted, announced with SIZE (RFC 1870).", default="10M"
         ),
         "dmarc_discovery": Field(
-            Choice(*get_args(model.DmarcDiscovery)),
+            Choice(get_args(model.DmarcDiscovery)),
             (
                 "How DMARC finds the organisational domain: RFC 9989's DNS tree walk or the older "
                 "public suffix list."
@@ -535,7 +535,7 @@ NODE = Record(
     name="node",
     description="A host (one address, a gateway router, services) or a router (links, firewall).",
     fields={
-        "kind": Field(Choice(*get_args(model.NodeKind)), "What the node is.", required=True),
+        "kind": Field(Choice(get_args(model.NodeKind)), "What the node is.", required=True),
         "ip": Field(fmt("interface address"), "The host's address on its LAN."),
         "gateway": Field(
             _NODE, "The router the host sends everything off its LAN to (hosts only)."
