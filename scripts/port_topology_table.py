@@ -10,7 +10,7 @@ form the current table is written in (a new ``ValueFormat`` goes to
 ``sim/topology/formats.py``, unchanged)::
 
     P=scripts/port_topology_table.py
-    git show edcc012:sim/topology/schema.py > /tmp/base.py
+    git show $(git merge-base main s5-BRANCH):sim/topology/schema.py > /tmp/base.py
     git show s5-BRANCH:sim/topology/schema.py > /tmp/branch.py
     .venv/bin/python $P /tmp/base.py > /tmp/base-new.py
     .venv/bin/python $P /tmp/branch.py > /tmp/branch-new.py
