@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sim.experiments import ConnectResult, DigResult, ExperimentResult
 from sim.mailview import MailParts, parse_mail
+from sim.present.walks import read_walks
 from sim.render import KIND_LABEL, render_trace
 from sim.topology.graph import LabNetwork, layout
 from sim.topology.model import Topology
@@ -568,42 +569,21 @@ def _network_of(where: Lab | Topology | LabNetwork) -> LabNetwork:
 def journey(where: Lab | Topology | LabNetwork, source: TraceSource) -> Journey:
     """The path of ``source``'s connections through ``where``'s network."""
     network = _network_of(where)
-    every = _trace_of(source).of_kind("net")
-    events = [e for e in every if isinstance(e.data.get("path"), list)]
-    # A connection the network let through to a host where nothing listens
-    # (an MX that is down) gets a second event, "closed", without a path.
-    closed = {
-        (e.data.get("src"), e.data.get("dst"), e.data.get("port"))
-        for e in every
-        if e.data.get("verdict") == "closed" and not isinstance(e.data.get("path"), list)
-    }
+    walks = read_walks(_trace_of(source).events, network)
     # The message's way is its TCP connections; a dig has only UDP ones.
-    tcp = [e for e in events if e.data.get("proto") == "tcp"]
-    chosen = tcp or events
+    chosen = [w for w in walks if w.proto == "tcp"] or walks
     path: list[str] = []
     stop: str | None = None
     legs: list[tuple[str, ...]] = []
     stopped_legs: list[tuple[int, tuple[str, ...]]] = []  # (index in legs, up to the stop)
-    for event in chosen:
-        data = event.data
-        hops = tuple(str(n) for n in data["path"])
-        if not hops:
-            continue
-        verdict = data.get("verdict")
-        leg_stop: str | None = None
-        if verdict in ("drop", "reject"):
+    for walk in chosen:
+        hops = walk.nodes
+        # A receiver's refusal is judged by the outcome below (a deferred
+        # first attempt may be followed by a delivery).
+        leg_stop = None if walk.refused else walk.stopped_at
+        if walk.verdict in ("drop", "reject") and len(walk.onward) > 1 and walk.onward[0] in hops:
             # Where it would have gone, had the router let it pass.
-            leg_stop = str(data.get("router") or hops[-1])
-            try:
-                planned = network.route(hops[0], str(data.get("dst")))
-            except ValueError:  # no destination address recorded
-                planned = None
-            if planned is not None and planned[: len(hops)] == hops:
-                hops = planned
-        elif verdict not in (None, "accept"):
-            leg_stop = str(data.get("router") or hops[-1])  # unreachable, closed
-        elif (data.get("src"), data.get("dst"), data.get("port")) in closed:
-            leg_stop = hops[-1]  # reached the host; it refused the connection
+            hops = hops[: hops.index(walk.onward[0])] + walk.onward
         if legs and legs[-1] == hops:
             continue  # a retry of the same connection
         legs.append(hops)

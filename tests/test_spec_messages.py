@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sim.errors import Problem
+from sim.spec.words import path_text
 from sim.validation import validate_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,3 +126,120 @@ def test_a_file_that_cannot_be_read(tmp_path: Path, content: bytes | None, messa
         (problem,) = validate_path(path)
         said.append(problem.message)
     assert said == [message, message]
+
+
+# -- the same mistake in both formats: one engine, one message -----------------------
+
+
+def one(problems: list[Problem], where: str) -> str:
+    """The message of the one problem about ``where``, without the key path."""
+    (found,) = [p for p in problems if p.message.startswith(f"{where}: ")]
+    return found.message[len(where) + 2 :]
+
+
+EXPERIMENT = LAB.replace(
+    "    kind: explain\n    title: One page\n    text: Nothing to do but read.\n",
+    "    kind: experiment\n    title: Read\n"
+    "    run: {read: {from: mta, via: mx-qq, user: bob, password: x, READ}}\n",
+)
+MX = TOPOLOGY.replace(
+    "services: {dns: {zones: [t.example]}}",
+    "services: {dns: {zones: [t.example]}, mx: {domains: [t.example], MX}}",
+)
+
+
+def both(tmp_path: Path, topology: str, lab: str) -> tuple[list[Problem], list[Problem]]:
+    return problems(tmp_path, "t.yaml", topology), problems(tmp_path, "l.yaml", lab)
+
+
+def test_a_word_where_a_boolean_is_expected(tmp_path: Path) -> None:
+    """``tls: yes`` was a boolean in YAML 1.1; YAML 1.2 reads it as text."""
+    topo, lab = both(tmp_path, MX.replace("MX", "tls: yes"), EXPERIMENT.replace("READ", "tls: yes"))
+    said = "expected true or false, got text 'yes' (YAML 1.2 reads only true and false as booleans)"
+    assert one(topo, "nodes.ns.services.mx.tls") == said
+    assert one(lab, "steps[0].run.read.tls") == said
+
+
+def test_a_misspelt_key_in_a_nested_mapping(tmp_path: Path) -> None:
+    topo, lab = both(
+        tmp_path, MX.replace("MX", "tsl: true"), EXPERIMENT.replace("READ", "tsl: true")
+    )
+    topo_said = one(topo, "nodes.ns.services.mx")
+    lab_said = one(lab, "steps[0].run.read")
+    assert topo_said.startswith("unknown key 'tsl' in a mx (did you mean 'tls'?); allowed keys: ")
+    assert lab_said.startswith("unknown key 'tsl' in a Read (did you mean 'tls'?); allowed keys: ")
+
+
+def test_a_missing_required_key(tmp_path: Path) -> None:
+    """The key, and what it should hold."""
+    topo, lab = both(
+        tmp_path,
+        MX.replace("mx: {domains: [t.example], MX}", "mx: {tls: true}"),
+        LAB.replace("goals: [Read]\n", ""),
+    )
+    assert one(topo, "nodes.ns.services.mx") == "missing key 'domains' (a list)"
+    (lab_problem,) = lab
+    assert lab_problem.message == "missing key 'goals' (a list)"
+
+
+def test_a_word_that_is_not_one_of_the_choices(tmp_path: Path) -> None:
+    topo, lab = both(
+        tmp_path,
+        MX.replace("MX", "dmarc_discovery: treewalks"),
+        LAB.replace("goals: [Read]\n", "goals: [Read]\ndns_cache: flsh\n"),
+    )
+    assert one(topo, "nodes.ns.services.mx.dmarc_discovery") == (
+        "'treewalks' is not one of: treewalk, psl (did you mean 'treewalk'?)"
+    )
+    assert one(lab, "dns_cache") == "'flsh' is not one of: flush, ttl (did you mean 'flush'?)"
+
+
+def test_a_key_with_no_value(tmp_path: Path) -> None:
+    topo, lab = both(
+        tmp_path,
+        TOPOLOGY.replace("name: t\n", "name: t\ntitle:\n"),
+        LAB.replace("title: A lab\n", "title: A lab\ndescription:\n"),
+    )
+    assert one(topo, "title") == one(lab, "description") == "no value: expected text"
+
+
+def test_an_item_under_a_quoted_key_is_indexed_after_the_quotes(tmp_path: Path) -> None:
+    """One rendering of a place: ``zones["qq.example"][2]``, never ``zones.qq.example[2]``."""
+    assert path_text(("zones", "qq.example", 2)) == 'zones["qq.example"][2]'
+    topo, lab = both(
+        tmp_path,
+        MX.replace("MX", "forward: {a.b: 5}"),
+        EXPERIMENT.replace(
+            "read: {from: mta, via: mx-qq, user: bob, password: x, READ}",
+            "send: {from: mta, to: [a@b.example, 5]}",
+        ),
+    )
+    assert one(topo, 'nodes.ns.services.mx.forward["a.b"]').startswith("expected a mail address")
+    assert one(lab, "steps[0].run.send.to[1]").startswith("expected text, got the number 5")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("# nothing yet\n", "the file is empty (nothing but comments or blank lines): "),
+        ("- a\n- b\n", "the top level must be a mapping of keys ("),
+    ],
+)
+def test_a_file_that_is_not_a_mapping(tmp_path: Path, text: str, said: str) -> None:
+    (topo,), (lab,) = both(tmp_path, text, text)
+    assert topo.message.startswith(said) and lab.message.startswith(said)
+    assert topo.message.endswith("not a list") == lab.message.endswith("not a list")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("name: x\nname: y\n", "duplicate key 'name' (first on line 1); the first value is used"),
+        ("name: [a, b\n", "not valid YAML: expected ',' or ']'"),
+    ],
+)
+def test_yaml_mistakes_read_the_same(tmp_path: Path, text: str, said: str) -> None:
+    """Both formats read YAML through sim.spec.yamlpos.parse_yaml."""
+    topo, lab = both(tmp_path, text, text)
+    assert any(p.message.startswith(said) for p in topo), topo
+    assert any(p.message.startswith(said) for p in lab), lab

@@ -18,18 +18,14 @@ from ruamel.yaml import YAML
 from sim import load_topology
 from sim.clock import parse_duration
 from sim.errors import TopologyError
+from sim.spec.kinds import BAD as UNBUILT
+from sim.spec.kinds import Checker, Either, ListOf, MapOf, Record, Scalar, Str
 from sim.topology import model
-from sim.topology.loader import Locator, _Walker, structure_problems
+from sim.topology.loader import structure_problems
 from sim.topology.schema import (
     EXAMPLE,
     FORMATS,
     TOPOLOGY,
-    Choice,
-    Either,
-    ListOf,
-    MapOf,
-    Record,
-    Scalar,
     json_schema,
     main,
     records,
@@ -96,8 +92,8 @@ def test_reference_documents_every_key_and_check() -> None:
     text = render_reference()
     for record, _ in records():
         assert f"## {record.name}\n" in text
-        for f in record.fields:
-            assert f"| `{f.key}` |" in text
+        for key in record.fields:
+            assert f"| `{key}` |" in text
     for name in CHECKS:
         assert f"`{name}`" in text
     assert EXAMPLE in text
@@ -167,9 +163,9 @@ def test_every_model_field_is_in_the_table(record: Record) -> None:
 
 
 def build_default(spec: Any, value: Any) -> Any:
-    walker = _Walker("<default>", Locator())
-    built = walker.walk(spec, copy.deepcopy(value), ("default",), (0, 0))
-    assert not walker.problems, walker.problems
+    out = Checker("<default>")
+    built = spec.check(copy.deepcopy(value), (1, 1), ("default",), out)
+    assert not out.problems and built is not UNBUILT, out.problems
     return built
 
 
@@ -181,15 +177,15 @@ def test_table_defaults_are_the_model_defaults(record: Record) -> None:
         for f in dataclasses.fields(record.model)
         if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
     }
-    for field in record.fields:
+    for key, field in record.fields.items():
         if field.required:
-            assert field.key not in defaults, f"{field.key} is required but has a model default"
+            assert key not in defaults, f"{key} is required but has a model default"
             continue
         if field.default is None:
             # No default written: absent means "none" in the model.
-            assert defaults.get(field.key, "missing") in (None, "", (), "missing"), field.key
+            assert defaults.get(key, "missing") in (None, "", (), "missing"), key
             continue
-        assert build_default(field.spec, field.default) == defaults[field.key], field.key
+        assert build_default(field.spec, field.default) == defaults[key], key
 
 
 def test_check_defaults_come_from_the_check_modules() -> None:
@@ -439,5 +435,5 @@ def test_schema_and_loader_agree_on_mutations(base: Any, data: st.DataObject) ->
 
 
 def test_record_kinds_are_all_rendered() -> None:
-    kinds = {type(s) for rec, _ in records() for f in rec.fields for s in [f.spec]}
-    assert kinds >= {Scalar, Choice, ListOf, MapOf, Record, Either}
+    kinds = {type(f.spec) for rec, _ in records() for f in rec.fields.values()}
+    assert kinds >= {Scalar, Str, ListOf, MapOf, Record, Either}

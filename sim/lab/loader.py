@@ -114,26 +114,9 @@ def _analyse(path: Path, curriculum: bool | None) -> tuple[LabDef | None, list[P
     doc, problems = load_yaml(path)
     if problems:
         return None, problems
-    if doc is None:
-        return None, [
-            Problem(
-                source,
-                1,
-                1,
-                "the file is empty: a lab needs id, title, "
-                "topology, estimated_time, goals and steps",
-            )
-        ]
-    if not isinstance(doc, dict):
-        return None, [
-            Problem(
-                source,
-                1,
-                1,
-                "the top level must be a mapping of keys (id, "
-                "title, topology, estimated_time, goals, steps)",
-            )
-        ]
+    wrong = LAB_SPEC.top_level_problem(doc, "lab")
+    if wrong is not None:
+        return None, [Problem(source, 1, 1, wrong)]
     checker = Checker(source)
     LAB_SPEC.check(doc, (1, 1), (), checker)
     if checker.problems:

@@ -12,7 +12,9 @@ as SVG (notebooks, files) and, where the format fits, as Mermaid or JSON:
   (:func:`timeline_of`);
 * :mod:`sim.cards` (beside the notebooks) — ``_repr_html_`` and short ``repr``
   of results and the lab;
-* :mod:`sim.present.pcap` — the experiment as a pcapng file Wireshark opens.
+* :mod:`sim.present.pcap` — the experiment as a pcapng file Wireshark opens;
+* :mod:`sim.present.walks` — the way each packet went (the one reader of
+  paths, behind the TUI's map and the notebooks' ``journey``).
 
 For a terminal or the TUI, one call each gives text of a given width
 (``None`` when the trace has nothing to show)::

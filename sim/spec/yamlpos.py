@@ -10,14 +10,17 @@ exceptions, so an instructor sees ``PATH:LINE:COL: message``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import Problem
 from sim.spec.source import read_text
+from sim.spec.words import path_text
 
 if TYPE_CHECKING:
-    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml import YAML
+    from ruamel.yaml.nodes import Node
 
 __all__ = ["Key", "Pos", "is_map", "is_seq", "key_pos", "load_yaml", "locate", "value_pos"]
 
@@ -53,12 +56,15 @@ def node_pos(node: Any, default: Pos = (1, 1)) -> Pos:
 
 def key_pos(parent: Any, key: Key) -> Pos:
     """Where ``key`` of a mapping (or item ``key`` of a sequence) is written."""
-    if _loaded_map(parent) and key in parent:
-        line, col = parent.lc.key(key)
-        return line + 1, col + 1
-    if _loaded_seq(parent) and isinstance(key, int) and 0 <= key < len(parent):
-        line, col = parent.lc.item(key)
-        return line + 1, col + 1
+    try:
+        if _loaded_map(parent) and key in parent:
+            line, col = parent.lc.key(key)
+            return line + 1, col + 1
+        if _loaded_seq(parent) and isinstance(key, int) and 0 <= key < len(parent):
+            line, col = parent.lc.item(key)
+            return line + 1, col + 1
+    except (KeyError, IndexError, TypeError):
+        pass  # a key merged in with `<<` (YAML merge keys) has no place of its own
     return node_pos(parent)
 
 
@@ -71,7 +77,10 @@ def value_pos(parent: Any, key: Key) -> Pos:
             return key_pos(parent, key)
         if _loaded_map(value) or _loaded_seq(value):
             return node_pos(value)
-        line, col = parent.lc.value(key)
+        try:
+            line, col = parent.lc.value(key)
+        except (KeyError, IndexError, TypeError):
+            return key_pos(parent, key)  # merged in with `<<`
         return line + 1, col + 1
     return key_pos(parent, key)
 
@@ -102,44 +111,131 @@ def locate(doc: Any, path: Sequence[Key], *, at_key: bool = False) -> Pos:
     return pos
 
 
+@dataclass
+class Parsed:
+    """A YAML text read with positions: the document, and what was wrong.
+
+    ``ok`` is False when there is no document to look at (a syntax error);
+    duplicate keys (an error in YAML 1.2 §3.2.1.3) are all found, each with
+    the path of the mapping it is in, and the first value of each is kept.
+    """
+
+    doc: Any
+    problems: list[Problem]
+    duplicates: list[tuple[Problem, tuple[Key, ...]]]
+    ok: bool
+
+
+def _yaml(allow_duplicates: bool = False) -> YAML:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = allow_duplicates
+    return yaml
+
+
+def parse_yaml(text: str, source: str) -> Parsed:
+    """Parse ``text`` (reported as ``source``) with positions kept."""
+    from ruamel.yaml.constructor import DuplicateKeyError
+
+    duplicates: list[tuple[Problem, tuple[Key, ...]]] = []
+    try:
+        doc = _yaml().load(text)
+    except DuplicateKeyError:
+        duplicates = _duplicate_keys(text, source)
+        try:
+            doc = _yaml(allow_duplicates=True).load(text)
+        except Exception as err:
+            problems = [p for p, _ in duplicates] + [_yaml_problem(err, source, text)]
+            return Parsed(None, problems, duplicates, ok=False)
+    except Exception as err:  # ruamel's errors, and RecursionError on absurd nesting
+        return Parsed(None, [_yaml_problem(err, source, text)], [], ok=False)
+    return Parsed(doc, [p for p, _ in duplicates], duplicates, ok=True)
+
+
 def load_yaml(path: Path, text: str | None = None) -> tuple[Any, list[Problem]]:
     """Parse ``path`` (or ``text``, reported as ``path``) with positions kept.
 
     Returns the document (None when it cannot be read) and the problems found
     while reading: an unreadable file, a YAML syntax error, a duplicate key.
     """
-    where = str(path)
     if text is None:
         text, problem = read_text(path)
         if text is None:
             assert problem is not None
             return None, [problem]
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    parsed = parse_yaml(text, str(path))
+    return parsed.doc, parsed.problems
 
-    yaml = YAML(typ="rt")
+
+def _duplicate_keys(text: str, source: str) -> list[tuple[Problem, tuple[Key, ...]]]:
+    """Every repeated key of every mapping (ruamel stops at the first), with
+    the path of the mapping it is in."""
+    problems: list[tuple[Problem, tuple[Key, ...]]] = []
+    seen_nodes: set[int] = set()
+
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    def visit(node: Node, path: tuple[Key, ...]) -> None:
+        if id(node) in seen_nodes:
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, MappingNode):
+            first: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node.value, str) else None
+                if key is not None and key != "<<":
+                    if key in first:
+                        mark = key_node.start_mark
+                        prefix = f"{path_text(path)}: " if path else ""
+                        message = (
+                            f"{prefix}duplicate key {key!r} (first on line {first[key]}); "
+                            "the first value is used"
+                        )
+                        problems.append(
+                            (Problem(source, mark.line + 1, mark.column + 1, message), path)
+                        )
+                    else:
+                        first[key] = key_node.start_mark.line + 1
+                visit(value_node, (*path, key if key is not None else "?"))
+        elif isinstance(node, SequenceNode):
+            for index, item in enumerate(node.value):
+                visit(item, (*path, index))
+
     try:
-        doc = yaml.load(text)
-    except MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        return None, [Problem(where, line, col, _yaml_message(err))]
-    except YAMLError as err:
-        return None, [Problem(where, 1, 1, f"not valid YAML: {err}")]
-    return doc, []
+        root = _yaml().compose(text)
+    except Exception:  # the document was already parsed once; be safe anyway
+        return problems
+    if root is not None:
+        visit(root, ())
+    return problems
 
 
-def _yaml_message(err: MarkedYAMLError) -> str:
-    problem = (err.problem or "").strip()
-    if problem.startswith("found duplicate key"):
-        # ruamel: 'found duplicate key "a" with value "2" (original value: "1")'
-        key = problem.split('"')[1] if '"' in problem else "?"
-        return f'duplicate key "{key}": a key may appear only once in a mapping'
-    context = (err.context or "").strip()
-    text = f"{problem} {context}".strip() if context else problem
-    start, mark = err.context_mark, err.problem_mark
-    if start is not None and mark is not None and start.line != mark.line:
-        # The parser notices the problem where it gives up; say where the
-        # construct it was reading began (often the real mistake).
-        text += f" that began on line {start.line + 1}"
-    return f"not valid YAML: {text or 'syntax error'}"
+def _yaml_problem(err: Exception, source: str, text: str) -> Problem:
+    """A parser error as one problem at the parser's position."""
+    if isinstance(err, RecursionError):
+        return Problem(source, 1, 1, "not valid YAML: the document is nested too deeply to read")
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    if mark is not None:
+        line, col = mark.line + 1, mark.column + 1
+    elif isinstance(getattr(err, "position", None), int):
+        offset: int = getattr(err, "position")  # noqa: B009 (ReaderError has no stubs)
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    else:
+        line, col = 1, 1
+    problem = getattr(err, "problem", None)
+    context = getattr(err, "context", None)
+    context_mark = getattr(err, "context_mark", None)
+    if problem:
+        message = str(problem)
+        if context:
+            where = f" started on line {context_mark.line + 1}" if context_mark else ""
+            message += f" ({context}{where})"
+    else:
+        message = _first_line(str(err)) or type(err).__name__
+    return Problem(source, line, col, f"not valid YAML: {message}")
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -10,29 +10,25 @@ links, each router's hosts hanging below it (the LAN it is the gateway of)::
 
 When the row does not fit, routers are stacked, each with its links named.
 
-A :class:`Walk` is one packet's way through the lab, read from the ``net``
-events of a trace (``data["path"]``); a firewall that dropped or rejected it
-(``data["router"]``), a port where nothing listens, or a mail server that
-answered 4xx/5xx (the ``smtp`` replies) is where it *stopped*; for a packet
-stopped on its way, the rest of the route it would have taken is drawn as
-``onward``. Pure functions: the widget in :mod:`sim.tui.topo_map` renders
-them and lets the student step through the walks.
+A :class:`~sim.present.walks.Walk` is one packet's way through the lab, read
+from a trace by :mod:`sim.present.walks` (the reader the notebooks use too);
+where it stopped is marked, and for a packet stopped on its way the rest of
+the route it would have taken is drawn as ``onward``. Pure functions: the
+widget in :mod:`sim.tui.topo_map` renders them and lets the student step
+through the walks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from itertools import pairwise
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.style import StyleType
 from rich.table import Table
 from rich.text import Text
 
-from sim.errors import SimError
+from sim.present.walks import Walk, message_walks, walks_from_trace
 from sim.topology.graph import LabNetwork, router_order
-from sim.trace import TraceEvent
 
 __all__ = [
     "MapStyles",
@@ -43,158 +39,6 @@ __all__ = [
     "walks_from_trace",
     "walks_heading",
 ]
-
-
-@dataclass(frozen=True)
-class Walk:
-    """One packet's way through the lab."""
-
-    #: ``tcp 192.0.2.10 → 203.0.113.25:25``
-    label: str
-    #: The nodes it passed, its source first.
-    nodes: tuple[str, ...]
-    proto: str = "tcp"
-    port: int | None = None
-    #: The node where it stopped (a router's firewall, a closed port, the mail
-    #: server that refused the message); None when it arrived.
-    stopped_at: str | None = None
-    #: Why it stopped, in words.
-    reason: str = ""
-    #: The route it would have taken on from ``stopped_at`` (that node first).
-    onward: tuple[str, ...] = ()
-
-    def edges(self) -> set[frozenset[str]]:
-        return _edges(self.nodes)
-
-    def onward_edges(self) -> set[frozenset[str]]:
-        return _edges(self.onward)
-
-
-def _edges(nodes: Sequence[str]) -> set[frozenset[str]]:
-    return {frozenset((a, b)) for a, b in pairwise(nodes) if a != b}
-
-
-# -- reading walks from a trace ---------------------------------------------------
-
-
-def walks_from_trace(
-    events: Iterable[TraceEvent],
-    network: LabNetwork | None = None,
-    result: Mapping[str, Any] | None = None,
-    source: str | None = None,
-) -> list[Walk]:
-    """Every packet of the trace that the network judged, in order; repeats
-    of one packet (a resolver asked three times) count once.
-
-    ``result`` (the experiment's JSON) and ``source`` (the node that ran it)
-    let a message refused before any connection (a null MX, RFC 7505) show
-    as stopped at its source.
-    """
-    walks: list[Walk] = []
-    keys: list[tuple[Any, ...]] = []
-    for e in events:
-        d = e.data
-        if e.kind == "net":
-            _add_net(walks, keys, e, d, network)
-        elif e.kind == "smtp" and d.get("role") == "client":
-            _mark_refusal(walks, d)
-    outcome = (result or {}).get("outcome")
-    if outcome in ("rejected", "bounced") and source and not any(w.stopped_at for w in walks):
-        reply = (result or {}).get("reply") or {}
-        said = " ".join(str(reply[k]) for k in ("code", "enhanced", "text") if reply.get(k))
-        stage = (result or {}).get("stage") or "?"
-        walks.append(
-            Walk(
-                f"{source} gave up before connecting",
-                (source,),
-                "",
-                None,
-                source,
-                f"{outcome} at {stage}: {said}".strip(": "),
-            )
-        )
-    return walks
-
-
-def _add_net(
-    walks: list[Walk],
-    keys: list[tuple[Any, ...]],
-    e: TraceEvent,
-    d: Mapping[str, Any],
-    network: LabNetwork | None,
-) -> None:
-    verdict = str(d.get("verdict") or "")
-    proto = str(d.get("proto") or "?")
-    port = d.get("port") if isinstance(d.get("port"), int) else None
-    label = f"{proto} {d.get('src')} → {d.get('dst')}:{port}"
-    path = tuple(str(n) for n in d.get("path") or ())
-    if verdict == "closed":
-        # A reset from the destination: the packet arrived, nothing listens.
-        for i in range(len(walks) - 1, -1, -1):
-            w = walks[i]
-            if w.label == label and w.stopped_at is None:
-                walks[i] = replace(
-                    w, stopped_at=w.nodes[-1], reason=f"nothing listens on {proto}/{port}"
-                )
-                break
-        return
-    if not path:
-        path = (e.node,)
-    key = (label, verdict, path)
-    if verdict == "accept" and key in keys:
-        return
-    keys.append(key)
-    if verdict == "accept":
-        walks.append(Walk(label, path, proto, port))
-        return
-    stopped = str(d.get("router") or path[-1])
-    rule = d.get("rule")
-    reason = {"drop": "dropped", "reject": "rejected", "unreachable": "unreachable"}.get(
-        verdict, verdict
-    )
-    if d.get("router"):
-        reason += f" at {stopped}"
-    if isinstance(rule, int):
-        reason += f" by rule {rule + 1}"
-    if d.get("rule_text"):
-        reason += f" ({d['rule_text']})"
-    if d.get("note"):
-        reason += f": {d['note']}"
-    onward: tuple[str, ...] = ()
-    if network is not None and d.get("dst"):
-        try:
-            whole = network.route(path[0], str(d["dst"]))
-        except (SimError, ValueError):
-            whole = None
-        if whole and stopped in whole:
-            onward = whole[whole.index(stopped) :]
-    walks.append(Walk(label, path, proto, port, stopped, reason, onward))
-
-
-def _mark_refusal(walks: list[Walk], d: Mapping[str, Any]) -> None:
-    """A 4xx/5xx from a mail server stops the message there (the MX that rejected)."""
-    code = d.get("code")
-    if not isinstance(code, int) or code < 400:
-        return
-    peer = str(d.get("peer") or "")
-    address, _, port = peer.rpartition(":")
-    for i in range(len(walks) - 1, -1, -1):
-        w = walks[i]
-        if w.proto == "tcp" and w.label.endswith(f"→ {address}:{port}"):
-            if w.stopped_at is None:
-                said = " ".join(str(d[k]) for k in ("code", "enhanced", "text") if d.get(k))
-                kind = "deferred" if code < 500 else "refused"
-                command = str(d.get("command") or "")
-                reason = f"{kind} the message at {command.split(' ')[0] or 'connect'}: {said}"
-                walks[i] = replace(w, stopped_at=w.nodes[-1], reason=reason)
-            return
-
-
-def message_walks(walks: Sequence[Walk]) -> list[Walk]:
-    """The walks that carried the message: TCP connections (SMTP), or, for an
-    experiment that made none (``dig``), everything; plus any stop."""
-    chosen = [w for w in walks if w.proto == "tcp" or w.stopped_at is not None]
-    return chosen or list(walks)
 
 
 def describe_walk(walk: Walk, styles: MapStyles | None = None) -> Table:
