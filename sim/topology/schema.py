@@ -827,6 +827,57 @@ DMARC_REPORTS = Record(
     model=model.DmarcReporting,
 )
 
+# -- ARC trust and mailing lists (issue 13 §4; grouped for the spec port) ----------
+
+MX_ARC = Record(
+    "mx-arc",
+    "Whose ARC seals this MX believes (RFC 8617 §7.2); needs `arc` in `checks`.",
+    (
+        Field(
+            "trusted_sealers",
+            ListOf(_DOMAIN_NAME, unique=True),
+            "Sealing domains (the `d=` of the newest ARC-Seal) whose passing chain may "
+            "override a DMARC failure, when the sealer itself saw the message pass "
+            "(a local policy override, reported as `trusted_forwarder`).",
+            default=[],
+        ),
+    ),
+    model=model.ArcTrust,
+)
+
+MAILING_LIST = Record(
+    "mailing-list",
+    "A mailing list (as Mailman beside the MTA): mail to `<name>@` the MX's first domain "
+    "goes to every member through the node's relay, from the envelope sender "
+    "`<name>-bounces@` that domain (RFC 5321 §3.9.2), so SPF is judged on the list's "
+    "domain. Its changes (tag, footer) break the author's DKIM signature.",
+    (
+        Field(
+            "members",
+            ListOf(Scalar("mail address"), min_items=1, unique=True),
+            "Who receives the list's mail.",
+            required=True,
+        ),
+        Field("subject_tag", _TEXT, "Put in front of the Subject:, such as `[news]`."),
+        Field("footer", _TEXT, "Text appended to the body (breaks DKIM body hashes)."),
+        Field(
+            "rewrite_from",
+            Scalar("boolean"),
+            "The DMARC mitigation: From: becomes `Author via <name> <<name>@domain>` "
+            "and the author moves to Reply-To:, so DMARC is judged on the list's domain.",
+            default=False,
+        ),
+        Field(
+            "arc_seal",
+            Scalar("boolean"),
+            "Seal each copy with ARC (RFC 8617) using the node relay's `dkim` key for the "
+            "list's domain, recording what the list's MX saw on arrival.",
+            default=False,
+        ),
+    ),
+    model=model.MailingList,
+)
+
 MX = Record(
     "mx",
     "A receiving MTA on port 25 for `domains` (RFC 5321); never an open relay.",
@@ -906,6 +957,13 @@ MX = Record(
             default={},
         ),
         Field("dmarc_reports", DMARC_REPORTS, "Send DMARC aggregate reports (RFC 9990)."),
+        Field("arc", MX_ARC, "Trust ARC seals from named intermediaries (RFC 8617 §7.2)."),
+        Field(
+            "lists",
+            MapOf(Scalar("local part"), MAILING_LIST),
+            "Mailing lists hosted here: local part → list (needs a relay on the node).",
+            default={},
+        ),
     ),
     model=model.MxService,
 )
