@@ -42,6 +42,7 @@ from sim.resolve import qtype_code
 from sim.services import checks as checks_registry
 from sim.spec.kinds import (
     Anything,
+    Bool,
     Checker,
     Duration,
     Field,
@@ -291,6 +292,52 @@ ACTIONS: dict[str, ActionDef] = {
             "Change an MX's policy for one check.",
             lambda a: {"check": a["check"], "action": a["action"]},
             lambda a: f"set the {a['check']} check of {a['node']} to {a['action']}",
+        ),
+        ActionDef(
+            "mx_trust_sealer",
+            _record(
+                {
+                    "node": _node("the node running the receiving mx service"),
+                    "sealer": Field(
+                        Str(),
+                        required=True,
+                        description="the sealing domain (d= of the ARC-Seal), e.g. `list.example`",
+                    ),
+                },
+                "MxTrustSealer",
+                "Trust an intermediary's ARC seals (RFC 8617 §7.2).",
+            ),
+            "mx",
+            "arc_trust",
+            "Make an MX trust a sealer's ARC chains: a DMARC failure its changes "
+            "caused is then overridden.",
+            lambda a: {"sealer": a["sealer"]},
+            lambda a: f"make the MX on {a['node']} trust ARC seals by {a['sealer']}",
+        ),
+        ActionDef(
+            "list_set",
+            _record(
+                {
+                    "node": _node("the node whose mx hosts the list"),
+                    "list": Field(Str(), required=True, description="the list's local part"),
+                    "rewrite_from": Field(
+                        Bool(), description="From: becomes the list's address (DMARC mitigation)"
+                    ),
+                    "arc_seal": Field(Bool(), description="seal each copy with ARC (RFC 8617)"),
+                    "subject_tag": Field(Str(), description="the tag put in front of Subject:"),
+                    "footer": Field(Str(), description="the text appended to the body"),
+                },
+                "ListSet",
+                "Change a mailing list's settings.",
+            ),
+            "mx",
+            "list_set",
+            "Change how a mailing list changes mail.",
+            lambda a: {k: v for k, v in a.items() if k != "node"},
+            lambda a: (
+                f"set {', '.join(f'{k}={v}' for k, v in a.items() if k not in ('node', 'list'))}"
+                f" on the list {a['list']} at {a['node']}"
+            ),
         ),
         ActionDef(
             "relay_flush",

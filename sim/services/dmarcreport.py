@@ -156,8 +156,13 @@ class AggregateCollector:
         else:
             requested = str(details.get("policy") or "none")
             if applied != requested:
-                # RFC 9990: a disposition other than the policy says why.
-                reasons.append("policy_test_mode" if details.get("testing") else "local_policy")
+                # RFC 9990: a disposition other than the policy says why (an
+                # ARC override names its reason: trusted_forwarder).
+                override = details.get("override")
+                if isinstance(override, str):
+                    reasons.append(override)
+                else:
+                    reasons.append("policy_test_mode" if details.get("testing") else "local_policy")
         spf_domain = str(spf.inputs.get("domain") or "") if spf is not None else ""
         row = _Row(
             source_ip=source_ip,

@@ -331,7 +331,7 @@ def override(judgements: Sequence[Judgement], settings: Any) -> list[Judgement]:
 
 def _noted(j: Judgement, note: str) -> Judgement:
     details = {**j.result.details, "arc_override": note}
-    return replace(j, result=replace(j.result, details=details))
+    return replace(j, result=replace(j.result, details=details), note=note)
 
 
 def ar_clause(r: CheckResult) -> ArClause:
