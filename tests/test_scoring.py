@@ -3,10 +3,9 @@ and reject thresholds and per-DNSBL-return-code weights, on both backends."""
 
 from __future__ import annotations
 
-import json
-
 import email
 import email.policy
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
