@@ -122,3 +122,33 @@ def test_reporting_needs_a_relay() -> None:
     problems = sim.topology.validate_topology_text(text)
     assert any("has no relay to mail them" in p.message for p in problems)
     assert DmarcReporting().interval == 86400.0
+
+
+def test_rows_with_the_same_count_make_one_report() -> None:
+    """Two sources seen once each: the report orders them (a regression: the
+    rows themselves cannot be compared)."""
+    from sim.auth.result import CheckResult
+    from sim.services.dmarcreport import AggregateCollector
+
+    collector = AggregateCollector("mx.qq.example", "qq.example", "r@qq.example", 0.0)
+    for ip, result in (("192.0.2.150", "fail"), ("203.0.113.70", "pass")):
+        dmarc = CheckResult(
+            "dmarc",
+            result,
+            "",
+            {"from_domain": "bank.example"},
+            {"rua": ["mailto:r@bank.example"], "record_domain": "bank.example", "policy": "reject"},
+        )
+        assert collector.record(
+            dmarc,
+            source_ip=ip,
+            envelope_from="x@a.example",
+            envelope_to="b@qq.example",
+            spf=None,
+            dkim=[],
+            applied="reject" if result == "fail" else "none",
+        )
+    (report,) = collector.take(3600.0)
+    root = ET.fromstring(report.xml)
+    ips = [e.text for e in root.iter(f"{{{NAMESPACE}}}source_ip")]
+    assert ips == ["192.0.2.150", "203.0.113.70"]

@@ -341,6 +341,7 @@ class MxServer(Service):
             "max_size": self.config.max_size,
             "down": self.down,
             "scoring": _scoring_json(self.config.scoring),
+            "dmarc_reports": self.reports.status() if self.reports is not None else None,
             "trusted_sealers": list(self.config.arc.trusted_sealers if self.config.arc else ()),
             "lists": {name: dataclasses.asdict(spec) for name, spec in self.lists.items()},
         }
