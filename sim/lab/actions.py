@@ -122,6 +122,15 @@ def _zone() -> Field:
     return Field(Str(), required=True, description="the zone's origin, e.g. `qq.example`")
 
 
+def _word(value: Any) -> str:
+    """A value as a lab file writes it (``true``, not ``True``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _settings(args: Mapping[str, Any], skip: tuple[str, ...]) -> str:
+    return ", ".join(f"{k}={_word(v)}" for k, v in args.items() if k not in skip)
+
+
 def _record(fields: dict[str, Field], name: str, description: str) -> Record:
     return Record(fields, name=name, description=description)
 
@@ -335,8 +344,7 @@ ACTIONS: dict[str, ActionDef] = {
             "Change how a mailing list changes mail.",
             lambda a: {k: v for k, v in a.items() if k != "node"},
             lambda a: (
-                f"set {', '.join(f'{k}={v}' for k, v in a.items() if k not in ('node', 'list'))}"
-                f" on the list {a['list']} at {a['node']}"
+                f"set {_settings(a, ('node', 'list'))} on the list {a['list']} at {a['node']}"
             ),
         ),
         ActionDef(
