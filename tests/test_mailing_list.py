@@ -141,3 +141,49 @@ def test_rewrite_keeps_what_a_list_keeps() -> None:
     assert "Reply-To: Alice <alice@bank.example>" in text
     assert text.count("List-Id:") == 1 and "List-Id: <news.list.example>" in text
     assert text.endswith("body\r\n-- \r\nfooter\r\n")
+
+
+BAD = """
+name: x
+settings: {resolver: 10.0.0.53}
+nodes:
+  r: {kind: router}
+  ns: {kind: host, ip: 10.0.0.53/24, gateway: r, services: {dns: {zones: [list.example]}}}
+  a:
+    kind: host
+    ip: 10.0.1.2/24
+    gateway: r
+    services:
+      mx:
+        domains: [list.example]
+        checks: [dmarc]
+        arc: {trusted_sealers: [fwd.example]}
+        lists: {news: {members: [b@list.example], arc_seal: true}}
+      RELAY
+zones:
+  list.example: |
+    @ MX 10 mx
+    mx A 10.0.1.2
+"""
+
+
+@pytest.mark.parametrize(
+    ("relay", "problems"),
+    [
+        ("relay: {}", ["add `arc` to its checks", "add `dkim: {list.example: s1}`"]),
+        ("{}", ["add `arc` to its checks", "add `relay: {}` beside the mx"]),
+    ],
+)
+def test_lists_and_trust_that_cannot_work_are_one_line_each(
+    relay: str, problems: list[str]
+) -> None:
+    from sim.errors import TopologyError
+    from sim.topology import loads_topology
+
+    text = BAD.replace("RELAY", relay) if relay != "{}" else BAD.replace("      RELAY\n", "")
+    with pytest.raises(TopologyError) as caught:
+        loads_topology(text)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == len(problems)
+    for line, wanted in zip(lines, problems, strict=True):
+        assert wanted in line and line.startswith("<string>:")
