@@ -174,3 +174,92 @@ def test_case(lab: sim.Lab, case: dict[str, Any]) -> None:
     if "sealer" in case:
         assert event["details"]["sealer"] == case["sealer"]
         assert event["details"]["cv"] == "pass"
+    if "oldest_pass" in case:
+        assert event["details"]["oldest_pass"] == case["oldest_pass"]
+
+
+# -- the receiver's local policy: a trusted sealer and DMARC (RFC 8617 §7.2) ----
+
+
+def _judged(arc_result: str, sealer: str, saw: dict[str, str]) -> list[Any]:
+    from sim.auth.result import CheckResult
+    from sim.services.policy import judge
+
+    dmarc = CheckResult(
+        "dmarc",
+        "fail",
+        "DMARC fails for bank.example.",
+        {"from_domain": "bank.example"},
+        {"disposition": "reject", "policy": "reject"},
+    )
+    arc = CheckResult(
+        "arc",
+        arc_result,
+        "",
+        {"ip": "203.0.113.70"},
+        {"sealer": sealer, "sealer_saw": saw, "oldest_pass": 0},
+    )
+    return [judge(arc, "header", "data"), judge(dmarc, "policy", "data", domain="bank.example")]
+
+
+def _settings(*sealers: str) -> Any:
+    from sim.topology.model import ArcTrust
+
+    class Mx:
+        arc = ArcTrust(sealers)
+
+    return Mx()
+
+
+@pytest.mark.parametrize(
+    ("arc_result", "sealer", "saw", "trusted", "taken", "note"),
+    [
+        (
+            "pass",
+            "list.example",
+            {"dmarc": "pass"},
+            ("list.example",),
+            "header",
+            "policy overridden",
+        ),
+        (
+            "pass",
+            "list.example",
+            {"dkim": "pass"},
+            ("list.example",),
+            "header",
+            "policy overridden",
+        ),
+        ("pass", "list.example", {"dmarc": "fail"}, ("list.example",), "reject", "itself saw"),
+        ("pass", "evil.example", {"dmarc": "pass"}, ("list.example",), "reject", "not one this MX"),
+        ("fail", "list.example", {"dmarc": "pass"}, ("list.example",), "reject", "ARC fail"),
+        ("pass", "list.example", {"dmarc": "pass"}, (), "reject", None),
+    ],
+)
+def test_a_trusted_sealer_overrides_only_what_it_saw_pass(
+    arc_result: str,
+    sealer: str,
+    saw: dict[str, str],
+    trusted: tuple[str, ...],
+    taken: str,
+    note: str | None,
+) -> None:
+    from sim.auth.headers import authentication_results
+    from sim.services.checks.arc import override
+
+    before = _judged(arc_result, sealer, saw)
+    after = override(before, _settings(*trusted))
+    assert after[0] is before[0]
+    dmarc = after[1]
+    assert dmarc.taken == taken
+    assert (dmarc.reply is None) == (taken == "header")
+    if note is None:
+        assert dmarc is before[1]
+        return
+    assert dmarc.note is not None and note in dmarc.note and note in dmarc.summary
+    header = authentication_results("mx.qq.example", [j.result for j in after])
+    if taken == "header":
+        assert dmarc.result.details["override"] == "trusted_forwarder"
+        assert 'reason="local policy override: ARC pass, trusted sealer list.example"' in header
+    else:
+        assert "override" not in header

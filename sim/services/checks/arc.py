@@ -177,12 +177,14 @@ def verify_arc(content: bytes, lookup: Lookup, ip: str = "") -> CheckResult:
         )
     if cv == dkim.CV_Pass:
         details["cv"] = "pass"
+        # header.oldest-pass (RFC 8617 §5.2, IANA): the instance of the
+        # oldest AMS that still validates, or 0 when they all do.
         oldest = top
         for r in reversed(sets):  # newest first: the AMS that still verify
             if not r.get("ams-valid"):
                 break
             oldest = int(r["instance"])
-        details["oldest_pass"] = oldest
+        details["oldest_pass"] = 0 if oldest == 1 else oldest
         chain = " → ".join(f"i={i + 1} {d}" for i, d in enumerate(sealers))
         return result(
             "pass",
@@ -335,12 +337,12 @@ def _noted(j: Judgement, note: str) -> Judgement:
 
 
 def ar_clause(r: CheckResult) -> ArClause:
-    """``arc=RESULT header.oldest-pass=N smtp.remote-ip=IP`` (RFC 8617 §10.1)."""
+    """``arc=RESULT header.oldest-pass=N smtp.remote-ip=IP`` (RFC 8617 §10.1:
+    the two properties registered for the method)."""
     oldest = r.details.get("oldest_pass")
     props = (
         ("reason", r.details.get("reason") if r.result != "pass" else None),
-        ("header_as_d", r.details.get("sealer")),
-        ("header_oldest_pass", str(oldest) if oldest and r.result == "pass" else None),
+        ("header_oldest_pass", str(oldest) if r.result == "pass" and oldest is not None else None),
         ("smtp_remote_ip", r.inputs.get("ip") or None),
     )
     return "arc", r.result, tuple((k, str(v) if v else None) for k, v in props)
