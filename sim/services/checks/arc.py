@@ -271,7 +271,6 @@ def _saved(arc: CheckResult) -> bool:
 def override(judgements: Sequence[Judgement], settings: Any) -> list[Judgement]:
     """DMARC's judgement, overridden by a trusted sealer's chain (see the
     module docstring); every other judgement unchanged."""
-    from sim.services.policy import Judgement
 
     arc = next((j.result for j in judgements if j.check == "arc"), None)
     sealers = trusted(settings)
@@ -318,13 +317,13 @@ def override(judgements: Sequence[Judgement], settings: Any) -> list[Judgement]:
                 "override_reason": f"ARC pass, trusted sealer {sealer}",
             },
         )
+        # Only noted, as the action would for a passing message: no reply.
         out.append(
-            Judgement(
-                result,
-                j.configured,
-                "header",
-                j.stage,
-                None,
+            replace(
+                j,
+                result=result,
+                taken="header",
+                reply=None,
                 note=f"policy overridden: ARC sealed by trusted {sealer}",
             )
         )
