@@ -187,3 +187,22 @@ def test_lists_and_trust_that_cannot_work_are_one_line_each(
     assert len(lines) == len(problems)
     for line, wanted in zip(lines, problems, strict=True):
         assert wanted in line and line.startswith("<string>:")
+
+
+def test_a_list_send_follows_every_member() -> None:
+    """``lab.send`` to a list reports the first member's fate as the
+    message's, and every member's in ``members`` (sim.experiments.send)."""
+    from sim.topology import loads_topology
+
+    text = TOPOLOGY.read_text(encoding="utf-8").replace(
+        "members: [bob@qq.example]", "members: [bob@old.example, bob@qq.example]"
+    )
+    assert "bob@old.example, bob@qq.example" in text
+    with sim.start(loads_topology(text)) as running:
+        r = _post(running, "to two members")
+    # mx-old (RFC 7489 receiver) and mx-qq both apply bank.example's p=reject.
+    assert r.outcome == "bounced"
+    (entry,) = r.recipients
+    assert entry["rcpt"] == "news@list.example"
+    assert [m["rcpt"] for m in entry["members"]] == ["bob@old.example", "bob@qq.example"]
+    assert {m["outcome"] for m in entry["members"]} == {"bounced"}
