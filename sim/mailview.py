@@ -27,6 +27,8 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
+import gzip
+import io
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -326,6 +328,7 @@ def _body(message: Message) -> tuple[str, list[str]]:
         return _text_of(message), []
     text: str | None = None
     others: list[str] = []
+    reports: list[str] = []
     for part in message.walk():
         if part.is_multipart():
             continue
@@ -334,7 +337,31 @@ def _body(message: Message) -> tuple[str, list[str]]:
             text = _text_of(part)
         else:
             others.append(ctype)
-    return text or "", others
+            shown = _report_xml(part)
+            if shown is not None:
+                reports.append(shown)
+    return "\n".join([text or "", *reports]) if reports else text or "", others
+
+
+#: The most of a compressed report shown (a lab's reports are a few KB).
+_REPORT_LIMIT = 256 * 1024
+
+
+def _report_xml(part: Message) -> str | None:
+    """A DMARC aggregate report attached as ``application/gzip`` (RFC 9990
+    §5: ``....xml.gz``), uncompressed for reading, or None for any other part."""
+    name = str(part.get_filename() or "")
+    if part.get_content_type() != "application/gzip" or not name.endswith(".xml.gz"):
+        return None
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return None
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
+            xml = stream.read(_REPORT_LIMIT)
+    except (OSError, EOFError):
+        return f"--- {name}: not a readable gzip file ---"
+    return f"--- {name} (uncompressed) ---\n" + xml.decode("utf-8", "replace")
 
 
 def _fields(block: Message) -> tuple[tuple[str, str], ...]:

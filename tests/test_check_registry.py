@@ -3,8 +3,8 @@
 Everything that names checks reads the registry (sim.services.checks): the
 topology schema, the lab's ``checks`` vocabulary, the policy, the reply
 table and the Authentication-Results writer. The second half proves it: a
-check declared only in this file (what ``sim/services/checks/arc.py`` would
-hold: a toy ARC, RFC 8617) is registered, turned on in a running MX and
+check declared only in this file (``toy``, a toy ARC written before the real
+``sim/services/checks/arc.py``) is registered, turned on in a running MX and
 judged, replied, reported and written into Authentication-Results with no
 other file changed.
 """
@@ -32,7 +32,7 @@ from sim.services.policy import AUTH_CHECKS, decide, effect, judge
 from sim.services.replies import REPLIES, Reply, Template, reply
 from sim.topology import schema
 
-BUILTIN = ("ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "dmarc", "tls")
+BUILTIN = ("ptr", "fcrdns", "helo", "dnsbl", "spf", "dkim", "arc", "dmarc", "tls")
 
 
 def test_the_registry_holds_one_module_per_check() -> None:
@@ -60,7 +60,7 @@ def test_everything_that_names_checks_reads_the_registry() -> None:
             assert REPLIES[name] is template
 
 
-# --- a check declared in a test: what sim/services/checks/arc.py would be ----------------
+# --- a check declared in a test: a toy ARC, as a course would add its own check ----------
 
 ARC_REPLIES = {
     "arc_fail": Template(
@@ -76,11 +76,11 @@ async def _evaluate(given: CheckInput) -> list[CheckResult]:
     # A toy: the real one would call sim.auth's ARC glue (dkimpy's arc_verify).
     assert given.content is not None
     verdict = "fail" if b"X-Toy-ARC: broken" in given.content else "pass"
-    return [CheckResult("arc", verdict, f"toy ARC {verdict}", {"ip": given.ip}, {"i": "1"})]
+    return [CheckResult("toy", verdict, f"toy ARC {verdict}", {"ip": given.ip}, {"i": "1"})]
 
 
 def _clause(r: CheckResult) -> ArClause:
-    return "arc", r.result, (("header_oldest-pass", None), ("smtp_remote-ip", str(r.inputs["ip"])))
+    return "arc", r.result, (("header_oldest_pass", None), ("smtp_remote_ip", str(r.inputs["ip"])))
 
 
 def _fail(result: CheckResult, fields: Fields) -> Reply:
@@ -88,7 +88,7 @@ def _fail(result: CheckResult, fields: Fields) -> Reply:
 
 
 ARC = Check(
-    name="arc",
+    name="toy",
     order=75,
     stage="data",
     doc="ARC chain of the message (RFC 8617).",
@@ -107,13 +107,13 @@ ARC = Check(
 def arc() -> Iterator[Check]:
     checks.register(ARC)
     yield ARC
-    checks.unregister("arc")
+    checks.unregister("toy")
 
 
 def test_a_registered_check_is_known_to_policy_and_replies(arc: Check) -> None:
-    assert "arc" in checks.names()
-    assert checks.default_actions()["arc"] == "header"
-    failed = CheckResult("arc", "fail", "broken chain")
+    assert "toy" in checks.names()
+    assert checks.default_actions()["toy"] == "header"
+    failed = CheckResult("toy", "fail", "broken chain")
     assert effect(failed, "reject") == "reject"
     judged = judge(failed, "reject", "data")
     assert judged.reply == Reply(550, "5.7.29", "ARC validation failure")
@@ -123,7 +123,7 @@ def test_a_registered_check_is_known_to_policy_and_replies(arc: Check) -> None:
     spf = judge(CheckResult("spf", "fail", "no"), "header", "rcpt")
     assert decide([judged], "data", [spf]).reply.enhanced == "5.7.26"  # type: ignore[union-attr]
     # The schema made from the registry now offers it (what the generator writes).
-    assert schema._mx_checks().field("arc") is not None
+    assert schema._mx_checks().field("toy") is not None
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +136,10 @@ def test_a_registered_check_runs_in_the_mx(lab: Lab, arc: Check) -> None:
     service = lab.backend.service("mx", "mx")  # type: ignore[attr-defined]
     assert isinstance(service, MxServer)
     try:
-        lab.control("mx", "mx", "set_check", check="arc", action="reject")
+        lab.control("mx", "mx", "set_check", check="toy", action="reject")
         good = send(lab, "good", data=message(subject="arc good", signed_by="good.example"))
         assert good.transcript.delivered
-        event = good.checks["arc"]
+        event = good.checks["toy"]
         assert (event["result"], event["stage"], event["action"]) == ("pass", "data", "none")
         results = auth_results(by_subject(lab, "arc good"))
         assert results["arc"] == "pass" and results["dkim"] == "pass"
@@ -149,8 +149,8 @@ def test_a_registered_check_runs_in_the_mx(lab: Lab, arc: Check) -> None:
         assert not bad.transcript.delivered
         final = bad.transcript.last_reply
         assert final is not None and (final.code, final.enhanced) == (550, "5.7.29")
-        assert bad.checks["arc"]["action"] == "reject"
-        assert bad.checks["arc"]["reply"]["enhanced"] == "5.7.29"
+        assert bad.checks["toy"]["action"] == "reject"
+        assert bad.checks["toy"]["reply"]["enhanced"] == "5.7.29"
     finally:
         service.checks = list(CHECKS)
         service.generic = {}
@@ -160,7 +160,7 @@ MODULE = """
 from sim.services.checks.base import Check
 
 CHECK = Check(
-    name="arc",
+    name="toy",
     order=75,
     stage="data",
     doc="ARC chain of the message (RFC 8617).",
@@ -173,12 +173,12 @@ CHECK = Check(
 PROBE = """
 import json, sys
 import sim.services.checks as checks
-checks.__path__.append(sys.argv[1])  # as if arc.py were in sim/services/checks/
+checks.__path__.append(sys.argv[1])  # as if toy.py were in sim/services/checks/
 from sim.lab import checks as lab_checks
 from sim.topology import schema
 mx = schema.json_schema()["$defs"]["mx-checks"]["properties"]
 print(json.dumps({"schema": list(mx), "lab": list(lab_checks.CHECK_NAMES),
-                  "reference": "`arc`" in schema.render_reference()}))
+                  "reference": "`toy`" in schema.render_reference()}))
 """
 
 
@@ -186,7 +186,7 @@ def test_a_module_file_is_all_the_schema_and_the_labs_need(tmp_path: Path) -> No
     """A new module in the package (here on an extra package path, in a
     fresh interpreter) is in the generated schema, its reference and the
     lab vocabulary, with no other file touched."""
-    (tmp_path / "arc.py").write_text(MODULE)
+    (tmp_path / "toy.py").write_text(MODULE)
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(tmp_path)],
         capture_output=True,
@@ -195,6 +195,6 @@ def test_a_module_file_is_all_the_schema_and_the_labs_need(tmp_path: Path) -> No
         timeout=120,
     )
     found = json.loads(out.stdout)
-    assert found["schema"] == [*BUILTIN[:7], "arc", "tls"]
+    assert found["schema"] == [*BUILTIN[:8], "toy", "tls"]
     assert found["lab"] == found["schema"]
     assert found["reference"]

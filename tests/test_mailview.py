@@ -161,7 +161,8 @@ def test_policy_rows_are_what_the_mx_does() -> None:
 
 def test_dmarc_policy_follows_the_published_disposition() -> None:
     topology = sim.load_topology(ROOT / "topologies" / "dmarc.yaml")
-    mx = next(n.services.mx for n in topology.hosts() if n.services.mx and n.services.mx.checks)
+    mx = topology.node("mx-qq").services.mx
+    assert mx is not None
     rows = {(r.check, r.result, r.published): r.taken for r in mx_policy(mx)}
     assert rows[("dmarc", "fail", "reject")] == "reject"
     assert rows[("dmarc", "fail", "quarantine")] == "junk"
@@ -362,3 +363,20 @@ def test_the_smtp_view_shows_an_imap_dialogue_too() -> None:
     assert "bob-pc → 203.0.113.25:143  IMAP" in smtp
     assert "C: A1 LOGIN bob ********" in smtp
     assert "S: * CAPABILITY IMAP4rev1" in smtp and "S: A1 OK LOGIN completed" in smtp
+
+
+def test_a_dmarc_report_attachment_is_shown_uncompressed() -> None:
+    """RFC 9990 reports travel as gzip: the mail view shows the XML."""
+    import gzip
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["Subject"] = "Report Domain: bank.example Submitter: qq.example Report-ID: <1>"
+    message.set_content("see the attachment")
+    xml = b"<feedback><record><row><source_ip>192.0.2.150</source_ip></row></record></feedback>"
+    message.add_attachment(
+        gzip.compress(xml), maintype="application", subtype="gzip", filename="r.xml.gz"
+    )
+    parts = parse_mail(message.as_bytes())
+    assert "<source_ip>192.0.2.150</source_ip>" in parts.body
+    assert parts.attachments == ("application/gzip",)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -213,3 +214,27 @@ def test_score_and_outcome(
     message = email.message_from_bytes(stored[0].data, policy=email.policy.default)
     assert message["X-Spam-Score"] == f"{total:.1f}"
     assert str(message["X-Spam-Status"]).startswith("Yes" if verdict != "ham" else "No")
+
+
+def test_a_lab_check_can_name_the_score(lab: Lab) -> None:
+    """``score`` in a step's expectations (sim.lab.checks): the total, bounds
+    and the verdict, read from the run; ``checks: {score: ...}`` the verdict."""
+    from sim.lab.checks import evaluate
+    from sim.lab.schema import json_schema
+
+    result = lab.send(
+        "listed",
+        "bob@qq.example",
+        mail_from="alice@good.example",
+        from_header="alice@good.example",
+        subject="score for a lab check",
+    ).to_json()
+    assert evaluate("score", 5, result, None).passed
+    assert evaluate("score", {"at_least": 5, "below": 10, "verdict": "junk"}, result, None).passed
+    assert evaluate("checks", {"score": "junk"}, result, None).passed
+    wrong = evaluate("score", {"at_least": 10}, result, None)
+    assert not wrong.passed and "the score is 5, expected at least 10" in wrong.detail
+    assert not evaluate("score", {"verdict": "spam"}, result, None).passed
+    unscored = {"trace": [], "checks": {}}
+    assert "no scoring receiver" in evaluate("score", 5, unscored, None).detail
+    assert '"score"' in json.dumps(json_schema())

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import authres
+import authres.arc
 import authres.dmarc
 
 from sim.auth.result import CheckResult
@@ -40,6 +41,7 @@ _CLASSES: dict[str, Any] = {
     "dkim": authres.DKIMAuthenticationResult,
     "dmarc": authres.dmarc.DMARCAuthenticationResult,
     "iprev": authres.IPRevAuthenticationResult,
+    "arc": authres.arc.ARCAuthenticationResult,
 }
 
 

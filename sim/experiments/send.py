@@ -457,7 +457,12 @@ def _delivery_for(trace: Trace, rcpt: str) -> TraceEvent | None:
 
 #: How the final MX filed a message → the outcome. "forwarded" is not final:
 #: :func:`chase_forwards` follows the forwarder's relay to the next MX.
-_FOLDER_OUTCOME = {"inbox": "delivered", "junk": "junk", "forwarded": "forwarded"}
+_FOLDER_OUTCOME = {
+    "inbox": "delivered",
+    "junk": "junk",
+    "forwarded": "forwarded",
+    "list": "forwarded",
+}
 #: Forwarders chained in a row that a send follows (mail loops stop here).
 MAX_FORWARDS = 5
 
@@ -477,9 +482,15 @@ async def chase_forwards(
             target, queue_id = data.get("forwarded_to"), data.get("relay_queue_id")
             if not target or not queue_id:
                 break
-            [nxt] = await follow_queue(ctx, trace, str(queue_id), [str(target)], settle)
-            via = [*entry.get("forwarded", []), str(target)]
+            # A mailing list resends to every member: the first member's
+            # outcome stands for the list's, each member's is kept.
+            targets = [t.strip() for t in str(target).split(",") if t.strip()]
+            found = await follow_queue(ctx, trace, str(queue_id), targets, settle)
+            nxt = found[0]
+            via = [*entry.get("forwarded", []), targets[0]]
             entry = {**nxt, "rcpt": entry["rcpt"], "forwarded": via}
+            if len(found) > 1:
+                entry["members"] = found
         out.append(entry)
     return out
 

@@ -233,8 +233,16 @@ class Lab(LabHelpers):
         idle_polls = 0
         while True:
             entries = [e for q in self.queues().values() for e in q if not e.get("held")]
-            if not entries:
+            if not entries and not self._reports_due():
                 return added
+            if not entries:
+                # A DMARC reporting period has ended (RFC 9990): its reports
+                # are about to enter a relay's queue; wait for them.
+                idle_polls += 1
+                if idle_polls * poll > 60:
+                    return added
+                time.sleep(poll)
+                continue
             now = self.now()
             due = min(float(e["next_attempt"]) for e in entries)
             if due > now + 1:
@@ -250,6 +258,18 @@ class Lab(LabHelpers):
                 if idle_polls * poll > 60:  # a minute of real time without progress
                     return added
                 time.sleep(poll)
+
+    def _reports_due(self) -> bool:
+        """Whether an MX's DMARC reports are due or being mailed now."""
+        now = self.now()
+        for node in self.topology.hosts():
+            mx = node.services.mx
+            if mx is None or mx.dmarc_reports is None:
+                continue
+            found = self.control(node.name, "mx", "status").get("dmarc_reports") or {}
+            if found.get("busy") or float(found.get("due", now + 1)) <= now:
+                return True
+        return False
 
     # -- the lab ------------------------------------------------------------
 

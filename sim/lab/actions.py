@@ -42,6 +42,7 @@ from sim.resolve import qtype_code
 from sim.services import checks as checks_registry
 from sim.spec.kinds import (
     Anything,
+    Bool,
     Checker,
     Duration,
     Field,
@@ -119,6 +120,15 @@ def _node(desc: str = "the node that runs the service") -> Field:
 
 def _zone() -> Field:
     return Field(Str(), required=True, description="the zone's origin, e.g. `qq.example`")
+
+
+def _word(value: Any) -> str:
+    """A value as a lab file writes it (``true``, not ``True``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _settings(args: Mapping[str, Any], skip: tuple[str, ...]) -> str:
+    return ", ".join(f"{k}={_word(v)}" for k, v in args.items() if k not in skip)
 
 
 def _record(fields: dict[str, Field], name: str, description: str) -> Record:
@@ -291,6 +301,51 @@ ACTIONS: dict[str, ActionDef] = {
             "Change an MX's policy for one check.",
             lambda a: {"check": a["check"], "action": a["action"]},
             lambda a: f"set the {a['check']} check of {a['node']} to {a['action']}",
+        ),
+        ActionDef(
+            "mx_trust_sealer",
+            _record(
+                {
+                    "node": _node("the node running the receiving mx service"),
+                    "sealer": Field(
+                        Str(),
+                        required=True,
+                        description="the sealing domain (d= of the ARC-Seal), e.g. `list.example`",
+                    ),
+                },
+                "MxTrustSealer",
+                "Trust an intermediary's ARC seals (RFC 8617 §7.2).",
+            ),
+            "mx",
+            "arc_trust",
+            "Make an MX trust a sealer's ARC chains: a DMARC failure its changes "
+            "caused is then overridden.",
+            lambda a: {"sealer": a["sealer"]},
+            lambda a: f"make the MX on {a['node']} trust ARC seals by {a['sealer']}",
+        ),
+        ActionDef(
+            "list_set",
+            _record(
+                {
+                    "node": _node("the node whose mx hosts the list"),
+                    "list": Field(Str(), required=True, description="the list's local part"),
+                    "rewrite_from": Field(
+                        Bool(), description="From: becomes the list's address (DMARC mitigation)"
+                    ),
+                    "arc_seal": Field(Bool(), description="seal each copy with ARC (RFC 8617)"),
+                    "subject_tag": Field(Str(), description="the tag put in front of Subject:"),
+                    "footer": Field(Str(), description="the text appended to the body"),
+                },
+                "ListSet",
+                "Change a mailing list's settings.",
+            ),
+            "mx",
+            "list_set",
+            "Change how a mailing list changes mail.",
+            lambda a: {k: v for k, v in a.items() if k != "node"},
+            lambda a: (
+                f"set {_settings(a, ('node', 'list'))} on the list {a['list']} at {a['node']}"
+            ),
         ),
         ActionDef(
             "relay_flush",

@@ -219,6 +219,40 @@ def _checks(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) 
     return PredicateOutcome(True, "the receiver's checks gave " + ", ".join(good))
 
 
+#: What a scoring receiver calls its verdicts (sim.services.mxscore).
+SCORE_VERDICTS = ("ham", "junk", "spam")
+
+
+def _score(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+    """The scoring receiver's total (the last ``score`` check event: the
+    final hop's), exactly or within bounds, and optionally its verdict."""
+    assert result is not None
+    events = [
+        e
+        for e in result.get("trace") or []
+        if e.get("kind") == "check" and (e.get("data") or {}).get("check") == "score"
+    ]
+    if not events:
+        return PredicateOutcome(False, "no scoring receiver judged the message (no score)")
+    data = events[-1].get("data") or {}
+    total = float((data.get("details") or {}).get("score", 0.0))
+    verdict = str(data.get("result", ""))
+    shown = f"{total:g}"
+    wanted = value if isinstance(value, Mapping) else {"equals": value}
+    bad: list[str] = []
+    if "equals" in wanted and total != float(wanted["equals"]):
+        bad.append(f"the score is {shown}, expected {wanted['equals']}")
+    if "at_least" in wanted and total < float(wanted["at_least"]):
+        bad.append(f"the score is {shown}, expected at least {wanted['at_least']}")
+    if "below" in wanted and total >= float(wanted["below"]):
+        bad.append(f"the score is {shown}, expected below {wanted['below']}")
+    if "verdict" in wanted and verdict != wanted["verdict"]:
+        bad.append(f"the verdict is {verdict}, expected {wanted['verdict']}")
+    if bad:
+        return PredicateOutcome(False, "; ".join(bad))
+    return PredicateOutcome(True, f"the receiver scored the message {shown} ({verdict})")
+
+
 def _error(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
     assert result is not None
     actual = result.get("error")
@@ -530,11 +564,38 @@ PREDICATES: dict[str, PredicateDef] = {
         _def(
             "checks",
             MapOf(
-                Either((Str(), ListOf(Str(), min_items=1))), key=Str(enum=CHECK_NAMES), min_items=1
+                Either((Str(), ListOf(Str(), min_items=1))),
+                key=Str(enum=(*CHECK_NAMES, "score")),
+                min_items=1,
             ),
             _SEND,
-            "Results of the receiver's checks, such as `{spf: pass, dkim: [fail, permerror]}`.",
+            "Results of the receiver's checks, such as `{spf: pass, dkim: [fail, permerror]}`; "
+            "`score` is a scoring receiver's verdict (ham, junk, spam).",
             _checks,
+        ),
+        _def(
+            "score",
+            Either(
+                (
+                    Int(),
+                    Record(
+                        {
+                            "at_least": Field(Int(), description="the total is at least this"),
+                            "below": Field(Int(), description="the total is less than this"),
+                            "verdict": Field(
+                                Str(enum=SCORE_VERDICTS),
+                                description="ham, junk (at the junk threshold) or spam (reject)",
+                            ),
+                        },
+                        name="ScoreMatch",
+                        description="Bounds on a scoring receiver's total, and its verdict.",
+                    ),
+                )
+            ),
+            _SEND,
+            "A scoring receiver's total (sim.services.mxscore: each check result adds its "
+            "weight): exactly this number, or `{at_least: 5, below: 10, verdict: junk}`.",
+            _score,
         ),
         _def(
             "error",

@@ -156,8 +156,13 @@ class AggregateCollector:
         else:
             requested = str(details.get("policy") or "none")
             if applied != requested:
-                # RFC 9990: a disposition other than the policy says why.
-                reasons.append("policy_test_mode" if details.get("testing") else "local_policy")
+                # RFC 9990: a disposition other than the policy says why (an
+                # ARC override names its reason: trusted_forwarder).
+                override = details.get("override")
+                if isinstance(override, str):
+                    reasons.append(override)
+                else:
+                    reasons.append("policy_test_mode" if details.get("testing") else "local_policy")
         spf_domain = str(spf.inputs.get("domain") or "") if spf is not None else ""
         row = _Row(
             source_ip=source_ip,
@@ -214,7 +219,11 @@ class AggregateCollector:
         for tag in ("domain", "p", "sp", "np", "adkim", "aspf", "discovery_method", "testing"):
             if period.policy.get(tag):
                 ET.SubElement(published, tag).text = period.policy[tag]
-        for row, count in sorted(period.rows.items(), key=lambda item: (-item[1], item[0])):
+        # Most frequent first, then by address (rows are not orderable: two
+        # rows with one count are told apart by their text).
+        for row, count in sorted(
+            period.rows.items(), key=lambda item: (-item[1], item[0].source_ip, repr(item[0]))
+        ):
             record = ET.SubElement(root, "record")
             fields = ET.SubElement(record, "row")
             ET.SubElement(fields, "source_ip").text = row.source_ip
@@ -299,10 +308,18 @@ class DmarcReporter:
             epoch=time.time() - ctx.clock.now(),
         )
         self._task: asyncio.Task[None] | None = None
+        #: Lab time the current period ends, and whether reports are being
+        #: mailed now: ``lab.settle`` waits for both (``mx status``).
+        self.due = ctx.clock.now() + config.interval
+        self.busy = False
+
+    def status(self) -> dict[str, Any]:
+        return {"due": self.due, "busy": self.busy, "interval": self.config.interval}
 
     def start(self) -> None:
         """Begin the reporting periods (once the lab is up: the relay must be)."""
         self.collector.begin = self.ctx.clock.now()
+        self.due = self.collector.begin + self.config.interval
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._periods())
 
@@ -315,11 +332,15 @@ class DmarcReporter:
 
     async def _periods(self) -> None:
         while True:
-            await self.ctx.clock.sleep(self.config.interval)
+            await self.ctx.clock.sleep_until(self.due)
+            self.busy = True
             try:
                 await self.send()
             except Exception as err:  # a report that cannot go must not stop the MX
                 self.ctx.emit(None, "queue", f"DMARC reports could not be sent: {err}")
+            finally:
+                self.due = self.ctx.clock.now() + self.config.interval
+                self.busy = False
 
     async def send(self) -> list[dict[str, Any]]:
         """End the period now: mail every report; what was sent."""

@@ -60,6 +60,9 @@ Control commands (:meth:`MxServer.control`, labs use them)::
     dmarc_reports                   end the DMARC reporting period now: mail the reports
     greylist   delay                turn greylisting on (lab seconds or "5m") or off (0)
     greylist_clear                  forget every greylisting triplet
+    arc_trust  sealer[, off]        trust (or stop trusting) a sealing domain's ARC chains
+    list_set   list[, subject_tag, footer, rewrite_from, arc_seal]
+                                    change a mailing list's settings
     mailbox    user[, folder]       the stored messages of a user, as data
     status                          the MX's configuration now
 """
@@ -67,6 +70,7 @@ Control commands (:meth:`MxServer.control`, labs use them)::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 import weakref
@@ -90,7 +94,7 @@ from sim.services.mxprotocol import MxSMTP, _Reset
 from sim.services.mxscore import Weights
 from sim.services.policy import Judgement
 from sim.services.smtpbase import fault_sink, idle_timeout
-from sim.topology.model import CheckAction, CheckPolicy, MxService, Scoring
+from sim.topology.model import ArcTrust, CheckAction, CheckPolicy, MxService, Scoring
 
 __all__ = ["Connection", "MxHandler", "MxSMTP", "MxServer", "Route", "Transaction"]
 
@@ -106,7 +110,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 ACTIONS: tuple[str, ...] = ALL_ACTIONS
 
-RouteKind = Literal["local", "postmaster", "unknown", "relay", "syntax", "forward"]
+RouteKind = Literal["local", "postmaster", "unknown", "relay", "syntax", "forward", "list"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class MxServer(Service):
         self.domains = tuple(d.lower().rstrip(".") for d in config.domains)
         self.mailboxes = tuple(m.lower() for m in config.mailboxes)
         self.forwards = {local.lower(): target for local, target in config.forward}
+        #: Mailing lists hosted here (sim.services.mailinglist), by local part.
+        self.lists = {local.lower(): spec for local, spec in config.lists}
         #: The checks in the order they run, with their actions (``set_check`` edits it).
         self.checks: list[CheckPolicy] = list(config.checks)
         #: Checks evaluated through their module's ``evaluate``, by stage
@@ -212,6 +218,12 @@ class MxServer(Service):
         if local in self.forwards:
             # An alias (RFC 5321 §3.9.1): accepted here, sent on by the relay.
             return Route("forward", self.forwards[local])
+        if local in self.lists:
+            # A mailing list: accepted here, resent to its members by the relay.
+            return Route("list", local)
+        if local.endswith("-bounces") and local[: -len("-bounces")] in self.lists:
+            # The list's envelope sender: its bounces reach the list's owner.
+            return Route("local", self.postmaster_mailbox)
         return Route("unknown")
 
     # -- lifecycle ------------------------------------------------------------
@@ -304,13 +316,17 @@ class MxServer(Service):
         if command == "greylist_clear":
             cleared = self.greylist.clear() if self.greylist is not None else 0
             return {"cleared": cleared}
+        if command == "arc_trust":
+            return self._arc_trust(args)
+        if command == "list_set":
+            return self._list_set(args)
         if command == "mailbox":
             return await self._mailbox(args)
         if command == "status":
             return self.status()
         raise ServiceError(
             f"mx has no control command {command!r} (down, up, set_check, greylist, "
-            "greylist_clear, mailbox, status, dmarc_reports)"
+            "greylist_clear, arc_trust, list_set, mailbox, status, dmarc_reports)"
         )
 
     def status(self) -> dict[str, Any]:
@@ -325,7 +341,41 @@ class MxServer(Service):
             "max_size": self.config.max_size,
             "down": self.down,
             "scoring": _scoring_json(self.config.scoring),
+            "dmarc_reports": self.reports.status() if self.reports is not None else None,
+            "trusted_sealers": list(self.config.arc.trusted_sealers if self.config.arc else ()),
+            "lists": {name: dataclasses.asdict(spec) for name, spec in self.lists.items()},
         }
+
+    def _arc_trust(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Trust a sealer's ARC chains (RFC 8617 §7.2), or stop (``off``)."""
+        sealer = str(args.get("sealer", "")).strip().lower().rstrip(".")
+        if not sealer or "." not in sealer:
+            raise ServiceError(f"mx arc_trust: {sealer!r} is not a domain name")
+        current = list(self.config.arc.trusted_sealers if self.config.arc else ())
+        current = [s for s in current if s.lower() != sealer]
+        if not args.get("off"):
+            current.append(sealer)
+        self.config = dataclasses.replace(self.config, arc=ArcTrust(tuple(current)))
+        return {"trusted_sealers": current}
+
+    def _list_set(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Change a mailing list's settings (sim.services.mailinglist)."""
+        name = str(args.get("list", "")).strip().lower()
+        if name not in self.lists:
+            known = ", ".join(self.lists) or "none"
+            raise ServiceError(f"mx list_set: no list {name!r} here (lists: {known})")
+        changes: dict[str, Any] = {}
+        for key in ("subject_tag", "footer"):
+            if key in args:
+                changes[key] = None if args[key] in (None, "") else str(args[key])
+        for key in ("rewrite_from", "arc_seal"):
+            if key in args:
+                value = args[key]
+                if not isinstance(value, bool):
+                    raise ServiceError(f"mx list_set: {key} must be true or false, not {value!r}")
+                changes[key] = value
+        self.lists[name] = dataclasses.replace(self.lists[name], **changes)
+        return {"list": name, **dataclasses.asdict(self.lists[name])}
 
     def _set_check(self, args: dict[str, Any]) -> dict[str, Any]:
         check = str(args.get("check", "")).lower()

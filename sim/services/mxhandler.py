@@ -110,6 +110,8 @@ class Transaction:
     recipients: list[tuple[str, str]] = field(default_factory=list)
     #: (recipient, address it forwards to): aliases sent on by the relay.
     forwards: list[tuple[str, str]] = field(default_factory=list)
+    #: (recipient, list name): mailing lists hosted here (sim.services.mailinglist).
+    lists: list[tuple[str, str]] = field(default_factory=list)
 
 
 class CachedLookup:
@@ -273,6 +275,8 @@ class MxHandler:
         assert route.mailbox is not None
         if route.kind == "forward":
             tx.forwards.append((address, route.mailbox))
+        elif route.kind == "list":
+            tx.lists.append((address, route.mailbox))
         else:
             tx.recipients.append((address, route.mailbox))
         envelope.rcpt_tos.append(address)
@@ -429,7 +433,7 @@ class MxHandler:
         evaluate (:attr:`Check.evaluate`): evaluated, judged, reported."""
         lookup = self.mx.lookup_for(conn.trace_id)
         rcpts = tuple(a for a, _ in tx.recipients)
-        given = CheckInput(conn.ip, helo, tx.mail_from, rcpts, content, lookup)
+        given = CheckInput(conn.ip, helo, tx.mail_from, rcpts, content, lookup, self.mx.config)
         out: list[Judgement] = []
         for spec, action in self.mx.generic.get(stage, ()):
             assert spec.evaluate is not None
@@ -463,7 +467,7 @@ class MxHandler:
     async def handle_DATA(self, server: MxSMTP, session: Any, envelope: Any) -> str:
         conn = _conn(server)
         tx: Transaction | None = getattr(envelope, "mx_tx", None)
-        if tx is None or not (tx.recipients or tx.forwards):
+        if tx is None or not (tx.recipients or tx.forwards or tx.lists):
             return "503 5.5.1 Error: need RCPT command"
         content = envelope.original_content
         if not isinstance(content, bytes):
@@ -529,6 +533,8 @@ class MxHandler:
             return reply("store_failed").line
         if done.forwards and not await self._forward(conn, tx, done):
             return reply("store_failed").line
+        if tx.lists and not await self._lists(conn, session, tx, content, done):
+            return reply("store_failed").line
         self._emit_deliveries(conn, done)
         return reply("queued", queue_id=done.queue_id).line
 
@@ -561,6 +567,103 @@ class MxHandler:
                 mx_queue_id=done.queue_id,
             )
         return True
+
+    async def _lists(
+        self, conn: Connection, session: Any, tx: Transaction, content: bytes, done: _DataDone
+    ) -> bool:
+        """Resend list mail to the members through this node's relay,
+        changed as lists change it and ARC-sealed when configured
+        (sim.services.mailinglist)."""
+        from sim.auth.arc import ArcSealError, seal
+        from sim.services.checks.arc import verify_arc
+        from sim.services.mailinglist import rewrite
+
+        mx = self.mx
+        relay = mx.ctx.services.get("relay")
+        enqueue = getattr(relay, "enqueue", None)
+        if enqueue is None:
+            log.warning("%s: a mailing list needs a relay on this node", mx.ctx.node.name)
+            return False
+        loop = asyncio.get_running_loop()
+        for address, name in tx.lists:
+            spec = mx.lists[name]
+            domain = address.rpartition("@")[2].lower().rstrip(".")
+            received = _received(conn, session, mx.hostname, done.queue_id, address)
+            copy = rewrite((received + "\r\n").encode() + content, name, domain, spec)
+            data = copy.data
+            if spec.arc_seal:
+                keys = getattr(relay, "keys", {})
+                pair = next((p for (d, _), p in keys.items() if d == domain), None)
+                if pair is None:
+                    copy.changes.append(
+                        f"not ARC-sealed: the relay has no DKIM key for {domain} (relay.dkim)"
+                    )
+                else:
+                    cv = await self._chain_status(conn, content, done, verify_arc)
+                    verdicts = self._verdicts(done)
+                    try:
+                        data = await loop.run_in_executor(
+                            None,
+                            partial(
+                                seal,
+                                data,
+                                domain,
+                                pair.selector,
+                                pair.private_pem,
+                                mx.hostname,
+                                verdicts,
+                                cv,
+                            ),
+                        )
+                        copy.changes.append(
+                            f"ARC-sealed by {domain} (s={pair.selector}, cv={cv}), "
+                            f"recording {verdicts or 'no verdicts'}"
+                        )
+                    except ArcSealError as err:
+                        copy.changes.append(f"not ARC-sealed: {err}")
+            members = list(spec.members)
+            try:
+                queue_id = await enqueue(copy.mail_from, members, data, trace_id=conn.trace_id)
+            except OSError as err:
+                log.warning("%s: list %s failed: %s", mx.ctx.node.name, name, err)
+                return False
+            mx.ctx.emit(
+                conn.trace_id,
+                "delivery",
+                f"{address} is a mailing list: resent to {', '.join(members)} as relay queue "
+                f"id {queue_id}; {'; '.join(copy.changes)}",
+                mailbox=address,
+                folder="list",
+                forwarded_to=", ".join(members),
+                relay_queue_id=queue_id,
+                message_id=done.headers.message_id,
+                queue_id=done.headers.client_queue_id,
+                mx_queue_id=done.queue_id,
+                list_changes=copy.changes,
+            )
+        return True
+
+    async def _chain_status(
+        self, conn: Connection, content: bytes, done: _DataDone, verify: Any
+    ) -> str:
+        """The cv a sealer states (RFC 8617 §5.1.1): the arc check's result
+        if the MX ran it, else the chain verified now."""
+        found: CheckResult | None = next(
+            (j.result for j in done.judgements if j.check == "arc"), None
+        )
+        if found is None:
+            found = await self.mx.lookup_for(conn.trace_id).run(partial(verify, content))
+        assert found is not None
+        return found.result if found.result in ("none", "pass") else "fail"
+
+    def _verdicts(self, done: _DataDone) -> str:
+        """What this MX found, as Authentication-Results clauses (without
+        its authserv-id and without arc=: the seal states the chain)."""
+        ar_checks = registry.with_clause()
+        results = [j.result for j in done.judgements if j.check in ar_checks and j.check != "arc"]
+        value = authentication_results(self.mx.hostname, results)
+        verdicts = value.partition(";")[2].strip()
+        return "" if verdicts == "none" else verdicts
 
     def _earlier(
         self, conn: Connection, tx: Transaction, helo: str, checks: Sequence[CheckPolicy]
@@ -616,6 +719,7 @@ class MxHandler:
             current = _in_order(current, checks)
         if extra:
             current = _in_order([*current, *extra], checks)
+            current, emitted = _amended(current, emitted, extra, self.mx.config)
         # The DKIM results without an action of their own count as earlier ones.
         earlier = self._earlier(conn, tx, helo, checks) + to_tx
         decision = decide(current, "data", earlier)
@@ -821,6 +925,23 @@ def _report(
         dkim=dkim,
         applied=_APPLIED.get(taken, "none"),
     )
+
+
+def _amended(
+    current: list[Judgement], emitted: list[Judgement], extra: Sequence[Judgement], settings: Any
+) -> tuple[list[Judgement], list[Judgement]]:
+    """The DATA judgements after the local policies of the checks that ran
+    (:attr:`Check.amend`: ARC's trusted sealers override DMARC, RFC 8617
+    §7.2); the emitted ones follow, so that the trace shows the override."""
+    for name in dict.fromkeys(j.check for j in extra):
+        spec = registry.get(name)
+        if spec is None or spec.amend is None:
+            continue
+        changed = spec.amend(current, settings)
+        swap = {id(a): b for a, b in zip(current, changed, strict=True) if a is not b}
+        current = changed
+        emitted = [swap.get(id(j), j) for j in emitted]
+    return current, emitted
 
 
 def _action(checks: Sequence[CheckPolicy], check: str) -> CheckAction | None:

@@ -130,6 +130,9 @@ class Judgement:
     taken: Taken
     stage: Stage
     reply: Reply | None = None
+    #: Why a local policy changed what the action would take (an ARC
+    #: override of DMARC), shown in the summary.
+    note: str | None = None
 
     @property
     def check(self) -> str:
@@ -138,6 +141,8 @@ class Judgement:
     @property
     def summary(self) -> str:
         head = f"{self.check} {self.result.result}"
+        if self.note is not None:
+            return f"{head} → {_TAKEN_WORDS[self.taken]} ({self.note})"
         if self.configured is None:
             return f"{head} (evaluated for DMARC, no action of its own)"
         if self.taken == "none":

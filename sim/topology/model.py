@@ -126,6 +126,31 @@ class DmarcReporting:
 
 
 @dataclass(frozen=True)
+class ArcTrust:
+    """Whose ARC seals an MX believes (RFC 8617 §7.2): the sealing domains
+    (``d=`` of the newest ARC-Seal) whose chain may override a DMARC failure."""
+
+    trusted_sealers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MailingList:
+    """A mailing list at an MX (as Mailman beside Postfix): mail to the list
+    address goes to every member, changed as lists change it, from the
+    list's own envelope sender ``<list>-bounces@domain`` (RFC 5321 §3.9.2)."""
+
+    members: tuple[str, ...]
+    subject_tag: str | None = None
+    footer: str | None = None
+    #: The DMARC mitigation: From: becomes the list's address, the author
+    #: moves to Reply-To (Mailman's ``dmarc_mitigate_action: munge_from``).
+    rewrite_from: bool = False
+    #: Seal each copy with ARC (RFC 8617), with the node relay's DKIM key for
+    #: the list's domain.
+    arc_seal: bool = False
+
+
+@dataclass(frozen=True)
 class Scoring:
     """A scoring receiver (rspamd, SpamAssassin): each check result adds its
     weight; at ``junk`` or more the message goes to Junk, at ``reject`` or more
@@ -155,6 +180,10 @@ class MxService:
     #: envelope sender unchanged, which is why forwarding breaks SPF.
     forward: tuple[tuple[str, str], ...] = ()
     dmarc_reports: DmarcReporting | None = None
+    #: ARC seals this MX trusts (RFC 8617 §7.2), for the ``arc`` check.
+    arc: ArcTrust | None = None
+    #: Mailing lists hosted here: local part → list.
+    lists: tuple[tuple[str, MailingList], ...] = ()
     #: Combine the check results into a score (None: the actions alone decide).
     scoring: Scoring | None = None
 

@@ -333,6 +333,58 @@ DMARC_REPORTS = Record(
 )
 
 
+MX_ARC = Record(
+    name="mx-arc",
+    description="Whose ARC seals this MX believes (RFC 8617 §7.2); needs `arc` in `checks`.",
+    fields={
+        "trusted_sealers": Field(
+            ListOf(_DOMAIN_NAME, unique=True),
+            (
+                "Sealing domains (the `d=` of the newest ARC-Seal) whose passing chain may "
+                "override a DMARC failure, when the sealer itself saw the message pass (a local "
+                "policy override, reported as `trusted_forwarder`)."
+            ),
+            default=[],
+        )
+    },
+    model=model.ArcTrust,
+)
+MAILING_LIST = Record(
+    name="mailing-list",
+    description=(
+        "A mailing list (as Mailman beside the MTA): mail to `<name>@` the MX's first "
+        "domain goes to every member through the node's relay, from the envelope "
+        "sender `<name>-bounces@` that domain (RFC 5321 §3.9.2), so SPF is judged on "
+        "the list's domain. Its changes (tag, footer) break the author's DKIM "
+        "signature."
+    ),
+    fields={
+        "members": Field(
+            ListOf(fmt("mail address"), min_items=1, unique=True),
+            "Who receives the list's mail.",
+            required=True,
+        ),
+        "subject_tag": Field(_TEXT, "Put in front of the Subject:, such as `[news]`."),
+        "footer": Field(_TEXT, "Text appended to the body (breaks DKIM body hashes)."),
+        "rewrite_from": Field(
+            fmt("boolean"),
+            (
+                "The DMARC mitigation: From: becomes `Author via <name> <<name>@domain>` and the "
+                "author moves to Reply-To:, so DMARC is judged on the list's domain."
+            ),
+            default=False,
+        ),
+        "arc_seal": Field(
+            fmt("boolean"),
+            (
+                "Seal each copy with ARC (RFC 8617) using the node relay's `dkim` key for the "
+                "list's domain, recording what the list's MX saw on arrival."
+            ),
+            default=False,
+        ),
+    },
+    model=model.MailingList,
+)
 MX = Record(
     name="mx",
     description="A receiving MTA on port 25 for `domains` (RFC 5321); never an open relay.",
@@ -410,6 +462,12 @@ MX = Record(
             default={},
         ),
         "dmarc_reports": Field(DMARC_REPORTS, "Send DMARC aggregate reports (RFC 9990)."),
+        "arc": Field(MX_ARC, "Trust ARC seals from named intermediaries (RFC 8617 §7.2)."),
+        "lists": Field(
+            MapOf(MAILING_LIST, key=fmt("local part")),
+            "Mailing lists hosted here: local part → list (needs a relay on the node).",
+            default={},
+        ),
     },
     model=model.MxService,
 )

@@ -684,6 +684,51 @@ def verify_forward(lab: _Lab) -> Iterator[Finding]:
             )
 
 
+@_check
+def verify_lists(lab: _Lab) -> Iterator[Finding]:
+    """A mailing list needs a relay on its host to resend; sealing needs the
+    relay's DKIM key for one of the mx's domains."""
+    for node in lab.nodes.values():
+        mx = node.services.mx
+        if mx is None or not mx.lists:
+            continue
+        relay = node.services.relay
+        if relay is None:
+            yield Finding(
+                "verify_lists",
+                ("nodes", node.name, "services", "mx", "lists"),
+                "a mailing list resends through this host's relay, and this host has none: "
+                "add `relay: {}` beside the mx",
+            )
+            continue
+        signed = {d.lower().rstrip(".") for d, _ in relay.dkim}
+        for name, spec in mx.lists:
+            if spec.arc_seal and not signed & {d.lower().rstrip(".") for d in mx.domains}:
+                yield Finding(
+                    "verify_lists",
+                    ("nodes", node.name, "services", "mx", "lists", name, "arc_seal"),
+                    f"the list {name} seals with the relay's DKIM key for its domain, and the "
+                    f"relay signs for none of {', '.join(mx.domains)}: add "
+                    f"`dkim: {{{mx.domains[0]}: s1}}` to the relay",
+                )
+
+
+@_check
+def verify_arc_trust(lab: _Lab) -> Iterator[Finding]:
+    """Trusted ARC sealers mean nothing unless the mx runs the ``arc`` check."""
+    for node in lab.nodes.values():
+        mx = node.services.mx
+        if mx is None or mx.arc is None or not mx.arc.trusted_sealers:
+            continue
+        if not any(p.check == "arc" for p in mx.checks):
+            yield Finding(
+                "verify_arc_trust",
+                ("nodes", node.name, "services", "mx", "arc"),
+                "trusted sealers are read from the arc check's result, and this mx does not "
+                "run it: add `arc` to its checks",
+            )
+
+
 _WELL_KNOWN = {
     "mx": (25,),
     "dns": (53,),

@@ -23,7 +23,7 @@ nor dkimpy for that.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +31,7 @@ from sim.services.replies import Reply, Template, reply
 
 if TYPE_CHECKING:
     from sim.auth.result import CheckResult
+    from sim.services.policy import Judgement
 
 __all__ = [
     "ALL_ACTIONS",
@@ -71,6 +72,9 @@ class CheckInput:
     rcpts: tuple[str, ...]
     content: bytes | None
     lookup: Any
+    #: The MX's configuration (its topology service): a check's own settings
+    #: (``mx.arc``) are read from it.
+    settings: Any = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,11 @@ class Check:
     score_keys: str = ""
     #: Generic evaluation (scope ``generic``): the results at its stage.
     evaluate: Callable[[CheckInput], Awaitable[list[CheckResult]]] | None = None
+    #: A local policy that changes other checks' judgements at its stage once
+    #: its own result is known (ARC: a trusted sealer overrides a DMARC
+    #: failure, RFC 8617 §7.2): given the stage's judgements and the MX's
+    #: settings, the judgements to decide with (same length, same order).
+    amend: Callable[[Sequence[Judgement], Any], list[Judgement]] | None = None
     #: False for what the MX does but a topology does not list in ``checks``
     #: (greylisting has its own ``mx.greylist`` setting).
     listed: bool = True

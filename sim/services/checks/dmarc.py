@@ -94,7 +94,14 @@ def ar_clause(r: CheckResult) -> ArClause:
     """``dmarc=RESULT header.from=... policy.dmarc=...`` (RFC 9989 §9.1)."""
     disposition = r.details.get("disposition") if r.result in ("pass", "fail") else None
     from_domain = r.inputs.get("from_domain")
-    props = (("header_from", from_domain), ("policy", disposition))
+    # A local policy override (RFC 9989 §7.4; an ARC sealer this receiver
+    # trusts, RFC 8617 §7.2) keeps the result and says why it was not applied.
+    override = r.details.get("override_reason")
+    props = (
+        ("reason", f"local policy override: {override}" if override else None),
+        ("header_from", from_domain),
+        ("policy", disposition),
+    )
     return "dmarc", r.result, tuple((k, str(v) if v else None) for k, v in props)
 
 
