@@ -155,6 +155,11 @@ class MxService:
     #: envelope sender unchanged, which is why forwarding breaks SPF.
     forward: tuple[tuple[str, str], ...] = ()
     dmarc_reports: DmarcReporting | None = None
+    #: A backup MX (RFC 5321 §5.1): accept any address at ``domains``, queue
+    #: it and deliver it to a more preferred MX through the node's relay.
+    backup: bool = False
+    #: Clients (node names, addresses or networks) whose mail skips every check.
+    trusted_clients: tuple[str, ...] = ()
     #: Combine the check results into a score (None: the actions alone decide).
     scoring: Scoring | None = None
 

@@ -281,6 +281,7 @@ _LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~
 _NAME = r"[A-Za-z][A-Za-z0-9_-]*"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_CLIENT = rf"(?:{_NAME}|{_IPV4}(?:/(?:3[0-2]|[12]?[0-9]))?)"
 
 
 def _anchored(pattern: str) -> str:
@@ -348,6 +349,13 @@ FORMATS: dict[str, ValueFormat] = {
             "bob",
             {"type": "string", "pattern": _anchored(_LOCAL_PART)},
             _text("a local part (the name before @) such as bob", _LOCAL_PART),
+        ),
+        ValueFormat(
+            "client",
+            "a node name, or an IPv4 address or network (CIDR) a client connects from",
+            "mx2",
+            {"type": "string", "pattern": _anchored(_CLIENT)},
+            _text("a node name or an IPv4 address or network such as 192.0.2.0/24", _CLIENT),
         ),
         ValueFormat(
             "password",
@@ -901,11 +909,31 @@ MX = Record(
         Field(
             "forward",
             MapOf(Scalar("local part"), Scalar("mail address")),
-            "Aliases whose mail the node's relay sends on, envelope sender unchanged "
-            "(RFC 5321 §3.9.1): local part → address.",
+            'Aliases (RFC 5321 §3.9.1): local part → address. The key `"*"` is a '
+            "catch-all: every local part that is neither a mailbox nor another alias goes "
+            "there. A target that is a mailbox of this mx is stored here at once; any other "
+            "target is sent on by the node's relay, envelope sender unchanged.",
             default={},
         ),
         Field("dmarc_reports", DMARC_REPORTS, "Send DMARC aggregate reports (RFC 9990)."),
+        # -- backup MX and trusted clients (issue 21) --
+        Field(
+            "backup",
+            Scalar("boolean"),
+            "A backup (secondary) MX for `domains`: it knows no mailboxes, accepts mail for "
+            "any address at them, queues it and its relay delivers it to a more preferred MX "
+            "of the domain (RFC 5321 §5.1: a host never sends to itself or a less preferred "
+            "MX). Its checks still run; without checks it accepts whatever anyone sends.",
+            default=False,
+        ),
+        Field(
+            "trusted_clients",
+            ListOf(Scalar("client"), unique=True),
+            "Clients (nodes, or addresses such as 192.0.2.25 or 192.0.2.0/24) whose mail "
+            "skips every receiving check, as a primary MX trusts its own backup MX "
+            "(Postfix's `mynetworks`): what the backup let in is let in here.",
+            default=[],
+        ),
     ),
     model=model.MxService,
 )

@@ -1,0 +1,188 @@
+"""The backup-MX scenario (issue 21): send to a chosen server, a backup MX
+that accepts everything and relays it (RFC 5321 §5.1), a primary that
+trusts its backup, the spoof that gets in that way, and both fixes; with a
+catch-all alias and settling that waits for the bounce. On both backends."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sim
+from sim.services.mxroute import MxRoute
+
+TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "backup-mx.yaml"
+SPOOF = {"mail_from": "ceo@corp.example", "from_header": "ceo@corp.example"}
+
+
+@pytest.fixture(
+    scope="module",
+    params=["local", pytest.param("mininet", marks=pytest.mark.mininet)],
+)
+def lab(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[sim.Lab]:
+    # The catch-all on the primary: every unknown local part goes to bob.
+    text = TOPOLOGY.read_text().replace(
+        "        trusted_clients: [mx2]\n",
+        '        trusted_clients: [mx2]\n        forward: {"*": bob@corp.example}\n',
+    )
+    path = tmp_path_factory.mktemp("backup") / "backup-mx.yaml"
+    path.write_text(text)
+    with sim.start(path, backend=request.param) as running:
+        yield running
+
+
+def _subject() -> str:
+    return "wire money " + secrets.token_hex(3)
+
+
+def _count(lab: sim.Lab, address: str, subject: str) -> int:
+    return len([m for m in lab.mailbox(address) if subject in (m.subject or "")])
+
+
+def test_the_primary_refuses_the_spoof(lab: sim.Lab) -> None:
+    result = lab.send("spammer", "bob@corp.example", subject=_subject(), **SPOOF)
+    assert result.outcome == "rejected"
+    assert result.checks["dmarc"] == "fail"
+    assert result.server is None
+    assert not result.trace.of_kind("route")
+
+
+def test_the_spoof_gets_in_through_the_trusted_backup(lab: sim.Lab) -> None:
+    subject = _subject()
+    result = lab.send(
+        "spammer", "bob@corp.example", subject=subject, server="mx2", settle=True, **SPOOF
+    )
+    assert result.outcome == "delivered", result.recipients
+    assert result.server == {
+        "server": "mx2",
+        "host": "mx2.backupco.example",
+        "address": "192.0.2.40",
+    }
+    # No MX lookup for corp.example from the spammer: it connected to mx2.
+    mx_queries = [
+        e for e in result.trace.of_kind("dns") if e.node == "spammer" and e.data.get("type") == "MX"
+    ]
+    assert mx_queries == []
+    [route] = [e for e in result.trace.of_kind("route") if e.node == "spammer"]
+    assert route.data["mx_lookup"] is False and route.data["node"] == "mx2"
+    # The backup queued it for the more preferred MX, never itself.
+    handed = [e for e in result.trace.of_kind("delivery") if e.data.get("role") == "backup"]
+    assert handed and handed[0].node == "mx2"
+    attempts = [e for e in result.trace.of_kind("queue") if e.data.get("event") == "attempt"]
+    assert attempts and {e.data["mx"] for e in attempts} == {"mx1.corp.example"}
+    # The primary ran no check on its trusted backup's mail.
+    trusted = [e for e in result.trace.of_kind("check") if e.data.get("check") == "trusted"]
+    assert trusted and trusted[0].node == "mx1"
+    assert not [
+        e
+        for e in result.trace.of_kind("check")
+        if e.node == "mx1" and e.data.get("check") in ("spf", "dmarc")
+    ]
+    assert _count(lab, "bob@corp.example", subject) == 1
+
+
+def test_server_by_address(lab: sim.Lab) -> None:
+    result = lab.send("spammer", "bob@corp.example", subject=_subject(), server="192.0.2.40")
+    assert result.server is not None and result.server["host"] == "mx2.backupco.example"
+    assert result.outcome == "delivered"
+
+
+def test_catch_all_delivers_unknown_local_parts(lab: sim.Lab) -> None:
+    subject = _subject()
+    result = lab.send("mx2", "nobody@corp.example", mail_from="x@backupco.example", subject=subject)
+    assert result.outcome == "delivered", result.recipients
+    [stored] = [m for m in lab.mailbox("bob@corp.example") if m.subject == subject]
+    assert stored.header("Delivered-To") == ["nobody@corp.example"]
+
+
+def test_fix_the_primary_stops_trusting_the_backup(lab: sim.Lab) -> None:
+    lab.control("mx1", "mx", "trusted_clients", clients=[])
+    try:
+        subject = _subject()
+        before = len(lab.mailbox("ceo@corp.example"))
+        result = lab.send(
+            "spammer", "bob@corp.example", subject=subject, server="mx2", settle=True, **SPOOF
+        )
+        # The backup accepted it, the primary refused it, the backup bounced
+        # it: a bounce to the forged sender (backscatter), already written
+        # when the send returns (settle includes the consequences).
+        assert result.outcome == "bounced", result.recipients
+        assert result.reply is not None and result.reply["enhanced"] == "5.7.26"
+        assert _count(lab, "bob@corp.example", subject) == 0
+        assert len(lab.mailbox("ceo@corp.example")) == before + 1
+    finally:
+        lab.control("mx1", "mx", "trusted_clients", clients=["mx2"])
+
+
+def test_fix_the_backup_checks_too(lab: sim.Lab) -> None:
+    lab.control("mx2", "mx", "set_check", check="spf", action="header")
+    lab.control("mx2", "mx", "set_check", check="dmarc", action="policy")
+    try:
+        subject = _subject()
+        result = lab.send(
+            "spammer", "bob@corp.example", subject=subject, server="mx2", settle=True, **SPOOF
+        )
+        assert result.outcome == "rejected"
+        assert result.stage == "data"
+        assert result.reply is not None and result.reply["enhanced"] == "5.7.26"
+        assert _count(lab, "bob@corp.example", subject) == 0
+    finally:
+        lab.control("mx2", "mx", "set_check", check="spf", action="off")
+        lab.control("mx2", "mx", "set_check", check="dmarc", action="off")
+
+
+# -- without a running lab --------------------------------------------------
+
+
+def test_a_route_seen_from_a_backup_keeps_only_the_more_preferred() -> None:
+    route = MxRoute(hosts=("mx1.a", "mx2.b", "mx3.c"), preferences=(10, 20, 30))
+    assert route.below({"mx2.b"}).hosts == ("mx1.a",)
+    assert route.below({"mx1.a"}).hosts == ()
+    assert route.below({"other"}) is route
+    tie = MxRoute(hosts=("a", "b"), preferences=(10, 10))
+    assert tie.below({"b"}).hosts == ()
+
+
+def _problems(text: str) -> list[str]:
+    from sim.topology import validate_topology_text
+
+    return [p.message for p in validate_topology_text(text, "backup-mx.yaml")]
+
+
+def test_shipped_topology_is_valid() -> None:
+    assert _problems(TOPOLOGY.read_text()) == []
+
+
+def test_a_backup_without_a_relay_is_an_error() -> None:
+    text = TOPOLOGY.read_text().replace(
+        "      relay:\n        hostname: mx2.backupco.example\n"
+        "        retry: [5m, 30m, 2h]\n        give_up: 1d\n",
+        "",
+    )
+    assert any("backup MX" in p and "relay" in p for p in _problems(text))
+
+
+def test_an_unknown_trusted_client_is_an_error() -> None:
+    text = TOPOLOGY.read_text().replace("trusted_clients: [mx2]", "trusted_clients: [mx3]")
+    assert any("trusted client 'mx3'" in p and "mx2" in p for p in _problems(text))
+
+
+def test_an_mx_target_without_its_final_dot_says_so() -> None:
+    text = TOPOLOGY.read_text().replace("mx2.backupco.example.\n", "mx2.backupco.example\n")
+    found = [p for p in _problems(text) if "mx2.backupco.example.corp.example" in p]
+    assert found and "final dot" in found[0] and "`mx2.backupco.example.`" in found[0]
+
+
+def test_an_alias_target_must_be_an_address() -> None:
+    text = TOPOLOGY.read_text().replace(
+        "        trusted_clients: [mx2]\n",
+        '        trusted_clients: [mx2]\n        forward: {"*": bob}\n',
+    )
+    assert any("a target is a mail address" in p for p in _problems(text)) or any(
+        "mail address" in p for p in _problems(text)
+    )
