@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 import sim
+from sim.experiments.send import SendResult
+from sim.lab.checks import evaluate
 from sim.services.mxroute import MxRoute
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "backup-mx.yaml"
@@ -40,6 +42,13 @@ def _subject() -> str:
     return "wire money " + secrets.token_hex(3)
 
 
+def _holds(name: str, value: object, result: SendResult) -> bool:
+    """A lab file's predicate over the result, as ``maillab check`` evaluates it."""
+    outcome = evaluate(name, value, result.to_json(), None)
+    assert outcome.detail
+    return outcome.passed
+
+
 def _count(lab: sim.Lab, address: str, subject: str) -> int:
     return len([m for m in lab.mailbox(address) if subject in (m.subject or "")])
 
@@ -50,6 +59,13 @@ def test_the_primary_refuses_the_spoof(lab: sim.Lab) -> None:
     assert result.checks["dmarc"] == "fail"
     assert result.server is None
     assert not result.trace.of_kind("route")
+    # The negative predicates: nothing arrived, no bounce, but SPF did run.
+    assert _holds("not_delivered_to", "bob@corp.example", result)
+    assert _holds("bounce", False, result)
+    assert not _holds("bounce", True, result)
+    assert not _holds("not_run", "spf", result)
+    assert not _holds("not_run", {"checks": ["spf", "dmarc"], "node": "mx1"}, result)
+    assert _holds("not_run", {"checks": "dmarc", "node": "mx2"}, result)
 
 
 def test_the_spoof_gets_in_through_the_trusted_backup(lab: sim.Lab) -> None:
@@ -84,6 +100,9 @@ def test_the_spoof_gets_in_through_the_trusted_backup(lab: sim.Lab) -> None:
         if e.node == "mx1" and e.data.get("check") in ("spf", "dmarc")
     ]
     assert _count(lab, "bob@corp.example", subject) == 1
+    assert _holds("not_run", {"checks": ["spf", "dmarc"], "node": "mx1"}, result)
+    assert not _holds("not_delivered_to", ["nobody@corp.example", "bob@corp.example"], result)
+    assert _holds("bounce", False, result)
 
 
 def test_server_by_address(lab: sim.Lab) -> None:
@@ -115,6 +134,10 @@ def test_fix_the_primary_stops_trusting_the_backup(lab: sim.Lab) -> None:
         assert result.reply is not None and result.reply["enhanced"] == "5.7.26"
         assert _count(lab, "bob@corp.example", subject) == 0
         assert len(lab.mailbox("ceo@corp.example")) == before + 1
+        assert _holds("bounce", True, result)
+        assert not _holds("bounce", False, result)
+        assert _holds("not_delivered_to", "bob@corp.example", result)
+        assert not _holds("not_run", {"checks": "dmarc", "node": "mx1"}, result)
     finally:
         lab.control("mx1", "mx", "trusted_clients", clients=["mx2"])
 
@@ -186,3 +209,64 @@ def test_an_alias_target_must_be_an_address() -> None:
     assert any("a target is a mail address" in p for p in _problems(text)) or any(
         "mail address" in p for p in _problems(text)
     )
+
+
+LAB = """\
+id: backup
+title: Backup
+topology: {topology}
+estimated_time: 5m
+goals: [Say what became of a message]
+steps:
+  - id: s
+    kind: experiment
+    title: Send to the backup
+    text: Send to the backup.
+    run: {{send: {{from: spammer, to: bob@corp.example, {extra}}}}}
+    expect: [{{outcome: delivered}}, {{not_run: {{checks: [spf], node: mx1}}}}, {{bounce: false}}]
+"""
+
+
+def _lab_problems(tmp_path: Path, extra: str) -> list[str]:
+    from sim.lab.loader import validate_lab_file
+
+    path = tmp_path / "backup.yaml"
+    path.write_text(LAB.format(topology=TOPOLOGY, extra=extra))
+    return [p.message for p in validate_lab_file(path, curriculum=False)]
+
+
+def test_a_lab_file_sends_to_a_chosen_server(tmp_path: Path) -> None:
+    assert _lab_problems(tmp_path, "server: mx2") == []
+    assert _lab_problems(tmp_path, "server: 192.0.2.40") == []
+    [unknown] = _lab_problems(tmp_path, "server: mx3")
+    assert "mx3" in unknown and "mx2" in unknown
+    [no_mx] = _lab_problems(tmp_path, "server: ns")
+    assert "runs no mx service" in no_mx
+    both = _lab_problems(tmp_path, "server: mx2, via: mx2")
+    assert any("leave out `via`" in p for p in both)
+
+
+def test_cli_send_to_a_chosen_server(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from sim.cli import main
+
+    code = main(
+        [
+            "send",
+            str(TOPOLOGY),
+            "--from",
+            "spammer",
+            "--to",
+            "bob@corp.example",
+            "--mail-from",
+            "ceo@corp.example",
+            "--server",
+            "mx2",
+            "--json",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["outcome"] == "delivered"
+    assert out["server"]["host"] == "mx2.backupco.example"
+    assert any(e["kind"] == "route" for e in out["trace"])

@@ -57,7 +57,8 @@ _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9._-]+)")
 
 @dataclass(repr=False)
 class SendResult(ExperimentResult):
-    """``outcome``: delivered, junk, rejected, deferred, bounced or blocked."""
+    """``outcome``: one of :data:`sim.experiments.OUTCOMES` (delivered, junk,
+    forwarded, rejected, deferred, bounced or blocked)."""
 
     outcome: str = "delivered"
     stage: str | None = None
@@ -779,7 +780,15 @@ async def settle_consequences(ctx: NodeContext, trace: Trace) -> None:
             await follow_queue(ctx, trace, queue_id, rcpts, True)
 
 
-_RANK = {"blocked": 0, "rejected": 1, "bounced": 2, "deferred": 3, "junk": 4, "delivered": 5}
+_RANK = {
+    "blocked": 0,
+    "rejected": 1,
+    "bounced": 2,
+    "deferred": 3,
+    "forwarded": 4,
+    "junk": 5,
+    "delivered": 6,
+}
 
 
 def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace) -> SendResult:
