@@ -270,3 +270,41 @@ def test_cli_send_to_a_chosen_server(capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0 and out["outcome"] == "delivered"
     assert out["server"]["host"] == "mx2.backupco.example"
     assert any(e["kind"] == "route" for e in out["trace"])
+
+
+def test_graph_shows_aliases_backup_and_trust(tmp_path: Path) -> None:
+    from sim.graphdraw import describe_services
+    from sim.topology import load_topology
+
+    text = TOPOLOGY.read_text().replace(
+        "        trusted_clients: [mx2]\n",
+        "        trusted_clients: [mx2]\n"
+        '        forward: {"*": bob@corp.example, boss: ceo@corp.example}\n',
+    )
+    path = tmp_path / "backup-mx.yaml"
+    path.write_text(text)
+    topology = load_topology(path)
+    mx1 = " ".join(describe_services(topology.node("mx1"), topology))
+    assert "forwards * (catch-all) → bob@corp.example, boss → ceo@corp.example" in mx1
+    assert "trusts mx2" in mx1
+    short = describe_services(topology.node("mx1"), topology, short=True)
+    assert "alias boss → ceo@corp.example" in short
+    mx2 = " ".join(describe_services(topology.node("mx2"), topology))
+    assert "backup MX" in mx2
+
+
+@pytest.mark.parametrize("word", ["relay_to", "redirect", "aliases"])
+def test_an_unknown_key_points_at_forward_by_meaning(word: str) -> None:
+    text = TOPOLOGY.read_text().replace(
+        "        trusted_clients: [mx2]\n",
+        f"        trusted_clients: [mx2]\n        {word}: {{bob: ceo@corp.example}}\n",
+    )
+    [problem] = _problems(text)
+    assert f"unknown key {word!r}" in problem
+    assert "did you mean 'forward'" in problem
+
+
+def test_a_typo_still_gets_the_spelling_suggestion() -> None:
+    text = TOPOLOGY.read_text().replace("trusted_clients: [mx2]", "trusted_client: [mx2]")
+    [problem] = _problems(text)
+    assert "did you mean 'trusted_clients'" in problem
