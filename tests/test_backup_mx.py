@@ -134,6 +134,9 @@ def test_fix_the_primary_stops_trusting_the_backup(lab: sim.Lab) -> None:
         assert result.reply is not None and result.reply["enhanced"] == "5.7.26"
         assert _count(lab, "bob@corp.example", subject) == 0
         assert len(lab.mailbox("ceo@corp.example")) == before + 1
+        # A mail client reading right after the send sees the bounce too.
+        read = lab.read("spammer", "ceo", "ceo-secret", via="mx1", peek=True)
+        assert read.error is None and len(read.messages) == before + 1
         assert _holds("bounce", True, result)
         assert not _holds("bounce", False, result)
         assert _holds("not_delivered_to", "bob@corp.example", result)
