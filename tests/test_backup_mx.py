@@ -311,3 +311,22 @@ def test_a_typo_still_gets_the_spelling_suggestion() -> None:
     text = TOPOLOGY.read_text().replace("trusted_clients: [mx2]", "trusted_client: [mx2]")
     [problem] = _problems(text)
     assert "did you mean 'trusted_clients'" in problem
+
+
+LAB_FILE = Path(__file__).resolve().parent / "fixtures" / "labs" / "good" / "backup-mx.yaml"
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("mininet", marks=pytest.mark.mininet)])
+def test_the_scenario_as_a_lab_passes_maillab_check(
+    backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from sim.cli import main
+
+    code = main(["check", str(LAB_FILE), "--backend", backend, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    steps = {s["id"]: s for s in out["labs"][0]["steps"]}
+    assert "no spf or dmarc check ran at mx1" in steps["back"]["detail"]
+    assert "a bounce was written" in steps["fix"]["detail"]
