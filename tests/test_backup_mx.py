@@ -330,3 +330,16 @@ def test_the_scenario_as_a_lab_passes_maillab_check(
     steps = {s["id"]: s for s in out["labs"][0]["steps"]}
     assert "no spf or dmarc check ran at mx1" in steps["back"]["detail"]
     assert "a bounce was written" in steps["fix"]["detail"]
+
+
+def test_the_tui_experiment_line_takes_a_server() -> None:
+    from sim.topology import load_topology
+    from sim.tui.experiment_box import parse_experiment
+
+    topology = load_topology(TOPOLOGY)
+    run, problem = parse_experiment("send spammer bob@corp.example server=mx2", topology)
+    assert problem is None and run is not None and run.server == "mx2"
+    _, problem = parse_experiment("send spammer bob@corp.example server=ns", topology)
+    assert problem is not None and "not an mx node" in problem
+    _, problem = parse_experiment("send spammer bob@corp.example server=mx2 via=mx2", topology)
+    assert problem is not None and "leave out via" in problem
