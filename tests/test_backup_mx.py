@@ -343,3 +343,23 @@ def test_the_tui_experiment_line_takes_a_server() -> None:
     assert problem is not None and "not an mx node" in problem
     _, problem = parse_experiment("send spammer bob@corp.example server=mx2 via=mx2", topology)
     assert problem is not None and "leave out via" in problem
+
+
+def test_a_backup_that_is_the_best_mx_says_the_mail_loops(tmp_path: Path) -> None:
+    """RFC 5321 §5.1: the backup discards itself and every less preferred
+    MX; with nothing left it must not send the mail to itself (Postfix:
+    "mail for DOMAIN loops back to myself")."""
+    text = TOPOLOGY.read_text().replace("    @        MX   10 mx1\n", "")
+    path = tmp_path / "backup-mx.yaml"
+    path.write_text(text)
+    with sim.start(path) as lab:
+        result = lab.send("spammer", "bob@corp.example", server="mx2", settle=True)
+    assert result.outcome == "bounced"
+    assert result.reply is not None and result.reply["enhanced"] == "5.4.6"
+    assert "loops back to myself" in result.reply["text"]
+    attempts = [
+        e
+        for e in result.trace.of_kind("queue")
+        if e.data.get("event") == "attempt" and "bob@corp.example" in e.data.get("rcpts", [])
+    ]
+    assert attempts == []
