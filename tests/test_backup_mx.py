@@ -363,3 +363,29 @@ def test_a_backup_that_is_the_best_mx_says_the_mail_loops(tmp_path: Path) -> Non
         if e.data.get("event") == "attempt" and "bob@corp.example" in e.data.get("rcpts", [])
     ]
     assert attempts == []
+
+
+def test_a_catch_all_to_an_unknown_local_part_of_its_own_domain_is_an_error() -> None:
+    text = TOPOLOGY.read_text().replace(
+        "        trusted_clients: [mx2]\n",
+        '        trusted_clients: [mx2]\n        forward: {"*": nobody@corp.example}\n',
+    )
+    assert any("'nobody' is neither a mailbox nor an alias" in p for p in _problems(text))
+
+
+def test_a_mail_loop_is_stopped_by_counting_received_fields(tmp_path: Path) -> None:
+    def message(hops: int) -> str:
+        trace = "".join(
+            f"Received: from hop{i}.example by hop{i + 1}.example\n" for i in range(hops)
+        )
+        return f"{trace}From: a@evil.example\nTo: bob@corp.example\nSubject: loop\n\nround\n"
+
+    with sim.start(TOPOLOGY, state_dir=tmp_path) as lab:
+        looped = lab.send(
+            "mx2", "bob@corp.example", mail_from="a@evil.example", message=message(100)
+        )
+        fine = lab.send("mx2", "bob@corp.example", mail_from="a@evil.example", message=message(99))
+    assert looped.outcome == "rejected" and looped.stage == "data"
+    assert looped.reply is not None and looped.reply["enhanced"] == "5.4.6"
+    assert "too many hops (100" in looped.reply["text"]
+    assert fine.outcome == "delivered", fine.reply

@@ -67,6 +67,17 @@ T = TypeVar("T")
 
 #: Checks that need the message, run after DATA (their modules say so).
 MESSAGE_CHECKS = tuple(c.name for c in registry.all_checks() if c.scope == "message")
+#: Received fields that mean a mail loop (RFC 5321 §6.3 asks for a limit of
+#: at least 100; Postfix's hopcount_limit is 50).
+MAX_HOPS = 100
+
+
+def _received_count(content: bytes) -> int:
+    """How many Received fields the header section holds (each hop adds one)."""
+    head = content.split(b"\r\n\r\n", 1)[0]
+    return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
+
+
 #: Checks the MX keeps with the transaction, not the connection.
 _TX_SCOPES = ("envelope", "session", "message", "generic")
 
@@ -512,6 +523,11 @@ class MxHandler:
         content = envelope.original_content
         if not isinstance(content, bytes):
             content = bytes(content or b"")
+        hops = _received_count(content)
+        if hops >= MAX_HOPS:
+            # An alias or a backup MX that sends mail round in circles: RFC
+            # 5321 §6.3 finds the loop by counting Received fields.
+            return reply("too_many_hops", hops=hops).line
         helo = str(session.host_name or "")
         mx = self.mx
         # The policy in force for this message (none for a trusted client).

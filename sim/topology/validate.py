@@ -714,6 +714,24 @@ def verify_forward(lab: _Lab) -> Iterator[Finding]:
                     (*path, local),
                     f"alias {local!r} → {target!r}: a target is a mail address (user@domain)",
                 )
+        domains = {d.lower().rstrip(".") for d in mx.domains}
+        keys = {k.lower() for k, _ in mx.forward if k != "*"}
+        for local, target in mx.forward:
+            t_local, _, t_domain = target.rpartition("@")
+            if (
+                t_domain.lower().rstrip(".") in domains
+                and not _stored_here(mx, target)
+                and t_local.lower() not in keys
+            ):
+                # Sent on, it comes back here: to the catch-all (a loop) or
+                # to a 550 5.1.1 that bounces it.
+                yield Finding(
+                    "verify_forward",
+                    (*path, local),
+                    f"alias {local!r} → {target}: {t_local!r} is neither a mailbox nor an "
+                    f"alias of this mx, which receives {t_domain}: the mail would come back "
+                    "here and be refused or go round in circles; add it to `mailboxes`",
+                )
         away = [t for _, t in mx.forward if not _stored_here(mx, t)]
         if away and node.services.relay is None:
             yield Finding(
