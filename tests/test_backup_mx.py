@@ -389,3 +389,16 @@ def test_a_mail_loop_is_stopped_by_counting_received_fields(tmp_path: Path) -> N
     assert looped.reply is not None and looped.reply["enhanced"] == "5.4.6"
     assert "too many hops (100" in looped.reply["text"]
     assert fine.outcome == "delivered", fine.reply
+
+
+def test_the_tui_headline_says_where_the_send_went() -> None:
+    from sim.tui.tracefmt import headline
+
+    data = {
+        "outcome": "delivered",
+        "reply": {"code": 250, "enhanced": "2.0.0", "text": "Ok"},
+        "server": {"server": "mx2", "host": "mx2.backupco.example", "address": "192.0.2.40"},
+        "trace": [],
+    }
+    assert "sent straight to mx2.backupco.example [192.0.2.40]" in headline(data).plain
+    assert "sent straight" not in headline({**data, "server": None}).plain

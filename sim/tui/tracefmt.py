@@ -336,6 +336,13 @@ def headline(data: Mapping[str, Any] | None) -> Text:
             )
     elif outcome != "delivered" and _first_error(data):
         text.append(f"\n{_first_error(data)}", style=BAD)
+    server = data.get("server")
+    if isinstance(server, Mapping) and server.get("host"):
+        text.append(
+            f"\nsent straight to {server['host']} [{server.get('address')}], "
+            "not where the MX records point",
+            style=WARN,
+        )
     checks = data.get("checks")
     if isinstance(checks, Mapping) and checks:
         text.append("\n")
