@@ -66,6 +66,8 @@ def test_the_primary_refuses_the_spoof(lab: sim.Lab) -> None:
     assert not _holds("not_run", "spf", result)
     assert not _holds("not_run", {"checks": ["spf", "dmarc"], "node": "mx1"}, result)
     assert _holds("not_run", {"checks": "dmarc", "node": "mx2"}, result)
+    assert _holds("trace_lacks", {"text": "straight to", "kind": "route"}, result)
+    assert not _holds("trace_lacks", "dmarc", result)
 
 
 def test_the_spoof_gets_in_through_the_trusted_backup(lab: sim.Lab) -> None:
@@ -102,6 +104,13 @@ def test_the_spoof_gets_in_through_the_trusted_backup(lab: sim.Lab) -> None:
     assert _count(lab, "bob@corp.example", subject) == 1
     assert _holds("not_run", {"checks": ["spf", "dmarc"], "node": "mx1"}, result)
     assert not _holds("not_delivered_to", ["nobody@corp.example", "bob@corp.example"], result)
+    assert not _holds("trace_lacks", {"text": "straight to", "kind": "route"}, result)
+    assert _holds(
+        "trace_lacks", {"text": "192.0.2.150 asked 198.51.100.53 MX", "kind": "dns"}, result
+    )
+    assert not _holds(
+        "trace_lacks", {"text": "192.0.2.40 asked 198.51.100.53 MX", "kind": "dns"}, result
+    )
     assert _holds("bounce", False, result)
 
 

@@ -360,6 +360,16 @@ def _trace_contains(
     return PredicateOutcome(False, f"no {what} in the trace mentions {text!r}")
 
 
+def _trace_lacks(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
+    found = _trace_contains(value, result, lab)
+    text = value if isinstance(value, str) else value["text"]
+    if found.passed:
+        return PredicateOutcome(False, f"expected no mention of {text!r}, but {found.detail}")
+    return PredicateOutcome(True, found.detail)
+
+
 # -- what did not happen ----------------------------------------------------
 #
 # Negative predicates read the experiment's whole trace (every node's events
@@ -559,6 +569,14 @@ def _queue(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -
 # -- the registry ----------------------------------------------------------
 
 _OUTCOME = Str(enum=OUTCOMES)
+_TRACE_MATCH = Record(
+    {
+        "text": Field(Str(), required=True, description="the text to find"),
+        "kind": Field(Str(enum=TRACE_KINDS), description="only events of this kind"),
+    },
+    name="TraceMatch",
+    description="Text to find in the trace, optionally in one kind of event.",
+)
 _SEND = frozenset({"send"})
 _SEND_CONNECT = frozenset({"send", "connect"})
 _DIG = frozenset({"dig"})
@@ -673,24 +691,18 @@ PREDICATES: dict[str, PredicateDef] = {
         ),
         _def(
             "trace_contains",
-            Either(
-                (
-                    Str(),
-                    Record(
-                        {
-                            "text": Field(Str(), required=True, description="the text to find"),
-                            "kind": Field(
-                                Str(enum=TRACE_KINDS), description="only events of this kind"
-                            ),
-                        },
-                        name="TraceMatch",
-                        description="Text to find in the trace, optionally in one kind of event.",
-                    ),
-                )
-            ),
+            Either((Str(), _TRACE_MATCH)),
             _ANY,
             "Some trace event (its sentence or its data) mentions this text.",
             _trace_contains,
+        ),
+        _def(
+            "trace_lacks",
+            Either((Str(), _TRACE_MATCH)),
+            _ANY,
+            "No trace event (of `kind`, if given) mentions this text: the negation of "
+            "`trace_contains`, such as no `MX` question when a send goes to a chosen server.",
+            _trace_lacks,
         ),
         _def(
             "not_delivered_to",
