@@ -358,10 +358,18 @@ def test_a_backup_that_is_the_best_mx_says_the_mail_loops(tmp_path: Path) -> Non
     """RFC 5321 §5.1: the backup discards itself and every less preferred
     MX; with nothing left it must not send the mail to itself (Postfix:
     "mail for DOMAIN loops back to myself")."""
-    text = TOPOLOGY.read_text().replace("    @        MX   10 mx1\n", "")
-    path = tmp_path / "backup-mx.yaml"
-    path.write_text(text)
-    with sim.start(path) as lab:
+    with sim.start(TOPOLOGY, state_dir=tmp_path) as lab:
+        # "Delete the primary's MX record" (a lab task's wrong fix): the
+        # backup is then the best MX left.
+        lab.control(
+            "ns",
+            "dns",
+            "remove",
+            zone="corp.example",
+            name="@",
+            rtype="MX",
+            data="10 mx1.corp.example.",
+        )
         result = lab.send("spammer", "bob@corp.example", server="mx2", settle=True)
     assert result.outcome == "bounced"
     assert result.reply is not None and result.reply["enhanced"] == "5.4.6"
@@ -411,3 +419,17 @@ def test_the_tui_headline_says_where_the_send_went() -> None:
     }
     assert "sent straight to mx2.backupco.example [192.0.2.40]" in headline(data).plain
     assert "sent straight" not in headline({**data, "server": None}).plain
+
+
+def test_a_backup_the_mx_records_do_not_name_is_an_error() -> None:
+    text = TOPOLOGY.read_text().replace("    @        MX   20 mx2.backupco.example.\n", "")
+    assert any(
+        "no MX record of corp.example names mx2.backupco.example" in p for p in _problems(text)
+    )
+
+
+def test_a_backup_that_is_the_most_preferred_mx_is_an_error() -> None:
+    text = TOPOLOGY.read_text().replace(
+        "MX   20 mx2.backupco.example.", "MX   5 mx2.backupco.example."
+    )
+    assert any("is its most preferred MX (preference 5)" in p for p in _problems(text))

@@ -758,6 +758,8 @@ def verify_backup_mx(lab: _Lab) -> Iterator[Finding]:
                 "a backup MX queues the mail it accepts for a more preferred MX with this "
                 "host's relay, and this host has none: add `relay: {}` beside the mx",
             )
+        if mx.backup:
+            yield from _backup_in_mx_records(lab, node.name, mx)
         for index, client in enumerate(mx.trusted_clients):
             if client in lab.nodes or _is_network(client):
                 continue
@@ -768,6 +770,35 @@ def verify_backup_mx(lab: _Lab) -> Iterator[Finding]:
                 f"{_suggest(client, lab.nodes)} nor an address or network (192.0.2.25, "
                 "192.0.2.0/24)",
                 depends=(("nodes", client),),
+            )
+
+
+def _backup_in_mx_records(lab: _Lab, name: str, mx: model_MxService) -> Iterator[Finding]:
+    """A backup MX is one of its domains' MX hosts, and not the most preferred
+    one (RFC 5321 §5.1: it relays only to more preferred hosts)."""
+    own = (mx.hostname or f"mx.{mx.domains[0]}").lower().rstrip(".")
+    for index, domain in enumerate(mx.domains):
+        records = lab.lookup(domain, "MX")
+        if not records or lab.unknown(domain):
+            continue  # verify_mail_domains says what is missing
+        prefs = {r.target.rstrip("."): int(r.rr.rdata.preference) for r in records}
+        path = ("nodes", name, "services", "mx", "domains", index)
+        if own not in prefs:
+            yield Finding(
+                "verify_backup_mx",
+                path,
+                f"{name} is a backup MX for {domain}, but no MX record of {domain} names "
+                f"{own}: no sender finds it, and it would relay to every MX host",
+                depends=(ZONES,),
+            )
+        elif prefs[own] <= min(prefs.values()):
+            yield Finding(
+                "verify_backup_mx",
+                path,
+                f"{name} is a backup MX for {domain}, but {own} is its most preferred MX "
+                f"(preference {prefs[own]}): there is no primary to relay to; give the "
+                "primary a lower preference number (RFC 5321 §5.1)",
+                depends=(ZONES,),
             )
 
 
