@@ -130,6 +130,14 @@ def cmd_send(args: argparse.Namespace) -> int:
         argcheck.host(args.via, what="--via")
         if not argcheck.is_ipv4(args.via):
             argcheck.node(topology, args.via, what="--via")
+    if args.server is not None:
+        if args.via not in (None, "direct"):
+            from sim.errors import ArgumentError
+
+            raise ArgumentError("--server chooses the MX of a direct send: leave out --via")
+        argcheck.host(args.server, what="--server")
+        if not argcheck.is_ipv4(args.server):
+            argcheck.node(topology, args.server, what="--server", hosts_only=True)
     # The password may come from --password-file, MAILLAB_PASSWORD or a prompt.
     args.password = password
     experiment = from_args(Send, cli_args(Send, args))

@@ -84,6 +84,11 @@ def _durations(values: Iterable[float]) -> str:
     return " ".join(format_duration(v) for v in values)
 
 
+def _alias(local: str) -> str:
+    """An alias's key as a person reads it: ``*`` is the catch-all."""
+    return "* (catch-all)" if local == "*" else local
+
+
 def describe_services(node: Node, topology: Topology, *, short: bool = False) -> list[str]:
     """One phrase per service of ``node``, with the ports it listens on.
 
@@ -115,15 +120,24 @@ def describe_services(node: Node, topology: Topology, *, short: bool = False) ->
     if services.mx is not None:
         mx = services.mx
         if short:
-            out.append(f"mx :25 {', '.join(mx.domains)}" + (" (down)" if mx.down else ""))
+            role = " backup" if mx.backup else ""
+            out.append(f"mx :25{role} {', '.join(mx.domains)}" + (" (down)" if mx.down else ""))
+            out += [f"alias {_alias(local)} → {target}" for local, target in mx.forward]
         else:
             parts = [f"mx :25 for {', '.join(mx.domains)}"]
             if mx.hostname:
                 parts.append(f"as {mx.hostname}")
+            if mx.backup:
+                parts.append("backup MX (queues for a more preferred MX)")
             if mx.mailboxes:
                 parts.append(f"mailboxes {', '.join(mx.mailboxes)}")
+            if mx.forward:
+                aliases = ", ".join(f"{_alias(local)} → {target}" for local, target in mx.forward)
+                parts.append(f"forwards {aliases}")
             checks = ", ".join(f"{c.check} {c.action}" for c in mx.checks)
             parts.append(f"checks {checks}" if checks else "no checks")
+            if mx.trusted_clients:
+                parts.append(f"trusts {', '.join(mx.trusted_clients)} (no checks)")
             if mx.dnsbl:
                 parts.append(f"asks {', '.join(mx.dnsbl)}")
             if mx.greylist is not None:

@@ -77,6 +77,7 @@ _OUTCOME_TONE = {
     "failed": "bad",
     "NOERROR": "good",
     "junk": "warn",
+    "forwarded": "warn",
     "deferred": "warn",
     "rejected": "bad",
     "bounced": "bad",

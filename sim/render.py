@@ -38,6 +38,7 @@ KIND_LABEL = {
     "imap": "IMAP",
     "pop3": "POP3",
     "mailbox": "MDA",
+    "route": "ROUTE",
 }
 
 
@@ -86,6 +87,12 @@ def render_send(result: SendResult) -> str:
         reply = result.reply
         head += f": {reply.get('code')} {reply.get('enhanced') or ''} {reply.get('text')}".rstrip()
     lines = [head, f"  from <{result.mail_from}> to {', '.join(result.rcpts)}"]
+    if result.server:
+        chosen = result.server
+        lines.append(
+            f"  sent straight to {chosen['host']} [{chosen['address']}] (server "
+            f"{chosen['server']}), not where the MX records point"
+        )
     if result.verdict:
         lines.append(f"  {result.verdict.get('explanation', '')}")
     if result.queue_id:

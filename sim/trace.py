@@ -13,7 +13,7 @@ Kinds and the keys their ``data`` carries (more keys may be added):
               dot of DATA also headers (the message's header lines as sent)
 ``tls``       peer, version, cipher
 ``check``     check, result, action (reject|junk|header|none), explanation, inputs {...}
-``queue``     event (queued|attempt|deferred|delivered|bounced|warning), queue_id, ...
+``queue``     event (queued|attempt|deferred|delivered|bounced|warning|route), queue_id, ...
 ``delivery``  mailbox, folder (inbox|junk), message_id
 ``imap``      role ("client"), peer, command (passwords masked), response, status
               (OK|NO|BAD|BYE), code (e.g. AUTHENTICATIONFAILED), text, lines
@@ -21,6 +21,8 @@ Kinds and the keys their ``data`` carries (more keys may be added):
 ``mailbox``   what the MDA did: protocol (imap|pop3), event (login|login_failed|tls|
               moved|deleted), user, path and to (Maildir paths, for moved/deleted)
 ``outcome``   outcome, stage, code, enhanced, text
+``route``     a direct send told where to connect (``server``): domain, server, host,
+              address, node, mx_lookup (false: the MX records were not looked up)
 """
 
 from __future__ import annotations

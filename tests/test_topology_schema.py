@@ -300,6 +300,7 @@ SAMPLES: dict[str, list[Any]] = {
     "boolean": [True, False, "true", "yes", 1, 0],
     "text": ["", "x", 1, True, None],
     "zone text": ["@ A 1.2.3.4", 5],
+    "client": ["mx2", "192.0.2.25", "192.0.2.0/24", "192.0.2.0/33", "-x", "", 5],
 }
 
 #: Where a format's JSON Schema is looser than its parser, on purpose.

@@ -201,6 +201,24 @@ def test_an_smtp_refusal_stops_the_message_at_the_mx() -> None:
     assert refused.reason.startswith("refused the message at RCPT: 550 5.7.25")
 
 
+def test_a_refusal_at_the_final_dot_says_data() -> None:
+    """Issue 21: the trace shows the final dot as ``(message, N bytes) .``;
+    the map said "refused the message at (message,: 550 ..."."""
+    data = CANNED["send mta bob@qq.example direct"]
+    trace = [dict(e) for e in data["trace"]]
+    dots = [
+        e
+        for e in trace
+        if e["kind"] == "smtp" and str(e["data"].get("command", "")).startswith("(message")
+    ]
+    assert dots
+    dots[-1]["data"] = {**dots[-1]["data"], "code": 550, "enhanced": "5.7.26", "text": "DMARC"}
+    walks = walks_from_trace(events_from({"trace": trace}), RECEIVE)
+    (refused,) = [w for w in walks if w.stopped_at]
+    assert refused.reason == "refused the message at the end of DATA: 550 5.7.26 DMARC"
+    assert "(message" not in refused.reason
+
+
 def test_the_map_draws_routers_in_a_row_and_hosts_under_their_gateway() -> None:
     lines = draw_map(HOME, 80).plain.splitlines()
     assert lines[0].startswith("[isp]") and lines[0].rstrip().endswith("[internet]")

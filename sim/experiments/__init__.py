@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KINDS",
+    "OUTCOMES",
     "Connect",
     "ConnectResult",
     "Dig",
@@ -43,6 +44,24 @@ __all__ = [
     "experiment_class",
     "experiment_from_json",
 ]
+
+
+#: Every outcome an experiment reports, with its meaning: the one vocabulary
+#: of the results (``send``, ``connect``), of lab files' ``outcome:``
+#: checks (sim.lab.checks) and of the docs (docs/concepts.md is checked
+#: against it by tests/test_outcome_vocabulary.py).
+OUTCOMES: dict[str, str] = {
+    "delivered": "accepted and stored in the inbox",
+    "junk": "accepted, filed as spam",
+    "forwarded": "accepted by a forwarder (an alias, a backup MX) and sent on, but its "
+    "next hop could not be followed to the end (too many hops, or no word yet)",
+    "rejected": "a 5yz reply, with the stage: dns, connect, helo, mail, rcpt or data",
+    "deferred": "a 4yz reply (or no reply): queued for a retry",
+    "bounced": "a relay gave up or got a 5yz, and sent a DSN to the envelope sender",
+    "blocked": "the network stopped it before an SMTP greeting: time-out, refused or "
+    "unreachable, with the router and rule",
+    "connected": "a `connect` reached the server and read its greeting",
+}
 
 
 @dataclass(repr=False)

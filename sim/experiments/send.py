@@ -57,7 +57,8 @@ _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9._-]+)")
 
 @dataclass(repr=False)
 class SendResult(ExperimentResult):
-    """``outcome``: delivered, junk, rejected, deferred, bounced or blocked."""
+    """``outcome``: one of :data:`sim.experiments.OUTCOMES` (delivered, junk,
+    forwarded, rejected, deferred, bounced or blocked)."""
 
     outcome: str = "delivered"
     stage: str | None = None
@@ -65,6 +66,8 @@ class SendResult(ExperimentResult):
     checks: dict[str, str] = field(default_factory=dict)
     verdict: dict[str, Any] | None = None
     queue_id: str | None = None
+    #: The server a direct send was told to use (``server``), instead of the MX.
+    server: dict[str, str] | None = None
     message_id: str = ""
     mail_from: str = ""
     rcpts: list[str] = field(default_factory=list)
@@ -79,6 +82,7 @@ class SendResult(ExperimentResult):
             "checks": self.checks,
             "verdict": self.verdict,
             "queue_id": self.queue_id,
+            "server": self.server,
             "message_id": self.message_id,
             "mail_from": self.mail_from,
             "rcpts": self.rcpts,
@@ -172,6 +176,19 @@ class Send(Experiment):
             metavar="direct|NODE",
         ),
     )
+    #: Skip the MX lookup and connect to this server's port 25 (a node or a
+    #: lab address): what a spammer does with a domain's backup MX, which
+    #: often checks less than the primary (RFC 5321 §5.1 lets any MX host
+    #: be tried; nothing makes a client start with the most preferred).
+    server: str | None = field(
+        default=None,
+        metadata=param(
+            Str(),
+            "connect to this node (or lab address) on port 25 instead of following "
+            "the MX records (a direct send only)",
+            metavar="NODE|IP",
+        ),
+    )
     user: str | None = field(
         default=None, metadata=param(Str(), "AUTH user (with `via`)", metavar="U")
     )
@@ -232,6 +249,11 @@ class Send(Experiment):
     )
 
     def __post_init__(self) -> None:
+        if self.server is not None and self.via != "direct":
+            raise SimError(
+                f"server={self.server!r} chooses the MX of a direct send: leave out "
+                f"via={self.via!r} (a submission node is the server already)"
+            )
         if self.tls is not None and self.tls not in TLS_MODES:
             raise SimError(f"tls={self.tls!r}: choose one of {', '.join(TLS_MODES)}")
         if self.message is not None:
@@ -255,6 +277,8 @@ class Send(Experiment):
 
     def describe(self, node: str) -> str:
         via = "" if self.via == "direct" else f" via {self.via}"
+        if self.server is not None:
+            via = f" straight to {self.server}"
         return f"send from {node} to {', '.join(self.to)}{via}"
 
     # -- the message ----------------------------------------------------------
@@ -307,8 +331,17 @@ class Send(Experiment):
         sender = self.envelope_from(ctx)
         base = SendResult(message_id=message_id, mail_from=sender, rcpts=list(self.to))
         if self.via == "direct":
-            return await self._direct(ctx, trace, data, base)
-        return await self._submit(ctx, trace, data, base)
+            result = await self._direct(ctx, trace, data, base)
+        else:
+            result = await self._submit(ctx, trace, data, base)
+        if self.settle:
+            # What the message caused (a bounce, a forward, a backup MX's
+            # relaying) is done before the experiment returns: a read or a
+            # mailbox check right after sees it, on either backend.
+            # (The result stays the message's own: the checks a bounce met
+            # on its way are in the trace, not in ``checks``.)
+            await settle_consequences(ctx, trace)
+        return result
 
     async def _direct(
         self, ctx: NodeContext, trace: Trace, data: bytes, result: SendResult
@@ -321,7 +354,12 @@ class Send(Experiment):
         per_rcpt: list[dict[str, Any]] = []
         for domain in domains:
             rcpts = [r for r in self.to if _domain(r) == domain]
-            hosts, problem = await mx_hosts(ctx, domain, trace)
+            if self.server is not None:
+                hosts, problem = [chosen_server(ctx, trace, self.server, domain)], None
+                name, address = hosts[0]
+                result.server = {"server": self.server, "host": name, "address": str(address)}
+            else:
+                hosts, problem = await mx_hosts(ctx, domain, trace)
             if problem is not None:
                 # A temporary failure (4xx) is what a queue would retry.
                 outcome = "deferred" if problem.transient else "rejected"
@@ -334,7 +372,7 @@ class Send(Experiment):
             for host, address in hosts:
                 transcript = await client.send(
                     address,
-                    25,
+                    self.port or 25,
                     mail_from=result.mail_from,
                     rcpts=rcpts,
                     data=data,
@@ -412,6 +450,41 @@ def fresh(ctx: NodeContext, trace: Trace) -> Trace:
     return ctx.hub.get(trace.id) or trace
 
 
+def chosen_server(
+    ctx: NodeContext, trace: Trace, server: str, domain: str
+) -> tuple[str, IPv4Address]:
+    """The (name, address) of the server a send was told to use instead of
+    the MX records: a node (its mx host name, for TLS and the trace) or a
+    lab address. Noted in the trace, so that nobody reads the missing MX
+    lookup as the receiver's DNS being wrong."""
+    address: IPv4Address | None
+    try:
+        address = ctx.network.address_of(server)
+    except NetworkError:
+        address = IPv4Address(server) if _is_ip(server) else None
+    if address is None:
+        raise NetworkError(f"server {server!r}: no such node or lab address")
+    owner = ctx.network.owner(address)
+    node = ctx.network.node(owner) if owner is not None else None
+    mx = node.services.mx if node is not None and node.kind == "host" else None
+    host = (mx.hostname if mx is not None else None) or (
+        f"mx.{mx.domains[0]}" if mx is not None else (owner or str(address))
+    )
+    ctx.emit(
+        trace.id,
+        "route",
+        f"mail for {domain} sent straight to {host} [{address}] as told (server: "
+        f"{server}), without looking up {domain}'s MX records",
+        domain=domain,
+        server=server,
+        host=host,
+        address=str(address),
+        node=owner,
+        mx_lookup=False,
+    )
+    return host, address
+
+
 def _is_ip(text: str) -> bool:
     try:
         IPv4Address(text)
@@ -447,11 +520,17 @@ async def mx_hosts(
     return hosts, None
 
 
-def _delivery_for(trace: Trace, rcpt: str) -> TraceEvent | None:
+def _delivery_for(trace: Trace, rcpt: str, handed_to: str | None = None) -> TraceEvent | None:
+    """The last delivery event for ``rcpt``; with ``handed_to``, not the one
+    that handed it to that relay queue (a backup MX keeps the address: the
+    event wanted is the next hop's)."""
     found = None
     for event in trace.of_kind("delivery"):
-        if str(event.data.get("mailbox", "")).lower() == rcpt.lower():
-            found = event
+        if str(event.data.get("mailbox", "")).lower() != rcpt.lower():
+            continue
+        if handed_to is not None and event.data.get("relay_queue_id") == handed_to:
+            continue
+        found = event
     return found
 
 
@@ -580,7 +659,7 @@ async def follow_queue(
                     continue
                 reply = event.data.get("reply")
                 if name == "delivered":
-                    delivery = _delivery_for(ctx.hub.get(trace.id) or trace, rcpt)
+                    delivery = _delivery_for(ctx.hub.get(trace.id) or trace, rcpt, queue_id)
                     folder = delivery.data.get("folder") if delivery else "inbox"
                     status[rcpt] = {
                         "rcpt": rcpt,
@@ -640,7 +719,87 @@ async def follow_queue(
     ]
 
 
-_RANK = {"blocked": 0, "rejected": 1, "bounced": 2, "deferred": 3, "junk": 4, "delivered": 5}
+#: Rounds of :func:`settle_consequences` (each may reveal new queue entries:
+#: a bounce of a forward...); a mail loop stops here.
+MAX_CONSEQUENCES = 8
+
+
+def _open_entries(trace: Trace) -> tuple[dict[str, list[str]], set[str]]:
+    """Relay queue entries of ``trace`` with recipients that have no final
+    event yet (delivered, or bounced: given up or dropped), by queue id; and
+    the entries with a bounced recipient whose bounce (DSN) is not queued
+    yet (the relay queues it right after the verdict, RFC 3464)."""
+    queued: dict[str, list[str]] = {}
+    returns: set[str] = set()  # entries that would send a DSN (not DSNs, not <>)
+    done: set[tuple[str, str]] = set()
+    bounced: set[str] = set()
+    reported: set[str] = set()
+    for event in trace.of_kind("queue"):
+        queue_id = str(event.data.get("queue_id") or "")
+        name = event.data.get("event")
+        if not queue_id:
+            continue
+        if name == "queued":
+            queued[queue_id] = [str(r) for r in event.data.get("rcpts", [])]
+            if event.data.get("entry_kind") != "dsn" and event.data.get("mail_from"):
+                returns.add(queue_id)
+        elif name == "bounced" and (event.data.get("dsn") or event.data.get("dropped")):
+            reported.add(queue_id)
+            if event.data.get("dropped"):
+                done.update((queue_id, str(r)) for r in event.data.get("rcpts", []))
+        elif name in ("delivered", "bounced"):
+            rcpts = event.data.get("rcpts") or [event.data.get("rcpt")]
+            done.update((queue_id, str(r)) for r in rcpts if r)
+            if name == "bounced":
+                bounced.add(queue_id)
+    pending = {
+        queue_id: [r for r in rcpts if (queue_id, r) not in done]
+        for queue_id, rcpts in queued.items()
+        if any((queue_id, r) not in done for r in rcpts)
+    }
+    return pending, (bounced & returns) - reported
+
+
+async def settle_consequences(ctx: NodeContext, trace: Trace) -> None:
+    """Follow every queue entry the message caused (bounces to the sender,
+    forwards, a backup MX's relaying, and the bounces of those) until each
+    recipient is delivered or given up, advancing lab time as ``settle``
+    does for the message itself."""
+    followed: set[str] = set()
+    waited: set[str] = set()
+    for _ in range(MAX_CONSEQUENCES):
+        open_entries, unreported = _open_entries(fresh(ctx, trace))
+        unreported -= waited
+        if unreported:
+            waited |= unreported
+
+            # The verdict is in the trace, the bounce it causes not yet.
+            def reports(event: TraceEvent, ids: set[str] = unreported) -> bool:
+                return (
+                    event.kind == "queue"
+                    and event.data.get("queue_id") in ids
+                    and bool(event.data.get("dsn") or event.data.get("dropped"))
+                )
+
+            await ctx.hub.wait_for(trace.id, reports, QUEUE_WAIT)
+            continue
+        pending = {q: r for q, r in open_entries.items() if q not in followed}
+        if not pending:
+            return
+        for queue_id, rcpts in pending.items():
+            followed.add(queue_id)
+            await follow_queue(ctx, trace, queue_id, rcpts, True)
+
+
+_RANK = {
+    "blocked": 0,
+    "rejected": 1,
+    "bounced": 2,
+    "deferred": 3,
+    "forwarded": 4,
+    "junk": 5,
+    "delivered": 6,
+}
 
 
 def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace) -> SendResult:

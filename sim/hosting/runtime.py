@@ -111,6 +111,7 @@ class Lab(LabHelpers):
         mail_from: str | None = None,
         from_header: str | None = None,
         via: str = "direct",
+        server: str | None = None,
         user: str | None = None,
         password: str | None = None,
         subject: str | None = None,
@@ -127,7 +128,9 @@ class Lab(LabHelpers):
         ``via="direct"``: the node looks up the recipient's MX and connects to
         port 25 itself. ``via=NODE``: it submits to that node's submission
         service (587, STARTTLS, AUTH ``user``/``password``) and the relay
-        there carries it on. The result says what became of it (delivered,
+        there carries it on. ``server=NODE`` (or a lab address), with a
+        direct send: connect to that MX on port 25 without looking up the MX
+        records, as spammers do with a backup MX. The result says what became of it (delivered,
         junk, rejected, deferred, bounced, blocked) with the stage, the reply,
         the checks and the whole trace. ``settle=True`` advances lab time
         until the relay's queue has finished with the message. ``tls``
@@ -153,6 +156,10 @@ class Lab(LabHelpers):
             argcheck.mail_address(mail_from, what="mail_from")
         if via != "direct":
             argcheck.host(via, what="via")
+        if server is not None:
+            argcheck.host(server, what="server")
+            if not argcheck.is_ipv4(server):
+                self.check_node(server, "server")
         if port is not None:
             args["port"] = argcheck.port(port)
         from sim.experiments.send import Send, SendResult

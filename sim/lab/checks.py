@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sim.errors import SimError
+from sim.experiments import OUTCOMES as EXPERIMENT_OUTCOMES
 from sim.services import checks as checks_registry
-from sim.spec.kinds import Either, Field, Int, ListOf, MapOf, Record, Spec, Str
+from sim.spec.kinds import Bool, Either, Field, Int, ListOf, MapOf, Record, Spec, Str
 
 __all__ = [
     "CHECK_NAMES",
@@ -40,8 +41,8 @@ __all__ = [
     "summarise",
 ]
 
-#: The outcome vocabulary (DESIGN.md), plus ``connected`` for connect results.
-OUTCOMES = ("delivered", "junk", "rejected", "deferred", "bounced", "blocked", "connected")
+#: The outcome vocabulary: the experiments' own (one list, with meanings).
+OUTCOMES = tuple(EXPERIMENT_OUTCOMES)
 #: Where a send ended: the SMTP client's stages (sim.services.smtpclient), and
 #: ``dns`` when the recipient's domain itself says no (a null MX, RFC 7505).
 STAGES = ("dns", "connect", "helo", "starttls", "auth", "mail", "rcpt", "data")
@@ -61,6 +62,7 @@ TRACE_KINDS = (
     "imap",
     "pop3",
     "mailbox",
+    "route",
 )
 FOLDERS = ("INBOX", "Junk")
 ENHANCED = r"^[245]\.\d{1,3}\.\d{1,3}$"
@@ -392,6 +394,101 @@ def _trace_contains(
     return PredicateOutcome(False, f"no {what} in the trace mentions {text!r}")
 
 
+def _trace_lacks(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
+    found = _trace_contains(value, result, lab)
+    text = value if isinstance(value, str) else value["text"]
+    if found.passed:
+        return PredicateOutcome(False, f"expected no mention of {text!r}, but {found.detail}")
+    return PredicateOutcome(True, found.detail)
+
+
+# -- what did not happen ----------------------------------------------------
+#
+# Negative predicates read the experiment's whole trace (every node's events
+# under its trace id), so "nothing arrived" means nothing arrived anywhere in
+# the lab while the experiment ran; with ``settle: true`` that includes what
+# the message caused later (a forward, a backup MX's relaying, a bounce).
+
+
+def _stored_copies(result: Mapping[str, Any], address: str) -> list[Mapping[str, Any]]:
+    """Delivery events that stored a copy for ``address`` (not a forwarder's
+    or a backup MX's hand-over: those store nothing)."""
+    return [
+        e
+        for e in result.get("trace") or []
+        if e.get("kind") == "delivery"
+        and str((e.get("data") or {}).get("mailbox", "")).lower() == address.lower()
+        and (e.get("data") or {}).get("folder") in ("inbox", "junk")
+    ]
+
+
+def _not_delivered_to(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
+    assert result is not None
+    arrived: list[str] = []
+    for address in _wanted(value):
+        for event in _stored_copies(result, address):
+            folder = (event.get("data") or {}).get("folder")
+            arrived.append(f"{address} ({folder} at {event.get('node')})")
+    if arrived:
+        return PredicateOutcome(False, "a copy was stored for " + ", ".join(arrived))
+    return PredicateOutcome(
+        True, f"no copy was stored for {_either(_wanted(value)).replace(' or ', ' nor ')}"
+    )
+
+
+def _bounces(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The non-delivery reports (DSNs, RFC 3464) queued during the experiment."""
+    return [
+        e
+        for e in result.get("trace") or []
+        if e.get("kind") == "queue"
+        and (e.get("data") or {}).get("event") == "bounced"
+        and (e.get("data") or {}).get("dsn")
+    ]
+
+
+def _bounce(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -> PredicateOutcome:
+    assert result is not None
+    found = _bounces(result)
+    said = "; ".join(f"{e.get('node')}: {e.get('summary')}" for e in found)
+    if bool(value):
+        if found:
+            return PredicateOutcome(True, f"a bounce was written ({said})")
+        return PredicateOutcome(False, "no bounce (DSN) was written, expected one")
+    if found:
+        return PredicateOutcome(False, f"a bounce was written, expected none ({said})")
+    return PredicateOutcome(True, "no bounce (DSN) was written")
+
+
+def _not_run(
+    value: Any, result: Mapping[str, Any] | None, lab: LabState | None
+) -> PredicateOutcome:
+    assert result is not None
+    if isinstance(value, Mapping):
+        names, node = _wanted(value["checks"]), value.get("node")
+    else:
+        names, node = _wanted(value), None
+    where = f" at {node}" if node else ""
+    ran = []
+    for event in result.get("trace") or []:
+        data = event.get("data") or {}
+        if event.get("kind") != "check" or data.get("check") not in names:
+            continue
+        if node is not None and event.get("node") != node:
+            continue
+        ran.append(f"{data.get('check')}={data.get('result')} at {event.get('node')}")
+    if ran:
+        return PredicateOutcome(
+            False,
+            f"expected no {_either(names)} check{where}; ran: " + ", ".join(dict.fromkeys(ran)),
+        )
+    return PredicateOutcome(True, f"no {_either(names)} check ran{where}")
+
+
 # -- read ------------------------------------------------------------------
 
 
@@ -506,6 +603,14 @@ def _queue(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -
 # -- the registry ----------------------------------------------------------
 
 _OUTCOME = Str(enum=OUTCOMES)
+_TRACE_MATCH = Record(
+    {
+        "text": Field(Str(), required=True, description="the text to find"),
+        "kind": Field(Str(enum=TRACE_KINDS), description="only events of this kind"),
+    },
+    name="TraceMatch",
+    description="Text to find in the trace, optionally in one kind of event.",
+)
 _SEND = frozenset({"send"})
 _SEND_CONNECT = frozenset({"send", "connect"})
 _DIG = frozenset({"dig"})
@@ -528,8 +633,9 @@ PREDICATES: dict[str, PredicateDef] = {
             "outcome",
             Either((_OUTCOME, ListOf(_OUTCOME, min_items=1))),
             _SEND_CONNECT,
-            "What became of a message (delivered, junk, rejected, deferred, bounced, "
-            "blocked) or a connection (connected, blocked); a list accepts any of them.",
+            "What became of a message or a connection; a list accepts any of them. "
+            + "; ".join(f"`{name}`: {meaning}" for name, meaning in EXPERIMENT_OUTCOMES.items())
+            + ".",
             _outcome,
         ),
         _def(
@@ -646,24 +752,66 @@ PREDICATES: dict[str, PredicateDef] = {
         ),
         _def(
             "trace_contains",
-            Either(
-                (
-                    Str(),
-                    Record(
-                        {
-                            "text": Field(Str(), required=True, description="the text to find"),
-                            "kind": Field(
-                                Str(enum=TRACE_KINDS), description="only events of this kind"
-                            ),
-                        },
-                        name="TraceMatch",
-                        description="Text to find in the trace, optionally in one kind of event.",
-                    ),
-                )
-            ),
+            Either((Str(), _TRACE_MATCH)),
             _ANY,
             "Some trace event (its sentence or its data) mentions this text.",
             _trace_contains,
+        ),
+        _def(
+            "trace_lacks",
+            Either((Str(), _TRACE_MATCH)),
+            _ANY,
+            "No trace event (of `kind`, if given) mentions this text: the negation of "
+            "`trace_contains`, such as no `MX` question when a send goes to a chosen server.",
+            _trace_lacks,
+        ),
+        _def(
+            "not_delivered_to",
+            Either((Str(), ListOf(Str(), min_items=1))),
+            _SEND,
+            "No copy was stored (inbox or junk) for this address, or any of these, anywhere "
+            'in the lab during the experiment: "no message arrived". With `settle: true` '
+            "this includes forwards and a backup MX's relaying.",
+            _not_delivered_to,
+        ),
+        _def(
+            "bounce",
+            Bool(),
+            _SEND,
+            "`true`: a bounce (a DSN, RFC 3464) was written to the envelope sender during "
+            "the experiment; `false`: none was (use `settle: true`, so that the relay "
+            "has given its verdict).",
+            _bounce,
+        ),
+        _def(
+            "not_run",
+            Either(
+                (
+                    Str(enum=CHECK_NAMES),
+                    ListOf(Str(enum=CHECK_NAMES), min_items=1),
+                    Record(
+                        {
+                            "checks": Field(
+                                Either(
+                                    (
+                                        Str(enum=CHECK_NAMES),
+                                        ListOf(Str(enum=CHECK_NAMES), min_items=1),
+                                    )
+                                ),
+                                required=True,
+                                description="the check(s) that must not have run",
+                            ),
+                            "node": Field(Str(), description="only on this node"),
+                        },
+                        name="NotRun",
+                        description="Checks that must not have run, optionally on one node.",
+                    ),
+                )
+            ),
+            _SEND,
+            "These receiving checks did not run (on any MX, or on `node`), such as `spf` "
+            "at a primary MX that trusts its backup.",
+            _not_run,
         ),
         _def(
             "messages",

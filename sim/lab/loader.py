@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -444,6 +445,14 @@ class _Meaning:
                 if "@" not in address:
                     at: FilePath = (*run.path, "to") if len(run.to) == 1 else (*run.path, "to", i)
                     self.add(at, f"{address!r} is not a mail address (user@domain)")
+            if run.server is not None:
+                if run.via != "direct":
+                    self.add(
+                        (*run.path, "server"),
+                        "`server` chooses the MX of a direct send: leave out `via` "
+                        "(a submission node is the server already)",
+                    )
+                self._mx_server(run.server, (*run.path, "server"))
             if run.via != "direct":
                 self._submission(run.via, (*run.path, "via"))
             elif run.user is not None or run.password is not None:
@@ -476,6 +485,29 @@ class _Meaning:
                 path,
                 f"{via} runs no mailbox service to read from "
                 f"(mailbox hosts: {', '.join(names) or 'none'})",
+            )
+
+    def _mx_server(self, server: str, path: FilePath) -> None:
+        """``send.server`` names a node with an ``mx`` service (or is a lab
+        address, checked when the experiment runs)."""
+        topology = self.topology
+        if topology is None or _is_ipv4(server):
+            return
+        names = [n.name for n in topology.hosts() if n.services.mx is not None]
+        try:
+            found = topology.node(server)
+        except KeyError:
+            hint = suggest(server, names) or f" (mx nodes: {', '.join(names) or 'none'})"
+            self.add(
+                path,
+                f"`server` is a node with an mx service or a lab address; no node {server!r}{hint}",
+            )
+            return
+        if found.services.mx is None:
+            self.add(
+                path,
+                f"{server} runs no mx service to send to on port 25 "
+                f"(mx nodes: {', '.join(names) or 'none'})",
             )
 
     def _submission(self, node: str, path: FilePath) -> None:
@@ -686,3 +718,11 @@ class _Meaning:
         for kind in ("question", "task"):
             if not any(s.kind == kind for s in steps):
                 self.add(where, f"a curriculum lab needs at least one {kind} step", at_key=True)
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        IPv4Address(text)
+    except ValueError:
+        return False
+    return True

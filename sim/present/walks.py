@@ -172,10 +172,23 @@ def _mark_refusal(walks: list[Walk], d: Mapping[str, Any]) -> None:
             if w.stopped_at is None:
                 said = " ".join(str(d[k]) for k in ("code", "enhanced", "text") if d.get(k))
                 kind = "deferred" if code < 500 else "refused"
-                command = str(d.get("command") or "")
-                reason = f"{kind} the message at {command.split(' ')[0] or 'connect'}: {said}"
+                reason = f"{kind} the message at {_command_stage(d.get('command'))}: {said}"
                 walks[i] = replace(w, stopped_at=w.nodes[-1], reason=reason, refused=True)
             return
+
+
+def _command_stage(command: Any) -> str:
+    """Where in the dialogue a reply came, from the client's command as the
+    trace records it: ``RCPT TO:<bob@...>`` → ``RCPT``; the final dot, which
+    the trace shows as ``(message, 536 bytes) .``, → ``the end of DATA``
+    (RFC 5321 §4.1.1.4: the reply to the dot is the verdict on the message);
+    no command (the greeting) → ``connect``."""
+    text = str(command or "").strip()
+    if not text:
+        return "connect"
+    if text.startswith("(message"):
+        return "the end of DATA"
+    return text.split(" ")[0].rstrip(":").upper()
 
 
 def message_walks(walks: Sequence[Walk]) -> list[Walk]:

@@ -65,6 +65,7 @@ Control commands (:meth:`MxServer.control`, labs use them)::
                                     change a mailing list's settings
     mailbox    user[, folder]       the stored messages of a user, as data
     status                          the MX's configuration now
+    trusted_clients clients         replace the clients whose mail skips every check
 """
 
 from __future__ import annotations
@@ -76,11 +77,12 @@ import ssl
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, ip_address, ip_network
 from typing import Any, ClassVar, Literal, TypeVar
 
 from sim.auth.replay import Memo
 from sim.clock import parse_duration
-from sim.errors import ServiceError
+from sim.errors import NetworkError, ServiceError
 from sim.net.api import Endpoint
 from sim.services import checks as registry
 from sim.services.base import NodeContext, Service
@@ -110,17 +112,26 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 ACTIONS: tuple[str, ...] = ALL_ACTIONS
 
-RouteKind = Literal["local", "postmaster", "unknown", "relay", "syntax", "forward", "list"]
+RouteKind = Literal[
+    "local", "postmaster", "unknown", "relay", "syntax", "forward", "list", "backup"
+]
+
+#: The key of ``forward`` that catches every other local part.
+CATCH_ALL = "*"
 
 
 @dataclass(frozen=True)
 class Route:
     """Where a RCPT address goes: ``local`` (a mailbox), ``postmaster``,
     ``unknown`` (our domain, no such user), ``relay`` (not our domain),
-    ``syntax`` (not an address)."""
+    ``syntax`` (not an address), ``forward`` (an alias sent on by the relay;
+    ``mailbox`` is the target address), ``backup`` (a backup MX queues it
+    for a more preferred MX; ``mailbox`` is the address itself)."""
 
     kind: RouteKind
     mailbox: str | None = None
+    #: For a ``local`` route reached through an alias: the alias's target.
+    alias_of: str | None = None
 
 
 # --- the service -------------------------------------------------------------------
@@ -145,6 +156,9 @@ class MxServer(Service):
         self.forwards = {local.lower(): target for local, target in config.forward}
         #: Mailing lists hosted here (sim.services.mailinglist), by local part.
         self.lists = {local.lower(): spec for local, spec in config.lists}
+        #: ``trusted_clients`` as networks (a node: each of its addresses).
+        self.trusted: tuple[IPv4Network, ...] = _trusted_networks(ctx, config.trusted_clients)
+        self.trusted_names: tuple[str, ...] = config.trusted_clients
         #: The checks in the order they run, with their actions (``set_check`` edits it).
         self.checks: list[CheckPolicy] = list(config.checks)
         #: Checks evaluated through their module's ``evaluate``, by stage
@@ -215,16 +229,36 @@ class MxServer(Service):
             return Route("postmaster", self.postmaster_mailbox)
         if local in self.mailboxes:
             return Route("local", local)
-        if local in self.forwards:
-            # An alias (RFC 5321 §3.9.1): accepted here, sent on by the relay.
-            return Route("forward", self.forwards[local])
         if local in self.lists:
             # A mailing list: accepted here, resent to its members by the relay.
             return Route("list", local)
         if local.endswith("-bounces") and local[: -len("-bounces")] in self.lists:
             # The list's envelope sender: its bounces reach the list's owner.
             return Route("local", self.postmaster_mailbox)
+        target = self.forwards.get(local) or self.forwards.get(CATCH_ALL)
+        if target is not None:
+            # An alias (RFC 5321 §3.9.1), or the catch-all for every other
+            # local part: a target that is one of our own mailboxes is stored
+            # here (as Postfix's virtual aliases rewrite before delivery);
+            # any other is accepted here and sent on by the relay.
+            t_local, _, t_domain = target.rpartition("@")
+            if t_domain.lower().rstrip(".") in self.domains and t_local.lower() in self.mailboxes:
+                return Route("local", t_local.lower(), alias_of=target)
+            return Route("forward", target)
+        if self.config.backup:
+            # RFC 5321 §5.1: a backup MX cannot know the primary's users; it
+            # takes the mail and its relay hands it to a more preferred MX.
+            return Route("backup", address)
         return Route("unknown")
+
+    def trusts(self, ip: str) -> bool:
+        """Whether ``ip`` is one of the ``trusted_clients`` (whose mail skips
+        every receiving check: its own backup MX already took it)."""
+        try:
+            address = ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -324,10 +358,25 @@ class MxServer(Service):
             return await self._mailbox(args)
         if command == "status":
             return self.status()
+        if command == "trusted_clients":
+            return self._set_trusted(args.get("clients"))
         raise ServiceError(
             f"mx has no control command {command!r} (down, up, set_check, greylist, "
-            "greylist_clear, arc_trust, list_set, mailbox, status, dmarc_reports)"
+            "greylist_clear, arc_trust, list_set, mailbox, status, dmarc_reports, trusted_clients)"
         )
+
+    def _set_trusted(self, clients: Any) -> dict[str, Any]:
+        """Replace ``trusted_clients`` (a list, or names separated by commas;
+        empty: trust nobody) — the fix "stop trusting the backup"."""
+        if clients is None:
+            names: list[str] = []
+        elif isinstance(clients, str):
+            names = [c.strip() for c in clients.split(",") if c.strip()]
+        else:
+            names = [str(c).strip() for c in clients]
+        self.trusted = _trusted_networks(self.ctx, names)
+        self.trusted_names = tuple(names)
+        return {"trusted_clients": names}
 
     def status(self) -> dict[str, Any]:
         return {
@@ -344,6 +393,8 @@ class MxServer(Service):
             "dmarc_reports": self.reports.status() if self.reports is not None else None,
             "trusted_sealers": list(self.config.arc.trusted_sealers if self.config.arc else ()),
             "lists": {name: dataclasses.asdict(spec) for name, spec in self.lists.items()},
+            "backup": self.config.backup,
+            "trusted_clients": list(self.trusted_names),
         }
 
     def _arc_trust(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -491,3 +542,24 @@ def _generic_by_stage(
         if spec is not None and spec.scope == "generic" and spec.evaluate is not None:
             table.setdefault(spec.stage, []).append((spec, policy.action))
     return {stage: tuple(found) for stage, found in table.items()}
+
+
+def _trusted_networks(ctx: NodeContext, clients: Sequence[str]) -> tuple[IPv4Network, ...]:
+    """``trusted_clients`` → networks: a node's interface addresses, or an
+    address or network as written."""
+    out: list[IPv4Network] = []
+    for client in clients:
+        try:
+            out += [IPv4Network(i.address.ip) for i in ctx.network.interfaces(client)]
+            continue
+        except NetworkError:  # not a node: an address or a network
+            pass
+        try:
+            network = ip_network(client, strict=False)
+        except ValueError as err:
+            raise ServiceError(
+                f"{ctx.node.name}: trusted client {client!r} is neither a node nor an address"
+            ) from err
+        if isinstance(network, IPv4Network):
+            out.append(network)
+    return tuple(out)

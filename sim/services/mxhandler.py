@@ -67,6 +67,17 @@ T = TypeVar("T")
 
 #: Checks that need the message, run after DATA (their modules say so).
 MESSAGE_CHECKS = tuple(c.name for c in registry.all_checks() if c.scope == "message")
+#: Received fields that mean a mail loop (RFC 5321 §6.3 asks for a limit of
+#: at least 100; Postfix's hopcount_limit is 50).
+MAX_HOPS = 100
+
+
+def _received_count(content: bytes) -> int:
+    """How many Received fields the header section holds (each hop adds one)."""
+    head = content.split(b"\r\n\r\n", 1)[0]
+    return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
+
+
 #: Checks the MX keeps with the transaction, not the connection.
 _TX_SCOPES = ("envelope", "session", "message", "generic")
 
@@ -95,6 +106,8 @@ class Connection:
     started: dict[tuple[Any, ...], asyncio.Task[Any]] = field(default_factory=dict)
     #: Counted in MxServer.open_sessions.
     open: bool = False
+    #: One of the MX's ``trusted_clients``: its mail skips every check.
+    trusted: bool = False
 
 
 @dataclass
@@ -112,6 +125,10 @@ class Transaction:
     forwards: list[tuple[str, str]] = field(default_factory=list)
     #: (recipient, list name): mailing lists hosted here (sim.services.mailinglist).
     lists: list[tuple[str, str]] = field(default_factory=list)
+    #: Recipients a backup MX queues for a more preferred MX (RFC 5321 §5.1).
+    backup: list[str] = field(default_factory=list)
+    #: The "trusted client, no checks" event was emitted for this transaction.
+    trusted_noted: bool = False
 
 
 class CachedLookup:
@@ -187,7 +204,7 @@ class MxHandler:
         if not null and not _is_address(mail_from):
             return reply("sender_syntax", address=address).line
         tx = Transaction(mail_from)
-        action = self.mx.action("tls")
+        action = None if conn.trusted else self.mx.action("tls")
         if action is not None:
             version, cipher = _tls_info(session)
             result = tls_check.evaluate(session.ssl is not None, version, cipher)
@@ -197,7 +214,7 @@ class MxHandler:
             decision = decide([judgement], "mail")
             if not decision.accepted and decision.reply is not None:
                 return decision.reply.line
-        if self.mx.generic.get("mail"):
+        if self.mx.generic.get("mail") and not conn.trusted:
             found = await self._generic(conn, tx, "mail", str(session.host_name or ""), None)
             tx.judgements += found
             decision = decide(found, "mail")
@@ -206,7 +223,7 @@ class MxHandler:
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.mx_tx = tx
-        if self.mx.runs("spf") or self.mx.runs("dmarc"):
+        if (self.mx.runs("spf") or self.mx.runs("dmarc")) and not conn.trusted:
             helo = str(session.host_name or "")
             key = ("spf", mail_from, helo)
             self.start(conn, key, self._spf_check(conn, mail_from, helo))
@@ -229,10 +246,14 @@ class MxHandler:
             # an MX that relays for anyone is abused and blocklisted).
             return reply("relay_denied", address=address).line
         helo = str(session.host_name or "")
-        current = await self._client_judgements(conn, helo)
-        current += await self._spf_judgements(conn, tx, helo)
-        if self.mx.generic.get("rcpt"):
-            current += await self._rcpt_generic(conn, tx, helo)
+        current: list[Judgement] = []
+        if conn.trusted:
+            self._note_trusted(conn, tx, address)
+        else:
+            current = await self._client_judgements(conn, helo)
+            current += await self._spf_judgements(conn, tx, helo)
+            if self.mx.generic.get("rcpt"):
+                current += await self._rcpt_generic(conn, tx, helo)
         decision = decide(current, "rcpt")
         postmaster = route.kind == "postmaster"
         if not decision.accepted:
@@ -242,7 +263,7 @@ class MxHandler:
             self._note_postmaster(conn, decision)
         if route.kind == "unknown":
             return reply("user_unknown", address=address).line
-        if self.mx.greylist is not None and not postmaster:
+        if self.mx.greylist is not None and not postmaster and not conn.trusted:
             verdict = self.mx.greylist.check(
                 conn.ip, tx.mail_from, address, self.mx.ctx.clock.now()
             )
@@ -277,11 +298,44 @@ class MxHandler:
             tx.forwards.append((address, route.mailbox))
         elif route.kind == "list":
             tx.lists.append((address, route.mailbox))
+        elif route.kind == "backup":
+            tx.backup.append(address)
         else:
             tx.recipients.append((address, route.mailbox))
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return reply("rcpt_ok").line
+
+    def _note_trusted(self, conn: Connection, tx: Transaction, address: str) -> None:
+        """Say, once per transaction, that no check ran and why: a primary MX
+        that trusts its backup takes the backup's word for the mail, so what
+        the backup let in gets in (the spoof through the backup MX)."""
+        if tx.trusted_noted:
+            return
+        tx.trusted_noted = True
+        skipped = [p.check for p in self.mx.checks]
+        if self.mx.greylist is not None:
+            skipped.append("greylist")
+        sentence = (
+            f"{conn.ip} is a trusted client of this MX (trusted_clients): no receiving "
+            f"check runs on its mail ({', '.join(skipped) or 'none configured'} skipped); "
+            "whatever it relays is accepted as it came."
+        )
+        self.mx.ctx.emit(
+            conn.trace_id,
+            "check",
+            f"trusted client: {sentence}",
+            client=conn.ip,
+            check="trusted",
+            result="skipped",
+            action="none",
+            configured=None,
+            stage="rcpt",
+            explanation=sentence,
+            inputs={"client": conn.ip, "rcpt": address},
+            details={"skipped": skipped},
+            reply=None,
+        )
 
     def _note_postmaster(self, conn: Connection, decision: Decision) -> None:
         sentence = (
@@ -339,6 +393,7 @@ class MxHandler:
     def connected(self, conn: Connection) -> None:
         """A client connected: its name and blocklist entries, looked up now."""
         mx = self.mx
+        conn.trusted = mx.trusts(conn.ip)
         zones = _dnsbl_zones(mx)
         lookup = mx.lookup_for(conn.trace_id)
         self.start(
@@ -467,14 +522,20 @@ class MxHandler:
     async def handle_DATA(self, server: MxSMTP, session: Any, envelope: Any) -> str:
         conn = _conn(server)
         tx: Transaction | None = getattr(envelope, "mx_tx", None)
-        if tx is None or not (tx.recipients or tx.forwards or tx.lists):
+        if tx is None or not (tx.recipients or tx.forwards or tx.lists or tx.backup):
             return "503 5.5.1 Error: need RCPT command"
         content = envelope.original_content
         if not isinstance(content, bytes):
             content = bytes(content or b"")
+        hops = _received_count(content)
+        if hops >= MAX_HOPS:
+            # An alias or a backup MX that sends mail round in circles: RFC
+            # 5321 §6.3 finds the loop by counting Received fields.
+            return reply("too_many_hops", hops=hops).line
         helo = str(session.host_name or "")
         mx = self.mx
-        checks = tuple(mx.checks)  # the policy in force for this message
+        # The policy in force for this message (none for a trusted client).
+        checks = () if conn.trusted else tuple(mx.checks)
         if _action(checks, "dmarc") is not None and tx.spf is None:
             # DMARC needs the SPF result even when SPF has no action of its own.
             tx.spf = await self._spf(conn, tx, helo)
@@ -511,7 +572,7 @@ class MxHandler:
                 mx.config.dmarc_discovery,
             )
         extra: list[Judgement] = []
-        if mx.generic.get("data"):
+        if mx.generic.get("data") and checks:
             extra = await self._generic(conn, tx, "data", helo, content)
         done = self._judge(conn, tx, helo, checks, headers, message, extra)
         for judgement in done.emitted:
@@ -534,6 +595,8 @@ class MxHandler:
         if done.forwards and not await self._forward(conn, tx, done):
             return reply("store_failed").line
         if tx.lists and not await self._lists(conn, session, tx, content, done):
+            return reply("store_failed").line
+        if tx.backup and not await self._backup(conn, tx, done):
             return reply("store_failed").line
         self._emit_deliveries(conn, done)
         return reply("queued", queue_id=done.queue_id).line
@@ -665,6 +728,38 @@ class MxHandler:
         verdicts = value.partition(";")[2].strip()
         return "" if verdicts == "none" else verdicts
 
+    async def _backup(self, conn: Connection, tx: Transaction, done: _DataDone) -> bool:
+        """A backup MX's accepted mail: one entry in this node's relay queue,
+        envelope unchanged, which delivers it to a more preferred MX of the
+        domain (RFC 5321 §5.1), with the relay's retries and bounces."""
+        relay = self.mx.ctx.services.get("relay")
+        enqueue = getattr(relay, "enqueue", None)
+        if enqueue is None:
+            log.warning("%s: a backup MX needs a relay on this node", self.mx.ctx.node.name)
+            return False
+        data = (done.backup_received + "\r\n").encode() + done.content
+        try:
+            queue_id = await enqueue(tx.mail_from, list(tx.backup), data, trace_id=conn.trace_id)
+        except OSError as err:
+            log.warning("%s: queueing for the primary MX failed: %s", self.mx.ctx.node.name, err)
+            return False
+        for address in tx.backup:
+            self.mx.ctx.emit(
+                conn.trace_id,
+                "delivery",
+                f"{address}: accepted as a backup MX and queued as relay queue id "
+                f"{queue_id} for a more preferred MX of its domain (RFC 5321 §5.1)",
+                mailbox=address,
+                folder="forwarded",
+                role="backup",
+                forwarded_to=address,
+                relay_queue_id=queue_id,
+                message_id=done.headers.message_id,
+                queue_id=done.headers.client_queue_id,
+                mx_queue_id=done.queue_id,
+            )
+        return True
+
     def _earlier(
         self, conn: Connection, tx: Transaction, helo: str, checks: Sequence[CheckPolicy]
     ) -> list[Judgement]:
@@ -724,7 +819,7 @@ class MxHandler:
         earlier = self._earlier(conn, tx, helo, checks) + to_tx
         decision = decide(current, "data", earlier)
         scored: Score | None = None
-        if self.mx.weights is not None:
+        if self.mx.weights is not None and not conn.trusted:
             scored = score(self.mx.weights, [*earlier, *current])
             decision = apply_score(decision, scored)
         return _DataDone(decision, emitted, to_tx, headers, [*earlier, *current], scored)
@@ -778,6 +873,11 @@ class MxHandler:
             # delivery, and the next MX judges the message afresh.
             received = _received(conn, session, mx.hostname, done.queue_id, address)
             done.forwards.append((address, target, (received + "\r\n").encode() + content))
+        if tx.backup:
+            done.backup_received = _received(
+                conn, session, mx.hostname, done.queue_id, tx.backup[0]
+            )
+            done.content = content
 
     def _emit_deliveries(self, conn: Connection, done: _DataDone) -> None:
         decision = done.decision
@@ -971,6 +1071,9 @@ class _DataDone:
     stored: list[tuple[str, str]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     forwards: list[tuple[str, str, bytes]] = field(default_factory=list)
+    #: A backup MX's copy for the primary: its Received line and the content.
+    backup_received: str = ""
+    content: bytes = b""
     error: OSError | None = None
 
 

@@ -42,6 +42,24 @@ class MxRoute:
     hosts: tuple[str, ...] = ()
     implicit: bool = False
     reply: Reply | None = None
+    #: The preference of each of ``hosts`` (RFC 5321 §5.1), in the same order.
+    preferences: tuple[int, ...] = ()
+
+    def below(self, names: set[str]) -> MxRoute:
+        """This route as a host named in ``names`` sees it: only the hosts
+        more preferred than the best of its own entries (RFC 5321 §5.1: "if
+        the SMTP client finds itself in the list, it MUST discard itself and
+        any less preferred hosts"). A route that does not name it is kept."""
+        own = [p for h, p in zip(self.hosts, self.preferences, strict=True) if h in names]
+        if not own:
+            return self
+        keep = [(h, p) for h, p in zip(self.hosts, self.preferences, strict=True) if p < min(own)]
+        return MxRoute(
+            hosts=tuple(h for h, _ in keep),
+            implicit=self.implicit,
+            reply=self.reply,
+            preferences=tuple(p for _, p in keep),
+        )
 
 
 def _name_error(domain: str, rtype: str, what: str) -> str:
@@ -83,8 +101,12 @@ async def find_mx(resolver: Resolver, domain: str, trace_id: str | None) -> MxRo
         )
     if not mxes:
         # RFC 5321 §5.1: no MX records → the domain itself is the one host.
-        return MxRoute(hosts=(domain,), implicit=True)
-    return MxRoute(hosts=tuple(host.rstrip(".") for _, host in sorted(mxes)))
+        return MxRoute(hosts=(domain,), implicit=True, preferences=(0,))
+    ordered = sorted(mxes)
+    return MxRoute(
+        hosts=tuple(host.rstrip(".") for _, host in ordered),
+        preferences=tuple(pref for pref, _ in ordered),
+    )
 
 
 async def host_addresses(

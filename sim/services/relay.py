@@ -441,6 +441,24 @@ class RelayServer(Service):
         """The MX hosts of ``domain`` in order (RFC 5321 §5.1; sim.services.mxroute)."""
         return await find_mx(self.ctx.resolver, domain, trace_id)
 
+    def _backup_for(self, domain: str) -> bool:
+        """Whether the mx beside this relay is a backup MX for ``domain``."""
+        mx = self.ctx.node.services.mx
+        return bool(
+            mx is not None
+            and mx.backup
+            and domain.lower().rstrip(".") in (d.lower().rstrip(".") for d in mx.domains)
+        )
+
+    def _own_names(self) -> set[str]:
+        """The names this host goes by in MX records: its mx's and relay's
+        host names and the node's name."""
+        mx = self.ctx.node.services.mx
+        names = {self.hostname, self.ctx.node.name}
+        if mx is not None:
+            names.add(mx.hostname or f"mx.{mx.domains[0]}")
+        return {n.lower().rstrip(".") for n in names}
+
     async def _addresses(self, host: str, trace_id: str | None) -> tuple[list[IPv4Address], str]:
         return await host_addresses(self.ctx.resolver, host, trace_id)
 
@@ -451,6 +469,30 @@ class RelayServer(Service):
         if route.reply is not None:
             self._apply_local(entry, rcpts, route.reply)
             return
+        if self._backup_for(domain):
+            names = self._own_names()
+            below = route.below(names)
+            if below is not route:
+                mine = [h for h in route.hosts if h in names]
+                self._emit(
+                    entry.trace_id,
+                    "route",
+                    f"{entry.id}: this host is {mine[0]}, an MX of {domain}: only the more "
+                    f"preferred MX hosts are tried ({', '.join(below.hosts) or 'none'}), "
+                    "never itself or a less preferred one (RFC 5321 §5.1)",
+                    entry,
+                    domain=domain,
+                    hosts=list(below.hosts),
+                )
+                if not below.hosts:
+                    # Postfix: "mail for DOMAIN loops back to myself" (5.4.6).
+                    self._apply_local(
+                        entry,
+                        rcpts,
+                        Reply(554, "5.4.6", f"mail for {domain} loops back to myself"),
+                    )
+                    return
+                route = below
         last: Reply | None = None
         tried = False
         for host in route.hosts:

@@ -188,6 +188,12 @@ GENERAL: dict[str, Template] = {
         "Error: could not store the message; try again later",
         "RFC 3463 X.3.0; RFC 5321 §6.1 (never acknowledge what was not stored)",
     ),
+    "too_many_hops": Template(
+        554,
+        "5.4.6",
+        "Error: too many hops ({hops} Received header fields): a mail loop",
+        "RFC 5321 §6.3 (count Received fields to find loops); RFC 3463 X.4.6 routing loop detected",
+    ),
 }
 
 

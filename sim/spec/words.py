@@ -80,10 +80,64 @@ def suggest(word: Any, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: Words people write for a key, by the key that means it (other MTAs' and
+#: tools' names included): a suggestion by meaning where spelling finds
+#: nothing (``relay_to`` → ``forward``). Offered only where that key is allowed.
+SAME_MEANING: dict[str, tuple[str, ...]] = {
+    "forward": (
+        "relay_to",
+        "forward_to",
+        "forwards",
+        "forwarding",
+        "redirect",
+        "redirects",
+        "alias",
+        "aliases",
+        "virtual",
+        "virtual_alias",
+        "catch_all",
+        "catchall",
+    ),
+    "trusted_clients": (
+        "trusted",
+        "trust",
+        "mynetworks",
+        "allowlist",
+        "whitelist",
+        "trusted_hosts",
+        "trusted_networks",
+        "permit",
+    ),
+    "backup": ("secondary", "backup_mx", "secondary_mx", "relay_for", "relay_domains"),
+    "mailboxes": ("users", "accounts", "recipients", "local_recipients"),
+    "smarthost": ("relayhost", "relay_host", "upstream", "smart_host"),
+    "gateway": ("gw", "default_route", "route", "router"),
+    "hostname": ("myhostname", "fqdn", "helo", "helo_name", "banner"),
+}
+
+
+def by_meaning(key: str, allowed: Iterable[str]) -> str | None:
+    """The allowed key that ``key`` is another word for, if any."""
+    word = key.lower().replace("-", "_")
+    keys = set(allowed)
+    for target, words in SAME_MEANING.items():
+        if target in keys and word in words:
+            return target
+    return None
+
+
 def unknown_key(key: Any, allowed: Iterable[str], where: str) -> str:
     """A key the format does not know, in ``where`` (``a node``, ``the top
-    level``), with the likely typo and the keys that are allowed."""
+    level``), with the likely typo (or the key that means what it says)
+    and the keys that are allowed."""
     keys = list(allowed)
     if not isinstance(key, str):
         return f"a key must be a word, not {describe_value(key)}; allowed keys: {', '.join(keys)}"
-    return f"unknown key {key!r} in {where}{suggest(key, keys)}; allowed keys: {', '.join(keys)}"
+    # A key that means what another says (``aliases`` for ``forward``) beats
+    # a near spelling, which may be a different thing (``lists``).
+    meant = by_meaning(key, keys)
+    if meant is not None:
+        hint = f" (did you mean {meant!r}? that is the key for it here)"
+    else:
+        hint = suggest(key, keys)
+    return f"unknown key {key!r} in {where}{hint}; allowed keys: {', '.join(keys)}"

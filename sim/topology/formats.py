@@ -190,6 +190,7 @@ _LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~
 _NAME = r"[A-Za-z][A-Za-z0-9_-]*"
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_CLIENT = rf"(?:{_NAME}|{_IPV4}(?:/(?:3[0-2]|[12]?[0-9]))?)"
 
 
 def _anchored(pattern: str) -> str:
@@ -259,6 +260,13 @@ FORMATS: dict[str, ValueFormat] = {
             "bob",
             {"type": "string", "pattern": _anchored(_LOCAL_PART)},
             _text("a local part (the name before @) such as bob", _LOCAL_PART),
+        ),
+        ValueFormat(
+            "client",
+            "a node name, or an IPv4 address or network (CIDR) a client connects from",
+            "mx2",
+            {"type": "string", "pattern": _anchored(_CLIENT)},
+            _text("a node name or an IPv4 address or network such as 192.0.2.0/24", _CLIENT),
         ),
         ValueFormat(
             "password",

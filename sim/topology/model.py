@@ -184,6 +184,11 @@ class MxService:
     arc: ArcTrust | None = None
     #: Mailing lists hosted here: local part → list.
     lists: tuple[tuple[str, MailingList], ...] = ()
+    #: A backup MX (RFC 5321 §5.1): accept any address at ``domains``, queue
+    #: it and deliver it to a more preferred MX through the node's relay.
+    backup: bool = False
+    #: Clients (node names, addresses or networks) whose mail skips every check.
+    trusted_clients: tuple[str, ...] = ()
     #: Combine the check results into a score (None: the actions alone decide).
     scoring: Scoring | None = None
 

@@ -456,12 +456,33 @@ MX = Record(
         "forward": Field(
             MapOf(fmt("mail address"), key=fmt("local part")),
             (
-                "Aliases whose mail the node's relay sends on, envelope sender unchanged (RFC 5321 "
-                "§3.9.1): local part → address."
+                'Aliases (RFC 5321 §3.9.1): local part → address. The key `"*"` is a catch-all: '
+                "every local part that is neither a mailbox nor another alias goes there. A target "
+                "that is a mailbox of this mx is stored here at once; any other target is sent on "
+                "by the node's relay, envelope sender unchanged."
             ),
             default={},
         ),
         "dmarc_reports": Field(DMARC_REPORTS, "Send DMARC aggregate reports (RFC 9990)."),
+        "backup": Field(
+            fmt("boolean"),
+            (
+                "A backup (secondary) MX for `domains`: it knows no mailboxes, accepts mail for "
+                "any address at them, queues it and its relay delivers it to a more preferred MX "
+                "of the domain (RFC 5321 §5.1: a host never sends to itself or a less preferred "
+                "MX). Its checks still run; without checks it accepts whatever anyone sends."
+            ),
+            default=False,
+        ),
+        "trusted_clients": Field(
+            ListOf(fmt("client"), unique=True),
+            (
+                "Clients (nodes, or addresses such as 192.0.2.25 or 192.0.2.0/24) whose mail skips "
+                "every receiving check, as a primary MX trusts its own backup MX (Postfix's "
+                "`mynetworks`): what the backup let in is let in here."
+            ),
+            default=[],
+        ),
         "arc": Field(MX_ARC, "Trust ARC seals from named intermediaries (RFC 8617 §7.2)."),
         "lists": Field(
             MapOf(MAILING_LIST, key=fmt("local part")),

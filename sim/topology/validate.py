@@ -28,6 +28,7 @@ import dnslib
 
 from sim.spec.words import path_text
 from sim.topology.model import FirewallRule, Node, Topology
+from sim.topology.model import MxService as model_MxService
 from sim.topology.zones import ZoneSyntaxError, fqdn, parse_zone_lines
 
 __all__ = ["CHECKS", "Finding", "KeyPath", "check_topology", "render_path"]
@@ -510,9 +511,27 @@ def _target_findings(lab: _Lab, record: _Record, what: str) -> Iterator[Finding]
         yield Finding(
             check,
             path,
-            f"{what} target {shown} has no A record in the lab's zones",
+            f"{what} target {shown} has no A record in the lab's zones"
+            + _missing_dot(target, record.zone),
             text_line=record.line,
         )
+
+
+def _missing_dot(target: str, zone: str) -> str:
+    """A hint when ``target`` looks like a full name written without the
+    final dot: in zone-file text a name without one is relative to the zone
+    (RFC 1035 §5.1), so ``mx2.backupco.example`` in corp.example became
+    ``mx2.backupco.example.corp.example``."""
+    name, suffix = target.rstrip("."), "." + zone.rstrip(".")
+    if not name.endswith(suffix):
+        return ""
+    written = name[: -len(suffix)]
+    if "." not in written:
+        return ""  # a plain relative name such as `mx`: the usual way to write it
+    return (
+        f"; the final dot is missing: `{written}` without a final dot is relative to "
+        f"{zone.rstrip('.')} (RFC 1035 §5.1), so it became {name}; write `{written}.`"
+    )
 
 
 @_check
@@ -670,17 +689,56 @@ def verify_dmarc_reports(lab: _Lab) -> Iterator[Finding]:
             )
 
 
+def _stored_here(mx: model_MxService, target: str) -> bool:
+    """An alias target that is a mailbox of the same mx (stored at once)."""
+    local, _, domain = target.rpartition("@")
+    domains = {d.lower().rstrip(".") for d in mx.domains}
+    return domain.lower().rstrip(".") in domains and local.lower() in (
+        m.lower() for m in mx.mailboxes
+    )
+
+
 @_check
 def verify_forward(lab: _Lab) -> Iterator[Finding]:
-    """An mx that forwards mail needs a relay on its host to send it on."""
+    """An mx that forwards mail elsewhere needs a relay on its host to send it
+    on; an alias target needs the form user@domain."""
     for node in lab.nodes.values():
         mx = node.services.mx
-        if mx is not None and mx.forward and node.services.relay is None:
+        if mx is None:
+            continue
+        path = ("nodes", node.name, "services", "mx", "forward")
+        for local, target in mx.forward:
+            if "@" not in target.strip("@") or target.count("@") != 1:
+                yield Finding(
+                    "verify_forward",
+                    (*path, local),
+                    f"alias {local!r} → {target!r}: a target is a mail address (user@domain)",
+                )
+        domains = {d.lower().rstrip(".") for d in mx.domains}
+        keys = {k.lower() for k, _ in mx.forward if k != "*"}
+        for local, target in mx.forward:
+            t_local, _, t_domain = target.rpartition("@")
+            if (
+                t_domain.lower().rstrip(".") in domains
+                and not _stored_here(mx, target)
+                and t_local.lower() not in keys
+            ):
+                # Sent on, it comes back here: to the catch-all (a loop) or
+                # to a 550 5.1.1 that bounces it.
+                yield Finding(
+                    "verify_forward",
+                    (*path, local),
+                    f"alias {local!r} → {target}: {t_local!r} is neither a mailbox nor an "
+                    f"alias of this mx, which receives {t_domain}: the mail would come back "
+                    "here and be refused or go round in circles; add it to `mailboxes`",
+                )
+        away = [t for _, t in mx.forward if not _stored_here(mx, t)]
+        if away and node.services.relay is None:
             yield Finding(
                 "verify_forward",
-                ("nodes", node.name, "services", "mx", "forward"),
-                "forwarded mail is sent on by this host's relay, and this host has none: "
-                "add `relay: {}` beside the mx",
+                path,
+                f"forwarded mail (to {', '.join(away)}) is sent on by this host's relay, "
+                "and this host has none: add `relay: {}` beside the mx",
             )
 
 
@@ -727,6 +785,74 @@ def verify_arc_trust(lab: _Lab) -> Iterator[Finding]:
                 "trusted sealers are read from the arc check's result, and this mx does not "
                 "run it: add `arc` to its checks",
             )
+
+
+@_check
+def verify_backup_mx(lab: _Lab) -> Iterator[Finding]:
+    """A backup MX needs a relay on its host (it queues for the primary);
+    trusted clients are nodes, addresses or networks."""
+    for node in lab.nodes.values():
+        mx = node.services.mx
+        if mx is None:
+            continue
+        path = ("nodes", node.name, "services", "mx")
+        if mx.backup and node.services.relay is None:
+            yield Finding(
+                "verify_backup_mx",
+                (*path, "backup"),
+                "a backup MX queues the mail it accepts for a more preferred MX with this "
+                "host's relay, and this host has none: add `relay: {}` beside the mx",
+            )
+        if mx.backup:
+            yield from _backup_in_mx_records(lab, node.name, mx)
+        for index, client in enumerate(mx.trusted_clients):
+            if client in lab.nodes or _is_network(client):
+                continue
+            yield Finding(
+                "verify_backup_mx",
+                (*path, "trusted_clients", index),
+                f"trusted client {client!r} is neither a node of this topology"
+                f"{_suggest(client, lab.nodes)} nor an address or network (192.0.2.25, "
+                "192.0.2.0/24)",
+                depends=(("nodes", client),),
+            )
+
+
+def _backup_in_mx_records(lab: _Lab, name: str, mx: model_MxService) -> Iterator[Finding]:
+    """A backup MX is one of its domains' MX hosts, and not the most preferred
+    one (RFC 5321 §5.1: it relays only to more preferred hosts)."""
+    own = (mx.hostname or f"mx.{mx.domains[0]}").lower().rstrip(".")
+    for index, domain in enumerate(mx.domains):
+        records = lab.lookup(domain, "MX")
+        if not records or lab.unknown(domain):
+            continue  # verify_mail_domains says what is missing
+        prefs = {r.target.rstrip("."): int(r.rr.rdata.preference) for r in records}
+        path = ("nodes", name, "services", "mx", "domains", index)
+        if own not in prefs:
+            yield Finding(
+                "verify_backup_mx",
+                path,
+                f"{name} is a backup MX for {domain}, but no MX record of {domain} names "
+                f"{own}: no sender finds it, and it would relay to every MX host",
+                depends=(ZONES,),
+            )
+        elif prefs[own] <= min(prefs.values()):
+            yield Finding(
+                "verify_backup_mx",
+                path,
+                f"{name} is a backup MX for {domain}, but {own} is its most preferred MX "
+                f"(preference {prefs[own]}): there is no primary to relay to; give the "
+                "primary a lower preference number (RFC 5321 §5.1)",
+                depends=(ZONES,),
+            )
+
+
+def _is_network(text: str) -> bool:
+    try:
+        IPv4Network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 _WELL_KNOWN = {

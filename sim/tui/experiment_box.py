@@ -33,10 +33,21 @@ __all__ = ["ExperimentBox", "parse_experiment"]
 
 USAGE = (
     "dig NODE NAME [TYPE] · connect NODE HOST PORT · "
-    "send NODE ADDRESS [via=NODE user=U password=P mail_from=A from_header=A subject=S]"
+    "send NODE ADDRESS [via=NODE server=MX user=U password=P mail_from=A from_header=A "
+    "subject=S]"
 )
 
-_SEND_KEYS = ("via", "user", "password", "mail_from", "from_header", "subject", "body", "port")
+_SEND_KEYS = (
+    "via",
+    "server",
+    "user",
+    "password",
+    "mail_from",
+    "from_header",
+    "subject",
+    "body",
+    "port",
+)
 
 
 def parse_experiment(line: str, topology: Topology) -> tuple[ExperimentRun | None, str | None]:
@@ -79,6 +90,14 @@ def parse_experiment(line: str, topology: Topology) -> tuple[ExperimentRun | Non
     via = options.pop("via", "direct")
     if via != "direct" and via not in nodes:
         return None, f"via={via}: no node {via!r} in this lab"
+    server = options.get("server")
+    if server is not None:
+        # A direct send to this MX instead of the MX records (a backup MX).
+        mx_nodes = [n.name for n in topology.hosts() if n.services.mx is not None]
+        if via != "direct":
+            return None, "server= chooses the MX of a direct send: leave out via="
+        if server not in mx_nodes and not _is_address(server):
+            return None, f"server={server}: not an mx node (mx nodes: {', '.join(mx_nodes)})"
     values: dict[str, object] = {
         "to": [args[1]],
         "via": via,
@@ -155,3 +174,8 @@ class ExperimentBox(Vertical):
                 )
             )
         result.update(Group(*parts))
+
+
+def _is_address(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)

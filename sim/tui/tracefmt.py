@@ -74,7 +74,8 @@ class Pane:
 
 PANES: tuple[Pane, ...] = (
     Pane("story", "Story", frozenset()),
-    Pane("dns", "DNS", frozenset({"dns"})),
+    # A send told which server to use skips the MX lookup: said here.
+    Pane("dns", "DNS", frozenset({"dns", "route"})),
     Pane("net", "Network", frozenset({"net", "wait"})),
     # The mail protocols' dialogues: SMTP, and IMAP/POP3 where a client reads.
     Pane("smtp", "SMTP", frozenset({"smtp", "tls", "imap", "pop3"})),
@@ -89,6 +90,7 @@ DIM = "dim"
 
 _KIND_STYLE = {
     "dns": "cyan",
+    "route": "cyan",
     "net": "blue",
     "smtp": "magenta",
     "tls": "magenta",
@@ -103,6 +105,7 @@ _KIND_STYLE = {
 _OUTCOME_STYLE = {
     "delivered": GOOD,
     "junk": WARN,
+    "forwarded": WARN,
     "deferred": WARN,
     "rejected": BAD,
     "bounced": BAD,
@@ -333,6 +336,13 @@ def headline(data: Mapping[str, Any] | None) -> Text:
             )
     elif outcome != "delivered" and _first_error(data):
         text.append(f"\n{_first_error(data)}", style=BAD)
+    server = data.get("server")
+    if isinstance(server, Mapping) and server.get("host"):
+        text.append(
+            f"\nsent straight to {server['host']} [{server.get('address')}], "
+            "not where the MX records point",
+            style=WARN,
+        )
     checks = data.get("checks")
     if isinstance(checks, Mapping) and checks:
         text.append("\n")
