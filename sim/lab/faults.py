@@ -1,0 +1,717 @@
+"""The fault catalogue: named breakages a troubleshooting lab draws per student.
+
+A troubleshooting lab (labs 11 and 12) starts from a symptom ("mail from
+shop.example to qq.example bounces since Monday"); what causes it differs
+from student to student. Each cause is a :class:`Fault` here: a documented
+change applied to the running lab when it starts (``breaks``), the receiver
+check it trips (``trips``), what the fixed lab must show (``expect``,
+predicates added to the task's probe message) and the reference fix
+(``solution``), so that ``maillab check`` proves every variant solvable.
+
+Faults are written against *roles*, not node names: a lab says which of its
+nodes plays each part in its ``faults:`` declaration::
+
+    faults:
+      draw: 1
+      from: [stale-spf-include, ptr-missing, dnsbl-listed]
+      roles: {dns: ns, domain: shop.example, sender: mail-shop, receiver: mx-qq, dnsbl: bl}
+
+``dns`` is the DNS node holding the sender's zones, ``domain`` the sending
+domain, ``sender`` the node whose relay hands the mail to ``receiver``, the
+receiving MX; ``dnsbl`` the blocklist ``receiver`` asks. Everything else a
+fault needs (the sender's address, its reverse zone, the published SPF and
+DMARC records, the DKIM selector) is read from the topology, and a fault
+that cannot find it does not apply: :func:`bind` says which node or record
+is missing. Action and predicate templates are plain lab-file data in which
+``{name}`` is replaced by a role or one of those values.
+
+Adding a fault is adding one :class:`Fault` to :data:`CATALOGUE`
+(docs/authoring.md, "Adding a fault").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from sim.lab.draw import draw_index
+from sim.lab.model import Action, FaultDraw, Predicate
+from sim.spec.words import suggest
+from sim.topology.model import Node, Topology
+from sim.topology.zones import ZoneSyntaxError, fqdn, parse_zone
+
+__all__ = [
+    "CATALOGUE",
+    "ROLES",
+    "BoundFault",
+    "Fault",
+    "FaultMismatch",
+    "bind",
+    "declaration_problems",
+    "drawn",
+    "fault",
+]
+
+#: The roles a lab's ``faults.roles`` may give, and what each is.
+ROLES: dict[str, str] = {
+    "dns": "the DNS node that serves the sending domain's zones",
+    "domain": "the sending domain, such as shop.example",
+    "sender": "the node whose relay hands the mail to the receiver",
+    "receiver": "the receiving MX node",
+    "dnsbl": "the blocklist node the receiver asks",
+}
+
+
+class FaultMismatch(Exception):
+    """A fault does not apply to a lab: the message says what is missing."""
+
+
+Facts = Callable[[Topology, Mapping[str, str]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One entry of the catalogue (see the module docstring)."""
+
+    name: str
+    #: One line for instructors; never shown to students (the lab text
+    #: describes the symptom, not the cause).
+    summary: str
+    #: What it changes and why mail breaks, with the RFC.
+    doc: str
+    roles: tuple[str, ...]
+    breaks: tuple[Mapping[str, Any], ...]
+    solution: tuple[Mapping[str, Any], ...]
+    expect: tuple[Mapping[str, Any], ...] = ()
+    #: The receiver check this fault trips: the receiver must run it, and
+    #: do more than note it in a header, or the fault goes unnoticed.
+    trips: str | None = None
+    #: Values read from the topology for the templates (raises FaultMismatch).
+    facts: Sequence[Facts] = field(default=())
+
+
+@dataclass(frozen=True)
+class BoundFault:
+    """A fault bound to one lab: concrete actions and predicates."""
+
+    name: str
+    summary: str
+    breaks: tuple[Action, ...]
+    solution: tuple[Action, ...]
+    expect: tuple[Predicate, ...]
+
+
+# -- values read from the topology ---------------------------------------------
+
+
+def _node(topology: Topology, roles: Mapping[str, str], role: str) -> Node:
+    name = roles[role]
+    try:
+        return topology.node(name)
+    except KeyError:
+        raise FaultMismatch(f"the {role} {name!r} is not a node of {topology.name}") from None
+
+
+def _zone_records(topology: Topology, zone: str) -> list[Any]:
+    try:
+        text = topology.zone_text(zone)
+    except KeyError:
+        raise FaultMismatch(f"the topology {topology.name} has no zone {zone}") from None
+    try:
+        return parse_zone(zone, text)
+    except ZoneSyntaxError as err:
+        raise FaultMismatch(f"the zone {zone} does not parse: {err}") from None
+
+
+def _txt(topology: Topology, zone: str, owner: str, prefix: str) -> str | None:
+    """The TXT record at ``owner`` in ``zone`` whose text starts with ``prefix``."""
+    for rr in _zone_records(topology, zone):
+        if str(rr.rname).lower() == fqdn(owner) and rr.rtype == 16:
+            text = b"".join(rr.rdata.data).decode()
+            if text.lower().startswith(prefix.lower()):
+                return text
+    return None
+
+
+def _sender(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    node = _node(topology, roles, "sender")
+    if node.ip is None:
+        raise FaultMismatch(f"the sender {node.name} has no address")
+    relay = node.services.relay
+    if relay is None:
+        raise FaultMismatch(f"the sender {node.name} runs no relay")
+    return {"sender_ip": str(node.ip.ip), "sender_host": fqdn(relay.hostname or node.name)}
+
+
+def _ptr(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    """The reverse zone holding the sender's PTR (RFC 1035 §3.5), and its record."""
+    ip = IPv4Address(_sender(topology, roles)["sender_ip"])
+    octets = str(ip).split(".")
+    for zone, _ in topology.zones:
+        labels = zone.lower().rstrip(".").removesuffix(".in-addr.arpa").split(".")
+        if not zone.lower().rstrip(".").endswith("in-addr.arpa"):
+            continue
+        net = ".".join(reversed(labels))
+        width = len(labels)
+        if octets[:width] != net.split("."):
+            continue
+        label = ".".join(reversed(octets[width:]))
+        owner = fqdn(f"{label}.{zone}")
+        names = [
+            str(rr.rdata.label)
+            for rr in _zone_records(topology, zone)
+            if rr.rtype == 12 and str(rr.rname).lower() == owner
+        ]
+        if not names:
+            raise FaultMismatch(f"the zone {zone} has no PTR record for {ip}")
+        first, _, rest = names[0].partition(".")
+        return {
+            "ptr_zone": zone,
+            "ptr_label": label,
+            "ptr_target": names[0],
+            # The host the address had before: its name no longer resolves.
+            "ptr_old": f"old-{first}.{rest}",
+        }
+    raise FaultMismatch(f"the topology {topology.name} has no reverse zone for {ip}")
+
+
+def _spf(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    domain = roles["domain"]
+    record = _txt(topology, domain, domain, "v=spf1")
+    if record is None:
+        raise FaultMismatch(f"the zone {domain} publishes no SPF record at its apex")
+    return {"spf": record}
+
+
+def _dmarc(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    domain = roles["domain"]
+    record = _txt(topology, domain, f"_dmarc.{domain}", "v=DMARC1")
+    if record is None:
+        raise FaultMismatch(f"the zone {domain} publishes no DMARC record at _dmarc.{domain}")
+    return {"dmarc": record, "dmarc_broken": record.replace("p=", "p:", 1)}
+
+
+def _dkim(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    node = _node(topology, roles, "sender")
+    relay = node.services.relay
+    domain = roles["domain"].lower().rstrip(".")
+    selector = dict(relay.dkim).get(domain) if relay is not None else None
+    if relay is None or selector is None:
+        raise FaultMismatch(f"the sender {node.name} does not DKIM-sign {domain}")
+    if not relay.dkim_publish:
+        raise FaultMismatch(
+            f"{node.name}'s key for {domain} is not published when the lab starts "
+            "(dkim_publish: false)"
+        )
+    return {"selector": selector, "dkim_name": f"{selector}._domainkey"}
+
+
+def _receiver_domain(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    node = _node(topology, roles, "receiver")
+    if node.services.mx is None or not node.services.mx.domains:
+        raise FaultMismatch(f"the receiver {node.name} runs no mx")
+    return {"receiver_domain": node.services.mx.domains[0]}
+
+
+def _zone_firewall(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    """The authoritative server of the receiver's domain, and the rule of its
+    router that lets DNS reach it: dropping that rule makes every lookup in
+    the zone time out, which the resolver answers as SERVFAIL (RFC 2308 §7.1)."""
+    domain = fqdn(_receiver_domain(topology, roles)["receiver_domain"])
+    servers = [
+        n
+        for n in topology.hosts()
+        if n.services.dns is not None and domain in {fqdn(z) for z in n.services.dns.zones}
+    ]
+    resolver = topology.resolver_address()
+    remote = [n for n in servers if n.ip is not None and n.ip.ip != resolver]
+    if not remote:
+        raise FaultMismatch(
+            f"no DNS node but the resolver serves {domain.rstrip('.')}: the zone needs "
+            "an authoritative server of its own"
+        )
+    server = remote[0]
+    assert server.ip is not None
+    if server.gateway is None:
+        raise FaultMismatch(f"{server.name} has no gateway router")
+    router = topology.node(server.gateway)
+    for number, rule in enumerate(router.firewall, start=1):
+        covers = rule.dport is not None and rule.dport[0] <= 53 <= rule.dport[1]
+        towards = rule.dst is None or server.ip.ip in IPv4Network(rule.dst)
+        if rule.action == "accept" and covers and towards:
+            return {"zone_server": server.name, "zone_router": router.name, "zone_rule": number}
+    raise FaultMismatch(
+        f"the router {router.name} has no firewall rule accepting DNS (port 53) to {server.name}"
+    )
+
+
+# -- the catalogue ---------------------------------------------------------------
+
+_REPLACE_SPF = {"dns_remove": {"node": "{dns}", "zone": "{domain}", "name": "@", "type": "TXT"}}
+
+CATALOGUE: dict[str, Fault] = {
+    f.name: f
+    for f in (
+        Fault(
+            "stale-spf-include",
+            "The SPF record still includes the old provider instead of the server's address.",
+            "The domain moved its mail to its own server, but its SPF record still "
+            "says `include:` the previous provider, `-all`: the sending address "
+            "matches no mechanism, so SPF fails (RFC 7208 §5.2, §2.6.4).",
+            ("dns", "domain", "sender", "receiver"),
+            breaks=(
+                _REPLACE_SPF,
+                {
+                    "dns_add": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "record": '@ TXT "v=spf1 include:_spf.{domain} -all"\n'
+                        '_spf TXT "v=spf1 ip4:198.18.0.0/24 -all"',
+                    }
+                },
+            ),
+            solution=(
+                _REPLACE_SPF,
+                {"dns_add": {"node": "{dns}", "zone": "{domain}", "record": '@ TXT "{spf}"'}},
+            ),
+            expect=({"checks": {"spf": "pass"}},),
+            trips="spf",
+            facts=(_sender, _spf, _receiver_domain),
+        ),
+        Fault(
+            "dkim-key-stale",
+            "The signer's key was regenerated; DNS still publishes the old public key.",
+            "The sending server got a new key pair under the same selector, and the "
+            "TXT record at `<selector>._domainkey` was never updated: every "
+            "signature fails to verify with the old key (RFC 6376 §6.1.3).",
+            ("dns", "domain", "sender", "receiver"),
+            breaks=(
+                {
+                    "dns_remove": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "name": "{dkim_name}",
+                        "type": "TXT",
+                    }
+                },
+                {
+                    "dns_add": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "record": '{dkim_name} TXT "{stale_key}"',
+                    }
+                },
+            ),
+            solution=(
+                {
+                    "dns_remove": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "name": "{dkim_name}",
+                        "type": "TXT",
+                    }
+                },
+                {
+                    "dkim_publish": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "name": "{dkim_name}",
+                        "signer": "{sender}",
+                        "selector": "{selector}",
+                    }
+                },
+            ),
+            expect=({"checks": {"dkim": "pass"}},),
+            trips="dkim",
+            facts=(_sender, _dkim, _receiver_domain),
+        ),
+        Fault(
+            "dkim-key-withdrawn",
+            "DNS moved to a new selector's key; the signer still signs with the old one.",
+            "Someone rotated the key in DNS only: a new key was published under a "
+            "new selector and the old selector's record removed, while the signer "
+            "still signs with the old selector. The verifier finds no key for "
+            "`s=`: permerror (RFC 6376 §6.1.2).",
+            ("dns", "domain", "sender", "receiver"),
+            breaks=(
+                {
+                    "dns_remove": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "name": "{dkim_name}",
+                        "type": "TXT",
+                    }
+                },
+                {
+                    "dns_add": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "record": 'next{selector}._domainkey TXT "{stale_key}"',
+                    }
+                },
+            ),
+            solution=(
+                {
+                    "dkim_publish": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "name": "{dkim_name}",
+                        "signer": "{sender}",
+                        "selector": "{selector}",
+                    }
+                },
+            ),
+            expect=({"checks": {"dkim": "pass"}},),
+            trips="dkim",
+            facts=(_sender, _dkim, _receiver_domain),
+        ),
+        Fault(
+            "ptr-missing",
+            "The sending address lost its PTR record.",
+            "After a renumbering nobody recreated the reverse record: a PTR lookup "
+            "of the sending address gets NXDOMAIN, and receivers that require "
+            "reverse DNS refuse the client (RFC 1912 §2.1; iprev, RFC 8601 §3).",
+            ("dns", "sender", "receiver"),
+            breaks=(
+                {
+                    "dns_remove": {
+                        "node": "{dns}",
+                        "zone": "{ptr_zone}",
+                        "name": "{ptr_label}",
+                        "type": "PTR",
+                    }
+                },
+            ),
+            solution=(
+                {
+                    "dns_add": {
+                        "node": "{dns}",
+                        "zone": "{ptr_zone}",
+                        "record": "{ptr_label} PTR {ptr_target}",
+                    }
+                },
+            ),
+            expect=({"checks": {"ptr": "pass"}},),
+            trips="ptr",
+            facts=(_sender, _ptr, _receiver_domain),
+        ),
+        Fault(
+            "ptr-wrong",
+            "The PTR record names a host whose name does not resolve back to the address.",
+            "The reverse record points at a name the forward zone does not have "
+            "(a typo), so forward-confirmed reverse DNS fails: the name does not "
+            "resolve back to the address (iprev fail, RFC 8601 §3).",
+            ("dns", "sender", "receiver"),
+            breaks=(
+                {
+                    "dns_remove": {
+                        "node": "{dns}",
+                        "zone": "{ptr_zone}",
+                        "name": "{ptr_label}",
+                        "type": "PTR",
+                    }
+                },
+                {
+                    "dns_add": {
+                        "node": "{dns}",
+                        "zone": "{ptr_zone}",
+                        "record": "{ptr_label} PTR {ptr_old}",
+                    }
+                },
+            ),
+            solution=(
+                {
+                    "dns_remove": {
+                        "node": "{dns}",
+                        "zone": "{ptr_zone}",
+                        "name": "{ptr_label}",
+                        "type": "PTR",
+                    }
+                },
+                {
+                    "dns_add": {
+                        "node": "{dns}",
+                        "zone": "{ptr_zone}",
+                        "record": "{ptr_label} PTR {ptr_target}",
+                    }
+                },
+            ),
+            expect=({"checks": {"fcrdns": "pass"}},),
+            trips="fcrdns",
+            facts=(_sender, _ptr, _receiver_domain),
+        ),
+        Fault(
+            "dnsbl-listed",
+            "The sending address was newly listed on the DNS blocklist the receiver uses.",
+            "A blocklist listed the sender's address (a compromised account sent "
+            "spam, say); the receiver looks the address up under the list's zone "
+            "and refuses listed clients (RFC 5782 §2.1). The fix, once the cause is "
+            "gone, is to ask the list operator to delist it.",
+            ("sender", "receiver", "dnsbl"),
+            breaks=(
+                {
+                    "dnsbl_list": {
+                        "node": "{dnsbl}",
+                        "net": "{sender_ip}/32",
+                        "reason": "spam sent from this address",
+                    }
+                },
+            ),
+            solution=({"dnsbl_delist": {"node": "{dnsbl}", "net": "{sender_ip}/32"}},),
+            expect=({"checks": {"dnsbl": "notlisted"}},),
+            trips="dnsbl",
+            facts=(_sender, _receiver_domain),
+        ),
+        Fault(
+            "primary-mx-down",
+            "The receiving domain's primary MX is down.",
+            "The server behind the domain's best MX stopped answering: senders "
+            "get connection refused, keep the message queued and retry "
+            "(RFC 5321 §4.5.4.1). Bring the server back, then let the queue retry.",
+            ("sender", "receiver"),
+            breaks=({"mx_down": {"node": "{receiver}"}},),
+            solution=({"mx_up": {"node": "{receiver}"}}, {"relay_flush": {"node": "{sender}"}}),
+            facts=(_sender, _receiver_domain),
+        ),
+        Fault(
+            "zone-servfail",
+            "The receiving domain's DNS answers SERVFAIL (its server is unreachable).",
+            "A firewall change cut the receiving domain's authoritative server off: "
+            "the resolver's questions time out and it answers SERVFAIL, so senders "
+            "cannot find the MX and keep the mail queued (RFC 2308 §7.1, RFC 5321 "
+            "§5.1).",
+            ("sender", "receiver"),
+            breaks=(
+                {
+                    "firewall_set": {
+                        "router": "{zone_router}",
+                        "rule": "{zone_rule}",
+                        "action": "drop",
+                    }
+                },
+            ),
+            solution=(
+                {
+                    "firewall_set": {
+                        "router": "{zone_router}",
+                        "rule": "{zone_rule}",
+                        "action": "accept",
+                    }
+                },
+                {"relay_flush": {"node": "{sender}"}},
+            ),
+            facts=(_sender, _zone_firewall),
+        ),
+        Fault(
+            "greylisting",
+            "The receiver started greylisting new senders.",
+            "The receiver answers a new (client, sender, recipient) triplet with "
+            "450 and accepts it once a delay has passed (RFC 6647). Nothing is "
+            "broken: a real MTA retries, and the fix is to let it.",
+            ("sender", "receiver"),
+            breaks=(
+                {
+                    "control": {
+                        "node": "{receiver}",
+                        "service": "mx",
+                        "command": "greylist",
+                        "args": {"delay": 300},
+                    }
+                },
+            ),
+            solution=({"settle": "1h"},),
+            facts=(_sender, _receiver_domain),
+        ),
+        Fault(
+            "dmarc-syntax-error",
+            "The DMARC record has a syntax error, so receivers ignore it.",
+            "An edit broke the record's `p=` tag: a record without a valid policy "
+            "is no DMARC record at all, and receivers apply none (RFC 7489 §6.6.3), "
+            "so mail forged in the domain's name gets through.",
+            ("dns", "domain", "receiver"),
+            breaks=(
+                {
+                    "dns_remove": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "name": "_dmarc",
+                        "type": "TXT",
+                    }
+                },
+                {
+                    "dns_add": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "record": '_dmarc TXT "{dmarc_broken}"',
+                    }
+                },
+            ),
+            solution=(
+                {
+                    "dns_remove": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "name": "_dmarc",
+                        "type": "TXT",
+                    }
+                },
+                {
+                    "dns_add": {
+                        "node": "{dns}",
+                        "zone": "{domain}",
+                        "record": '_dmarc TXT "{dmarc}"',
+                    }
+                },
+            ),
+            expect=({"checks": {"dmarc": "pass"}},),
+            trips="dmarc",
+            facts=(_dmarc, _receiver_domain),
+        ),
+    )
+}
+
+#: A public key of a pair no signer in the lab holds (what an outdated
+#: record publishes after the signer's key was regenerated).
+STALE_KEY = (
+    "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEArhHDL1IHo6+su1nipRVf9lua9gnRyf4"
+    "ghdnz80zksajLT+e4C1pkxgHDGmOvyKWWgeJVYsRQiA0708qBsIjRhri7lWAIpW0lOOGVuf/aiY4irE0tpvJlFfZr"
+    "rcMDt8uo5+WJlgK1ZVt20Q44odn100SEIp4PadRyyy78CyfpxYZqjh8oLWipBN9OOmtiXox3iycTReI6bChLbikx"
+    "locQD8TWoACBqrDx7fIMdCjWngvV9faK4gH1Oq4ao9rGyau7ieifSihSR7wTVxtHN0BYTY8lWMPc6UeyJQ7CBTZt"
+    "tMPthSolL7pMZAO0ApQrmGBuvsCT9ZPjg2m2UusnFOWP4wIDAQAB"
+)
+
+
+def fault(name: str) -> Fault:
+    """The catalogue entry ``name`` (KeyError with a did-you-mean otherwise)."""
+    found = CATALOGUE.get(name)
+    if found is None:
+        raise KeyError(
+            f"no fault {name!r}{suggest(name, CATALOGUE)} (faults: {', '.join(CATALOGUE)})"
+        )
+    return found
+
+
+# -- binding a fault to a lab ------------------------------------------------------
+
+
+def _fill(template: Any, values: Mapping[str, Any]) -> Any:
+    """``template`` with ``{name}`` replaced; a string that is one whole
+    placeholder becomes the value itself (a rule number stays a number)."""
+    if isinstance(template, str):
+        if template.startswith("{") and template.endswith("}") and template[1:-1] in values:
+            return values[template[1:-1]]
+        return template.format_map(values)
+    if isinstance(template, Mapping):
+        return {k: _fill(v, values) for k, v in template.items()}
+    if isinstance(template, list | tuple):
+        return [_fill(v, values) for v in template]
+    return template
+
+
+def _actions(
+    templates: Sequence[Mapping[str, Any]], values: Mapping[str, Any], where: str
+) -> tuple[Action, ...]:
+    out = []
+    for i, template in enumerate(templates):
+        ((name, args),) = _fill(template, values).items()
+        out.append(Action(str(name), args, path=("faults", where, i, name)))
+    return tuple(out)
+
+
+def bind(found: Fault, topology: Topology, roles: Mapping[str, str]) -> BoundFault:
+    """``found`` on ``topology`` with the lab's ``roles``; raises
+    :class:`FaultMismatch` naming what the lab lacks."""
+    missing = [r for r in found.roles if r not in roles]
+    if missing:
+        raise FaultMismatch(
+            "needs the role(s) "
+            + ", ".join(f"{r} ({ROLES[r]})" for r in missing)
+            + " in faults.roles"
+        )
+    values: dict[str, Any] = {**roles, "stale_key": STALE_KEY}
+    for read in found.facts:
+        values.update(read(topology, roles))
+    if found.trips is not None:
+        receiver = topology.node(roles["receiver"])
+        assert receiver.services.mx is not None  # _receiver_domain checked it
+        policy = {p.check: p.action for p in receiver.services.mx.checks}
+        action = policy.get(found.trips)
+        if action is None or action == "header":
+            runs = ", ".join(f"{c}: {a}" for c, a in policy.items()) or "none"
+            raise FaultMismatch(
+                f"the receiver {receiver.name} does not act on the {found.trips} check "
+                f"(its checks: {runs}), so the fault would go unnoticed"
+            )
+    if found.name == "dnsbl-listed":
+        _node(topology, roles, "dnsbl")
+    try:
+        expect = tuple(
+            Predicate(str(n), v, path=("faults", "expect", i, n))
+            for i, item in enumerate(found.expect)
+            for n, v in _fill(item, values).items()
+        )
+        return BoundFault(
+            found.name,
+            found.summary,
+            _actions(found.breaks, values, "breaks"),
+            _actions(found.solution, values, "solution"),
+            expect,
+        )
+    except KeyError as err:  # a template names a value no fact gives: a catalogue bug
+        raise FaultMismatch(
+            f"its templates use {{{err.args[0]}}}, which nothing provides"
+        ) from None
+
+
+def declaration_problems(
+    draw: FaultDraw, topology: Topology
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is wrong with a lab's ``faults:`` declaration, at its place in the file."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for role in draw.roles_dict():
+        if role not in ROLES:
+            problems.append(
+                (
+                    ("faults", "roles", role),
+                    f"no role {role!r}{suggest(role, ROLES)} (roles: {', '.join(ROLES)})",
+                )
+            )
+    if draw.draw > len(draw.choices):
+        problems.append(
+            (("faults", "draw"), f"draws {draw.draw} of only {len(draw.choices)} fault(s)")
+        )
+    seen: set[str] = set()
+    for i, name in enumerate(draw.choices):
+        where: tuple[str | int, ...] = ("faults", "from", i)
+        if name in seen:
+            problems.append((where, f"fault {name!r} is listed twice"))
+            continue
+        seen.add(name)
+        if name not in CATALOGUE:
+            problems.append(
+                (
+                    where,
+                    f"no fault {name!r} in the catalogue{suggest(name, CATALOGUE)} "
+                    f"(faults: {', '.join(CATALOGUE)})",
+                )
+            )
+            continue
+        try:
+            bind(CATALOGUE[name], topology, draw.roles_dict())
+        except FaultMismatch as err:
+            problems.append(
+                (where, f"the fault {name} does not apply to the topology {topology.name}: {err}")
+            )
+    return problems
+
+
+def drawn(draw: FaultDraw, student: str, lab_id: str) -> tuple[str, ...]:
+    """The faults ``student`` gets in the lab ``lab_id``: ``draw.draw`` of
+    ``draw.choices``, without repeats, the same on every run and machine."""
+    left = list(draw.choices)
+    out = []
+    for i in range(min(draw.draw, len(left))):
+        out.append(left.pop(draw_index(student, lab_id, f"fault{i}" if i else "fault", len(left))))
+    return tuple(out)
