@@ -211,14 +211,14 @@ async def test_browser_shows_the_labs_and_keys_reach_the_app(
     _ready_to_connect(url)
     listing = _maillab("list", "--json")
     titles = [lab["title"] for lab in json.loads(listing.stdout)["labs"]]
-    assert len(titles) == 10
+    assert len(titles) == 12
 
     await asyncio.to_thread(ARTIFACTS.mkdir, parents=True, exist_ok=True)
     shots: list[Path] = []
     async with open_page(chromium, url) as page:
         # The home screen: every lab's title (its start, as a narrow column
         # may cut a long title with an ellipsis).
-        await page.wait_for(lambda text: all(t[:24] in text for t in titles), 90, "the ten labs")
+        await page.wait_for(lambda text: all(t[:24] in text for t in titles), 90, "the twelve labs")
         assert len(_tab_processes(server.pid)) == 1, "the tab has no maillab process of its own"
         shots.append(await page.screenshot(ARTIFACTS / "serve-home.png"))
 

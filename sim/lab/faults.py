@@ -50,8 +50,15 @@ __all__ = [
     "FaultMismatch",
     "bind",
     "declaration_problems",
+    "dkim_facts",
+    "dmarc_facts",
     "drawn",
     "fault",
+    "ptr_facts",
+    "receiver_facts",
+    "sender_facts",
+    "spf_facts",
+    "zone_firewall_facts",
 ]
 
 #: The roles a lab's ``faults.roles`` may give, and what each is.
@@ -135,7 +142,8 @@ def _txt(topology: Topology, zone: str, owner: str, prefix: str) -> str | None:
     return None
 
 
-def _sender(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+def sender_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    """``sender_ip`` and ``sender_host`` (its relay's host name) of the ``sender``."""
     node = _node(topology, roles, "sender")
     if node.ip is None:
         raise FaultMismatch(f"the sender {node.name} has no address")
@@ -145,9 +153,9 @@ def _sender(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
     return {"sender_ip": str(node.ip.ip), "sender_host": fqdn(relay.hostname or node.name)}
 
 
-def _ptr(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+def ptr_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
     """The reverse zone holding the sender's PTR (RFC 1035 §3.5), and its record."""
-    ip = IPv4Address(_sender(topology, roles)["sender_ip"])
+    ip = IPv4Address(sender_facts(topology, roles)["sender_ip"])
     octets = str(ip).split(".")
     for zone, _ in topology.zones:
         labels = zone.lower().rstrip(".").removesuffix(".in-addr.arpa").split(".")
@@ -177,7 +185,8 @@ def _ptr(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
     raise FaultMismatch(f"the topology {topology.name} has no reverse zone for {ip}")
 
 
-def _spf(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+def spf_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    """``spf``: the SPF record ``domain`` publishes at its apex (RFC 7208 §3)."""
     domain = roles["domain"]
     record = _txt(topology, domain, domain, "v=spf1")
     if record is None:
@@ -185,7 +194,9 @@ def _spf(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
     return {"spf": record}
 
 
-def _dmarc(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+def dmarc_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    """``dmarc``: the record at ``_dmarc.<domain>``; ``dmarc_broken``: the same
+    with a `p:` where `p=` belongs (RFC 7489 §6.3)."""
     domain = roles["domain"]
     record = _txt(topology, domain, f"_dmarc.{domain}", "v=DMARC1")
     if record is None:
@@ -193,7 +204,9 @@ def _dmarc(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
     return {"dmarc": record, "dmarc_broken": record.replace("p=", "p:", 1)}
 
 
-def _dkim(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+def dkim_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    """``selector`` the ``sender`` signs ``domain`` with, and ``dkim_name``,
+    the key's owner name relative to the zone (RFC 6376 §3.6.2.1)."""
     node = _node(topology, roles, "sender")
     relay = node.services.relay
     domain = roles["domain"].lower().rstrip(".")
@@ -208,18 +221,19 @@ def _dkim(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
     return {"selector": selector, "dkim_name": f"{selector}._domainkey"}
 
 
-def _receiver_domain(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+def receiver_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    """``receiver_domain``: the first domain the ``receiver`` takes mail for."""
     node = _node(topology, roles, "receiver")
     if node.services.mx is None or not node.services.mx.domains:
         raise FaultMismatch(f"the receiver {node.name} runs no mx")
     return {"receiver_domain": node.services.mx.domains[0]}
 
 
-def _zone_firewall(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+def zone_firewall_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
     """The authoritative server of the receiver's domain, and the rule of its
     router that lets DNS reach it: dropping that rule makes every lookup in
     the zone time out, which the resolver answers as SERVFAIL (RFC 2308 §7.1)."""
-    domain = fqdn(_receiver_domain(topology, roles)["receiver_domain"])
+    domain = fqdn(receiver_facts(topology, roles)["receiver_domain"])
     servers = [
         n
         for n in topology.hosts()
@@ -278,7 +292,7 @@ CATALOGUE: dict[str, Fault] = {
             ),
             expect=({"checks": {"spf": "pass"}},),
             trips="spf",
-            facts=(_sender, _spf, _receiver_domain),
+            facts=(sender_facts, spf_facts, receiver_facts),
         ),
         Fault(
             "dkim-key-stale",
@@ -325,7 +339,7 @@ CATALOGUE: dict[str, Fault] = {
             ),
             expect=({"checks": {"dkim": "pass"}},),
             trips="dkim",
-            facts=(_sender, _dkim, _receiver_domain),
+            facts=(sender_facts, dkim_facts, receiver_facts),
         ),
         Fault(
             "dkim-key-withdrawn",
@@ -365,7 +379,7 @@ CATALOGUE: dict[str, Fault] = {
             ),
             expect=({"checks": {"dkim": "pass"}},),
             trips="dkim",
-            facts=(_sender, _dkim, _receiver_domain),
+            facts=(sender_facts, dkim_facts, receiver_facts),
         ),
         Fault(
             "ptr-missing",
@@ -395,7 +409,7 @@ CATALOGUE: dict[str, Fault] = {
             ),
             expect=({"checks": {"ptr": "pass"}},),
             trips="ptr",
-            facts=(_sender, _ptr, _receiver_domain),
+            facts=(sender_facts, ptr_facts, receiver_facts),
         ),
         Fault(
             "ptr-wrong",
@@ -440,7 +454,7 @@ CATALOGUE: dict[str, Fault] = {
             ),
             expect=({"checks": {"fcrdns": "pass"}},),
             trips="fcrdns",
-            facts=(_sender, _ptr, _receiver_domain),
+            facts=(sender_facts, ptr_facts, receiver_facts),
         ),
         Fault(
             "dnsbl-listed",
@@ -462,7 +476,7 @@ CATALOGUE: dict[str, Fault] = {
             solution=({"dnsbl_delist": {"node": "{dnsbl}", "net": "{sender_ip}/32"}},),
             expect=({"checks": {"dnsbl": "notlisted"}},),
             trips="dnsbl",
-            facts=(_sender, _receiver_domain),
+            facts=(sender_facts, receiver_facts),
         ),
         Fault(
             "primary-mx-down",
@@ -473,7 +487,7 @@ CATALOGUE: dict[str, Fault] = {
             ("sender", "receiver"),
             breaks=({"mx_down": {"node": "{receiver}"}},),
             solution=({"mx_up": {"node": "{receiver}"}}, {"relay_flush": {"node": "{sender}"}}),
-            facts=(_sender, _receiver_domain),
+            facts=(sender_facts, receiver_facts),
         ),
         Fault(
             "zone-servfail",
@@ -502,7 +516,7 @@ CATALOGUE: dict[str, Fault] = {
                 },
                 {"relay_flush": {"node": "{sender}"}},
             ),
-            facts=(_sender, _zone_firewall),
+            facts=(sender_facts, zone_firewall_facts),
         ),
         Fault(
             "greylisting",
@@ -522,7 +536,7 @@ CATALOGUE: dict[str, Fault] = {
                 },
             ),
             solution=({"settle": "1h"},),
-            facts=(_sender, _receiver_domain),
+            facts=(sender_facts, receiver_facts),
         ),
         Fault(
             "dmarc-syntax-error",
@@ -567,7 +581,7 @@ CATALOGUE: dict[str, Fault] = {
             ),
             expect=({"checks": {"dmarc": "pass"}},),
             trips="dmarc",
-            facts=(_dmarc, _receiver_domain),
+            facts=(dmarc_facts, receiver_facts),
         ),
     )
 }
