@@ -79,12 +79,12 @@ def outside(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return work, env
 
 
-def test_installed_maillab_lists_the_ten_labs(
+def test_installed_maillab_lists_the_twelve_labs(
     installed: Path, outside: tuple[Path, dict[str, str]]
 ) -> None:
     work, env = outside
     labs = json.loads(_run([str(installed), "list", "--json"], work, env))["labs"]
-    assert len(labs) == len(LABS) == 10
+    assert len(labs) == len(LABS) == 12
     assert labs[0]["id"] == "receive-only"
     assert all("site-packages" in lab["file"] for lab in labs)
 

@@ -285,7 +285,7 @@ class LabSession:
         (what the TUI and notebooks use; the default store keeps it in memory)."""
         from sim.lab.progress import FileProgressStore
 
-        return cls(lab, backend, store=FileProgressStore(student=student))
+        return cls(lab, backend, store=FileProgressStore(student=student), student=student)
 
     # -- the topology ----------------------------------------------------------
 
