@@ -523,7 +523,10 @@ CATALOGUE: dict[str, Fault] = {
             "The receiver started greylisting new senders.",
             "The receiver answers a new (client, sender, recipient) triplet with "
             "450 and accepts it once a delay has passed (RFC 6647). Nothing is "
-            "broken: a real MTA retries, and the fix is to let it.",
+            "broken: a real MTA retries, and the fix is to let it. The delay is "
+            "half an hour, longer than the sender's first retry (5 minutes), so "
+            "the mail waits for the second (RFC 6647 §2.2 leaves the delay to "
+            "the receiver), and a check right after lab start still sees it.",
             ("sender", "receiver"),
             breaks=(
                 {
@@ -531,7 +534,7 @@ CATALOGUE: dict[str, Fault] = {
                         "node": "{receiver}",
                         "service": "mx",
                         "command": "greylist",
-                        "args": {"delay": 300},
+                        "args": {"delay": 1800},
                     }
                 },
             ),
