@@ -102,6 +102,13 @@ COMMANDS: tuple[Command, ...] = (
     _c("relay", "dkim_key", "the public key the relay signs with, as a TXT value to publish",
        'lab.control("smtp-isp", "relay", "dkim_key", domain="home.example", selector="s1")',
        Arg("domain", "the signing domain (d=)", True), Arg("selector", "the selector (s=)", True)),
+    _c("relay", "smarthost_password", "the password the relay logs in to its smarthost with",
+       'lab.control("smtp-shop", "relay", "smarthost_password", password="n3w")',
+       Arg("password", "the new password")),
+    _c("submission", "password", "set a user's password (as a provider's account page does)",
+       'lab.control("relayco", "submission", "password", user="shop@relayco.example", '
+       'password="n3w")',
+       Arg("user", "the user's address"), Arg("password", "the new password")),
     _c("mx", "dmarc_reports", "end the DMARC reporting period now: mail the aggregate reports",
        'lab.control("mx-qq", "mx", "dmarc_reports")'),
     _c("mailbox", "status", "users, message counts per folder, open sessions",

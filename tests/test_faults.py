@@ -25,9 +25,11 @@ from sim.topology import load_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 TROUBLESHOOTING = [ROOT / "labs" / "11-what-is-wrong.yaml", ROOT / "labs" / "12-an-incident.yaml"]
+#: A fault no curriculum lab draws (its topology needs a smarthost): a small lab.
+SMARTHOST_LAB = ROOT / "tests" / "fixtures" / "faults" / "relay-password.yaml"
 VARIANTS = [
     (path, name)
-    for path in TROUBLESHOOTING
+    for path in [*TROUBLESHOOTING, SMARTHOST_LAB]
     for name in (load_lab(path).faults or FaultDraw(1, ())).choices
 ]
 IDS = [f"{p.stem[:2]}-{n}" for p, n in VARIANTS]
@@ -99,7 +101,7 @@ def test_every_fault_is_documented_and_applies_somewhere() -> None:
         assert fault.summary and fault.doc and fault.breaks and fault.solution, name
         assert "RFC" in fault.doc, f"{name}: the doc cites no RFC"
         applies = []
-        for topology in topologies:
+        for topology in [*topologies, load_topology(SMARTHOST_LAB.parent / "smarthost.yaml")]:
             try:
                 bound = bind(fault, topology, roles)
             except FaultMismatch:
@@ -191,7 +193,7 @@ def test_check_cli_forces_a_fault_and_reports_it(capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("path", TROUBLESHOOTING, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [*TROUBLESHOOTING, SMARTHOST_LAB], ids=lambda p: p.stem)
 @needs_mininet[0]
 @needs_mininet[1]
 def test_every_variant_passes_its_reference_on_mininet(path: Path) -> None:
@@ -202,3 +204,19 @@ def test_every_variant_passes_its_reference_on_mininet(path: Path) -> None:
         report = run_reference(lab, "mininet", student="anyone", fault=name)
         failed += [f"{name} {s.id}: {s.detail}" for s in report.steps if not s.passed]
     assert not failed, failed
+
+
+def test_the_controls_a_password_fault_needs_refuse_what_they_cannot_do() -> None:
+    import sim
+    from sim.errors import ServiceError
+
+    topology = load_topology(SMARTHOST_LAB.parent / "smarthost.yaml")
+    with sim.start(topology) as lab:
+        with pytest.raises(ServiceError, match=r"no user 'nobody@shop\.example'"):
+            lab.control(
+                "relayco", "submission", "password", user="nobody@shop.example", password="x"
+            )
+        with pytest.raises(ServiceError, match="logs in to no smarthost"):
+            lab.control("relayco", "relay", "smarthost_password", password="x")
+        changed = lab.control("mail-shop", "relay", "smarthost_password", password="n3w")
+        assert changed == {"smarthost": "relayco", "user": "sales@shop.example", "changed": True}

@@ -57,6 +57,7 @@ __all__ = [
     "ptr_facts",
     "receiver_facts",
     "sender_facts",
+    "smarthost_facts",
     "spf_facts",
     "zone_firewall_facts",
 ]
@@ -227,6 +228,24 @@ def receiver_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, An
     if node.services.mx is None or not node.services.mx.domains:
         raise FaultMismatch(f"the receiver {node.name} runs no mx")
     return {"receiver_domain": node.services.mx.domains[0]}
+
+
+def smarthost_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    """``smarthost`` (the node the ``sender``'s relay hands every message to)
+    and ``smarthost_user``, the account it logs in with (RFC 4954)."""
+    node = _node(topology, roles, "sender")
+    relay = node.services.relay
+    smarthost = relay.smarthost if relay is not None else None
+    if smarthost is None or smarthost.user is None:
+        raise FaultMismatch(f"the sender {node.name} logs in to no smarthost")
+    try:
+        provider = topology.node(smarthost.host)
+    except KeyError:
+        raise FaultMismatch(f"the smarthost {smarthost.host} is not a node") from None
+    users = dict(provider.services.submission.users) if provider.services.submission else {}
+    if smarthost.user not in users:
+        raise FaultMismatch(f"the smarthost {provider.name} has no user {smarthost.user}")
+    return {"smarthost": provider.name, "smarthost_user": smarthost.user}
 
 
 def zone_firewall_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
@@ -517,6 +536,46 @@ CATALOGUE: dict[str, Fault] = {
                 {"relay_flush": {"node": "{sender}"}},
             ),
             facts=(sender_facts, zone_firewall_facts),
+        ),
+        Fault(
+            "relay-password-changed",
+            "The smarthost's password was changed; the relay still logs in with the old one.",
+            "The provider that relays the domain's mail changed the account's "
+            "password, and the relay's configuration still has the old one: AUTH "
+            "fails with 535 5.7.8 (RFC 4954 §6), and the relay keeps the mail "
+            "queued, since a configuration can be fixed (RFC 5321 §4.5.4.1). Reset "
+            "the password at the provider and give the relay the same one.",
+            ("sender",),
+            breaks=(
+                {
+                    "control": {
+                        "node": "{smarthost}",
+                        "service": "submission",
+                        "command": "password",
+                        "args": {"user": "{smarthost_user}", "password": "rotated-by-provider"},
+                    }
+                },
+            ),
+            solution=(
+                {
+                    "control": {
+                        "node": "{smarthost}",
+                        "service": "submission",
+                        "command": "password",
+                        "args": {"user": "{smarthost_user}", "password": "reset-by-admin"},
+                    }
+                },
+                {
+                    "control": {
+                        "node": "{sender}",
+                        "service": "relay",
+                        "command": "smarthost_password",
+                        "args": {"password": "reset-by-admin"},
+                    }
+                },
+                {"relay_flush": {"node": "{sender}"}},
+            ),
+            facts=(sender_facts, smarthost_facts),
         ),
         Fault(
             "greylisting",

@@ -269,6 +269,23 @@ class SubmissionServer(Service):
             return lambda: _ImplicitTLS(smtp(), context)
         return smtp
 
+    # -- control --------------------------------------------------------------
+
+    async def control(self, command: str, **args: Any) -> dict[str, Any]:
+        """``password`` user password: set a user's password, as a provider's
+        account page does (a troubleshooting lab's rotated password)."""
+        if command != "password":
+            raise ServiceError(f"submission has no control command {command!r} (password)")
+        user = str(args.get("user", "")).strip().lower()
+        password = args.get("password")
+        if user not in self.users:
+            known = ", ".join(sorted(self.users)) or "none"
+            raise ServiceError(f"{self.ctx.node.name} submission has no user {user!r} ({known})")
+        if not isinstance(password, str) or not password:
+            raise ServiceError("password: give the new password (text)")
+        self.users[user] = password
+        return {"user": user, "changed": True}
+
     # -- AUTH -----------------------------------------------------------------
 
     def _authenticate(
