@@ -105,6 +105,9 @@ COMMANDS: tuple[Command, ...] = (
     _c("relay", "smarthost_password", "the password the relay logs in to its smarthost with",
        'lab.control("smtp-shop", "relay", "smarthost_password", password="n3w")',
        Arg("password", "the new password")),
+    _c("submission", "certificate", "serve a new certificate for these host names",
+       'lab.control("relayco", "submission", "certificate", names=["smtp.relayco.example"])',
+       Arg("names", "the host names the certificate is for")),
     _c("submission", "password", "set a user's password (as a provider's account page does)",
        'lab.control("relayco", "submission", "password", user="shop@relayco.example", '
        'password="n3w")',

@@ -25,8 +25,8 @@ from sim.topology import load_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 TROUBLESHOOTING = [ROOT / "labs" / "11-what-is-wrong.yaml", ROOT / "labs" / "12-an-incident.yaml"]
-#: A fault no curriculum lab draws (its topology needs a smarthost): a small lab.
-SMARTHOST_LAB = ROOT / "tests" / "fixtures" / "faults" / "relay-password.yaml"
+#: Faults no curriculum lab draws (their topology needs a smarthost): a small lab.
+SMARTHOST_LAB = ROOT / "tests" / "fixtures" / "faults" / "smarthost-lab.yaml"
 VARIANTS = [
     (path, name)
     for path in [*TROUBLESHOOTING, SMARTHOST_LAB]

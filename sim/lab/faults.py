@@ -231,8 +231,10 @@ def receiver_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, An
 
 
 def smarthost_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
-    """``smarthost`` (the node the ``sender``'s relay hands every message to)
-    and ``smarthost_user``, the account it logs in with (RFC 4954)."""
+    """``smarthost`` (the node the ``sender``'s relay hands every message to),
+    ``smarthost_user`` (the account it logs in with, RFC 4954),
+    ``smarthost_name`` (the host name its certificate must carry) and
+    ``smarthost_other`` (a name of the same domain that is not it)."""
     node = _node(topology, roles, "sender")
     relay = node.services.relay
     smarthost = relay.smarthost if relay is not None else None
@@ -245,7 +247,15 @@ def smarthost_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, A
     users = dict(provider.services.submission.users) if provider.services.submission else {}
     if smarthost.user not in users:
         raise FaultMismatch(f"the smarthost {provider.name} has no user {smarthost.user}")
-    return {"smarthost": provider.name, "smarthost_user": smarthost.user}
+    submission = provider.services.submission
+    # The name the relay checks the certificate against (sim.services.relay).
+    name = (submission.hostname if submission else None) or provider.name
+    return {
+        "smarthost": provider.name,
+        "smarthost_user": smarthost.user,
+        "smarthost_name": name,
+        "smarthost_other": "www." + (name.partition(".")[2] or name),
+    }
 
 
 def zone_firewall_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
@@ -571,6 +581,38 @@ CATALOGUE: dict[str, Fault] = {
                         "service": "relay",
                         "command": "smarthost_password",
                         "args": {"password": "reset-by-admin"},
+                    }
+                },
+                {"relay_flush": {"node": "{sender}"}},
+            ),
+            facts=(sender_facts, smarthost_facts),
+        ),
+        Fault(
+            "tls-name-mismatch",
+            "The smarthost's new certificate is for another host name.",
+            "The provider renewed its certificate for the wrong name (its web "
+            "server's). A relay that hands mail to a smarthost verifies the "
+            "certificate against the name it connects to (RFC 8314 §4.1, RFC 6125 "
+            "§6), so the TLS handshake fails and the mail stays queued. The fix is "
+            "a certificate for the right name, then a retry.",
+            ("sender",),
+            breaks=(
+                {
+                    "control": {
+                        "node": "{smarthost}",
+                        "service": "submission",
+                        "command": "certificate",
+                        "args": {"names": ["{smarthost_other}"]},
+                    }
+                },
+            ),
+            solution=(
+                {
+                    "control": {
+                        "node": "{smarthost}",
+                        "service": "submission",
+                        "command": "certificate",
+                        "args": {"names": ["{smarthost_name}"]},
                     }
                 },
                 {"relay_flush": {"node": "{sender}"}},
