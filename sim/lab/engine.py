@@ -13,6 +13,11 @@ The engine knows nothing of any user interface: the TUI, notebooks and
         session.apply("null-mx", {"dns_add": {...}})   # a student's edit → ActionResult
         session.solve("null-mx")                # the reference solution
 
+A troubleshooting lab (``faults:``, :mod:`sim.lab.faults`) breaks the lab
+when it starts, with the fault(s) drawn from the session's ``student`` id
+(:mod:`sim.lab.draw`), or the one forced by ``fault=`` (``maillab check
+--fault``); its ``fault: true`` task checks and applies that fault's fix.
+
 Everything a student does is saved at once (:mod:`sim.lab.progress`);
 starting a session again resumes: finished steps stay finished, revealed
 hints stay revealed, and the student's edits to the lab are replayed onto
