@@ -170,6 +170,32 @@ def test_every_variant_passes_its_reference_locally(path: Path, fault: str) -> N
     assert report.faults == (fault,)
 
 
+MISTAKEN = [
+    (path, name)
+    for path, name in VARIANTS
+    if any(isinstance(s, TaskStep) and s.fault and s.mistakes for s in load_lab(path).steps)
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "fault"), MISTAKEN, ids=[f"{p.stem[:2]}-{n}" for p, n in MISTAKEN]
+)
+def test_a_listed_mistake_fails_under_every_fault(path: Path, fault: str) -> None:
+    """A fault task's mistakes (a flush before the cause is fixed) must fail
+    whichever fault the student drew, not only under the tester's."""
+    from sim.lab.engine import _reference_step
+
+    lab = load_lab(path)
+    task = next(s for s in lab.steps if isinstance(s, TaskStep) and s.fault)
+    with LabSession(lab, student="x", fault=fault) as session:
+        for step in lab.steps[: lab.index(task.id)]:
+            _reference_step(session, step)
+        for mistake in task.mistakes:
+            for action in mistake:
+                assert session.apply(task, action).ok
+            assert not session.check(task).passed, f"{fault}: {mistake} passes"
+
+
 def test_each_lab_has_six_variants_or_more() -> None:
     for path in TROUBLESHOOTING:
         faults = load_lab(path).faults
