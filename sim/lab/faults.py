@@ -52,6 +52,7 @@ __all__ = [
     "declaration_problems",
     "dkim_facts",
     "dmarc_facts",
+    "dnsbl_facts",
     "drawn",
     "fault",
     "ptr_facts",
@@ -228,6 +229,23 @@ def receiver_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, An
     if node.services.mx is None or not node.services.mx.domains:
         raise FaultMismatch(f"the receiver {node.name} runs no mx")
     return {"receiver_domain": node.services.mx.domains[0]}
+
+
+def dnsbl_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
+    """``dnsbl_zone``: the zone of the ``dnsbl`` node's list, which the
+    ``receiver`` must ask (RFC 5782 §2.1), or a listing would go unnoticed."""
+    node = _node(topology, roles, "dnsbl")
+    if node.services.dnsbl is None:
+        raise FaultMismatch(f"the dnsbl {node.name} runs no dnsbl service")
+    zone = node.services.dnsbl.zone
+    receiver = _node(topology, roles, "receiver")
+    asked = receiver.services.mx.dnsbl if receiver.services.mx is not None else ()
+    if fqdn(zone) not in {fqdn(z) for z in asked}:
+        raise FaultMismatch(
+            f"the receiver {receiver.name} does not ask {zone} "
+            f"(it asks: {', '.join(asked) or 'no blocklist'})"
+        )
+    return {"dnsbl_zone": zone}
 
 
 def smarthost_facts(topology: Topology, roles: Mapping[str, str]) -> dict[str, Any]:
@@ -505,7 +523,7 @@ CATALOGUE: dict[str, Fault] = {
             solution=({"dnsbl_delist": {"node": "{dnsbl}", "net": "{sender_ip}/32"}},),
             expect=({"checks": {"dnsbl": "notlisted"}},),
             trips="dnsbl",
-            facts=(sender_facts, receiver_facts),
+            facts=(sender_facts, receiver_facts, dnsbl_facts),
         ),
         Fault(
             "primary-mx-down",
@@ -762,8 +780,6 @@ def bind(found: Fault, topology: Topology, roles: Mapping[str, str]) -> BoundFau
                 f"the receiver {receiver.name} does not act on the {found.trips} check "
                 f"(its checks: {runs}), so the fault would go unnoticed"
             )
-    if found.name == "dnsbl-listed":
-        _node(topology, roles, "dnsbl")
     try:
         expect = tuple(
             Predicate(str(n), v, path=("faults", "expect", i, n))
