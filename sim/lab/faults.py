@@ -20,9 +20,9 @@ nodes plays each part in its ``faults:`` declaration::
 domain, ``sender`` the node whose relay hands the mail to ``receiver``, the
 receiving MX; ``dnsbl`` the blocklist ``receiver`` asks. Everything else a
 fault needs (the sender's address, its reverse zone, the published SPF and
-DMARC records, the DKIM selector) is read from the topology (:mod:`sim.lab.faultfacts`), and a fault
-that cannot find it does not apply: :func:`bind` says which node or record
-is missing. Action and predicate templates are plain lab-file data in which
+DMARC records, the DKIM selector) is read from the topology
+(:mod:`sim.lab.faultfacts`), and a fault that cannot find it does not
+apply: :func:`bind` says which node or record is missing. Action and predicate templates are plain lab-file data in which
 ``{name}`` is replaced by a role or one of those values.
 
 Adding a fault is adding one :class:`Fault` to :data:`CATALOGUE`
