@@ -54,7 +54,7 @@ def test_the_command_list_matches_what_each_service_accepts(internet: Lab) -> No
 
 def test_commands_lists_a_nodes_services_with_arguments(internet: Lab) -> None:
     listed = internet.commands("smtp-isp")
-    assert {c.service for c in listed} == {"mx", "relay"}  # submission has none
+    assert {c.service for c in listed} == {"mx", "relay", "submission"}
     assert "relay hold" in listed.names()
     text = str(internet.commands("ns", "dns"))
     assert "remove zone name [rtype] [data]" in text

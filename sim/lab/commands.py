@@ -18,10 +18,11 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sim.errors import InputError, LabFileError
+from sim.errors import ArgumentError, InputError, LabFileError
 
 if TYPE_CHECKING:
     from sim.lab.engine import LabReport
+    from sim.lab.model import LabDef
 
 # The lab machinery is imported inside each command: building the parser
 # (every `maillab` command, `--help` too) must not load it.
@@ -120,9 +121,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         if problems:
             raise InputError(problems)
         labs = [e.lab for e in entries if e.lab is not None]
+    runs = [(lab, fault) for lab in labs for fault in _fault_runs(lab, args)]
     reports: list[LabReport] = []
-    for lab in labs:
-        report = run_reference(lab, args.backend)
+    for lab, fault in runs:
+        report = run_reference(lab, args.backend, fault=fault)
         reports.append(report)
         if not args.json:
             print(_report_text(report), flush=True)
@@ -136,10 +138,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if passed else EXIT_FAILED
 
 
+def _fault_runs(lab: LabDef, args: argparse.Namespace) -> list[str | None]:
+    """The faults to check ``lab`` under: the one ``--fault`` names, each it
+    draws from (``--all-faults``), or the one the student id draws (None)."""
+    fault: str | None = getattr(args, "fault", None)
+    if fault is not None:
+        from sim.lab.faults import CATALOGUE
+        from sim.spec.words import suggest
+
+        if fault not in CATALOGUE:
+            raise ArgumentError(
+                f"--fault: no fault {fault!r}{suggest(fault, CATALOGUE)} "
+                f"(faults: {', '.join(CATALOGUE)})"
+            )
+        if lab.faults is None or fault not in lab.faults.choices:
+            drawn = ", ".join(lab.faults.choices) if lab.faults else "none"
+            raise ArgumentError(
+                f"--fault: the lab {lab.id} does not draw the fault {fault} (it draws: {drawn})"
+            )
+        return [fault]
+    if getattr(args, "all_faults", False) and lab.faults is not None:
+        return list(lab.faults.choices)
+    return [None]
+
+
 def _report_text(report: LabReport) -> str:
     mark = "PASS" if report.passed else "FAIL"
+    fault = f" [fault {', '.join(report.faults)}]" if report.faults else ""
     lines = [
-        f"{mark}  {report.id}: {report.title} ({len(report.steps)} steps, {report.seconds:.1f} s)"
+        f"{mark}  {report.id}{fault}: {report.title} "
+        f"({len(report.steps)} steps, {report.seconds:.1f} s)"
     ]
     for step in report.steps:
         if not step.passed:
@@ -172,6 +200,18 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="local (default: one process, no root) or mininet (root, Linux)",
     )
     p.add_argument("--json", action="store_true", help="print the reports as one JSON object")
+    faults = p.add_mutually_exclusive_group()
+    faults.add_argument(
+        "--fault",
+        metavar="NAME",
+        help="check a troubleshooting lab under this fault of its `faults:` "
+        "(default: the one your student id draws)",
+    )
+    faults.add_argument(
+        "--all-faults",
+        action="store_true",
+        help="check each troubleshooting lab once under every fault it draws from",
+    )
     _labs_dir_arg(p)
     p.set_defaults(func=cmd_check)
     return p

@@ -13,6 +13,11 @@ The engine knows nothing of any user interface: the TUI, notebooks and
         session.apply("null-mx", {"dns_add": {...}})   # a student's edit → ActionResult
         session.solve("null-mx")                # the reference solution
 
+A troubleshooting lab (``faults:``, :mod:`sim.lab.faults`) breaks the lab
+when it starts, with the fault(s) drawn from the session's ``student`` id
+(:mod:`sim.lab.draw`), or the one forced by ``fault=`` (``maillab check
+--fault``); its ``fault: true`` task checks and applies that fault's fix.
+
 Everything a student does is saved at once (:mod:`sim.lab.progress`);
 starting a session again resumes: finished steps stay finished, revealed
 hints stay revealed, and the student's edits to the lab are replayed onto
@@ -29,7 +34,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -38,6 +43,7 @@ from sim.experiments import Experiment
 from sim.lab.actions import ActionResult, action_from_data, apply_action
 from sim.lab.checks import PredicateOutcome, evaluate, summarise
 from sim.lab.facts import STATE, Fact, RunFacts, render, state_trace
+from sim.lab.faults import BoundFault
 from sim.lab.loader import normalise_answer
 from sim.lab.model import (
     Action,
@@ -62,6 +68,7 @@ __all__ = [
     "LabSession",
     "RunningLab",
     "StepReport",
+    "lab_faults",
     "run_reference",
 ]
 
@@ -189,15 +196,20 @@ class LabReport:
     passed: bool
     seconds: float
     steps: tuple[StepReport, ...] = field(default_factory=tuple)
+    #: The faults the lab ran with (troubleshooting labs; sim.lab.faults).
+    faults: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "passed": self.passed,
             "seconds": self.seconds,
             "steps": [s.to_json() for s in self.steps],
         }
+        if self.faults:
+            data["faults"] = list(self.faults)
+        return data
 
 
 def describe_result(kind: str, data: Mapping[str, Any]) -> str:
@@ -244,9 +256,19 @@ class LabSession:
         store: ProgressStore | None = None,
         starter: Starter | None = None,
         topology: Topology | None = None,
+        student: str | None = None,
+        fault: str | None = None,
     ) -> None:
         self.definition = lab
         self.backend = backend
+        if student is None:
+            from sim.lab.progress import default_student
+
+            student = default_student()
+        self.student: str = student
+        #: A fault forced by name (``maillab check --fault``), else drawn.
+        self._forced_fault = fault
+        self._faults: tuple[BoundFault, ...] | None = None
         self.store: ProgressStore = store if store is not None else MemoryProgressStore()
         self.progress: LabProgress = self.store.load(lab.id)
         self._starter = starter or _default_starter
@@ -268,7 +290,7 @@ class LabSession:
         (what the TUI and notebooks use; the default store keeps it in memory)."""
         from sim.lab.progress import FileProgressStore
 
-        return cls(lab, backend, store=FileProgressStore(student=student))
+        return cls(lab, backend, store=FileProgressStore(student=student), student=student)
 
     # -- the topology ----------------------------------------------------------
 
@@ -279,6 +301,36 @@ class LabSession:
 
             self._topology = load_topology(self.definition.topology_path)
         return self._topology
+
+    @property
+    def faults(self) -> tuple[BoundFault, ...]:
+        """The faults this student's lab has (sim.lab.faults): the one forced
+        by name, else those drawn from the student id; none in most labs."""
+        if self._faults is None:
+            self._faults = lab_faults(
+                self.definition, self.topology, self.student, self._forced_fault
+            )
+        return self._faults
+
+    def task_checks(self, step: TaskStep | CheckpointStep) -> tuple[Check, ...]:
+        """A step's checks; a ``fault: true`` task's first ``send`` check also
+        expects what the fixed fault must show."""
+        if not isinstance(step, TaskStep) or not step.fault:
+            return step.checks
+        extra = tuple(p for f in self.faults for p in f.expect)
+        checks = list(step.checks)
+        for i, check in enumerate(checks):
+            if check.run is not None and check.run.kind == "send":
+                checks[i] = replace(check, expect=check.expect + extra)
+                break
+        return tuple(checks)
+
+    def task_solution(self, step: TaskStep) -> tuple[Action, ...]:
+        """A task's reference solution; for a ``fault: true`` task, each drawn
+        fault's fix first."""
+        if not step.fault:
+            return step.solution
+        return tuple(a for f in self.faults for a in f.solution) + step.solution
 
     def start(self, *, resume: bool = True) -> None:
         """Start the topology; replay the student's saved edits (``resume``)
@@ -294,6 +346,14 @@ class LabSession:
             if not done.ok:
                 self.stop()
                 raise LabError(f"the lab's setup could not {action.name}: {done.message}")
+        for bound in self.faults:
+            for action in bound.breaks:
+                done = apply_action(self.lab, action, self.topology, self.definition.dns_cache)
+                if not done.ok:
+                    self.stop()
+                    raise LabError(
+                        f"the fault {bound.name} could not {action.name}: {done.message}"
+                    )
         self.replayed = [self._replay(record) for record in self.progress.actions]
 
     def stop(self) -> None:
@@ -469,7 +529,7 @@ class LabSession:
         results: list[PredicateOutcome] = []
         facts = RunFacts()
         trace: list[Mapping[str, Any]] = []
-        for check in found.checks:
+        for check in self.task_checks(found):
             results.extend(self._check(check, facts, trace))
         self.facts[found.id] = facts
         passed = all(r.passed for r in results)
@@ -570,7 +630,7 @@ class LabSession:
         if not isinstance(found, TaskStep):
             raise LabError(f"step {found.id} is a {found.kind} step: only tasks have solutions")
         results = []
-        for action in found.solution:
+        for action in self.task_solution(found):
             result = self.apply(found, action)
             results.append(result)
             if not result.ok:
@@ -644,16 +704,53 @@ def _judge(q: QuestionStep, given: str | int) -> Feedback | None:
 # -- the reference path ---------------------------------------------------------
 
 
+def lab_faults(
+    lab: LabDef, topology: Topology, student: str, forced: str | None = None
+) -> tuple[BoundFault, ...]:
+    """The faults of ``lab`` for ``student`` (or the one ``forced`` by name),
+    bound to the topology; raises LabError for a fault the lab cannot have."""
+    from sim.lab.faults import FaultMismatch, bind, drawn, fault
+
+    declared = lab.faults
+    if declared is None:
+        if forced is not None:
+            raise LabError(f"the lab {lab.id} has no faults to force {forced!r}")
+        return ()
+    if forced is not None and forced not in declared.choices:
+        try:
+            fault(forced)
+        except KeyError as err:
+            raise LabError(str(err.args[0])) from None
+        raise LabError(
+            f"the lab {lab.id} does not draw the fault {forced!r} "
+            f"(it draws from: {', '.join(declared.choices)})"
+        )
+    names = (forced,) if forced is not None else drawn(declared, student, lab.id)
+    try:
+        return tuple(bind(fault(n), topology, declared.roles_dict()) for n in names)
+    except FaultMismatch as err:
+        raise LabError(f"the lab {lab.id}: {err}") from None
+
+
 def run_reference(
-    lab: LabDef, backend: str = "local", *, starter: Starter | None = None
+    lab: LabDef,
+    backend: str = "local",
+    *,
+    starter: Starter | None = None,
+    student: str | None = None,
+    fault: str | None = None,
 ) -> LabReport:
-    """Walk ``lab``'s reference path headless and report every step.
+    """Walk ``lab``'s reference path headless and report every step, as
+    ``student`` (whose id draws the lab's faults) or under the ``fault``
+    forced by name.
 
     A task passes when its check fails before the reference solution (a task
     already done would teach nothing) and passes after it.
     """
     began = time.monotonic()
-    session = LabSession(lab, backend, store=MemoryProgressStore(), starter=starter)
+    session = LabSession(
+        lab, backend, store=MemoryProgressStore(), starter=starter, student=student, fault=fault
+    )
     reports: list[StepReport] = []
     try:
         session.start(resume=False)
@@ -667,6 +764,7 @@ def run_reference(
             False,
             seconds,
             (StepReport("start", "start", False, f"the lab did not start: {err}"),),
+            (fault,) if fault else (),
         )
     try:
         for step in lab.steps:
@@ -677,7 +775,14 @@ def run_reference(
     finally:
         session.stop()
     seconds = round(time.monotonic() - began, 2)
-    return LabReport(lab.id, lab.title, all(r.passed for r in reports), seconds, tuple(reports))
+    return LabReport(
+        lab.id,
+        lab.title,
+        all(r.passed for r in reports),
+        seconds,
+        tuple(reports),
+        tuple(f.name for f in session.faults),
+    )
 
 
 def _reference_step(session: LabSession, step: Step) -> StepReport:

@@ -38,6 +38,7 @@ from sim.lab.model import (
     ExperimentRun,
     ExperimentStep,
     ExplainStep,
+    FaultDraw,
     LabDef,
     Predicate,
     QuestionStep,
@@ -236,7 +237,7 @@ def _step(raw: Any, path: FilePath) -> Step:
             hints=tuple(str(h) for h in raw["hints"]),
             solution=tuple(
                 Action(str(name), _plain(args), path=(*path, "solution", i, name))
-                for i, item in enumerate(raw["solution"])
+                for i, item in enumerate(raw.get("solution") or ())
                 for name, args in item.items()
             ),
             mistakes=tuple(
@@ -248,6 +249,7 @@ def _step(raw: Any, path: FilePath) -> Step:
                 for m, mistake in enumerate(raw.get("mistakes") or ())
             ),
             explanation=_text(raw.get("explanation")),
+            fault=bool(raw.get("fault", False)),
         )
     return CheckpointStep(**common, checks=_checks(raw["checks"], (*path, "checks")))
 
@@ -269,7 +271,19 @@ def _build(doc: Any, path: Path) -> LabDef:
             for i, item in enumerate(doc.get("setup") or ())
             for name, args in item.items()
         ),
+        faults=_faults(doc.get("faults")),
         source=path,
+    )
+
+
+def _faults(raw: Any) -> FaultDraw | None:
+    if not isinstance(raw, dict):
+        return None
+    return FaultDraw(
+        int(raw.get("draw", 1)),
+        tuple(str(f) for f in raw["from"]),
+        tuple((str(k), str(v)) for k, v in (raw.get("roles") or {}).items()),
+        path=("faults",),
     )
 
 
@@ -299,6 +313,7 @@ class _Meaning:
         self._step_ids()
         for action in self.lab.setup:
             self._action(action)
+        self._faults()
         experiments: dict[str, ExperimentRun] = {}
         for step in self.lab.steps:
             self._step(step, experiments)
@@ -306,6 +321,37 @@ class _Meaning:
                 experiments[step.id] = step.run
         if curriculum:
             self._curriculum()
+
+    # -- faults (sim.lab.faults) ----------------------------------------------
+
+    def _faults(self) -> None:
+        from sim.lab.faults import declaration_problems
+
+        tasks = [s for s in self.lab.steps if isinstance(s, TaskStep)]
+        for step in tasks:
+            if not step.solution and not step.fault:
+                self.add(step.path, "a task needs a `solution` (or `fault: true`)")
+        fixing = [s for s in tasks if s.fault]
+        draw = self.lab.faults
+        if draw is None:
+            for step in fixing:
+                self.add(
+                    (*step.path, "fault"),
+                    "`fault: true` fixes the lab's drawn fault, and this lab declares no `faults:`",
+                )
+            return
+        if not fixing:
+            self.add(("faults",), "a lab with faults needs a task with `fault: true`", at_key=True)
+        for step in fixing:
+            if not any(c.run is not None and c.run.kind == "send" for c in step.checks):
+                self.add(
+                    (*step.path, "checks"),
+                    "a `fault: true` task needs a check that runs a `send` (the fault's "
+                    "own predicates join it)",
+                )
+        if self.topology is not None:
+            for where, message in declaration_problems(draw, self.topology):
+                self.add(where, message)
 
     # -- the topology --------------------------------------------------------
 

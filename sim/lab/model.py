@@ -38,6 +38,7 @@ __all__ = [
     "ExperimentRun",
     "ExperimentStep",
     "ExplainStep",
+    "FaultDraw",
     "LabDef",
     "Predicate",
     "QuestionStep",
@@ -232,6 +233,9 @@ class TaskStep(_StepBase):
     #: each, and its feedback quote only facts of that run (tested).
     mistakes: tuple[tuple[Action, ...], ...] = ()
     explanation: str = ""
+    #: The task that fixes the lab's drawn fault(s) (sim.lab.faults): their
+    #: predicates join the first check that sends, their fix the solution.
+    fault: bool = False
     kind: Literal["task"] = "task"
 
 
@@ -245,6 +249,21 @@ Step = ExplainStep | ExperimentStep | QuestionStep | TaskStep | CheckpointStep
 
 
 # -- the lab ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaultDraw:
+    """A lab's ``faults:``: ``draw`` faults drawn per student from ``choices``
+    (names in :data:`sim.lab.faults.CATALOGUE`), with the lab's nodes and
+    names for the catalogue's ``roles``."""
+
+    draw: int
+    choices: tuple[str, ...]
+    roles: tuple[tuple[str, str], ...] = ()
+    path: FilePath = field(default=(), compare=False)
+
+    def roles_dict(self) -> dict[str, str]:
+        return dict(self.roles)
 
 
 @dataclass(frozen=True)
@@ -267,6 +286,8 @@ class LabDef:
     #: before a resumed student's edits are replayed): the world as the lab
     #: finds it, for values only the running lab knows (a generated DKIM key).
     setup: tuple[Action, ...] = ()
+    #: The faults a troubleshooting lab draws per student (None: no faults).
+    faults: FaultDraw | None = None
     source: Path | None = None
 
     def step(self, step_id: str) -> Step:

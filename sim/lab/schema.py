@@ -27,10 +27,13 @@ from sim.spec.document import document_schema, markdown_sections
 from sim.spec.kinds import (
     SLUG,
     SLUG_HINT,
+    Bool,
     Duration,
     Either,
     Field,
+    Int,
     ListOf,
+    MapOf,
     OneKey,
     Record,
     Str,
@@ -194,8 +197,14 @@ STEP_SPEC = Tagged(
             ),
             solution=Field(
                 ListOf(ACTION_SPEC, min_items=1),
-                required=True,
-                description="the reference solution (`maillab check` applies it)",
+                description="the reference solution (`maillab check` applies it); required "
+                "unless `fault: true`, where the drawn fault's fix comes first",
+            ),
+            fault=Field(
+                Bool(),
+                default="false",
+                description="this task fixes the lab's drawn fault(s) (`faults:`): their "
+                "checks join the task's first `send` check, their fix its solution",
             ),
             mistakes=Field(
                 ListOf(ListOf(ACTION_SPEC, min_items=1), min_items=1),
@@ -217,6 +226,26 @@ STEP_SPEC = Tagged(
     },
     name="Step",
     description="One step of a lab; `kind` says which.",
+)
+
+FAULTS_SPEC = Record(
+    {
+        "draw": Field(Int(minimum=1), default="1", description="how many faults each student gets"),
+        "from": Field(
+            ListOf(Str(), min_items=1),
+            required=True,
+            description="the fault names to draw from (`maillab check --all-faults` "
+            "checks every one)",
+        ),
+        "roles": Field(
+            MapOf(Str()),
+            required=True,
+            description="which node or name plays each part the faults need: `dns`, "
+            "`domain`, `sender`, `receiver`, `dnsbl`",
+        ),
+    },
+    name="Faults",
+    description="The faults a troubleshooting lab draws per student (issue 16).",
 )
 
 LAB_SPEC = Record(
@@ -246,6 +275,11 @@ LAB_SPEC = Record(
             ),
         ),
         "steps": Field(ListOf(STEP_SPEC, min_items=1), required=True),
+        "faults": Field(
+            FAULTS_SPEC,
+            description="a troubleshooting lab: the faults drawn per student from the "
+            "catalogue (sim/lab/faults.py), applied when the lab starts",
+        ),
         "setup": Field(
             ListOf(ACTION_SPEC, min_items=1),
             description=(

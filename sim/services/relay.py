@@ -51,6 +51,7 @@ import email.utils
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import replace
 from email.headerregistry import Address
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -836,9 +837,12 @@ class RelayServer(Service):
 
     async def control(self, command: str, **args: Any) -> dict[str, Any]:
         """``queue``; ``flush``; ``hold`` / ``release`` [queue_id]; ``footer`` [text];
-        ``dkim_key`` domain selector (the public half a customer publishes)."""
+        ``dkim_key`` domain selector (the public half a customer publishes);
+        ``smarthost_password`` password (what it logs in to its smarthost with)."""
         if command == "dkim_key":
             return self._dkim_key(str(args.get("domain", "")), str(args.get("selector", "")))
+        if command == "smarthost_password":
+            return self._smarthost_password(args.get("password"))
         if command == "footer":
             text = args.get("text")
             self.footer = str(text) if text else None
@@ -877,8 +881,19 @@ class RelayServer(Service):
             return {key: [e.id for e in targets]}
         raise ServiceError(
             f"relay has no control command {command!r} "
-            "(queue, flush, hold, release, footer, dkim_key)"
+            "(queue, flush, hold, release, footer, dkim_key, smarthost_password)"
         )
+
+    def _smarthost_password(self, password: Any) -> dict[str, Any]:
+        """The password this relay gives its smarthost (RFC 4954 AUTH), as an
+        administrator edits it in the relay's configuration."""
+        smarthost = self.config.smarthost
+        if smarthost is None or smarthost.user is None:
+            raise ServiceError(f"{self.ctx.node.name} relay logs in to no smarthost")
+        if not isinstance(password, str) or not password:
+            raise ServiceError("smarthost_password: give the new password (text)")
+        self.config = replace(self.config, smarthost=replace(smarthost, password=password))
+        return {"smarthost": smarthost.host, "user": smarthost.user, "changed": True}
 
     def _dkim_key(self, domain: str, selector: str) -> dict[str, Any]:
         """What a provider's setup page shows its customer: the TXT value

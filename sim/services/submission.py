@@ -221,6 +221,7 @@ class SubmissionServer(Service):
         self.config: SubmissionService = config
         self.users = {address.strip().lower(): password for address, password in config.users}
         self.handler = _Handler(self)
+        self._context: ssl.SSLContext | None = None
 
     @property
     def hostname(self) -> str:
@@ -234,10 +235,10 @@ class SubmissionServer(Service):
     async def start(self) -> list[Endpoint]:
         loop = asyncio.get_running_loop()
         names = list(dict.fromkeys([self.hostname, self.ctx.node.name]))
-        context = await loop.run_in_executor(None, self.ctx.ca.server_context, names)
+        self._context = await loop.run_in_executor(None, self.ctx.ca.server_context, names)
         endpoints = []
         for port in self.config.ports:
-            factory = self._factory(port, context)
+            factory = self._factory(port)
             endpoints.append(await self.ctx.net.serve_tcp(self.kind, port, factory))
         return endpoints
 
@@ -245,7 +246,9 @@ class SubmissionServer(Service):
         # The node's NodeNet closes the listeners.
         return None
 
-    def _factory(self, port: int, context: ssl.SSLContext) -> Callable[[], asyncio.Protocol]:
+    def _factory(self, port: int) -> Callable[[], asyncio.Protocol]:
+        # Each connection takes the certificate of the moment (``certificate``
+        # may replace it while the lab runs).
         implicit = port in IMPLICIT_TLS_PORTS
         faults = fault_sink(self.ctx, f"submission {port}")
 
@@ -260,14 +263,53 @@ class SubmissionServer(Service):
                 timeout=idle_timeout(self.ctx.clock),
                 # 587: STARTTLS offered, AUTH hidden until it (RFC 3207, RFC 4954 §4).
                 # 465: the whole session is TLS already, so AUTH is offered at once.
-                tls_context=None if implicit else context,
+                tls_context=None if implicit else self._context,
                 auth_require_tls=not implicit,
                 authenticator=self._authenticate,
             )
 
         if implicit:
-            return lambda: _ImplicitTLS(smtp(), context)
+            return lambda: _ImplicitTLS(smtp(), self._tls())
         return smtp
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            raise ServiceError(f"{self.ctx.node.name} submission has not started")
+        return self._context
+
+    # -- control --------------------------------------------------------------
+
+    async def control(self, command: str, **args: Any) -> dict[str, Any]:
+        """``password`` user password: set a user's password, as a provider's
+        account page does (a troubleshooting lab's rotated password);
+        ``certificate`` names: serve a new certificate for these host names
+        from the next connection on (one that does not match is a lab fault)."""
+        if command == "certificate":
+            names = args.get("names")
+            if isinstance(names, str):
+                names = [names]
+            if (
+                not isinstance(names, list)
+                or not names
+                or not all(isinstance(n, str) and n for n in names)
+            ):
+                raise ServiceError("certificate: give names, the host names it is for")
+            loop = asyncio.get_running_loop()
+            self._context = await loop.run_in_executor(None, self.ctx.ca.server_context, names)
+            return {"names": names}
+        if command != "password":
+            raise ServiceError(
+                f"submission has no control command {command!r} (certificate, password)"
+            )
+        user = str(args.get("user", "")).strip().lower()
+        password = args.get("password")
+        if user not in self.users:
+            known = ", ".join(sorted(self.users)) or "none"
+            raise ServiceError(f"{self.ctx.node.name} submission has no user {user!r} ({known})")
+        if not isinstance(password, str) or not password:
+            raise ServiceError("password: give the new password (text)")
+        self.users[user] = password
+        return {"user": user, "changed": True}
 
     # -- AUTH -----------------------------------------------------------------
 

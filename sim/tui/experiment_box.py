@@ -138,7 +138,14 @@ class ExperimentBox(Vertical):
             + Text(USAGE + f"\nNodes: {nodes}", style="dim"),
             id="try-help",
         )
-        yield Input(placeholder="e.g.  dig laptop qq.example MX   (Enter runs)", id="try-input")
+        # The example names a node of this lab: a client (a host that runs
+        # no service) if there is one, as a student would start from it.
+        hosts = self.topology.hosts()
+        client = next(
+            (n.name for n in hosts if not any(vars(n.services).values())),
+            hosts[0].name if hosts else "laptop",
+        )
+        yield Input(placeholder=f"e.g.  dig {client} qq.example MX   (Enter runs)", id="try-input")
         with VerticalScroll(id="try-scroll"):
             yield Static("", id="try-result")
 
