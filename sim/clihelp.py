@@ -55,7 +55,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "list": ("maillab list", "maillab list --json"),
     "check": (
         "maillab check",
-        "maillab check receive-only spf",
+        "maillab check spf --explain",
         "maillab check 3 --backend mininet --json",
     ),
     "graph": (

@@ -122,7 +122,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         labs = [e.lab for e in entries if e.lab is not None]
     reports: list[LabReport] = []
     for lab in labs:
-        report = run_reference(lab, args.backend)
+        report = run_reference(lab, args.backend, explain=args.explain)
         reports.append(report)
         if not args.json:
             print(_report_text(report), flush=True)
@@ -144,6 +144,11 @@ def _report_text(report: LabReport) -> str:
     for step in report.steps:
         if not step.passed:
             lines.append(f"      {step.id} ({step.kind}): {step.detail}")
+        if step.explain is not None:
+            from sim.lab.explain import explanation_lines
+
+            lines.append(f"      task {step.id}:")
+            lines.extend(f"        {line}" for line in explanation_lines(step.explain))
     return "\n".join(lines)
 
 
@@ -170,6 +175,13 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["local", "mininet"],
         default="local",
         help="local (default: one process, no root) or mininet (root, Linux)",
+    )
+    p.add_argument(
+        "--explain",
+        "--verbose",
+        action="store_true",
+        help="for each task, show its check before and after the solution: each predicate, "
+        "the facts of the runs, and flags for a step that passes or fails by accident",
     )
     p.add_argument("--json", action="store_true", help="print the reports as one JSON object")
     _labs_dir_arg(p)

@@ -121,6 +121,12 @@ class CheckOutcome:
     #: The trace of the runs the check made (state checks: the lab's, since
     #: the step began): what the quoted facts must be found in.
     trace: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
+    #: Each check with its predicates' outcomes, in file order (``check --explain``).
+    by_check: tuple[tuple[Check, tuple[PredicateOutcome, ...]], ...] = field(
+        default=(), compare=False, repr=False
+    )
+    #: Every fact of the runs the check made, quoted or not (``check --explain``).
+    facts: RunFacts | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,9 +181,15 @@ class StepReport:
     kind: str
     passed: bool
     detail: str
+    #: ``check --explain``: a task's check before and after its solution
+    #: (:class:`sim.lab.explain.TaskExplanation`), else None.
+    explain: Any = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "passed": self.passed, "detail": self.detail}
+        data = {"id": self.id, "kind": self.kind, "passed": self.passed, "detail": self.detail}
+        if self.explain is not None:
+            data["explain"] = self.explain.to_json()
+        return data
 
 
 @dataclass(frozen=True)
@@ -469,8 +481,11 @@ class LabSession:
         results: list[PredicateOutcome] = []
         facts = RunFacts()
         trace: list[Mapping[str, Any]] = []
+        by_check = []
         for check in found.checks:
-            results.extend(self._check(check, facts, trace))
+            outcomes = self._check(check, facts, trace)
+            by_check.append((check, tuple(outcomes)))
+            results.extend(outcomes)
         self.facts[found.id] = facts
         passed = all(r.passed for r in results)
         state = self.progress.step(found.id)
@@ -491,7 +506,15 @@ class LabSession:
                 hint, quoted = filled.text, filled.quoted
             self.save()
         return CheckOutcome(
-            passed, summarise(results), hint, tuple(results), explanation, quoted, tuple(trace)
+            passed,
+            summarise(results),
+            hint,
+            tuple(results),
+            explanation,
+            quoted,
+            tuple(trace),
+            tuple(by_check),
+            facts,
         )
 
     def _check(
@@ -645,12 +668,15 @@ def _judge(q: QuestionStep, given: str | int) -> Feedback | None:
 
 
 def run_reference(
-    lab: LabDef, backend: str = "local", *, starter: Starter | None = None
+    lab: LabDef, backend: str = "local", *, starter: Starter | None = None, explain: bool = False
 ) -> LabReport:
     """Walk ``lab``'s reference path headless and report every step.
 
     A task passes when its check fails before the reference solution (a task
-    already done would teach nothing) and passes after it.
+    already done would teach nothing) and passes after it. ``explain``: each
+    task's report also says why its check failed before the solution and
+    passed after it, predicate by predicate with the facts of the runs
+    (:mod:`sim.lab.explain`), and flags a step that passes or fails by accident.
     """
     began = time.monotonic()
     session = LabSession(lab, backend, store=MemoryProgressStore(), starter=starter)
@@ -671,7 +697,7 @@ def run_reference(
     try:
         for step in lab.steps:
             try:
-                reports.append(_reference_step(session, step))
+                reports.append(_reference_step(session, step, explain))
             except SimError as err:
                 reports.append(StepReport(step.id, step.kind, False, f"error: {err}"))
     finally:
@@ -680,7 +706,7 @@ def run_reference(
     return LabReport(lab.id, lab.title, all(r.passed for r in reports), seconds, tuple(reports))
 
 
-def _reference_step(session: LabSession, step: Step) -> StepReport:
+def _reference_step(session: LabSession, step: Step, explain: bool = False) -> StepReport:
     if isinstance(step, ExplainStep):
         session.mark_read(step)
         return StepReport(step.id, step.kind, True, f"text: {step.title}")
@@ -699,22 +725,39 @@ def _reference_step(session: LabSession, step: Step) -> StepReport:
             f"the reference answer {answer!r} is not accepted: {feedback.text}",
         )
     if isinstance(step, TaskStep):
-        before = session.check(step)
-        if before.passed:
+        return _reference_task(session, step, explain)
+    assert isinstance(step, CheckpointStep)
+    checked = session.check(step)
+    return StepReport(step.id, step.kind, checked.passed, checked.detail)
+
+
+def _reference_task(session: LabSession, step: TaskStep, explain: bool) -> StepReport:
+    from sim.lab.explain import explain_task
+
+    before = session.check(step)
+    if before.passed:
+        return StepReport(
+            step.id,
+            step.kind,
+            False,
+            "the check passes before the solution "
+            f"is applied, so the task teaches nothing: {before.detail}",
+            explain_task(step, before, None) if explain else None,
+        )
+    for result in session.solve(step):
+        if not result.ok:
             return StepReport(
                 step.id,
                 step.kind,
                 False,
-                "the check passes before the solution "
-                f"is applied, so the task teaches nothing: {before.detail}",
+                f"the reference solution failed: {result.message}",
+                explain_task(step, before, None) if explain else None,
             )
-        for result in session.solve(step):
-            if not result.ok:
-                return StepReport(
-                    step.id, step.kind, False, f"the reference solution failed: {result.message}"
-                )
-        after = session.check(step)
-        return StepReport(step.id, step.kind, after.passed, after.detail)
-    assert isinstance(step, CheckpointStep)
-    checked = session.check(step)
-    return StepReport(step.id, step.kind, checked.passed, checked.detail)
+    after = session.check(step)
+    return StepReport(
+        step.id,
+        step.kind,
+        after.passed,
+        after.detail,
+        explain_task(step, before, after) if explain else None,
+    )
