@@ -73,11 +73,14 @@ def answer_key(salt: str, answer: str) -> bytes:
     return base64.urlsafe_b64encode(_derive(salt, answer)[32:])
 
 
-def seal(key: bytes, text: str) -> str:
-    """``text`` encrypted with ``key``, padded so its length says little."""
+def seal(key: bytes, text: str, *, size: int = 0) -> str:
+    """``text`` encrypted with ``key``, padded so its length says little: to
+    a multiple of :data:`BLOCK` bytes, and to at least ``size`` (the texts
+    of one question's choices are sealed to one size)."""
     data = text.encode("utf-8")
     length = len(data).to_bytes(4, "big")
     padded = length + data
+    padded += b"\0" * (max(size - len(padded), 0))
     padded += b"\0" * (-len(padded) % BLOCK)
     return Fernet(key).encrypt(padded).decode("ascii")
 
