@@ -136,3 +136,27 @@ async def test_the_tui_plays_a_student_pack_of_the_course(
         assert screen.session.complete
         await pilot.press("escape", "y")
         await settle(pilot)
+
+
+def test_a_packed_course_s_notebooks_find_its_topologies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sim.notebook import find_topology
+
+    packed = tmp_path / "students"
+    assert (
+        main(["pack", "1", "--student", "-o", str(packed), "--labs-dir", str(ROOT / "labs")]) == 0
+    )
+    notebooks = sorted((packed / "notebooks").glob("*.ipynb"))
+    assert [p.name for p in notebooks] == sorted(
+        p.name for p in (ROOT / "notebooks").glob("*.ipynb")
+    )
+    # Run from the course's notebooks/, as Jupyter does.
+    monkeypatch.chdir(packed / "notebooks")
+    assert find_topology("home-isp") == (packed / "topologies" / "home-isp.yaml").resolve()
+    # From anywhere else, with the course named.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("MAILLAB_COURSE", str(packed))
+    assert find_topology("home-isp") == (packed / "topologies" / "home-isp.yaml").resolve()
