@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
+from sim.lab.checks import PredicateOutcome
+from sim.lab.engine import CheckOutcome
+from sim.lab.explain import explain_task, explanation_lines
+from sim.lab.facts import RunFacts
+from sim.lab.model import Check, ExperimentRun, Predicate, TaskStep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,3 +87,36 @@ def test_explain_flags_a_task_that_passes_before_its_solution(
     text = capsys.readouterr().out
     assert "! passes-before: the check already passes before the solution" in text
     assert "ok   [1] answer_count: 1" in text
+
+
+def _outcome(by_check: list[tuple[Check, tuple[PredicateOutcome, ...]]]) -> CheckOutcome:
+    results = tuple(r for _, outcomes in by_check for r in outcomes)
+    return CheckOutcome(
+        all(r.passed for r in results), "", by_check=tuple(by_check), facts=RunFacts()
+    )
+
+
+def test_explain_flags_a_check_that_fails_by_accident() -> None:
+    run = ExperimentRun("send", "mta", (("to", ("bob@qq.example",)),))
+    check = Check((Predicate("outcome", "delivered"), Predicate("reply_code", 250)), run=run)
+    task = TaskStep("t", "T", checks=(check,))
+    # The experiment did not run: one failed outcome stands for the whole check.
+    errored = _outcome([(check, (PredicateOutcome(False, "send from mta failed: boom"),))])
+    fixed = _outcome(
+        [(check, (PredicateOutcome(True, "delivered"), PredicateOutcome(True, "250")))]
+    )
+    explained = explain_task(task, errored, fixed)
+    assert explained.flags == ("error-before",)
+    (only,) = explained.before.predicates
+    assert only.error and only.predicate == "run" and "boom" in only.detail
+    # A predicate that failed before still fails after: the solution fixed something else.
+    half = _outcome(
+        [(check, (PredicateOutcome(True, "delivered"), PredicateOutcome(False, "550")))]
+    )
+    still = _outcome(
+        [(check, (PredicateOutcome(False, "bounced"), PredicateOutcome(False, "550")))]
+    )
+    assert explain_task(task, half, still).flags == ("fails-after", "same-failure-after")
+    lines = explanation_lines(explain_task(task, half, still))
+    assert any(line.startswith("  FAIL [1] reply_code: 250") for line in lines)
+    assert any("! same-failure-after" in line for line in lines)
