@@ -750,19 +750,7 @@ def _judge_sealed(q: QuestionStep, given: str | int) -> Feedback | None:
 def _judge(q: QuestionStep, given: str | int) -> Feedback | None:
     """Feedback for an answer; None when a multiple-choice answer names no choice."""
     if q.choices:
-        choice = None
-        if isinstance(given, int) and not isinstance(given, bool):
-            choice = q.choices[given] if 0 <= given < len(q.choices) else None
-        else:
-            text = str(given).strip()
-            choice = (
-                q.choice(text)
-                or q.choice(text.lower())
-                or next(
-                    (c for c in q.choices if normalise_answer(c.text) == normalise_answer(text)),
-                    None,
-                )
-            )
+        choice = _choice_of(q, given)
         if choice is None:
             return None
         if choice.id == q.answer:
