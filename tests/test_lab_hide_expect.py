@@ -14,6 +14,7 @@ from rich.console import Console
 from sim.lab.engine import LabSession
 from sim.lab.loader import load_lab, validate_lab_file
 from sim.lab.model import ExperimentStep, LabDef
+from sim.notebook import show_outcome
 from sim.tui.lab import _outcome_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,10 @@ def test_the_dkim_lab_hides_the_key_name_until_the_question_is_answered(
     shown = _rendered(_outcome_text(outcome))
     assert "shown once you have answered" in shown
     assert KEY_NAME not in shown and "✓" not in shown
+    # A notebook's card of the step says the same.
+    card = show_outcome(outcome)
+    assert card.row("expects") == "shown once you have answered the question where-is-the-key"
+    assert not any(label in ("✓", "✗") for label, _ in card.rows)
 
     assert not session.answer("where-is-the-key", "home.example").correct
     assert session.outcome_of(step).hidden_until == "where-is-the-key"  # type: ignore[union-attr]
@@ -65,6 +70,10 @@ def test_the_dkim_lab_hides_the_key_name_until_the_question_is_answered(
     assert revealed is not None and revealed.hidden_until is None
     assert KEY_NAME in revealed.detail
     assert KEY_NAME in _rendered(_outcome_text(revealed))
+    opened = show_outcome(revealed)
+    assert opened.row("expects") is None
+    assert [label for label, _ in opened.rows if label in ("✓", "✗")] == ["✓", "✓", "✓"]
+    assert any(KEY_NAME in text for _, text in opened.rows)
 
 
 def test_hide_expect_until_must_name_a_later_question(tmp_path: Path) -> None:
