@@ -228,3 +228,13 @@ def test_pack_refuses_a_directory_that_is_not_empty(
     assert (tmp_path / "keep.txt").read_text() == "mine"
     assert main(["pack", "1", "-o", str(tmp_path / "x")]) == 2  # --student or --instructor
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_a_student_pack_accepts_the_listed_forms_of_a_short_answer(students: Path) -> None:
+    # Answers are judged without a running lab: no topology is started here.
+    session = LabSession(load_lab(students / "labs" / "01-receive-only.yaml"))
+    for given in ("25", "  Port   25 ", "25/TCP"):
+        assert session.answer("which-port", given).correct, given
+    wrong = session.answer("which-port", "587")
+    assert not wrong.correct and "587" in wrong.text  # the misconception's own feedback
+    assert not session.answer("which-port", "26").correct
