@@ -3,7 +3,8 @@
 The repository keeps labs and topologies at the top, where instructors edit
 them. A wheel must carry them too, or ``pip install maillab`` gives a maillab
 with no labs (issue 14). So building the package copies them into
-``sim/data/labs`` and ``sim/data/topologies`` of the build, where
+``sim/data/labs`` and ``sim/data/topologies`` of the build (with the
+course manifest ``course.yaml`` as ``sim/data/course.yaml``), where
 :mod:`sim.lab.catalog` and :mod:`sim.notebook` look when there is no checkout
 around the package. Nothing is copied in the source tree (no second copy in
 git); ``MANIFEST.in`` puts the folders in the sdist, so a wheel built from the
@@ -40,6 +41,8 @@ class BuildPyWithData(build_py):
             destination.mkdir(parents=True, exist_ok=True)
             for path in files:
                 self.copy_file(str(path), str(destination / path.name))
+        # The manifest that makes sim/data a course (sim/lab/course.py).
+        self.copy_file(str(ROOT / "course.yaml"), str(Path(self.build_lib) / "sim/data/course.yaml"))
 
 
 setup(cmdclass={"build_py": BuildPyWithData})

@@ -339,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
         "in the terminal UI (needs a terminal).",
     )
     parser.add_argument("--version", action=_Version)
+    parser.add_argument(
+        "--course",
+        metavar="DIR",
+        help="use the labs of this course directory (with a course.yaml; "
+        "default: $MAILLAB_COURSE, else the shipped labs)",
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -476,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_course(directory: str) -> None:
+    """``--course DIR``: check the manifest now (a bad one is exit 2), then
+    let every part of this process, and the processes it starts (``serve``
+    runs a TUI per tab), find the course where ``$MAILLAB_COURSE`` says."""
+    from sim.lab.course import ENV, load_course
+
+    course = load_course(directory)
+    os.environ[ENV] = str(course.root.resolve())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     if words[:1] == ["__complete"]:  # the shell completion scripts' helper (hidden)
@@ -491,6 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(words)
         args.parser = parser  # `completion` prints the completion of this very parser
+        if args.course:
+            use_course(args.course)
         if not getattr(args, "command", None):
             return run_home()
         code: int = args.func(args)

@@ -21,7 +21,7 @@ _T = "topologies/home-isp.yaml"
 #: Two or three examples per subcommand (``new lab`` is the subcommand
 #: ``lab`` of ``new``), in the order a newcomer would try them.
 EXAMPLES: dict[str, tuple[str, ...]] = {
-    "": ("maillab list", "maillab run receive-only", "maillab check receive-only"),
+    "": ("maillab list", "maillab run receive-only", "maillab --course my-course check"),
     "validate": (
         f"maillab validate {_T}",
         "maillab validate topologies/*.yaml labs/*.yaml",
@@ -55,13 +55,18 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "list": ("maillab list", "maillab list --json"),
     "check": (
         "maillab check",
-        "maillab check receive-only spf",
+        "maillab check spf --explain",
         "maillab check 3 --backend mininet --json",
     ),
     "graph": (
         f"maillab graph {_T}",
         f"maillab graph {_T} -o home-isp.svg",
         f"maillab graph {_T} --highlight laptop,isp,internet,mx-qq --stopped-at isp",
+    ),
+    "pack": (
+        "maillab pack --student -o course-students",
+        "maillab pack receive-only spf --instructor -o course-staff",
+        "maillab --course course-students list",
     ),
     "clean": ("maillab clean --dry-run", "maillab clean"),
     "run": ("maillab run receive-only", "maillab run 5 --backend mininet"),

@@ -109,7 +109,12 @@ def _lab_ids(words: list[str]) -> list[str]:
     from sim.lab.catalog import labs_dir
     from sim.lab.listcache import lab_summaries
 
-    summaries, _ = lab_summaries(labs_dir(_option_value(words, "--labs-dir")))
+    course = _option_value(words, "--course")
+    if course is not None and _option_value(words, "--labs-dir") is None:
+        # `maillab --course DIR run <TAB>`: that course's labs.
+        summaries, _ = lab_summaries(Path(course) / "labs")
+    else:
+        summaries, _ = lab_summaries(labs_dir(_option_value(words, "--labs-dir")))
     return [s["id"] for s in summaries]
 
 

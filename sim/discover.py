@@ -45,10 +45,16 @@ def unknown(what: str, name: str, known: Iterable[str]) -> str:
 
 
 def topology_places() -> list[Path]:
-    """Where topologies are looked for, in order."""
+    """Where topologies are looked for, in order: the working directory's
+    (and its parent's, for a notebook in ``notebooks/``), the course's of
+    ``$MAILLAB_COURSE``, the checkout's, the package's."""
+    import os
+
+    course = os.environ.get("MAILLAB_COURSE")
     places = [
         Path.cwd() / "topologies",
         Path.cwd().parent / "topologies",
+        *([Path(course) / "topologies"] if course else []),
         _PACKAGE.parent / "topologies",
         _PACKAGE / "data" / "topologies",
     ]

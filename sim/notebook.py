@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from sim.hosting.runtime import Lab
+    from sim.lab.engine import ExperimentOutcome
 
 __all__ = [
     "Journey",
@@ -56,6 +57,7 @@ __all__ = [
     "lab_time",
     "responsive_svg",
     "show_mail",
+    "show_outcome",
     "show_result",
     "side_by_side",
     "trace_table",
@@ -411,6 +413,23 @@ def show_mail(
     if not messages:
         raise ValueError(f"{address} has no message in {folder}")
     return MailCard(address, folder, parse_mail(messages[index].data))
+
+
+def show_outcome(outcome: ExperimentOutcome) -> ResultCard:
+    """A lab step's experiment (``LabSession.run_experiment`` or
+    ``outcome_of``): the result's card with what the step expects, ✓ or ✗;
+    while the question named in ``hide_expect_until`` is unanswered, a note
+    instead of the verdicts, as in the TUI (they would give the answer)."""
+    if outcome.error is not None or outcome.result is None:
+        return ResultCard(outcome.experiment.kind, "error", (("error", outcome.detail),))
+    card = show_result(outcome.result)
+    if outcome.hidden_until is not None:
+        extra: tuple[tuple[str, str], ...] = (
+            ("expects", f"shown once you have answered the question {outcome.hidden_until}"),
+        )
+    else:
+        extra = tuple(("✓" if e.passed else "✗", e.detail) for e in outcome.expectations)
+    return ResultCard(card.kind, card.outcome, card.rows + extra, card.checks)
 
 
 def show_result(result: ExperimentResult) -> ResultCard:

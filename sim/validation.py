@@ -28,7 +28,13 @@ def looks_like_lab(path: Path) -> bool:
 
 
 def validate_path(path: Path) -> list[Problem]:
-    """Problems of one file; a missing path or directory is itself a problem."""
+    """Problems of one file; a missing path or directory is itself a problem.
+
+    A course's manifest (``course.yaml``) is checked as one, and a course
+    directory (one with a ``course.yaml``) as a whole: the manifest, every
+    lab and every topology (sim.lab.course)."""
+    if path.name == "course.yaml" or (path / "course.yaml").is_file():
+        return _validate_course(path.parent if path.name == "course.yaml" else path, path.is_dir())
     if looks_like_lab(path):
         try:
             from sim.lab.loader import validate_lab_file  # type: ignore[import-not-found,unused-ignore]
@@ -39,3 +45,14 @@ def validate_path(path: Path) -> list[Problem]:
     from sim.topology import validate_topology_file
 
     return validate_topology_file(path)
+
+
+def _validate_course(root: Path, everything: bool) -> list[Problem]:
+    from sim.lab.course import validate_course
+
+    problems = validate_course(root)
+    if everything:
+        for folder in ("topologies", "labs"):
+            for file in sorted((root / folder).glob("*.y*ml")):
+                problems.extend(validate_path(file))
+    return problems

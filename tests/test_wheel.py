@@ -46,6 +46,7 @@ def test_the_sdist_carries_labs_and_topologies(dist: Path) -> None:
         names = {Path(*Path(n).parts[1:]).as_posix() for n in tar.getnames()}
     assert {f"labs/{n}" for n in LABS} <= names
     assert {f"topologies/{n}" for n in TOPOLOGIES} <= names
+    assert "course.yaml" in names
 
 
 def test_the_wheel_carries_them_inside_the_package(dist: Path) -> None:
@@ -53,6 +54,7 @@ def test_the_wheel_carries_them_inside_the_package(dist: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"sim/data/labs/{n}" for n in LABS} <= names
     assert {f"sim/data/topologies/{n}" for n in TOPOLOGIES} <= names
+    assert "sim/data/course.yaml" in names  # the shipped labs are a course
     # The build copies into the build directory, never into the source tree.
     assert not (ROOT / "sim" / "data").exists()
 
@@ -134,3 +136,14 @@ def test_installed_maillab_prints_completion_scripts(
     work, env = outside
     for shell in ("bash", "zsh", "fish"):
         assert "__complete labs" in _run([str(installed), "completion", shell], work, env)
+
+
+def test_installed_maillab_packs_its_labs_as_a_course(
+    installed: Path, outside: tuple[Path, dict[str, str]]
+) -> None:
+    work, env = outside
+    _run([str(installed), "pack", "1", "--student", "-o", "students"], work, env)
+    _run([str(installed), "validate", "students"], work, env)
+    listed = json.loads(_run([str(installed), "--course", "students", "list", "--json"], work, env))
+    assert [lab["id"] for lab in listed["labs"]] == ["receive-only"]
+    assert listed["course"]["title"] and listed["course"]["audience"] == "student"

@@ -1,9 +1,12 @@
 """Where the labs are, and finding one by what a person types.
 
-The labs directory is, in order: ``--labs-dir``; ``$MAILLAB_LABS``; ``labs/``
-of the repository checkout this package runs from; the labs installed with
-the package (``sim/data/labs``). Lab files are ``*.yaml`` there, in file
-name order (``01-receive-only.yaml``, ``02-...``).
+The labs directory is, in order: ``--labs-dir``; ``$MAILLAB_LABS``; the
+``labs/`` of the course ``maillab --course DIR`` or ``$MAILLAB_COURSE`` names
+(its manifest checked first, :mod:`sim.lab.course`); ``labs/`` of the
+repository checkout this package runs from; the labs installed with the
+package (``sim/data/labs``). Lab files are ``*.yaml`` there, in the order of
+the course's manifest when the directory is a course's ``labs/``, else in
+file name order (``01-receive-only.yaml``, ``02-...``).
 
 A lab is named by its id (``receive-only``), its file name with or without
 the suffix (``01-receive-only``), its number (``1`` or ``01``), or a path.
@@ -40,6 +43,12 @@ def labs_dir(override: str | os.PathLike[str] | None = None) -> Path:
         candidates.append((Path(override), "--labs-dir"))
     elif os.environ.get("MAILLAB_LABS"):
         candidates.append((Path(os.environ["MAILLAB_LABS"]), "$MAILLAB_LABS"))
+    elif os.environ.get("MAILLAB_COURSE"):
+        from sim.lab.course import course_from_env
+
+        course = course_from_env()  # a bad manifest: InputError, exit 2
+        assert course is not None
+        return course.labs_dir
     else:
         candidates += [(REPO_LABS, "the repository"), (PACKAGED_LABS, "the package")]
     for path, _ in candidates:
@@ -54,7 +63,13 @@ def labs_dir(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def lab_files(directory: Path) -> list[Path]:
-    """The lab files of a directory, in name order."""
+    """The lab files of a directory: a course's in its manifest's order,
+    others in name order."""
+    from sim.lab.course import ordered_lab_files
+
+    ordered = ordered_lab_files(directory)
+    if ordered is not None:
+        return ordered
     return sorted(
         p
         for p in directory.iterdir()

@@ -1,4 +1,4 @@
-"""The ``maillab list`` and ``maillab check`` subcommands.
+"""The ``maillab list``, ``maillab check`` and ``maillab pack`` subcommands.
 
 ``sim.cli`` wires them in with :func:`register`::
 
@@ -27,7 +27,15 @@ if TYPE_CHECKING:
 # The lab machinery is imported inside each command: building the parser
 # (every `maillab` command, `--help` too) must not load it.
 
-__all__ = ["add_check_parser", "add_list_parser", "cmd_check", "cmd_list", "register"]
+__all__ = [
+    "add_check_parser",
+    "add_list_parser",
+    "add_pack_parser",
+    "cmd_check",
+    "cmd_list",
+    "cmd_pack",
+    "register",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -77,7 +85,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if store.warning:
         print(f"maillab: {store.warning}", file=sys.stderr)
     if args.json:
-        _print_json({"labs": rows})
+        from sim.lab.course import course_from_env
+
+        course = course_from_env() if args.labs_dir is None else None
+        _print_json({"labs": rows, "course": course.to_json() if course else None})
     else:
         print(_list_table(rows))
     return EXIT_USAGE if problems else EXIT_OK
@@ -121,10 +132,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         if problems:
             raise InputError(problems)
         labs = [e.lab for e in entries if e.lab is not None]
+    for lab in labs:
+        if lab.pack == "student":
+            raise ArgumentError(
+                f"maillab check: {lab.source}: a student pack has no reference solutions "
+                "to run; check the instructor's pack (maillab pack --instructor)"
+            )
     runs = [(lab, fault) for lab in labs for fault in _fault_runs(lab, args)]
     reports: list[LabReport] = []
     for lab, fault in runs:
-        report = run_reference(lab, args.backend, fault=fault)
+        report = run_reference(lab, args.backend, fault=fault, explain=args.explain)
         reports.append(report)
         if not args.json:
             print(_report_text(report), flush=True)
@@ -172,6 +189,11 @@ def _report_text(report: LabReport) -> str:
     for step in report.steps:
         if not step.passed:
             lines.append(f"      {step.id} ({step.kind}): {step.detail}")
+        if step.explain is not None:
+            from sim.lab.explain import explanation_lines
+
+            lines.append(f"      task {step.id}:")
+            lines.extend(f"        {line}" for line in explanation_lines(step.explain))
     return "\n".join(lines)
 
 
@@ -199,6 +221,13 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="local",
         help="local (default: one process, no root) or mininet (root, Linux)",
     )
+    p.add_argument(
+        "--explain",
+        "--verbose",
+        action="store_true",
+        help="for each task, show its check before and after the solution: each predicate, "
+        "the facts of the runs, and flags for a step that passes or fails by accident",
+    )
     p.add_argument("--json", action="store_true", help="print the reports as one JSON object")
     faults = p.add_mutually_exclusive_group()
     faults.add_argument(
@@ -217,7 +246,78 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+# -- pack ---------------------------------------------------------------------------
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sim.lab.catalog import find_lab, lab_files, labs_dir
+    from sim.lab.course import MANIFEST, load_course
+    from sim.lab.pack import pack_course
+
+    directory = labs_dir(args.labs_dir)
+    files = [find_lab(ref, directory) for ref in args.labs] if args.labs else lab_files(directory)
+    if not files:
+        raise ArgumentError(f"maillab pack: no labs in {directory}")
+    root = directory.parent
+    title, version = args.title, args.version
+    if (root / MANIFEST).is_file():
+        source = load_course(root)
+        title = title or source.title
+        version = version or source.version
+    audience = "student" if args.student else "instructor"
+    result = pack_course(
+        files,
+        Path(args.output),
+        audience,
+        title=title or "A maillab course",
+        version=version or "1",
+        source_root=root,
+    )
+    for note in result.notes:
+        print(f"maillab pack: note: {note}", file=sys.stderr)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(
+            f"wrote {result.root}: {len(result.labs)} lab(s) for {audience}s, "
+            f"{len(result.topologies)} topologies, {len(result.notebooks)} notebook file(s)"
+        )
+    return EXIT_OK
+
+
+def add_pack_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "pack",
+        help="write a course directory for students (no solutions) or instructors",
+        description="Write labs, their topologies, the notebooks and a course.yaml into a new "
+        "directory. --student leaves out every reference solution and seals the answers "
+        "(the TUI still checks them); --instructor copies the labs as written.",
+    )
+    p.add_argument(
+        "labs", nargs="*", metavar="LAB", help="lab ids, numbers or files (default: every lab)"
+    )
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "--student", action="store_true", help="for students: no solutions, answers sealed"
+    )
+    who.add_argument(
+        "--instructor", action="store_true", help="for instructors: the labs with their solutions"
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="DIR", help="the course directory to write (new)"
+    )
+    p.add_argument("--title", help="the course's title (default: the source course's)")
+    p.add_argument("--version", help="the course's version (default: the source course's)")
+    p.add_argument("--json", action="store_true", help="print what was written as one JSON object")
+    _labs_dir_arg(p)
+    p.set_defaults(func=cmd_pack)
+    return p
+
+
 def register(subparsers: Any) -> None:
-    """Add ``list`` and ``check`` to the ``maillab`` subcommands."""
+    """Add ``list``, ``check`` and ``pack`` to the ``maillab`` subcommands."""
     add_list_parser(subparsers)
     add_check_parser(subparsers)
+    add_pack_parser(subparsers)

@@ -31,6 +31,7 @@ checkpoint.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,15 +50,18 @@ from sim.lab.model import (
     Action,
     Check,
     CheckpointStep,
+    Choice,
     ExperimentRun,
     ExperimentStep,
     ExplainStep,
     LabDef,
+    Predicate,
     QuestionStep,
     Step,
     TaskStep,
 )
 from sim.lab.progress import LabProgress, MemoryProgressStore, ProgressStore, StepProgress
+from sim.lab.seal import answer_digest, answer_key, unseal
 from sim.topology.model import Topology
 
 __all__ = [
@@ -128,6 +132,12 @@ class CheckOutcome:
     #: The trace of the runs the check made (state checks: the lab's, since
     #: the step began): what the quoted facts must be found in.
     trace: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, repr=False)
+    #: Each check with its predicates' outcomes, in file order (``check --explain``).
+    by_check: tuple[tuple[Check, tuple[PredicateOutcome, ...]], ...] = field(
+        default=(), compare=False, repr=False
+    )
+    #: Every fact of the runs the check made, quoted or not (``check --explain``).
+    facts: RunFacts | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,6 +161,9 @@ class ExperimentOutcome:
     data: dict[str, Any] | None = None
     error: str | None = None
     expectations: tuple[PredicateOutcome, ...] = ()
+    #: The step's question (``hide_expect_until``) is not answered yet: a
+    #: front end must not show the verdicts (``detail`` and ``to_json`` do not).
+    hidden_until: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -160,19 +173,25 @@ class ExperimentOutcome:
     def detail(self) -> str:
         if self.error is not None:
             return f"{self.experiment.describe()} failed: {self.error}"
-        if self.expectations:
+        if self.expectations and self.hidden_until is None:
             return summarise(self.expectations)
         return describe_result(self.experiment.kind, self.data or {})
+
+    @property
+    def shown_expectations(self) -> tuple[PredicateOutcome, ...]:
+        """The verdicts a student may see now."""
+        return () if self.hidden_until is not None else self.expectations
 
     def to_json(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "experiment": self.experiment.describe(),
-            "passed": self.passed,
+            "passed": self.passed if self.hidden_until is None else None,
             "detail": self.detail,
             "error": self.error,
             "result": self.data,
-            "expectations": [e.to_json() for e in self.expectations],
+            "expectations": [e.to_json() for e in self.shown_expectations],
+            "hidden_until": self.hidden_until,
         }
 
 
@@ -182,9 +201,15 @@ class StepReport:
     kind: str
     passed: bool
     detail: str
+    #: ``check --explain``: a task's check before and after its solution
+    #: (:class:`sim.lab.explain.TaskExplanation`), else None.
+    explain: Any = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "passed": self.passed, "detail": self.detail}
+        data = {"id": self.id, "kind": self.kind, "passed": self.passed, "detail": self.detail}
+        if self.explain is not None:
+            data["explain"] = self.explain.to_json()
+        return data
 
 
 @dataclass(frozen=True)
@@ -460,12 +485,51 @@ class LabSession:
             raise LabError(f"step {found.id} is a {found.kind} step, not an experiment")
         outcome = self._execute(found.run, found.id)
         if outcome.error is None:
-            expectations = tuple(self._predicates(found.expect, outcome.data))
-            outcome = ExperimentOutcome(
-                found.id, found.run, outcome.result, outcome.data, None, expectations
-            )
+            outcome = self._judge_experiment(found, outcome)
             self.results[found.id] = outcome
             self._done(found)
+        return outcome
+
+    def _judge_experiment(self, step: ExperimentStep, ran: ExperimentOutcome) -> ExperimentOutcome:
+        expect = self._expect_of(step)
+        expectations = tuple(self._predicates(expect or (), ran.data))
+        hidden = self.verdicts_hidden(step)
+        return ExperimentOutcome(
+            step.id, ran.experiment, ran.result, ran.data, None, expectations, hidden
+        )
+
+    def verdicts_hidden(self, step: Step | str) -> str | None:
+        """The question whose answer an experiment step's verdicts wait for
+        (``hide_expect_until``), while it is not answered; else None."""
+        found = self.step(step)
+        if not isinstance(found, ExperimentStep) or found.hide_expect_until is None:
+            return None
+        return None if self.progress.done(found.hide_expect_until) else found.hide_expect_until
+
+    def _expect_of(self, step: ExperimentStep) -> tuple[Predicate, ...] | None:
+        """The step's ``expect``; a student pack's sealed one once its question
+        is answered (None before: nothing to judge yet)."""
+        if not step.sealed_expect or step.hide_expect_until is None:
+            return step.expect
+        key = self._unlock_key(step.hide_expect_until)
+        text = unseal(key, step.sealed_expect) if key is not None else None
+        if text is None:
+            return None
+        return tuple(
+            Predicate(str(name), value) for item in json.loads(text) for name, value in item.items()
+        )
+
+    def outcome_of(self, step: Step | str) -> ExperimentOutcome | None:
+        """An experiment step's last outcome in this session, its verdicts
+        judged or hidden as the student's progress stands now (a question
+        answered since reveals them)."""
+        found = self.step(step)
+        outcome = self.results.get(found.id)
+        if outcome is None or outcome.error is not None or not isinstance(found, ExperimentStep):
+            return outcome
+        if outcome.hidden_until is not None and self.verdicts_hidden(found) is None:
+            outcome = self._judge_experiment(found, outcome)
+            self.results[found.id] = outcome
         return outcome
 
     def _execute(self, run: ExperimentRun, step_id: str | None = None) -> ExperimentOutcome:
@@ -484,13 +548,25 @@ class LabSession:
 
     # -- questions -----------------------------------------------------------------
 
+    def _unlock_key(self, question: str) -> bytes | None:
+        """A student pack's question's unlock key, from the right answer the
+        student gave (the progress keeps the answers, never the key)."""
+        found = self.step(question)
+        if not isinstance(found, QuestionStep) or found.sealed is None:
+            return None
+        for given in reversed(self.progress.step(found.id).answers):
+            key = _opened(found, given)
+            if key is not None:
+                return key
+        return None
+
     def answer(self, step: Step | str, given: str | int) -> Feedback:
         """Judge an answer: a choice id, a 0-based choice index or the choice's
         text (multiple choice), or the text of a short answer."""
         found = self.step(step)
         if not isinstance(found, QuestionStep):
             raise LabError(f"step {found.id} is a {found.kind} step, not a question")
-        feedback = _judge(found, given)
+        feedback = _judge(found, given) if found.sealed is None else _judge_sealed(found, given)
         if feedback is None:
             ids = ", ".join(c.id for c in found.choices)
             return Feedback(False, f"There is no choice {given!r}: answer one of {ids}.")
@@ -529,8 +605,11 @@ class LabSession:
         results: list[PredicateOutcome] = []
         facts = RunFacts()
         trace: list[Mapping[str, Any]] = []
+        by_check = []
         for check in self.task_checks(found):
-            results.extend(self._check(check, facts, trace))
+            outcomes = self._check(check, facts, trace)
+            by_check.append((check, tuple(outcomes)))
+            results.extend(outcomes)
         self.facts[found.id] = facts
         passed = all(r.passed for r in results)
         state = self.progress.step(found.id)
@@ -551,7 +630,15 @@ class LabSession:
                 hint, quoted = filled.text, filled.quoted
             self.save()
         return CheckOutcome(
-            passed, summarise(results), hint, tuple(results), explanation, quoted, tuple(trace)
+            passed,
+            summarise(results),
+            hint,
+            tuple(results),
+            explanation,
+            quoted,
+            tuple(trace),
+            tuple(by_check),
+            facts,
         )
 
     def _check(
@@ -667,22 +754,63 @@ def _strip_where(message: str) -> str:
     return message.removeprefix("(top level): ")
 
 
+def _choice_of(q: QuestionStep, given: str | int) -> Choice | None:
+    if isinstance(given, int) and not isinstance(given, bool):
+        return q.choices[given] if 0 <= given < len(q.choices) else None
+    text = str(given).strip()
+    return (
+        q.choice(text)
+        or q.choice(text.lower())
+        or next(
+            (c for c in q.choices if normalise_answer(c.text) == normalise_answer(text)),
+            None,
+        )
+    )
+
+
+def _opened(q: QuestionStep, answer: str) -> bytes | None:
+    """The question's unlock key when ``answer`` is right (a student pack)."""
+    sealed = q.sealed
+    if sealed is None:
+        return None
+    digest = answer_digest(sealed.salt, answer)
+    for right in sealed.answers:
+        if right.digest == digest:
+            key = unseal(answer_key(sealed.salt, answer), right.unlock)
+            return key.encode("ascii") if key is not None else None
+    return None
+
+
+def _judge_sealed(q: QuestionStep, given: str | int) -> Feedback | None:
+    """A student pack's question: the answer checked against digests, the
+    feedback and explanation opened by the answer (sim.lab.seal)."""
+    assert q.sealed is not None
+    if q.choices:
+        choice = _choice_of(q, given)
+        if choice is None:
+            return None
+        answer, choice_id = choice.id, choice.id
+    else:
+        answer, choice_id = str(given), None
+    unlock = _opened(q, answer)
+    if unlock is not None:
+        text = unseal(unlock, q.sealed.explanation) if q.sealed.explanation else ""
+        return Feedback(True, (text or "").strip() or "Right.", choice_id)
+    if choice_id is not None:
+        sealed = q.choice(choice_id)
+        text = unseal(answer_key(q.sealed.salt, choice_id), sealed.sealed) if sealed else None
+        return Feedback(False, (text or "").strip(), choice_id)
+    normalised = normalise_answer(answer)
+    for wrong in q.wrong:
+        if normalised in {normalise_answer(a) for a in wrong.answers}:
+            return Feedback(False, wrong.feedback.strip())
+    return Feedback(False, q.feedback.strip())
+
+
 def _judge(q: QuestionStep, given: str | int) -> Feedback | None:
     """Feedback for an answer; None when a multiple-choice answer names no choice."""
     if q.choices:
-        choice = None
-        if isinstance(given, int) and not isinstance(given, bool):
-            choice = q.choices[given] if 0 <= given < len(q.choices) else None
-        else:
-            text = str(given).strip()
-            choice = (
-                q.choice(text)
-                or q.choice(text.lower())
-                or next(
-                    (c for c in q.choices if normalise_answer(c.text) == normalise_answer(text)),
-                    None,
-                )
-            )
+        choice = _choice_of(q, given)
         if choice is None:
             return None
         if choice.id == q.answer:
@@ -739,13 +867,17 @@ def run_reference(
     starter: Starter | None = None,
     student: str | None = None,
     fault: str | None = None,
+    explain: bool = False,
 ) -> LabReport:
     """Walk ``lab``'s reference path headless and report every step, as
     ``student`` (whose id draws the lab's faults) or under the ``fault``
     forced by name.
 
     A task passes when its check fails before the reference solution (a task
-    already done would teach nothing) and passes after it.
+    already done would teach nothing) and passes after it. ``explain``: each
+    task's report also says why its check failed before the solution and
+    passed after it, predicate by predicate with the facts of the runs
+    (:mod:`sim.lab.explain`), and flags a step that passes or fails by accident.
     """
     began = time.monotonic()
     session = LabSession(
@@ -769,7 +901,7 @@ def run_reference(
     try:
         for step in lab.steps:
             try:
-                reports.append(_reference_step(session, step))
+                reports.append(_reference_step(session, step, explain))
             except SimError as err:
                 reports.append(StepReport(step.id, step.kind, False, f"error: {err}"))
     finally:
@@ -785,13 +917,15 @@ def run_reference(
     )
 
 
-def _reference_step(session: LabSession, step: Step) -> StepReport:
+def _reference_step(session: LabSession, step: Step, explain: bool = False) -> StepReport:
     if isinstance(step, ExplainStep):
         session.mark_read(step)
         return StepReport(step.id, step.kind, True, f"text: {step.title}")
     if isinstance(step, ExperimentStep):
         outcome = session.run_experiment(step)
-        return StepReport(step.id, step.kind, outcome.passed, outcome.detail)
+        # The author sees the verdicts a student sees only after answering.
+        detail = summarise(outcome.expectations) if outcome.expectations else outcome.detail
+        return StepReport(step.id, step.kind, outcome.passed, detail)
     if isinstance(step, QuestionStep):
         answer = step.reference_answer()
         feedback = session.answer(step, answer)
@@ -804,22 +938,39 @@ def _reference_step(session: LabSession, step: Step) -> StepReport:
             f"the reference answer {answer!r} is not accepted: {feedback.text}",
         )
     if isinstance(step, TaskStep):
-        before = session.check(step)
-        if before.passed:
+        return _reference_task(session, step, explain)
+    assert isinstance(step, CheckpointStep)
+    checked = session.check(step)
+    return StepReport(step.id, step.kind, checked.passed, checked.detail)
+
+
+def _reference_task(session: LabSession, step: TaskStep, explain: bool) -> StepReport:
+    from sim.lab.explain import explain_task
+
+    before = session.check(step)
+    if before.passed:
+        return StepReport(
+            step.id,
+            step.kind,
+            False,
+            "the check passes before the solution "
+            f"is applied, so the task teaches nothing: {before.detail}",
+            explain_task(step, before, None) if explain else None,
+        )
+    for result in session.solve(step):
+        if not result.ok:
             return StepReport(
                 step.id,
                 step.kind,
                 False,
-                "the check passes before the solution "
-                f"is applied, so the task teaches nothing: {before.detail}",
+                f"the reference solution failed: {result.message}",
+                explain_task(step, before, None) if explain else None,
             )
-        for result in session.solve(step):
-            if not result.ok:
-                return StepReport(
-                    step.id, step.kind, False, f"the reference solution failed: {result.message}"
-                )
-        after = session.check(step)
-        return StepReport(step.id, step.kind, after.passed, after.detail)
-    assert isinstance(step, CheckpointStep)
-    checked = session.check(step)
-    return StepReport(step.id, step.kind, checked.passed, checked.detail)
+    after = session.check(step)
+    return StepReport(
+        step.id,
+        step.kind,
+        after.passed,
+        after.detail,
+        explain_task(step, before, after) if explain else None,
+    )

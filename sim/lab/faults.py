@@ -22,8 +22,9 @@ receiving MX; ``dnsbl`` the blocklist ``receiver`` asks. Everything else a
 fault needs (the sender's address, its reverse zone, the published SPF and
 DMARC records, the DKIM selector) is read from the topology
 (:mod:`sim.lab.faultfacts`), and a fault that cannot find it does not
-apply: :func:`bind` says which node or record is missing. Action and predicate templates are plain lab-file data in which
-``{name}`` is replaced by a role or one of those values.
+apply: :func:`bind` says which node or record is missing. Action and
+predicate templates are plain lab-file data in which ``{name}`` is
+replaced by a role or one of those values.
 
 Adding a fault is adding one :class:`Fault` to :data:`CATALOGUE`
 (docs/authoring.md, "Adding a fault").

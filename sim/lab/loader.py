@@ -42,6 +42,8 @@ from sim.lab.model import (
     LabDef,
     Predicate,
     QuestionStep,
+    SealedAnswer,
+    SealedAnswers,
     Show,
     Step,
     TaskStep,
@@ -121,6 +123,11 @@ def _analyse(path: Path, curriculum: bool | None) -> tuple[LabDef | None, list[P
         return None, [Problem(source, 1, 1, wrong)]
     checker = Checker(source)
     LAB_SPEC.check(doc, (1, 1), (), checker)
+    if doc.get("pack") == "student":
+        # `maillab pack --student` leaves the reference solutions out.
+        checker.problems = [
+            p for p in checker.problems if not p.message.endswith("missing key 'solution'")
+        ]
     if checker.problems:
         return None, sorted(checker.problems)
     lab = _build(doc, path)
@@ -210,6 +217,8 @@ def _step(raw: Any, path: FilePath) -> Step:
             **common,
             run=_experiment(raw["run"], (*path, "run")),
             expect=_predicates(raw.get("expect"), (*path, "expect")),
+            hide_expect_until=_opt(raw.get("hide_expect_until")),
+            sealed_expect=_text(raw.get("sealed_expect")),
         )
     if kind == "question":
         wrong = []
@@ -220,9 +229,12 @@ def _step(raw: Any, path: FilePath) -> Step:
         return QuestionStep(
             **common,
             choices=tuple(
-                Choice(str(c["id"]), str(c["text"]), _text(c.get("feedback")))
+                Choice(
+                    str(c["id"]), str(c["text"]), _text(c.get("feedback")), _text(c.get("sealed"))
+                )
                 for c in raw.get("choices") or ()
             ),
+            sealed=_sealed(raw.get("sealed")),
             answer=_opt(raw.get("answer")),
             accept=tuple(str(a) for a in raw.get("accept") or ()),
             pattern=_opt(raw.get("pattern")),
@@ -254,6 +266,16 @@ def _step(raw: Any, path: FilePath) -> Step:
     return CheckpointStep(**common, checks=_checks(raw["checks"], (*path, "checks")))
 
 
+def _sealed(raw: Any) -> SealedAnswers | None:
+    if not isinstance(raw, dict):
+        return None
+    return SealedAnswers(
+        str(raw["salt"]),
+        tuple(SealedAnswer(str(a["digest"]), str(a["unlock"])) for a in raw["answers"]),
+        _text(raw.get("explanation")),
+    )
+
+
 def _build(doc: Any, path: Path) -> LabDef:
     topology = str(doc["topology"])
     return LabDef(
@@ -273,6 +295,7 @@ def _build(doc: Any, path: Path) -> LabDef:
         ),
         faults=_faults(doc.get("faults")),
         source=path,
+        pack=_text(doc.get("pack")),
     )
 
 
@@ -288,6 +311,12 @@ def _faults(raw: Any) -> FaultDraw | None:
 
 
 # -- meaning ---------------------------------------------------------------
+
+
+_ONLY_PACKS = (
+    "sealed answers are written by `maillab pack --student` (with `pack: student`); "
+    "a lab as its author writes it gives `answer` or `accept`"
+)
 
 
 def _domain(name: str) -> str:
@@ -319,6 +348,7 @@ class _Meaning:
             self._step(step, experiments)
             if isinstance(step, ExperimentStep) and step.run is not None:
                 experiments[step.id] = step.run
+        self._answers_hidden()
         if curriculum:
             self._curriculum()
 
@@ -329,7 +359,7 @@ class _Meaning:
 
         tasks = [s for s in self.lab.steps if isinstance(s, TaskStep)]
         for step in tasks:
-            if not step.solution and not step.fault:
+            if not step.solution and not step.fault and self.lab.pack != "student":
                 self.add(step.path, "a task needs a `solution` (or `fault: true`)")
         fixing = [s for s in tasks if s.fault]
         draw = self.lab.faults
@@ -679,8 +709,60 @@ class _Meaning:
 
     # -- questions -------------------------------------------------------------
 
+    def _answers_hidden(self) -> None:
+        """Hidden verdicts, and what only a student pack may leave out or seal
+        (issue 21: ``maillab pack --student``, sim.lab.seal)."""
+        student = self.lab.pack == "student"
+        steps = self.lab.steps
+        for i, step in enumerate(steps):
+            if isinstance(step, ExperimentStep):
+                if step.hide_expect_until is not None:
+                    later = [s.id for s in steps[i + 1 :] if isinstance(s, QuestionStep)]
+                    if step.hide_expect_until not in later:
+                        hint = suggest(step.hide_expect_until, later) or (
+                            f" (later questions: {', '.join(later)})" if later else ""
+                        )
+                        self.add(
+                            (*step.path, "hide_expect_until"),
+                            f"{step.hide_expect_until!r} is not a later question step{hint}",
+                        )
+                    if not step.expect and not step.sealed_expect:
+                        self.add(
+                            (*step.path, "hide_expect_until"),
+                            "the step has no `expect` to hide",
+                            at_key=True,
+                        )
+                if step.sealed_expect and (not student or step.hide_expect_until is None):
+                    self.add(
+                        (*step.path, "sealed_expect"),
+                        "sealed verdicts are written by `maillab pack --student`, with "
+                        "`hide_expect_until` (and `pack: student`)",
+                        at_key=True,
+                    )
+            elif isinstance(step, QuestionStep) and not student:
+                for j, choice in enumerate(step.choices):
+                    if choice.sealed:
+                        self.add((*step.path, "choices", j, "sealed"), _ONLY_PACKS, at_key=True)
+                if step.sealed is not None:
+                    self.add((*step.path, "sealed"), _ONLY_PACKS, at_key=True)
+
     def _question(self, q: QuestionStep) -> None:
         path = q.path
+        if q.sealed is not None:
+            given: tuple[tuple[str, object], ...] = (
+                ("answer", q.answer),
+                ("accept", q.accept),
+                ("pattern", q.pattern),
+                ("explanation", q.explanation),
+            )
+            for key, present in given:
+                if present:
+                    self.add(
+                        (*path, key),
+                        f"a question with `sealed` answers has no `{key}`",
+                        at_key=True,
+                    )
+            return
         if q.choices:
             for key, present in (
                 ("accept", q.accept),

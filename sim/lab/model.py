@@ -42,6 +42,8 @@ __all__ = [
     "LabDef",
     "Predicate",
     "QuestionStep",
+    "SealedAnswer",
+    "SealedAnswers",
     "Show",
     "Step",
     "StepKind",
@@ -179,6 +181,12 @@ class ExperimentStep(_StepBase):
     run: ExperimentRun | None = None
     expect: tuple[Predicate, ...] = ()
     kind: Literal["experiment"] = "experiment"
+    # -- answers students cannot read (issue 21; sim.lab.seal) --
+    #: A later question's id: the ``expect`` verdicts are not shown to the
+    #: student before that question is answered (they would answer it).
+    hide_expect_until: str | None = None
+    #: A student pack's ``expect``, sealed with that question's unlock key.
+    sealed_expect: str = ""
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,28 @@ class Choice:
     id: str
     text: str
     feedback: str = ""
+    #: A student pack's feedback (or nothing, for the right choice), sealed
+    #: with a key derived from this choice's id.
+    sealed: str = ""
+
+
+@dataclass(frozen=True)
+class SealedAnswer:
+    """A right answer of a student pack: its digest, and the question's
+    unlock key sealed with a key derived from the answer (sim.lab.seal)."""
+
+    digest: str
+    unlock: str
+
+
+@dataclass(frozen=True)
+class SealedAnswers:
+    """A student pack's answer key: no answer, only what checks one."""
+
+    salt: str
+    answers: tuple[SealedAnswer, ...]
+    #: The explanation, sealed with the unlock key.
+    explanation: str = ""
 
 
 @dataclass(frozen=True)
@@ -209,6 +239,8 @@ class QuestionStep(_StepBase):
     feedback: str = ""
     explanation: str = ""
     kind: Literal["question"] = "question"
+    #: A student pack's answer key, instead of answer/accept/pattern.
+    sealed: SealedAnswers | None = None
 
     @property
     def multiple_choice(self) -> bool:
@@ -289,6 +321,9 @@ class LabDef:
     #: The faults a troubleshooting lab draws per student (None: no faults).
     faults: FaultDraw | None = None
     source: Path | None = None
+    #: ``student``: written by ``maillab pack --student`` (no solutions,
+    #: sealed answers); empty for a lab as its author wrote it.
+    pack: str = ""
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

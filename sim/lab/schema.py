@@ -100,6 +100,9 @@ CHOICE_SPEC = Record(
         "feedback": Field(
             Str(markdown=True), description="why this is wrong (required for every wrong choice)"
         ),
+        "sealed": Field(
+            Str(), description="(student packs) the feedback, sealed; written by `maillab pack`"
+        ),
     },
     name="Choice",
     description="One answer of a multiple-choice question.",
@@ -140,6 +143,39 @@ SHOW_SPEC = Record(
 )
 
 
+# -- what `maillab pack --student` writes instead of answers (sim.lab.seal) --
+
+SEALED_SPEC = Record(
+    {
+        "salt": Field(Str(pattern=r"^[0-9a-f]{32}$", pattern_hint="32 hex digits"), required=True),
+        "answers": Field(
+            ListOf(
+                Record(
+                    {
+                        "digest": Field(
+                            Str(pattern=r"^[0-9a-f]{64}$", pattern_hint="64 hex digits"),
+                            required=True,
+                        ),
+                        "unlock": Field(Str(), required=True),
+                    },
+                    name="SealedAnswer",
+                    description="A right answer's digest and the question's unlock key, "
+                    "sealed with that answer.",
+                ),
+                min_items=1,
+            ),
+            required=True,
+        ),
+        "explanation": Field(Str(), description="the explanation, sealed"),
+    },
+    name="SealedAnswers",
+    description=(
+        "A student pack's answer key (written by `maillab pack --student`): digests of the "
+        "right answers, never the answers."
+    ),
+)
+
+
 def _step(name: str, description: str, text_required: bool, **more: Field) -> Record:
     fields = {
         "id": Field(_slug(""), required=True, description="unique within the lab"),
@@ -167,6 +203,16 @@ STEP_SPEC = Tagged(
                 ListOf(PREDICATE_SPEC, min_items=1),
                 description="what the result must show (`maillab check` tests it)",
             ),
+            hide_expect_until=Field(
+                _slug(""),
+                description="the id of a later question: the `expect` verdicts are not shown "
+                "to the student before it is answered (when they would give the answer away)",
+            ),
+            sealed_expect=Field(
+                Str(),
+                description="(student packs) `expect`, sealed until the question "
+                "`hide_expect_until` is answered; written by `maillab pack`",
+            ),
         ),
         "question": _step(
             "QuestionStep",
@@ -180,6 +226,11 @@ STEP_SPEC = Tagged(
             wrong=Field(ListOf(WRONG_SPEC, min_items=1)),
             feedback=Field(Str(markdown=True), description="for any other wrong short answer"),
             explanation=Field(Str(markdown=True), description="shown after the right answer"),
+            sealed=Field(
+                SEALED_SPEC,
+                description="(student packs) the answer key, sealed: instead of `answer`, "
+                "`accept`, `pattern` and `explanation`",
+            ),
         ),
         "task": _step(
             "TaskStep",
@@ -198,7 +249,8 @@ STEP_SPEC = Tagged(
             solution=Field(
                 ListOf(ACTION_SPEC, min_items=1),
                 description="the reference solution (`maillab check` applies it); required "
-                "unless `fault: true`, where the drawn fault's fix comes first",
+                "unless `fault: true`, where the drawn fault's fix comes first; a student "
+                "pack (`pack: student`) has none",
             ),
             fault=Field(
                 Bool(),
@@ -279,6 +331,11 @@ LAB_SPEC = Record(
             FAULTS_SPEC,
             description="a troubleshooting lab: the faults drawn per student from the "
             "catalogue (sim/lab/faults.py), applied when the lab starts",
+        ),
+        "pack": Field(
+            Str(enum=("student",)),
+            description="`student`: written by `maillab pack --student`, without solutions "
+            "and with sealed answers (`maillab check` needs the instructor's copy)",
         ),
         "setup": Field(
             ListOf(ACTION_SPEC, min_items=1),

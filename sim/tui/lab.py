@@ -421,7 +421,7 @@ class LabScreen(Screen[None]):
                 found.first().focus()
 
     def _experiment_text(self, step: ExperimentStep) -> RenderableType:
-        outcome = self.session.results.get(step.id)
+        outcome = self.session.outcome_of(step)
         if outcome is None:
             return Text(
                 "Run it to see what happens; its trace and path appear in tabs 2 and 3.",
@@ -732,7 +732,7 @@ class LabScreen(Screen[None]):
                 self.call_after_refresh(result.scroll_visible, animate=False)
         if outcome.error is not None:
             self.notify(outcome.detail, title="The experiment failed", severity="error")
-        elif outcome.passed:
+        elif outcome.passed or outcome.hidden_until is not None:
             self.notify("Done: the trace is in 2, the map in 3; then go on (n).", timeout=4)
         self._after_progress(step)
         if outcome.error is None and step.show is not None and self.viewed is step:
@@ -816,6 +816,15 @@ class LabScreen(Screen[None]):
     def _judged(self, step: Step, question: QuestionWidget, feedback: Feedback) -> None:
         if question.is_attached:
             question.show_feedback(feedback, self.session.state(step).attempts)
+        if feedback.correct:
+            revealed = [
+                i + 1
+                for i, s in enumerate(self.session.steps)
+                if isinstance(s, ExperimentStep) and s.hide_expect_until == step.id
+            ]
+            if revealed:
+                which = ", ".join(str(n) for n in revealed)
+                self.notify(f"What step {which} expects is now shown there.", timeout=4)
         self._after_progress(step)
         if feedback.correct and self.viewed is step:
             if step.show is not None:
@@ -1078,7 +1087,16 @@ def _outcome_text(outcome: ExperimentOutcome) -> RenderableType:
     if outcome.error is not None:
         return Text("✗ The experiment did not run: ", style="bold red") + Text(outcome.error)
     parts: list[RenderableType] = []
-    if outcome.expectations:
+    if outcome.hidden_until is not None:
+        # hide_expect_until: the verdicts would answer the question that follows.
+        parts.append(
+            Text(
+                "Read the trace yourself: what this step expects is shown once you have "
+                "answered the question that follows.",
+                style="italic",
+            )
+        )
+    elif outcome.expectations:
         if outcome.passed:
             parts.append(Text("✓ As the step expects", style="bold green"))
         else:
