@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -398,7 +398,7 @@ class _Synth:
         self.open.clear()
 
 
-def _reply_bytes(code: Any, d: dict[str, Any]) -> bytes:
+def _reply_bytes(code: Any, d: Mapping[str, Any]) -> bytes:
     """A reply as the server wrote it: ``250-first`` … ``250 last`` (RFC 5321
     §4.2.1), the enhanced status code (RFC 3463) on each line."""
     lines = str(d.get("text") or "").split("\n")

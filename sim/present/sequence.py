@@ -28,7 +28,7 @@ decided the outcome. Renderers highlight it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
@@ -203,7 +203,7 @@ def _reply_tone(code: Any) -> str:
     return "bad" if code >= 500 else "warn" if code >= 400 else ""
 
 
-def _answers(data: dict[str, Any]) -> str:
+def _answers(data: Mapping[str, Any]) -> str:
     answers = [a for a in data.get("answers") or [] if isinstance(a, dict)]
     if not answers:
         return str(data.get("rcode") or "no answer")
@@ -211,7 +211,7 @@ def _answers(data: dict[str, Any]) -> str:
     return first + (f" (+{len(answers) - 1})" if len(answers) > 1 else "")
 
 
-def _port(data: dict[str, Any]) -> str:
+def _port(data: Mapping[str, Any]) -> str:
     return f":{data['port']}" if data.get("port") is not None else ""
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -281,7 +281,7 @@ def _clock(seconds: float) -> str:
     return f"{secs}s"
 
 
-def _reply(data: dict[str, Any]) -> str:
+def _reply(data: Mapping[str, Any]) -> str:
     reply = data.get("reply") or {}
     return " ".join(str(p) for p in (reply.get("code"), reply.get("enhanced")) if p)
 

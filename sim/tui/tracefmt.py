@@ -32,7 +32,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from sim.trace import TraceEvent
+from sim.events import LabAction, Wait
+from sim.trace import TraceEvent, event
 
 __all__ = [
     "PANES",
@@ -187,12 +188,11 @@ def add_waits(
         # after the drop where the drop was only seen at the time-out.
         at = end + 0.0005 if d.get("observed") == "timeout" else end - 0.0005
         out.append(
-            TraceEvent(
+            event(
                 round(at, 4),
-                "wait",
                 node,
                 summary,
-                {"peer": peer, "waited": waited, "src": d.get("src"), "dst": d.get("dst")},
+                Wait(peer=peer, waited=waited, src=d.get("src"), dst=d.get("dst")),
             )
         )
     return sorted(out, key=lambda ev: ev.t)
@@ -220,8 +220,8 @@ def lab_action_event(t: float, what: str, yours: bool = True) -> TraceEvent:
     follows it in the trace happened because of it. ``yours=False``: lab
     time ran on by itself (a retry fell due while the student read)."""
     if yours:
-        return TraceEvent(t, "lab", "you", f"{what} (your change to the lab)", {"action": what})
-    return TraceEvent(t, "lab", "lab", what, {"action": None})
+        return event(t, "you", f"{what} (your change to the lab)", LabAction(action=what))
+    return event(t, "lab", what, LabAction(action=None))
 
 
 _FAILURES = (
