@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Literal, TypedDict, TypeVar, Union
 
 __all__ = [
     "EVENT_CLASSES",
+    "FRONT_END_KINDS",
     "KINDS",
     "Check",
     "Delivered",
@@ -67,7 +68,9 @@ __all__ = [
     "Tls",
     "Wait",
     "classes_of",
+    "keys_of",
     "parse_data",
+    "service_kinds",
     "undeclared",
 ]
 
@@ -664,6 +667,20 @@ class Wait(EventData):
 
 
 # -- reading -----------------------------------------------------------------------------
+
+
+#: Kinds only the front ends make (markers in a trace view), never a service.
+FRONT_END_KINDS = ("lab", "wait")
+
+
+def service_kinds() -> tuple[str, ...]:
+    """Every kind a service can record: what lab checks may name."""
+    return tuple(kind for kind in KINDS if kind not in FRONT_END_KINDS)
+
+
+def keys_of(kind: str) -> tuple[str, ...]:
+    """Every ``data`` key some variant of ``kind`` declares, sorted."""
+    return tuple(sorted({key for cls in KINDS.get(kind, ()) for key in cls.KEYS}))
 
 
 def classes_of(kind: str) -> list[type[EventData]]:
