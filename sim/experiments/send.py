@@ -33,6 +33,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError, SimError
+from sim.events import (
+    Check,
+    Delivered,
+    Forwarded,
+    QueueAttempt,
+    QueueBounced,
+    QueueBounceDropped,
+    QueueDeferred,
+    QueueDelivered,
+    QueueDsn,
+    QueueInternalError,
+    QueueQueued,
+    QueueRecovered,
+    QueueWarning,
+)
 from sim.experiments import Experiment, ExperimentResult
 from sim.experiments.alignment import alignment_json
 from sim.experiments.params import param
@@ -447,11 +462,13 @@ async def mx_hosts(
     return hosts, None
 
 
-def _delivery_for(trace: Trace, rcpt: str) -> TraceEvent | None:
+def _delivery_for(trace: Trace, rcpt: str) -> Delivered | Forwarded | None:
+    """The last ``delivery`` event for ``rcpt`` in ``trace``."""
     found = None
-    for event in trace.of_kind("delivery"):
-        if str(event.data.get("mailbox", "")).lower() == rcpt.lower():
-            found = event
+    for event in trace:  # in time order, as of_kind
+        data = event.data
+        if isinstance(data, Delivered | Forwarded) and data.mailbox.lower() == rcpt.lower():
+            found = data
     return found
 
 
@@ -473,8 +490,9 @@ async def chase_forwards(
         while entry.get("outcome") == "forwarded" and hops < MAX_FORWARDS:
             hops += 1
             delivery = _delivery_for(fresh(ctx, trace), str(entry["rcpt"]))
-            data = delivery.data if delivery is not None else {}
-            target, queue_id = data.get("forwarded_to"), data.get("relay_queue_id")
+            if not isinstance(delivery, Forwarded):
+                break
+            target, queue_id = delivery.forwarded_to, delivery.relay_queue_id
             if not target or not queue_id:
                 break
             [nxt] = await follow_queue(ctx, trace, str(queue_id), [str(target)], settle)
@@ -508,7 +526,7 @@ def _direct_outcome(
         reply = transcript.last_reply
     if stage is None and reply is not None and reply.positive:
         delivery = _delivery_for(trace, rcpt) if final_hop else None
-        folder = delivery.data.get("folder") if delivery else "inbox"
+        folder = delivery.folder if delivery else "inbox"
         return {
             "rcpt": rcpt,
             "outcome": _FOLDER_OUTCOME.get(str(folder), "delivered"),
@@ -537,11 +555,6 @@ async def follow_queue(
     seen = 0
     advanced = 0.0
 
-    def rcpts_of(event: TraceEvent) -> list[str]:
-        if "rcpt" in event.data:
-            return [str(event.data["rcpt"])]
-        return [str(r) for r in event.data.get("rcpts", [])]
-
     def key(event: TraceEvent) -> tuple[float, str, str]:
         # Events may be re-read from a file (mininet): compare by content.
         return (event.t, event.node, event.summary)
@@ -549,51 +562,49 @@ async def follow_queue(
     known: set[tuple[float, str, str]] = set()
 
     def wanted(event: TraceEvent) -> bool:
-        return (
-            event.kind == "queue"
-            and event.data.get("queue_id") == queue_id
-            and event.data.get("event") in ("delivered", "bounced", "deferred")
-            and key(event) not in known
-        )
+        data = event.data
+        return isinstance(data, _VERDICTS) and data.queue_id == queue_id and key(event) not in known
 
     while True:
         events = [
             e
             for e in (ctx.hub.get(trace.id) or trace).events
-            if e.kind == "queue" and e.data.get("queue_id") == queue_id
+            if isinstance(e.data, _OF_ENTRY) and e.data.queue_id == queue_id
         ]
         for event in events[seen:]:
-            name = event.data.get("event")
-            for rcpt in rcpts_of(event):
-                if rcpt not in rcpts or event.data.get("dsn"):
+            data = event.data
+            if isinstance(data, QueueDelivered | QueueBounced | QueueDeferred):
+                targets = [data.rcpt]
+            elif isinstance(data, QueueBounceDropped):
+                targets = data.rcpts
+            else:
+                continue  # queued, an attempt, a report (DSN, warning), an internal error
+            for rcpt in targets:
+                if rcpt not in rcpts:
                     continue
-                reply = event.data.get("reply")
-                if name == "delivered":
+                if isinstance(data, QueueDelivered):
                     delivery = _delivery_for(ctx.hub.get(trace.id) or trace, rcpt)
-                    folder = delivery.data.get("folder") if delivery else "inbox"
+                    folder = delivery.folder if delivery else "inbox"
                     status[rcpt] = {
                         "rcpt": rcpt,
                         "outcome": _FOLDER_OUTCOME.get(str(folder), "delivered"),
                         "stage": None,
-                        "reply": reply,
+                        "reply": data.reply,
                     }
-                elif name == "bounced":
+                elif isinstance(data, QueueBounced | QueueBounceDropped):
                     status[rcpt] = {
                         "rcpt": rcpt,
                         "outcome": "bounced",
-                        "stage": event.data.get("stage"),
-                        "reply": reply,
+                        "stage": data.stage if isinstance(data, QueueBounced) else None,
+                        "reply": data.reply if isinstance(data, QueueBounced) else None,
                     }
-                elif name == "deferred" and status.get(rcpt, {}).get("outcome") in (
-                    None,
-                    "deferred",
-                ):
+                elif status.get(rcpt, {}).get("outcome") in (None, "deferred"):
                     status[rcpt] = {
                         "rcpt": rcpt,
                         "outcome": "deferred",
-                        "stage": event.data.get("stage"),
-                        "reply": reply,
-                        "next_attempt": event.data.get("next_attempt"),
+                        "stage": data.stage,
+                        "reply": data.reply,
+                        "next_attempt": data.next_attempt,
                     }
         seen = len(events)
         known.update(key(e) for e in events)
@@ -629,6 +640,29 @@ async def follow_queue(
     ]
 
 
+#: The queue events of one entry (every one but a spool problem and a DMARC report).
+_OF_ENTRY = (
+    QueueQueued,
+    QueueRecovered,
+    QueueAttempt,
+    QueueDelivered,
+    QueueDeferred,
+    QueueInternalError,
+    QueueBounced,
+    QueueDsn,
+    QueueBounceDropped,
+    QueueWarning,
+)
+#: A relay's word on a recipient (or a report of it) that a waiting send wakes up for.
+_VERDICTS = (
+    QueueDelivered,
+    QueueDeferred,
+    QueueInternalError,
+    QueueBounced,
+    QueueDsn,
+    QueueBounceDropped,
+)
+
 _RANK = {"blocked": 0, "rejected": 1, "bounced": 2, "deferred": 3, "junk": 4, "delivered": 5}
 
 
@@ -642,10 +676,8 @@ def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace)
         result.stage = main.get("stage")
         result.reply = main.get("reply")
         result.verdict = main.get("verdict")
-    for event in trace.of_kind("check"):
-        name, value = event.data.get("check"), event.data.get("result")
-        if isinstance(name, str) and isinstance(value, str):
-            result.checks[name] = value
+    for _, check in trace.of(Check):
+        result.checks[check.check] = check.result
     return result
 
 
