@@ -1,6 +1,6 @@
 """A sequence diagram of a trace: lanes per node, one step per exchange.
 
-The model is built from the events the services emit (see :mod:`sim.trace`)
+The model is built from the events the services emit (see :mod:`sim.events`)
 and rendered by :mod:`sim.present.seqrender` as Mermaid ``sequenceDiagram``
 text, as SVG and as 80-column text. What becomes a step:
 
