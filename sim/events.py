@@ -827,7 +827,8 @@ def render_schema() -> str:
 
 def _hint_text(hint: Any) -> str:
     text = str(hint).replace("<class '", "").replace("'>", "").replace("NoneType", "None")
-    return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # typing.Any, sim.events.X → Any, X
+    text = re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # typing.Any, sim.events.X → Any, X
+    return text.replace("|", "\\|")  # inside a Markdown table cell
 
 
 def render_reference() -> str:
@@ -884,6 +885,13 @@ def render_reference() -> str:
                     f"| `{f.name}` | `{_hint_text(hints[f.name])}` | {f.metadata['doc']}{extra} |"
                 )
             out.append("")
+    out += ["## Values inside `data`", ""]
+    for td in _NESTED:
+        out += [f"### {td.__name__}", "", " ".join((td.__doc__ or "").split()), ""]
+        out += ["| key | type |", "|---|---|"]
+        for name, hint in typing.get_type_hints(td).items():
+            out.append(f"| `{name}` | `{_hint_text(hint)}` |")
+        out.append("")
     return "\n".join(out)
 
 
