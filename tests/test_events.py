@@ -160,9 +160,16 @@ def _old_way_calls(path: Path) -> list[tuple[int, str, list[str]]]:
             continue
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        if name == "emit" and len(node.args) >= 3 and _literal(node.args[1]) is not None:
+        receiver = func.value if isinstance(func, ast.Attribute) else None
+        on_ctx = (isinstance(receiver, ast.Name) and receiver.id == "ctx") or (
+            isinstance(receiver, ast.Attribute) and receiver.attr == "ctx"
+        )
+        if name == "emit" and len(node.args) >= 2 and (on_ctx or len(node.args) >= 3):
+            kind = _literal(node.args[1])
+            if kind is None and not on_ctx:
+                continue  # another emit (a pcap packet, a hub's event)
             keys = [k.arg or "**" for k in node.keywords]
-            found.append((node.lineno, str(_literal(node.args[1])), keys))
+            found.append((node.lineno, kind or "(from a variable)", keys))
         elif name == "TraceEvent":
             kind_node = node.args[1] if len(node.args) > 1 else None
             for k in node.keywords:
@@ -193,7 +200,12 @@ def _problems(root: Path) -> list[str]:
             declared = {key for cls in KINDS.get(kind, []) for key in cls.KEYS}
             unknown = [k for k in keys if k not in declared]
             where = f"{path.relative_to(root.parent)}:{line}"
-            if kind not in KINDS:
+            if kind == "(from a variable)":
+                out.append(
+                    f"{where}: ctx.emit with its kind from a variable records a plain dict: "
+                    "construct a class of sim/events.py for each kind and use ctx.record"
+                )
+            elif kind not in KINDS:
                 out.append(
                     f"{where}: kind {kind!r} (keys {', '.join(keys) or 'none'}) is not declared "
                     "in sim/events.py: declare a class for it and record it with ctx.record"
@@ -224,8 +236,12 @@ def test_an_old_way_call_is_named_with_file_line_kind_and_key(tmp_path: Path) ->
         "    ctx.emit(None, 'list', 'expanded', members=3)\n"
         "    ctx.emit(None, 'queue', 'x', event='attempt', colour='red')\n"
         "    ctx.emit(None, 'dns', 'y', client='a')\n"
+        "    self.ctx.emit(e.trace_id, e.kind, e.summary, **e.data)\n"
+        "    self.emit(1.0, packet, 'a comment')\n"
     )
     problems = _problems(pkg)
     assert problems[0].startswith("sim/lists.py:2: kind 'list' (keys members) is not declared")
     assert problems[1].startswith("sim/lists.py:3: kind 'queue' records key(s) colour")
     assert "plain dict" in problems[2]
+    assert problems[3].startswith("sim/lists.py:5: ctx.emit with its kind from a variable")
+    assert len(problems) == 4, "a pcap packet's emit is not an event"
