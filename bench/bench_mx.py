@@ -65,6 +65,7 @@ from typing import Any, Literal
 
 import sim
 from sim.auth.dkim import sign
+from sim.events import Check
 from sim.services import checks as checks_registry
 from sim.services.dkimkeys import ensure_keys
 from sim.topology.model import CheckName, CheckPolicy, Topology
@@ -300,8 +301,9 @@ def measure_mx(count: int, mode: Mode, *, path: Path = TOPOLOGY, warmup: int = W
             checks: Counter[tuple[str, str]] = Counter()
 
             def tally(trace_id: str | None, event: TraceEvent) -> None:
-                if event.kind == "check" and event.node == MX_NODE:
-                    checks[(str(event.data.get("check")), str(event.data.get("result")))] += 1
+                check = event.as_(Check)
+                if check is not None and event.node == MX_NODE:
+                    checks[(check.check, check.result)] += 1
 
             # The lab-wide log keeps only the latest events: count as they come.
             hub = lab.backend.hub  # type: ignore[attr-defined]

@@ -28,6 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sim.events import (
+    Check,
+    Delivered,
+    Dns,
+    Forwarded,
+    ListResent,
+    Net,
+    SmtpClientExchange,
+    SmtpServerAnswer,
+)
 from sim.experiments import ConnectResult, DigResult, ExperimentResult
 from sim.mailview import MailParts, parse_mail
 from sim.present.walks import read_walks
@@ -141,38 +151,31 @@ def _trace_of(source: TraceSource) -> Trace:
 def _is_dns_packet(event: TraceEvent) -> bool:
     """A ``net`` event that only says a DNS packet got through (every query
     has one, and its ``dns`` event says more)."""
-    data = event.data
-    return (
-        event.kind == "net"
-        and data.get("verdict") == "accept"
-        and data.get("proto") == "udp"
-        and data.get("port") == 53
-    )
+    data = event.as_(Net)
+    return data is not None and data.verdict == "accept" and data.proto == "udp" and data.port == 53
 
 
 def _tone(event: TraceEvent) -> str:
     """good / warn / bad / "" for one event, from its structured data."""
     data = event.data
-    if event.kind == "net":
-        return "" if data.get("verdict") == "accept" else "bad"
-    if event.kind == "check":
-        return _CHECK_TONE.get(str(data.get("result")), "")
-    if event.kind == "smtp":
-        code = data.get("code")
-        if isinstance(code, int):
+    if isinstance(data, Net):
+        return "" if data.verdict == "accept" else "bad"
+    if isinstance(data, Check):
+        return _CHECK_TONE.get(data.result, "")
+    if isinstance(data, SmtpClientExchange | SmtpServerAnswer):
+        code = data.code
+        if code is not None:
             return "bad" if code >= 500 else "warn" if code >= 400 else ""
-        return "bad" if data.get("stage") == "connect" else ""
+        return "bad" if getattr(data, "stage", None) == "connect" else ""
     if event.kind == "queue":
-        name = data.get("event")
+        name = getattr(data, "event", None)
         return {"delivered": "good", "deferred": "warn", "warning": "warn", "bounced": "bad"}.get(
             str(name), ""
         )
-    if event.kind == "delivery":
-        return "warn" if data.get("folder") == "junk" else "good"
-    if event.kind == "outcome":
-        return _OUTCOME_TONE.get(str(data.get("outcome")), "")
-    if event.kind == "dns":
-        return "" if data.get("rcode") == "NOERROR" else "warn"
+    if isinstance(data, Delivered | Forwarded | ListResent):
+        return "warn" if data.folder == "junk" else "good"
+    if isinstance(data, Dns):
+        return "" if data.rcode == "NOERROR" else "warn"
     return ""
 
 

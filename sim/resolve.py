@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import dnslib
 
 from sim.clock import LabClock
+from sim.events import Dns, DnsRecordJson, EventData
 from sim.net.api import NodeNet
 from sim.topology.zones import fqdn, name_labels
 
@@ -85,7 +86,7 @@ class DnsRecord:
     data: str
     strings: tuple[str, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> DnsRecordJson:
         return {"name": self.name, "type": self.type, "ttl": self.ttl, "data": self.data}
 
 
@@ -110,9 +111,9 @@ class DnsAnswer:
 
 
 class Emit(Protocol):
-    """Where the resolver records what it saw (``NodeContext.emit`` fits)."""
+    """Where the resolver records what it saw (``NodeContext.record`` fits)."""
 
-    def __call__(self, trace_id: str | None, kind: str, summary: str, **data: Any) -> Any: ...
+    def __call__(self, trace_id: str | None, data: EventData, summary: str) -> Any: ...
 
 
 class NoAnswer(Exception):
@@ -339,7 +340,7 @@ def forget_stub_caches(clock: LabClock, generation_file: Path | None = None) -> 
 
 #: The records of a cached answer with their TTLs at one age, their trace
 #: form, and the answer shown as text.
-_Aged = tuple[tuple[DnsRecord, ...], list[dict[str, Any]], str]
+_Aged = tuple[tuple[DnsRecord, ...], list[DnsRecordJson], str]
 
 
 @dataclass(frozen=True)
@@ -390,11 +391,11 @@ class StubHit:
     answer: DnsAnswer
     age: int
     left: int
-    answers: list[dict[str, Any]] = field(default_factory=list, compare=False)
+    answers: list[DnsRecordJson] = field(default_factory=list, compare=False)
     shown: str = ""
     #: The trace event's summary and data, once made, with the (client,
     #: server) they name (see Resolver.emit_hit).
-    event: list[tuple[tuple[str, str], str, dict[str, Any]]] = field(
+    event: list[tuple[tuple[str, str], str, Dns]] = field(
         default_factory=list, compare=False, repr=False
     )
 
@@ -554,11 +555,11 @@ class Resolver:
         except RuntimeError:
             running = None
         if loop is None or running is loop or loop.is_closed():
-            self.emit(trace_id, "dns", summary, **data)
+            self.emit(trace_id, data, summary)
         else:
-            loop.call_soon_threadsafe(lambda: self._emit_later(trace_id, summary, dict(data)))
+            loop.call_soon_threadsafe(lambda: self._emit_later(trace_id, summary, data))
 
-    def _hit_event(self, hit: StubHit) -> tuple[str, dict[str, Any]]:
+    def _hit_event(self, hit: StubHit) -> tuple[str, Dns]:
         answer = hit.answer
         client, server = self._client, self._server
         shown = hit.shown or _shown(answer)
@@ -566,25 +567,25 @@ class Resolver:
             f"{client} looked up {answer.type} {answer.name} → {shown} "
             f"(from its own cache: {server} answered {hit.age}s ago, {hit.left}s left)"
         )
-        data: dict[str, Any] = {
-            "client": client,
-            "server": server,
-            "name": answer.name,
-            "type": answer.type,
-            "rcode": answer.rcode,
-            "answers": hit.answers or [r.to_json() for r in answer.records],
-            "cached": True,
-            "explanation": (
+        data = Dns(
+            client=client,
+            server=server,
+            name=answer.name,
+            type=answer.type,
+            rcode=answer.rcode,
+            answers=hit.answers or [r.to_json() for r in answer.records],
+            cached=True,
+            explanation=(
                 f"answered by the node's own caching resolver, like unbound on a mail "
                 f"server: {server} gave this answer {hit.age} lab seconds ago and it "
                 f"stays for {hit.left} more (its TTL)"
             ),
-        }
+        )
         return summary, data
 
-    def _emit_later(self, trace_id: str | None, summary: str, data: dict[str, Any]) -> None:
+    def _emit_later(self, trace_id: str | None, summary: str, data: Dns) -> None:
         if self.emit is not None:
-            self.emit(trace_id, "dns", summary, **data)
+            self.emit(trace_id, data, summary)
 
     def _store(
         self, key: tuple[str, int], reply: dnslib.DNSRecord, answer: DnsAnswer, sent_at: float
@@ -684,13 +685,14 @@ class Resolver:
             return
         self.emit(
             trace_id,
-            "dns",
+            Dns(
+                client=str(self.net.address),
+                server=str(self.server),
+                name=name,
+                type=qtype,
+                rcode="TIMEOUT",
+                answers=[],
+                explanation=reason,
+            ),
             f"{self.net.address} asked {self.server} {qtype} {name} → no answer ({reason})",
-            client=str(self.net.address),
-            server=str(self.server),
-            name=name,
-            type=qtype,
-            rcode="TIMEOUT",
-            answers=[],
-            explanation=reason,
         )

@@ -81,10 +81,10 @@ class DoubleLab:
             clock=self.clock,
             hub=self.hub,
             state_dir=self.state_dir,
-            resolver=None,  # type: ignore[arg-type]  # set below: it needs ctx.emit
+            resolver=None,  # type: ignore[arg-type]  # set below: it needs ctx.record
             ca=None,  # type: ignore[arg-type]  # no TLS in DNS
         )
-        ctx.resolver = Resolver(net, resolver_ip, self.clock, emit=ctx.emit)
+        ctx.resolver = Resolver(net, resolver_ip, self.clock, emit=ctx.record)
         self.contexts[node] = ctx
         return ctx
 

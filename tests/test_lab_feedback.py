@@ -350,10 +350,30 @@ def test_a_bad_answer_pattern_is_a_lab_file_error(tmp_path: Path) -> None:
 
 
 def test_a_state_check_waits_for_an_attempt_to_report_its_outcome() -> None:
+    from sim.events import QueueAttempt, QueueDelivered, QueueQueued
     from sim.lab.engine import _attempts_in_flight
+    from sim.trace import event as make
+
+    data = {
+        "queued": QueueQueued(
+            queue_id="Q1", mail_from="a@x", rcpts=["b@y"], size=9, dkim=[], entry_kind="mail"
+        ),
+        "attempt": QueueAttempt(
+            queue_id="Q1",
+            rcpt="b@y",
+            rcpts=["b@y"],
+            mx="mx.y",
+            address="1.2.3.4",
+            port=25,
+            attempt=1,
+        ),
+        "delivered": QueueDelivered(
+            queue_id="Q1", rcpt="b@y", reply=None, mx="mx.y", address="1.2.3.4"
+        ),
+    }
 
     def queue(event: str) -> dict[str, Any]:
-        return {"t": 1, "kind": "queue", "data": {"event": event, "queue_id": "Q1"}}
+        return make(1.0, "relay", event, data[event]).to_json()
 
     # The relay empties its queue a moment before it reports the delivery.
     assert _attempts_in_flight([queue("queued"), queue("attempt")])

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 import sim
+from sim.events import ImapExchange, Net, QueueDeferred, SmtpClientExchange
 from sim.lab.model import ExperimentRun
 from sim.mailview import describe_delta, parse_mail, parse_received
 from sim.notebook import show_mail
 from sim.services.smtpclient import header_lines
-from sim.trace import TraceEvent
+from sim.trace import TraceEvent, event
 from sim.tui.experiment_box import parse_experiment
 from sim.tui.mailfmt import render_message
 from sim.tui.policyfmt import mx_policy, policy_rows
@@ -173,18 +175,18 @@ def test_dmarc_policy_follows_the_published_disposition() -> None:
 # -- the trace: waits, the relay's own record, the header lines ----------------------
 
 
-def _drop(t: float, **extra: object) -> TraceEvent:
-    data = {
-        "src": "100.64.10.20",
-        "dst": "203.0.113.25",
-        "proto": "tcp",
-        "port": 25,
-        "verdict": "drop",
-        "path": ["laptop", "isp"],
-        "router": "isp",
-        **extra,
-    }
-    return TraceEvent(t, "net", "isp", "isp dropped tcp ...", data)
+def _drop(t: float, verdict: str = "drop", observed: str | None = None) -> TraceEvent:
+    data = Net(
+        src="100.64.10.20",
+        dst="203.0.113.25",
+        proto="tcp",
+        port=25,
+        verdict=verdict,  # type: ignore[arg-type]
+        path=["laptop", "isp"],
+        router="isp",
+        observed=observed,
+    )
+    return event(t, "isp", "isp dropped tcp ...", data)
 
 
 def test_a_drop_is_followed_by_the_clients_wait() -> None:
@@ -199,12 +201,18 @@ def test_a_drop_is_followed_by_the_clients_wait() -> None:
 
 
 def test_the_wait_ends_at_the_smtp_clients_own_failure() -> None:
-    failure = TraceEvent(
+    failure = event(
         38.0,
-        "smtp",
         "laptop",
         "→ connect ...",
-        {"role": "client", "command": "connect 203.0.113.25:25", "code": None, "text": "timed out"},
+        SmtpClientExchange(
+            peer="203.0.113.25:25",
+            stage="connect",
+            command="connect 203.0.113.25:25",
+            code=None,
+            enhanced=None,
+            text="timed out",
+        ),
     )
     events = add_waits([_drop(8.0), failure], 30.0)
     (wait,) = [e for e in events if e.kind == "wait"]
@@ -225,8 +233,7 @@ def test_on_mininet_the_drop_is_seen_at_the_timeout() -> None:
 
 
 def test_a_reject_has_no_wait() -> None:
-    event = _drop(10.0)
-    rejected = TraceEvent(event.t, "net", "isp", "rejected", {**event.data, "verdict": "reject"})
+    rejected = _drop(10.0, verdict="reject")
     assert add_waits([rejected], 30.0) == [rejected]
 
 
@@ -238,24 +245,27 @@ def test_the_headline_of_a_drop_says_how_long_the_client_waited() -> None:
 
 
 def test_a_connection_the_relay_could_not_open_is_its_own_record() -> None:
-    deferred = {
-        "event": "deferred",
-        "rcpt": "erin@far.example",
-        "remote_mta": None,
-        "reply": {
+    deferred = QueueDeferred(
+        queue_id="01",
+        rcpt="erin@far.example",
+        remote_mta=None,
+        reply={
             "code": 451,
             "enhanced": "4.4.1",
             "text": "connect to mx.far.example[203.0.113.60]:25: connection refused",
         },
-        "next_attempt": 301.1,
-    }
-    assert relay_failure(deferred) == "connection refused"
-    answered = {**deferred, "remote_mta": "mx.far.example", "reply": {"code": 450, "text": "x"}}
-    assert relay_failure(answered) is None
-    event = TraceEvent(
-        0.06, "queue", "smtp-isp", "01 <erin@far.example> deferred: 451 ...", deferred
+        next_attempt=301.1,
+        stage="connect",
     )
-    result = {"outcome": "deferred", "reply": deferred["reply"], "trace": [event.to_json()]}
+    assert relay_failure(deferred) == "connection refused"
+    answered = replace(
+        deferred,
+        remote_mta="mx.far.example",
+        reply={"code": 450, "enhanced": None, "text": "x"},
+    )
+    assert relay_failure(answered) is None
+    queued = event(0.06, "smtp-isp", "01 <erin@far.example> deferred: 451 ...", deferred)
+    result = {"outcome": "deferred", "reply": deferred.reply, "trace": [queued.to_json()]}
     shown = headline(result).plain
     assert "deferred: connection refused" in shown
     assert "the relay records 4.4.1 itself" in shown
@@ -268,21 +278,21 @@ def test_the_smtp_view_shows_the_header_lines_sent() -> None:
     lines = header_lines((MAIL / "signed.eml").read_bytes())
     assert "Subject: The home.example newsletter" in lines
     assert any(line.startswith("DKIM-Signature: v=1;") for line in lines)
-    event = TraceEvent(
+    sent = event(
         1.0,
-        "smtp",
         "news",
         "→ (message) .",
-        {
-            "role": "client",
-            "peer": "203.0.113.25:25",
-            "command": "(message, 1941 bytes) .",
-            "code": 250,
-            "text": "Ok",
-            "headers": lines,
-        },
+        SmtpClientExchange(
+            peer="203.0.113.25:25",
+            stage="data",
+            command="(message, 1941 bytes) .",
+            code=250,
+            enhanced=None,
+            text="Ok",
+            headers=lines,
+        ),
     )
-    smtp = entries_text(pane_entries("smtp", [event]))
+    smtp = entries_text(pane_entries("smtp", [sent]))
     assert "From: alice@home.example" in smtp
     assert "Subject: The home.example newsletter" in smtp
     assert "DKIM-Signature: v=1;" in smtp
@@ -331,33 +341,35 @@ def test_the_zone_selector_starts_on_the_named_zone() -> None:
 
 
 def test_the_smtp_view_shows_an_imap_dialogue_too() -> None:
-    greeting = TraceEvent(
+    greeting = event(
         1.0,
-        "imap",
         "bob-pc",
         "← * OK ...",
-        {
-            "role": "client",
-            "peer": "203.0.113.25:143",
-            "command": None,
-            "response": "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready.",
-            "status": "OK",
-            "lines": [],
-        },
+        ImapExchange(
+            peer="203.0.113.25:143",
+            command=None,
+            response="* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready.",
+            status="OK",
+            code="CAPABILITY",
+            text="ready.",
+            lines=[],
+            more_lines=0,
+        ),
     )
-    login = TraceEvent(
+    login = event(
         1.1,
-        "imap",
         "bob-pc",
         "→ A1 LOGIN bob ********  ← A1 OK",
-        {
-            "role": "client",
-            "peer": "203.0.113.25:143",
-            "command": "A1 LOGIN bob ********",
-            "response": "A1 OK LOGIN completed",
-            "status": "OK",
-            "lines": ["* CAPABILITY IMAP4rev1"],
-        },
+        ImapExchange(
+            peer="203.0.113.25:143",
+            command="A1 LOGIN bob ********",
+            response="A1 OK LOGIN completed",
+            status="OK",
+            code=None,
+            text="LOGIN completed",
+            lines=["* CAPABILITY IMAP4rev1"],
+            more_lines=0,
+        ),
     )
     smtp = entries_text(pane_entries("smtp", [greeting, login]))
     assert "bob-pc → 203.0.113.25:143  IMAP" in smtp

@@ -26,9 +26,10 @@ from typing import Any
 import pytest
 
 import sim
+from sim.events import Net
 from sim.experiments.send import SendResult
 from sim.notebook import draw_path, journey, lab_time, show_result, trace_table
-from sim.trace import Trace, TraceEvent
+from sim.trace import Trace, TraceEvent, event
 
 ROOT = Path(__file__).resolve().parent.parent
 JUPYTER_MISSING = [
@@ -234,20 +235,19 @@ def net(
     router: str | None = None,
     proto: str = "tcp",
 ) -> TraceEvent:
-    return TraceEvent(
+    return event(
         t,
-        "net",
         path[0],
         f"{proto} to {dst}:{port} {verdict}",
-        {
-            "src": "x",
-            "dst": dst,
-            "proto": proto,
-            "port": port,
-            "verdict": verdict,
-            "path": path,
-            "router": router,
-        },
+        Net(
+            src="x",
+            dst=dst,
+            proto=proto,
+            port=port,
+            verdict=verdict,  # type: ignore[arg-type]
+            path=path,
+            router=router,
+        ),
     )
 
 

@@ -157,9 +157,9 @@ def test_defer_turns_a_rejection_temporary() -> None:
     assert "blocked using" in j.reply.text
 
 
-def test_judgement_event_data() -> None:
+def test_judgement_check_event() -> None:
     j = judge(result("ptr", "fail"), "reject", "rcpt", ip=IP)
-    data = j.event_data()
+    data = j.check_event(IP)
     assert data["check"] == "ptr"
     assert data["result"] == "fail"
     assert data["action"] == "reject"

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import sim
+from sim.events import Net
 from sim.present.topotext import render_dot, render_mermaid
-from sim.trace import Trace, TraceEvent
+from sim.trace import Trace, TraceEvent, event
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = ["laptop", "isp", "internet", "mx-qq"]
@@ -93,8 +94,8 @@ def test_graph_command_prints_mermaid_and_dot(fmt: str, marker: str, tmp_path: P
 
 
 def _net(path: list[str], dst: str, verdict: str = "accept", t: float = 1.0) -> TraceEvent:
-    data = {"src": "x", "dst": dst, "proto": "tcp", "port": 25, "verdict": verdict, "path": path}
-    return TraceEvent(t, "net", path[0], "net", data)
+    data = Net(src="x", dst=dst, proto="tcp", port=25, verdict=verdict, path=path)  # type: ignore[arg-type]
+    return event(t, path[0], "net", data)
 
 
 def test_a_refused_first_mx_is_a_failed_leg_drawn_in_red() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from netdouble import DnsLab, DoubleLab, dns_topology
 
+from sim.events import Dns, EventData
 from sim.resolve import DnsAnswer, Resolver, reverse_name
 from sim.services.dns import NOT_LAB_ZONE
 
@@ -113,17 +114,18 @@ async def test_name_under_no_lab_zone(dns: DnsLab, stub: Resolver) -> None:
 
 async def test_no_resolver_listening_is_a_timeout(dns: DnsLab) -> None:
     ctx = dns.lab.context("laptop")
-    events: list[tuple[str | None, str, dict[str, object]]] = []
+    events: list[tuple[str | None, str, EventData]] = []
 
-    def emit(trace_id: str | None, kind: str, summary: str, **data: object) -> None:
-        events.append((trace_id, kind, data))
+    def emit(trace_id: str | None, data: EventData, summary: str) -> None:
+        events.append((trace_id, data.KIND, data))
 
     lost = Resolver(ctx.net, IPv4Address("192.0.2.1"), dns.lab.clock, emit=emit)
     answer = await lost.query("qq.example", "MX", trace_id="t-1")
     assert answer.rcode == "TIMEOUT"
     assert answer.records == ()
     ((trace_id, kind, data),) = events
-    assert (trace_id, kind, data["rcode"], data["server"]) == ("t-1", "dns", "TIMEOUT", "192.0.2.1")
+    assert isinstance(data, Dns)
+    assert (trace_id, kind, data.rcode, data.server) == ("t-1", "dns", "TIMEOUT", "192.0.2.1")
 
 
 async def test_silent_resolver_times_out_in_lab_time(tmp_path: Path) -> None:

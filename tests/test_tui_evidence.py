@@ -21,11 +21,12 @@ from textual.containers import VerticalScroll
 from textual.widgets import Button, DataTable, Input, OptionList, Static, TabbedContent
 from tuikit import LABS, CannedStarter, canned_mail, lab_screen, settle
 
+from sim.events import QueueAttempt, QueueDeferred
 from sim.lab.catalog import find_lab, labs_dir
 from sim.lab.loader import load_lab
 from sim.lab.model import TaskStep
 from sim.lab.progress import MemoryProgressStore
-from sim.trace import TraceEvent
+from sim.trace import TraceEvent, event
 from sim.tui.app import MaillabApp
 from sim.tui.confirm import ConfirmScreen
 from sim.tui.experiment_box import ExperimentBox
@@ -323,6 +324,18 @@ async def test_the_free_experiment_box_runs_an_idea_into_the_trace() -> None:
         assert "no answer from 203.0.113.25:25 for 30 s" in net
 
 
+def _attempt(queue_id: str, attempt: int) -> QueueAttempt:
+    return QueueAttempt(
+        queue_id=queue_id,
+        rcpt="bob@qq.example",
+        rcpts=["bob@qq.example"],
+        mx="mx.qq.example",
+        address="203.0.113.25",
+        port=25,
+        attempt=attempt,
+    )
+
+
 async def test_relay_attempts_a_change_causes_join_the_queue_view() -> None:
     starter = CannedStarter()
     app = make_app(HOME, done=("direct", "who", "relay"), starter=starter)
@@ -331,30 +344,28 @@ async def test_relay_attempts_a_change_causes_join_the_queue_view() -> None:
         screen = lab_screen(app)
         lab = starter.labs[0]
         lab.log = [
-            TraceEvent(
+            event(
                 301.0,
-                "queue",
                 "smtp-isp",
                 "01AB attempt 2: MX mx.qq.example [203.0.113.25]:25 for <bob@qq.example>",
-                {"event": "attempt", "attempt": 2, "queue_id": "01AB"},
+                _attempt("01AB", 2),
             ),
-            TraceEvent(
+            event(
                 301.1,
-                "queue",
                 "smtp-isp",
                 "01AB <bob@qq.example> deferred",
-                {
-                    "event": "deferred",
-                    "rcpt": "bob@qq.example",
-                    "queue_id": "01AB",
-                    "remote_mta": None,
-                    "next_attempt": 2102.0,
-                    "reply": {
+                QueueDeferred(
+                    rcpt="bob@qq.example",
+                    queue_id="01AB",
+                    remote_mta=None,
+                    stage="connect",
+                    next_attempt=2102.0,
+                    reply={
                         "code": 451,
                         "enhanced": "4.4.1",
                         "text": "connect to mx.qq.example[203.0.113.25]:25: connection refused",
                     },
-                },
+                ),
             ),
         ]
         form = screen.query_one("#task-form", TaskForm)
@@ -455,19 +466,17 @@ async def test_attempts_made_while_the_student_reads_join_the_queue_view() -> No
         lab = starter.labs[0]
         lab.log = [
             TraceEvent(40.0, "queue", "smtp-isp", "before the trace: not added", {}),
-            TraceEvent(
+            event(
                 351.9,
-                "queue",
                 "smtp-isp",
                 "93F9B0285C attempt 2: MX mx.qq.example",
-                {"event": "attempt", "attempt": 2, "queue_id": "93F9B0285C"},
+                _attempt("93F9B0285C", 2),
             ),
-            TraceEvent(
+            event(
                 352.0,
-                "queue",
                 "smtp-isp",
                 "0000000000 another message's attempt: not added",
-                {"event": "attempt", "queue_id": "0000000000"},
+                _attempt("0000000000", 1),
             ),
         ]
         await pilot.press("q")

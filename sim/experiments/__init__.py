@@ -24,6 +24,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError
+from sim.events import DnsRecordJson
 from sim.experiments.params import param
 from sim.net.api import LabConnectError
 from sim.spec.kinds import Int, Str
@@ -115,7 +116,7 @@ class DigResult(ExperimentResult):
     name: str = ""
     type: str = "A"
     rcode: str = "NOERROR"
-    answers: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[DnsRecordJson] = field(default_factory=list)
     server: str = ""
 
     def body(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sim.events import Check
 from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
@@ -238,15 +239,16 @@ class AlignmentPanel:
         )
 
 
-def _checks(events: Iterable[TraceEvent]) -> dict[str, list[TraceEvent]]:
-    out: dict[str, list[TraceEvent]] = {}
+def _checks(events: Iterable[TraceEvent]) -> dict[str, list[Check]]:
+    out: dict[str, list[Check]] = {}
     for event in events:
-        if event.kind == "check":
-            out.setdefault(str(event.data.get("check")), []).append(event)
+        data = event.data
+        if isinstance(data, Check):
+            out.setdefault(data.check, []).append(data)
     return out
 
 
-def _unpassed(result: str, dmarc_event: TraceEvent | None) -> str:
+def _unpassed(result: str, dmarc_event: Check | None) -> str:
     """Why an identifier DMARC did not weigh has no alignment to show."""
     if dmarc_event is None or result == "pass":
         return ""
@@ -272,10 +274,10 @@ def alignment_of(source: Trace | ExperimentResult | Iterable[TraceEvent]) -> Ali
     spf_event = checks["spf"][-1] if "spf" in checks else None
     dkim_events = checks.get("dkim", [])
     if dmarc_event is not None:
-        client = dmarc_event.data.get("client")
-        dkim_events = [e for e in dkim_events if e.data.get("client") == client] or dkim_events
-    d_inputs: dict[str, Any] = dict(dmarc_event.data.get("inputs") or {}) if dmarc_event else {}
-    details: dict[str, Any] = dict(dmarc_event.data.get("details") or {}) if dmarc_event else {}
+        client = dmarc_event.client
+        dkim_events = [e for e in dkim_events if e.client == client] or dkim_events
+    d_inputs: dict[str, Any] = dict(dmarc_event.inputs) if dmarc_event else {}
+    details: dict[str, Any] = dict(dmarc_event.details) if dmarc_event else {}
     alignment = {
         (str(a.get("identifier")), str(a.get("domain"))): a
         for a in details.get("alignment") or []
@@ -284,12 +286,10 @@ def alignment_of(source: Trace | ExperimentResult | Iterable[TraceEvent]) -> Ali
     identities: list[Identity] = []
     mail_from_domain = ""
     if spf_event is not None or d_inputs.get("spf_domain"):
-        s_inputs = dict(spf_event.data.get("inputs") or {}) if spf_event else {}
+        s_inputs = dict(spf_event.inputs) if spf_event else {}
         domain = str(s_inputs.get("domain") or d_inputs.get("spf_domain") or "")
         mail_from_domain = domain
-        result = str(
-            (spf_event.data.get("result") if spf_event else None) or d_inputs.get("spf_result")
-        )
+        result = str((spf_event.result if spf_event else None) or d_inputs.get("spf_result"))
         found = alignment.get(("spf", domain), {})
         identities.append(
             Identity(
@@ -303,8 +303,8 @@ def alignment_of(source: Trace | ExperimentResult | Iterable[TraceEvent]) -> Ali
             )
         )
     for event in dkim_events:
-        inputs = dict(event.data.get("inputs") or {})
-        det = dict(event.data.get("details") or {})
+        inputs = dict(event.inputs)
+        det = dict(event.details)
         domain = str(inputs.get("d") or det.get("d") or "")
         if not domain:
             continue  # no signature at all: the panel says "(none)"
@@ -313,9 +313,9 @@ def alignment_of(source: Trace | ExperimentResult | Iterable[TraceEvent]) -> Ali
             Identity(
                 "dkim",
                 domain,
-                str(event.data.get("result")),
+                event.result,
                 aligned=found.get("aligned") if dmarc_event else None,
-                how=str(found.get("how") or _unpassed(str(event.data.get("result")), dmarc_event)),
+                how=str(found.get("how") or _unpassed(event.result, dmarc_event)),
                 record=str(det.get("key_record") or "")[:60],
                 record_name=str(inputs.get("key_name") or ""),
             )
@@ -325,7 +325,7 @@ def alignment_of(source: Trace | ExperimentResult | Iterable[TraceEvent]) -> Ali
         from_domain=from_domain,
         mail_from_domain=mail_from_domain,
         identities=tuple(identities),
-        dmarc=str(dmarc_event.data.get("result")) if dmarc_event else None,
+        dmarc=dmarc_event.result if dmarc_event else None,
         record=str(details.get("record") or ""),
         record_domain=str(details.get("record_domain") or ""),
         org_domain=str(details.get("org_domain") or ""),
@@ -335,9 +335,9 @@ def alignment_of(source: Trace | ExperimentResult | Iterable[TraceEvent]) -> Ali
         policy_tag=str(details.get("policy_tag") or ""),
         testing=bool(details.get("testing")),
         disposition=str(details.get("disposition") or ""),
-        action=str(dmarc_event.data.get("action") or "") if dmarc_event else "",
+        action=dmarc_event.action if dmarc_event else "",
         modes={k: str(details[k]) for k in ("adkim", "aspf") if details.get(k)},
-        explanation=str(dmarc_event.data.get("explanation") or "") if dmarc_event else "",
+        explanation=dmarc_event.explanation if dmarc_event else "",
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from email.message import EmailMessage, Message
 from typing import TYPE_CHECKING, Any
 
+from sim.events import EventData, ImapExchange, Pop3Exchange, Tls
 from sim.services.mailstore import IMPLICIT_TLS_PORTS
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ def parse_reply(protocol: str, line: str) -> dict[str, Any]:
     return {"status": None, "code": None, "text": line}
 
 
-Emit = Callable[..., None]
+#: Records one event (its data, its summary) in the experiment's trace.
+Emit = Callable[[EventData, str], None]
 
 
 class Dialogue:
@@ -121,18 +123,19 @@ class Dialogue:
         reply = parse_reply(self.protocol, status)
         self.last = {"command": command, "response": status, **reply}
         summary = (f"→ {command}  " if command else "") + f"← {status or '(no answer)'}"
+        exchange = ImapExchange if self.protocol == "imap" else Pop3Exchange
         self.emit(
-            self.protocol,
+            exchange(
+                peer=self.peer,
+                command=command,
+                response=status,
+                status=reply["status"],
+                code=reply["code"],
+                text=reply["text"],
+                lines=others[:TRACE_LINES],
+                more_lines=max(0, len(others) - TRACE_LINES),
+            ),
             summary,
-            role="client",
-            peer=self.peer,
-            command=command,
-            response=status,
-            status=reply["status"],
-            code=reply["code"],
-            text=reply["text"],
-            lines=others[:TRACE_LINES],
-            more_lines=max(0, len(others) - TRACE_LINES),
         )
 
 
@@ -275,12 +278,15 @@ class Reader:
             "verified": True,
         }
         self.emit(
-            "tls",
+            Tls(
+                peer=self.dialogue.peer,
+                server_name=self.hostname,
+                version=self.tls["version"],
+                cipher=self.tls["cipher"],
+                verified=True,
+            ),
             f"TLS with {self.dialogue.peer}: {self.tls['version']} {self.tls['cipher']} "
             f"(certificate for {self.hostname} checked against the lab CA)",
-            peer=self.dialogue.peer,
-            server_name=self.hostname,
-            **self.tls,
         )
 
     def freeze(self) -> None:

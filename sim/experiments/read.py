@@ -27,6 +27,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError, SimError
+from sim.events import EventData
 from sim.experiments import Experiment, ExperimentResult, resolve_host
 from sim.experiments.params import param
 from sim.net.api import LabConnectError
@@ -180,9 +181,9 @@ class Read(Experiment):
 
         loop = asyncio.get_running_loop()
 
-        def emit(kind: str, summary: str, **data: Any) -> None:
+        def emit(data: EventData, summary: str) -> None:
             # Trace events are emitted on the lab's event loop only.
-            loop.call_soon_threadsafe(functools.partial(ctx.emit, trace.id, kind, summary, **data))
+            loop.call_soon_threadsafe(functools.partial(ctx.record, trace.id, data, summary))
 
         dialogue = Dialogue(self.protocol, result.server, emit)
         reader = Reader(self, sock, hostname, port, ctx.ca.client_context(), dialogue, emit)

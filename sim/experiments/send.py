@@ -33,6 +33,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError, SimError
+from sim.events import (
+    Check,
+    Delivered,
+    Forwarded,
+    ListResent,
+    QueueAttempt,
+    QueueBounced,
+    QueueBounceDropped,
+    QueueDeferred,
+    QueueDelivered,
+    QueueDsn,
+    QueueInternalError,
+    QueueQueued,
+    QueueRecovered,
+    QueueWarning,
+    ServerChosen,
+)
 from sim.experiments import Experiment, ExperimentResult
 from sim.experiments.alignment import alignment_json
 from sim.experiments.params import param
@@ -470,17 +487,18 @@ def chosen_server(
     host = (mx.hostname if mx is not None else None) or (
         f"mx.{mx.domains[0]}" if mx is not None else (owner or str(address))
     )
-    ctx.emit(
+    ctx.record(
         trace.id,
-        "route",
+        ServerChosen(
+            domain=domain,
+            server=server,
+            host=host,
+            address=str(address),
+            node=owner,
+            mx_lookup=False,
+        ),
         f"mail for {domain} sent straight to {host} [{address}] as told (server: "
         f"{server}), without looking up {domain}'s MX records",
-        domain=domain,
-        server=server,
-        host=host,
-        address=str(address),
-        node=owner,
-        mx_lookup=False,
     )
     return host, address
 
@@ -520,17 +538,22 @@ async def mx_hosts(
     return hosts, None
 
 
-def _delivery_for(trace: Trace, rcpt: str, handed_to: str | None = None) -> TraceEvent | None:
-    """The last delivery event for ``rcpt``; with ``handed_to``, not the one
-    that handed it to that relay queue (a backup MX keeps the address: the
-    event wanted is the next hop's)."""
+def _delivery_for(
+    trace: Trace, rcpt: str, handed_to: str | None = None
+) -> Delivered | Forwarded | ListResent | None:
+    """The last ``delivery`` event for ``rcpt`` in ``trace``; with
+    ``handed_to``, not the one that handed it to that relay queue (a backup
+    MX keeps the address: the event wanted is the next hop's)."""
     found = None
-    for event in trace.of_kind("delivery"):
-        if str(event.data.get("mailbox", "")).lower() != rcpt.lower():
+    for event in trace:  # in time order, as of_kind
+        data = event.data
+        if not isinstance(data, Delivered | Forwarded | ListResent):
             continue
-        if handed_to is not None and event.data.get("relay_queue_id") == handed_to:
+        if data.mailbox.lower() != rcpt.lower():
             continue
-        found = event
+        if not isinstance(data, Delivered) and data.relay_queue_id == handed_to:
+            continue
+        found = data
     return found
 
 
@@ -557,8 +580,9 @@ async def chase_forwards(
         while entry.get("outcome") == "forwarded" and hops < MAX_FORWARDS:
             hops += 1
             delivery = _delivery_for(fresh(ctx, trace), str(entry["rcpt"]))
-            data = delivery.data if delivery is not None else {}
-            target, queue_id = data.get("forwarded_to"), data.get("relay_queue_id")
+            if not isinstance(delivery, Forwarded | ListResent):
+                break
+            target, queue_id = delivery.forwarded_to, delivery.relay_queue_id
             if not target or not queue_id:
                 break
             # A mailing list resends to every member: the first member's
@@ -598,7 +622,7 @@ def _direct_outcome(
         reply = transcript.last_reply
     if stage is None and reply is not None and reply.positive:
         delivery = _delivery_for(trace, rcpt) if final_hop else None
-        folder = delivery.data.get("folder") if delivery else "inbox"
+        folder = delivery.folder if delivery else "inbox"
         return {
             "rcpt": rcpt,
             "outcome": _FOLDER_OUTCOME.get(str(folder), "delivered"),
@@ -627,11 +651,6 @@ async def follow_queue(
     seen = 0
     advanced = 0.0
 
-    def rcpts_of(event: TraceEvent) -> list[str]:
-        if "rcpt" in event.data:
-            return [str(event.data["rcpt"])]
-        return [str(r) for r in event.data.get("rcpts", [])]
-
     def key(event: TraceEvent) -> tuple[float, str, str]:
         # Events may be re-read from a file (mininet): compare by content.
         return (event.t, event.node, event.summary)
@@ -639,51 +658,49 @@ async def follow_queue(
     known: set[tuple[float, str, str]] = set()
 
     def wanted(event: TraceEvent) -> bool:
-        return (
-            event.kind == "queue"
-            and event.data.get("queue_id") == queue_id
-            and event.data.get("event") in ("delivered", "bounced", "deferred")
-            and key(event) not in known
-        )
+        data = event.data
+        return isinstance(data, _VERDICTS) and data.queue_id == queue_id and key(event) not in known
 
     while True:
         events = [
             e
             for e in (ctx.hub.get(trace.id) or trace).events
-            if e.kind == "queue" and e.data.get("queue_id") == queue_id
+            if isinstance(e.data, _OF_ENTRY) and e.data.queue_id == queue_id
         ]
         for event in events[seen:]:
-            name = event.data.get("event")
-            for rcpt in rcpts_of(event):
-                if rcpt not in rcpts or event.data.get("dsn"):
+            data = event.data
+            if isinstance(data, QueueDelivered | QueueBounced | QueueDeferred):
+                targets = [data.rcpt]
+            elif isinstance(data, QueueBounceDropped):
+                targets = data.rcpts
+            else:
+                continue  # queued, an attempt, a report (DSN, warning), an internal error
+            for rcpt in targets:
+                if rcpt not in rcpts:
                     continue
-                reply = event.data.get("reply")
-                if name == "delivered":
+                if isinstance(data, QueueDelivered):
                     delivery = _delivery_for(ctx.hub.get(trace.id) or trace, rcpt, queue_id)
-                    folder = delivery.data.get("folder") if delivery else "inbox"
+                    folder = delivery.folder if delivery else "inbox"
                     status[rcpt] = {
                         "rcpt": rcpt,
                         "outcome": _FOLDER_OUTCOME.get(str(folder), "delivered"),
                         "stage": None,
-                        "reply": reply,
+                        "reply": data.reply,
                     }
-                elif name == "bounced":
+                elif isinstance(data, QueueBounced | QueueBounceDropped):
                     status[rcpt] = {
                         "rcpt": rcpt,
                         "outcome": "bounced",
-                        "stage": event.data.get("stage"),
-                        "reply": reply,
+                        "stage": data.stage if isinstance(data, QueueBounced) else None,
+                        "reply": data.reply if isinstance(data, QueueBounced) else None,
                     }
-                elif name == "deferred" and status.get(rcpt, {}).get("outcome") in (
-                    None,
-                    "deferred",
-                ):
+                elif status.get(rcpt, {}).get("outcome") in (None, "deferred"):
                     status[rcpt] = {
                         "rcpt": rcpt,
                         "outcome": "deferred",
-                        "stage": event.data.get("stage"),
-                        "reply": reply,
-                        "next_attempt": event.data.get("next_attempt"),
+                        "stage": data.stage,
+                        "reply": data.reply,
+                        "next_attempt": data.next_attempt,
                     }
         seen = len(events)
         known.update(key(e) for e in events)
@@ -791,6 +808,29 @@ async def settle_consequences(ctx: NodeContext, trace: Trace) -> None:
             await follow_queue(ctx, trace, queue_id, rcpts, True)
 
 
+#: The queue events of one entry (every one but a spool problem and a DMARC report).
+_OF_ENTRY = (
+    QueueQueued,
+    QueueRecovered,
+    QueueAttempt,
+    QueueDelivered,
+    QueueDeferred,
+    QueueInternalError,
+    QueueBounced,
+    QueueDsn,
+    QueueBounceDropped,
+    QueueWarning,
+)
+#: A relay's word on a recipient (or a report of it) that a waiting send wakes up for.
+_VERDICTS = (
+    QueueDelivered,
+    QueueDeferred,
+    QueueInternalError,
+    QueueBounced,
+    QueueDsn,
+    QueueBounceDropped,
+)
+
 _RANK = {
     "blocked": 0,
     "rejected": 1,
@@ -812,10 +852,8 @@ def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace)
         result.stage = main.get("stage")
         result.reply = main.get("reply")
         result.verdict = main.get("verdict")
-    for event in trace.of_kind("check"):
-        name, value = event.data.get("check"), event.data.get("result")
-        if isinstance(name, str) and isinstance(value, str):
-            result.checks[name] = value
+    for _, check in trace.of(Check):
+        result.checks[check.check] = check.result
     return result
 
 

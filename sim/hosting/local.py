@@ -236,8 +236,3 @@ class LocalBackend(Backend):
 
     def emit(self, trace_id: str | None, event: TraceEvent) -> None:
         self.hub.emit(trace_id, event)
-
-    def event(self, kind: str, node: str, summary: str, **data: Any) -> TraceEvent:
-        return TraceEvent(
-            t=round(self.clock.now(), 3), kind=kind, node=node, summary=summary, data=data
-        )

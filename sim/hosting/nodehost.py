@@ -74,14 +74,14 @@ def make_context(
         clock=clock,
         hub=hub,
         state_dir=state_dir,
-        resolver=None,  # type: ignore[arg-type]  # set just below: it needs ctx.emit
+        resolver=None,  # type: ignore[arg-type]  # set just below: it needs ctx.record
         ca=ca,
     )
     ctx.resolver = Resolver(
         net,
         resolver_address(topology),
         clock,
-        emit=ctx.emit,
+        emit=ctx.record,
         generation_file=generation_file,
     )
     return ctx

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sim.errors import SimError
+from sim.events import service_kinds
 from sim.experiments import OUTCOMES as EXPERIMENT_OUTCOMES
 from sim.services import checks as checks_registry
 from sim.spec.kinds import Bool, Either, Field, Int, ListOf, MapOf, Record, Spec, Str
@@ -50,20 +51,8 @@ RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "TIMEOUT")
 #: The receiver's checks (sim.services.checks: one module each).
 CHECK_NAMES = checks_registry.names()
 CONNECT_ERRORS = ("timeout", "refused", "unreachable")
-TRACE_KINDS = (
-    "dns",
-    "net",
-    "smtp",
-    "tls",
-    "check",
-    "queue",
-    "delivery",
-    "outcome",
-    "imap",
-    "pop3",
-    "mailbox",
-    "route",
-)
+#: Every kind a service records (sim/events.py declares them).
+TRACE_KINDS = service_kinds()
 FOLDERS = ("INBOX", "Junk")
 ENHANCED = r"^[245]\.\d{1,3}\.\d{1,3}$"
 
@@ -381,16 +370,38 @@ def _event_text(event: Mapping[str, Any]) -> str:
     return f"{event.get('summary', '')} {values}".lower()
 
 
+def _fields_match(event: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+    """Each key of ``fields`` has that value in the event's data (compared as
+    text, case-insensitively: ``login`` matches ``LOGIN``, ``25`` matches 25)."""
+    data = event.get("data") or {}
+    return all(
+        key in data and str(data[key]).lower() == str(wanted).lower()
+        for key, wanted in fields.items()
+    )
+
+
 def _trace_contains(
     value: Any, result: Mapping[str, Any] | None, lab: LabState | None
 ) -> PredicateOutcome:
     assert result is not None
-    text, kind = (value, None) if isinstance(value, str) else (value["text"], value.get("kind"))
-    events = [e for e in result.get("trace") or [] if kind is None or e.get("kind") == kind]
+    fields: Mapping[str, Any]
+    if isinstance(value, str):
+        text, kind, fields = value, None, {}
+    else:
+        text, kind, fields = value.get("text", ""), value.get("kind"), value.get("fields") or {}
+    events = [
+        e
+        for e in result.get("trace") or []
+        if (kind is None or e.get("kind") == kind) and _fields_match(e, fields)
+    ]
     for event in events:
         if str(text).lower() in _event_text(event):
             return PredicateOutcome(True, f"the trace shows: {event.get('summary')}")
     what = f"{kind} event" if kind else "event"
+    if fields:
+        what += " with " + ", ".join(f"{k}={v}" for k, v in fields.items())
+    if not text:
+        return PredicateOutcome(False, f"no {what} in the trace")
     return PredicateOutcome(False, f"no {what} in the trace mentions {text!r}")
 
 
@@ -398,7 +409,7 @@ def _trace_lacks(
     value: Any, result: Mapping[str, Any] | None, lab: LabState | None
 ) -> PredicateOutcome:
     found = _trace_contains(value, result, lab)
-    text = value if isinstance(value, str) else value["text"]
+    text = value if isinstance(value, str) else value.get("text") or value.get("kind") or ""
     if found.passed:
         return PredicateOutcome(False, f"expected no mention of {text!r}, but {found.detail}")
     return PredicateOutcome(True, found.detail)
@@ -605,11 +616,23 @@ def _queue(value: Any, result: Mapping[str, Any] | None, lab: LabState | None) -
 _OUTCOME = Str(enum=OUTCOMES)
 _TRACE_MATCH = Record(
     {
-        "text": Field(Str(), required=True, description="the text to find"),
-        "kind": Field(Str(enum=TRACE_KINDS), description="only events of this kind"),
+        "text": Field(
+            Str(),
+            description="the text to find (in the sentence or the data)",
+        ),
+        "kind": Field(
+            Str(enum=TRACE_KINDS),
+            description="only events of this kind (docs/trace.md)",
+        ),
+        "fields": Field(
+            MapOf(Either((Str(), Int(), Bool()))),
+            description="only events whose data has these values "
+            "(keys of the kind in docs/trace.md; needs kind)",
+        ),
     },
     name="TraceMatch",
-    description="Text to find in the trace, optionally in one kind of event.",
+    description="Text to find in the trace, optionally in one kind of event with given data "
+    "values.",
 )
 _SEND = frozenset({"send"})
 _SEND_CONNECT = frozenset({"send", "connect"})

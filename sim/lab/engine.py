@@ -40,10 +40,11 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from sim.errors import BackendUnavailable, LabError, LabFileError, SimError
+from sim.events import QueueAttempt
 from sim.experiments import Experiment
 from sim.lab.actions import ActionResult, action_from_data, apply_action
 from sim.lab.checks import PredicateOutcome, evaluate, summarise
-from sim.lab.facts import STATE, Fact, RunFacts, render, state_trace
+from sim.lab.facts import STATE, Fact, RunFacts, last_queue_events, render, state_trace
 from sim.lab.faults import BoundFault
 from sim.lab.loader import normalise_answer
 from sim.lab.model import (
@@ -741,12 +742,7 @@ ATTEMPT_SETTLE = 3.0
 
 def _attempts_in_flight(events: Sequence[Mapping[str, Any]]) -> bool:
     """Whether some queue entry's last event is an attempt with no outcome yet."""
-    last: dict[Any, str] = {}
-    for event in events:
-        data = event.get("data") or {}
-        if event.get("kind") == "queue" and data.get("queue_id"):
-            last[data["queue_id"]] = str(data.get("event"))
-    return "attempt" in last.values()
+    return any(isinstance(d, QueueAttempt) for d in last_queue_events(events).values())
 
 
 def _strip_where(message: str) -> str:

@@ -32,9 +32,20 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sim.clock import format_duration
+from sim.events import (
+    Check,
+    Dns,
+    EventData,
+    QueueAttempt,
+    QueueDeferred,
+    QueueDelivered,
+    QueueInternalError,
+    SmtpClientExchange,
+    parse_data,
+)
 
 __all__ = [
     "FACTS",
@@ -44,6 +55,7 @@ __all__ = [
     "RunFacts",
     "duration",
     "known_facts",
+    "last_queue_events",
     "placeholders",
     "render",
     "run_facts",
@@ -88,9 +100,42 @@ class FactDef:
 # -- extractors ---------------------------------------------------------------
 
 
-def _data(event: Event) -> Mapping[str, Any]:
+E = TypeVar("E", bound=EventData)
+
+
+def _as(event: Event, cls: type[E]) -> E | None:
+    """The event's data as ``cls`` (sim/events.py), or None when it is another
+    kind (the facts read a result's JSON: each event is read typed here)."""
+    if event.get("kind") != cls.KIND:
+        return None
     data = event.get("data")
-    return data if isinstance(data, Mapping) else {}
+    typed = parse_data(cls.KIND, data) if isinstance(data, Mapping) else None
+    return typed if isinstance(typed, cls) else None
+
+
+def _queue_entry(event: Event) -> tuple[str, EventData] | None:
+    """The queue id and typed data of a relay's ``queue`` event about one entry."""
+    if event.get("kind") != "queue":
+        return None
+    data = event.get("data")
+    typed = parse_data("queue", data) if isinstance(data, Mapping) else None
+    queue_id = getattr(typed, "queue_id", None)
+    return (queue_id, typed) if isinstance(queue_id, str) and typed is not None else None
+
+
+def _queue_id(event: Event) -> str | None:
+    entry = _queue_entry(event)
+    return entry[0] if entry else None
+
+
+def last_queue_events(trace: Iterable[Event]) -> dict[str, EventData]:
+    """Each queue entry's last ``queue`` event in ``trace`` (typed), by queue id."""
+    last: dict[str, EventData] = {}
+    for event in trace:
+        entry = _queue_entry(event)
+        if entry is not None:
+            last[entry[0]] = entry[1]
+    return last
 
 
 def _first(events: Iterable[Event], test: Callable[[Event], bool]) -> Event | None:
@@ -130,44 +175,48 @@ def _outcome(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
 def _helo_name(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
     """The name the sending client greeted its first server with."""
     for event in trace:
-        data = _data(event)
-        command = str(data.get("command") or "")
-        if (
-            event.get("kind") == "smtp"
-            and data.get("role") == "client"
-            and data.get("stage") == "helo"
-        ):
-            words = command.split()
+        data = _as(event, SmtpClientExchange)
+        if data is not None and data.stage == "helo":
+            words = data.command.split()
             if len(words) >= 2 and words[0].upper() in ("EHLO", "HELO"):
                 return Fact(words[1], (event,))
     return None
 
 
-def _check_event(name: str, trace: Sequence[Event]) -> Event | None:
-    return _first(trace, lambda e: e.get("kind") == "check" and _data(e).get("check") == name)
+def _check_event(name: str, trace: Sequence[Event]) -> tuple[Event, Check] | None:
+    for event in trace:
+        check = _as(event, Check)
+        if check is not None and check.check == name:
+            return event, check
+    return None
 
 
 def _check_result(name: str) -> Extractor:
     def extract(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
-        event = _check_event(name, trace)
-        if event is None:
+        found = _check_event(name, trace)
+        if found is None:
             return None
-        return Fact(str(_data(event).get("result")), (event,))
+        event, check = found
+        return Fact(check.result, (event,))
 
     return extract
 
 
 def _client_ip(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
-    event = _first(trace, lambda e: e.get("kind") == "check" and bool(_data(e).get("client")))
-    return None if event is None else Fact(str(_data(event)["client"]), (event,))
+    for event in trace:
+        check = _as(event, Check)
+        if check is not None and check.client:
+            return Fact(check.client, (event,))
+    return None
 
 
 def _ptr_name(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
     """The name the receiver found in the PTR record of the client's address."""
-    event = _check_event("ptr", trace) or _check_event("fcrdns", trace)
-    if event is None:
+    found = _check_event("ptr", trace) or _check_event("fcrdns", trace)
+    if found is None:
         return None
-    names = (_data(event).get("details") or {}).get("names") or []
+    event, check = found
+    names = check.details.get("names") or []
     return Fact(str(names[0]), (event,)) if names else None
 
 
@@ -176,15 +225,13 @@ def _answer(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
     if not answers:
         return None
     value = str(answers[0].get("data"))
-    event = _first(reversed(trace), lambda e: e.get("kind") == "dns" and value in _event_json(e))
+    event = _first(reversed(trace), lambda e: e.get("kind") == Dns.KIND and value in _event_json(e))
     return None if event is None else Fact(value, (event,))
 
 
 def _rcode(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
     value = result.get("rcode")
-    event = _first(
-        reversed(trace), lambda e: e.get("kind") == "dns" and _data(e).get("rcode") == value
-    )
+    event = _first(reversed(trace), lambda e: getattr(_as(e, Dns), "rcode", None) == value)
     return None if event is None or value is None else Fact(str(value), (event,))
 
 
@@ -194,21 +241,14 @@ def _rcode(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
 def _queue_events(trace: Sequence[Event]) -> list[Event]:
     """The queue events of the first message (not a bounce) that a relay tried
     to deliver in this run, from its first event on."""
-    attempts = [
-        e
-        for e in trace
-        if e.get("kind") == "queue"
-        and _data(e).get("event") == "attempt"
-        and _data(e).get("queue_id")
-    ]
-    if not attempts:
+    first = next((a for e in trace if (a := _as(e, QueueAttempt)) and a.queue_id), None)
+    if first is None:
         return []
-    queue_id = _data(attempts[0])["queue_id"]
-    return [e for e in trace if e.get("kind") == "queue" and _data(e).get("queue_id") == queue_id]
+    return [e for e in trace if _queue_id(e) == first.queue_id]
 
 
 def _attempt_events(trace: Sequence[Event]) -> list[Event]:
-    return [e for e in _queue_events(trace) if _data(e).get("event") == "attempt"]
+    return [e for e in _queue_events(trace) if _as(e, QueueAttempt) is not None]
 
 
 def _attempts(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
@@ -230,19 +270,23 @@ _NEXT = re.compile(r"next attempt in (\S+?)(?:\s|\)|;|$)")
 
 def _next_attempt(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
     """When the relay will try next, as its last deferral said."""
-    events = [e for e in _queue_events(trace) if _data(e).get("event") in ("deferred", "delivered")]
-    if not events or _data(events[-1]).get("event") != "deferred":
+    events = [
+        e
+        for e in _queue_events(trace)
+        if _as(e, QueueDeferred) is not None or _as(e, QueueDelivered) is not None
+    ]
+    if not events or _as(events[-1], QueueDeferred) is None:
         return None
     found = _NEXT.search(str(events[-1].get("summary") or ""))
     return None if found is None else Fact(found.group(1), (events[-1],))
 
 
 def _delivered_to(result: Mapping[str, Any], trace: Sequence[Event]) -> Fact | None:
-    events = [e for e in _queue_events(trace) if _data(e).get("event") == "delivered"]
-    if not events:
+    delivered = [(e, d) for e in _queue_events(trace) if (d := _as(e, QueueDelivered))]
+    if not delivered:
         return None
-    mx = _data(events[-1]).get("remote_mta") or _data(events[-1]).get("mx")
-    return None if not mx else Fact(str(mx), (events[-1],))
+    event, data = delivered[-1]
+    return None if not data.mx else Fact(data.mx, (event,))
 
 
 def duration(seconds: float) -> str:
@@ -328,25 +372,15 @@ def state_trace(trace: Sequence[Event], since: float) -> list[Event]:
     relays tried again since then or still hold (its first attempt counts
     too)."""
     recent = [e for e in trace if float(e.get("t") or 0) >= since]
-    moved = {
-        _data(e).get("queue_id")
-        for e in recent
-        if e.get("kind") == "queue" and _data(e).get("event") == "attempt"
-    }
+    moved = {a.queue_id for e in recent if (a := _as(e, QueueAttempt))}
     # A message still waiting (its last word a deferral) belongs to the
     # step's story even when nothing moved yet.
-    last: dict[Any, str] = {}
-    for e in trace:
-        if e.get("kind") == "queue" and _data(e).get("queue_id"):
-            last[_data(e)["queue_id"]] = str(_data(e).get("event"))
-    moved |= {queue_id for queue_id, event in last.items() if event == "deferred"}
-    moved.discard(None)
-    return [
-        e
-        for e in trace
-        if float(e.get("t") or 0) >= since
-        or (e.get("kind") == "queue" and _data(e).get("queue_id") in moved)
-    ]
+    moved |= {
+        queue_id
+        for queue_id, data in last_queue_events(trace).items()
+        if isinstance(data, QueueDeferred | QueueInternalError)
+    }
+    return [e for e in trace if float(e.get("t") or 0) >= since or _queue_id(e) in moved]
 
 
 def run_facts(subject: str, result: Mapping[str, Any] | None) -> RunFacts:

@@ -25,6 +25,7 @@ from typing import Any
 
 from sim.clock import parse_duration
 from sim.errors import LabFileError, Problem, TopologyError
+from sim.events import keys_of
 from sim.experiments import experiment_class
 from sim.experiments.params import params
 from sim.lab.actions import action_problems
@@ -655,10 +656,31 @@ class _Meaning:
                 reason = pattern_ok(str(predicate.value))
                 if reason:
                     self.add(predicate.path, f"not a valid regular expression: {reason}")
+            if predicate.name == "trace_contains" and isinstance(predicate.value, dict):
+                self._trace_fields(predicate.value, predicate.path)
             if predicate.name == "mailbox":
                 self._mailbox(str(predicate.value["address"]), (*predicate.path, "address"))
             elif predicate.name == "queue":
                 self._runs(str(predicate.value["node"]), "relay", (*predicate.path, "node"))
+
+    def _trace_fields(self, value: dict[str, Any], path: FilePath) -> None:
+        """The keys of ``fields`` are data keys of ``kind`` (sim/events.py)."""
+        fields = value.get("fields")
+        if not isinstance(fields, dict) or not fields:
+            return
+        kind = value.get("kind")
+        if kind is None:
+            self.add((*path, "fields"), "`fields` needs a `kind`: the keys depend on it")
+            return
+        known = keys_of(str(kind))
+        for key in fields:
+            if key not in known:
+                self.add(
+                    (*path, "fields", key),
+                    f"a {kind} event has no key {key!r}{suggest(str(key), known)}; "
+                    f"its keys: {', '.join(known)} (docs/trace.md)",
+                    at_key=True,
+                )
 
     def _mailbox(self, address: str, path: FilePath) -> None:
         topology = self.topology

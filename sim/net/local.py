@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from sim.clock import LabClock
 from sim.errors import ServiceError
+from sim.events import Net
 from sim.net.api import (
     Dropped,
     Endpoint,
@@ -41,7 +42,7 @@ from sim.net.wirelog import WireConnection, WireLog
 from sim.topology.firewall import Packet, PacketProto, Verdict, evaluate
 from sim.topology.graph import LabNetwork
 from sim.topology.model import Topology
-from sim.trace import TraceEvent
+from sim.trace import TraceEvent, event
 
 __all__ = ["LOOPBACK", "LocalNodeNet", "LoopbackLab"]
 
@@ -62,8 +63,6 @@ class LoopbackLab(Protocol):
     wire_log: WireLog | None
 
     def emit(self, trace_id: str | None, event: TraceEvent) -> None: ...
-
-    def event(self, kind: str, node: str, summary: str, **data: Any) -> TraceEvent: ...
 
 
 def _proto(transport: asyncio.BaseTransport) -> Proto:
@@ -95,18 +94,11 @@ class LocalNodeNet(NodeNet):
         verdict = evaluate(self.backend.network, self.node, Packet(self.address, dst, proto, port))
         self.backend.emit(
             trace_id,
-            TraceEvent(
-                t=round(self.backend.clock.now(), 3),
-                kind="net",
-                node=verdict.router or self.node,
-                summary=verdict.explain(),
-                data={
-                    "src": str(self.address),
-                    "dst": str(dst),
-                    "proto": proto,
-                    "port": port,
-                    **verdict.to_json(),
-                },
+            event(
+                round(self.backend.clock.now(), 3),
+                verdict.router or self.node,
+                verdict.explain(),
+                verdict.event(),
             ),
         )
         return verdict
@@ -143,15 +135,17 @@ class LocalNodeNet(NodeNet):
         if local_port is None:
             self.backend.emit(
                 trace_id,
-                self.backend.event(
-                    "net",
+                event(
+                    round(self.backend.clock.now(), 3),
                     self.node,
                     f"{dst}:{port} answered with a reset: nothing listens there",
-                    src=str(self.address),
-                    dst=str(dst),
-                    proto="tcp",
-                    port=port,
-                    verdict="closed",
+                    Net(
+                        src=str(self.address),
+                        dst=str(dst),
+                        proto="tcp",
+                        port=port,
+                        verdict="closed",
+                    ),
                 ),
             )
             raise Refused(f"connection to {dst}:{port} refused: nothing listens there", verdict)

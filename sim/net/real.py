@@ -23,7 +23,7 @@ from sim.net.backlog import listen_backlog
 from sim.net.shared import ConnTags
 from sim.topology.firewall import Packet, Verdict, evaluate
 from sim.topology.graph import LabNetwork
-from sim.trace import TraceEvent, TraceHub
+from sim.trace import TraceHub, event
 
 __all__ = ["MIN_ACCEPTED_WAIT", "RealNodeNet"]
 
@@ -58,19 +58,11 @@ class RealNodeNet(NodeNet):
     ) -> None:
         self.hub.emit(
             trace_id,
-            TraceEvent(
-                t=round(self.clock.now(), 3),
-                kind="net",
-                node=verdict.router or self.node,
-                summary=verdict.explain(),
-                data={
-                    "src": str(self.address),
-                    "dst": str(dst),
-                    "proto": proto,
-                    "port": port,
-                    "observed": observed,
-                    **verdict.to_json(),
-                },
+            event(
+                round(self.clock.now(), 3),
+                verdict.router or self.node,
+                verdict.explain(),
+                verdict.event(observed),
             ),
         )
 

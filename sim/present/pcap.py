@@ -38,6 +38,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sim.events import Dns, ImapExchange, Net, Pop3Exchange, SmtpClientExchange
 from sim.net.wirelog import WireConnection, WireSegment
 from sim.present.pcapng import (
     TCP_ACK,
@@ -114,15 +115,16 @@ class _Synth:
     # -- DNS ------------------------------------------------------------------
 
     def dns(self, e: TraceEvent) -> None:
-        d = e.data
-        wire = d.get("wire")
-        client, server = _address(d.get("client")), _address(d.get("server"))
-        if not isinstance(wire, dict) or client is None or server is None or d.get("cached"):
+        d = e.as_(Dns)
+        if d is None or d.wire is None or d.cached:
             return
-        query = base64.b64decode(str(wire.get("query", "")))
-        reply = base64.b64decode(str(wire.get("reply", "")))
+        client, server = _address(d.client), _address(d.server)
+        if client is None or server is None:
+            return
+        query = base64.b64decode(d.wire["query"])
+        reply = base64.b64decode(d.wire["reply"])
         sport = next(self.ports)
-        if d.get("transport") == "tcp":
+        if d.transport == "tcp":
             conn = _Connection(client, sport, server, 53)
             self.handshake(e.t - 0.002, conn)
             self.segment(e.t - 0.001, conn, len(query).to_bytes(2, "big") + query, True)
@@ -246,21 +248,21 @@ class _Synth:
     def net(self, e: TraceEvent) -> None:
         """A connection the network stopped: a SYN that got no answer, or
         one answered by a reset (RFC 793 §3.4) when the router refused it."""
-        d = e.data
-        if d.get("proto") != "tcp" or d.get("verdict") == "accept":
+        d = e.as_(Net)
+        if d is None or d.proto != "tcp" or d.verdict == "accept":
             return
-        src, dst = _address(d.get("src")), _address(d.get("dst"))
-        if src is None or dst is None or d.get("port") is None:
+        src, dst = _address(d.src), _address(d.dst)
+        if src is None or dst is None or d.port is None:
             return
-        sport, dport = next(self.ports), int(d["port"])
-        why = str(d.get("explanation") or d.get("verdict"))
+        sport, dport = next(self.ports), d.port
+        why = d.explanation or d.verdict
         self.emit(
             e.t,
             ipv4_tcp(src, sport, dst, dport, seq=999, ack=0, flags=TCP_SYN, ident=next(self.ident)),
             why,
         )
         self.dropped[f"{dst}:{dport}"] = (e.t, src, sport)
-        if d.get("verdict") == "reject":
+        if d.verdict == "reject":
             self.emit(
                 e.t,
                 ipv4_tcp(
@@ -305,21 +307,21 @@ class _Synth:
     # -- SMTP -----------------------------------------------------------------
 
     def smtp(self, e: TraceEvent) -> None:
-        d = e.data
-        if d.get("role") != "client":
+        d = e.as_(SmtpClientExchange)
+        if d is None:
             return
         client = self.node_ip.get(e.node)
-        server = _address(d.get("peer"))
+        server = _address(d.peer)
         if client is None or server is None:
             return
-        key = (e.node, str(d.get("peer")))
-        command = str(d.get("command") or "")
-        code = d.get("code")
+        key = (e.node, d.peer)
+        command = d.command
+        code = d.code
         if command.startswith("connect "):
             if code is None:
-                self.retransmit(e.t, str(d.get("peer")))
+                self.retransmit(e.t, d.peer)
                 return  # never connected: the net event drew the first SYN
-            port = int(str(d.get("peer")).rsplit(":", 1)[1])
+            port = int(d.peer.rsplit(":", 1)[1])
             conn = _Connection(client, next(self.ports), server, port)
             self.open[key] = conn
             self.handshake(e.t - 0.001, conn)
@@ -329,9 +331,9 @@ class _Synth:
         if conn_or_none is None:
             return
         conn = conn_or_none
-        if d.get("stage") == "data" and d.get("payload") is not None:
-            sent = str(d["payload"]).encode("latin-1")
-        elif d.get("stage") == "data" and command.startswith("(message"):
+        if d.stage == "data" and d.payload is not None:
+            sent = d.payload.encode("latin-1")
+        elif d.stage == "data" and command.startswith("(message"):
             # Too big to keep in the trace: say so where the content would be.
             what = command[1:].split(")")[0]
             sent = f"X-Maillab: {what}, not kept in the trace\r\n\r\n.\r\n".encode()
@@ -352,21 +354,24 @@ class _Synth:
         """A read: the greeting opens the connection (RFC 9051 §7.1.1,
         RFC 1939 §4), then each command and its response lines."""
         d = e.data
-        client = self.node_ip.get(e.node)
-        server = _address(d.get("peer"))
-        if d.get("role") != "client" or client is None or server is None:
+        if not isinstance(d, ImapExchange | Pop3Exchange):
             return
-        key = (e.node, str(d.get("peer")))
-        lines = [str(line) for line in d.get("lines") or []]
-        status_line = f"{d.get('response') or ''}\r\n"
-        if e.kind == "imap":  # untagged data first, the tagged status last (RFC 9051 §2.2.2)
+        client = self.node_ip.get(e.node)
+        server = _address(d.peer)
+        if client is None or server is None:
+            return
+        key = (e.node, d.peer)
+        lines = d.lines
+        status_line = f"{d.response or ''}\r\n"
+        # IMAP: untagged data first, the tagged status last (RFC 9051 §2.2.2)
+        if isinstance(d, ImapExchange):
             answer = "".join(f"{line}\r\n" for line in lines) + status_line
         else:  # POP3: the status line, then a multi-line body ended by "." (RFC 1939 §3)
             body = "".join(f"{line}\r\n" for line in lines)
             answer = status_line + (body + ".\r\n" if lines and lines[-1] != "." else body)
-        command = d.get("command")
+        command = d.command
         if not command:  # the greeting: a new connection
-            port = int(str(d.get("peer")).rsplit(":", 1)[1])
+            port = int(d.peer.rsplit(":", 1)[1])
             conn = _Connection(client, next(self.ports), server, port)
             self.open[key] = conn
             self.handshake(e.t - 0.001, conn)
@@ -377,13 +382,10 @@ class _Synth:
             return
         self.segment(e.t - 0.0005, conn_or_none, f"{command}\r\n".encode("utf-8", "replace"), True)
         self.segment(e.t, conn_or_none, answer.encode("utf-8", "replace"), False)
-        verb = str(command).split()[1:2] if e.kind == "imap" else str(command).split()[:1]
-        if [v.upper() for v in verb] in (["STARTTLS"], ["STLS"]) and d.get("status") in (
-            "OK",
-            "+OK",
-        ):
+        verb = command.split()[1:2] if isinstance(d, ImapExchange) else command.split()[:1]
+        if [v.upper() for v in verb] in (["STARTTLS"], ["STLS"]) and d.status in ("OK", "+OK"):
             conn_or_none.encrypted = True
-        if d.get("status") == "BYE" or str(command).upper().endswith(("LOGOUT", "QUIT")):
+        if d.status == "BYE" or command.upper().endswith(("LOGOUT", "QUIT")):
             self.close(e.t, conn_or_none)
             del self.open[key]
 
@@ -423,11 +425,11 @@ class _Synth:
         self.open.clear()
 
 
-def _reply_bytes(code: Any, d: dict[str, Any]) -> bytes:
+def _reply_bytes(code: Any, d: SmtpClientExchange) -> bytes:
     """A reply as the server wrote it: ``250-first`` … ``250 last`` (RFC 5321
     §4.2.1), the enhanced status code (RFC 3463) on each line."""
-    lines = str(d.get("text") or "").split("\n")
-    enhanced = d.get("enhanced")
+    lines = (d.text or "").split("\n")
+    enhanced = d.enhanced
     out = []
     for i, line in enumerate(lines):
         sep = " " if i == len(lines) - 1 else "-"

@@ -1,6 +1,6 @@
 """A sequence diagram of a trace: lanes per node, one step per exchange.
 
-The model is built from the events the services emit (see :mod:`sim.trace`)
+The model is built from the events the services emit (see :mod:`sim.events`)
 and rendered by :mod:`sim.present.seqrender` as Mermaid ``sequenceDiagram``
 text, as SVG and as 80-column text. What becomes a step:
 
@@ -33,6 +33,27 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
+from sim.events import (
+    Check,
+    Delivered,
+    Dns,
+    Forwarded,
+    ImapExchange,
+    ListResent,
+    Net,
+    Pop3Exchange,
+    QueueAttempt,
+    QueueBounced,
+    QueueBounceDropped,
+    QueueDeferred,
+    QueueDelivered,
+    QueueDsn,
+    QueueInternalError,
+    SmtpClientExchange,
+    SmtpFault,
+    SmtpServerAnswer,
+    Tls,
+)
 from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
@@ -178,14 +199,14 @@ class AddressBook:
                     self.names[str(ip.ip)] = node.name
         for event in events:
             data = event.data
-            if event.kind == "net":
-                path = data.get("path") or []
-                if path and data.get("src"):
-                    self.names.setdefault(str(data["src"]), str(path[0]))
-                if path and data.get("verdict") == "accept" and data.get("dst"):
-                    self.names.setdefault(str(data["dst"]), str(path[-1]))
-            elif event.kind == "dns" and data.get("server") and not data.get("cached"):
-                self.names.setdefault(str(data["server"]), event.node)
+            if isinstance(data, Net):
+                path = data.path or []
+                if path and data.src:
+                    self.names.setdefault(data.src, path[0])
+                if path and data.verdict == "accept" and data.dst:
+                    self.names.setdefault(data.dst, path[-1])
+            elif isinstance(data, Dns) and data.server and not data.cached:
+                self.names.setdefault(data.server, event.node)
 
     def name(self, address: Any) -> str:
         text = str(address or "")
@@ -203,16 +224,16 @@ def _reply_tone(code: Any) -> str:
     return "bad" if code >= 500 else "warn" if code >= 400 else ""
 
 
-def _answers(data: dict[str, Any]) -> str:
-    answers = [a for a in data.get("answers") or [] if isinstance(a, dict)]
+def _answers(data: Dns) -> str:
+    answers = data.answers
     if not answers:
-        return str(data.get("rcode") or "no answer")
-    first = f"{answers[0].get('type')} {answers[0].get('data')}"
+        return data.rcode or "no answer"
+    first = f"{answers[0]['type']} {answers[0]['data']}"
     return first + (f" (+{len(answers) - 1})" if len(answers) > 1 else "")
 
 
-def _port(data: dict[str, Any]) -> str:
-    return f":{data['port']}" if data.get("port") is not None else ""
+def _port(data: Net) -> str:
+    return f":{data.port}" if data.port is not None else ""
 
 
 _CHECK_TONE = {
@@ -233,7 +254,7 @@ class _Builder:
         self.steps: list[Step] = []
         self.lanes: dict[str, Lane] = {}
         self.has_client_dialogue = any(
-            e.kind in ("smtp", "imap", "pop3") and e.data.get("role") == "client"
+            isinstance(e.data, SmtpClientExchange | ImapExchange | Pop3Exchange)
             for e in self.events
         )
         self.drops: dict[str, TraceEvent] = {}  # dst:port → the net event that blocked it
@@ -270,110 +291,134 @@ class _Builder:
     # -- one method per kind of event ----------------------------------------
 
     def on_dns(self, e: TraceEvent) -> None:
-        d = e.data
-        if d.get("error") or not d.get("name"):
+        d = e.as_(Dns)
+        if d is None or not d.name:
             self.add(e, "note", e.node, e.node, _first_line(e.summary), "warn")
             return
-        client = self.addr.name(d.get("client"))
-        tone = "" if d.get("rcode") == "NOERROR" else "warn"
-        if d.get("cached"):
-            text = f"cache: {d.get('type')} {d.get('name')} → {_answers(d)}"
+        client = self.addr.name(d.client)
+        tone = "" if d.rcode == "NOERROR" else "warn"
+        if d.cached:
+            text = f"cache: {d.type} {d.name} → {_answers(d)}"
             self.add(e, "note", client, client, text, tone)
             return
-        self.add(e, "call", client, e.node, f"{d.get('type')}? {d.get('name')}")
+        self.add(e, "call", client, e.node, f"{d.type}? {d.name}")
         self.add(e, "reply", e.node, client, _answers(d), tone)
 
+    def on_error(self, e: TraceEvent) -> None:
+        self.add(e, "note", e.node, e.node, _first_line(e.summary), "warn")
+
     def on_net(self, e: TraceEvent) -> None:
-        d = e.data
-        path = [str(p) for p in d.get("path") or []]
-        verdict = d.get("verdict")
-        if verdict == "accept" and d.get("proto") == "udp" and d.get("port") == 53:
+        d = e.as_(Net)
+        if d is None:
+            return
+        path = d.path or []
+        verdict = d.verdict
+        if verdict == "accept" and d.proto == "udp" and d.port == 53:
             return  # the dns step says more
-        src = path[0] if path else self.addr.name(d.get("src"))
+        src = path[0] if path else self.addr.name(d.src)
         if verdict == "accept":
-            dst = path[-1] if path else self.addr.name(d.get("dst"))
-            via = [p for p in path[1:-1]]
-            text = f"{str(d.get('proto', 'tcp')).upper()} {_port(d)}" + (
-                f" via {', '.join(via)}" if via else ""
-            )
+            dst = path[-1] if path else self.addr.name(d.dst)
+            via = path[1:-1]
+            text = f"{d.proto.upper()} {_port(d)}" + (f" via {', '.join(via)}" if via else "")
             self.add(e, "call", src, dst, text)
             return
-        where = str(d.get("router") or (path[-1] if path else self.addr.name(d.get("dst"))))
-        rule = d.get("rule")
-        how = {"drop": "dropped", "reject": "refused"}.get(str(verdict), str(verdict))
-        text = f"{str(d.get('proto', 'tcp')).upper()} {d.get('dst')}{_port(d)} {how}"
-        if isinstance(rule, int):
-            text += f" (rule {rule + 1})"
+        where = d.router or (path[-1] if path else self.addr.name(d.dst))
+        how = {"drop": "dropped", "reject": "refused"}.get(verdict, verdict)
+        text = f"{d.proto.upper()} {d.dst}{_port(d)} {how}"
+        if d.rule is not None:
+            text += f" (rule {d.rule + 1})"
         self.add(e, "block", src, where, text, "bad")
-        self.drops[f"{d.get('dst')}{_port(d)}"] = e
+        self.drops[f"{d.dst}{_port(d)}"] = e
 
-    def _dialogue(self, e: TraceEvent, status: Any, code: Any) -> None:
-        d = e.data
-        role = d.get("role")
-        if role != "client":
-            if self.has_client_dialogue:
-                return  # the client's record of the same exchange is shown
-            text = f"{d.get('command')}: {code or status or ''} {_first_line(d.get('text'))}"
+    def _server_note(self, e: TraceEvent, text: str, code: int | None) -> None:
+        if not self.has_client_dialogue:  # else the client's record of it is shown
             self.add(e, "note", e.node, e.node, text.strip(), _reply_tone(code))
-            return
-        client, server = e.node, self.addr.name(d.get("peer"))
-        command = str(d.get("command") or "")
+
+    def _dialogue(
+        self,
+        e: TraceEvent,
+        d: SmtpClientExchange | ImapExchange | Pop3Exchange,
+        status: str | None,
+        code: int | None,
+    ) -> None:
+        client, server = e.node, self.addr.name(d.peer)
+        command = d.command or ""
         if command.startswith("connect "):
-            dropped = self.drops.get(str(d.get("peer")))
+            dropped = self.drops.get(d.peer)
             if code is None and status is None:
                 if dropped is not None:
                     wait = e.t - dropped.t
-                    text = f"waited {_seconds(wait)}: {_first_line(d.get('text'))[:60]}"
+                    text = f"waited {_seconds(wait)}: {_first_line(d.text)[:60]}"
                 else:
-                    text = _first_line(d.get("text"))
+                    text = _first_line(d.text)
                 self.add(e, "note", client, client, text, "bad")
                 return
         elif command:  # (an IMAP greeting answers no command)
             self.add(e, "call", client, server, command)
         if code is None and status is None:
-            self.add(e, "note", client, client, "✗ " + _first_line(d.get("text")), "bad")
+            self.add(e, "note", client, client, "✗ " + _first_line(d.text), "bad")
             return
-        head = " ".join(str(p) for p in (code, d.get("enhanced"), status) if p)
-        text = f"{head} {_first_line(d.get('text') or d.get('response'))}".strip()
+        enhanced = d.enhanced if isinstance(d, SmtpClientExchange) else None
+        response = None if isinstance(d, SmtpClientExchange) else d.response
+        head = " ".join(str(p) for p in (code, enhanced, status) if p)
+        text = f"{head} {_first_line(d.text or response)}".strip()
         tone = _reply_tone(code) or ("bad" if status in ("NO", "BAD", "-ERR") else "")
         self.add(e, "reply", server, client, text, tone)
 
     def on_smtp(self, e: TraceEvent) -> None:
-        self._dialogue(e, None, e.data.get("code"))
+        d = e.data
+        if isinstance(d, SmtpClientExchange):
+            self._dialogue(e, d, None, d.code)
+        elif isinstance(d, SmtpServerAnswer):
+            self._server_note(e, f"{d.command}: {d.code} {_first_line(d.text)}", d.code)
+        elif isinstance(d, SmtpFault):
+            self._server_note(e, _first_line(e.summary), None)
 
     def on_imap(self, e: TraceEvent) -> None:
-        self._dialogue(e, e.data.get("status"), None)
+        d = e.as_(ImapExchange)
+        if d is not None:
+            self._dialogue(e, d, d.status, None)
 
     def on_pop3(self, e: TraceEvent) -> None:
-        self._dialogue(e, e.data.get("status"), None)
+        d = e.as_(Pop3Exchange)
+        if d is not None:
+            self._dialogue(e, d, d.status, None)
 
     def on_tls(self, e: TraceEvent) -> None:
-        d = e.data
-        peer = self.addr.name(d.get("peer"))
-        text = (
-            f"TLS {str(d.get('version') or '').replace('TLSv', '')} {d.get('cipher') or ''}".strip()
-        )
-        if d.get("verified") is False:
+        d = e.as_(Tls)
+        if d is None:
+            return
+        peer = self.addr.name(d.peer)
+        text = f"TLS {(d.version or '').replace('TLSv', '')} {d.cipher or ''}".strip()
+        if d.verified is False:
             text += " (cert not verified)"
         self.add(e, "note", e.node, peer, text, "good")
 
     def on_check(self, e: TraceEvent) -> None:
-        d = e.data
-        result = str(d.get("result"))
-        text = f"{d.get('check')}: {result}"
-        action = d.get("action")
-        if action not in (None, "none"):
-            text += f" → {action}"
-        self.add(e, "note", e.node, e.node, text, _CHECK_TONE.get(result, ""))
+        d = e.as_(Check)
+        if d is None:
+            return
+        text = f"{d.check}: {d.result}"
+        if d.action not in (None, "none"):
+            text += f" → {d.action}"
+        self.add(e, "note", e.node, e.node, text, _CHECK_TONE.get(d.result, ""))
 
     def on_queue(self, e: TraceEvent) -> None:
         d = e.data
-        name = str(d.get("event"))
-        qid = d.get("queue_id") or ""
-        if name == "attempt":
-            text = f"{qid} attempt {d.get('attempt')}: {d.get('mx') or d.get('address')}"
-        elif name in ("deferred", "bounced", "delivered"):
-            reply = d.get("reply") or {}
+        name = str(getattr(d, "event", None))
+        qid = getattr(d, "queue_id", None) or ""
+        if isinstance(d, QueueAttempt):
+            text = f"{qid} attempt {d.attempt}: {d.mx or d.address}"
+        elif isinstance(
+            d,
+            QueueDeferred
+            | QueueInternalError
+            | QueueBounced
+            | QueueDsn
+            | QueueBounceDropped
+            | QueueDelivered,
+        ):
+            reply = getattr(d, "reply", None) or {}
             said = " ".join(str(p) for p in (reply.get("code"), reply.get("enhanced")) if p)
             text = f"{qid} {name}" + (f" ({said})" if said else "")
         else:
@@ -383,15 +428,16 @@ class _Builder:
 
     def on_delivery(self, e: TraceEvent) -> None:
         d = e.data
-        folder = str(d.get("folder") or "inbox")
-        text = f"stored for {d.get('mailbox')} in {folder.upper() if folder == 'inbox' else folder}"
+        if not isinstance(d, Delivered | Forwarded | ListResent):
+            return
+        folder = d.folder
+        text = f"stored for {d.mailbox} in {folder.upper() if folder == 'inbox' else folder}"
         self.add(e, "note", e.node, e.node, text, "warn" if folder == "junk" else "good")
 
     def on_mailbox(self, e: TraceEvent) -> None:
-        self.add(e, "note", e.node, e.node, f"{e.data.get('protocol')} {e.data.get('event')}")
-
-    def on_outcome(self, e: TraceEvent) -> None:
-        self.add(e, "note", e.node, e.node, _first_line(e.summary))
+        d = e.data
+        protocol, event = getattr(d, "protocol", None), getattr(d, "event", None)
+        self.add(e, "note", e.node, e.node, f"{protocol} {event}")
 
 
 def _seconds(value: float) -> str:
@@ -406,11 +452,7 @@ def _failing(steps: list[Step], outcome: str | None, trace: Trace) -> int | None
     if outcome is None:
         # A bare trace: it failed unless something was stored or delivered.
         for event in trace.events:
-            if event.kind == "outcome":
-                outcome = str(event.data.get("outcome"))
-            elif event.kind == "delivery" or (
-                event.kind == "queue" and event.data.get("event") == "delivered"
-            ):
+            if event.kind == "delivery" or isinstance(event.data, QueueDelivered):
                 return None
         if outcome is None:
             outcome = "unknown"

@@ -19,6 +19,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sim.events import (
+    QueueAttempt,
+    QueueBounced,
+    QueueBounceDropped,
+    QueueDeferred,
+    QueueDelivered,
+    QueueDsn,
+    QueueInternalError,
+    QueueQueued,
+    QueueRecovered,
+    QueueWarning,
+)
 from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
@@ -281,9 +293,20 @@ def _clock(seconds: float) -> str:
     return f"{secs}s"
 
 
-def _reply(data: dict[str, Any]) -> str:
-    reply = data.get("reply") or {}
+def _reply(data: object) -> str:
+    reply = getattr(data, "reply", None) or {}
     return " ".join(str(p) for p in (reply.get("code"), reply.get("enhanced")) if p)
+
+
+#: A relay's word on an attempt: its result.
+_RESULTS = (QueueDeferred, QueueInternalError, QueueDelivered, QueueBounced, QueueBounceDropped)
+
+
+def _is_first(data: object) -> bool:
+    """A message (not a bounce the relay made) entering the queue."""
+    return isinstance(data, QueueRecovered) or (
+        isinstance(data, QueueQueued) and data.entry_kind != "dsn"
+    )
 
 
 def timeline_of(
@@ -302,18 +325,11 @@ def timeline_of(
         events = sorted(source, key=lambda e: e.t)
     queue = [e for e in events if e.kind == "queue"]
     if queue_id is None:
-        first = next(
-            (
-                e
-                for e in queue
-                if e.data.get("event") == "queued" and e.data.get("entry_kind", "message") != "dsn"
-            ),
-            None,
-        )
+        first = next((e for e in queue if _is_first(e.data)), None)
         if first is None:
             return None
-        queue_id = str(first.data.get("queue_id"))
-    mine = [e for e in queue if e.data.get("queue_id") == queue_id]
+        queue_id = str(getattr(first.data, "queue_id", None))
+    mine = [e for e in queue if getattr(e.data, "queue_id", None) == queue_id]
     if not mine:
         return None
     start = mine[0].t
@@ -322,14 +338,14 @@ def timeline_of(
     pending: int | None = None  # index in marks of the attempt awaiting its result
     for e in mine:
         d = e.data
-        name = str(d.get("event"))
         dt = e.t - start
-        if name == "queued":
+        if isinstance(d, QueueQueued | QueueRecovered):
             marks.append(Mark("queued", dt, e.summary))
-        elif name == "attempt":
-            marks.append(Mark("attempt", dt, e.summary, attempt=d.get("attempt")))
+        elif isinstance(d, QueueAttempt):
+            marks.append(Mark("attempt", dt, e.summary, attempt=d.attempt))
             pending = len(marks) - 1
-        elif name in ("deferred", "delivered", "bounced") and not d.get("dsn"):
+        elif isinstance(d, _RESULTS):
+            name = d.event
             if pending is not None:
                 m = marks[pending]
                 marks[pending] = Mark(
@@ -341,8 +357,8 @@ def timeline_of(
             elif name == "bounced":
                 end = "bounced"
                 marks.append(Mark("bounced", dt, e.summary, reply=_reply(d)))
-        elif name == "warning":
+        elif isinstance(d, QueueWarning):
             marks.append(Mark("warning", dt, e.summary))
-        elif name == "bounced" and d.get("dsn"):
+        elif isinstance(d, QueueDsn):
             marks.append(Mark("notice", dt, e.summary))
     return Timeline(str(queue_id), mine[0].node, start, tuple(marks), end)

@@ -31,6 +31,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from sim.auth.result import CheckResult
+from sim.events import DmarcReportJson, DmarcReportSent, ServiceFailure
 from sim.topology.model import DmarcReporting
 
 __all__ = [
@@ -337,20 +338,24 @@ class DmarcReporter:
             try:
                 await self.send()
             except Exception as err:  # a report that cannot go must not stop the MX
-                self.ctx.emit(None, "queue", f"DMARC reports could not be sent: {err}")
+                self.ctx.record(
+                    None,
+                    ServiceFailure(service="dmarc_reports", error=str(err)),
+                    f"DMARC reports could not be sent: {err}",
+                )
             finally:
                 self.due = self.ctx.clock.now() + self.config.interval
                 self.busy = False
 
-    async def send(self) -> list[dict[str, Any]]:
+    async def send(self) -> list[DmarcReportJson]:
         """End the period now: mail every report; what was sent."""
         relay = self.ctx.services.get("relay")
         enqueue = getattr(relay, "enqueue", None)
         now = self.ctx.clock.now()
-        sent: list[dict[str, Any]] = []
+        sent: list[DmarcReportJson] = []
         for report in self.collector.take(now):
             recipients = report.recipients
-            summary = {
+            summary: DmarcReportJson = {
                 "policy_domain": report.policy_domain,
                 "report_id": report.report_id,
                 "messages": report.messages,
@@ -361,12 +366,11 @@ class DmarcReporter:
             if enqueue is not None and recipients:
                 data = report_message(report, self.sender, self.collector.epoch + now)
                 summary["queue_id"] = await enqueue(self.sender, recipients, data)
-            self.ctx.emit(
+            self.ctx.record(
                 None,
-                "queue",
+                DmarcReportSent(dmarc_report=summary),
                 f"DMARC aggregate report for {report.policy_domain} ({report.messages} "
                 f"message(s)) mailed to {', '.join(recipients) or 'nobody (no mailto: rua)'}",
-                dmarc_report=summary,
             )
             sent.append(summary)
         return sent

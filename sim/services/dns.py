@@ -43,6 +43,7 @@ from typing import Any, ClassVar, Protocol, cast
 import dnslib
 
 from sim.errors import ServiceError
+from sim.events import Dns, DnsWire, ServiceFailure
 from sim.net.api import Endpoint, NodeNet
 from sim.resolve import (
     NoAnswer,
@@ -511,28 +512,27 @@ class DnsFront:
         name = fqdn(str(request.q.qname)) if request.questions else ""
         qtype = qtype_name(int(request.q.qtype)) if request.questions else ""
         answers = [record_from_rr(rr).to_json() for rr in res.answers]
-        data: dict[str, Any] = {
-            "client": str(client),
-            "server": str(self.address),
-            "name": name,
-            "type": qtype,
-            "rcode": res.rcode,
-            "answers": answers,
-            "authoritative": res.authoritative,
-            "cached": res.cached,
-            "transport": transport,
-            "truncated": truncated,
-        }
-        if res.upstream:
-            data["upstream"] = res.upstream
-        if query and reply:
-            # Both DNS messages as they went on the wire (base64), for --pcap.
-            data["wire"] = {
-                "query": base64.b64encode(query).decode(),
-                "reply": base64.b64encode(reply).decode(),
-            }
-        if res.notes:
-            data["explanation"] = "; ".join(res.notes)
+        # Both DNS messages as they went on the wire (base64), for --pcap.
+        wire: DnsWire | None = (
+            {"query": base64.b64encode(query).decode(), "reply": base64.b64encode(reply).decode()}
+            if query and reply
+            else None
+        )
+        data = Dns(
+            client=str(client),
+            server=str(self.address),
+            name=name,
+            type=qtype,
+            rcode=res.rcode,
+            answers=answers,
+            authoritative=res.authoritative,
+            cached=res.cached,
+            transport=transport,
+            truncated=truncated,
+            upstream=res.upstream or None,
+            wire=wire,
+            explanation="; ".join(res.notes) if res.notes else None,
+        )
         summary = f"{client} asked {self.address} {qtype} {name} → {_describe(res, qtype)}"
         extras = []
         if res.upstream and not res.cached and res.rcode != "SERVFAIL":
@@ -545,21 +545,22 @@ class DnsFront:
             extras.append(res.notes[-1])
         if extras:
             summary += f" ({'; '.join(extras)})"
-        self.ctx.emit(trace_id, "dns", summary, **data)
+        self.ctx.record(trace_id, data, summary)
 
     def _emit_malformed(self, client: IPv4Address, trace_id: str | None, transport: str) -> None:
-        self.ctx.emit(
+        self.ctx.record(
             trace_id,
-            "dns",
+            Dns(
+                client=str(client),
+                server=str(self.address),
+                name="",
+                type="",
+                rcode="FORMERR",
+                answers=[],
+                transport=transport,
+                explanation="the message could not be parsed (RFC 1035 §4.1.1: FORMERR)",
+            ),
             f"{client} sent {self.address} a malformed DNS message → FORMERR",
-            client=str(client),
-            server=str(self.address),
-            name="",
-            type="",
-            rcode="FORMERR",
-            answers=[],
-            transport=transport,
-            explanation="the message could not be parsed (RFC 1035 §4.1.1: FORMERR)",
         )
 
     # -- transports --------------------------------------------------------
@@ -600,7 +601,11 @@ class DnsFront:
         except ConnectionError:
             return
         except Exception as err:  # never let one client take the server down
-            self.ctx.emit(None, "dns", f"DNS over TCP failed: {err!r}", error=repr(err))
+            self.ctx.record(
+                None,
+                ServiceFailure(service="dns", error=repr(err)),
+                f"DNS over TCP failed: {err!r}",
+            )
         finally:
             self._writers.discard(writer)
             if task is not None:
@@ -631,7 +636,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             peer = self.front.ctx.net.peer(transport, addr)
             wire = await self.front.answer(data, peer.address, peer.trace_id, "udp")
         except Exception as err:  # never let one datagram take the server down
-            self.front.ctx.emit(None, "dns", f"DNS over UDP failed: {err!r}", error=repr(err))
+            self.front.ctx.record(
+                None,
+                ServiceFailure(service="dns", error=repr(err)),
+                f"DNS over UDP failed: {err!r}",
+            )
             return
         if wire is not None and not transport.is_closing():
             transport.sendto(wire, addr)

@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from sim.events import MailboxLogin, MailboxLoginFailed, MailboxTls
 from sim.services.maildir import FOLDERS
 from sim.services.mailstore import (
     SYSTEM_FLAGS,
@@ -569,10 +570,8 @@ class ImapSession:
             raise _Gone
         self.server.note(
             self.trace_id,
+            MailboxTls(protocol="imap", **self.conn.tls_info()),
             "IMAP session now in TLS",
-            protocol="imap",
-            event="tls",
-            **self.conn.tls_info(),
         )
         raise _Answered
 
@@ -622,11 +621,8 @@ class ImapSession:
         )
         self.server.note(
             self.trace_id,
+            MailboxLoginFailed(protocol="imap", user=login, reason="privacy"),
             "IMAP login before STARTTLS refused: the password went in clear text",
-            protocol="imap",
-            event="login_failed",
-            user=login,
-            reason="privacy",
         )
         raise no(
             "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure "
@@ -638,22 +634,15 @@ class ImapSession:
         if user is None:
             self.server.note(
                 self.trace_id,
+                MailboxLoginFailed(protocol="imap", user=login, reason="credentials"),
                 f"IMAP login as {login!r} refused: wrong user name or password",
-                protocol="imap",
-                event="login_failed",
-                user=login,
-                reason="credentials",
             )
             raise no("[AUTHENTICATIONFAILED] Authentication failed.")
         await self.server.in_thread(self.mailstore.ensure, user)
         self.user = user
         self.state = "auth"
         self.server.note(
-            self.trace_id,
-            f"{user} logged in over IMAP",
-            protocol="imap",
-            event="login",
-            user=user,
+            self.trace_id, MailboxLogin(protocol="imap", user=user), f"{user} logged in over IMAP"
         )
         return f"[CAPABILITY {self.capabilities()}] Logged in."
 

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from sim.errors import ServiceError
+from sim.events import EventData, MailboxDeleted, MailboxMoved
 from sim.net.api import Endpoint
 from sim.services.base import NodeContext, Service
 from sim.services.imap import ImapSession
@@ -107,9 +108,9 @@ class MailboxServer(Service):
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    def note(self, trace_id: str | None, summary: str, **data: Any) -> None:
+    def note(self, trace_id: str | None, data: EventData, summary: str) -> None:
         """A ``mailbox`` trace event: what the MDA did for a client."""
-        self.ctx.emit(trace_id, "mailbox", summary, **data)
+        self.ctx.record(trace_id, data, summary)
 
     def note_changes(
         self, trace_id: str | None, protocol: str, user: str, changes: list[Change], why: str
@@ -119,13 +120,13 @@ class MailboxServer(Service):
         for change in changes:
             old = self.store.relative(change.old)
             if change.new is None:
-                summary, event, new = f"{why}: deleted {old}", "deleted", None
+                data: EventData = MailboxDeleted(protocol=protocol, user=user, path=old)
+                summary = f"{why}: deleted {old}"
             else:
                 new = self.store.relative(change.new)
-                summary, event = f"{why}: {old} → {new}", "moved"
-            self.note(
-                trace_id, summary, protocol=protocol, user=user, event=event, path=old, to=new
-            )
+                data = MailboxMoved(protocol=protocol, user=user, path=old, to=new)
+                summary = f"{why}: {old} → {new}"
+            self.note(trace_id, data, summary)
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -514,12 +514,10 @@ class MxServer(Service):
 
     def emit_check(self, conn: Connection, judgement: Judgement) -> None:
         result = judgement.result
-        self.ctx.emit(
+        self.ctx.record(
             conn.trace_id,
-            "check",
+            judgement.check_event(conn.ip),
             f"{judgement.summary}: {result.explanation}",
-            client=conn.ip,
-            **judgement.event_data(),
         )
 
 

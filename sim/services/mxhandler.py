@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sim.auth.headers import authentication_results
 from sim.auth.replay import Memo, replay
 from sim.auth.result import CheckResult, Lookup
+from sim.events import Check, Delivered, Forwarded, ListResent
 from sim.resolve import DnsAnswer, Resolver
 from sim.services import checks as registry
 from sim.services.checks import dkim as dkim_check
@@ -268,28 +269,29 @@ class MxHandler:
                 conn.ip, tx.mail_from, address, self.mx.ctx.clock.now()
             )
             defer = reply("greylisted", rcpt=address, seconds=verdict.wait_seconds)
-            self.mx.ctx.emit(
+            self.mx.ctx.record(
                 conn.trace_id,
-                "check",
+                Check(
+                    client=conn.ip,
+                    check="greylist",
+                    result="pass" if verdict.passed else "greylisted",
+                    action="none" if verdict.passed else "defer",
+                    configured="defer",
+                    stage="rcpt",
+                    explanation=verdict.explanation,
+                    inputs={
+                        "client": verdict.triplet[0],
+                        "sender": verdict.triplet[1],
+                        "rcpt": verdict.triplet[2],
+                    },
+                    details={
+                        "first_seen": verdict.first_seen,
+                        "wait": verdict.wait,
+                        "delay": self.mx.greylist.delay,
+                    },
+                    reply=None if verdict.passed else defer.to_json(),
+                ),
                 f"greylist {'pass' if verdict.passed else 'deferred'}: {verdict.explanation}",
-                client=conn.ip,
-                check="greylist",
-                result="pass" if verdict.passed else "greylisted",
-                action="none" if verdict.passed else "defer",
-                configured="defer",
-                stage="rcpt",
-                explanation=verdict.explanation,
-                inputs={
-                    "client": verdict.triplet[0],
-                    "sender": verdict.triplet[1],
-                    "rcpt": verdict.triplet[2],
-                },
-                details={
-                    "first_seen": verdict.first_seen,
-                    "wait": verdict.wait,
-                    "delay": self.mx.greylist.delay,
-                },
-                reply=None if verdict.passed else defer.to_json(),
             )
             if not verdict.passed:
                 return defer.line
@@ -321,20 +323,21 @@ class MxHandler:
             f"check runs on its mail ({', '.join(skipped) or 'none configured'} skipped); "
             "whatever it relays is accepted as it came."
         )
-        self.mx.ctx.emit(
+        self.mx.ctx.record(
             conn.trace_id,
-            "check",
+            Check(
+                client=conn.ip,
+                check="trusted",
+                result="skipped",
+                action="none",
+                configured=None,
+                stage="rcpt",
+                explanation=sentence,
+                inputs={"client": conn.ip, "rcpt": address},
+                details={"skipped": skipped},
+                reply=None,
+            ),
             f"trusted client: {sentence}",
-            client=conn.ip,
-            check="trusted",
-            result="skipped",
-            action="none",
-            configured=None,
-            stage="rcpt",
-            explanation=sentence,
-            inputs={"client": conn.ip, "rcpt": address},
-            details={"skipped": skipped},
-            reply=None,
         )
 
     def _note_postmaster(self, conn: Connection, decision: Decision) -> None:
@@ -343,20 +346,21 @@ class MxHandler:
             f"{decision.verdict} it: RFC 5321 §4.5.1 expects every site to accept mail "
             "for its postmaster, so that a blocked sender can reach a person."
         )
-        self.mx.ctx.emit(
+        self.mx.ctx.record(
             conn.trace_id,
-            "check",
+            Check(
+                client=conn.ip,
+                check="postmaster",
+                result="exempt",
+                action="none",
+                configured=None,
+                stage="rcpt",
+                explanation=sentence,
+                inputs={"decided_by": decision.decided_by},
+                details={},
+                reply=None,
+            ),
             f"postmaster exempt: {sentence}",
-            client=conn.ip,
-            check="postmaster",
-            result="exempt",
-            action="none",
-            configured=None,
-            stage="rcpt",
-            explanation=sentence,
-            inputs={"decided_by": decision.decided_by},
-            details={},
-            reply=None,
         )
 
     # -- checks started ahead -----------------------------------------------------------
@@ -580,9 +584,8 @@ class MxHandler:
         if mx.reports is not None and message is not None and message[1] is not None:
             _report(mx.reports, conn, tx, message, done)
         if done.score is not None:
-            data = done.score.event_data()
-            summary = f"score {data['result']}: {data['explanation']}"
-            mx.ctx.emit(conn.trace_id, "check", summary, client=conn.ip, **data)
+            data = done.score.check_event(conn.ip)
+            mx.ctx.record(conn.trace_id, data, f"score {data.result}: {data.explanation}")
         tx.judgements.extend(done.to_tx)
         decision = done.decision
         if not decision.accepted:
@@ -616,18 +619,18 @@ class MxHandler:
             except OSError as err:
                 log.warning("%s: forwarding failed: %s", self.mx.ctx.node.name, err)
                 return False
-            self.mx.ctx.emit(
+            self.mx.ctx.record(
                 conn.trace_id,
-                "delivery",
+                Forwarded(
+                    mailbox=address,
+                    forwarded_to=target,
+                    relay_queue_id=queue_id,
+                    message_id=done.headers.message_id,
+                    queue_id=done.headers.client_queue_id,
+                    mx_queue_id=done.queue_id,
+                ),
                 f"{address} is an alias: forwarded to {target} as relay queue id {queue_id}, "
                 f"envelope sender <{tx.mail_from}> unchanged",
-                mailbox=address,
-                folder="forwarded",
-                forwarded_to=target,
-                relay_queue_id=queue_id,
-                message_id=done.headers.message_id,
-                queue_id=done.headers.client_queue_id,
-                mx_queue_id=done.queue_id,
             )
         return True
 
@@ -690,19 +693,19 @@ class MxHandler:
             except OSError as err:
                 log.warning("%s: list %s failed: %s", mx.ctx.node.name, name, err)
                 return False
-            mx.ctx.emit(
+            mx.ctx.record(
                 conn.trace_id,
-                "delivery",
+                ListResent(
+                    mailbox=address,
+                    forwarded_to=", ".join(members),
+                    relay_queue_id=queue_id,
+                    message_id=done.headers.message_id,
+                    queue_id=done.headers.client_queue_id,
+                    mx_queue_id=done.queue_id,
+                    list_changes=copy.changes,
+                ),
                 f"{address} is a mailing list: resent to {', '.join(members)} as relay queue "
                 f"id {queue_id}; {'; '.join(copy.changes)}",
-                mailbox=address,
-                folder="list",
-                forwarded_to=", ".join(members),
-                relay_queue_id=queue_id,
-                message_id=done.headers.message_id,
-                queue_id=done.headers.client_queue_id,
-                mx_queue_id=done.queue_id,
-                list_changes=copy.changes,
             )
         return True
 
@@ -744,19 +747,19 @@ class MxHandler:
             log.warning("%s: queueing for the primary MX failed: %s", self.mx.ctx.node.name, err)
             return False
         for address in tx.backup:
-            self.mx.ctx.emit(
+            self.mx.ctx.record(
                 conn.trace_id,
-                "delivery",
+                Forwarded(
+                    mailbox=address,
+                    role="backup",
+                    forwarded_to=address,
+                    relay_queue_id=queue_id,
+                    message_id=done.headers.message_id,
+                    queue_id=done.headers.client_queue_id,
+                    mx_queue_id=done.queue_id,
+                ),
                 f"{address}: accepted as a backup MX and queued as relay queue id "
                 f"{queue_id} for a more preferred MX of its domain (RFC 5321 §5.1)",
-                mailbox=address,
-                folder="forwarded",
-                role="backup",
-                forwarded_to=address,
-                relay_queue_id=queue_id,
-                message_id=done.headers.message_id,
-                queue_id=done.headers.client_queue_id,
-                mx_queue_id=done.queue_id,
             )
         return True
 
@@ -883,20 +886,20 @@ class MxHandler:
         decision = done.decision
         folder = decision.folder
         for (address, mailbox), key in zip(done.stored, done.keys, strict=True):
-            where = "junk" if folder == "Junk" else "inbox"
             why = f" (junk because of {', '.join(decision.junk_by)})" if decision.junk_by else ""
-            self.mx.ctx.emit(
+            self.mx.ctx.record(
                 conn.trace_id,
-                "delivery",
+                Delivered(
+                    mailbox=address,
+                    user=mailbox,
+                    folder="junk" if folder == "Junk" else "inbox",
+                    message_id=done.headers.message_id,
+                    queue_id=done.headers.client_queue_id,
+                    mx_queue_id=done.queue_id,
+                    key=key,
+                    junk_by=list(decision.junk_by),
+                ),
                 f"stored for {address} in {folder}{why}, queued as {done.queue_id}",
-                mailbox=address,
-                user=mailbox,
-                folder=where,
-                message_id=done.headers.message_id,
-                queue_id=done.headers.client_queue_id,
-                mx_queue_id=done.queue_id,
-                key=key,
-                junk_by=list(decision.junk_by),
             )
 
     async def handle_exception(self, error: Exception) -> str:

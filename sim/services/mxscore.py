@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sim.events import Check
 from sim.services.policy import Decision, Judgement
 from sim.services.replies import Reply, reply
 from sim.topology.model import Scoring
@@ -127,24 +128,25 @@ class Score:
             f"{meaning}."
         )
 
-    def event_data(self) -> dict[str, Any]:
-        """The ``check`` event named ``score`` (sim.trace)."""
+    def check_event(self, client: str) -> Check:
+        """The ``check`` event named ``score`` (sim.events) for ``client``."""
         action = {"ham": "none", "junk": "junk", "spam": "reject"}[self.verdict]
         reply_ = self.reply
-        return {
-            "check": "score",
-            "result": self.verdict,
-            "action": action,
-            "configured": None,
-            "stage": "data",
-            "explanation": self.explanation(),
-            "inputs": {"junk": self.junk, "reject": self.reject},
-            "details": {
+        return Check(
+            client=client,
+            check="score",
+            result=self.verdict,
+            action=action,
+            configured=None,
+            stage="data",
+            explanation=self.explanation(),
+            inputs={"junk": self.junk, "reject": self.reject},
+            details={
                 "score": self.total,
                 "contributions": [c.to_json() for c in self.contributions],
             },
-            "reply": reply_.to_json() if reply_ is not None else None,
-        }
+            reply=reply_.to_json() if reply_ is not None else None,
+        )
 
     def headers(self) -> list[str]:
         """SpamAssassin's fields: ``X-Spam-Score`` and ``X-Spam-Status``."""

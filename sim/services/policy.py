@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sim.auth.result import CheckResult
+from sim.events import Check
 from sim.services import checks
 from sim.services.checks.base import Stage, Taken
 from sim.services.replies import Reply, reply
@@ -156,19 +157,20 @@ class Judgement:
             f"{self.configured}` is for {self.check}=fail, not {self.check}={self.result.result})"
         )
 
-    def event_data(self) -> dict[str, Any]:
-        """The ``check`` trace event's data (sim.trace)."""
-        return {
-            "check": self.check,
-            "result": self.result.result,
-            "action": self.taken,
-            "configured": self.configured,
-            "stage": self.stage,
-            "explanation": self.result.explanation,
-            "inputs": self.result.inputs,
-            "details": self.result.details,
-            "reply": self.reply.to_json() if self.reply is not None else None,
-        }
+    def check_event(self, client: str) -> Check:
+        """The ``check`` trace event's data (sim.events) for ``client``."""
+        return Check(
+            client=client,
+            check=self.check,
+            result=self.result.result,
+            action=self.taken,
+            configured=self.configured,
+            stage=self.stage,
+            explanation=self.result.explanation,
+            inputs=self.result.inputs,
+            details=self.result.details,
+            reply=self.reply.to_json() if self.reply is not None else None,
+        )
 
 
 def judge(

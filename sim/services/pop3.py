@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from sim.events import MailboxLogin, MailboxLoginFailed, MailboxTls
 from sim.services.mailstore import (
     Change,
     LineConnection,
@@ -181,10 +182,8 @@ class Pop3Session:
             self.login = None
             self.server.note(
                 self.trace_id,
+                MailboxTls(protocol="pop3", **self.conn.tls_info()),
                 "POP3 session now in TLS",
-                protocol="pop3",
-                event="tls",
-                **self.conn.tls_info(),
             )
 
     async def password(self, arg: str) -> None:
@@ -199,10 +198,8 @@ class Pop3Session:
         if user is None:
             self.server.note(
                 self.trace_id,
+                MailboxLoginFailed(protocol="pop3", user=login),
                 f"POP3 login as {login!r} refused: wrong user name or password",
-                protocol="pop3",
-                event="login_failed",
-                user=login,
             )
             self.send("-ERR [AUTH] Authentication failed.")
             return
@@ -219,11 +216,8 @@ class Pop3Session:
         octets = sum(m.size for m in self.mails)
         self.server.note(
             self.trace_id,
+            MailboxLogin(protocol="pop3", user=user, messages=len(self.mails)),
             f"{user} logged in over POP3: {len(self.mails)} message(s) in INBOX",
-            protocol="pop3",
-            event="login",
-            user=user,
-            messages=len(self.mails),
         )
         self.send(f"+OK Logged in: {len(self.mails)} messages ({octets} octets).")
 

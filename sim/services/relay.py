@@ -61,6 +61,21 @@ from typing import Any, ClassVar
 from sim.auth.dkim import sign
 from sim.clock import format_duration
 from sim.errors import ServiceError
+from sim.events import (
+    EventData,
+    QueueAttempt,
+    QueueBounced,
+    QueueBounceDropped,
+    QueueDeferred,
+    QueueDelivered,
+    QueueDsn,
+    QueueInternalError,
+    QueueQueued,
+    QueueRecovered,
+    QueueRecovery,
+    QueueRoute,
+    QueueWarning,
+)
 from sim.net.api import Endpoint
 from sim.services.base import NodeContext, Service
 from sim.services.dkimkeys import KeyPair, ensure_keys
@@ -144,19 +159,17 @@ class RelayServer(Service):
         self.keys = {key: pair for key, pair in every_key.items() if key in mine}
         entries, problems = await loop.run_in_executor(None, self.spool.load, self.ctx.clock.now())
         for problem in problems:
-            self._emit(None, "recovery", problem, problem=problem)
+            self.ctx.record(None, QueueRecovery(problem=problem), problem)
         now = self.ctx.clock.now()
         for entry in entries:
             # A restarted MTA runs its queue at once (like `postqueue -f`).
             entry.next_attempt = now
             self.entries[entry.id] = entry
-            self._emit(
+            self.ctx.record(
                 entry.trace_id,
-                "queued",
+                QueueRecovered(queue_id=entry.id),
                 f"{entry.id} recovered from the spool after a restart: "
                 f"{len(entry.open_rcpts())} recipient(s) still to deliver",
-                entry,
-                recovered=True,
             )
             self._schedule(entry)
         # The relay sends only; it listens on nothing.
@@ -185,17 +198,9 @@ class RelayServer(Service):
 
     # -- trace ----------------------------------------------------------------
 
-    def _emit(
-        self,
-        trace_id: str | None,
-        event: str,
-        summary: str,
-        entry: QueueEntry | None = None,
-        **data: Any,
-    ) -> None:
-        if entry is not None:
-            data.setdefault("queue_id", entry.id)
-        self.ctx.emit(trace_id, "queue", summary, event=event, **data)
+    def _emit(self, entry: QueueEntry, data: EventData, summary: str) -> None:
+        """A ``queue`` event of ``entry`` (in the trace of the experiment that queued it)."""
+        self.ctx.record(entry.trace_id, data, summary)
 
     # -- enqueue --------------------------------------------------------------
 
@@ -239,17 +244,18 @@ class RelayServer(Service):
         self.entries[entry.id] = entry
         what = "a delivery status notification" if kind == "dsn" else "message"
         signed_note = f", DKIM-signed d={', '.join(signed)}" if signed else ""
-        self._emit(
+        self.ctx.record(
             trace_id,
-            "queued",
+            QueueQueued(
+                queue_id=entry.id,
+                mail_from=mail_from,
+                rcpts=list(rcpts),
+                size=len(data),
+                dkim=signed,
+                entry_kind=kind,
+            ),
             f"{entry.id} queued {what} from <{mail_from}> to "
             f"{', '.join(f'<{r}>' for r in rcpts)} ({len(data)} bytes{signed_note})",
-            entry,
-            mail_from=mail_from,
-            rcpts=list(rcpts),
-            size=len(data),
-            dkim=signed,
-            entry_kind=kind,
         )
         self._schedule(entry)
         return entry.id
@@ -337,13 +343,14 @@ class RelayServer(Service):
                 interval = self._interval(entry)
                 entry.next_attempt = self.ctx.clock.now() + interval
                 self._emit(
-                    entry.trace_id,
-                    "deferred",
+                    entry,
+                    QueueInternalError(
+                        queue_id=entry.id,
+                        error=str(err),
+                        next_attempt=round(entry.next_attempt, 3),
+                    ),
                     f"{entry.id} delivery attempt failed inside the relay ({err}); "
                     f"next attempt in {format_duration(interval)}",
-                    entry,
-                    error=str(err),
-                    next_attempt=round(entry.next_attempt, 3),
                 )
 
     def _interval(self, entry: QueueEntry) -> float:
@@ -396,17 +403,18 @@ class RelayServer(Service):
             for rcpt in deferred:
                 rcpt.state = "bounced"
                 self._emit(
-                    entry.trace_id,
-                    "bounced",
+                    entry,
+                    QueueBounced(
+                        queue_id=entry.id,
+                        rcpt=rcpt.address,
+                        reply=rcpt.reply.to_json() if rcpt.reply else None,
+                        reason="give_up",
+                        stage=rcpt.stage,
+                        remote_mta=rcpt.remote_mta,
+                    ),
                     f"{entry.id} <{rcpt.address}>: giving up after "
                     f"{format_duration(round(age))} in the queue (give_up "
                     f"{format_duration(self.config.give_up)}); last reply: {rcpt.reply}",
-                    entry,
-                    rcpt=rcpt.address,
-                    reply=rcpt.reply.to_json() if rcpt.reply else None,
-                    reason="give_up",
-                    stage=rcpt.stage,
-                    remote_mta=rcpt.remote_mta,
                 )
             deferred = []
         failed = [r for r in entry.rcpts if r.state == "bounced" and not r.reported]
@@ -423,16 +431,17 @@ class RelayServer(Service):
             entry.next_attempt = now + interval
             for rcpt in deferred:
                 self._emit(
-                    entry.trace_id,
-                    "deferred",
+                    entry,
+                    QueueDeferred(
+                        queue_id=entry.id,
+                        rcpt=rcpt.address,
+                        reply=rcpt.reply.to_json() if rcpt.reply else None,
+                        next_attempt=round(entry.next_attempt, 3),
+                        remote_mta=rcpt.remote_mta,
+                        stage=rcpt.stage,
+                    ),
                     f"{entry.id} <{rcpt.address}> deferred: {rcpt.reply}; next attempt in "
                     f"{format_duration(interval)} (attempt {entry.attempts + 1})",
-                    entry,
-                    rcpt=rcpt.address,
-                    reply=rcpt.reply.to_json() if rcpt.reply else None,
-                    next_attempt=round(entry.next_attempt, 3),
-                    remote_mta=rcpt.remote_mta,
-                    stage=rcpt.stage,
                 )
         await self._save(entry)
 
@@ -476,14 +485,11 @@ class RelayServer(Service):
             if below is not route:
                 mine = [h for h in route.hosts if h in names]
                 self._emit(
-                    entry.trace_id,
-                    "route",
+                    entry,
+                    QueueRoute(queue_id=entry.id, domain=domain, hosts=list(below.hosts)),
                     f"{entry.id}: this host is {mine[0]}, an MX of {domain}: only the more "
                     f"preferred MX hosts are tried ({', '.join(below.hosts) or 'none'}), "
                     "never itself or a less preferred one (RFC 5321 §5.1)",
-                    entry,
-                    domain=domain,
-                    hosts=list(below.hosts),
                 )
                 if not below.hosts:
                     # Postfix: "mail for DOMAIN loops back to myself" (5.4.6).
@@ -582,17 +588,18 @@ class RelayServer(Service):
             else "MX"
         )
         self._emit(
-            entry.trace_id,
-            "attempt",
+            entry,
+            QueueAttempt(
+                queue_id=entry.id,
+                rcpt=", ".join(addresses),
+                rcpts=addresses,
+                mx=host,
+                address=str(address),
+                port=port,
+                attempt=entry.attempts,
+            ),
             f"{entry.id} attempt {entry.attempts}: {how} {host} [{address}]:{port} for "
             f"{', '.join(f'<{a}>' for a in addresses)}",
-            entry,
-            rcpt=", ".join(addresses),
-            rcpts=addresses,
-            mx=host,
-            address=str(address),
-            port=port,
-            attempt=entry.attempts,
         )
 
         txn = secrets.token_hex(4)
@@ -703,15 +710,16 @@ class RelayServer(Service):
         for rcpt in rcpts:
             if rcpt.state == "delivered":
                 self._emit(
-                    entry.trace_id,
-                    "delivered",
+                    entry,
+                    QueueDelivered(
+                        queue_id=entry.id,
+                        rcpt=rcpt.address,
+                        reply=rcpt.reply.to_json() if rcpt.reply else None,
+                        mx=host,
+                        address=transcript.address,
+                    ),
                     f"{entry.id} <{rcpt.address}> delivered to {host} "
                     f"[{transcript.address}]: {rcpt.reply}",
-                    entry,
-                    rcpt=rcpt.address,
-                    reply=rcpt.reply.to_json() if rcpt.reply else None,
-                    mx=host,
-                    address=transcript.address,
                 )
                 continue
             reply: Reply | None
@@ -746,15 +754,16 @@ class RelayServer(Service):
             rcpt.state = "bounced"
             where = f" by {rcpt.remote_mta}" if rcpt.remote_mta else ""
             self._emit(
-                entry.trace_id,
-                "bounced",
-                f"{entry.id} <{rcpt.address}> rejected{where}: {reply}",
                 entry,
-                rcpt=rcpt.address,
-                reply=reply.to_json(),
-                remote_mta=rcpt.remote_mta,
-                stage=rcpt.stage,
-                reason="permanent",
+                QueueBounced(
+                    queue_id=entry.id,
+                    rcpt=rcpt.address,
+                    reply=reply.to_json(),
+                    remote_mta=rcpt.remote_mta,
+                    stage=rcpt.stage,
+                    reason="permanent",
+                ),
+                f"{entry.id} <{rcpt.address}> rejected{where}: {reply}",
             )
         else:
             rcpt.state = "deferred"
@@ -770,13 +779,10 @@ class RelayServer(Service):
         if entry.kind == "dsn" or not entry.mail_from:
             # RFC 5321 §6.2: never send a notification about a notification.
             self._emit(
-                entry.trace_id,
-                "bounced",
+                entry,
+                QueueBounceDropped(queue_id=entry.id, rcpts=[r.address for r in rcpts]),
                 f"{entry.id} is itself a bounce (MAIL FROM:<>); it is dropped, "
                 "not bounced (RFC 5321 §6.2)",
-                entry,
-                rcpts=[r.address for r in rcpts],
-                dropped=True,
             )
             return
         dsn_rcpts = [
@@ -814,23 +820,17 @@ class RelayServer(Service):
         )
         if action == "delayed":
             self._emit(
-                entry.trace_id,
-                "warning",
+                entry,
+                QueueWarning(queue_id=entry.id, rcpts=[r.address for r in rcpts], dsn=dsn_id),
                 f"{entry.id} still undelivered after {format_duration(round(age))}: "
                 f"delay warning {dsn_id} queued to <{entry.mail_from}>",
-                entry,
-                rcpts=[r.address for r in rcpts],
-                dsn=dsn_id,
             )
         else:
             self._emit(
-                entry.trace_id,
-                "bounced",
+                entry,
+                QueueDsn(queue_id=entry.id, rcpts=[r.address for r in rcpts], dsn=dsn_id),
                 f"{entry.id} non-delivery report {dsn_id} queued to <{entry.mail_from}> "
                 f"for {', '.join(f'<{r.address}>' for r in rcpts)}",
-                entry,
-                rcpts=[r.address for r in rcpts],
-                dsn=dsn_id,
             )
 
     # -- control --------------------------------------------------------------

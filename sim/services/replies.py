@@ -39,7 +39,8 @@ import importlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from sim.events import ReplyJson
 
 __all__ = ["GENERAL", "REPLIES", "Reply", "Template", "enhance", "reply", "temporary"]
 
@@ -73,7 +74,7 @@ class Reply:
     def __str__(self) -> str:
         return self.line
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> ReplyJson:
         return {"code": self.code, "enhanced": self.enhanced, "text": self.text}
 
 

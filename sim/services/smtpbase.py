@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, AnyStr
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
 from sim.clock import LabClock
+from sim.events import SmtpFault
 from sim.net.api import NodeNet, Peer
 from sim.net.wirelog import WireConnection
 from sim.services.memtrim import session_ended
@@ -346,7 +347,7 @@ def fault_sink(ctx: NodeContext, service: str) -> FaultSink:
     """Client faults of ``service`` as ``smtp`` trace events of ``ctx``'s node."""
 
     def sink(trace_id: str | None, fault: str, summary: str) -> None:
-        ctx.emit(trace_id, "smtp", f"{service}: {summary}", role="server", fault=fault)
+        ctx.record(trace_id, SmtpFault(fault=fault), f"{service}: {summary}")
 
     return sink
 

@@ -42,6 +42,7 @@ import aiosmtplib
 
 from sim.clock import LabClock
 from sim.errors import NetworkError
+from sim.events import ReplyJson, SmtpClientExchange, Tls
 from sim.net.api import Dropped, LabConnectError, NodeNet, Refused, Unreachable
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class Reply:
             parts.append(self.text)
         return " ".join(parts)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> ReplyJson:
         return {"code": self.code, "enhanced": self.enhanced, "text": self.text}
 
     @classmethod
@@ -273,7 +274,7 @@ class _Failed(Exception):
 
 class SmtpClient:
     """Sends mail from one node. ``emit`` records trace events
-    (``NodeContext.emit`` fits); ``ca`` provides the lab's TLS trust."""
+    (``NodeContext.record`` fits); ``ca`` provides the lab's TLS trust."""
 
     def __init__(
         self,
@@ -290,7 +291,7 @@ class SmtpClient:
 
     @classmethod
     def for_node(cls, ctx: NodeContext) -> SmtpClient:
-        return cls(ctx.net, ctx.clock, emit=ctx.emit, ca=ctx.ca)
+        return cls(ctx.net, ctx.clock, emit=ctx.record, ca=ctx.ca)
 
     def _real(self, lab_seconds: float) -> float:
         return max(self.clock.real_seconds(lab_seconds), MIN_REAL_TIMEOUT)
@@ -388,10 +389,10 @@ class _Session:
         reply: Reply | None,
         error: str | None = None,
         payload: bytes | None = None,
-        **extra: Any,
+        headers: list[str] | None = None,
     ) -> None:
         self.t.exchanges.append(Exchange(stage, command, reply, error))
-        self.emit_exchange(stage, command, reply, error, payload, **extra)
+        self.emit_exchange(stage, command, reply, error, payload, headers)
 
     def emit_exchange(
         self,
@@ -400,7 +401,7 @@ class _Session:
         reply: Reply | None,
         error: str | None = None,
         payload: bytes | None = None,
-        **more: Any,
+        headers: list[str] | None = None,
     ) -> None:
         emit = self.client.emit
         if emit is None:
@@ -410,20 +411,19 @@ class _Session:
         # dot), for ``--pcap``; latin-1 so that any byte round-trips via JSON.
         # Not for big messages: a lab's log keeps thousands of events.
         keep = payload is not None and len(payload) <= PAYLOAD_LIMIT
-        extra = {"payload": payload.decode("latin-1")} if keep and payload is not None else {}
-        extra.update(more)  # e.g. the header lines sent at DATA
         emit(
             self.trace_id,
-            "smtp",
+            SmtpClientExchange(
+                peer=self.t.peer,
+                stage=stage,
+                command=command,
+                code=reply.code if reply else None,
+                enhanced=reply.enhanced if reply else None,
+                text=reply.text if reply else (error or ""),
+                payload=payload.decode("latin-1") if keep and payload is not None else None,
+                headers=headers,
+            ),
             summary,
-            role="client",
-            peer=self.t.peer,
-            stage=stage,
-            command=command,
-            code=reply.code if reply else None,
-            enhanced=reply.enhanced if reply else None,
-            text=reply.text if reply else (error or ""),
-            **extra,
         )
 
     def fail(self, stage: Stage, error: str, command: str | None = None) -> None:
@@ -577,11 +577,14 @@ class _Session:
         if emit is not None:
             emit(
                 self.trace_id,
-                "tls",
+                Tls(
+                    peer=self.t.peer,
+                    version=self.t.tls["version"],
+                    cipher=self.t.tls["cipher"],
+                    verified=verified,
+                ),
                 f"TLS with {self.t.peer}: {self.t.tls['version']} {self.t.tls['cipher']}"
                 + ("" if verified else " (certificate not verified)"),
-                peer=self.t.peer,
-                **self.t.tls,
             )
 
     async def authenticate(

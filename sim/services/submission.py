@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from sim.errors import ServiceError
+from sim.events import SmtpServerAnswer
 from sim.net.api import Endpoint
 from sim.resolve import reverse_name
 from sim.services.base import NodeContext, Service
@@ -356,16 +357,16 @@ class SubmissionServer(Service):
         """Record a decision of this server in the trace and return the reply."""
         code, _, rest = reply.partition(" ")
         enhanced, _, text = rest.partition(" ")
-        self.ctx.emit(
+        self.ctx.record(
             trace_id,
-            "smtp",
+            SmtpServerAnswer(
+                command=command,
+                code=int(code),
+                enhanced=enhanced,
+                text=text,
+                explanation=explanation,
+            ),
             f"submission {command}: {reply} ({explanation})",
-            role="server",
-            command=command,
-            code=int(code),
-            enhanced=enhanced,
-            text=text,
-            explanation=explanation,
         )
         return reply
 

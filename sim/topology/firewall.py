@@ -35,6 +35,7 @@ from ipaddress import IPv4Address
 from typing import Any, Literal
 
 from sim.errors import BackendError
+from sim.events import Net
 from sim.topology.graph import Hop, LabNetwork
 from sim.topology.model import FirewallRule, RejectWith, Topology
 
@@ -173,8 +174,28 @@ class Verdict:
         via = routers[0] if len(routers) == 1 else ", ".join(routers[:-1]) + " and " + routers[-1]
         return f"{packet} reached {dst} via {via}"
 
+    def event(self, observed: str | None = None) -> Net:
+        """The ``net`` trace event of this verdict (:mod:`sim.events`);
+        ``observed``: what a real socket saw (mininet backend)."""
+        packet = self.packet
+        return Net(
+            src=str(packet.src),
+            dst=str(packet.dst),
+            proto=packet.proto,
+            port=packet.dport,
+            verdict=self.action,
+            path=list(self.path),
+            router=self.router,
+            rule=self.rule_index,
+            rule_text=describe_rule(self.rule) if self.rule is not None else None,
+            reject_with=self.reject_with,
+            note=self.note,
+            explanation=self.explain(),
+            observed=observed,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        """The keys of a ``net`` trace event (see :mod:`sim.trace`)."""
+        """The keys of a ``net`` trace event (see :mod:`sim.events`)."""
         return {
             "verdict": self.action,
             "src": str(self.packet.src),

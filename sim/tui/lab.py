@@ -50,6 +50,13 @@ from textual.widgets import (
 from textual.widgets.option_list import Option
 
 from sim.errors import InputError, SimError
+from sim.events import (
+    QueueAttempt,
+    QueueBounced,
+    QueueDeferred,
+    QueueDelivered,
+    QueueInternalError,
+)
 from sim.lab.actions import ActionResult
 from sim.lab.checks import PredicateOutcome
 from sim.lab.engine import CheckOutcome, ExperimentOutcome, Feedback
@@ -64,6 +71,7 @@ from sim.lab.model import (
     TaskStep,
 )
 from sim.topology.graph import LabNetwork, layout
+from sim.trace import TraceEvent
 from sim.tui.activity import Activity
 from sim.tui.confirm import ConfirmScreen
 from sim.tui.experiment_box import ExperimentBox
@@ -613,7 +621,7 @@ class LabScreen(Screen[None]):
             return
         trace = self.query_one("#trace", TraceView)
         shown = events_from(trace.data)
-        ids = {e.data.get("queue_id") for e in shown if e.kind == "queue"} - {None}
+        ids = {_queue_id(e) for e in shown} - {None}
         if not ids:
             return
         last = max(e.t for e in shown)
@@ -621,7 +629,7 @@ class LabScreen(Screen[None]):
             later = self.session.events_since(last + 0.001)
         except Exception:  # a lab that is stopping: nothing to add
             return
-        new = [e for e in later if e.kind == "queue" and e.data.get("queue_id") in ids]
+        new = [e for e in later if _queue_id(e) in ids]
         if new:
             trace.add_events("meanwhile, as lab time ran on by itself", new[0].t, new, yours=False)
 
@@ -919,9 +927,7 @@ class LabScreen(Screen[None]):
         if result.ok and before is not None and caused:
             trace = self.query_one("#trace", TraceView)
             trace.add_events(_action_words(action), before, caused)
-            attempts = sum(
-                1 for e in caused if e.kind == "queue" and e.data.get("event") == "attempt"
-            )
+            attempts = sum(1 for e in caused if isinstance(e.data, QueueAttempt))
             if attempts:
                 self.notify(
                     f"{attempts} relay attempt{'s' if attempts != 1 else ''} meanwhile: "
@@ -1035,6 +1041,12 @@ def _names(owner: Callable[[str], str | None] | None) -> Callable[[str], str | N
     return name
 
 
+def _queue_id(event: TraceEvent) -> str | None:
+    """The queue entry a relay's ``queue`` event is about (None: another event)."""
+    queue_id = getattr(event.data, "queue_id", None) if event.kind == "queue" else None
+    return queue_id if isinstance(queue_id, str) else None
+
+
 def _opt_str(value: Any) -> str | None:
     return str(value) if value is not None else None
 
@@ -1048,10 +1060,10 @@ def _caused(session: TracingSession, action: Mapping[str, Any], before: float | 
     events = session.events_since(before)
     if "relay_flush" not in action:
         return events
-    ends = {"delivered", "deferred", "bounced"}
+    ends = (QueueDelivered, QueueDeferred, QueueInternalError, QueueBounced)
     for _ in range(30):
-        attempts = [e for e in events if e.kind == "queue" and e.data.get("event") == "attempt"]
-        finished = [e for e in events if e.kind == "queue" and e.data.get("event") in ends]
+        attempts = [e for e in events if isinstance(e.data, QueueAttempt)]
+        finished = [e for e in events if isinstance(e.data, ends)]
         if attempts and len(finished) >= len(attempts):
             break
         threading.Event().wait(0.1)

@@ -32,7 +32,28 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from sim.trace import TraceEvent
+from sim.events import (
+    Check,
+    Delivered,
+    Dns,
+    Forwarded,
+    ImapExchange,
+    LabAction,
+    ListResent,
+    Net,
+    Pop3Exchange,
+    QueueBounced,
+    QueueBounceDropped,
+    QueueDeferred,
+    QueueDsn,
+    QueueInternalError,
+    QueueWarning,
+    SmtpClientExchange,
+    SmtpServerAnswer,
+    Tls,
+    Wait,
+)
+from sim.trace import TraceEvent, event
 
 __all__ = [
     "PANES",
@@ -156,22 +177,17 @@ def add_waits(
     """
     out = list(events)
     for i, e in enumerate(events):
-        d = e.data
-        if e.kind != "net" or d.get("verdict") != "drop" or d.get("proto") != "tcp":
+        d = e.as_(Net)
+        if d is None or d.verdict != "drop" or d.proto != "tcp":
             continue
-        peer = f"{d.get('dst')}:{d.get('port')}"
+        peer = f"{d.dst}:{d.port}"
         ended: TraceEvent | None = None
         for later in events[i + 1 :]:
-            ld = later.data
-            if (
-                later.kind == "smtp"
-                and ld.get("role") == "client"
-                and ld.get("code") is None
-                and str(ld.get("command") or "") == f"connect {peer}"
-            ):
+            ld = later.as_(SmtpClientExchange)
+            if ld is not None and ld.code is None and ld.command == f"connect {peer}":
                 ended = later
                 break
-        if d.get("observed") == "timeout":
+        if d.observed == "timeout":
             start, end = e.t - (connect_timeout or 0.0), e.t
         elif ended is not None:
             start, end = e.t, ended.t
@@ -184,18 +200,17 @@ def add_waits(
             f"no answer from {peer} for {_seconds(waited)}, giving up "
             "(a drop answers nothing; a reject would have answered at once)"
         )
-        client = names(str(d.get("src"))) if names is not None else None
-        node = ended.node if ended is not None else client or str(d.get("src"))
+        client = names(d.src) if names is not None else None
+        node = ended.node if ended is not None else client or d.src
         # Just before the client's own failure line, so that it reads first;
         # after the drop where the drop was only seen at the time-out.
-        at = end + 0.0005 if d.get("observed") == "timeout" else end - 0.0005
+        at = end + 0.0005 if d.observed == "timeout" else end - 0.0005
         out.append(
-            TraceEvent(
+            event(
                 round(at, 4),
-                "wait",
                 node,
                 summary,
-                {"peer": peer, "waited": waited, "src": d.get("src"), "dst": d.get("dst")},
+                Wait(peer=peer, waited=waited, src=d.src, dst=d.dst),
             )
         )
     return sorted(out, key=lambda ev: ev.t)
@@ -223,8 +238,8 @@ def lab_action_event(t: float, what: str, yours: bool = True) -> TraceEvent:
     follows it in the trace happened because of it. ``yours=False``: lab
     time ran on by itself (a retry fell due while the student read)."""
     if yours:
-        return TraceEvent(t, "lab", "you", f"{what} (your change to the lab)", {"action": what})
-    return TraceEvent(t, "lab", "lab", what, {"action": None})
+        return event(t, "you", f"{what} (your change to the lab)", LabAction(action=what))
+    return event(t, "lab", what, LabAction(action=None))
 
 
 _FAILURES = (
@@ -237,14 +252,16 @@ _FAILURES = (
 )
 
 
-def relay_failure(data: Mapping[str, Any]) -> str | None:
+def relay_failure(data: object) -> str | None:
     """For a relay's ``deferred``/``bounced`` event whose reply no server sent
     (``remote_mta`` empty: the connection never opened), what happened in the
     relay's own words (``connection refused``), else None."""
-    reply = data.get("reply")
-    if data.get("remote_mta") or not isinstance(reply, Mapping):
+    if not isinstance(data, QueueDeferred | QueueBounced):
         return None
-    text = str(reply.get("text") or "").lower()
+    reply = data.reply
+    if data.remote_mta or reply is None:
+        return None
+    text = (reply["text"] or "").lower()
     if not any(word in text for word in ("connect", "timed out", "unreachable", "route", "mx")):
         return None
     return next((label for word, label in _FAILURES if word in text), "no connection")
@@ -327,9 +344,10 @@ def headline(data: Mapping[str, Any] | None) -> Text:
     verdict = data.get("verdict")
     if isinstance(verdict, Mapping) and verdict.get("verdict") not in (None, "accept"):
         text.append(f"\n{verdict.get('explanation') or verdict.get('verdict')}", style=BAD)
-        wait = next((e for e in events_from(data) if e.kind == "wait"), None)
-        if wait is not None:
-            waited = float(wait.data.get("waited") or 0.0)
+        wait = next((e for e in events_from(data) if e.as_(Wait) is not None), None)
+        waiting = wait.as_(Wait) if wait is not None else None
+        if wait is not None and waiting is not None:
+            waited = waiting.waited
             text.append(f"\n{lab_time(wait.t, _t0(events_from(data)))} ", style=DIM)
             text.append(
                 f"no answer for {_seconds(waited)}, giving up (dropped, not rejected)", style=WARN
@@ -360,11 +378,10 @@ def _relay_own(data: Mapping[str, Any]) -> tuple[str, str] | None:
     if data.get("outcome") not in ("deferred", "bounced"):
         return None
     for e in events_from(data):
-        if e.kind == "queue" and e.data.get("event") in ("deferred", "bounced"):
-            failure = relay_failure(e.data)
-            reply = e.data.get("reply")
-            if failure is not None and isinstance(reply, Mapping):
-                return failure, str(reply.get("enhanced") or reply.get("code"))
+        d = e.data
+        failure = relay_failure(d)
+        if failure is not None and isinstance(d, QueueDeferred | QueueBounced) and d.reply:
+            return failure, str(d.reply["enhanced"] or d.reply["code"])
     return None
 
 
@@ -499,20 +516,22 @@ GAP = 5.0
 
 def _event_style(e: TraceEvent) -> str:
     d = e.data
-    if e.kind == "wait":
+    if isinstance(d, Wait):
         return WARN
-    if e.kind == "lab":
+    if isinstance(d, LabAction):
         return "bold"
-    if e.kind == "net" and d.get("verdict") not in (None, "accept"):
+    if isinstance(d, Net) and d.verdict != "accept":
         return BAD
-    if e.kind == "smtp" and isinstance(d.get("code"), int):
-        return {4: WARN, 5: BAD}.get(int(d["code"]) // 100, "")
-    if e.kind == "smtp" and d.get("code") is None and d.get("role") == "client":
+    if isinstance(d, SmtpClientExchange | SmtpServerAnswer) and d.code is not None:
+        return {4: WARN, 5: BAD}.get(d.code // 100, "")
+    if isinstance(d, SmtpClientExchange):
+        return BAD  # no reply came
+    if isinstance(d, Check):
+        return _result_style(d.result)
+    if isinstance(d, QueueWarning | QueueDeferred | QueueInternalError):
+        return WARN
+    if isinstance(d, QueueBounced | QueueDsn | QueueBounceDropped):
         return BAD
-    if e.kind == "check":
-        return _result_style(str(d.get("result", "")))
-    if e.kind == "queue" and d.get("event") in ("deferred", "bounced", "warning"):
-        return WARN if d.get("event") != "bounced" else BAD
     return ""
 
 
@@ -522,48 +541,49 @@ def dns_entries(
     t0 = _t0(events) if t0 is None else t0
     out: list[Entry] = []
     for e in events:
-        d = e.data
+        d = e.as_(Dns)
         if out:
             out.append(_BLANK)
-        if not d.get("name"):
+        if d is None or not d.name:
             out.append((_t(e, t0), 0, Text(e.summary)))
             continue
         line = Text()
-        line.append(f"{d.get('type')} {d.get('name')}", style="bold")
-        rcode = str(d.get("rcode", "?"))
+        line.append(f"{d.type} {d.name}", style="bold")
+        rcode = d.rcode
         line.append("  → ")
         line.append(rcode, style=GOOD if rcode == "NOERROR" else WARN)
         flags = [
             label
-            for key, label in (
-                ("authoritative", "authoritative"),
-                ("cached", "from cache"),
-                ("truncated", "truncated"),
+            for flag, label in (
+                (d.authoritative, "authoritative"),
+                (d.cached, "from cache"),
+                (d.truncated, "truncated"),
             )
-            if d.get(key)
+            if flag
         ]
         if flags:
             line.append(f"  ({', '.join(flags)})", style=DIM)
         out.append((_t(e, t0), 0, line))
-        answers = d.get("answers") or []
-        for a in answers:
-            answer = Text(f"{a.get('name')}  {a.get('ttl')}  ")
-            answer.append(f"{a.get('type')} {a.get('data')}", style=GOOD)
+        for a in d.answers:
+            answer = Text(f"{a['name']}  {a['ttl']}  ")
+            answer.append(f"{a['type']} {a['data']}", style=GOOD)
             out.append(("", 2, answer))
-        if not answers and rcode == "NOERROR":
-            out.append(("", 2, Text(f"no {d.get('type')} record (NODATA)", style=WARN)))
-        asked = f"asked by {_who(d.get('client'), names)} of {_who(d.get('server'), names)}"
-        if d.get("transport"):
-            asked += f" over {d['transport']}"
+        if not d.answers and rcode == "NOERROR":
+            out.append(("", 2, Text(f"no {d.type} record (NODATA)", style=WARN)))
+        asked = f"asked by {_who(d.client, names)} of {_who(d.server, names)}"
+        if d.transport:
+            asked += f" over {d.transport}"
         out.append(("", 2, Text(asked, style=DIM)))
-        if d.get("explanation"):
-            out.append(("", 2, Text(str(d["explanation"]), style="italic")))
+        if d.explanation:
+            out.append(("", 2, Text(d.explanation, style="italic")))
     return out
 
 
 def _net_key(e: TraceEvent) -> tuple[Any, ...]:
-    d = e.data
-    return (e.node, d.get("src"), d.get("dst"), d.get("proto"), d.get("port"), d.get("verdict"))
+    d = e.as_(Net)
+    if d is None:
+        return (e.node, e.kind, e.t)
+    return (e.node, d.src, d.dst, d.proto, d.port, d.verdict)
 
 
 _VERDICT_MARK = {
@@ -584,40 +604,40 @@ def net_entries(
     # line with a count.
     groups: list[tuple[TraceEvent, int]] = []
     for e in events:
-        if groups and _net_key(groups[-1][0]) == _net_key(e) and e.data.get("verdict") == "accept":
+        net = e.as_(Net)
+        if groups and _net_key(groups[-1][0]) == _net_key(e) and net and net.verdict == "accept":
             groups[-1] = (groups[-1][0], groups[-1][1] + 1)
         else:
             groups.append((e, 1))
     for e, count in groups:
-        d = e.data
-        if e.kind == "wait":
+        d = e.as_(Net)
+        if d is None:  # the client's wait after a drop
             line = Text("✗ timeout ", style=f"bold {WARN}")
             line.append(e.summary)
             out.append((_t(e, t0), 0, line))
             continue
-        verdict = str(d.get("verdict") or "?")
+        verdict = d.verdict
         mark, style = _VERDICT_MARK.get(verdict, ("·", ""))
         line = Text()
         line.append(f"{mark} {verdict:<7}", style=f"bold {style}")
-        line.append(f" {d.get('proto', '?')} {d.get('src')} → {d.get('dst')}:{d.get('port')}")
+        line.append(f" {d.proto} {d.src} → {d.dst}:{d.port}")
         if count > 1:
             line.append(f"  ×{count}", style=DIM)
         out.append((_t(e, t0), 0, line))
-        path = d.get("path") or []
+        path = d.path or []
         if path:
-            out.append(("", 2, Text("path ", style=DIM) + Text(" → ".join(map(str, path)))))
+            out.append(("", 2, Text("path ", style=DIM) + Text(" → ".join(path))))
         if verdict == "accept":
             continue
-        if d.get("router"):
-            rule = d.get("rule")
-            where = f"at {d['router']}"
-            if isinstance(rule, int):
-                where += f", rule {rule + 1}"
-            if d.get("rule_text"):
-                where += f": {d['rule_text']}"
+        if d.router:
+            where = f"at {d.router}"
+            if d.rule is not None:
+                where += f", rule {d.rule + 1}"
+            if d.rule_text:
+                where += f": {d.rule_text}"
             out.append(("", 2, Text(where, style=style)))
-            if d.get("note"):
-                out.append(("", 2, Text(f"“{d['note']}”", style="italic")))
+            if d.note:
+                out.append(("", 2, Text(f"“{d.note}”", style="italic")))
         else:
             out.append(("", 2, Text(e.summary, style=style)))
     return out
@@ -644,57 +664,57 @@ def smtp_entries(
     conversation: tuple[str, str] | None = None
     for e in events:
         d = e.data
-        if e.kind == "tls":
-            tls = Text(f"🔒 TLS {d.get('version')} {d.get('cipher')}", style=GOOD)
-            if d.get("verified") is False:
+        if isinstance(d, Tls):
+            tls = Text(f"🔒 TLS {d.version} {d.cipher}", style=GOOD)
+            if d.verified is False:
                 tls.append(" (certificate not verified)", style=DIM)
             out.append(("", 2, tls))
             continue
-        if e.kind in ("imap", "pop3") and d.get("role") == "client":
-            key = (e.node, str(d.get("peer")))
+        if isinstance(d, ImapExchange | Pop3Exchange):
+            key = (e.node, d.peer)
             if key != conversation:
                 conversation = key
                 if out:
                     out.append(_BLANK)
-                header = Text(f"{e.node} → {_who(d.get('peer'), names)}", style="bold")
+                header = Text(f"{e.node} → {_who(d.peer, names)}", style="bold")
                 header.append(f"  {e.kind.upper()}", style=DIM)
                 out.append((_t(e, t0), 0, header))
-            if d.get("command"):
-                out.append(("", 2, Text("C: ", style=DIM) + Text(str(d["command"]))))
-            for line in list(d.get("lines") or [])[:5]:
-                out.append(("", 2, Text("S: ", style=DIM) + Text(str(line), style=DIM)))
-            status = str(d.get("status") or "")
+            if d.command:
+                out.append(("", 2, Text("C: ", style=DIM) + Text(d.command)))
+            for line in d.lines[:5]:
+                out.append(("", 2, Text("S: ", style=DIM) + Text(line, style=DIM)))
+            status = d.status or ""
             style = GOOD if status in ("OK", "+OK") else BAD if status else ""
-            response = str(d.get("response") or "(no answer)")
+            response = d.response or "(no answer)"
             out.append(("", 2, Text("S: ", style=DIM) + Text(response, style=style)))
             continue
-        if d.get("role") != "client":
+        if not isinstance(d, SmtpClientExchange):
             # A server's own note (a submission service accepting AUTH...).
             note = Text(f"· {e.node}: {_first_line(e.summary)}", style=DIM)
             out.append(("", 2, note))
             continue
-        key = (e.node, str(d.get("peer")))
+        key = (e.node, d.peer)
         if key != conversation:
             conversation = key
             if out:
                 out.append(_BLANK)
-            header = Text(f"{e.node} → {_who(d.get('peer'), names)}", style="bold")
+            header = Text(f"{e.node} → {_who(d.peer, names)}", style="bold")
             out.append((_t(e, t0), 0, header))
-        command = str(d.get("command") or "")
-        code = d.get("code")
-        reply = str(d.get("text") or "")
+        command = d.command
+        code = d.code
+        reply = d.text
         if command.startswith("connect "):
             out.append(("", 2, Text(f"(TCP connection to {command[8:]})", style=DIM)))
         else:
             out.append(("", 2, Text("C: ", style=DIM) + Text(command)))
-        for line_sent in shown_headers([str(h) for h in d.get("headers") or []]):
+        for line_sent in shown_headers(d.headers or []):
             out.append(("", 5, _header_text(line_sent)))
         if code is None:
             # No server said this: the client's own account of a failure
             # (refused, timed out), never an SMTP reply.
             out.append(("", 2, Text(f"✗  no reply: {reply}", style=BAD)))
             continue
-        for line in _reply_lines(code, d.get("enhanced"), reply):
+        for line in _reply_lines(code, d.enhanced, reply):
             out.append(("", 2, Text("S: ", style=DIM) + Text(line, style=_code_style(code))))
     return out
 
@@ -764,34 +784,35 @@ def check_entries(
     out: list[Entry] = []
     judged: tuple[str, str] | None = None
     for e in events:
-        d = e.data
-        key = (e.node, str(d.get("client")))
+        d = e.as_(Check)
+        if d is None:
+            continue
+        key = (e.node, d.client)
         if key != judged:
             judged = key
             if out:
                 out.append(_BLANK)
-            header = Text(f"{e.node} judges {_who(d.get('client'), names)}", style="bold")
+            header = Text(f"{e.node} judges {_who(d.client, names)}", style="bold")
             out.append((_t(e, t0), 0, header))
-        result = str(d.get("result", "?"))
-        action = str(d.get("action") or "none")
+        result = d.result
+        action = d.action or "none"
         style = _result_style(result)
         mark = "✓" if style == GOOD else "✗" if style in (BAD, WARN) else "·"
         line = Text()
         line.append(f"{mark} ", style=style)
-        line.append(f"{d.get('check', '?'):<9}", style="bold")
+        line.append(f"{d.check:<9}", style="bold")
         line.append(f"{result:<10}", style=style)
         line.append(" → ", style=DIM)
         line.append(action, style=_ACTION_STYLE.get(action, DIM))
-        if d.get("stage"):
-            line.append(f"  at {d['stage']}", style=DIM)
+        if d.stage:
+            line.append(f"  at {d.stage}", style=DIM)
         out.append(("", 2, line))
-        explanation = str(d.get("explanation") or "")
-        if explanation:
-            out.append(("", 4, Text(explanation)))
-        reply = d.get("reply")
-        if isinstance(reply, Mapping) and reply.get("code") is not None:
+        if d.explanation:
+            out.append(("", 4, Text(d.explanation)))
+        reply = d.reply
+        if reply is not None and reply["code"] is not None:
             said = " ".join(str(reply[k]) for k in ("code", "enhanced", "text") if reply.get(k))
-            out.append(("", 4, Text(f"replies {said}", style=_code_style(reply.get("code")))))
+            out.append(("", 4, Text(f"replies {said}", style=_code_style(reply["code"]))))
     return out
 
 
@@ -803,32 +824,30 @@ def queue_entries(
     for e in events:
         d = e.data
         line = Text()
-        if e.kind == "delivery":
-            folder = str(d.get("folder") or "inbox")
-            line.append(f"{'stored':<10}", style=WARN if folder == "junk" else GOOD)
+        if isinstance(d, Delivered | Forwarded | ListResent):
+            line.append(f"{'stored':<10}", style=WARN if d.folder == "junk" else GOOD)
         elif e.kind == "lab":
             line.append(_first_line(e.summary), style="bold")
             out.append((_t(e, t0), 0, line))
             continue
         else:
-            event = str(d.get("event") or "?")
+            event = str(getattr(d, "event", None) or "?")
             style = {"deferred": WARN, "warning": WARN, "bounced": BAD}.get(event, GOOD)
             line.append(f"{event:<10}", style=f"bold {style}")
         line.append(f"{e.node}: ", style="bold")
-        failure = relay_failure(d) if e.kind == "queue" else None
-        if failure is not None:
-            reply = d.get("reply") or {}
-            who = f"<{d['rcpt']}> " if d.get("rcpt") else ""
+        failure = relay_failure(d)
+        if failure is not None and isinstance(d, QueueDeferred | QueueBounced) and d.reply:
+            who = f"<{d.rcpt}> " if d.rcpt else ""
             line.append(f"{who}{failure}: no server answered; ")
             line.append(
-                f"the relay records {reply.get('code')} {reply.get('enhanced') or ''}".rstrip(),
+                f"the relay records {d.reply['code']} {d.reply['enhanced'] or ''}".rstrip(),
                 style=WARN,
             )
         else:
             line.append(_first_line(e.summary))
         out.append((_t(e, t0), 0, line))
-        nxt = d.get("next_attempt")
-        if isinstance(nxt, int | float) and e.kind == "queue":
+        nxt = d.next_attempt if isinstance(d, QueueDeferred | QueueInternalError) else None
+        if nxt is not None:
             when = lab_time(float(nxt), t0)
             out.append(
                 ("", 10, Text(f"next attempt at {when} (in {_seconds(nxt - e.t)})", style=DIM))
