@@ -25,6 +25,8 @@ from sim.lab.progress import MemoryProgressStore
 from sim.lab.zonenames import relative_name_warnings
 
 LABS = sorted((Path(__file__).resolve().parent.parent / "labs").glob("*.yaml"))
+#: A shipped lab file by its name (the list grows: never by position).
+LAB = {p.stem: p for p in LABS}
 NOT_SEEN = "(not seen in this run)"
 
 
@@ -137,7 +139,7 @@ def test_there_are_mistakes_to_run() -> None:
 
 
 def test_ptr_without_final_dot_fails_and_says_what_the_name_became() -> None:
-    lab = load_lab(LABS[3])
+    lab = load_lab(LAB["04-ip-reputation"])
     session = _session(lab)
     try:
         _walk_to(session, lab, "set-the-ptr")
@@ -164,7 +166,7 @@ def test_ptr_without_final_dot_fails_and_says_what_the_name_became() -> None:
 
 
 def test_an_early_flush_then_ten_minutes_leaves_the_message_queued_and_says_when() -> None:
-    lab = load_lab(LABS[8])
+    lab = load_lab(LAB["09-reliability"])
     session = _session(lab)
     try:
         _walk_to(session, lab, "wait-for-retry")
