@@ -30,6 +30,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -38,7 +39,7 @@ from sim.experiments import Experiment
 from sim.lab.actions import ActionResult, action_from_data, apply_action
 from sim.lab.checks import PredicateOutcome, evaluate, summarise
 from sim.lab.facts import STATE, Fact, RunFacts, render, state_trace
-from sim.lab.loader import normalise_answer
+from sim.lab.loader import lab_topology, load_lab, normalise_answer
 from sim.lab.model import (
     Action,
     Check,
@@ -51,7 +52,13 @@ from sim.lab.model import (
     Step,
     TaskStep,
 )
-from sim.lab.progress import LabProgress, MemoryProgressStore, ProgressStore, StepProgress
+from sim.lab.progress import (
+    LabProgress,
+    MemoryProgressStore,
+    ProgressStore,
+    StepProgress,
+    default_student,
+)
 from sim.topology.model import Topology
 
 __all__ = [
@@ -63,6 +70,7 @@ __all__ = [
     "RunningLab",
     "StepReport",
     "run_reference",
+    "variant_for",
 ]
 
 
@@ -244,9 +252,16 @@ class LabSession:
         store: ProgressStore | None = None,
         starter: Starter | None = None,
         topology: Topology | None = None,
+        student: str | None = None,
     ) -> None:
         self.definition = lab
         self.backend = backend
+        self.student = student if student is not None else default_student()
+        # Given a student, a lab with variables runs as that student's variant
+        # (sim.lab.variants); without one, as it was loaded (the defaults when
+        # loaded without a student): the TUI, notebooks and grading name theirs.
+        if student is not None:
+            self.definition = variant_for(lab, student)
         self.store: ProgressStore = store if store is not None else MemoryProgressStore()
         self.progress: LabProgress = self.store.load(lab.id)
         self._starter = starter or _default_starter
@@ -268,16 +283,15 @@ class LabSession:
         (what the TUI and notebooks use; the default store keeps it in memory)."""
         from sim.lab.progress import FileProgressStore
 
-        return cls(lab, backend, store=FileProgressStore(student=student))
+        store = FileProgressStore(student=student)
+        return cls(lab, backend, store=store, student=store.student)
 
     # -- the topology ----------------------------------------------------------
 
     @property
     def topology(self) -> Topology:
         if self._topology is None:
-            from sim.topology import load_topology
-
-            self._topology = load_topology(self.definition.topology_path)
+            self._topology = lab_topology(self.definition)
         return self._topology
 
     def start(self, *, resume: bool = True) -> None:
@@ -644,16 +658,47 @@ def _judge(q: QuestionStep, given: str | int) -> Feedback | None:
 # -- the reference path ---------------------------------------------------------
 
 
+def variant_for(lab: LabDef, student: str) -> LabDef:
+    """``lab`` as ``student``'s variant: itself when it has no variables or
+    is that student's already; else read again from its file for them."""
+    if not lab.variables or lab.student == student or lab.source is None:
+        return lab
+    return _variant_cache(lab.source, student)
+
+
+def _variant_cache(source: Path, student: str) -> LabDef:
+    # One read per file version and student: a class's grading reads each
+    # student's variant of each lab once.
+    key = (str(source), source.stat().st_mtime_ns, student)
+    found = _VARIANTS.get(key)
+    if found is None:
+        if len(_VARIANTS) > 256:
+            _VARIANTS.clear()
+        found = _VARIANTS[key] = load_lab(source, student=student)
+    return found
+
+
+_VARIANTS: dict[tuple[str, int, str], LabDef] = {}
+
+
 def run_reference(
-    lab: LabDef, backend: str = "local", *, starter: Starter | None = None
+    lab: LabDef,
+    backend: str = "local",
+    *,
+    starter: Starter | None = None,
+    student: str | None = None,
 ) -> LabReport:
-    """Walk ``lab``'s reference path headless and report every step.
+    """Walk ``lab``'s reference path headless and report every step, as
+    ``student``'s variant (default: the current student's).
 
     A task passes when its check fails before the reference solution (a task
     already done would teach nothing) and passes after it.
     """
     began = time.monotonic()
-    session = LabSession(lab, backend, store=MemoryProgressStore(), starter=starter)
+    session = LabSession(
+        lab, backend, store=MemoryProgressStore(), starter=starter, student=student
+    )
+    lab = session.definition
     reports: list[StepReport] = []
     try:
         session.start(resume=False)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from sim.errors import SimError
 from sim.experiments import Experiment, experiment_class
 from sim.experiments.params import from_args, params
+from sim.lab.variants import Variable
 
 __all__ = [
     "Action",
@@ -268,6 +269,11 @@ class LabDef:
     #: finds it, for values only the running lab knows (a generated DKIM key).
     setup: tuple[Action, ...] = ()
     source: Path | None = None
+    #: Per-student variables (sim.lab.variants), the values this variant
+    #: drew, and whose variant it is (None: the defaults, no student's).
+    variables: tuple[Variable, ...] = ()
+    values: tuple[tuple[str, str], ...] = ()
+    student: str | None = None
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
