@@ -57,6 +57,13 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "maillab check",
         "maillab check receive-only spf",
         "maillab check 3 --backend mininet --json",
+        "maillab check dkim --variants 5",
+    ),
+    "export": ("maillab export -o alice.json", "maillab export dkim spf -o alice-dkim.json"),
+    "grade": (
+        "maillab grade --explain",
+        "maillab grade submissions/*.json --csv grades.csv",
+        "maillab grade alice.json --backend mininet --json grades.json",
     ),
     "graph": (
         f"maillab graph {_T}",

@@ -122,10 +122,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         labs = [e.lab for e in entries if e.lab is not None]
     reports: list[LabReport] = []
     for lab in labs:
-        report = run_reference(lab, args.backend)
-        reports.append(report)
-        if not args.json:
-            print(_report_text(report), flush=True)
+        for student in _check_students(lab, args.variants):
+            report = run_reference(lab, args.backend, student=student)
+            reports.append(report)
+            if not args.json:
+                print(_report_text(report), flush=True)
     passed = all(r.passed for r in reports)
     if args.json:
         _print_json(
@@ -136,10 +137,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if passed else EXIT_FAILED
 
 
+def _check_students(lab: Any, variants: int | None) -> list[str | None]:
+    """Whose variants ``check`` runs: the lab as loaded; with ``--variants
+    N``, N students' (a lab without variables has one variant: run once).
+    Every variant is validated first (sim.lab.variants_check)."""
+    if not variants or not lab.variables:
+        return [None]
+    from sim.lab.variants_check import variant_problems, variant_students
+
+    problems = variant_problems(lab.source)
+    if problems:
+        raise InputError(problems)
+    return list(variant_students(variants))
+
+
 def _report_text(report: LabReport) -> str:
     mark = "PASS" if report.passed else "FAIL"
+    who = ""
+    if report.student is not None:
+        values = ", ".join(f"{k}={v}" for k, v in report.values)
+        who = f" [{report.student}: {values}]"
     lines = [
-        f"{mark}  {report.id}: {report.title} ({len(report.steps)} steps, {report.seconds:.1f} s)"
+        f"{mark}  {report.id}{who}: {report.title} "
+        f"({len(report.steps)} steps, {report.seconds:.1f} s)"
     ]
     for step in report.steps:
         if not step.passed:
@@ -148,6 +168,16 @@ def _report_text(report: LabReport) -> str:
 
 
 # -- the parsers -----------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1000")
+    return value
 
 
 def add_list_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -172,6 +202,13 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="local (default: one process, no root) or mininet (root, Linux)",
     )
     p.add_argument("--json", action="store_true", help="print the reports as one JSON object")
+    p.add_argument(
+        "--variants",
+        type=_positive,
+        metavar="N",
+        help="check every variant's validity, then the reference solution as N students' "
+        "variants (student-1 … student-N) of each lab with variables",
+    )
     _labs_dir_arg(p)
     p.set_defaults(func=cmd_check)
     return p

@@ -197,15 +197,22 @@ class LabReport:
     passed: bool
     seconds: float
     steps: tuple[StepReport, ...] = field(default_factory=tuple)
+    #: Whose variant ran, and its values (a lab with variables only).
+    student: str | None = None
+    values: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "passed": self.passed,
             "seconds": self.seconds,
             "steps": [s.to_json() for s in self.steps],
         }
+        if self.values:
+            out["student"] = self.student
+            out["variables"] = dict(self.values)
+        return out
 
 
 def describe_result(kind: str, data: Mapping[str, Any]) -> str:
@@ -699,6 +706,7 @@ def run_reference(
         lab, backend, store=MemoryProgressStore(), starter=starter, student=student
     )
     lab = session.definition
+    variant: dict[str, Any] = {"student": lab.student, "values": lab.values}
     reports: list[StepReport] = []
     try:
         session.start(resume=False)
@@ -712,6 +720,7 @@ def run_reference(
             False,
             seconds,
             (StepReport("start", "start", False, f"the lab did not start: {err}"),),
+            **variant,
         )
     try:
         for step in lab.steps:
@@ -722,7 +731,9 @@ def run_reference(
     finally:
         session.stop()
     seconds = round(time.monotonic() - began, 2)
-    return LabReport(lab.id, lab.title, all(r.passed for r in reports), seconds, tuple(reports))
+    return LabReport(
+        lab.id, lab.title, all(r.passed for r in reports), seconds, tuple(reports), **variant
+    )
 
 
 def _reference_step(session: LabSession, step: Step) -> StepReport:

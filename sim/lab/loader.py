@@ -234,9 +234,7 @@ def _variant(
     variables, problems = parse_variables(doc, source, lambda t: _UNPLACE.sub(r"${\1}", t))
     if problems:
         return doc, (), {}, sorted(problems)
-    values = draw_values(variables, student, str(doc.get("id") or path.stem))
-    if chosen is not None:
-        values.update({k: str(v) for k, v in chosen.items() if k in values})
+    values = draw_values(variables, student, str(doc.get("id") or path.stem), chosen)
     filled, problems = substitute(text, values, source)
     if student is None and chosen is None:
         problems += default_problems(text, variables, source)

@@ -264,12 +264,21 @@ def parse_variables(
     return tuple(out), problems
 
 
-def draw_values(variables: Iterable[Variable], student: str | None, lab_id: str) -> dict[str, str]:
+def draw_values(
+    variables: Iterable[Variable],
+    student: str | None,
+    lab_id: str,
+    chosen: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Every variable's value for ``student``; without a student, the
-    defaults (or the draw for the empty student id where none is given)."""
+    defaults (or the draw for the empty student id where none is given).
+    ``chosen`` values stand instead of the draw (a ``value`` built from
+    them follows)."""
     values: dict[str, str] = {}
     for variable in variables:
-        if student is None and variable.default is not None:
+        if chosen is not None and variable.name in chosen:
+            values[variable.name] = str(chosen[variable.name])
+        elif student is None and variable.default is not None:
             values[variable.name] = variable.default
         else:
             values[variable.name] = variable.draw(student or "", lab_id, values)
