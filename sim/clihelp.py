@@ -55,9 +55,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "list": ("maillab list", "maillab list --json"),
     "check": (
         "maillab check",
-        "maillab check receive-only spf",
+        "maillab check receive-only spf --variants 3",
         "maillab check 3 --backend mininet --json",
-        "maillab check dkim --variants 5",
     ),
     "export": ("maillab export -o alice.json", "maillab export dkim spf -o alice-dkim.json"),
     "grade": (
