@@ -45,7 +45,14 @@ from sim.lab.model import (
 from sim.lab.progress import MemoryProgressStore
 from sim.lab.submission import LabSubmission, Submission, lab_version
 
-__all__ = ["GradeRow", "assessed", "explain_lab", "grade_lab", "grade_submission"]
+__all__ = [
+    "GradeRow",
+    "assessed",
+    "assessed_briefly",
+    "explain_lab",
+    "grade_lab",
+    "grade_submission",
+]
 
 #: The columns of ``maillab grade --csv``, in order.
 COLUMNS = (
@@ -128,6 +135,20 @@ def assessed(step: Step) -> str:
     return "the check must pass on the replayed lab: " + "; ".join(
         _check_text(c) for c in step.checks
     )
+
+
+def assessed_briefly(step: Step) -> str:
+    """What is assessed in ``step``, without giving its answer away (the
+    TUI's lab intro; :func:`assessed` names the exact checks)."""
+    if isinstance(step, ExplainStep):
+        return "to read, not graded"
+    if isinstance(step, ExperimentStep):
+        return "run it; its result must show what the step expects"
+    if isinstance(step, QuestionStep):
+        return "a right answer (your attempts are counted)"
+    if isinstance(step, TaskStep):
+        return "after your changes, the step's check must pass (hints used are counted)"
+    return "the lab as you left it must pass the step's check"
 
 
 def explain_lab(lab: LabDef) -> list[tuple[str, str, str]]:
