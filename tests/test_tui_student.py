@@ -40,3 +40,24 @@ def test_the_environment_or_a_stored_id_means_no_question(
     assert needs_student()
     monkeypatch.setenv("MAILLAB_STUDENT", "bob")
     assert not needs_student()
+
+
+def test_a_notebook_asks_once_then_remembers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sim.notebook import lab_session, student
+
+    monkeypatch.setenv("MAILLAB_HOME", str(tmp_path))
+    monkeypatch.delenv("MAILLAB_STUDENT", raising=False)
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return "carol"
+
+    assert student(ask) == "carol"
+    assert student(ask) == "carol"
+    assert len(asked) == 1
+    session = lab_session("dkim")
+    assert session.student == "carol" and session.store.student == "carol"
+    assert session.definition.student == "carol"
