@@ -247,8 +247,10 @@ class LabSession:
     ``store`` keeps the progress: in memory by default (tests, ``maillab
     check``); :meth:`for_student` saves it in the student's progress file.
     ``starter`` starts the topology (``sim.start`` by default; tests pass a
-    stand-in). Methods take a step or its id; each returns data (feedback,
-    outcomes, action results) for the front end to render.
+    stand-in). ``student`` (default :func:`~sim.lab.progress.default_student`)
+    is who works: given, a lab with variables runs as that student's variant
+    (:mod:`sim.lab.variants`). Methods take a step or its id; each returns
+    data (feedback, outcomes, action results) for the front end to render.
     """
 
     def __init__(
