@@ -155,6 +155,14 @@ def test_a_failing_variant_names_the_student_and_values(tmp_path: Path) -> None:
     assert "shop=cafe example" in message and "is not a domain name" in message
 
 
+def test_validate_reads_every_variant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _lab_copy(tmp_path, ("cafe.example", '"cafe example"'))
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr()
+    assert "variant of student-" in out.out + out.err
+    assert "shop=cafe example" in out.out + out.err
+
+
 def test_few_values_are_all_read_many_are_sampled() -> None:
     dkim = list(variants(load_lab(DKIM)))
     assert [values["selector"] for _, values in dkim] == list(load_lab(DKIM).variables[0].spec)
