@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sim.errors import BackendUnavailable, SimError
+from sim.errors import BackendUnavailable, LabFileError, SimError
 from sim.lab.checks import PREDICATES
 from sim.lab.engine import LabSession, Starter
 from sim.lab.model import (
@@ -183,9 +183,31 @@ def grade_lab(
     starter: Starter | None = None,
 ) -> list[GradeRow]:
     """Replay one lab of a submission; one row per step of the lab."""
-    session = LabSession(
-        lab, backend, store=MemoryProgressStore(student), starter=starter, student=student
-    )
+    try:
+        session = LabSession(
+            lab, backend, store=MemoryProgressStore(student), starter=starter, student=student
+        )
+    except LabFileError as err:
+        # This student's variant does not load: a problem of the lab, which
+        # `maillab validate` reports; the student is not blamed for it silently.
+        first = err.problems[0] if err.problems else err
+        return [
+            GradeRow(
+                student,
+                lab.id,
+                s.id,
+                s.kind,
+                s.kind != "explain",
+                False,
+                False,
+                0,
+                0,
+                0.0,
+                False,
+                f"the student's variant does not load: {first}",
+            )
+            for s in lab.steps
+        ]
     lab = session.definition
     version_ok = submitted is not None and submitted.version == lab_version(lab)
     progress = submitted.progress if submitted is not None else None
