@@ -139,9 +139,18 @@ def _job(job: tuple[str, str, str, str]) -> list[dict[str, Any]]:
     from sim.lab.submission import read_submission
 
     submission = read_submission(submission_path)
-    lab = load_lab(lab_path)
+    # A worker grades many students' labs: each lab file is read once per
+    # process (a student's variant is read again from it, once).
+    path = Path(lab_path)
+    key = (str(path), path.stat().st_mtime_ns)
+    lab = _LABS.get(key)
+    if lab is None:
+        lab = _LABS[key] = load_lab(path)
     rows = grade_submission(submission, {lab_id: lab}, backend, only=[lab_id])
     return [r.to_json() for r in rows]
+
+
+_LABS: dict[tuple[str, int], Any] = {}
 
 
 def grade_files(
