@@ -461,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (
         "sim.lab.commands",
+        "sim.lab.gradecmd",
         "sim.graphcmd",
         "sim.net.mnclean",
         "sim.tui.command",

@@ -56,7 +56,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "check": (
         "maillab check",
         "maillab check spf --explain",
+        "maillab check receive-only spf --variants 3",
         "maillab check 3 --backend mininet --json",
+    ),
+    "export": ("maillab export -o alice.json", "maillab export dkim spf -o alice-dkim.json"),
+    "grade": (
+        "maillab grade --explain",
+        "maillab grade submissions/*.json --csv grades.csv",
+        "maillab grade alice.json --backend mininet --json grades.json",
     ),
     "graph": (
         f"maillab graph {_T}",

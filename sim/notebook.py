@@ -23,7 +23,7 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from sim.hosting.runtime import Lab
-    from sim.lab.engine import ExperimentOutcome
+    from sim.lab.engine import ExperimentOutcome, LabSession
 
 __all__ = [
     "Journey",
@@ -64,12 +64,14 @@ __all__ = [
     "draw_topology",
     "find_topology",
     "journey",
+    "lab_session",
     "lab_time",
     "responsive_svg",
     "show_mail",
     "show_outcome",
     "show_result",
     "side_by_side",
+    "student",
     "trace_table",
 ]
 
@@ -120,6 +122,34 @@ def find_topology(name: str | Path) -> Path:
 
 
 # -- time -----------------------------------------------------------------------------
+
+
+def student(ask: Callable[[str], str] | None = input) -> str:
+    """The student id a notebook works as, asked once (issue 16).
+
+    ``$MAILLAB_STUDENT``, else the id stored with the progress (the TUI
+    stores it too), else asked with ``ask`` (``input``) and stored, so the
+    next notebook does not ask again. ``ask=None`` never asks (the login
+    name then)."""
+    import os
+
+    from sim.lab.progress import default_student, remember_student, stored_student
+
+    if os.environ.get("MAILLAB_STUDENT") or stored_student() is not None or ask is None:
+        return default_student()
+    prompt = "Your student id (it picks your own version of each lab): "
+    return remember_student(ask(prompt))
+
+
+def lab_session(lab: str | Path, backend: str = "local") -> LabSession:
+    """A lab (id, number or file) as this student's variant, with progress
+    saved as the TUI saves it: ``with lab_session("dkim") as s: ...``."""
+    from sim.lab.catalog import find_lab, labs_dir
+    from sim.lab.engine import LabSession
+    from sim.lab.loader import load_lab
+
+    path = Path(lab) if Path(lab).is_file() else find_lab(str(lab), labs_dir())
+    return LabSession.for_student(load_lab(path), backend, student=student())
 
 
 def lab_time(seconds: float) -> str:

@@ -41,6 +41,11 @@ def validate_path(path: Path) -> list[Problem]:
         except ModuleNotFoundError:
             return [Problem(str(path), 1, 1, "lab files are not supported yet")]
         problems: list[Problem] = validate_lab_file(path)
+        if not problems:
+            # Every student's variant must be valid too (issue 16).
+            from sim.lab.variants_check import variant_problems
+
+            problems = variant_problems(path)
         return problems
     from sim.topology import validate_topology_file
 

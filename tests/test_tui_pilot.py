@@ -34,7 +34,8 @@ SIZE = (80, 24)
 
 
 async def test_a_whole_lab_from_the_home_screen_to_its_end(tmp_path: Path) -> None:
-    lab = load_lab(find_lab("receive-only", labs_dir()))
+    # The TUI runs the student's own variant of the lab (issue 16).
+    lab = load_lab(find_lab("receive-only", labs_dir()), student="student")
     store = FileProgressStore(tmp_path / "progress.json", "student")
     app = MaillabApp(store=store)
     async with app.run_test(size=SIZE) as pilot:

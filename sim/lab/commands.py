@@ -138,10 +138,17 @@ def cmd_check(args: argparse.Namespace) -> int:
                 f"maillab check: {lab.source}: a student pack has no reference solutions "
                 "to run; check the instructor's pack (maillab pack --instructor)"
             )
-    runs = [(lab, fault) for lab in labs for fault in _fault_runs(lab, args)]
+    runs = [
+        (lab, fault, student)
+        for lab in labs
+        for fault in _fault_runs(lab, args)
+        for student in _check_students(lab, args.variants)
+    ]
     reports: list[LabReport] = []
-    for lab, fault in runs:
-        report = run_reference(lab, args.backend, fault=fault, explain=args.explain)
+    for lab, fault, student in runs:
+        report = run_reference(
+            lab, args.backend, student=student, fault=fault, explain=args.explain
+        )
         reports.append(report)
         if not args.json:
             print(_report_text(report), flush=True)
@@ -179,11 +186,29 @@ def _fault_runs(lab: LabDef, args: argparse.Namespace) -> list[str | None]:
     return [None]
 
 
+def _check_students(lab: Any, variants: int | None) -> list[str | None]:
+    """Whose variants ``check`` runs: the lab as loaded; with ``--variants
+    N``, N students' (a lab without variables has one variant: run once).
+    Every variant is validated first (sim.lab.variants_check)."""
+    if not variants or not lab.variables:
+        return [None]
+    from sim.lab.variants_check import variant_problems, variant_students
+
+    problems = variant_problems(lab.source)
+    if problems:
+        raise InputError(problems)
+    return list(variant_students(variants))
+
+
 def _report_text(report: LabReport) -> str:
     mark = "PASS" if report.passed else "FAIL"
     fault = f" [fault {', '.join(report.faults)}]" if report.faults else ""
+    who = ""
+    if report.student is not None:
+        values = ", ".join(f"{k}={v}" for k, v in report.values)
+        who = f" [{report.student}: {values}]"
     lines = [
-        f"{mark}  {report.id}{fault}: {report.title} "
+        f"{mark}  {report.id}{fault}{who}: {report.title} "
         f"({len(report.steps)} steps, {report.seconds:.1f} s)"
     ]
     for step in report.steps:
@@ -198,6 +223,16 @@ def _report_text(report: LabReport) -> str:
 
 
 # -- the parsers -----------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1000")
+    return value
 
 
 def add_list_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -240,6 +275,13 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--all-faults",
         action="store_true",
         help="check each troubleshooting lab once under every fault it draws from",
+    )
+    p.add_argument(
+        "--variants",
+        type=_positive,
+        metavar="N",
+        help="check every variant's validity, then the reference solution as N students' "
+        "variants (student-1 … student-N) of each lab with variables",
     )
     _labs_dir_arg(p)
     p.set_defaults(func=cmd_check)

@@ -36,6 +36,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -46,7 +47,7 @@ from sim.lab.actions import ActionResult, action_from_data, apply_action
 from sim.lab.checks import PredicateOutcome, evaluate, summarise
 from sim.lab.facts import STATE, Fact, RunFacts, last_queue_events, render, state_trace
 from sim.lab.faults import BoundFault
-from sim.lab.loader import normalise_answer
+from sim.lab.loader import lab_topology, load_lab, normalise_answer
 from sim.lab.model import (
     Action,
     Check,
@@ -61,7 +62,13 @@ from sim.lab.model import (
     Step,
     TaskStep,
 )
-from sim.lab.progress import LabProgress, MemoryProgressStore, ProgressStore, StepProgress
+from sim.lab.progress import (
+    LabProgress,
+    MemoryProgressStore,
+    ProgressStore,
+    StepProgress,
+    default_student,
+)
 from sim.lab.seal import answer_digest, answer_key, unseal
 from sim.topology.model import Topology
 
@@ -75,6 +82,7 @@ __all__ = [
     "StepReport",
     "lab_faults",
     "run_reference",
+    "variant_for",
 ]
 
 
@@ -224,9 +232,12 @@ class LabReport:
     steps: tuple[StepReport, ...] = field(default_factory=tuple)
     #: The faults the lab ran with (troubleshooting labs; sim.lab.faults).
     faults: tuple[str, ...] = ()
+    #: Whose variant ran, and its values (a lab with variables only).
+    student: str | None = None
+    values: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
+        out: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "passed": self.passed,
@@ -234,8 +245,11 @@ class LabReport:
             "steps": [s.to_json() for s in self.steps],
         }
         if self.faults:
-            data["faults"] = list(self.faults)
-        return data
+            out["faults"] = list(self.faults)
+        if self.values:
+            out["student"] = self.student
+            out["variables"] = dict(self.values)
+        return out
 
 
 def describe_result(kind: str, data: Mapping[str, Any]) -> str:
@@ -270,8 +284,10 @@ class LabSession:
     ``store`` keeps the progress: in memory by default (tests, ``maillab
     check``); :meth:`for_student` saves it in the student's progress file.
     ``starter`` starts the topology (``sim.start`` by default; tests pass a
-    stand-in). Methods take a step or its id; each returns data (feedback,
-    outcomes, action results) for the front end to render.
+    stand-in). ``student`` (default :func:`~sim.lab.progress.default_student`)
+    is who works: given, a lab with variables runs as that student's variant
+    (:mod:`sim.lab.variants`). Methods take a step or its id; each returns
+    data (feedback, outcomes, action results) for the front end to render.
     """
 
     def __init__(
@@ -287,11 +303,12 @@ class LabSession:
     ) -> None:
         self.definition = lab
         self.backend = backend
-        if student is None:
-            from sim.lab.progress import default_student
-
-            student = default_student()
-        self.student: str = student
+        self.student: str = student if student is not None else default_student()
+        # Given a student, a lab with variables runs as that student's variant
+        # (sim.lab.variants); without one, as it was loaded (the defaults when
+        # loaded without a student): the TUI, notebooks and grading name theirs.
+        if student is not None:
+            self.definition = variant_for(lab, student)
         #: A fault forced by name (``maillab check --fault``), else drawn.
         self._forced_fault = fault
         self._faults: tuple[BoundFault, ...] | None = None
@@ -316,16 +333,15 @@ class LabSession:
         (what the TUI and notebooks use; the default store keeps it in memory)."""
         from sim.lab.progress import FileProgressStore
 
-        return cls(lab, backend, store=FileProgressStore(student=student), student=student)
+        store = FileProgressStore(student=student)
+        return cls(lab, backend, store=store, student=store.student)
 
     # -- the topology ----------------------------------------------------------
 
     @property
     def topology(self) -> Topology:
         if self._topology is None:
-            from sim.topology import load_topology
-
-            self._topology = load_topology(self.definition.topology_path)
+            self._topology = lab_topology(self.definition)
         return self._topology
 
     @property
@@ -856,6 +872,29 @@ def lab_faults(
         raise LabError(f"the lab {lab.id}: {err}") from None
 
 
+def variant_for(lab: LabDef, student: str) -> LabDef:
+    """``lab`` as ``student``'s variant: itself when it has no variables or
+    is that student's already; else read again from its file for them."""
+    if not lab.variables or lab.student == student or lab.source is None:
+        return lab
+    return _variant_cache(lab.source, student)
+
+
+def _variant_cache(source: Path, student: str) -> LabDef:
+    # One read per file version and student: a class's grading reads each
+    # student's variant of each lab once.
+    key = (str(source), source.stat().st_mtime_ns, student)
+    found = _VARIANTS.get(key)
+    if found is None:
+        if len(_VARIANTS) > 256:
+            _VARIANTS.clear()
+        found = _VARIANTS[key] = load_lab(source, student=student)
+    return found
+
+
+_VARIANTS: dict[tuple[str, int, str], LabDef] = {}
+
+
 def run_reference(
     lab: LabDef,
     backend: str = "local",
@@ -866,8 +905,8 @@ def run_reference(
     explain: bool = False,
 ) -> LabReport:
     """Walk ``lab``'s reference path headless and report every step, as
-    ``student`` (whose id draws the lab's faults) or under the ``fault``
-    forced by name.
+    ``student``'s variant (default: the current student's; whose id also
+    draws the lab's faults) or under the ``fault`` forced by name.
 
     A task passes when its check fails before the reference solution (a task
     already done would teach nothing) and passes after it. ``explain``: each
@@ -879,6 +918,8 @@ def run_reference(
     session = LabSession(
         lab, backend, store=MemoryProgressStore(), starter=starter, student=student, fault=fault
     )
+    lab = session.definition
+    variant: dict[str, Any] = {"student": lab.student, "values": lab.values}
     reports: list[StepReport] = []
     try:
         session.start(resume=False)
@@ -893,6 +934,7 @@ def run_reference(
             seconds,
             (StepReport("start", "start", False, f"the lab did not start: {err}"),),
             (fault,) if fault else (),
+            **variant,
         )
     try:
         for step in lab.steps:
@@ -910,6 +952,7 @@ def run_reference(
         seconds,
         tuple(reports),
         tuple(f.name for f in session.faults),
+        **variant,
     )
 
 

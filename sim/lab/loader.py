@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -51,15 +53,26 @@ from sim.lab.model import (
     WrongAnswer,
 )
 from sim.lab.schema import LAB_SPEC
+from sim.lab.variants import (
+    VARIABLES_SPEC,
+    Variable,
+    default_problems,
+    draw_values,
+    parse_variables,
+    substitute,
+    topology_text,
+)
 from sim.resolve import qtype_code
 from sim.spec.kinds import Checker, path_text, suggest
-from sim.spec.yamlpos import Key, load_yaml, locate
+from sim.spec.source import read_text
+from sim.spec.yamlpos import Key, load_yaml, locate, value_pos
 from sim.topology.model import Topology
 
 __all__ = [
     "MAX_STEPS",
     "MIN_STEPS",
     "is_curriculum_file",
+    "lab_topology",
     "load_lab",
     "normalise_answer",
     "topology_path",
@@ -90,35 +103,82 @@ def is_curriculum_file(path: Path) -> bool:
     return path.resolve().parent.name == "labs"
 
 
+def lab_topology(lab: LabDef) -> Topology:
+    """The topology of ``lab``'s variant: the file as written, or with each
+    variable's default replaced by the variant's value (sim.lab.variants)."""
+    from sim.topology import load_topology, loads_topology
+
+    if not lab.variables:
+        return load_topology(lab.topology_path)
+    text, _ = read_text(lab.topology_path)
+    if text is None:
+        return load_topology(lab.topology_path)  # raises the same problem
+    return loads_topology(
+        topology_text(text, lab.variables, dict(lab.values)), str(lab.topology_path)
+    )
+
+
 def normalise_answer(text: str) -> str:
     """How short answers are compared: case and runs of spaces do not matter."""
     return " ".join(str(text).split()).casefold()
 
 
 def validate_lab_file(
-    path: str | os.PathLike[str], *, curriculum: bool | None = None
+    path: str | os.PathLike[str],
+    *,
+    curriculum: bool | None = None,
+    student: str | None = None,
+    values: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """Every problem of a lab file, sorted; never raises for bad input.
 
     ``curriculum``: apply the curriculum's rules (4–10 steps, a question, a
     task); by default, when the file is in a directory named ``labs``.
+    ``student`` or ``values``: the variant to read (sim.lab.variants).
     """
-    return _analyse(Path(path), curriculum)[1]
+    return _analyse(Path(path), curriculum, student, values)[1]
 
 
-def load_lab(path: str | os.PathLike[str], *, curriculum: bool | None = None) -> LabDef:
-    """Load and validate a lab file; raises :class:`LabFileError` with every problem."""
-    lab, problems = _analyse(Path(path), curriculum)
+def load_lab(
+    path: str | os.PathLike[str],
+    *,
+    curriculum: bool | None = None,
+    student: str | None = None,
+    values: Mapping[str, str] | None = None,
+) -> LabDef:
+    """Load and validate a lab file; raises :class:`LabFileError` with every problem.
+
+    A lab with ``variables`` is read as ``student``'s variant (its values
+    drawn from the student id), as the given ``values``, or, with neither,
+    with its defaults (sim.lab.variants)."""
+    lab, problems = _analyse(Path(path), curriculum, student, values)
     if problems or lab is None:
         raise LabFileError(problems)
     return lab
 
 
-def _analyse(path: Path, curriculum: bool | None) -> tuple[LabDef | None, list[Problem]]:
+def _analyse(
+    path: Path,
+    curriculum: bool | None,
+    student: str | None = None,
+    chosen: Mapping[str, str] | None = None,
+) -> tuple[LabDef | None, list[Problem]]:
     source = str(path)
-    doc, problems = load_yaml(path)
+    text, unreadable = read_text(path)
+    if text is None:
+        assert unreadable is not None
+        return None, [unreadable]
+    # `${name}` may stand where YAML would read `{` as a flow mapping: the
+    # first reading, which finds the variables, sees each as a plain word.
+    doc, problems = load_yaml(path, _PLACEHOLDER.sub(_placeholder, text) if "${" in text else text)
     if problems:
         return None, problems
+    variables: tuple[Variable, ...] = ()
+    values: dict[str, str] = {}
+    if isinstance(doc, dict) and ("variables" in doc or "${" in text):
+        doc, variables, values, problems = _variant(doc, text, path, student, chosen)
+        if problems:
+            return None, problems
     wrong = LAB_SPEC.top_level_problem(doc, "lab")
     if wrong is not None:
         return None, [Problem(source, 1, 1, wrong)]
@@ -132,11 +192,49 @@ def _analyse(path: Path, curriculum: bool | None) -> tuple[LabDef | None, list[P
     if checker.problems:
         return None, sorted(checker.problems)
     lab = _build(doc, path)
+    if variables:
+        lab = replace(lab, variables=variables, values=tuple(values.items()), student=student)
     if curriculum is None:
         curriculum = is_curriculum_file(path)
     meaning = _Meaning(doc, lab, source)
     meaning.run(curriculum)
     return lab, sorted(set(meaning.problems))
+
+
+_PLACEHOLDER = re.compile(r"\$\{([a-z][a-z0-9_]*)\}")
+_UNPLACE = re.compile(r"__maillab_var_([a-z][a-z0-9_]*)__")
+
+
+def _placeholder(match: re.Match[str]) -> str:
+    return f"__maillab_var_{match.group(1)}__"
+
+
+def _variant(
+    doc: Any,
+    text: str,
+    path: Path,
+    student: str | None,
+    chosen: Mapping[str, str] | None,
+) -> tuple[Any, tuple[Variable, ...], dict[str, str], list[Problem]]:
+    """The document of one variant: the variables read, their values drawn
+    (or ``chosen``), the file's text filled in and read again."""
+    source = str(path)
+    checker = Checker(source)
+    if "variables" in doc:
+        VARIABLES_SPEC.check(doc["variables"], value_pos(doc, "variables"), ("variables",), checker)
+    if checker.problems:
+        return doc, (), {}, sorted(checker.problems)
+    variables, problems = parse_variables(doc, source, lambda t: _UNPLACE.sub(r"${\1}", t))
+    if problems:
+        return doc, (), {}, sorted(problems)
+    values = draw_values(variables, student, str(doc.get("id") or path.stem), chosen)
+    filled, problems = substitute(text, values, source)
+    if student is None and chosen is None:
+        problems += default_problems(text, variables, source)
+    if problems:
+        return doc, variables, values, sorted(problems)
+    doc, problems = load_yaml(path, filled)
+    return doc, variables, values, problems
 
 
 # -- the model -------------------------------------------------------------
@@ -387,15 +485,13 @@ class _Meaning:
     # -- the topology --------------------------------------------------------
 
     def _load_topology(self) -> Topology | None:
-        from sim.topology import load_topology
-
         path = self.lab.topology_path
         where: FilePath = ("topology",)
         if not path.is_file():
             self.add(where, f"no topology file {path}")
             return None
         try:
-            return load_topology(path)
+            return lab_topology(self.lab)
         except TopologyError as err:
             first = err.problems[0] if err.problems else None
             more = f" (and {len(err.problems) - 1} more)" if len(err.problems) > 1 else ""

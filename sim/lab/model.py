@@ -29,6 +29,7 @@ from typing import Any, Literal
 from sim.errors import SimError
 from sim.experiments import Experiment, experiment_class
 from sim.experiments.params import from_args, params
+from sim.lab.variants import Variable
 
 __all__ = [
     "Action",
@@ -324,6 +325,11 @@ class LabDef:
     #: ``student``: written by ``maillab pack --student`` (no solutions,
     #: sealed answers); empty for a lab as its author wrote it.
     pack: str = ""
+    #: Per-student variables (sim.lab.variants), the values this variant
+    #: drew, and whose variant it is (None: the defaults, no student's).
+    variables: tuple[Variable, ...] = ()
+    values: tuple[tuple[str, str], ...] = ()
+    student: str | None = None
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

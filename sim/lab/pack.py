@@ -75,13 +75,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """A lab file as plain data (it loaded already: no positions needed)."""
+def _read(path: Path, lab: LabDef) -> dict[str, Any]:
+    """A lab file as plain data (it loaded already: no positions needed).
+
+    A lab with per-student variables (sim.lab.variants) is written as the
+    variant it was loaded as, its ``variables`` left out: a student pack
+    seals answers, and a sealed answer is one text, so the pack holds one
+    variant (the defaults), which is also what its topology file says."""
     from ruamel.yaml import YAML
 
-    doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    if lab.variables:
+        from sim.lab.variants import substitute
+
+        text, problems = substitute(text, dict(lab.values), str(path))
+        if problems:
+            raise LabFileError(problems)
+    doc = YAML(typ="safe").load(text)
     if not isinstance(doc, dict):
         raise LabFileError([Problem(str(path), 1, 1, "not a lab file")])
+    doc.pop("variables", None)
     return doc
 
 
@@ -216,7 +229,7 @@ def pack_course(
     for path, lab in zip(lab_files, labs, strict=True):
         target = out / "labs" / f"{path.stem}.yaml"
         if audience == "student":
-            doc = _read(path)
+            doc = _read(path, lab)
             doc["topology"] = lab.topology_path.stem
             target.write_text(_dump(student_lab(doc, lab, result.notes), header), encoding="utf-8")
         elif lab.topology == lab.topology_path.stem:

@@ -4,7 +4,7 @@ One JSON file (``$MAILLAB_HOME/progress.json``, else
 ``~/.local/share/maillab/progress.json``) holds every student's progress in
 every lab::
 
-    {"version": 1,
+    {"version": 1, "student": "alice",
      "students": {"alice": {"labs": {"receive-only": {
          "started": ..., "updated": ..., "completed": null,
          "steps": {"dig-mx": {"done": true, "attempts": 0, "hints": 0, "answers": []}},
@@ -28,6 +28,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.errors import LabError
+from sim.errors import ArgumentError, LabError
 
 __all__ = [
     "FileProgressStore",
@@ -43,8 +44,11 @@ __all__ = [
     "MemoryProgressStore",
     "ProgressStore",
     "StepProgress",
+    "check_student_id",
     "default_progress_path",
     "default_student",
+    "remember_student",
+    "stored_student",
 ]
 
 VERSION = 1
@@ -61,14 +65,60 @@ def default_progress_path() -> Path:
 
 
 def default_student() -> str:
-    """``$MAILLAB_STUDENT``, else the login name (one machine, several students)."""
+    """``$MAILLAB_STUDENT``, else the student id stored with the progress
+    (asked once by the TUI or a notebook), else the login name."""
     name = os.environ.get("MAILLAB_STUDENT")
     if name:
         return name
+    stored = stored_student()
+    if stored:
+        return stored
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
         return "student"
+
+
+#: A student id: what a course's roster would use (a login, a number, an
+#: e-mail address); it names the student's variants and submissions.
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+
+
+def check_student_id(text: str) -> str:
+    """``text`` as a student id, or :class:`~sim.errors.ArgumentError` saying why not."""
+    value = text.strip()
+    if not STUDENT_ID.fullmatch(value):
+        raise ArgumentError(
+            f"{text!r} is not a student id: 1 to 64 letters, digits and . _ @ + -, "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def stored_student(path: Path | None = None) -> str | None:
+    """The student id stored with the progress (None when none is)."""
+    try:
+        data = json.loads((path or default_progress_path()).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = data.get("student") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and STUDENT_ID.fullmatch(name) else None
+
+
+def remember_student(name: str, path: Path | None = None) -> str:
+    """Store ``name`` as this machine's student id (checked first); the
+    progress file keeps it beside every student's progress."""
+    student = check_student_id(name)
+    store = FileProgressStore(path, student=student)
+    try:
+        with store._locked():
+            data = store._read()
+            data["version"] = VERSION
+            data["student"] = student
+            store._write(data)
+    except OSError as err:
+        raise LabError(f"cannot save the student id to {store.path}: {err.strerror}") from None
+    return student
 
 
 def _now() -> str:

@@ -23,6 +23,7 @@ from sim.experiments.params import lab_record
 from sim.lab.actions import ACTION_SPEC
 from sim.lab.checks import PREDICATES
 from sim.lab.model import SHOW_VIEWS
+from sim.lab.variants import VARIABLES_SPEC
 from sim.spec.document import document_schema, markdown_sections
 from sim.spec.kinds import (
     SLUG,
@@ -336,6 +337,13 @@ LAB_SPEC = Record(
             Str(enum=("student",)),
             description="`student`: written by `maillab pack --student`, without solutions "
             "and with sealed answers (`maillab check` needs the instructor's copy)",
+        ),
+        "variables": Field(
+            VARIABLES_SPEC,
+            description=(
+                "per-student values written `${name}` in the rest of the file; the "
+                "topology is written with each `default` (see docs/authoring.md)"
+            ),
         ),
         "setup": Field(
             ListOf(ACTION_SPEC, min_items=1),

@@ -56,6 +56,7 @@ class MaillabApp(App[int]):
             "task_form.tcss",
             "mail_view.tcss",
             "experiment_box.tcss",
+            "student.tcss",
         )
     ]
 
@@ -73,8 +74,11 @@ class MaillabApp(App[int]):
         start_lab: LabDef | None = None,
         starter: Starter | None = None,
         theme: str | None = None,
+        ask_student: bool = False,
     ) -> None:
         super().__init__()
+        #: Ask the student id first (its first start: run_tui decides).
+        self.ask_student = ask_student
         self.labs_override = labs
         self.store: ProgressStore = store if store is not None else FileProgressStore()
         self.backend = backend
@@ -92,15 +96,35 @@ class MaillabApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(HomeScreen())
+        if self.ask_student:
+            from sim.tui.student import StudentScreen
+
+            path = self.store.path if isinstance(self.store, FileProgressStore) else None
+            self.push_screen(StudentScreen(self.store.student, path), self._student_given)
+        elif self.start_lab is not None:
+            self.open_lab(self.start_lab)
+
+    def _student_given(self, student: str | None) -> None:
+        if student:
+            self.store.student = student
+            self.notify(f"Student id: {student}", timeout=4)
         if self.start_lab is not None:
             self.open_lab(self.start_lab)
+
+    @property
+    def student(self) -> str | None:
+        """Whose variant the labs run as: the progress file's student (a
+        store kept in memory, as tests use, runs the labs as loaded)."""
+        return self.store.student if isinstance(self.store, FileProgressStore) else None
 
     # -- labs ----------------------------------------------------------------------
 
     def open_lab(self, lab: LabDef) -> None:
         """Open the lab screen (the lab starts there, in a worker)."""
-        session = TracingSession(lab, self.backend, store=self.store, starter=self.starter)
-        self.push_screen(LabScreen(lab, session))
+        session = TracingSession(
+            lab, self.backend, store=self.store, starter=self.starter, student=self.student
+        )
+        self.push_screen(LabScreen(session.definition, session))
 
     def session_started(self, session: TracingSession) -> None:
         if session not in self.sessions:
@@ -160,7 +184,15 @@ def run_tui(
     start = None
     if lab_id is not None:
         start = load_lab(find_lab(lab_id, labs_dir(labs)))
-    app = MaillabApp(labs=labs, backend=backend, start_lab=start, theme=choose_theme())
+    from sim.tui.student import needs_student
+
+    app = MaillabApp(
+        labs=labs,
+        backend=backend,
+        start_lab=start,
+        theme=choose_theme(),
+        ask_student=needs_student(),
+    )
     try:
         code = app.run()
     finally:

@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
 from sim.errors import SimError
+from sim.lab.model import LabDef
 from sim.lab.progress import FileProgressStore
 from sim.tui.confirm import ConfirmScreen
 from sim.tui.labrun import LabEntry, describe_minutes, describe_spent, load_entries
@@ -66,7 +67,28 @@ def details_markdown(entry: LabEntry) -> str:
         f"{lab.description.strip()}\n\n"
         f"**You will learn**\n\n{goals}\n\n"
         f"**Time** about {describe_minutes(lab.estimated_time)} · "
-        f"**Steps** {entry.total} · **Progress** {progress}\n"
+        f"**Steps** {entry.total} · **Progress** {progress}\n\n"
+        f"{assessed_markdown(lab)}"
+    )
+
+
+def assessed_markdown(lab: LabDef) -> str:
+    """What grading assesses in each step (sim.lab.grading), without the
+    answers: the student knows what counts before starting."""
+    from sim.lab.grading import assessed_briefly
+
+    steps = "\n".join(
+        f"{i}. {step.title}: {assessed_briefly(step)}" for i, step in enumerate(lab.steps, 1)
+    )
+    variant = (
+        "Some names and values in this lab are yours alone (drawn from your student "
+        "id), so your answers differ from your classmates'.\n\n"
+        if lab.variables
+        else ""
+    )
+    return (
+        f"**What is assessed** (graded by replaying what you did: every check runs "
+        f"again)\n\n{variant}{steps}\n"
     )
 
 
