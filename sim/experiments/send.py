@@ -22,6 +22,7 @@ same answer on both backends.
 
 from __future__ import annotations
 
+import asyncio
 import email.policy
 import email.utils
 import re
@@ -52,6 +53,9 @@ QUEUE_WAIT = 60.0
 #: How much lab time ``settle`` may advance in all (RFC 5321 §4.5.4.1
 #: suggests giving up after 4-5 days; relays here are configured likewise).
 SETTLE_LIMIT = 8 * 86400.0
+#: Real seconds a send waits for the events real daemons log (read every
+#: 0.02 s by sim.services.realmail).
+REAL_LOG_WAIT = 0.2
 _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9._-]+)")
 
 
@@ -307,8 +311,15 @@ class Send(Experiment):
         sender = self.envelope_from(ctx)
         base = SendResult(message_id=message_id, mail_from=sender, rcpts=list(self.to))
         if self.via == "direct":
-            return await self._direct(ctx, trace, data, base)
-        return await self._submit(ctx, trace, data, base)
+            result = await self._direct(ctx, trace, data, base)
+        else:
+            result = await self._submit(ctx, trace, data, base)
+        if _real_software(ctx.topology):
+            # Postfix and Dovecot report through their logs, read a moment
+            # after the reply was sent (sim.services.realmail): wait for it.
+            await asyncio.sleep(REAL_LOG_WAIT)
+            _checks(result, fresh(ctx, trace))
+        return result
 
     async def _direct(
         self, ctx: NodeContext, trace: Trace, data: bytes, result: SendResult
@@ -642,11 +653,22 @@ def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace)
         result.stage = main.get("stage")
         result.reply = main.get("reply")
         result.verdict = main.get("verdict")
+    _checks(result, trace)
+    return result
+
+
+def _checks(result: SendResult, trace: Trace) -> None:
     for event in trace.of_kind("check"):
         name, value = event.data.get("check"), event.data.get("result")
         if isinstance(name, str) and isinstance(value, str):
             result.checks[name] = value
-    return result
+
+
+def _real_software(topology: Topology) -> bool:
+    """Does any node run Postfix or Dovecot (whose events come from logs)?"""
+    return any(
+        n.services.postfix is not None or n.services.dovecot is not None for n in topology.hosts()
+    )
 
 
 def mailbox_of(

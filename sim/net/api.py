@@ -171,6 +171,12 @@ class NodeNet(ABC):
         as when a daemon stops on a running host (an MX that is down)."""
         raise NotImplementedError(f"{type(self).__name__} cannot stop a single listener")
 
+    def trace_of(self, address: str, port: int) -> str | None:
+        """The trace id of the experiment whose TCP client is ``address:port``
+        (a real daemon's log names its client so: Postfix, Dovecot); None
+        when this network cannot tell."""
+        return None
+
     @abstractmethod
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         """The lab identity of the client behind a server-side transport

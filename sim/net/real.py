@@ -44,6 +44,9 @@ class RealNodeNet(NodeNet):
         self._servers: list[asyncio.AbstractServer] = []
         self._transports: list[asyncio.BaseTransport] = []
 
+    def trace_of(self, address: str, port: int) -> str | None:
+        return self.tags.lookup(address, port)
+
     def _predict(self, dst: IPv4Address, proto: str, port: int) -> Verdict:
         return evaluate(self.network, self.node, Packet(self.address, dst, proto, port))  # type: ignore[arg-type]
 

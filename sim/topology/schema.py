@@ -1007,6 +1007,29 @@ MAILBOX = Record(
     model=model.MailboxService,
 )
 
+POSTFIX = Record(
+    "postfix",
+    "Run this host's `mx`, `submission` and `relay` with a private Postfix instance "
+    "configured from their fields (mininet backend only; see docs/postfix.md).",
+    (
+        Field(
+            "main_cf",
+            MapOf(_TEXT, _TEXT),
+            "main.cf settings written after the generated ones.",
+            default={},
+        ),
+    ),
+    model=model.PostfixService,
+)
+
+DOVECOT = Record(
+    "dovecot",
+    "Run this host's `mailbox` (IMAP, POP3), local delivery (LMTP) and the "
+    "submission service's SASL with a private Dovecot (mininet backend only).",
+    (),
+    model=model.DovecotService,
+)
+
 SERVICES = Record(
     "services",
     "What runs on a host. Each service is a mapping of its settings (`{}` for the defaults).",
@@ -1017,6 +1040,8 @@ SERVICES = Record(
         Field("submission", SUBMISSION, "A submission server (587, 465)."),
         Field("relay", RELAY, "An outbound MTA with a queue."),
         Field("mailbox", MAILBOX, "Mailboxes (IMAP)."),
+        Field("postfix", POSTFIX, "Postfix in place of mx, submission and relay (mininet)."),
+        Field("dovecot", DOVECOT, "Dovecot in place of mailbox (mininet)."),
     ),
     model=model.Services,
 )

@@ -1,0 +1,264 @@
+"""Postfix and Dovecot as nodes on mininet (issue 18): the outcome table
+with maillab's services and with the real software in their place, the
+configuration shown to the student, the host's own mail system untouched,
+and nothing left after a SIGKILL and ``maillab clean``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mininet_support import footprint, needs_mininet
+from postfix_support import PARITY, mail_software_missing, parity_topology, with_real
+
+import sim
+from sim.net import mnclean
+
+_MISSING = mail_software_missing()
+pytestmark = [
+    *needs_mininet,
+    pytest.mark.skipif(_MISSING is not None, reason=f"real mail software: {_MISSING}"),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+ALICE = {"user": "alice@home.example", "password": "secret", "mail_from": "alice@home.example"}
+
+#: The outcome table of issue 18: (row, node, send arguments, outcome, stage).
+TABLE: list[tuple[str, str, dict[str, Any], str, str | None]] = [
+    ("blocked at the ISP", "laptop", {"to": "bob@qq.example"}, "blocked", "connect"),
+    (
+        "delivered via submission, SPF pass",
+        "laptop",
+        {"to": "bob@qq.example", "via": "smtp-isp", **ALICE},
+        "delivered",
+        None,
+    ),
+    (
+        "no PTR",
+        "noptr",
+        {"to": "bob@qq.example", "mail_from": "x@home.example"},
+        "rejected",
+        "rcpt",
+    ),
+    (
+        "DNSBL listed",
+        "spammer",
+        {"to": "bob@qq.example", "mail_from": "spammer@home.example"},
+        "rejected",
+        "rcpt",
+    ),
+    (
+        "SPF fail",
+        "spoofer",
+        {"to": "bob@qq.example", "mail_from": "alice@home.example"},
+        "rejected",
+        "rcpt",
+    ),
+    (
+        "unknown user bounced with a DSN",
+        "laptop",
+        {"to": "nobody@qq.example", "via": "smtp-isp", **ALICE},
+        "bounced",
+        "rcpt",
+    ),
+    (
+        "AUTH before STARTTLS refused",
+        "laptop",
+        {"to": "bob@qq.example", "via": "smtp-isp", "tls": "none", **ALICE},
+        "rejected",
+        "auth",
+    ),
+    (
+        "open relay refused",
+        "spoofer",
+        {"to": "x@relay.example", "mail_from": "spoofer@home.example"},
+        "rejected",
+        "rcpt",
+    ),
+]
+
+#: Where the real software answers differently, and why (docs/postfix.md).
+#: row → (maillab's reply code/enhanced, Postfix's).
+DIFFERENCES = {
+    # RFC 7372 §3 gives 5.7.25 for "no PTR"; Postfix 3.7's restriction
+    # answers with the generic 5.7.1.
+    "no PTR": ("550 5.7.25", "550 5.7.1"),
+    # RFC 4954 §4 / RFC 5248: 538 5.7.11 "encryption required"; Postfix does
+    # not offer AUTH before STARTTLS at all (smtpd_tls_auth_only) and says
+    # 530 5.7.0 "Must issue a STARTTLS command first".
+    "AUTH before STARTTLS refused": ("538 5.7.11", "530 5.7.0"),
+}
+
+
+def _host_mail_state() -> dict[str, str]:
+    """Checksums of the machine's own Postfix and Dovecot configuration."""
+    out: dict[str, str] = {}
+    for root in (Path("/etc/postfix"), Path("/etc/dovecot")):
+        if not root.exists():
+            out[str(root)] = "absent"
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def _host_listens(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _host_mail_processes() -> list[int]:
+    """Postfix masters and Dovecots in the machine's own network namespace."""
+    mine = os.readlink("/proc/self/ns/net")
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{entry.name}/comm").read_text().strip()
+            netns = os.readlink(f"/proc/{entry.name}/ns/net")
+        except OSError:
+            continue
+        if comm in ("master", "dovecot", "opendkim", "opendmarc", "postgrey") and netns == mine:
+            out.append(int(entry.name))
+    return out
+
+
+def _code(reply: dict[str, Any] | None) -> str:
+    return f"{reply['code']} {reply['enhanced']}" if reply else "-"
+
+
+def _table(lab: sim.Lab) -> dict[str, tuple[str, str | None, str]]:
+    out = {}
+    for row, node, args, _, _ in TABLE:
+        result = lab.send(node, **args)
+        out[row] = (result.outcome, result.stage, _code(result.reply))
+    return out
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with sim.start(
+        parity_topology(), backend="mininet", state_dir=tmp_path_factory.mktemp("own")
+    ) as lab:
+        yield {"table": _table(lab), "dsn": len(lab.mailbox("alice@home.example"))}
+
+
+def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
+    own: dict[str, Any], tmp_path: Path
+) -> None:
+    before = _host_mail_state()
+    assert _host_mail_processes() == []
+    with sim.start(with_real(parity_topology()), backend="mininet", state_dir=tmp_path) as lab:
+        real = _table(lab)
+        # The DSN of the unknown user reached alice's Maildir (LMTP into Dovecot).
+        dsn = lab.mailbox("alice@home.example")
+        assert any(
+            m.header("Content-Type") and "report" in m.header("Content-Type")[0] for m in dsn
+        )
+        # Dovecot serves the delivered mail over IMAP, from the same Maildir.
+        read = lab.read("laptop", "bob", "bobpw", via="mx-qq")
+        assert read.ok, read
+        assert read.messages
+        # The generated configuration, each line with the field it came from.
+        shown = lab.control("mx-qq", "postfix", "config")
+        assert "reject_rbl_client zen.dnsbl.example" in shown["files"]["main.cf"]
+        sources = {s["text"].split(" = ")[0]: s["source"] for s in shown["settings"]}
+        assert "mx.checks.ptr: reject" in sources["smtpd_recipient_restrictions"]
+        assert lab.control("mx-qq", "postfix", "postconf", key="myhostname")["value"] == (
+            "mx.qq.example"
+        )
+        dovecot = lab.control("mx-qq", "dovecot", "config")
+        assert "mail_location = maildir:/var/mail/%n" in dovecot["files"]["dovecot.conf"]
+        # The machine's own mail system, while the lab runs.
+        assert _host_mail_processes() == []
+        assert not _host_listens(25) and not _host_listens(143)
+    for row, expected_outcome, expected_stage in ((r, o, s) for r, _, _, o, s in TABLE):
+        mine, theirs = own["table"][row], real[row]
+        assert mine[:2] == (expected_outcome, expected_stage), (row, mine)
+        assert theirs[:2] == mine[:2], (row, mine, theirs)
+        if row in DIFFERENCES:
+            assert (mine[2], theirs[2]) == DIFFERENCES[row], (row, mine, theirs)
+        elif mine[2] != "-" and row != "delivered via submission, SPF pass":
+            assert mine[2] == theirs[2], (row, mine, theirs)
+    assert own["dsn"] >= 1
+    # After the lab: nothing of the host's mail system touched or running.
+    assert _host_mail_state() == before
+    assert _host_mail_processes() == []
+    assert not _host_listens(25) and not _host_listens(143)
+
+
+DRIVER = textwrap.dedent("""
+    import json, sys, time
+    sys.path[:0] = [{root!r}, {tests!r}]
+    import sim
+    from postfix_support import parity_topology, with_real
+    from sim.hosting.mininet import MininetBackend
+    from pathlib import Path
+    backend = MininetBackend(with_real(parity_topology()), Path(sys.argv[1]))
+    backend.start()
+    print(json.dumps({{"run": backend.run_id}}), flush=True)
+    time.sleep(600)
+""")
+
+
+def test_sigkill_then_clean_leaves_no_postfix_nor_dovecot(tmp_path: Path) -> None:
+    before = footprint()
+    host_before = _host_mail_state()
+    state = tmp_path / "state"
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            DRIVER.format(root=str(ROOT), tests=str(ROOT / "tests")),
+            str(state),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert driver.stdout is not None
+    line = driver.stdout.readline()
+    if not line:
+        driver.wait()
+        assert driver.stderr is not None
+        raise AssertionError(f"driver failed: {driver.stderr.read()[-1000:]}")
+    run = json.loads(line)["run"]
+    masters = [
+        int(p.read_text()) for p in state.glob("*/postfix/spool/pid/master.pid") if p.exists()
+    ]
+    assert len(masters) == 2
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    mnclean.clean([run])
+    # SIGKILL is delivered at once, but a namespace is freed when its last
+    # process has been reaped: Postfix's and Dovecot's orphaned children
+    # (reparented to init) are, a moment later.
+    deadline = time.monotonic() + 10
+    while footprint().extra_namespaces(before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = footprint()
+    assert after.extra_namespaces(before) == set()
+    for pid in masters:
+        assert not Path(f"/proc/{pid}").exists(), f"Postfix master {pid} left"
+    assert _host_mail_processes() == []
+    assert _host_mail_state() == host_before
+    assert not (mnclean.run_root() / f"{run}.json").exists()
+
+
+def test_parity_topology_exists() -> None:
+    assert PARITY.exists()

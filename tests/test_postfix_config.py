@@ -1,0 +1,144 @@
+"""Postfix and Dovecot nodes without root: the configuration generated from
+the topology, the log read as trace events, and the local backend's refusal."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+from postfix_support import parity_topology, with_real
+
+import sim
+from sim.errors import BackendError
+from sim.services.dovecotconf import dovecot_config
+from sim.services.maillog import MailLogReader
+from sim.services.postfixconf import postfix_config
+from sim.topology.model import Topology
+
+
+def _config(topology: Topology, node: str) -> dict[str, str]:
+    found = next(n for n in topology.nodes if n.name == node)
+    assert found.ip is not None
+    conf = postfix_config(
+        topology,
+        found,
+        found.ip.ip,
+        dovecot=True,
+        ca_file="/ca.pem",
+        cert_file="/c.pem",
+        key_file="/c.key",
+    )
+    main = dict(s.text.split(" = ", 1) for s in conf.main)
+    main["#master"] = conf.master_cf()
+    main["#sources"] = "\n".join(f"{s.text} <- {s.source}" for s in conf.main)
+    return main
+
+
+def test_the_receiving_checks_become_smtpd_restrictions() -> None:
+    main = _config(with_real(parity_topology()), "mx-qq")
+    rules = main["smtpd_recipient_restrictions"]
+    # mx.checks: ptr, dnsbl, spf, all "reject", in the topology's order.
+    assert rules.index("reject_unauth_destination") < rules.index(
+        "reject_unknown_reverse_client_hostname"
+    )
+    assert "reject_rbl_client zen.dnsbl.example" in rules
+    assert "check_policy_service unix:private/policyd-spf" in rules
+    assert main["smtpd_relay_restrictions"].endswith("reject_unauth_destination")
+    assert main["inet_interfaces"] == "203.0.113.25"
+    assert main["myhostname"] == "mx.qq.example"
+    assert main["virtual_mailbox_domains"] == "qq.example"
+    assert main["virtual_transport"] == "lmtp:inet:127.0.0.1:24"
+    assert "reject_unknown_reverse_client_hostname <- " not in main["#sources"]
+    assert "mx.checks.ptr: reject" in main["#sources"]
+    # No daemon chrooted (the fifth column of master.cf), and the SPF policy
+    # service spawned from master.cf.
+    for line in main["#master"].splitlines()[1:]:
+        assert line.split()[4] == "n", line
+    assert "/usr/bin/policyd-spf" in main["#master"]
+    assert "203.0.113.25:25 inet" in main["#master"]
+
+
+def test_a_check_that_does_not_reject_only_warns(tmp_path: Path) -> None:
+    text = (Path(__file__).parent / "data" / "postfix-parity.yaml").read_text()
+    path = tmp_path / "warn.yaml"
+    path.write_text(text.replace("ptr: reject", "ptr: header"))
+    main = _config(with_real(sim.load_topology(path)), "mx-qq")
+    rules = main["smtpd_recipient_restrictions"]
+    assert "warn_if_reject reject_unknown_reverse_client_hostname" in rules
+
+
+def test_submission_and_relay_settings() -> None:
+    main = _config(with_real(parity_topology()), "smtp-isp")
+    assert "192.0.2.25:587 inet" in main["#master"]
+    assert "smtpd_tls_auth_only=yes" in main["#master"]
+    assert "smtpd_tls_wrappermode=yes" in main["#master"]
+    assert main["smtpd_sasl_type"] == "dovecot"
+    # relay.retry: [5m, 30m, 2h] at time_scale 60 → 5 s and 120 s of real time.
+    assert main["minimal_backoff_time"] == "5s"
+    assert main["maximal_backoff_time"] == "120s"
+
+
+def test_dovecot_users_and_maildirs() -> None:
+    topology = with_real(parity_topology())
+    node = next(n for n in topology.nodes if n.name == "mx-qq")
+    conf = dovecot_config(node, IPv4Address("203.0.113.25"), cert_file="/c", key_file="/k")
+    text = "\n".join(s.text for s in conf.main)
+    assert "mail_location = maildir:/var/mail/%n" in text
+    assert "port = 24" in text and "port = 12345" in text
+    assert conf.tables["users"].splitlines() == ["bob:bobpw", "bob@qq.example:bobpw"]
+
+
+LOG = """\
+Dec 06 11:15:59 mx postfix/smtpd[31095]: connect from unknown[203.0.113.66]:44035
+Dec 06 11:16:00 mx postfix/smtpd[31095]: NOQUEUE: reject: RCPT from unknown[203.0.113.66]:44035: \
+550 5.7.1 Client host rejected: cannot find your reverse hostname, [203.0.113.66]; \
+from=<x@home.example> to=<bob@qq.example> proto=ESMTP helo=<noptr.home.example>
+Dec 06 11:16:00 mx postfix/smtpd[31095]: disconnect from unknown[203.0.113.66]:44035 ehlo=2
+Dec 06 11:16:01 smtp postfix/submission/smtpd[7]: connect from x[198.51.100.200]:41183
+Dec 06 11:16:01 smtp postfix/submission/smtpd[7]: 4A1B2C3D4E: client=x[198.51.100.200]:41183, \
+sasl_method=PLAIN, sasl_username=alice@home.example
+Dec 06 11:16:02 smtp postfix/smtp[9]: 4A1B2C3D4E: to=<nobody@qq.example>, \
+relay=mx.qq.example[203.0.113.25]:25, delay=0.2, delays=0/0/0.1/0, dsn=5.1.1, status=bounced \
+(host mx.qq.example[203.0.113.25] said: 550 5.1.1 <nobody@qq.example>: Recipient address \
+rejected: User unknown in virtual mailbox table (in reply to RCPT TO command))
+Dec 06 11:16:02 smtp postfix/bounce[10]: 4A1B2C3D4E: sender non-delivery notification: 5B2C3D4E5F
+Dec 06 11:16:02 smtp postfix/lmtp[11]: 5B2C3D4E5F: to=<alice@home.example>, \
+relay=127.0.0.1[127.0.0.1]:24, delay=0.1, delays=0/0/0/0, dsn=2.0.0, status=sent \
+(250 2.0.0 <alice@home.example> abc Saved)
+Dec 06 11:16:03 imap-login: Info: Login: user=<bob>, method=PLAIN, rip=198.51.100.200, \
+rport=50000, lip=203.0.113.25, mpid=12, TLS
+"""
+
+
+def test_log_lines_become_the_events_maillab_services_emit() -> None:
+    tags = {("203.0.113.66", 44035): "t-ptr", ("198.51.100.200", 41183): "t-sub"}
+    tags[("198.51.100.200", 50000)] = "t-imap"
+    reader = MailLogReader(lambda ip, port: tags.get((ip, port)))
+    events = [e for line in LOG.splitlines() for e in reader.feed(line)]
+    by_kind = [(e.trace_id, e.kind, e.data.get("event") or e.data.get("check")) for e in events]
+    assert by_kind == [
+        ("t-ptr", "check", "ptr"),
+        ("t-ptr", "smtp", None),
+        ("t-sub", "queue", "bounced"),
+        ("t-sub", "queue", "dsn"),
+        ("t-sub", "queue", "delivered"),
+        ("t-sub", "delivery", None),
+        ("t-imap", "imap", "login"),
+    ]
+    bounced = events[2].data
+    assert bounced["stage"] == "rcpt" and bounced["rcpt"] == "nobody@qq.example"
+    assert bounced["reply"]["code"] == 550 and bounced["reply"]["enhanced"] == "5.1.1"
+    assert "in reply to" not in bounced["reply"]["text"]
+    # The DSN's own queue events are marked, so a send does not mistake them
+    # for the message's fate.
+    assert events[4].data["dsn"] is True and events[5].data["mailbox"] == "alice@home.example"
+
+
+def test_the_local_backend_refuses_real_software_in_one_line(tmp_path: Path) -> None:
+    topology = with_real(parity_topology())
+    with pytest.raises(BackendError) as err:
+        sim.start(topology, backend="local", state_dir=tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "runs only on the mininet backend, not on local" in message
