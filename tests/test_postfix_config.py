@@ -142,3 +142,43 @@ def test_the_local_backend_refuses_real_software_in_one_line(tmp_path: Path) -> 
     message = str(err.value)
     assert "\n" not in message
     assert "runs only on the mininet backend, not on local" in message
+
+
+def _real_yaml(tmp_path: Path) -> Path:
+    text = (Path(__file__).parent / "data" / "postfix-parity.yaml").read_text()
+    marker = "          bob: bobpw\n"
+    path = tmp_path / "real.yaml"
+    path.write_text(text.replace(marker, marker + "      postfix: {}\n      dovecot: {}\n"))
+    return path
+
+
+def test_validate_with_backend_local_names_the_line(tmp_path: Path) -> None:
+    from sim.validation import validate_path
+
+    path = _real_yaml(tmp_path)
+    assert validate_path(path) == []
+    assert validate_path(path, "mininet") == []
+    [problem] = validate_path(path, "local")
+    assert problem.message.startswith("mx-qq: the postfix service runs only on the mininet")
+    assert path.read_text().splitlines()[problem.line - 1].strip() == "postfix: {}"
+
+
+def test_the_command_line_refuses_with_exit_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = _real_yaml(tmp_path)
+    for argv in (
+        ["validate", str(path), "--backend", "local"],
+        ["send", str(path), "--from", "noptr", "--to", "bob@qq.example", "--backend", "local"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "sim.cli", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 2, done
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        assert len(lines) == 1 and "runs only on the mininet backend" in lines[0], lines
