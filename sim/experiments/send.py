@@ -22,7 +22,6 @@ same answer on both backends.
 
 from __future__ import annotations
 
-import asyncio
 import email.policy
 import email.utils
 import re
@@ -317,6 +316,8 @@ class Send(Experiment):
         if _real_software(ctx.topology):
             # Postfix and Dovecot report through their logs, read a moment
             # after the reply was sent (sim.services.realmail): wait for it.
+            import asyncio  # here: the command line's parser imports this module
+
             await asyncio.sleep(REAL_LOG_WAIT)
             _checks(result, fresh(ctx, trace))
         return result
