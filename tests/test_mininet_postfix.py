@@ -38,7 +38,7 @@ ALICE = {"user": "alice@home.example", "password": "secret", "mail_from": "alice
 TABLE: list[tuple[str, str, dict[str, Any], str, str | None]] = [
     ("blocked at the ISP", "laptop", {"to": "bob@qq.example"}, "blocked", "connect"),
     (
-        "delivered via submission, SPF pass",
+        "delivered via submission, SPF/DKIM/DMARC pass",
         "laptop",
         {"to": "bob@qq.example", "via": "smtp-isp", **ALICE},
         "delivered",
@@ -80,6 +80,17 @@ TABLE: list[tuple[str, str, dict[str, Any], str, str | None]] = [
         "auth",
     ),
     (
+        "DMARC p=reject spoof",
+        "spoofer",
+        {
+            "to": "bob@qq.example",
+            "mail_from": "x@evil.example",
+            "from_header": "alice@home.example",
+        },
+        "rejected",
+        "data",
+    ),
+    (
         "open relay refused",
         "spoofer",
         {"to": "x@relay.example", "mail_from": "spoofer@home.example"},
@@ -98,6 +109,9 @@ DIFFERENCES = {
     # not offer AUTH before STARTTLS at all (smtpd_tls_auth_only) and says
     # 530 5.7.0 "Must issue a STARTTLS command first".
     "AUTH before STARTTLS refused": ("538 5.7.11", "530 5.7.0"),
+    # RFC 7372 §3.2: 5.7.26 "multiple authentication checks failed" for a
+    # DMARC failure; OpenDMARC 1.4 answers with the generic 5.7.1.
+    "DMARC p=reject spoof": ("550 5.7.26", "550 5.7.1"),
 }
 
 
@@ -141,11 +155,17 @@ def _code(reply: dict[str, Any] | None) -> str:
     return f"{reply['code']} {reply['enhanced']}" if reply else "-"
 
 
-def _table(lab: sim.Lab) -> dict[str, tuple[str, str | None, str]]:
+#: The checks whose verdicts both report for the delivered message (maillab's
+#: MX also reports ptr and dnsbl passes; Postfix logs only refusals).
+AUTH_CHECKS = ("spf", "dkim", "dmarc")
+
+
+def _table(lab: sim.Lab) -> dict[str, tuple[str, str | None, str, dict[str, str]]]:
     out = {}
     for row, node, args, _, _ in TABLE:
         result = lab.send(node, **args)
-        out[row] = (result.outcome, result.stage, _code(result.reply))
+        checks = {k: v for k, v in result.checks.items() if k in AUTH_CHECKS}
+        out[row] = (result.outcome, result.stage, _code(result.reply), checks)
     return out
 
 
@@ -190,9 +210,13 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
         mine, theirs = own["table"][row], real[row]
         assert mine[:2] == (expected_outcome, expected_stage), (row, mine)
         assert theirs[:2] == mine[:2], (row, mine, theirs)
+        if row == "delivered via submission, SPF/DKIM/DMARC pass":
+            # SPF, DKIM (OpenDKIM signed at the ISP, verified at the MX) and
+            # DMARC pass on both.
+            assert mine[3] == theirs[3] == {"spf": "pass", "dkim": "pass", "dmarc": "pass"}
         if row in DIFFERENCES:
             assert (mine[2], theirs[2]) == DIFFERENCES[row], (row, mine, theirs)
-        elif mine[2] != "-" and row != "delivered via submission, SPF pass":
+        elif mine[2] != "-" and row != "delivered via submission, SPF/DKIM/DMARC pass":
             assert mine[2] == theirs[2], (row, mine, theirs)
     assert own["dsn"] >= 1
     # After the lab: nothing of the host's mail system touched or running.

@@ -182,3 +182,60 @@ def test_the_command_line_refuses_with_exit_2(tmp_path: Path) -> None:
         assert done.returncode == 2, done
         lines = (done.stdout + done.stderr).strip().splitlines()
         assert len(lines) == 1 and "runs only on the mininet backend" in lines[0], lines
+
+
+def test_a_message_relayed_from_another_node_is_known_by_its_message_id() -> None:
+    lines = [
+        "Dec 06 11:16:01 mx postfix/smtpd[5]: connect from smtp.home.example[192.0.2.25]:57175",
+        "Dec 06 11:16:01 mx postfix/smtpd[5]: DF39622CCA5: client=smtp.home.example"
+        "[192.0.2.25]:57175",
+        "Dec 06 11:16:01 mx postfix/cleanup[6]: DF39622CCA5: message-id=<m1@home.example>",
+        "Dec 06 11:16:01 mx postfix/lmtp[8]: DF39622CCA5: to=<bob@qq.example>, "
+        "relay=127.0.0.1[127.0.0.1]:24, delay=0.1, delays=0/0/0/0, dsn=2.0.0, status=sent "
+        "(250 2.0.0 <bob@qq.example> abc Saved)",
+    ]
+    reader = MailLogReader(lambda ip, port: None, {"m1@home.example": "t-1"}.get)
+    events = [e for line in lines for e in reader.feed(line)]
+    assert [(e.trace_id, e.kind) for e in events] == [("t-1", "queue"), ("t-1", "delivery")]
+
+
+def test_dkim_signing_and_dmarc_become_milters() -> None:
+    topology = with_real(parity_topology())
+    isp = next(n for n in topology.nodes if n.name == "smtp-isp")
+    assert isp.ip is not None
+    conf = postfix_config(
+        topology, isp, isp.ip.ip, dovecot=True, ca_file="/ca", cert_file="/c", key_file="/k"
+    )
+    assert "Mode s\n" in conf.tables["opendkim.conf"]
+    assert "Nameservers 198.51.100.53" in conf.tables["opendkim.conf"]
+    assert conf.tables["dkim/signingtable"] == "*@home.example mail2026._domainkey.home.example\n"
+    main = _config(topology, "mx-qq")
+    assert main["smtpd_milters"] == "inet:127.0.0.1:8891, inet:127.0.0.1:8893"
+    assert "mx.checks.dmarc: policy" in main["#sources"]
+
+
+def test_verdicts_in_a_stored_header_become_checks() -> None:
+    from sim.services.maillog import header_verdicts
+
+    head = (
+        "Authentication-Results: mx.qq.example; dmarc=fail (p=reject dis=none) "
+        "header.from=home.example\n"
+        "Authentication-Results: mx.qq.example;\n\tdkim=pass (2048-bit key) header.d=home.example\n"
+        "Received-SPF: Pass (mailfrom) identity=mailfrom; client-ip=192.0.2.25\n"
+        "Subject: hi"
+    )
+    verdicts = {check: result for check, result, _ in header_verdicts(head)}
+    assert verdicts == {"spf": "pass", "dmarc": "fail", "dkim": "pass"}
+
+
+def test_a_milter_refusal_is_a_data_stage_rejection() -> None:
+    reader = MailLogReader(lambda ip, port: None)
+    reader.queue["831ED22D012"] = "t-1"
+    line = (
+        "Dec 06 11:28:22 mx postfix/cleanup[27441]: 831ED22D012: milter-reject: END-OF-MESSAGE "
+        "from spoofer.home.example[203.0.113.77]: 5.7.1 rejected by DMARC policy for "
+        "home.example; from=<x@evil.example> to=<bob@qq.example> proto=ESMTP helo=<s>"
+    )
+    check, smtp = reader.feed(line)
+    assert (check.trace_id, check.data["check"], check.data["result"]) == ("t-1", "dmarc", "fail")
+    assert smtp.data["stage"] == "data" and smtp.data["code"] == 550

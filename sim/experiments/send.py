@@ -309,6 +309,10 @@ class Send(Experiment):
         data, message_id = self.build(ctx)
         sender = self.envelope_from(ctx)
         base = SendResult(message_id=message_id, mail_from=sender, rcpts=list(self.to))
+        if message_id:
+            # Real MTAs (Postfix) log the Message-ID on every hop: the trace
+            # follows the message there too.
+            ctx.net.tag_message(message_id, trace.id)
         if self.via == "direct":
             result = await self._direct(ctx, trace, data, base)
         else:

@@ -177,6 +177,15 @@ class NodeNet(ABC):
         when this network cannot tell."""
         return None
 
+    def tag_message(self, message_id: str, trace_id: str) -> None:
+        """Say that the message ``message_id`` belongs to ``trace_id``: a real
+        MTA on another node logs it when a relay hands the message on."""
+        return None
+
+    def trace_of_message(self, message_id: str) -> str | None:
+        """The trace id a message was tagged with (:meth:`tag_message`)."""
+        return None
+
     @abstractmethod
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         """The lab identity of the client behind a server-side transport

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LogEvent", "MailLogReader", "parse_reply"]
+__all__ = ["LogEvent", "MailLogReader", "header_verdicts", "parse_reply"]
 
 #: ``Mon DD HH:MM:SS host program[pid]: text`` (maillog_file and Dovecot's
 #: log_path share the time stamp; Dovecot has no host name nor pid there).
@@ -43,8 +43,9 @@ _DOVECOT = re.compile(
 _CLIENT = re.compile(r"(?P<name>[^\s\[]*)\[(?P<ip>[\d.]+)\]:(?P<port>\d+)")
 _QID = r"(?P<qid>[0-9A-F]{6,}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,})"
 _REJECT = re.compile(
-    r"^(?:NOQUEUE|" + _QID + r"): (?P<what>reject|reject_warning): (?P<cmd>[A-Z]+) from "
-    r"(?P<client>\S+): (?P<code>\d{3}) (?:(?P<enh>\d\.\d{1,3}\.\d{1,3}) )?(?P<text>.*?); "
+    r"^(?:NOQUEUE|" + _QID + r"): (?P<what>reject|reject_warning|milter-reject): "
+    r"(?P<cmd>[A-Z-]+) from (?P<client>\S+): (?:(?P<code>\d{3}) )?"
+    r"(?:(?P<enh>\d\.\d{1,3}\.\d{1,3}) )?(?P<text>.*?); "
     r"(?P<rest>from=<[^>]*>.*)$"
 )
 _STATUS = re.compile(
@@ -52,6 +53,7 @@ _STATUS = re.compile(
     r"dsn=(?P<dsn>[\d.]+), status=(?P<status>sent|deferred|bounced) \((?P<why>.*)\)$"
 )
 _CLIENT_LINE = re.compile(r"^" + _QID + r": client=(?P<client>\S+?)(?:,|$)")
+_MESSAGE_ID = re.compile(r"^" + _QID + r": message-id=<?(?P<mid>[^>\s]*)>?$")
 _NDR = re.compile(r"^" + _QID + r": sender (?:non-delivery|delay) notification: (?P<new>\S+)$")
 _REPLY = re.compile(r"(?P<code>[2-5]\d\d)[ -](?:(?P<enh>[2-5]\.\d{1,3}\.\d{1,3}) )?(?P<text>.*)")
 _IN_REPLY = re.compile(r"\(in reply to (?P<cmd>[A-Z ]+?) command\)")
@@ -69,6 +71,7 @@ _STAGES = {
     "RCPT": "rcpt",
     "MAIL": "mail",
     "AUTH": "auth",
+    "END-OF-MESSAGE": "data",
 }
 
 #: Which receiving check a reply text comes from (the restriction's words).
@@ -79,6 +82,7 @@ _CHECK_TEXTS = (
     ("blocked using", "dnsbl", "listed"),
     ("SPF fail", "spf", "fail"),
     ("Received-SPF: Fail", "spf", "fail"),
+    ("rejected by DMARC policy", "dmarc", "fail"),
     ("Relay access denied", "relay", "refused"),
     ("User unknown", "rcpt", "unknown"),
 )
@@ -109,8 +113,11 @@ class MailLogReader:
     """Turns log lines into :class:`LogEvent` (state: which smtpd process and
     which queue id belong to which experiment)."""
 
-    def __init__(self, lookup: Lookup) -> None:
+    def __init__(
+        self, lookup: Lookup, lookup_message: Callable[[str], str | None] | None = None
+    ) -> None:
         self.lookup = lookup
+        self.lookup_message = lookup_message or (lambda _: None)
         self.sessions: dict[str, str | None] = {}  # smtpd pid → trace id
         self.queue: dict[str, str | None] = {}  # queue id → trace id
         self.dsn: set[str] = set()  # queue ids of bounces (DSNs) Postfix sent
@@ -143,6 +150,12 @@ class MailLogReader:
             trace = self.sessions.get(pid) or self._client_trace(m["client"])
             self.queue[m["qid"]] = trace
             return
+        m = _MESSAGE_ID.match(msg)
+        if m is not None:
+            # A message another node's relay handed on: known by its Message-ID.
+            if self.queue.get(m["qid"]) is None:
+                self.queue[m["qid"]] = self.lookup_message(m["mid"])
+            return
         m = _REJECT.match(msg)
         if m is not None:
             yield from self._reject(pid, m)
@@ -166,7 +179,11 @@ class MailLogReader:
         trace = self.sessions.get(pid)
         if trace is None:
             trace = self._client_trace(m["client"])
-        reply = {"code": int(m["code"]), "enhanced": m["enh"], "text": m["text"]}
+        if trace is None and m["qid"]:
+            trace = self.queue.get(m["qid"])  # a milter's refusal, logged by cleanup
+        enhanced = m["enh"]
+        code = int(m["code"]) if m["code"] else (550 if (enhanced or "5").startswith("5") else 451)
+        reply = {"code": code, "enhanced": enhanced, "text": m["text"]}
         stage = _STAGES.get(m["cmd"], m["cmd"].lower())
         warn = m["what"] == "reject_warning"
         for text, check, result in _CHECK_TEXTS:
@@ -188,7 +205,7 @@ class MailLogReader:
             yield LogEvent(
                 trace,
                 "smtp",
-                f"postfix smtpd: {m['cmd']} refused: {m['code']} {m['enh'] or ''} {m['text']}",
+                f"postfix: {m['cmd']} refused: {code} {enhanced or ''} {m['text']}",
                 {"role": "server", "stage": stage, **reply, "software": "postfix"},
             )
 
@@ -249,3 +266,26 @@ class MailLogReader:
             f"dovecot {prog}: login as {m['user']}",
             {"role": "server", "event": "login", "user": m["user"], "software": "dovecot"},
         )
+
+
+_AR_METHOD = re.compile(r"\b(?P<method>spf|dkim|dmarc)=(?P<result>[a-z]+)(?P<rest>[^;]*)")
+
+
+def header_verdicts(head: str) -> list[tuple[str, str, str]]:
+    """(check, result, text) from a stored message's header section: the
+    Authentication-Results fields (RFC 8601) OpenDKIM and OpenDMARC add and
+    the Received-SPF field (RFC 7208 §9.1) policyd-spf prepends. The first
+    (topmost: added here) verdict of each method counts."""
+    import email
+    import email.policy
+
+    message = email.message_from_string(head + "\n\n", policy=email.policy.compat32)
+    found: dict[str, tuple[str, str]] = {}
+    for value in message.get_all("Received-SPF", []):
+        text = " ".join(str(value).split())
+        found.setdefault("spf", (text.split(" ", 1)[0].lower(), text[:120]))
+    for value in message.get_all("Authentication-Results", []):
+        text = " ".join(str(value).split())
+        for match in _AR_METHOD.finditer(text):
+            found.setdefault(match["method"], (match["result"], f"{match.group(0).strip()}"[:120]))
+    return [(check, result, text) for check, (result, text) in found.items()]

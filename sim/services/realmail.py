@@ -41,7 +41,7 @@ from sim.net.api import Endpoint
 from sim.services.base import NodeContext, Service
 from sim.services.dovecotconf import DOVECOT_LOG, dovecot_config
 from sim.services.maildir import mail_root
-from sim.services.maillog import MailLogReader
+from sim.services.maillog import LogEvent, MailLogReader, header_verdicts
 from sim.services.postfixconf import MAILLOG, PostfixConfig, postfix_config
 
 __all__ = ["DovecotNode", "PostfixNode", "private_namespace"]
@@ -127,9 +127,11 @@ class _Daemon(Service):
         super().__init__(ctx)
         self.address = ctx.network.address_of(ctx.node.name)
         self.proc: subprocess.Popen[bytes] | None = None
+        #: Helpers started beside the daemon (OpenDKIM, OpenDMARC).
+        self.helpers: list[subprocess.Popen[bytes]] = []
         self.config: PostfixConfig | None = None
         self._tail: asyncio.Task[None] | None = None
-        self.reader = MailLogReader(ctx.net.trace_of)
+        self.reader = MailLogReader(ctx.net.trace_of, ctx.net.trace_of_message)
 
     @property
     def base(self) -> Path:
@@ -159,14 +161,13 @@ class _Daemon(Service):
         cert, key = self.ctx.ca.issue(list(dict.fromkeys(names)))
         return str(cert), str(key)
 
-    def spawn(self, argv: list[str]) -> None:
+    def spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
         out = open(self.base / "daemon.out", "ab")  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/"
-            )
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/")
         finally:
             out.close()
+        return proc
 
     def follow_log(self, path: Path) -> None:
         path.touch(exist_ok=True)
@@ -187,6 +188,7 @@ class _Daemon(Service):
             for line in lines:
                 for event in self.reader.feed(line):
                     self.ctx.emit(event.trace_id, event.kind, event.summary, **event.data)
+                    self.after_event(event)
 
     async def flush_log(self) -> None:
         """Give the log reader a moment to catch up (tests, control commands)."""
@@ -197,8 +199,9 @@ class _Daemon(Service):
             self._tail.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._tail
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
+        for proc in (self.proc, *self.helpers):
+            if proc is None or proc.poll() is not None:
+                continue
             # Ours, by its pid: the master stops its children itself.
             proc.send_signal(signal.SIGTERM)
             loop = asyncio.get_running_loop()
@@ -207,6 +210,10 @@ class _Daemon(Service):
             except TimeoutError:
                 proc.kill()
                 await loop.run_in_executor(None, proc.wait)
+
+    def after_event(self, event: LogEvent) -> None:
+        """Follow-up of one event (PostfixNode reads a stored message's verdicts)."""
+        return None
 
     def shown(self) -> dict[str, Any]:
         """The generated files and, per line, the topology field behind it."""
@@ -257,6 +264,7 @@ class PostfixNode(_Daemon):
             directory.chmod(0o755)
         _chown(lib, "postfix")
         for name, text in conf.files().items():
+            (etc / name).parent.mkdir(parents=True, exist_ok=True)
             (etc / name).write_text(text)
         # What post-install needs beside main.cf and master.cf (Debian's files).
         for extra in ("postfix-files", "postfix-script", "post-install", "dynamicmaps.cf"):
@@ -273,7 +281,8 @@ class PostfixNode(_Daemon):
         _chown(Path(MAILLOG), "postfix")
         _run(["postfix", "check"], f"{node.name}: postfix")
         daemon_dir = _run(["postconf", "-h", "daemon_directory"], "postconf").strip()
-        self.spawn([f"{daemon_dir}/master", "-d"])
+        self.start_milters(conf, etc)
+        self.proc = self.spawn([f"{daemon_dir}/master", "-d"])
         deadline = time.monotonic() + START_TIMEOUT
         endpoints: list[Endpoint] = []
         ports: list[tuple[str, int]] = []
@@ -291,6 +300,53 @@ class PostfixNode(_Daemon):
                 ) from None
             endpoints.append(Endpoint(node.name, label, "tcp", f"{self.address}:{port}"))
         return endpoints
+
+    def start_milters(self, conf: PostfixConfig, etc: Path) -> None:
+        """OpenDKIM and OpenDMARC, when the topology asks for them, listening
+        before Postfix starts (a milter that is down lets mail through)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        if "dkim/keytable" in conf.tables:
+            keys = etc / "dkim"
+            for source in (self.ctx.state_dir / "dkim").glob("*._domainkey.*.pem"):
+                target = keys / source.name
+                shutil.copyfile(source, target)
+                target.chmod(0o600)
+                _chown(target, "opendkim")
+        if "opendkim.conf" in conf.tables:
+            self.helpers.append(self.spawn(["opendkim", "-f", "-x", "/etc/postfix/opendkim.conf"]))
+            _wait_listening("127.0.0.1", 8891, deadline)
+        if "opendmarc.conf" in conf.tables:
+            self.helpers.append(
+                self.spawn(["opendmarc", "-f", "-c", "/etc/postfix/opendmarc.conf"])
+            )
+            _wait_listening("127.0.0.1", 8893, deadline)
+
+    def after_event(self, event: LogEvent) -> None:
+        """A message stored here: the verdicts the milters and the SPF policy
+        service wrote into its header (Authentication-Results, RFC 8601;
+        Received-SPF, RFC 7208 §9.1) become check events, as maillab's MX
+        emits them."""
+        if event.kind != "delivery" or event.data.get("dsn"):
+            return
+        user = str(event.data.get("user", ""))
+        new = mail_root(self.ctx.state_dir, self.ctx.node.name) / user / "new"
+        try:
+            newest = max(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+            head = newest.read_bytes().split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        except (OSError, ValueError):
+            return
+        assert self.config is not None
+        for check, result, text in header_verdicts(head.decode("utf-8", "replace")):
+            self.ctx.emit(
+                event.trace_id,
+                "check",
+                f"postfix: {check} {result} ({text})",
+                check=check,
+                result=result,
+                action="header",
+                stage="data",
+                software="postfix",
+            )
 
     def _tail_text(self, path: Path) -> str:
         try:
@@ -351,7 +407,7 @@ class DovecotNode(_Daemon):
         bind(lib, "/var/lib/dovecot")
         bind(mail, "/var/mail")
         _run(["doveconf", "-n"], f"{node.name}: dovecot configuration")
-        self.spawn(["dovecot", "-F"])
+        self.proc = self.spawn(["dovecot", "-F"])
         deadline = time.monotonic() + START_TIMEOUT
         endpoints: list[Endpoint] = []
         for label, host, port in (
