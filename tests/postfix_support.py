@@ -14,7 +14,7 @@ __all__ = ["PARITY", "REAL_NODES", "mail_software_missing", "parity_topology", "
 
 PARITY = Path(__file__).resolve().parent / "data" / "postfix-parity.yaml"
 #: The nodes whose mx/submission/relay/mailbox Postfix and Dovecot take over.
-REAL_NODES = ("mx-qq", "smtp-isp")
+REAL_NODES = ("mx-qq", "smtp-isp", "mx-grey")
 
 _PROGRAMS = {
     "postfix": "postfix",

@@ -83,6 +83,7 @@ _CHECK_TEXTS = (
     ("SPF fail", "spf", "fail"),
     ("Received-SPF: Fail", "spf", "fail"),
     ("rejected by DMARC policy", "dmarc", "fail"),
+    ("Greylisted", "greylist", "deferred"),
     ("Relay access denied", "relay", "refused"),
     ("User unknown", "rcpt", "unknown"),
 )

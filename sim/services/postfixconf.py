@@ -26,8 +26,10 @@ __all__ = [
     "DOVECOT_AUTH",
     "DOVECOT_LMTP",
     "MAILLOG",
+    "POSTGREY",
     "PostfixConfig",
     "Setting",
+    "greylist_delay",
     "postfix_config",
 ]
 
@@ -42,6 +44,7 @@ DKIM_KEYS = "/etc/postfix/dkim"
 #: The milters' sockets on the node's loopback (Debian's usual ports).
 OPENDKIM = "inet:127.0.0.1:8891"
 OPENDMARC = "inet:127.0.0.1:8893"
+POSTGREY = "inet:127.0.0.1:10023"
 #: uid/gid that own the Maildirs (Debian's ``mail`` user).
 MAIL_USER = "mail"
 
@@ -121,6 +124,14 @@ _RESTRICTIONS = {
     # A HELO name that is not a resolvable host name.
     "helo": "reject_unknown_helo_hostname",
 }
+
+
+def greylist_delay(topology: Topology, node: Node) -> int | None:
+    """postgrey's --delay (real seconds) for ``node``'s ``mx.greylist``."""
+    mx = node.services.mx
+    if mx is None or mx.greylist is None:
+        return None
+    return max(1, round(mx.greylist / topology.settings.time_scale))
 
 
 def _seconds(lab_seconds: float, scale: float) -> str:
@@ -224,6 +235,11 @@ def postfix_config(
                 spf_action = action
                 restrictions.append("check_policy_service unix:private/policyd-spf")
                 sources.append(src)
+    if mx is not None and mx.greylist is not None:
+        # postgrey (a policy service): 450 for a new (client, sender,
+        # recipient) until the delay has passed, in Postfix's real seconds.
+        restrictions.append(f"check_policy_service {POSTGREY}")
+        sources.append(f"mx.greylist ({_seconds(mx.greylist, scale)} real: postgrey --delay)")
     # Postfix 3's default here is defer_unauth_destination (a 4xx): refuse
     # for good, as maillab's MX does (554 5.7.1 relay access denied).
     conf.set(

@@ -42,7 +42,13 @@ from sim.services.base import NodeContext, Service
 from sim.services.dovecotconf import DOVECOT_LOG, dovecot_config
 from sim.services.maildir import mail_root
 from sim.services.maillog import LogEvent, MailLogReader, header_verdicts
-from sim.services.postfixconf import MAILLOG, PostfixConfig, postfix_config
+from sim.services.postfixconf import (
+    MAILLOG,
+    POSTGREY,
+    PostfixConfig,
+    greylist_delay,
+    postfix_config,
+)
 
 __all__ = ["DovecotNode", "PostfixNode", "private_namespace"]
 
@@ -315,6 +321,24 @@ class PostfixNode(_Daemon):
         if "opendkim.conf" in conf.tables:
             self.helpers.append(self.spawn(["opendkim", "-f", "-x", "/etc/postfix/opendkim.conf"]))
             _wait_listening("127.0.0.1", 8891, deadline)
+        delay = greylist_delay(self.ctx.topology, self.ctx.node)
+        if delay is not None:
+            db = Path("/var/lib/postfix/postgrey")
+            db.mkdir(exist_ok=True)
+            _chown(db, "postgrey")
+            self.helpers.append(
+                self.spawn(
+                    [
+                        "postgrey",
+                        f"--inet={POSTGREY.removeprefix('inet:')}",
+                        f"--dbdir={db}",
+                        f"--delay={delay}",
+                        "--user=postgrey",
+                        "--group=postgrey",
+                    ]
+                )
+            )
+            _wait_listening("127.0.0.1", int(POSTGREY.rpartition(":")[2]), deadline)
         if "opendmarc.conf" in conf.tables:
             self.helpers.append(
                 self.spawn(["opendmarc", "-f", "-c", "/etc/postfix/opendmarc.conf"])
