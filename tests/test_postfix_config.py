@@ -239,3 +239,14 @@ def test_a_milter_refusal_is_a_data_stage_rejection() -> None:
     check, smtp = reader.feed(line)
     assert (check.trace_id, check.data["check"], check.data["result"]) == ("t-1", "dmarc", "fail")
     assert smtp.data["stage"] == "data" and smtp.data["code"] == 550
+
+
+def test_the_postfix_set_action_needs_a_postfix_node() -> None:
+    from sim.lab.actions import action_from_data, action_problems
+
+    topology = with_real(parity_topology())
+    ok = action_from_data({"postfix_set": {"node": "mx-qq", "key": "relayhost", "value": ""}})
+    assert action_problems(ok, topology) == []
+    wrong = action_from_data({"postfix_set": {"node": "ns", "key": "relayhost", "value": ""}})
+    [(where, message)] = action_problems(wrong, topology)
+    assert where == ("node",) and "runs no postfix service" in message

@@ -25,7 +25,7 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from ipaddress import IPv4Address
@@ -55,6 +55,8 @@ SETTLE_LIMIT = 8 * 86400.0
 #: Real seconds a send waits for the events real daemons log (read every
 #: 0.02 s by sim.services.realmail).
 REAL_LOG_WAIT = 0.2
+#: Real seconds a send waits for a Postfix MX to store what it queued.
+REAL_DELIVERY_WAIT = 10.0
 _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9._-]+)")
 
 
@@ -323,6 +325,11 @@ class Send(Experiment):
             import asyncio  # here: the command line's parser imports this module
 
             await asyncio.sleep(REAL_LOG_WAIT)
+            if result.outcome in ("delivered", "junk"):
+                # A Postfix MX's 250 means "queued"; the message is in the
+                # mailbox once its LMTP delivery is logged: wait for that.
+                for rcpt in result.rcpts:
+                    await ctx.hub.wait_for(trace.id, _stored_for(rcpt), REAL_DELIVERY_WAIT)
             _checks(result, fresh(ctx, trace))
         return result
 
@@ -667,6 +674,11 @@ def _checks(result: SendResult, trace: Trace) -> None:
         name, value = event.data.get("check"), event.data.get("result")
         if isinstance(name, str) and isinstance(value, str):
             result.checks[name] = value
+
+
+def _stored_for(rcpt: str) -> Callable[[TraceEvent], bool]:
+    wanted = rcpt.lower()
+    return lambda e: e.kind == "delivery" and str(e.data.get("mailbox", "")).lower() == wanted
 
 
 def _real_software(topology: Topology) -> bool:

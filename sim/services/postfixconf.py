@@ -185,6 +185,11 @@ def postfix_config(
         "may" if (mx is None or mx.tls) else "none",
         "mx.tls",
     )
+    conf.set(
+        "smtp_connect_timeout",
+        _seconds(topology.settings.connect_timeout, scale),
+        "settings.connect_timeout ÷ time_scale (a dropped SYN waits this long)",
+    )
     conf.set("smtp_tls_CAfile", ca_file, "(the lab CA)")
     conf.set("smtp_tls_security_level", "may", "(opportunistic, RFC 7435)")
     # Receiving: the domains and their mailboxes (virtual mailbox domains).
@@ -326,7 +331,11 @@ def postfix_config(
             " -o smtpd_client_restrictions=permit_sasl_authenticated,reject"
             " -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject"
             " -o smtpd_relay_restrictions=permit_sasl_authenticated,reject"
+            # A user sends only as an address of their own (maillab: 553).
+            " -o smtpd_sender_login_maps=texthash:/etc/postfix/senders"
+            " -o smtpd_sender_restrictions=reject_sender_login_mismatch"
         )
+        conf.tables["senders"] = "".join(f"{user} {user}\n" for user, _ in sub.users)
         for port in sub.ports:
             if port == 465:
                 mode = " -o syslog_name=postfix/smtps -o smtpd_tls_wrappermode=yes"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -116,7 +117,22 @@ def _read_from(path: Path, offset: int) -> tuple[str, int]:
 
 
 def _set(key: str, value: str) -> None:
+    """``postconf -e KEY = VALUE`` in the node's main.cf, checked by Postfix
+    itself: a name ``postconf -d`` does not know is refused, and the value
+    read back must be the one given; then ``postfix reload``."""
+    if not re.fullmatch(r"[a-z0-9_]+", key):
+        raise ServiceError(f"{key!r} is not a main.cf parameter name")
+    known = subprocess.run(
+        ["postconf", "-d", key], capture_output=True, text=True, timeout=30, check=False
+    )
+    if known.returncode != 0 or "unknown parameter" in known.stderr or not known.stdout:
+        raise ServiceError(f"{key}: Postfix has no such parameter (postconf -d {key})")
+    if "\n" in value:
+        raise ServiceError(f"{key}: a main.cf value is one line")
     _run(["postconf", "-e", f"{key} = {value}"], "postconf -e")
+    now = _run(["postconf", "-h", key], "postconf -h").strip()
+    if now != value.strip():
+        raise ServiceError(f"{key}: postconf reads back {now!r}, not {value!r}")
     _run(["postfix", "reload"], "postfix reload")
 
 
