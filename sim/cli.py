@@ -458,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sim.net.mnclean",
         "sim.tui.command",
         "sim.readcmd",
+        "sim.realcmd",
         "sim.scaffold",
         "sim.completion",
         "sim.serve",

@@ -3,6 +3,7 @@ the topology, the log read as trace events, and the local backend's refusal."""
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -250,3 +251,37 @@ def test_the_postfix_set_action_needs_a_postfix_node() -> None:
     wrong = action_from_data({"postfix_set": {"node": "ns", "key": "relayhost", "value": ""}})
     [(where, message)] = action_problems(wrong, topology)
     assert where == ("node",) and "runs no postfix service" in message
+
+
+def test_realconfig_shows_each_line_beside_its_field() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    topology = root / "labs-real" / "topologies" / "real-thing.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "realconfig", str(topology), "mx-qq", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    shown = json.loads(done.stdout)
+    assert set(shown["files"]) >= {"/etc/postfix/main.cf", "/etc/dovecot/dovecot.conf"}
+    sources = {s["text"]: s["source"] for s in shown["settings"]}
+    assert sources["inet_interfaces = 203.0.113.25"] == "nodes.mx-qq.ip"
+    restrictions = next(t for t in sources if t.startswith("smtpd_recipient_restrictions"))
+    assert "mx.checks.spf: reject" in sources[restrictions]
+    # A node without real software: one line, exit 2.
+    done = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "realconfig", str(topology), "ns"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "maillab realconfig: ns runs neither postfix nor dovecot "
+        "(add `postfix: {}` or `dovecot: {}` to its services)"
+    ]
