@@ -431,6 +431,13 @@ class DovecotNode(_Daemon):
 
     def _start(self) -> list[Endpoint]:
         node = self.ctx.node
+        if node.services.mx is not None and node.services.postfix is None:
+            # maillab's MX writes the Maildirs as root; Dovecot reads them as
+            # user mail, and delivery must go through its LMTP anyway.
+            raise ServiceError(
+                f"{node.name}: Dovecot serves the mail Postfix delivers: add `postfix: {{}}` "
+                "to the node (its mx) as well"
+            )
         cert, key = self.certificate()
         conf = self.config = dovecot_config(node, self.address, cert_file=cert, key_file=key)
         etc, lib = self.base / "etc", self.base / "lib"
