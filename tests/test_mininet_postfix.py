@@ -30,6 +30,7 @@ from postfix_support import (
 
 import sim
 from sim.errors import ServiceError
+from sim.hosting.mininet import MininetBackend
 from sim.net import mnclean
 
 _MISSING = mail_software_missing()
@@ -231,6 +232,15 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
         assert lab.control("mx-qq", "postfix", "postconf", key="myhostname")["value"] == (
             "mx.qq.example"
         )
+        # POP3 from the same Maildir.
+        pop = lab.read("laptop", "bob", "bobpw", via="mx-qq", protocol="pop3", peek=True)
+        assert pop.ok and pop.messages, pop
+        # The lab shell's view: postconf in the node reads the node's main.cf
+        # (bind-mounted in its mount namespace), the machine's is untouched.
+        backend = lab.backend
+        assert isinstance(backend, MininetBackend)
+        shell = backend.exec("mx-qq", ["postconf", "-h", "myhostname", "inet_interfaces"])
+        assert shell.stdout.split() == ["mx.qq.example", "203.0.113.25"], shell
         # Postfix itself validates a key: a name postconf does not know is refused.
         with pytest.raises(ServiceError, match="no such parameter"):
             lab.control("mx-qq", "postfix", "set", key="no_such_parameter", value="1")
