@@ -60,6 +60,24 @@ TABLE: list[tuple[str, str, dict[str, Any], str, str | None]] = [
         "rcpt",
     ),
     (
+        "PTR not forward-confirmed",
+        "liar",
+        {"to": "bob@qq.example", "mail_from": "x@home.example"},
+        "rejected",
+        "rcpt",
+    ),
+    (
+        "HELO name that does not resolve",
+        "spoofer",
+        {
+            "to": "bob@qq.example",
+            "mail_from": "spoofer@evil.example",
+            "helo": "nowhere.home.example",
+        },
+        "rejected",
+        "rcpt",
+    ),
+    (
         "DNSBL listed",
         "spammer",
         {"to": "bob@qq.example", "mail_from": "spammer@home.example"},

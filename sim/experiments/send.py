@@ -52,9 +52,6 @@ QUEUE_WAIT = 60.0
 #: How much lab time ``settle`` may advance in all (RFC 5321 §4.5.4.1
 #: suggests giving up after 4-5 days; relays here are configured likewise).
 SETTLE_LIMIT = 8 * 86400.0
-#: Real seconds a send waits for the events real daemons log (read every
-#: 0.02 s by sim.services.realmail).
-REAL_LOG_WAIT = 0.2
 #: Real seconds a send waits for a Postfix MX to store what it queued.
 REAL_DELIVERY_WAIT = 10.0
 _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9._-]+)")
@@ -319,12 +316,10 @@ class Send(Experiment):
             result = await self._direct(ctx, trace, data, base)
         else:
             result = await self._submit(ctx, trace, data, base)
-        if _real_software(ctx.topology):
-            # Postfix and Dovecot report through their logs, read a moment
-            # after the reply was sent (sim.services.realmail): wait for it.
-            import asyncio  # here: the command line's parser imports this module
+        from sim.experiments.reallogs import settle_real_logs
 
-            await asyncio.sleep(REAL_LOG_WAIT)
+        if await settle_real_logs(ctx.topology):
+            # Postfix and Dovecot report through their logs (sim.services.realmail).
             if result.outcome in ("delivered", "junk"):
                 # A Postfix MX's 250 means "queued"; the message is in the
                 # mailbox once its LMTP delivery is logged: wait for that.
@@ -679,13 +674,6 @@ def _checks(result: SendResult, trace: Trace) -> None:
 def _stored_for(rcpt: str) -> Callable[[TraceEvent], bool]:
     wanted = rcpt.lower()
     return lambda e: e.kind == "delivery" and str(e.data.get("mailbox", "")).lower() == wanted
-
-
-def _real_software(topology: Topology) -> bool:
-    """Does any node run Postfix or Dovecot (whose events come from logs)?"""
-    return any(
-        n.services.postfix is not None or n.services.dovecot is not None for n in topology.hosts()
-    )
 
 
 def mailbox_of(

@@ -78,7 +78,7 @@ _STAGES = {
 _CHECK_TEXTS = (
     ("cannot find your reverse hostname", "ptr", "fail"),
     ("cannot find your hostname", "fcrdns", "fail"),
-    ("Helo command rejected: Host not found", "helo", "fail"),
+    ("Helo command rejected", "helo", "fail"),
     ("blocked using", "dnsbl", "listed"),
     ("SPF fail", "spf", "fail"),
     ("Received-SPF: Fail", "spf", "fail"),

@@ -121,8 +121,11 @@ _RESTRICTIONS = {
     "ptr": "reject_unknown_reverse_client_hostname",
     # PTR whose name does not resolve back to the address (FCrDNS).
     "fcrdns": "reject_unknown_client_hostname",
-    # A HELO name that is not a resolvable host name.
-    "helo": "reject_unknown_helo_hostname",
+    # The HELO name: fully qualified, valid, and resolvable (maillab's helo
+    # check answers with the replies of these three).
+    "helo": (
+        "reject_non_fqdn_helo_hostname, reject_invalid_helo_hostname, reject_unknown_helo_hostname"
+    ),
 }
 
 
@@ -228,9 +231,9 @@ def postfix_config(
             name, action = policy.check, policy.action
             src = f"mx.checks.{name}: {action}"
             if name in _RESTRICTIONS:
-                step = _RESTRICTIONS[name]
-                restrictions.append(step if action == "reject" else f"warn_if_reject {step}")
-                sources.append(src)
+                for step in _RESTRICTIONS[name].split(", "):
+                    restrictions.append(step if action == "reject" else f"warn_if_reject {step}")
+                    sources.append(src)
             elif name == "dnsbl":
                 for zone in mx.dnsbl:
                     step = f"reject_rbl_client {zone}"
