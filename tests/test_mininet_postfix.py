@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mininet_support import footprint, needs_mininet
+from mininet_support import Footprint, footprint, needs_mininet
 from postfix_support import (
     PARITY,
     REAL_NODES,
@@ -227,6 +227,7 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
     own: dict[str, Any], tmp_path: Path
 ) -> None:
     before = _host_mail_state()
+    namespaces = footprint()
     assert _host_mail_processes() == []
     with sim.start(with_real(parity_topology()), backend="mininet", state_dir=tmp_path) as lab:
         real = _table(lab)
@@ -280,6 +281,10 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
         elif mine[2] != "-" and not row.startswith(("delivered", "greylisting")):
             assert mine[2] == theirs[2], (row, mine, theirs)
     assert own["dsn"] >= 1
+    # A clean stop: every process of the run gone (the backend checks and
+    # would say so), every namespace with it.
+    assert not [n for n in backend.notices if "did not stop cleanly" in n], backend.notices
+    assert footprint().extra_namespaces(namespaces) == set()
     # After the lab: nothing of the host's mail system touched or running.
     assert _host_mail_state() == before
     assert _host_mail_processes() == []
@@ -323,6 +328,23 @@ def test_sigkill_then_clean_leaves_no_postfix_nor_dovecot(tmp_path: Path) -> Non
         assert driver.stderr is not None
         raise AssertionError(f"driver failed: {driver.stderr.read()[-1000:]}")
     run = json.loads(line)["run"]
+    try:
+        _kill_and_clean(driver, state, run, before, host_before)
+    finally:
+        # Whatever failed above, leave no run behind (the driver is ours, by pid).
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        mnclean.clean([run])
+
+
+def _kill_and_clean(
+    driver: subprocess.Popen[str],
+    state: Path,
+    run: str,
+    before: Footprint,
+    host_before: dict[str, str],
+) -> None:
     masters = [
         int(p.read_text()) for p in state.glob("*/postfix/spool/pid/master.pid") if p.exists()
     ]
