@@ -285,3 +285,34 @@ def test_realconfig_shows_each_line_beside_its_field() -> None:
         "maillab realconfig: ns runs neither postfix nor dovecot "
         "(add `postfix: {}` or `dovecot: {}` to its services)"
     ]
+
+
+def test_validation_says_what_a_real_software_node_lacks(tmp_path: Path) -> None:
+    from sim.validation import validate_path
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: bad\n"
+        "settings: {resolver: 10.0.0.53}\n"
+        "nodes:\n"
+        "  r: {kind: router}\n"
+        "  ns: {kind: host, ip: 10.0.0.53/24, gateway: r, services: {dns: {zones: [x.example]}}}\n"
+        "  a:\n"
+        "    kind: host\n"
+        "    ip: 10.0.0.2/24\n"
+        "    gateway: r\n"
+        "    services:\n"
+        "      submission: {users: {u@x.example: p}}\n"
+        "      relay: {}\n"
+        "      postfix: {}\n"
+        "  b: {kind: host, ip: 10.0.0.3/24, gateway: r, services: {postfix: {}}}\n"
+        "zones:\n"
+        "  x.example: |\n"
+        "    @ A 10.0.0.2\n"
+    )
+    problems = validate_path(path)
+    assert [(p.line, p.message.split(": ", 1)[0]) for p in problems] == [
+        (13, "nodes.a.services.postfix"),
+        (14, "nodes.b.services.postfix"),
+    ]
+    assert "add `dovecot: {}`" in problems[0].message
