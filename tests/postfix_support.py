@@ -21,6 +21,9 @@ _PROGRAMS = {
     "dovecot": "dovecot (dovecot-core)",
     "doveconf": "dovecot (dovecot-core)",
     "policyd-spf": "postfix-policyd-spf-python",
+    "opendkim": "opendkim",
+    "opendmarc": "opendmarc",
+    "postgrey": "postgrey",
 }
 
 

@@ -316,3 +316,19 @@ def test_validation_says_what_a_real_software_node_lacks(tmp_path: Path) -> None
         (14, "nodes.b.services.postfix"),
     ]
     assert "add `dovecot: {}`" in problems[0].message
+
+
+def test_a_missing_program_is_one_line_naming_its_package() -> None:
+    from sim.errors import ServiceError
+    from sim.services import realmail
+
+    realmail.PACKAGES["maillab-no-such-daemon"] = "maillab-no-such-package"
+    try:
+        with pytest.raises(ServiceError) as err:
+            realmail.need("maillab-no-such-daemon")
+    finally:
+        del realmail.PACKAGES["maillab-no-such-daemon"]
+    assert str(err.value) == (
+        "maillab-no-such-daemon is not installed (Debian package maillab-no-such-package: "
+        "`make system` installs it)"
+    )

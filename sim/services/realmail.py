@@ -77,6 +77,7 @@ def private_namespace() -> bool:
 
 
 def _run(argv: list[str], what: str) -> str:
+    need(argv[0])
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     if done.returncode != 0:
         text = " ".join((done.stderr or done.stdout).split())
@@ -108,6 +109,32 @@ def _wait_listening(address: str, port: int, deadline: float) -> None:
             if time.monotonic() > deadline:
                 raise ServiceError(f"nothing listens on {address}:{port}") from None
             time.sleep(0.05)
+
+
+#: Program → the Debian package that brings it (scripts/system-setup.sh).
+PACKAGES = {
+    "postfix": "postfix",
+    "postconf": "postfix",
+    "dovecot": "dovecot-core",
+    "doveconf": "dovecot-core",
+    "opendkim": "opendkim",
+    "opendmarc": "opendmarc",
+    "postgrey": "postgrey",
+    "policyd-spf": "postfix-policyd-spf-python",
+}
+
+
+def need(program: str) -> None:
+    """One line naming the Debian package when ``program`` is missing."""
+    if os.path.isabs(program):
+        found = os.access(program, os.X_OK)
+    else:
+        found = shutil.which(program, path="/usr/sbin:/usr/bin:/sbin:/bin") is not None
+    if not found:
+        package = PACKAGES.get(os.path.basename(program), "its Debian package")
+        raise ServiceError(
+            f"{program} is not installed (Debian package {package}: `make system` installs it)"
+        )
 
 
 def _read_from(path: Path, offset: int) -> tuple[str, int]:
@@ -184,6 +211,7 @@ class _Daemon(Service):
         return str(cert), str(key)
 
     def spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        need(argv[0])
         out = open(self.base / "daemon.out", "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/")
