@@ -245,7 +245,7 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
         assert logins and logins[0].data["user"] == "bob"
         # The generated configuration, each line with the field it came from.
         shown = lab.control("mx-qq", "postfix", "config")
-        assert "reject_rbl_client zen.dnsbl.example" in shown["files"]["main.cf"]
+        assert "reject_rbl_client zen.dnsbl.example" in shown["files"]["/etc/postfix/main.cf"]
         sources = {s["text"].split(" = ")[0]: s["source"] for s in shown["settings"]}
         assert "mx.checks.ptr: reject" in sources["smtpd_recipient_restrictions"]
         assert lab.control("mx-qq", "postfix", "postconf", key="myhostname")["value"] == (
@@ -264,7 +264,9 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
         with pytest.raises(ServiceError, match="no such parameter"):
             lab.control("mx-qq", "postfix", "set", key="no_such_parameter", value="1")
         dovecot = lab.control("mx-qq", "dovecot", "config")
-        assert "mail_location = maildir:/var/mail/%n" in dovecot["files"]["dovecot.conf"]
+        assert (
+            "mail_location = maildir:/var/mail/%n" in dovecot["files"]["/etc/dovecot/dovecot.conf"]
+        )
         # The machine's own mail system, while the lab runs.
         assert _host_mail_processes() == []
         assert not _host_listens(25) and not _host_listens(143)

@@ -171,6 +171,8 @@ class _Daemon(Service):
     """A real daemon's process and log, shared by Postfix and Dovecot."""
 
     log_file: ClassVar[str]
+    #: Where the daemon reads its configuration (in the node's namespace).
+    etc_dir: ClassVar[str]
 
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
@@ -270,8 +272,10 @@ class _Daemon(Service):
         conf = self.config
         if conf is None:
             return {"files": {}, "settings": []}
+        # The same shape as `maillab realconfig` (sim/realcmd.py).
         return {
-            "files": self.files(conf),
+            "node": self.ctx.node.name,
+            "files": {f"{self.etc_dir}/{name}": text for name, text in self.files(conf).items()},
             "settings": [s.to_json() for s in (*conf.main, *conf.master)],
         }
 
@@ -284,6 +288,7 @@ class PostfixNode(_Daemon):
 
     kind = "postfix"
     log_file = MAILLOG
+    etc_dir = "/etc/postfix"
 
     async def start(self) -> list[Endpoint]:
         return await asyncio.get_running_loop().run_in_executor(None, self._start)
@@ -447,6 +452,7 @@ class DovecotNode(_Daemon):
 
     kind = "dovecot"
     log_file = DOVECOT_LOG
+    etc_dir = "/etc/dovecot"
 
     async def start(self) -> list[Endpoint]:
         return await asyncio.get_running_loop().run_in_executor(None, self._start)
