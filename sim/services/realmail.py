@@ -242,10 +242,6 @@ class _Daemon(Service):
                     self.ctx.emit(event.trace_id, event.kind, event.summary, **event.data)
                     self.after_event(event)
 
-    async def flush_log(self) -> None:
-        """Give the log reader a moment to catch up (tests, control commands)."""
-        await asyncio.sleep(LOG_POLL * 3)
-
     async def stop(self) -> None:
         if self._tail is not None:
             self._tail.cancel()
@@ -408,7 +404,6 @@ class PostfixNode(_Daemon):
             head = newest.read_bytes().split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
         except (OSError, ValueError):
             return
-        assert self.config is not None
         for check, result, text in header_verdicts(head.decode("utf-8", "replace")):
             self.ctx.emit(
                 event.trace_id,
