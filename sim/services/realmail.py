@@ -292,6 +292,7 @@ class PostfixNode(_Daemon):
     def _start(self) -> list[Endpoint]:
         node = self.ctx.node
         services = node.services
+        need("postfix")  # before anything is mounted over its directories
         cert, key = self.certificate()
         addresses = {n.name: n.ip.ip for n in self.ctx.topology.hosts() if n.ip is not None}
         conf = self.config = postfix_config(
@@ -460,6 +461,7 @@ class DovecotNode(_Daemon):
 
     def _start(self) -> list[Endpoint]:
         node = self.ctx.node
+        need("dovecot")  # before anything is mounted over its directories
         if node.services.mx is not None and node.services.postfix is None:
             # maillab's MX writes the Maildirs as root; Dovecot reads them as
             # user mail, and delivery must go through its LMTP anyway.
