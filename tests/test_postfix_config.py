@@ -119,14 +119,17 @@ def test_log_lines_become_the_events_maillab_services_emit() -> None:
     events = [e for line in LOG.splitlines() for e in reader.feed(line)]
     by_kind = [(e.trace_id, e.kind, e.data.get("event") or e.data.get("check")) for e in events]
     assert by_kind == [
+        ("t-ptr", "smtp", "connect"),
         ("t-ptr", "check", "ptr"),
         ("t-ptr", "smtp", None),
+        ("t-sub", "smtp", "connect"),
         ("t-sub", "queue", "bounced"),
         ("t-sub", "queue", "dsn"),
         ("t-sub", "queue", "delivered"),
         ("t-sub", "delivery", None),
         ("t-imap", "imap", "login"),
     ]
+    events = [e for e in events if e.data.get("event") != "connect"]
     bounced = events[2].data
     assert bounced["stage"] == "rcpt" and bounced["rcpt"] == "nobody@qq.example"
     assert bounced["reply"]["code"] == 550 and bounced["reply"]["enhanced"] == "5.1.1"
@@ -197,7 +200,11 @@ def test_a_message_relayed_from_another_node_is_known_by_its_message_id() -> Non
     ]
     reader = MailLogReader(lambda ip, port: None, {"m1@home.example": "t-1"}.get)
     events = [e for line in lines for e in reader.feed(line)]
-    assert [(e.trace_id, e.kind) for e in events] == [("t-1", "queue"), ("t-1", "delivery")]
+    assert [(e.trace_id, e.kind) for e in events] == [
+        (None, "smtp"),  # the relay's connection: not tagged by any experiment
+        ("t-1", "queue"),
+        ("t-1", "delivery"),
+    ]
 
 
 def test_dkim_signing_and_dmarc_become_milters() -> None:

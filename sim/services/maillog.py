@@ -141,7 +141,14 @@ class MailLogReader:
 
     def _postfix(self, daemon: str, pid: str, msg: str) -> Iterator[LogEvent]:
         if daemon == "smtpd" and msg.startswith("connect from "):
-            self.sessions[pid] = self._client_trace(msg)
+            trace = self.sessions[pid] = self._client_trace(msg)
+            client = msg.removeprefix("connect from ")
+            yield LogEvent(
+                trace,
+                "smtp",
+                f"postfix/{daemon}: connection from {client}",
+                {"role": "server", "event": "connect", "client": client, "software": "postfix"},
+            )
             return
         if daemon == "smtpd" and msg.startswith("disconnect from "):
             self.sessions.pop(pid, None)
