@@ -4,11 +4,12 @@ the topology, the log read as trace events, and the local backend's refusal."""
 from __future__ import annotations
 
 import json
+import os
 from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from postfix_support import parity_topology, with_real
+from postfix_support import mail_software_missing, parity_topology, with_real
 
 import sim
 from sim.errors import BackendError
@@ -339,3 +340,26 @@ def test_a_missing_program_is_one_line_naming_its_package() -> None:
         "maillab-no-such-daemon is not installed (Debian package maillab-no-such-package: "
         "`make system` installs it)"
     )
+
+
+@pytest.mark.skipif(
+    mail_software_missing() is not None or os.geteuid() != 0,
+    reason=f"needs root and the real mail software ({mail_software_missing() or 'not root'})",
+)
+def test_system_setup_check_finds_every_mail_capability() -> None:
+    """scripts/system-setup.sh --check: with the packages installed, no line
+    about them (a private doveconf -c FILE works, the milters and policy
+    services are there), and nothing of the system's mail service runs."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        ["sh", str(root / "scripts" / "system-setup.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    mail = ("dovecot", "opendkim", "opendmarc", "policyd-spf", "postgrey", "postfix")
+    complaints = [line for line in done.stdout.splitlines() if any(word in line for word in mail)]
+    assert complaints == []
