@@ -12,6 +12,7 @@ def main() -> int:
         "bench_local",
         "bench_mx",
         "bench_mininet",
+        "bench_realmail",
         "bench_labs",
         "bench_capacity",
         "bench_pictures",

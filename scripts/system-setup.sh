@@ -17,6 +17,13 @@ PACKAGES="mininet iptables iproute2 iputils-ping dnsutils tcpdump tmux openssl
 swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libnet-dns-perl
 zsh fish
 ca-certificates postfix chromium nodejs tshark"
+# The real-software nodes (issue 18): private Postfix and Dovecot instances the
+# lab configures and starts itself, and the policy services around them.
+# dbconfig-no-thanks: OpenDMARC's database question answered "no" without
+# pulling a MySQL client in.
+MAIL_PACKAGES="dovecot-imapd dovecot-pop3d dovecot-lmtpd opendkim opendmarc dbconfig-no-thanks
+postfix-policyd-spf-python postgrey"
+PACKAGES="$PACKAGES $MAIL_PACKAGES"
 
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
@@ -38,8 +45,23 @@ if [ "$check_only" = 0 ]; then
     # start themselves (postfix -c DIR): the system's own mail service is left
     # unconfigured, so installing it starts and changes nothing.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null \
-      || { echo "system: apt-get install failed for:$missing"; exit 1; }
+    # Debian's maintainer scripts start each daemon they install (invoke-rc.d):
+    # a policy-rc.d that answers 101 ("action forbidden") for the length of the
+    # install keeps the system's Postfix, Dovecot, OpenDKIM, OpenDMARC and
+    # postgrey stopped; the lab runs private instances of its own. One that
+    # was already there (a container's) is left as it is.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\n# maillab system-setup: no service starts during the install\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+      made_policy=1
+      trap 'rm -f "$policy"' EXIT INT TERM
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    rc=$?
+    if [ "$made_policy" = 1 ]; then rm -f "$policy"; trap - EXIT INT TERM; fi
+    [ "$rc" = 0 ] || { echo "system: apt-get install failed for:$missing"; exit 1; }
   fi
   # npm: Debian's package, unless the nodejs already installed brings its own
   # (a nodejs from elsewhere does, and Debian's npm would conflict with it).
@@ -73,7 +95,18 @@ need "tshark (Wireshark's dissectors) to read --pcap files" has_line "TShark" ts
 need "tmux to drive the TUI in tests" tmux -V
 need "zsh and fish, to test the completion scripts" sh -c 'command -v zsh && command -v fish'
 need "openssl s_client for TLS experiments" openssl version
-need "postfix, for private instances (bench, real-software nodes)" sh -c 'test -x /usr/sbin/postfix && /usr/sbin/postconf -d mail_version'
+need "postfix, for private instances (bench, real-software nodes)" sh -c 'test -x /usr/sbin/postfix && /usr/sbin/postconf -d mail_version'  # 3.4+: maillog_file
+# Real-software nodes: each program must run a private configuration (nothing
+# of the system's own is read or started).
+need "dovecot (dovecot-core) to run a private instance: doveconf -c FILE" \
+  sh -c 'd=$(mktemp -d) && printf "ssl = no\\n" >"$d/dovecot.conf" && doveconf -c "$d/dovecot.conf" -n; r=$?; rm -rf "$d"; exit $r'
+need "dovecot-imapd for IMAP from Dovecot nodes" test -x /usr/lib/dovecot/imap
+need "dovecot-pop3d for POP3 from Dovecot nodes" test -x /usr/lib/dovecot/pop3
+need "dovecot-lmtpd for LMTP delivery into Dovecot" test -x /usr/lib/dovecot/lmtp
+need "opendkim, the DKIM milter of Postfix nodes" sh -c 'command -v opendkim || test -x /usr/sbin/opendkim'
+need "opendmarc, the DMARC milter of Postfix nodes" sh -c 'command -v opendmarc || test -x /usr/sbin/opendmarc'
+need "postfix-policyd-spf-python, the SPF policy service of Postfix nodes" test -x /usr/bin/policyd-spf
+need "postgrey, the greylisting policy service of Postfix nodes" test -x /usr/sbin/postgrey
 need "swaks with TLS (libnet-ssleay-perl, libio-socket-ssl-perl) for STARTTLS and 465" \
   has_line "=== TLS supported" swaks --support
 need "chromium, a headless browser for the maillab serve test" chromium --headless --version

@@ -48,7 +48,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     problems = []
     for path in args.paths:
-        problems.extend(validate_path(Path(path)))
+        problems.extend(validate_path(Path(path), args.backend))
     if not args.json:
         for problem in problems:
             print(problem)
@@ -354,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
         "exit 2 on any problem.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="topology or lab files (YAML)")
+    p.add_argument(
+        "--backend",
+        choices=("local", "mininet"),
+        default=None,
+        help="also check that this backend can host every service (Postfix and "
+        "Dovecot nodes run only on mininet)",
+    )
     _json_arg(p, "the problems")
     p.set_defaults(func=cmd_validate)
 
@@ -466,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sim.net.mnclean",
         "sim.tui.command",
         "sim.readcmd",
+        "sim.realcmd",
         "sim.scaffold",
         "sim.completion",
         "sim.serve",

@@ -82,6 +82,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "maillab read topologies/mta-mda.yaml --from bob-pc --via mx-qq --user bob "
         "--password-file bob.pw --protocol pop3 --json",
     ),
+    "realconfig": (
+        "maillab realconfig labs-real/topologies/real-thing.yaml mx-qq",
+        "maillab realconfig labs-real/topologies/real-thing.yaml homesrv --json",
+    ),
     "new": ("maillab new topology my-net", "maillab new lab my-lab --topology home-isp"),
     "new topology": (
         "maillab new topology my-net",

@@ -130,6 +130,16 @@ COMMANDS: tuple[Command, ...] = (
        'lab.control("mx-qq", "mx", "dmarc_reports")'),
     _c("mailbox", "status", "users, message counts per folder, open sessions",
        'lab.control("imap-host", "mailbox", "status")'),
+    _c("postfix", "config", "main.cf, master.cf as generated; each line's topology field",
+       'lab.control("mx-qq", "postfix", "config")'),
+    _c("postfix", "postconf", "a main.cf parameter, as `postconf -h KEY` prints it",
+       'lab.control("mx-qq", "postfix", "postconf", key="relayhost")',
+       Arg("key", "the parameter", True)),
+    _c("postfix", "set", "set a main.cf parameter (`postconf -e`) and reload Postfix",
+       'lab.control("smtp-isp", "postfix", "set", key="relayhost", value="[192.0.2.25]:587")',
+       Arg("key", "the parameter", True), Arg("value", "its value", True)),
+    _c("dovecot", "config", "dovecot.conf as generated; each setting's topology field",
+       'lab.control("mx-qq", "dovecot", "config")'),
 )  # fmt: skip
 
 

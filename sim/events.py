@@ -349,6 +349,9 @@ class Check(EventData):
     inputs: dict[str, Any] = _doc("what the check looked at (per check)")
     details: dict[str, Any] = _doc("what it found on the way (per check)")
     reply: ReplyJson | None = _doc("the reply sent because of it (null: none)")
+    software: str | None = _opt(
+        "the real program that logged it (postfix, dovecot: mininet, docs/postfix.md)"
+    )
 
 
 # -- queue -------------------------------------------------------------------------------
@@ -415,6 +418,10 @@ class QueueDelivered(EventData):
     reply: ReplyJson | None = _doc("the reply that accepted it")
     mx: str = _doc("the host that accepted it")
     address: str = _doc("its address")
+    software: str | None = _opt(
+        "the real program that logged it (postfix, dovecot: mininet, docs/postfix.md)"
+    )
+    bounce: bool | None = _opt("it concerns a bounce (DSN) the real MTA sent back")
 
 
 @_declare("queue")
@@ -430,6 +437,10 @@ class QueueDeferred(EventData):
     next_attempt: float = _doc("lab time of the next attempt")
     remote_mta: str | None = _doc("the server that answered (null: none was reached)")
     stage: str | None = _doc("the SMTP stage it failed at")
+    software: str | None = _opt(
+        "the real program that logged it (postfix, dovecot: mininet, docs/postfix.md)"
+    )
+    bounce: bool | None = _opt("it concerns a bounce (DSN) the real MTA sent back")
 
 
 @_declare("queue")
@@ -457,6 +468,10 @@ class QueueBounced(EventData):
     reason: Literal["give_up", "permanent"] = _doc("a permanent reply, or the give-up time")
     stage: str | None = _doc("the SMTP stage it failed at")
     remote_mta: str | None = _doc("the server that answered (null: none was reached)")
+    software: str | None = _opt(
+        "the real program that logged it (postfix, dovecot: mininet, docs/postfix.md)"
+    )
+    bounce: bool | None = _opt("it concerns a bounce (DSN) the real MTA sent back")
 
 
 @_declare("queue")
@@ -529,6 +544,10 @@ class Delivered(EventData):
     mx_queue_id: str = _doc("the MX's own queue id (in its Received: header)")
     key: str = _doc("the Maildir file name")
     junk_by: list[str] = _doc("the checks that made it junk")
+    software: str | None = _opt(
+        "the real program that logged it (postfix, dovecot: mininet, docs/postfix.md)"
+    )
+    bounce: bool | None = _opt("it concerns a bounce (DSN) the real MTA sent back")
 
 
 @_declare("delivery")
@@ -679,6 +698,69 @@ class MailboxDeleted(EventData):
     event: Literal["deleted"] = field(default="deleted", metadata={"doc": "deleted"})
     path: str = _doc("the file deleted, relative to the Maildir")
     to: None = field(default=None, metadata={"doc": "always null"})
+
+
+# -- what only a real MTA's log says (mininet: sim.services.maillog) ----------------------
+
+
+@_declare("smtp")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpConnectLogged(EventData):
+    """A real MTA logged a client's connection (Postfix's ``connect from``;
+    the session RFC 5321 §3.1 opens)."""
+
+    role: Literal["server"] = field(default="server", metadata={"doc": "who records: the server"})
+    event: Literal["connect"] = field(default="connect", metadata={"doc": "connect"})
+    client: str = _doc("the client as logged: name[address]:port")
+    software: str = _doc("the program that logged it: postfix")
+
+
+@_declare("smtp")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpRefusalLogged(EventData):
+    """A real MTA logged a command it refused, with its reply (RFC 5321 §4.2)."""
+
+    role: Literal["server"] = field(default="server", metadata={"doc": "who records: the server"})
+    stage: str = _doc("the SMTP stage refused: helo, mail, rcpt, data ...")
+    code: int = _doc("the reply code")
+    enhanced: str | None = _doc("the enhanced status code (RFC 3463)")
+    text: str = _doc("the reply text")
+    software: str = _doc("the program that logged it: postfix")
+
+
+@_declare("queue")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueBounceSent(EventData):
+    """A real MTA sent the sender a bounce (a DSN, RFC 3464) for a message."""
+
+    event: Literal["dsn"] = field(default="dsn", metadata={"doc": "dsn"})
+    queue_id: str = _doc("the failed message's queue id")
+    dsn_queue_id: str = _doc("the bounce's own queue id")
+    software: str = _doc("the program that logged it: postfix")
+
+
+@_declare("imap")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImapLoginLogged(EventData):
+    """The real IMAP server logged a login (Dovecot's ``Login: user=<...>``;
+    LOGIN or AUTHENTICATE, RFC 9051 §6.2)."""
+
+    role: Literal["server"] = field(default="server", metadata={"doc": "who records: the server"})
+    event: Literal["login"] = field(default="login", metadata={"doc": "login"})
+    user: str = _doc("the user who logged in")
+    software: str = _doc("the program that logged it: dovecot")
+
+
+@_declare("pop3")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pop3LoginLogged(EventData):
+    """The real POP3 server logged a login (Dovecot's ``Login: user=<...>``;
+    USER/PASS, RFC 1939 §7)."""
+
+    role: Literal["server"] = field(default="server", metadata={"doc": "who records: the server"})
+    event: Literal["login"] = field(default="login", metadata={"doc": "login"})
+    user: str = _doc("the user who logged in")
+    software: str = _doc("the program that logged it: dovecot")
 
 
 # -- errors and front-end markers --------------------------------------------------------

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LabHelpers", "UnknownNode", "check_node_name", "txt_data"]
 
-_SERVICE_KINDS = ("dns", "dnsbl", "mx", "submission", "relay", "mailbox")
+_SERVICE_KINDS = ("dns", "dnsbl", "mx", "submission", "relay", "mailbox", "postfix", "dovecot")
 
 
 class UnknownNode(ArgumentError, NetworkError, BackendError):
@@ -58,7 +58,7 @@ def check_node_name(topology: Topology, node: str, role: str = "node") -> Node:
 
 
 def _services(node: Node) -> list[str]:
-    return [kind for kind in _SERVICE_KINDS if getattr(node.services, kind, None) is not None]
+    return list(node.services.names())
 
 
 def txt_data(text: str) -> str:

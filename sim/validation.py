@@ -11,7 +11,7 @@ from pathlib import Path
 from sim.errors import Problem
 from sim.inputfile import InputFileError, read_input_bytes
 
-__all__ = ["looks_like_lab", "validate_path"]
+__all__ = ["hosting_problems", "looks_like_lab", "validate_path"]
 
 
 def looks_like_lab(path: Path) -> bool:
@@ -27,8 +27,9 @@ def looks_like_lab(path: Path) -> bool:
     return "steps" in keys or ("topology" in keys and "nodes" not in keys)
 
 
-def validate_path(path: Path) -> list[Problem]:
+def validate_path(path: Path, backend: str | None = None) -> list[Problem]:
     """Problems of one file; a missing path or directory is itself a problem.
+    With ``backend``: also a service that backend cannot host (topologies).
 
     A course's manifest (``course.yaml``) is checked as one, and a course
     directory (one with a ``course.yaml``) as a whole: the manifest, every
@@ -49,7 +50,38 @@ def validate_path(path: Path) -> list[Problem]:
         return problems
     from sim.topology import validate_topology_file
 
-    return validate_topology_file(path)
+    problems = validate_topology_file(path)
+    if backend is not None and not problems:
+        problems = hosting_problems(path, backend)
+    return problems
+
+
+def hosting_problems(path: Path, backend: str) -> list[Problem]:
+    """A service ``backend`` cannot host (a Postfix node on local), at the
+    line of its key: one problem, the line the backend itself would say."""
+    import sim
+    from sim.errors import BackendError
+    from sim.hosting.backend import check_hostable
+
+    topology = sim.load_topology(path)
+    try:
+        check_hostable(topology, backend)
+    except BackendError as err:
+        node, _, rest = str(err).partition(": the ")
+        kind = rest.split(" ", 1)[0]
+        line, col = _key_position(path, node, kind)
+        return [Problem(str(path), line, col, f"{err} (--backend {backend})")]
+    return []
+
+
+def _key_position(path: Path, node: str, key: str) -> tuple[int, int]:
+    """Line and column of ``key:`` under node ``node`` (1, 1 if not found)."""
+    lines = read_input_bytes(path).decode("utf-8", "replace").splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == f"{node}:"), 0)
+    for number, text in enumerate(lines[start:], start + 1):
+        if text.strip().startswith(f"{key}:"):
+            return number, len(text) - len(text.lstrip()) + 1
+    return start + 1, 1
 
 
 def _validate_course(root: Path, everything: bool) -> list[Problem]:

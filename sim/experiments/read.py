@@ -193,6 +193,9 @@ class Read(Experiment):
             result.error, result.stage, result.reply = failure
             if result.reply is not None:
                 result.reply = {k: result.reply[k] for k in ("status", "code", "text", "command")}
+        from sim.experiments.reallogs import settle_real_logs
+
+        await settle_real_logs(ctx.topology)  # Dovecot's login line, from its log
         return result
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from ipaddress import IPv4Address
@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError, SimError
 from sim.events import (
-    Check,
     Delivered,
     Forwarded,
     ListResent,
@@ -69,6 +68,8 @@ QUEUE_WAIT = 60.0
 #: How much lab time ``settle`` may advance in all (RFC 5321 §4.5.4.1
 #: suggests giving up after 4-5 days; relays here are configured likewise).
 SETTLE_LIMIT = 8 * 86400.0
+#: Real seconds a send waits for a Postfix MX to store what it queued.
+REAL_DELIVERY_WAIT = 10.0
 _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9._-]+)")
 
 
@@ -347,6 +348,10 @@ class Send(Experiment):
         data, message_id = self.build(ctx)
         sender = self.envelope_from(ctx)
         base = SendResult(message_id=message_id, mail_from=sender, rcpts=list(self.to))
+        if message_id:
+            # Real MTAs (Postfix) log the Message-ID on every hop: the trace
+            # follows the message there too.
+            ctx.net.tag_message(message_id, trace.id)
         if self.via == "direct":
             result = await self._direct(ctx, trace, data, base)
         else:
@@ -358,6 +363,16 @@ class Send(Experiment):
             # (The result stays the message's own: the checks a bounce met
             # on its way are in the trace, not in ``checks``.)
             await settle_consequences(ctx, trace)
+        from sim.experiments.reallogs import settle_real_logs
+
+        if await settle_real_logs(ctx.topology):
+            # Postfix and Dovecot report through their logs (sim.services.realmail).
+            if result.outcome in ("delivered", "junk"):
+                # A Postfix MX's 250 means "queued"; the message is in the
+                # mailbox once its LMTP delivery is logged: wait for that.
+                for rcpt in result.rcpts:
+                    await ctx.hub.wait_for(trace.id, _stored_for(rcpt), REAL_DELIVERY_WAIT)
+            _checks(result, fresh(ctx, trace))
         return result
 
     async def _direct(
@@ -852,9 +867,20 @@ def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace)
         result.stage = main.get("stage")
         result.reply = main.get("reply")
         result.verdict = main.get("verdict")
-    for _, check in trace.of(Check):
-        result.checks[check.check] = check.result
+    _checks(result, trace)
     return result
+
+
+def _checks(result: SendResult, trace: Trace) -> None:
+    for event in trace.of_kind("check"):
+        name, value = event.data.get("check"), event.data.get("result")
+        if isinstance(name, str) and isinstance(value, str):
+            result.checks[name] = value
+
+
+def _stored_for(rcpt: str) -> Callable[[TraceEvent], bool]:
+    wanted = rcpt.lower()
+    return lambda e: e.kind == "delivery" and str(e.data.get("mailbox", "")).lower() == wanted
 
 
 def mailbox_of(

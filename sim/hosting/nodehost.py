@@ -25,7 +25,7 @@ from sim.experiments import Experiment, ExperimentResult
 from sim.net.api import Endpoint, NodeNet
 from sim.resolve import Resolver
 from sim.services.base import NodeContext, Service
-from sim.services.registry import SERVICE_ORDER, service_class
+from sim.services.registry import SERVICE_ORDER, hosted_kinds, service_class
 from sim.tls import LabCA
 from sim.topology.graph import LabNetwork
 from sim.topology.model import Topology
@@ -93,7 +93,9 @@ class NodeHost:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self.services: list[Service] = []
-        kinds = ctx.node.services.names() if ctx.node.kind == "host" else ()
+        # A node whose mx/submission/relay Postfix runs (mailbox: Dovecot)
+        # has no maillab object for those kinds (registry.REPLACES).
+        kinds = hosted_kinds(ctx.node.services.names()) if ctx.node.kind == "host" else ()
         # Every service object exists before any starts, so siblings can find each other.
         for kind in kinds:
             service = service_class(kind)(ctx)

@@ -479,6 +479,30 @@ ACTIONS: dict[str, ActionDef] = {
             lambda a: dict(a.get("args") or {}),
             lambda a: f"{a['service']} {a['command']} on {a['node']}",
         ),
+        ActionDef(
+            "postfix_set",
+            _record(
+                {
+                    "node": _node("the node whose Postfix to configure"),
+                    "key": Field(
+                        Str(), required=True, description="a main.cf parameter: `relayhost`"
+                    ),
+                    "value": Field(
+                        Str(min_length=0),
+                        required=True,
+                        description="its value: `[192.0.2.25]:587`",
+                    ),
+                },
+                "PostfixSet",
+                "Set a main.cf parameter of a Postfix node (`postconf -e`, checked "
+                "by Postfix, then `postfix reload`; mininet only).",
+            ),
+            "postfix",
+            "set",
+            "Set a Postfix configuration key (main.cf) on a node.",
+            lambda a: {"key": a["key"], "value": a["value"]},
+            lambda a: f"set {a['key']} = {a['value']} in {a['node']}'s main.cf",
+        ),
     )
 }
 

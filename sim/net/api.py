@@ -175,6 +175,21 @@ class NodeNet(ABC):
         as when a daemon stops on a running host (an MX that is down)."""
         raise NotImplementedError(f"{type(self).__name__} cannot stop a single listener")
 
+    def trace_of(self, address: str, port: int) -> str | None:
+        """The trace id of the experiment whose TCP client is ``address:port``
+        (a real daemon's log names its client so: Postfix, Dovecot); None
+        when this network cannot tell."""
+        return None
+
+    def tag_message(self, message_id: str, trace_id: str) -> None:
+        """Say that the message ``message_id`` belongs to ``trace_id``: a real
+        MTA on another node logs it when a relay hands the message on."""
+        return None
+
+    def trace_of_message(self, message_id: str) -> str | None:
+        """The trace id a message was tagged with (:meth:`tag_message`)."""
+        return None
+
     @abstractmethod
     def peer(self, transport: asyncio.BaseTransport, addr: Any = None) -> Peer:
         """The lab identity of the client behind a server-side transport

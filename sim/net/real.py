@@ -44,6 +44,21 @@ class RealNodeNet(NodeNet):
         self._servers: list[asyncio.AbstractServer] = []
         self._transports: list[asyncio.BaseTransport] = []
 
+    def trace_of(self, address: str, port: int) -> str | None:
+        return self.tags.lookup(address, port)
+
+    @staticmethod
+    def _message_key(message_id: str) -> str:
+        import hashlib
+
+        return "msg-" + hashlib.sha256(message_id.strip().strip("<>").encode()).hexdigest()[:32]
+
+    def tag_message(self, message_id: str, trace_id: str) -> None:
+        self.tags.tag(self._message_key(message_id), 0, trace_id)
+
+    def trace_of_message(self, message_id: str) -> str | None:
+        return self.tags.lookup(self._message_key(message_id), 0)
+
     def _predict(self, dst: IPv4Address, proto: str, port: int) -> Verdict:
         return evaluate(self.network, self.node, Packet(self.address, dst, proto, port))  # type: ignore[arg-type]
 

@@ -237,6 +237,21 @@ class RelayService:
 
 
 @dataclass(frozen=True)
+class PostfixService:
+    """The node's ``mx``, ``submission`` and ``relay`` realised by a private
+    Postfix instance instead of maillab's own services (mininet only)."""
+
+    #: main.cf settings written after the generated ones (a lab task's edits).
+    main_cf: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class DovecotService:
+    """The node's ``mailbox`` (IMAP, POP3), local delivery (LMTP) and the
+    submission service's SASL realised by a private Dovecot (mininet only)."""
+
+
+@dataclass(frozen=True)
 class Services:
     dns: DnsService | None = None
     dnsbl: DnsblService | None = None
@@ -244,11 +259,22 @@ class Services:
     submission: SubmissionService | None = None
     relay: RelayService | None = None
     mailbox: MailboxService | None = None
+    postfix: PostfixService | None = None
+    dovecot: DovecotService | None = None
 
     def names(self) -> tuple[str, ...]:
         return tuple(
             name
-            for name in ("dns", "dnsbl", "mx", "submission", "relay", "mailbox")
+            for name in (
+                "dns",
+                "dnsbl",
+                "mx",
+                "submission",
+                "relay",
+                "mailbox",
+                "postfix",
+                "dovecot",
+            )
             if getattr(self, name) is not None
         )
 

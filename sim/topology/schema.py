@@ -593,6 +593,31 @@ MAILBOX = Record(
 )
 
 
+POSTFIX = Record(
+    name="postfix",
+    description=(
+        "Run this host's `mx`, `submission` and `relay` with a private Postfix "
+        "instance configured from their fields (mininet backend only; see "
+        "docs/postfix.md)."
+    ),
+    fields={
+        "main_cf": Field(
+            MapOf(_TEXT, key=_TEXT),
+            "main.cf settings written after the generated ones.",
+            default={},
+        )
+    },
+    model=model.PostfixService,
+)
+DOVECOT = Record(
+    name="dovecot",
+    description=(
+        "Run this host's `mailbox` (IMAP, POP3), local delivery (LMTP) and the "
+        "submission service's SASL with a private Dovecot (mininet backend only)."
+    ),
+    fields={},
+    model=model.DovecotService,
+)
 SERVICES = Record(
     name="services",
     description=(
@@ -605,6 +630,8 @@ SERVICES = Record(
         "submission": Field(SUBMISSION, "A submission server (587, 465)."),
         "relay": Field(RELAY, "An outbound MTA with a queue."),
         "mailbox": Field(MAILBOX, "Mailboxes (IMAP)."),
+        "postfix": Field(POSTFIX, "Postfix in place of mx, submission and relay (mininet)."),
+        "dovecot": Field(DOVECOT, "Dovecot in place of mailbox (mininet)."),
     },
     model=model.Services,
 )

@@ -855,6 +855,36 @@ def _is_network(text: str) -> bool:
     return True
 
 
+@_check
+def verify_real_software(lab: _Lab) -> Iterator[Finding]:
+    """Postfix and Dovecot nodes that lack what they are to run: Postfix with
+    no mx, submission nor relay; Postfix's submission, which checks passwords
+    through Dovecot, without Dovecot; Dovecot beside maillab's own mx."""
+    for node in lab.nodes.values():
+        services = node.services
+        where = ("nodes", node.name, "services")
+        if services.postfix is not None:
+            if services.mx is None and services.submission is None and services.relay is None:
+                yield Finding(
+                    "verify_real_software",
+                    (*where, "postfix"),
+                    "Postfix runs this host's mx, submission and relay, and it has none of them",
+                )
+            if services.submission is not None and services.dovecot is None:
+                yield Finding(
+                    "verify_real_software",
+                    (*where, "postfix"),
+                    "Postfix's submission service checks passwords through Dovecot: "
+                    "add `dovecot: {}` beside it",
+                )
+        if services.dovecot is not None and services.mx is not None and services.postfix is None:
+            yield Finding(
+                "verify_real_software",
+                (*where, "dovecot"),
+                "Dovecot serves the mail Postfix delivers: add `postfix: {}` beside the mx",
+            )
+
+
 _WELL_KNOWN = {
     "mx": (25,),
     "dns": (53,),

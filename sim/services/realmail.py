@@ -1,0 +1,517 @@
+"""Postfix and Dovecot as a node's services (the mininet backend only).
+
+The services run inside the node's agent, which lives in the node's network
+and mount namespaces. Each starts a private instance of the real daemon:
+
+* its files live under the lab's state directory
+  (``STATE/NODE/postfix/{etc,spool,lib}``, ``STATE/NODE/dovecot/{etc,lib}``,
+  the Maildirs in ``STATE/NODE/mail``) and are **bind-mounted** over
+  Debian's paths (/etc/postfix, /var/spool/postfix, /var/lib/postfix,
+  /etc/dovecot, /var/lib/dovecot, /var/mail) in the node's *private* mount
+  namespace, as the node's /etc/resolv.conf already is. So the daemons
+  (which drop privileges to users ``postfix``, ``mail``, ``dovenull`` and
+  could not enter the state directory, mode 0700) find their files where
+  they always do, read the lab resolver from /etc/resolv.conf, and
+  ``postconf`` typed in the lab shell shows the node's configuration. The
+  machine's own /etc/postfix and /etc/dovecot are neither read nor changed:
+  the mounts exist only in the node's namespace and end with it.
+* the daemon is started in the foreground (``master -d``, ``dovecot -F``)
+  as a child of the agent, stopped by its pid (SIGTERM, then SIGKILL);
+  whatever survives a crash lies in the lab's namespaces, which
+  ``maillab clean`` empties.
+* its log (``maillog_file``, ``log_path``) is read as it grows and turned
+  into trace events (:mod:`sim.services.maillog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sim.errors import ServiceError
+from sim.events import Check, Delivered
+from sim.net.api import Endpoint
+from sim.services.base import NodeContext, Service
+from sim.services.dovecotconf import DOVECOT_LOG, dovecot_config
+from sim.services.maildir import mail_root
+from sim.services.maillog import LogEvent, MailLogReader, header_verdicts
+from sim.services.postfixconf import (
+    MAILLOG,
+    POSTGREY,
+    PostfixConfig,
+    greylist_delay,
+    postfix_config,
+)
+
+__all__ = ["DovecotNode", "PostfixNode", "private_namespace"]
+
+#: Real seconds a daemon may take to listen.
+START_TIMEOUT = 30.0
+#: How often (real seconds) the log is read again.
+LOG_POLL = 0.02
+
+
+def private_namespace() -> bool:
+    """True when this process has a mount namespace of its own (not the
+    machine's): bind mounts made here then stay in the node."""
+    try:
+        mine = os.readlink("/proc/self/ns/mnt")
+        # The agent's parent (the fork server, or the driver) is in the
+        # machine's namespace.
+        if mine == os.readlink(f"/proc/{os.getppid()}/ns/mnt"):
+            return False
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):  # pid 1's may be unreadable in a container
+        if mine == os.readlink("/proc/1/ns/mnt"):
+            return False
+    return True
+
+
+def _run(argv: list[str], what: str) -> str:
+    need(argv[0])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        text = " ".join((done.stderr or done.stdout).split())
+        raise ServiceError(f"{what}: {' '.join(argv)} failed: {text[-300:]}")
+    return done.stdout
+
+
+def _mounted(target: str) -> bool:
+    with open("/proc/self/mountinfo") as info:
+        return any(line.split()[4] == target for line in info)
+
+
+def bind(source: Path, target: str) -> None:
+    """``source`` over ``target`` in this node's mount namespace only."""
+    if not private_namespace():
+        raise ServiceError(
+            f"refusing to mount {source} over {target}: not in a node's private mount namespace"
+        )
+    if not _mounted(target):
+        _run(["mount", "--bind", str(source), target], "mount")
+
+
+def _wait_listening(address: str, port: int, deadline: float) -> None:
+    while True:
+        try:
+            with socket.create_connection((address, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise ServiceError(f"nothing listens on {address}:{port}") from None
+            time.sleep(0.05)
+
+
+#: Program → the Debian package that brings it (scripts/system-setup.sh).
+PACKAGES = {
+    "postfix": "postfix",
+    "postconf": "postfix",
+    "dovecot": "dovecot-core",
+    "doveconf": "dovecot-core",
+    "opendkim": "opendkim",
+    "opendmarc": "opendmarc",
+    "postgrey": "postgrey",
+    "policyd-spf": "postfix-policyd-spf-python",
+}
+
+
+def need(program: str) -> None:
+    """One line naming the Debian package when ``program`` is missing."""
+    if os.path.isabs(program):
+        found = os.access(program, os.X_OK)
+    else:
+        found = shutil.which(program, path="/usr/sbin:/usr/bin:/sbin:/bin") is not None
+    if not found:
+        package = PACKAGES.get(os.path.basename(program), "its Debian package")
+        raise ServiceError(
+            f"{program} is not installed (Debian package {package}: `make system` installs it)"
+        )
+
+
+def _read_from(path: Path, offset: int) -> tuple[str, int]:
+    with open(path, errors="replace") as log:
+        log.seek(offset)
+        return log.read(), log.tell()
+
+
+def _set(key: str, value: str) -> None:
+    """``postconf -e KEY = VALUE`` in the node's main.cf, checked by Postfix
+    itself: a name ``postconf -d`` does not know is refused, and the value
+    read back must be the one given; then ``postfix reload``."""
+    if not re.fullmatch(r"[a-z0-9_]+", key):
+        raise ServiceError(f"{key!r} is not a main.cf parameter name")
+    known = subprocess.run(
+        ["postconf", "-d", key], capture_output=True, text=True, timeout=30, check=False
+    )
+    if known.returncode != 0 or "unknown parameter" in known.stderr or not known.stdout:
+        raise ServiceError(f"{key}: Postfix has no such parameter (postconf -d {key})")
+    if "\n" in value:
+        raise ServiceError(f"{key}: a main.cf value is one line")
+    _run(["postconf", "-e", f"{key} = {value}"], "postconf -e")
+    now = _run(["postconf", "-h", key], "postconf -h").strip()
+    if now != value.strip():
+        raise ServiceError(f"{key}: postconf reads back {now!r}, not {value!r}")
+    _run(["postfix", "reload"], "postfix reload")
+
+
+def _chown(path: Path, user: str) -> None:
+    shutil.chown(path, user, user)
+
+
+class _Daemon(Service):
+    """A real daemon's process and log, shared by Postfix and Dovecot."""
+
+    log_file: ClassVar[str]
+    #: Where the daemon reads its configuration (in the node's namespace).
+    etc_dir: ClassVar[str]
+
+    def __init__(self, ctx: NodeContext) -> None:
+        super().__init__(ctx)
+        self.address = ctx.network.address_of(ctx.node.name)
+        self.proc: subprocess.Popen[bytes] | None = None
+        #: Helpers started beside the daemon (OpenDKIM, OpenDMARC).
+        self.helpers: list[subprocess.Popen[bytes]] = []
+        self.config: PostfixConfig | None = None
+        self._tail: asyncio.Task[None] | None = None
+        self.reader = MailLogReader(ctx.net.trace_of, ctx.net.trace_of_message, ctx.clock.now)
+
+    @property
+    def base(self) -> Path:
+        return self.ctx.state_dir / self.ctx.node.name / self.kind
+
+    def mail_dir(self) -> Path:
+        root = mail_root(self.ctx.state_dir, self.ctx.node.name)
+        root.mkdir(parents=True, exist_ok=True)
+        _chown(root, "mail")
+        for user in root.iterdir():
+            if user.is_dir():
+                for path in (user, *user.rglob("*")):
+                    _chown(path, "mail")
+        return root
+
+    def certificate(self) -> tuple[str, str]:
+        services = self.ctx.node.services
+        names = [
+            name
+            for name in (
+                services.mx.hostname if services.mx else None,
+                services.submission.hostname if services.submission else None,
+                services.relay.hostname if services.relay else None,
+            )
+            if name
+        ] or [f"{self.ctx.node.name}.lab.test"]
+        cert, key = self.ctx.ca.issue(list(dict.fromkeys(names)))
+        return str(cert), str(key)
+
+    def spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        need(argv[0])
+        out = open(self.base / "daemon.out", "ab")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/")
+        finally:
+            out.close()
+        return proc
+
+    def follow_log(self, path: Path) -> None:
+        path.touch(exist_ok=True)
+        self._tail = asyncio.get_running_loop().create_task(self._follow(path))
+
+    async def _follow(self, path: Path) -> None:
+        loop = asyncio.get_running_loop()
+        offset = path.stat().st_size  # noqa: ASYNC240  (once, at start)
+        pending = ""
+        while True:
+            await asyncio.sleep(LOG_POLL)
+            try:
+                chunk, offset = await loop.run_in_executor(None, _read_from, path, offset)
+            except OSError:
+                continue
+            pending += chunk
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                for event in self.reader.feed(line):
+                    self.ctx.record(event.trace_id, event.data, event.summary)
+                    self.after_event(event)
+
+    async def stop(self) -> None:
+        if self._tail is not None:
+            self._tail.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._tail
+        for proc in (self.proc, *self.helpers):
+            if proc is None or proc.poll() is not None:
+                continue
+            # Ours, by its pid: the master stops its children itself.
+            proc.send_signal(signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            try:
+                await asyncio.wait_for(loop.run_in_executor(None, proc.wait), 10)
+            except TimeoutError:
+                proc.kill()
+                await loop.run_in_executor(None, proc.wait)
+
+    def after_event(self, event: LogEvent) -> None:
+        """Follow-up of one event (PostfixNode reads a stored message's verdicts)."""
+        return None
+
+    def shown(self) -> dict[str, Any]:
+        """The generated files and, per line, the topology field behind it."""
+        conf = self.config
+        if conf is None:
+            return {"files": {}, "settings": []}
+        # The same shape as `maillab realconfig` (sim/realcmd.py).
+        return {
+            "node": self.ctx.node.name,
+            "files": {f"{self.etc_dir}/{name}": text for name, text in self.files(conf).items()},
+            "settings": [s.to_json() for s in (*conf.main, *conf.master)],
+        }
+
+    def files(self, conf: PostfixConfig) -> dict[str, str]:
+        return conf.files()
+
+
+class PostfixNode(_Daemon):
+    """The node's mx, submission and relay, run by a private Postfix."""
+
+    kind = "postfix"
+    log_file = MAILLOG
+    etc_dir = "/etc/postfix"
+
+    async def start(self) -> list[Endpoint]:
+        return await asyncio.get_running_loop().run_in_executor(None, self._start)
+
+    def _start(self) -> list[Endpoint]:
+        node = self.ctx.node
+        services = node.services
+        need("postfix")  # before anything is mounted over its directories
+        cert, key = self.certificate()
+        addresses = {n.name: n.ip.ip for n in self.ctx.topology.hosts() if n.ip is not None}
+        conf = self.config = postfix_config(
+            self.ctx.topology,
+            node,
+            self.address,
+            dovecot=services.dovecot is not None,
+            ca_file=str(self.ctx.ca.cert_path),
+            cert_file=cert,
+            key_file=key,
+            node_addresses=addresses,
+        )
+        if services.submission is not None and services.dovecot is None:
+            raise ServiceError(
+                f"{node.name}: Postfix's submission service checks passwords through "
+                "Dovecot: add `dovecot: {}` to the node"
+            )
+        etc, spool, lib = (self.base / d for d in ("etc", "spool", "lib"))
+        for directory in (etc, spool, lib):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o755)
+        _chown(lib, "postfix")
+        for name, text in conf.files().items():
+            (etc / name).parent.mkdir(parents=True, exist_ok=True)
+            (etc / name).write_text(text)
+        # What post-install needs beside main.cf and master.cf (Debian's files).
+        for extra in ("postfix-files", "postfix-script", "post-install", "dynamicmaps.cf"):
+            if not (etc / extra).exists() and Path("/etc/postfix", extra).exists():
+                shutil.copy2(Path("/etc/postfix", extra), etc / extra)
+        (etc / "postfix-files.d").mkdir(exist_ok=True)
+        (etc / "dynamicmaps.cf.d").mkdir(exist_ok=True)
+        mail = self.mail_dir()
+        bind(etc, "/etc/postfix")
+        bind(spool, "/var/spool/postfix")
+        bind(lib, "/var/lib/postfix")
+        bind(mail, "/var/mail")
+        Path(MAILLOG).touch()
+        _chown(Path(MAILLOG), "postfix")
+        _run(["postfix", "check"], f"{node.name}: postfix")
+        daemon_dir = _run(["postconf", "-h", "daemon_directory"], "postconf").strip()
+        self.start_milters(conf, etc)
+        self.proc = self.spawn([f"{daemon_dir}/master", "-d"])
+        deadline = time.monotonic() + START_TIMEOUT
+        endpoints: list[Endpoint] = []
+        ports: list[tuple[str, int]] = []
+        if services.mx is not None:
+            ports.append(("mx", 25))
+        if services.submission is not None:
+            ports += [("submission", p) for p in services.submission.ports]
+        for label, port in ports:
+            try:
+                _wait_listening(str(self.address), port, deadline)
+            except ServiceError:
+                tail = self._tail_text(Path(MAILLOG))
+                raise ServiceError(
+                    f"{node.name}: Postfix does not listen on {port}: {tail}"
+                ) from None
+            endpoints.append(Endpoint(node.name, label, "tcp", f"{self.address}:{port}"))
+        return endpoints
+
+    def start_milters(self, conf: PostfixConfig, etc: Path) -> None:
+        """OpenDKIM and OpenDMARC, when the topology asks for them, listening
+        before Postfix starts (a milter that is down lets mail through)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        if "dkim/keytable" in conf.tables:
+            keys = etc / "dkim"
+            for source in (self.ctx.state_dir / "dkim").glob("*._domainkey.*.pem"):
+                target = keys / source.name
+                shutil.copyfile(source, target)
+                target.chmod(0o600)
+                _chown(target, "opendkim")
+        if "opendkim.conf" in conf.tables:
+            self.helpers.append(self.spawn(["opendkim", "-f", "-x", "/etc/postfix/opendkim.conf"]))
+            _wait_listening("127.0.0.1", 8891, deadline)
+        delay = greylist_delay(self.ctx.topology, self.ctx.node)
+        if delay is not None:
+            db = Path("/var/lib/postfix/postgrey")
+            db.mkdir(exist_ok=True)
+            _chown(db, "postgrey")
+            self.helpers.append(
+                self.spawn(
+                    [
+                        "postgrey",
+                        f"--inet={POSTGREY.removeprefix('inet:')}",
+                        f"--dbdir={db}",
+                        f"--delay={delay}",
+                        "--user=postgrey",
+                        "--group=postgrey",
+                    ]
+                )
+            )
+            _wait_listening("127.0.0.1", int(POSTGREY.rpartition(":")[2]), deadline)
+        if "opendmarc.conf" in conf.tables:
+            self.helpers.append(
+                self.spawn(["opendmarc", "-f", "-c", "/etc/postfix/opendmarc.conf"])
+            )
+            _wait_listening("127.0.0.1", 8893, deadline)
+
+    def after_event(self, event: LogEvent) -> None:
+        """A message stored here: the verdicts the milters and the SPF policy
+        service wrote into its header (Authentication-Results, RFC 8601;
+        Received-SPF, RFC 7208 §9.1) become check events, as maillab's MX
+        emits them."""
+        if not isinstance(event.data, Delivered) or event.data.bounce:
+            return
+        user = event.data.user
+        new = mail_root(self.ctx.state_dir, self.ctx.node.name) / user / "new"
+        try:
+            newest = max(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+            head = newest.read_bytes().split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        except (OSError, ValueError):
+            return
+        for check, result, text in header_verdicts(head.decode("utf-8", "replace")):
+            self.ctx.record(
+                event.trace_id,
+                Check(
+                    client="",
+                    check=check,
+                    result=result,
+                    action="header",
+                    configured=None,
+                    stage="data",
+                    explanation=text,
+                    inputs={},
+                    details={},
+                    reply=None,
+                    software="postfix",
+                ),
+                f"postfix: {check} {result} ({text})",
+            )
+
+    def _tail_text(self, path: Path) -> str:
+        try:
+            lines = path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return lines[-1] if lines else "(empty log)"
+
+    async def lab_started(self) -> None:
+        self.follow_log(self.base / "lib" / "maillog")
+
+    async def control(self, command: str, **args: Any) -> dict[str, Any]:
+        if command == "config":
+            return self.shown()
+        if command == "postconf":
+            key = str(args.get("key", ""))
+            loop = asyncio.get_running_loop()
+            value = await loop.run_in_executor(None, _run, ["postconf", "-h", key], "postconf")
+            return {"key": key, "value": value.strip()}
+        if command == "set":
+            key, value = str(args["key"]), str(args["value"])
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, _set, key, value)
+            return {"key": key, "value": value}
+        return await super().control(command, **args)
+
+
+class DovecotNode(_Daemon):
+    """The node's mailboxes (IMAP, POP3), LMTP delivery and SASL, by Dovecot."""
+
+    kind = "dovecot"
+    log_file = DOVECOT_LOG
+    etc_dir = "/etc/dovecot"
+
+    async def start(self) -> list[Endpoint]:
+        return await asyncio.get_running_loop().run_in_executor(None, self._start)
+
+    def files(self, conf: PostfixConfig) -> dict[str, str]:
+        return {
+            "dovecot.conf": "".join(f"{s.text}\n" for s in conf.main),
+            **{k: v for k, v in conf.tables.items() if k != "users"},
+        }
+
+    def _start(self) -> list[Endpoint]:
+        node = self.ctx.node
+        need("dovecot")  # before anything is mounted over its directories
+        if node.services.mx is not None and node.services.postfix is None:
+            # maillab's MX writes the Maildirs as root; Dovecot reads them as
+            # user mail, and delivery must go through its LMTP anyway.
+            raise ServiceError(
+                f"{node.name}: Dovecot serves the mail Postfix delivers: add `postfix: {{}}` "
+                "to the node (its mx) as well"
+            )
+        cert, key = self.certificate()
+        conf = self.config = dovecot_config(node, self.address, cert_file=cert, key_file=key)
+        etc, lib = self.base / "etc", self.base / "lib"
+        for directory in (etc, lib):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o755)
+        (etc / "dovecot.conf").write_text(self.files(conf)["dovecot.conf"])
+        users = etc / "users"
+        users.write_text(conf.tables["users"])
+        users.chmod(0o640)
+        shutil.chown(users, "root", "dovecot")
+        mail = self.mail_dir()
+        bind(etc, "/etc/dovecot")
+        bind(lib, "/var/lib/dovecot")
+        bind(mail, "/var/mail")
+        _run(["doveconf", "-n"], f"{node.name}: dovecot configuration")
+        self.proc = self.spawn(["dovecot", "-F"])
+        deadline = time.monotonic() + START_TIMEOUT
+        endpoints: list[Endpoint] = []
+        for label, host, port in (
+            ("lmtp", "127.0.0.1", 24),
+            ("mailbox", str(self.address), 143),
+            ("mailbox", str(self.address), 110),
+            ("mailbox", str(self.address), 993),
+            ("mailbox", str(self.address), 995),
+        ):
+            _wait_listening(host, port, deadline)
+            if host != "127.0.0.1":
+                endpoints.append(Endpoint(node.name, label, "tcp", f"{host}:{port}"))
+        return endpoints
+
+    async def lab_started(self) -> None:
+        self.follow_log(self.base / "lib" / "dovecot.log")
+
+    async def control(self, command: str, **args: Any) -> dict[str, Any]:
+        if command == "config":
+            return self.shown()
+        return await super().control(command, **args)
