@@ -54,10 +54,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "list": ("maillab list", "maillab list --json"),
     "check": (
-        "maillab check",
         "maillab check spf --explain",
-        "maillab check receive-only spf --variants 3",
-        "maillab check 3 --backend mininet --json",
+        "maillab check receive-only dkim --variants 3",
+        "maillab check what-is-wrong --all-faults --backend mininet",
     ),
     "export": ("maillab export -o alice.json", "maillab export dkim spf -o alice-dkim.json"),
     "grade": (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,16 @@ def root_dir() -> Path:
 @pytest.fixture(scope="session")
 def home_isp_path() -> Path:
     return TOPOLOGIES / "home-isp.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _course_unchanged() -> Iterator[None]:
+    """``maillab --course DIR`` (sim.cli.use_course) points the whole process
+    at a course through ``$MAILLAB_COURSE``, as it should for a real run; a
+    test calling ``main`` in-process must not leave it for the next test."""
+    before = os.environ.get("MAILLAB_COURSE")
+    yield
+    if before is None:
+        os.environ.pop("MAILLAB_COURSE", None)
+    else:
+        os.environ["MAILLAB_COURSE"] = before

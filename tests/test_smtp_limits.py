@@ -299,6 +299,9 @@ class _Net:
         self.asked += 1
         return Peer(IPv4Address("192.0.2.25"), 40000 + self.asked, "t-1")
 
+    def record(self, transport: Any, peer: Peer) -> None:
+        return None  # no capture runs (sim.net.wirelog)
+
 
 class _Transport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:

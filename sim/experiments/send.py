@@ -867,12 +867,32 @@ def _summarise(result: SendResult, per_rcpt: list[dict[str, Any]], trace: Trace)
         result.stage = main.get("stage")
         result.reply = main.get("reply")
         result.verdict = main.get("verdict")
-    _checks(result, trace)
+    _checks(result, trace, _decided_at(per_rcpt, trace))
     return result
 
 
-def _checks(result: SendResult, trace: Trace) -> None:
+def _decided_at(per_rcpt: list[dict[str, Any]], trace: Trace) -> float | None:
+    """Lab time of the last relay verdict on the message's recipients (and
+    those it was forwarded or listed to): what a settled send saw later (a
+    bounce arriving somewhere, checked in its turn) is not this message's."""
+    addresses: set[str] = set()
+    for entry in per_rcpt:
+        addresses.add(str(entry.get("rcpt", "")).lower())
+        addresses.update(str(a).lower() for a in entry.get("forwarded", []))
+        addresses.update(str(m.get("rcpt", "")).lower() for m in entry.get("members", []))
+    times = [
+        e.t
+        for e in trace
+        if isinstance(e.data, QueueDelivered | QueueBounced | QueueDeferred)
+        and e.data.rcpt.lower() in addresses
+    ]
+    return max(times, default=None)
+
+
+def _checks(result: SendResult, trace: Trace, until: float | None = None) -> None:
     for event in trace.of_kind("check"):
+        if until is not None and event.t > until:
+            break  # in time order: what came after the message's fate
         name, value = event.data.get("check"), event.data.get("result")
         if isinstance(name, str) and isinstance(value, str):
             result.checks[name] = value
