@@ -144,7 +144,13 @@ async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> No
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``maillab serve --port 0`` with progress kept in a temporary home."""
-    env = dict(os.environ, MAILLAB_HOME=str(tmp_path / "home"), MAILLAB_THEME="dark")
+    # A student id given: the first start would ask for one (sim/tui/student.py).
+    env = dict(
+        os.environ,
+        MAILLAB_HOME=str(tmp_path / "home"),
+        MAILLAB_THEME="dark",
+        MAILLAB_STUDENT="student-1",
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "serve", "--port", "0"],
         stdout=subprocess.PIPE,
