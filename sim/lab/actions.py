@@ -54,6 +54,7 @@ from sim.spec.kinds import (
     Str,
     suggest,
 )
+from sim.spec.yamlpos import plain as _plain
 from sim.topology.model import CheckAction, RejectWith, Topology
 from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
 
@@ -616,17 +617,6 @@ def action_from_data(raw: Any) -> Action:
         raise LabFileError(checker.problems)
     name, args = next(iter(raw.items()))
     return Action(str(name), _plain(args))
-
-
-def _plain(value: Any) -> Any:
-    """ruamel's commented containers → plain dicts and lists (for JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def resolver_node(topology: Topology) -> str | None:

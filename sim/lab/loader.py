@@ -66,6 +66,7 @@ from sim.resolve import qtype_code
 from sim.spec.kinds import Checker, path_text, suggest
 from sim.spec.source import read_text
 from sim.spec.yamlpos import Key, load_yaml, locate, value_pos
+from sim.spec.yamlpos import plain as _plain
 from sim.topology.model import Topology
 
 __all__ = [
@@ -246,16 +247,6 @@ def _text(value: Any) -> str:
 
 def _opt(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def _experiment(raw: Any, path: FilePath) -> ExperimentRun:

@@ -38,6 +38,7 @@ from sim.errors import LabError, LabFileError, Problem
 from sim.lab.loader import load_lab, normalise_answer
 from sim.lab.model import ExperimentStep, LabDef, QuestionStep
 from sim.lab.seal import answer_digest, answer_key, new_salt, new_unlock_key, seal
+from sim.spec.yamlpos import plain as _plain
 
 __all__ = ["PackResult", "pack_course", "student_lab"]
 
@@ -63,16 +64,6 @@ class PackResult:
             "notebooks": [str(p) for p in self.notebooks],
             "notes": list(self.notes),
         }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def _read(path: Path, lab: LabDef) -> dict[str, Any]:

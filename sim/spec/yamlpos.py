@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ruamel.yaml import YAML
     from ruamel.yaml.nodes import Node
 
-__all__ = ["Key", "Pos", "is_map", "is_seq", "key_pos", "load_yaml", "locate", "value_pos"]
+__all__ = ["Key", "Pos", "is_map", "is_seq", "key_pos", "load_yaml", "locate", "plain", "value_pos"]
 
 Pos = tuple[int, int]
 Key = str | int
@@ -239,3 +239,15 @@ def _yaml_problem(err: Exception, source: str, text: str) -> Problem:
 
 def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def plain(value: Any) -> Any:
+    """ruamel's commented containers and strings → plain dicts, lists and
+    str (for JSON, comparison, or writing back out without positions)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
