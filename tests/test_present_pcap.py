@@ -8,11 +8,16 @@ answers in it.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
+import signal
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from presentkit import recorded
@@ -155,37 +160,43 @@ def test_mininet_send_pcap_is_captured_and_decrypts_with_the_key_log(tmp_path: P
     assert "mx.qq.example" in answers and "203.0.113.25" in answers
 
 
-@needs_tshark
-def test_up_pcap_writes_the_runs_packets_when_the_lab_stops(tmp_path: Path) -> None:
-    import json
-    import signal
-
-    import dns.message
-    import dns.query
-
+@contextlib.contextmanager
+def _up_with_pcap(tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
+    """``maillab up home-isp --pcap DIR`` as a user runs it: yields its ready
+    line (the endpoints) and the file it must have written once stopped."""
     capture_dir = tmp_path / "capture"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "up", "home-isp", "--json", "--pcap", str(capture_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
+    out = capture_dir / "home-isp.pcapng"
     try:
         assert proc.stdout is not None
-        ready = json.loads(proc.stdout.readline())
-        resolver = next(
-            e for e in ready["endpoints"] if e["node"] == "ns" and e["service"] == "dns"
-            and e["proto"] == "udp"
-        )  # fmt: skip
-        host, port = resolver["local"].rsplit(":", 1)
-        # A real DNS client on this machine asks the lab resolver (as "outside").
-        query = dns.message.make_query("qq.example", "MX")
-        reply = dns.query.udp(query, host, port=int(port), timeout=5)
-        assert reply.answer
+        yield json.loads(proc.stdout.readline()), out
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    out = capture_dir / "home-isp.pcapng"
     assert f"wrote {out}" in err
+
+
+def _endpoint(ready: dict[str, Any], **match: str) -> tuple[str, int]:
+    found = next(e for e in ready["endpoints"] if all(e[k] == v for k, v in match.items()))
+    host, port = found["local"].rsplit(":", 1)
+    return host, int(port)
+
+
+@needs_tshark
+def test_up_pcap_writes_the_runs_packets_when_the_lab_stops(tmp_path: Path) -> None:
+    import dns.message
+    import dns.query
+
+    with _up_with_pcap(tmp_path) as (ready, out):
+        host, port = _endpoint(ready, node="ns", service="dns", proto="udp")
+        # A real DNS client on this machine asks the lab resolver (as "outside").
+        query = dns.message.make_query("qq.example", "MX")
+        reply = dns.query.udp(query, host, port=port, timeout=5)
+        assert reply.answer
     assert "qq.example\t\tmx.qq.example" in "\n".join(dns_answers(out))
 
 
@@ -194,40 +205,25 @@ def test_up_pcap_keeps_what_a_real_smtp_client_said(tmp_path: Path) -> None:
     """A real program (here smtplib) talks to the running lab's MX: no lab
     client records that conversation, so the MX keeps it for the file, with
     the lab addresses and port 25, decrypted after STARTTLS."""
-    import json
-    import signal
     import smtplib
     import ssl
 
-    capture_dir = tmp_path / "capture"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", "up", "home-isp", "--json", "--pcap", str(capture_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        ready = json.loads(proc.stdout.readline())
-        mx = next(e for e in ready["endpoints"] if e["lab"] == "203.0.113.25:25")
-        host, port = mx["local"].rsplit(":", 1)
+    with _up_with_pcap(tmp_path) as (ready, out):
+        host, port = _endpoint(ready, lab="203.0.113.25:25")
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        with smtplib.SMTP(host, int(port), local_hostname="real.client.example", timeout=30) as c:
+        with smtplib.SMTP(host, port, local_hostname="real.client.example", timeout=30) as c:
             c.ehlo()
             c.starttls(context=context)
             c.ehlo()
             c.mail("someone@elsewhere.example")
             c.rcpt("bob@qq.example")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    out = capture_dir / "home-isp.pcapng"
     commands = smtp_commands(out)
     assert commands[:3] == ["EHLO", "STARTTLS", "EHLO"]
     assert {"MAIL", "RCPT", "QUIT"} <= set(commands)
     servers = fields(out, "ip.src", "tcp.srcport", display="smtp.response")
-    assert servers and {line for line in servers} == {"203.0.113.25\t25"}
+    assert servers and set(servers) == {"203.0.113.25\t25"}
     greeting = fields(out, "smtp.response", display="smtp.response.code == 220")
     assert greeting  # the banner, as the MX wrote it
     comments = fields(out, "frame.comment", display="frame.comment && smtp")
