@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import yaml
+from rawsend import send_raw
 
 import sim
 from sim.auth.arc import seal
 from sim.auth.dkim import generate_key, key_txt_rdata
-from sim.services.smtpclient import SmtpClient
 from sim.topology import loads_topology
 
 CASES_FILE = Path(__file__).parent / "fixtures" / "auth" / "arc-rfc8617-cases.yaml"
@@ -131,23 +131,14 @@ def lab() -> Iterator[sim.Lab]:
 
 
 def send(lab: sim.Lab, data: bytes) -> dict[str, Any]:
-    backend: Any = lab.backend
-    ctx = backend.context("sender")
-    trace = backend.hub.open()
-    transcript = backend.call(
-        SmtpClient.for_node(ctx).send(
-            MX_IP,
-            25,
-            mail_from="news-bounces@list.example",
-            rcpts=["bob@mx.example"],
-            data=data,
-            helo="sender.list.example",
-            tls="none",
-            trace_id=trace.id,
-        )
+    (event,) = send_raw(
+        lab,
+        data,
+        mx_ip=MX_IP,
+        mail_from="news-bounces@list.example",
+        helo="sender.list.example",
+        check="arc",
     )
-    assert transcript.delivered, transcript
-    (event,) = [e.data for e in trace.of_kind("check") if e.data.get("check") == "arc"]
     return event
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import dkim
 import pytest
+from rawsend import send_raw
 
 import sim
 from sim.auth.dkim import generate_ed25519_key, generate_key, key_txt_rdata
-from sim.services.smtpclient import SmtpClient
 from sim.topology import loads_topology
 
 MX_IP = "203.0.113.25"
@@ -282,23 +282,14 @@ def lab() -> Iterator[sim.Lab]:
 
 
 def send(lab: sim.Lab, data: bytes) -> list[dict[str, Any]]:
-    backend: Any = lab.backend
-    ctx = backend.context("sender")
-    trace = backend.hub.open()
-    transcript = backend.call(
-        SmtpClient.for_node(ctx).send(
-            MX_IP,
-            25,
-            mail_from="alice@signer.example",
-            rcpts=["bob@mx.example"],
-            data=data,
-            helo="sender.signer.example",
-            tls="none",
-            trace_id=trace.id,
-        )
+    return send_raw(
+        lab,
+        data,
+        mx_ip=MX_IP,
+        mail_from="alice@signer.example",
+        helo="sender.signer.example",
+        check="dkim",
     )
-    assert transcript.delivered, transcript
-    return [e.data for e in trace.of_kind("check") if e.data.get("check") == "dkim"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
