@@ -120,6 +120,25 @@ class BoundFault:
 # -- the catalogue ---------------------------------------------------------------
 
 _REPLACE_SPF = {"dns_remove": {"node": "{dns}", "zone": "{domain}", "name": "@", "type": "TXT"}}
+# The other edits several faults (or their fixes) make: templates, filled per lab.
+_REMOVE_DKIM_KEY = {
+    "dns_remove": {"node": "{dns}", "zone": "{domain}", "name": "{dkim_name}", "type": "TXT"}
+}
+_REMOVE_PTR = {
+    "dns_remove": {"node": "{dns}", "zone": "{ptr_zone}", "name": "{ptr_label}", "type": "PTR"}
+}
+_REMOVE_DMARC = {
+    "dns_remove": {"node": "{dns}", "zone": "{domain}", "name": "_dmarc", "type": "TXT"}
+}
+_PUBLISH_DKIM_KEY = {
+    "dkim_publish": {
+        "node": "{dns}",
+        "zone": "{domain}",
+        "name": "{dkim_name}",
+        "signer": "{sender}",
+        "selector": "{selector}",
+    }
+}
 
 CATALOGUE: dict[str, Fault] = {
     f.name: f
@@ -158,14 +177,7 @@ CATALOGUE: dict[str, Fault] = {
             "signature fails to verify with the old key (RFC 6376 §6.1.3).",
             ("dns", "domain", "sender", "receiver"),
             breaks=(
-                {
-                    "dns_remove": {
-                        "node": "{dns}",
-                        "zone": "{domain}",
-                        "name": "{dkim_name}",
-                        "type": "TXT",
-                    }
-                },
+                _REMOVE_DKIM_KEY,
                 {
                     "dns_add": {
                         "node": "{dns}",
@@ -175,23 +187,8 @@ CATALOGUE: dict[str, Fault] = {
                 },
             ),
             solution=(
-                {
-                    "dns_remove": {
-                        "node": "{dns}",
-                        "zone": "{domain}",
-                        "name": "{dkim_name}",
-                        "type": "TXT",
-                    }
-                },
-                {
-                    "dkim_publish": {
-                        "node": "{dns}",
-                        "zone": "{domain}",
-                        "name": "{dkim_name}",
-                        "signer": "{sender}",
-                        "selector": "{selector}",
-                    }
-                },
+                _REMOVE_DKIM_KEY,
+                _PUBLISH_DKIM_KEY,
             ),
             expect=({"checks": {"dkim": "pass"}},),
             trips="dkim",
@@ -206,14 +203,7 @@ CATALOGUE: dict[str, Fault] = {
             "`s=`: permerror (RFC 6376 §6.1.2).",
             ("dns", "domain", "sender", "receiver"),
             breaks=(
-                {
-                    "dns_remove": {
-                        "node": "{dns}",
-                        "zone": "{domain}",
-                        "name": "{dkim_name}",
-                        "type": "TXT",
-                    }
-                },
+                _REMOVE_DKIM_KEY,
                 {
                     "dns_add": {
                         "node": "{dns}",
@@ -222,17 +212,7 @@ CATALOGUE: dict[str, Fault] = {
                     }
                 },
             ),
-            solution=(
-                {
-                    "dkim_publish": {
-                        "node": "{dns}",
-                        "zone": "{domain}",
-                        "name": "{dkim_name}",
-                        "signer": "{sender}",
-                        "selector": "{selector}",
-                    }
-                },
-            ),
+            solution=(_PUBLISH_DKIM_KEY,),
             expect=({"checks": {"dkim": "pass"}},),
             trips="dkim",
             facts=(sender_facts, dkim_facts, receiver_facts),
@@ -244,16 +224,7 @@ CATALOGUE: dict[str, Fault] = {
             "of the sending address gets NXDOMAIN, and receivers that require "
             "reverse DNS refuse the client (RFC 1912 §2.1; iprev, RFC 8601 §3).",
             ("dns", "sender", "receiver"),
-            breaks=(
-                {
-                    "dns_remove": {
-                        "node": "{dns}",
-                        "zone": "{ptr_zone}",
-                        "name": "{ptr_label}",
-                        "type": "PTR",
-                    }
-                },
-            ),
+            breaks=(_REMOVE_PTR,),
             solution=(
                 {
                     "dns_add": {
@@ -275,14 +246,7 @@ CATALOGUE: dict[str, Fault] = {
             "resolve back to the address (iprev fail, RFC 8601 §3).",
             ("dns", "sender", "receiver"),
             breaks=(
-                {
-                    "dns_remove": {
-                        "node": "{dns}",
-                        "zone": "{ptr_zone}",
-                        "name": "{ptr_label}",
-                        "type": "PTR",
-                    }
-                },
+                _REMOVE_PTR,
                 {
                     "dns_add": {
                         "node": "{dns}",
@@ -292,14 +256,7 @@ CATALOGUE: dict[str, Fault] = {
                 },
             ),
             solution=(
-                {
-                    "dns_remove": {
-                        "node": "{dns}",
-                        "zone": "{ptr_zone}",
-                        "name": "{ptr_label}",
-                        "type": "PTR",
-                    }
-                },
+                _REMOVE_PTR,
                 {
                     "dns_add": {
                         "node": "{dns}",
@@ -477,14 +434,7 @@ CATALOGUE: dict[str, Fault] = {
             "so mail forged in the domain's name gets through.",
             ("dns", "domain", "receiver"),
             breaks=(
-                {
-                    "dns_remove": {
-                        "node": "{dns}",
-                        "zone": "{domain}",
-                        "name": "_dmarc",
-                        "type": "TXT",
-                    }
-                },
+                _REMOVE_DMARC,
                 {
                     "dns_add": {
                         "node": "{dns}",
@@ -494,14 +444,7 @@ CATALOGUE: dict[str, Fault] = {
                 },
             ),
             solution=(
-                {
-                    "dns_remove": {
-                        "node": "{dns}",
-                        "zone": "{domain}",
-                        "name": "_dmarc",
-                        "type": "TXT",
-                    }
-                },
+                _REMOVE_DMARC,
                 {
                     "dns_add": {
                         "node": "{dns}",
