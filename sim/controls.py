@@ -138,8 +138,15 @@ COMMANDS: tuple[Command, ...] = (
     _c("postfix", "set", "set a main.cf parameter (`postconf -e`) and reload Postfix",
        'lab.control("smtp-isp", "postfix", "set", key="relayhost", value="[192.0.2.25]:587")',
        Arg("key", "the parameter", True), Arg("value", "its value", True)),
-    _c("dovecot", "config", "dovecot.conf as generated; each setting's topology field",
+    _c("dovecot", "config", "dovecot.conf as running; each setting's topology field",
        'lab.control("mx-qq", "dovecot", "config")'),
+    _c("dovecot", "doveconf", "a dovecot.conf setting, as `doveconf -h KEY` prints it",
+       'lab.control("mx-qq", "dovecot", "doveconf", key="disable_plaintext_auth")',
+       Arg("key", "the setting", True)),
+    _c("dovecot", "set", "set a top-level dovecot.conf setting (checked by doveconf) and "
+       "reload Dovecot",
+       'lab.control("mx-qq", "dovecot", "set", key="disable_plaintext_auth", value="yes")',
+       Arg("key", "the setting (no `section { }`)", True), Arg("value", "its value", True)),
 )  # fmt: skip
 
 

@@ -267,6 +267,7 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
         assert (
             "mail_location = maildir:/var/mail/%n" in dovecot["files"]["/etc/dovecot/dovecot.conf"]
         )
+        _dovecot_set_takes_effect(lab)
         # The machine's own mail system, while the lab runs.
         assert _host_mail_processes() == []
         assert not _host_listens(25) and not _host_listens(143)
@@ -291,6 +292,40 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
     assert _host_mail_state() == before
     assert _host_mail_processes() == []
     assert not _host_listens(25) and not _host_listens(143)
+
+
+def _dovecot_set_takes_effect(lab: sim.Lab) -> None:
+    """dovecot_set's control command: doveconf checks, doveadm reload applies,
+    the next login meets the new value; a refused key changes nothing."""
+    clear = {"via": "mx-qq", "tls": False, "peek": True}
+    refused = lab.read("laptop", "bob", "bobpw", **clear)
+    assert (refused.stage, (refused.reply or {}).get("code")) == ("login", "PRIVACYREQUIRED")
+    done = lab.control("mx-qq", "dovecot", "set", key="disable_plaintext_auth", value="no")
+    assert done["value"] == "no"
+    read = lab.read("laptop", "bob", "bobpw", **clear)
+    assert read.ok and read.messages, read
+    # Dovecot's own parser refuses an unknown name and a bad value, in one line.
+    for key, value, said in (
+        ("no_such_setting", "1", "Unknown setting: no_such_setting"),
+        ("disable_plaintext_auth", "perhaps", "Invalid boolean value: perhaps"),
+    ):
+        with pytest.raises(ServiceError) as err:
+            lab.control("mx-qq", "dovecot", "set", key=key, value=value)
+        assert said in str(err.value) and "\n" not in str(err.value), err.value
+    with pytest.raises(ServiceError, match="nested sections"):
+        lab.control("mx-qq", "dovecot", "set", key="service imap-login {", value="")
+    # ...and the running instance keeps the last accepted value.
+    assert lab.control("mx-qq", "dovecot", "doveconf", key="disable_plaintext_auth") == {
+        "key": "disable_plaintext_auth",
+        "value": "no",
+    }
+    again = lab.read("laptop", "bob", "bobpw", **clear)
+    assert again.ok, again
+    # The config the student sees shows the running value and where it came from.
+    shown = lab.control("mx-qq", "dovecot", "config")
+    last = [s for s in shown["settings"] if s["text"].startswith("disable_plaintext_auth")][-1]
+    assert last["text"] == "disable_plaintext_auth = no" and "dovecot_set" in last["source"]
+    assert shown["files"]["/etc/dovecot/dovecot.conf"].endswith("disable_plaintext_auth = no\n")
 
 
 DRIVER = textwrap.dedent("""
@@ -375,7 +410,8 @@ def test_parity_topology_exists() -> None:
 
 def test_the_real_thing_lab_passes_on_mininet() -> None:
     """labs-real/real-thing.yaml: the deferred send, the smarthost task (its
-    solution passes, its mistake does not) and the IMAP read from Dovecot."""
+    solution passes, its mistake does not), the IMAP read from Dovecot, and
+    the dovecot_set task refusing clear-text passwords."""
     done = subprocess.run(
         [
             sys.executable,
@@ -386,6 +422,7 @@ def test_the_real_thing_lab_passes_on_mininet() -> None:
             "--backend",
             "mininet",
             "--json",
+            "--explain",
         ],
         capture_output=True,
         text=True,
@@ -399,4 +436,12 @@ def test_the_real_thing_lab_passes_on_mininet() -> None:
         "blocked-at-home",
         "smarthost",
         "read-it",
+        "clear-text",
+        "refuse-clear-text",
     ]
+    # The dovecot_set task: before the solution a clear-text LOGIN is
+    # accepted (no PRIVACYREQUIRED), after it refused while STARTTLS works.
+    explain = report["labs"][0]["steps"][-1]["explain"]
+    before = {p["predicate"]: p["passed"] for p in explain["before"]["predicates"]}
+    after = {p["predicate"]: p["passed"] for p in explain["after"]["predicates"]}
+    assert before["reply_contains"] is False and after == {"reply_contains": True, "messages": True}

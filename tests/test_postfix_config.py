@@ -363,3 +363,40 @@ def test_system_setup_check_finds_every_mail_capability() -> None:
     mail = ("dovecot", "opendkim", "opendmarc", "policyd-spf", "postgrey", "postfix")
     complaints = [line for line in done.stdout.splitlines() if any(word in line for word in mail)]
     assert complaints == []
+
+
+def test_the_dovecot_set_action_needs_a_dovecot_node_and_a_top_level_key() -> None:
+    from sim.lab.actions import action_from_data, action_problems
+
+    topology = with_real(parity_topology())
+
+    def problems(node: str, key: str) -> list[tuple[tuple[str, ...], str]]:
+        action = {"dovecot_set": {"node": node, "key": key, "value": "yes"}}
+        return action_problems(action_from_data(action), topology)
+
+    assert problems("mx-qq", "disable_plaintext_auth") == []
+    [(where, message)] = problems("ns", "disable_plaintext_auth")
+    assert where == ("node",) and "runs no dovecot service" in message
+    [(where, message)] = problems("mx-qq", "service imap-login {")
+    assert where == ("key",) and "nested sections" in message
+    [(where, message)] = problems("mx-qq", "ssl = yes")
+    assert where == ("key",) and "not a dovecot.conf setting name" in message
+
+
+def test_a_topology_sets_dovecot_conf_keys_beside_the_generated_ones(tmp_path: Path) -> None:
+    from sim.validation import validate_path
+
+    root = Path(__file__).resolve().parent.parent
+    topology = sim.load_topology(root / "labs-real" / "topologies" / "real-thing.yaml")
+    node = topology.node("mx-qq")
+    assert node.ip is not None
+    conf = dovecot_config(node, node.ip.ip, cert_file="/c.pem", key_file="/c.key")
+    lines = [(s.text, s.source) for s in conf.main if s.text.startswith("disable_plaintext")]
+    # The topology's value comes last: Dovecot keeps the last one.
+    assert lines[-1] == ("disable_plaintext_auth = no", "dovecot.conf.disable_plaintext_auth")
+    text = (root / "labs-real" / "topologies" / "real-thing.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace('conf: {disable_plaintext_auth: "no"}', 'conf: {"ssl {": "no"}'))
+    [problem] = validate_path(bad)
+    assert "nested sections" in problem.message
+    assert problem.message.startswith("nodes.mx-qq.services.dovecot.conf")

@@ -9,6 +9,8 @@ thing: one-key mappings such as::
     advance: 2h
     settle: 1d                      # let time pass while the queues retry
     dkim_publish: {node: ns, zone: startup.example, name: rc1._domainkey, signer: relayco}
+    postfix_set: {node: homesrv, key: relayhost, value: "[192.0.2.25]:587"}
+    dovecot_set: {node: mx-qq, key: disable_plaintext_auth, value: "yes"}
 
 Each entry of :data:`ACTIONS` gives an action's shape (checked when a lab
 file loads and published in the JSON Schema), the service it drives and how
@@ -56,6 +58,7 @@ from sim.spec.kinds import (
 )
 from sim.spec.yamlpos import plain as _plain
 from sim.topology.model import CheckAction, RejectWith, Topology
+from sim.topology.validate import dovecot_setting_problem
 from sim.topology.zones import DEFAULT_TTL, ZoneSyntaxError, fqdn, parse_zone
 
 if TYPE_CHECKING:
@@ -504,6 +507,34 @@ ACTIONS: dict[str, ActionDef] = {
             lambda a: {"key": a["key"], "value": a["value"]},
             lambda a: f"set {a['key']} = {a['value']} in {a['node']}'s main.cf",
         ),
+        ActionDef(
+            "dovecot_set",
+            _record(
+                {
+                    "node": _node("the node whose Dovecot to configure"),
+                    "key": Field(
+                        Str(),
+                        required=True,
+                        description="a top-level dovecot.conf setting: `disable_plaintext_auth`, "
+                        "`ssl`, `auth_mechanisms`, `protocols` (sections such as "
+                        "`service imap-login { ... }` cannot be set)",
+                    ),
+                    "value": Field(
+                        Str(min_length=0), required=True, description="its value: `yes`"
+                    ),
+                },
+                "DovecotSet",
+                "Set a top-level dovecot.conf setting of a Dovecot node (checked by "
+                "`doveconf`, which refuses an unknown name or a bad value and leaves the "
+                "running configuration as it was; then `doveadm reload`; mininet only). "
+                "Nested sections (`service imap-login { ... }`) are not supported.",
+            ),
+            "dovecot",
+            "set",
+            "Set a Dovecot configuration key (dovecot.conf) on a node.",
+            lambda a: {"key": a["key"], "value": a["value"]},
+            lambda a: f"set {a['key']} = {a['value']} in {a['node']}'s dovecot.conf",
+        ),
     )
 }
 
@@ -569,6 +600,10 @@ def action_problems(action: Action, topology: Topology) -> list[tuple[tuple[str,
         from sim.lab.dkimpublish import dkim_problems
 
         problems.extend(dkim_problems(args, topology))
+    if action.name == "dovecot_set":
+        problem = dovecot_setting_problem(str(args["key"]), str(args["value"]))
+        if problem is not None:
+            problems.append((("key",), problem))
     if service == "dnsbl" and "net" in args:
         try:
             IPv4Network(str(args["net"]), strict=False)

@@ -74,6 +74,10 @@ def dovecot_config(
         "postfix: smtpd_sasl_path = inet:127.0.0.1:12345",
     )
     line("lmtp_save_to_detail_mailbox = no", "(as maillab's MX)")
+    for key, value in services.dovecot.conf if services.dovecot is not None else ():
+        # Written last: for a top-level setting given twice, Dovecot keeps
+        # the last value (doveconf -h shows which).
+        line(f"{key} = {value}", f"dovecot.conf.{key}")
     users: list[str] = []
     if services.mailbox is not None:
         domains = services.mx.domains if services.mx is not None else ()

@@ -48,9 +48,11 @@ from sim.services.postfixconf import (
     MAILLOG,
     POSTGREY,
     PostfixConfig,
+    Setting,
     greylist_delay,
     postfix_config,
 )
+from sim.topology.validate import dovecot_setting_problem
 
 __all__ = ["DovecotNode", "PostfixNode", "private_namespace"]
 
@@ -118,6 +120,7 @@ PACKAGES = {
     "postconf": "postfix",
     "dovecot": "dovecot-core",
     "doveconf": "dovecot-core",
+    "doveadm": "dovecot-core",
     "opendkim": "opendkim",
     "opendmarc": "opendmarc",
     "postgrey": "postgrey",
@@ -451,6 +454,55 @@ class PostfixNode(_Daemon):
         return await super().control(command, **args)
 
 
+#: The source shown beside a setting a lab task (or a control command) set.
+SET_SOURCE = "dovecot_set (changed while the lab runs)"
+#: Where a candidate dovecot.conf is checked before it replaces the running one.
+_CANDIDATE = "dovecot.conf.new"
+#: Dovecot's master logs this when a reload (SIGHUP) has been taken in.
+_RELOADED = "reloading configuration"
+
+
+def _dovecot_set(etc: Path, log: Path, text: str, key: str) -> str:
+    """Put ``text`` (dovecot.conf with the new setting last) in place if
+    Dovecot's own parser accepts it, then reload the running instance;
+    returns the value ``doveconf -h`` reads back. A refusal leaves the
+    running configuration as it was."""
+    candidate = etc / _CANDIDATE
+    candidate.write_text(text)
+    # The daemons' view of the node's files (bind-mounted in this namespace).
+    path = f"{DovecotNode.etc_dir}/{_CANDIDATE}"
+    try:
+        need("doveconf")
+        done = subprocess.run(
+            ["doveconf", "-c", path, "-n"], capture_output=True, text=True, timeout=30, check=False
+        )
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["(no message)"]
+            # "doveconf: Fatal: Error in configuration file F line N: Unknown
+            # setting: x": the candidate's file and line mean nothing to the student.
+            why = re.sub(r"^.*?Error in configuration file \S+ line \d+: ", "", lines[-1])
+            raise ServiceError(
+                f"{key}: doveconf refuses it: {why} (the running configuration is unchanged)"
+            )
+        value = _run(["doveconf", "-c", path, "-h", key], "doveconf -h").strip()
+    except BaseException:
+        candidate.unlink(missing_ok=True)
+        raise
+    start = log.stat().st_size if log.exists() else 0
+    os.replace(candidate, etc / "dovecot.conf")
+    _run(["doveadm", "-c", f"{DovecotNode.etc_dir}/dovecot.conf", "reload"], "doveadm reload")
+    # doveadm only signals the master: wait until it says it reloaded, so the
+    # next login meets the new setting.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if _RELOADED in _read_from(log, start)[0]:
+            break
+        time.sleep(0.02)
+    else:
+        raise ServiceError(f"{key}: Dovecot did not log its reload within 10 s")
+    return value
+
+
 class DovecotNode(_Daemon):
     """The node's mailboxes (IMAP, POP3), LMTP delivery and SASL, by Dovecot."""
 
@@ -514,4 +566,35 @@ class DovecotNode(_Daemon):
     async def control(self, command: str, **args: Any) -> dict[str, Any]:
         if command == "config":
             return self.shown()
+        loop = asyncio.get_running_loop()
+        if command == "doveconf":
+            key = str(args.get("key", ""))
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+                raise ServiceError(f"{key!r} is not a dovecot.conf setting name")
+            value = await loop.run_in_executor(None, _run, ["doveconf", "-h", key], "doveconf")
+            return {"key": key, "value": value.strip()}
+        if command == "set":
+            return await self.set(str(args["key"]), str(args["value"]))
         return await super().control(command, **args)
+
+    async def set(self, key: str, value: str) -> dict[str, Any]:
+        """``key = value`` in the node's dovecot.conf, checked by ``doveconf``
+        and applied by ``doveadm reload`` (the dovecot_set lab action)."""
+        problem = dovecot_setting_problem(key, value)
+        if problem is not None:
+            raise ServiceError(problem)
+        conf = self.config
+        if conf is None:
+            raise ServiceError(f"{self.ctx.node.name}: Dovecot has not started")
+        # A key set twice keeps one line: the last value counts anyway.
+        kept = [
+            s for s in conf.main if not (s.source == SET_SOURCE and s.text.startswith(f"{key} = "))
+        ]
+        line = Setting("dovecot.conf", f"{key} = {value}", SET_SOURCE)
+        text = "".join(f"{s.text}\n" for s in (*kept, line))
+        began = time.monotonic()
+        now = await asyncio.get_running_loop().run_in_executor(
+            None, _dovecot_set, self.base / "etc", self.base / "lib" / "dovecot.log", text, key
+        )
+        conf.main[:] = [*kept, line]
+        return {"key": key, "value": now, "seconds": round(time.monotonic() - began, 3)}

@@ -250,6 +250,10 @@ class DovecotService:
     """The node's ``mailbox`` (IMAP, POP3), local delivery (LMTP) and the
     submission service's SASL realised by a private Dovecot (mininet only)."""
 
+    #: dovecot.conf settings written after the generated ones (top-level
+    #: names only, such as ``disable_plaintext_auth``).
+    conf: tuple[tuple[str, str], ...] = ()
+
 
 @dataclass(frozen=True)
 class Services:

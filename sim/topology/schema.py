@@ -615,7 +615,14 @@ DOVECOT = Record(
         "Run this host's `mailbox` (IMAP, POP3), local delivery (LMTP) and the "
         "submission service's SASL with a private Dovecot (mininet backend only)."
     ),
-    fields={},
+    fields={
+        "conf": Field(
+            MapOf(_TEXT, key=_TEXT),
+            "dovecot.conf settings written after the generated ones (top-level "
+            "names such as `disable_plaintext_auth`; no `section { }` blocks).",
+            default={},
+        )
+    },
     model=model.DovecotService,
 )
 SERVICES = Record(

@@ -20,6 +20,7 @@ Python as well as on one loaded from a file.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -31,7 +32,14 @@ from sim.topology.model import FirewallRule, Node, Topology
 from sim.topology.model import MxService as model_MxService
 from sim.topology.zones import ZoneSyntaxError, fqdn, parse_zone_lines
 
-__all__ = ["CHECKS", "Finding", "KeyPath", "check_topology", "render_path"]
+__all__ = [
+    "CHECKS",
+    "Finding",
+    "KeyPath",
+    "check_topology",
+    "dovecot_setting_problem",
+    "render_path",
+]
 
 KeyPath = tuple[str | int, ...]
 
@@ -847,6 +855,27 @@ def _backup_in_mx_records(lab: _Lab, name: str, mx: model_MxService) -> Iterator
             )
 
 
+#: A top-level dovecot.conf setting name (doveconf(1) knows which exist).
+_DOVECOT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def dovecot_setting_problem(key: str, value: str) -> str | None:
+    """Why ``key = value`` cannot be one top-level dovecot.conf line (a
+    section such as ``service imap-login { ... }`` cannot be set this way),
+    or None. Whether Dovecot knows the name is doveconf's to say."""
+    # Braces in a value are Dovecot's variables (%{rport}); in a name, a section.
+    if "{" in key or "}" in key:
+        return (
+            f"{key!r}: nested sections (`service imap-login {{ ... }}`) cannot be set "
+            "this way: give a top-level setting such as `disable_plaintext_auth`"
+        )
+    if not _DOVECOT_NAME.fullmatch(key):
+        return f"{key!r} is not a dovecot.conf setting name (letters, digits, `_`)"
+    if "\n" in value:
+        return f"{key}: a dovecot.conf value is one line"
+    return None
+
+
 def _is_network(text: str) -> bool:
     try:
         IPv4Network(text, strict=False)
@@ -877,6 +906,10 @@ def verify_real_software(lab: _Lab) -> Iterator[Finding]:
                     "Postfix's submission service checks passwords through Dovecot: "
                     "add `dovecot: {}` beside it",
                 )
+        for key, value in services.dovecot.conf if services.dovecot is not None else ():
+            problem = dovecot_setting_problem(key, value)
+            if problem is not None:
+                yield Finding("verify_real_software", (*where, "dovecot", "conf", key), problem)
         if services.dovecot is not None and services.mx is not None and services.postfix is None:
             yield Finding(
                 "verify_real_software",
