@@ -44,7 +44,8 @@ def test_the_receiving_checks_become_smtpd_restrictions() -> None:
     assert rules.index("reject_unauth_destination") < rules.index(
         "reject_unknown_reverse_client_hostname"
     )
-    assert "reject_rbl_client zen.dnsbl.example" in rules
+    # mx.checks.dnsbl: reject → postscreen's DNSBL test, not smtpd's.
+    assert "reject_rbl_client" not in rules
     assert "check_policy_service unix:private/policyd-spf" in rules
     assert main["smtpd_relay_restrictions"].endswith("reject_unauth_destination")
     assert main["inet_interfaces"] == "203.0.113.25"
@@ -59,6 +60,83 @@ def test_the_receiving_checks_become_smtpd_restrictions() -> None:
         assert line.split()[4] == "n", line
     assert "/usr/bin/policyd-spf" in main["#master"]
     assert "203.0.113.25:25 inet" in main["#master"]
+
+
+def test_the_dnsbl_check_goes_through_postscreen() -> None:
+    main = _config(with_real(parity_topology()), "mx-qq")
+    assert main["postscreen_dnsbl_sites"] == "zen.dnsbl.example*1"
+    assert main["postscreen_dnsbl_threshold"] == "1"
+    assert main["postscreen_dnsbl_action"] == "enforce"
+    assert main["postscreen_access_list"] == "permit_mynetworks"
+    # A change of listing counts from the next connection (1 s cache).
+    assert main["postscreen_dnsbl_min_ttl"] == main["postscreen_dnsbl_max_ttl"] == "1s"
+    # Only the DNSBL test: the deep protocol tests would make each new
+    # client disconnect and come back.
+    for test in ("pipelining", "non_smtp_command", "bare_newline"):
+        assert main[f"postscreen_{test}_enable"] == "no"
+    services = {line.split()[0]: line.split() for line in main["#master"].splitlines()[1:]}
+    assert services["203.0.113.25:25"][1:] == ["inet", "n", "-", "n", "-", "1", "postscreen"]
+    assert services["smtpd"][1] == "pass"
+    assert services["dnsblog"][-1] == "dnsblog" and services["tlsproxy"][-1] == "tlsproxy"
+    # Each line beside the topology field it came from.
+    assert (
+        "postscreen_dnsbl_sites = zen.dnsbl.example*1 <- mx.checks.dnsbl: reject, mx.dnsbl"
+        in (main["#sources"])
+    )
+
+
+def test_a_dnsbl_check_that_only_warns_stays_in_smtpd(tmp_path: Path) -> None:
+    text = (Path(__file__).parent / "data" / "postfix-parity.yaml").read_text()
+    path = tmp_path / "warn.yaml"
+    path.write_text(text.replace("dnsbl: reject", "dnsbl: header"))
+    main = _config(with_real(sim.load_topology(path)), "mx-qq")
+    assert (
+        "warn_if_reject reject_rbl_client zen.dnsbl.example"
+        in (main["smtpd_recipient_restrictions"])
+    )
+    assert "postscreen_dnsbl_sites" not in main
+    assert "postscreen" not in main["#master"]
+
+
+POSTSCREEN_LOG = """\
+Dec 06 14:02:28 mx postfix/postscreen[70]: CONNECT from [203.0.113.77]:46333 to \
+[203.0.113.25]:25
+Dec 06 14:02:28 mx postfix/dnsblog[71]: addr 203.0.113.77 listed by domain zen.dnsbl.example as \
+127.0.0.2
+Dec 06 14:02:28 mx postfix/postscreen[70]: DNSBL rank 1 for [203.0.113.77]:46333
+Dec 06 14:02:28 mx postfix/tlsproxy[77]: CONNECT from [203.0.113.77]:46333
+Dec 06 14:02:28 mx postfix/postscreen[70]: NOQUEUE: reject: RCPT from [203.0.113.77]:46333: \
+550 5.7.1 Service unavailable; client [203.0.113.77] blocked using zen.dnsbl.example; \
+from=<spoofer@evil.example>, to=<bob@qq.example>, proto=ESMTP, helo=<spoofer.home.example>
+Dec 06 14:02:28 mx postfix/postscreen[70]: DISCONNECT [203.0.113.77]:46333
+Dec 06 14:02:29 mx postfix/postscreen[70]: CONNECT from [203.0.113.99]:42317 to \
+[203.0.113.25]:25
+Dec 06 14:02:30 mx postfix/postscreen[70]: PASS NEW [203.0.113.99]:42317
+Dec 06 14:02:30 mx postfix/smtpd[72]: connect from spammer.home.example[203.0.113.99]:42317
+"""
+
+
+def test_postscreen_log_lines_become_the_dnsbl_events() -> None:
+    tags = {("203.0.113.77", 46333): "t-listed", ("203.0.113.99", 42317): "t-clean"}
+    reader = MailLogReader(lambda ip, port: tags.get((ip, port)))
+    events = [e for line in POSTSCREEN_LOG.splitlines() for e in reader.feed(line)]
+    by_kind = [(e.trace_id, e.kind, e.data.get("event") or e.data.get("check")) for e in events]
+    # The same events smtpd's reject_rbl_client gave; one connect per client
+    # (smtpd's, after postscreen passed it on, is not a second one).
+    assert by_kind == [
+        ("t-listed", "smtp", "connect"),
+        ("t-listed", "check", "dnsbl"),
+        ("t-listed", "smtp", None),
+        ("t-clean", "smtp", "connect"),
+    ]
+    check, refusal = events[1].data, events[2].data
+    assert (check["result"], check["action"], check["stage"]) == ("listed", "reject", "rcpt")
+    assert check["details"] == {"rank": 1}
+    assert (refusal["stage"], refusal["code"], refusal["enhanced"]) == ("rcpt", 550, "5.7.1")
+    assert refusal["text"] == (
+        "Service unavailable; client [203.0.113.77] blocked using zen.dnsbl.example"
+    )
+    assert reader.screened == {}
 
 
 def test_a_check_that_does_not_reject_only_warns(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ A real MTA tells what it did only in its log. Each line is matched here to
 the events maillab's own services emit, so that ``maillab send`` reports the
 same structured outcome whoever served the mail:
 
-* ``smtp`` (role ``server``): a refused command, with the reply
-  (``NOQUEUE: reject: RCPT from ...: 550 5.7.25 ...``);
+* ``smtp`` (role ``server``): a connection (smtpd's ``connect from``, or
+  postscreen's ``CONNECT from`` when postscreen answers port 25), a refused
+  command, with the reply (``NOQUEUE: reject: RCPT from ...: 550 5.7.25
+  ...``, also postscreen's, after its ``DNSBL rank N for [ip]:port``);
 * ``check``: the receiving check a refusal or a warning came from (which
   restriction said it: ``cannot find your reverse hostname`` is ``ptr``,
   ``blocked using ZONE`` is ``dnsbl``, policyd-spf's text is ``spf``);
@@ -71,6 +73,11 @@ _MESSAGE_ID = re.compile(r"^" + _QID + r": message-id=<?(?P<mid>[^>\s]*)>?$")
 _NDR = re.compile(r"^" + _QID + r": sender (?:non-delivery|delay) notification: (?P<new>\S+)$")
 _REPLY = re.compile(r"(?P<code>[2-5]\d\d)[ -](?:(?P<enh>[2-5]\.\d{1,3}\.\d{1,3}) )?(?P<text>.*)")
 _IN_REPLY = re.compile(r"\(in reply to (?P<cmd>[A-Z ]+?) command\)")
+#: postscreen(8), which answers port 25 before smtpd: the connection, the
+#: DNSBL score that reached the threshold, the end of a session it kept.
+_SCREEN_CONNECT = re.compile(r"^CONNECT from \[(?P<ip>[\d.]+)\]:(?P<port>\d+) to ")
+_SCREEN_RANK = re.compile(r"^DNSBL rank (?P<rank>\d+) for \[(?P<ip>[\d.]+)\]:(?P<port>\d+)")
+_SCREEN_END = re.compile(r"^DISCONNECT \[(?P<ip>[\d.]+)\]:(?P<port>\d+)")
 _LOGIN = re.compile(r"^Login: user=<(?P<user>[^>]*)>.*rip=(?P<ip>[\d.]+).*rport=(?P<port>\d+)")
 
 #: The SMTP stage of the command a remote reply answered (Postfix's "in reply
@@ -152,6 +159,9 @@ class MailLogReader:
         self.sessions: dict[str, str | None] = {}  # smtpd pid → trace id
         self.queue: dict[str, str | None] = {}  # queue id → trace id
         self.dsn: set[str] = set()  # queue ids of bounces (DSNs) Postfix sent
+        #: Clients postscreen logged (address, port) → the DNSBL rank it
+        #: found (0: none yet), until smtpd takes the client or it leaves.
+        self.screened: dict[tuple[str, int], int] = {}
 
     def _client_trace(self, client: str) -> str | None:
         match = _CLIENT.search(client)
@@ -169,10 +179,39 @@ class MailLogReader:
         if match is not None:
             yield from self._dovecot(match["prog"], match["msg"])
 
+    def _postscreen(self, msg: str) -> Iterator[LogEvent]:
+        m = _SCREEN_CONNECT.match(msg)
+        if m is not None:
+            ip, port = m["ip"], int(m["port"])
+            self.screened[ip, port] = 0
+            client = f"[{ip}]:{port}"
+            yield LogEvent(
+                self.lookup(ip, port),
+                f"postfix/postscreen: connection from {client}",
+                SmtpConnectLogged(client=client, software="postfix"),
+            )
+            return
+        m = _SCREEN_RANK.match(msg)
+        if m is not None:
+            self.screened[m["ip"], int(m["port"])] = int(m["rank"])
+            return
+        m = _SCREEN_END.match(msg)
+        if m is not None:
+            self.screened.pop((m["ip"], int(m["port"])), None)
+
     def _postfix(self, daemon: str, pid: str, msg: str) -> Iterator[LogEvent]:
+        if daemon == "postscreen" and not msg.startswith("NOQUEUE"):
+            yield from self._postscreen(msg)
+            return
         if daemon == "smtpd" and msg.startswith("connect from "):
             trace = self.sessions[pid] = self._client_trace(msg)
             client = msg.removeprefix("connect from ")
+            peer = _CLIENT.search(client)
+            if (
+                peer is not None
+                and self.screened.pop((peer["ip"], int(peer["port"])), None) is not None
+            ):
+                return  # postscreen passed it on: its connection is logged already
             yield LogEvent(
                 trace,
                 f"postfix/{daemon}: connection from {client}",
@@ -223,6 +262,10 @@ class MailLogReader:
         stage = _STAGES.get(m["cmd"], m["cmd"].lower())
         warn = m["what"] == "reject_warning"
         client = _CLIENT.search(m["client"])
+        details: dict[str, object] = {}
+        if client is not None and self.screened.get((client["ip"], int(client["port"]))):
+            # postscreen's combined score (postscreen_dnsbl_sites weights).
+            details["rank"] = self.screened[client["ip"], int(client["port"])]
         for text, check, result in _CHECK_TEXTS:
             if text in m["text"]:
                 yield LogEvent(
@@ -237,7 +280,7 @@ class MailLogReader:
                         stage=stage,
                         explanation=m["text"],
                         inputs={},
-                        details={},
+                        details=details,
                         reply=None if warn else reply,
                         software="postfix",
                     ),
