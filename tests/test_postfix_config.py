@@ -478,3 +478,29 @@ def test_a_topology_sets_dovecot_conf_keys_beside_the_generated_ones(tmp_path: P
     [problem] = validate_path(bad)
     assert "nested sections" in problem.message
     assert problem.message.startswith("nodes.mx-qq.services.dovecot.conf")
+
+
+def test_a_lab_file_with_a_wrong_dovecot_set_is_refused_at_its_line(tmp_path: Path) -> None:
+    import shutil
+
+    from sim.validation import validate_path
+
+    root = Path(__file__).resolve().parent.parent / "labs-real"
+    (tmp_path / "topologies").mkdir()
+    shutil.copy(root / "topologies" / "real-thing.yaml", tmp_path / "topologies")
+    text = (root / "real-thing.yaml").read_text()
+    good = "dovecot_set: {node: mx-qq, key: disable_plaintext_auth"
+    mistake = 'dovecot_set: {node: mx-qq, key: ssl, value: "yes"}'
+    assert good in text and mistake in text
+    text = text.replace(good, "dovecot_set: {node: ns, key: disable_plaintext_auth")
+    text = text.replace(mistake, 'dovecot_set: {node: mx-qq, key: "ssl {", value: "yes"}')
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(text)
+    lines = text.splitlines()
+    found = [(p.line, p.message) for p in validate_path(lab)]
+    assert [(lines[n - 1].strip()[:16], m.split(": ", 1)[0]) for n, m in found] == [
+        ("- dovecot_set: {", "steps[4].solution[0].dovecot_set.node"),
+        ("- - dovecot_set:", "steps[4].mistakes[0][0].dovecot_set.key"),
+    ]
+    assert "ns runs no dovecot service" in found[0][1]
+    assert "nested sections" in found[1][1]
