@@ -271,6 +271,11 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
         # Postfix itself validates a key: a name postconf does not know is refused.
         with pytest.raises(ServiceError, match="no such parameter"):
             lab.control("mx-qq", "postfix", "set", key="no_such_parameter", value="1")
+        # A set key shows in the running configuration, in its place.
+        lab.control("mx-qq", "postfix", "set", key="smtpd_banner", value="$myhostname ESMTP lab")
+        shown = lab.control("mx-qq", "postfix", "config")
+        [banner] = [s for s in shown["settings"] if s["text"].startswith("smtpd_banner = ")]
+        assert "postfix_set" in banner["source"]
         dovecot = lab.control("mx-qq", "dovecot", "config")
         assert (
             "mail_location = maildir:/var/mail/%n" in dovecot["files"]["/etc/dovecot/dovecot.conf"]

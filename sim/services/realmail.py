@@ -60,6 +60,8 @@ __all__ = ["DovecotNode", "PostfixNode", "private_namespace"]
 START_TIMEOUT = 30.0
 #: How often (real seconds) the log is read again.
 LOG_POLL = 0.02
+#: The source shown beside a main.cf line postfix_set changed.
+POSTFIX_SET_SOURCE = "postfix_set (changed while the lab runs)"
 
 
 def private_namespace() -> bool:
@@ -450,6 +452,17 @@ class PostfixNode(_Daemon):
             key, value = str(args["key"]), str(args["value"])
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, _set, key, value)
+            if self.config is not None:
+                # As postconf -e edits main.cf: the line in place, or appended.
+                line = Setting("main.cf", f"{key} = {value}", POSTFIX_SET_SOURCE)
+                main = self.config.main
+                at = [i for i, s in enumerate(main) if s.text.startswith(f"{key} = ")]
+                for i in reversed(at[1:]):
+                    del main[i]
+                if at:
+                    main[at[0]] = line
+                else:
+                    main.append(line)
             return {"key": key, "value": value}
         return await super().control(command, **args)
 
