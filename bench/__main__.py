@@ -13,6 +13,7 @@ def main() -> int:
         "bench_mx",
         "bench_mininet",
         "bench_realmail",
+        "bench_postscreen",
         "bench_labs",
         "bench_capacity",
         "bench_pictures",
