@@ -373,14 +373,16 @@ def postfix_config(
 def _postscreen(conf: PostfixConfig, mx: MxService) -> bool:
     """postscreen's DNSBL test for ``mx.checks.dnsbl: reject`` (True when
     port 25 goes through postscreen). Only that test: the pregreet wait is
-    the shortest Postfix allows, and the "deep protocol" tests (which make
-    every new client come back) stay off, so a lab client is not slowed
-    more than once per address (measured in docs/postfix.md)."""
+    1 s instead of 6, and the "deep protocol" tests (which make every new
+    client disconnect and come back) stay off, so a clean client waits once
+    per address, a listed one at each connection (measured in
+    docs/postfix.md, bench/bench_postscreen.py)."""
     action = next((p.action for p in mx.checks if p.check == "dnsbl"), None)
     if action != "reject" or not mx.dnsbl:
         return False
     src = "mx.checks.dnsbl: reject, mx.dnsbl"
-    # The topology gives no weights: each list counts 1, one listing rejects.
+    # Any 127.0.0.x answer is a listing (RFC 5782 §2.1). The topology gives
+    # no weights: each list counts 1, and one listing rejects.
     conf.set("postscreen_dnsbl_sites", ", ".join(f"{z}*1" for z in mx.dnsbl), src)
     conf.set("postscreen_dnsbl_threshold", "1", f"{src} (listed on any one)")
     conf.set("postscreen_dnsbl_action", "enforce", f"{src} (550 at RCPT, as smtpd would)")
@@ -388,7 +390,7 @@ def _postscreen(conf: PostfixConfig, mx: MxService) -> bool:
     conf.set("postscreen_greet_action", "ignore", "(no pregreet verdict: DNSBL only)")
     # Every client postscreen has not seen yet waits this long for the
     # pregreet test (and its DNSBL answer), once; the default is 6 s.
-    conf.set("postscreen_greet_wait", "1s", "(the shortest pregreet wait: lab clients)")
+    conf.set("postscreen_greet_wait", "1s", "(a short pregreet wait: lab clients)")
     for test in ("pipelining", "non_smtp_command", "bare_newline"):
         conf.set(f"postscreen_{test}_enable", "no", "(deep protocol tests off)")
     # A pass is remembered in postscreen_cache (the node's own
