@@ -14,8 +14,9 @@ from postfix_support import mail_software_missing, parity_topology, with_real
 import sim
 from sim.errors import BackendError
 from sim.services.dovecotconf import dovecot_config
+from sim.services.labtime import FAKETIME_VARIABLES
 from sim.services.maillog import MailLogReader
-from sim.services.postfixconf import postfix_config
+from sim.services.postfixconf import greylist_delay, postfix_config
 from sim.topology.model import Topology
 
 
@@ -76,9 +77,42 @@ def test_submission_and_relay_settings() -> None:
     assert "smtpd_tls_auth_only=yes" in main["#master"]
     assert "smtpd_tls_wrappermode=yes" in main["#master"]
     assert main["smtpd_sasl_type"] == "dovecot"
-    # relay.retry: [5m, 30m, 2h] at time_scale 60 → 5 s and 120 s of real time.
-    assert main["minimal_backoff_time"] == "5s"
-    assert main["maximal_backoff_time"] == "120s"
+    # Postfix runs on lab time (libfaketime): relay.retry [5m, 30m, 2h] and
+    # give_up 5d in lab seconds, as maillab's relay reads them.
+    assert main["minimal_backoff_time"] == "300s"
+    assert main["maximal_backoff_time"] == "7200s"
+    assert main["queue_run_delay"] == "300s"
+    assert main["maximal_queue_lifetime"] == main["bounce_queue_lifetime"] == "432000s"
+    # connect_timeout: 30s, a lab duration too.
+    assert main["smtp_connect_timeout"] == "30s"
+
+
+def test_postfix_and_postgrey_are_configured_in_lab_seconds() -> None:
+    """On lab time the durations are the topology's; Postfix's own I/O time
+    limits keep their real length (× time_scale 60); the master passes
+    libfaketime's variables on to its children."""
+    topology = with_real(parity_topology())
+    grey = next(n for n in topology.nodes if n.name == "mx-grey")
+    assert greylist_delay(topology, grey) == 300  # greylist: 5m
+    main = _config(topology, "mx-grey")
+    assert "check_policy_service inet:127.0.0.1:10023" in main["smtpd_recipient_restrictions"]
+    assert main["smtpd_timeout"] == f"{300 * 60}s"
+    assert main["milter_command_timeout"] == f"{30 * 60}s"
+    assert main["smtpd_policy_service_timeout"] == f"{100 * 60}s"
+    imported = main["import_environment"].split()
+    for name in FAKETIME_VARIABLES:
+        assert name in imported
+    # Postfix's own defaults stay (LANG=C, MAIL_CONFIG...).
+    assert {"MAIL_CONFIG", "TZ", "LANG=C"} <= set(imported)
+
+
+def test_at_time_scale_1_postfix_keeps_its_own_io_limits(tmp_path: Path) -> None:
+    text = (Path(__file__).parent / "data" / "postfix-parity.yaml").read_text()
+    path = tmp_path / "scale1.yaml"
+    path.write_text(text.replace("time_scale: 60", "time_scale: 1"))
+    main = _config(with_real(sim.load_topology(path)), "smtp-isp")
+    assert "smtpd_timeout" not in main
+    assert main["minimal_backoff_time"] == "300s"
 
 
 def test_dovecot_users_and_maildirs() -> None:
@@ -360,6 +394,6 @@ def test_system_setup_check_finds_every_mail_capability() -> None:
         timeout=120,
         check=False,
     )
-    mail = ("dovecot", "opendkim", "opendmarc", "policyd-spf", "postgrey", "postfix")
+    mail = ("dovecot", "opendkim", "opendmarc", "policyd-spf", "postgrey", "postfix", "faketime")
     complaints = [line for line in done.stdout.splitlines() if any(word in line for word in mail)]
     assert complaints == []

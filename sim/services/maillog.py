@@ -264,9 +264,10 @@ class MailLogReader:
             reply = {"code": code, "enhanced": m["dsn"], "text": why}
         cmd = _IN_REPLY.search(why)
         reply["text"] = _IN_REPLY.sub("", reply["text"]).strip()
-        stage = (
-            _STAGES.get(cmd["cmd"], "data") if cmd else ("connect" if status != "sent" else None)
-        )
+        # No "in reply to": no server reply to a command (connection refused,
+        # timed out before the greeting): no SMTP stage, as maillab's relay
+        # reports a failure without a remote reply.
+        stage = _STAGES.get(cmd["cmd"], "data") if cmd else None
         local = daemon in ("virtual", "lmtp", "local")
         bounce = True if qid in self.dsn else None
         summary = f"postfix/{daemon}: {qid} to <{rcpt}>: status={status} ({why})"
@@ -288,7 +289,8 @@ class MailLogReader:
                 rcpt=rcpt,
                 reply=reply,
                 # Postfix does not log when it tries again: "now" at the
-                # earliest (it keeps its own schedule, in real time).
+                # earliest; the node reads the queue file's retry time
+                # (sim.services.realmail: PostfixNode.when_retried).
                 next_attempt=self.now(),
                 remote_mta=name if address else None,
                 stage=stage,
