@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,33 @@ def _relay_retry(lab: sim.Lab) -> dict[str, Any]:
     }
 
 
+def _log_in_lab_time(lab: sim.Lab, state: Path) -> None:
+    """Postfix's own log line and the trace event made of it tell the same
+    lab time (the log's clock is the lab's: the retry row advanced it 6m
+    past real time), as maillab's services' events do."""
+    backend = lab.backend
+    assert isinstance(backend, MininetBackend) and backend.clock is not None
+    deadline = time.monotonic() + 10
+    while True:
+        sent = [
+            e
+            for e in lab.trace().of_kind("queue")
+            if e.node == "smtp-isp"
+            and e.data.get("event") == "delivered"
+            and e.data.get("rcpt") == "dave@later.example"
+        ]
+        if sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert sent, "no trace event of the retried delivery"
+    log = (state / "smtp-isp" / "postfix" / "lib" / "maillog").read_text().splitlines()
+    line = next(x for x in log if "to=<dave@later.example>" in x and "status=sent" in x)
+    expected = datetime.fromtimestamp(backend.clock.epoch + sent[0].t)
+    stamp = datetime.strptime(line[:15], "%b %d %H:%M:%S").replace(year=expected.year)
+    # Read within a few hundredths of a real second: seconds of lab time.
+    assert abs((stamp - expected).total_seconds()) < 60, (line, expected)
+
+
 @pytest.fixture(scope="module")
 def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with sim.start(
@@ -279,6 +307,7 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
     with sim.start(with_real(parity_topology()), backend="mininet", state_dir=tmp_path) as lab:
         real = _table(lab)
         retry = _relay_retry(lab)
+        _log_in_lab_time(lab, tmp_path)
         # The DSN of the unknown user reached alice's Maildir (LMTP into Dovecot).
         dsn = lab.mailbox("alice@home.example")
         assert any(
