@@ -242,6 +242,11 @@ def _relay_retry(lab: sim.Lab) -> dict[str, Any]:
     lab.advance("1m")  # not yet due: the retry waits for 5m of lab time
     time.sleep(0.5)
     early = [m.subject for m in lab.mailbox("dave@later.example")]
+    # The relay's queue (maillab's, or Postfix's through postqueue -j) says
+    # when it tries again, in lab time: about 5m after the deferral.
+    entries = lab.queues()["smtp-isp"]
+    due_in = float(entries[0]["next_attempt"]) - lab.now() if entries else 0.0
+    assert 0 < due_in <= RETRY - 60, entries
     lab.advance("5m")
     advanced = time.monotonic()
     stored: list[str | None] = []
@@ -251,10 +256,15 @@ def _relay_retry(lab: sim.Lab) -> dict[str, Any]:
     # Delivered because lab time moved, not because 5m passed at 60x.
     took = time.monotonic() - advanced
     assert took < 0.6 * RETRY / SCALE, took
+    # lab.settle() finds nothing left to wait for (Postfix's queue empties a
+    # moment after the delivery).
+    lab.settle("1m")
     return {
         "first": (first.outcome, first.stage, _code(first.reply)),
         "early": early,
+        "queued": [(e["mail_from"], [r["address"] for r in e["rcpts"]]) for e in entries],
         "stored": stored,
+        "left": lab.queues()["smtp-isp"],
     }
 
 
@@ -367,7 +377,9 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
         == {
             "first": ("deferred", None, "451 4.4.1"),
             "early": [],
+            "queued": [("alice@home.example", ["dave@later.example"])],
             "stored": ["retry"],
+            "left": [],
         }
     ), (own["retry"], retry)
     # A clean stop: every process of the run gone (the backend checks and

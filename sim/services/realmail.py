@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import dataclasses
 import glob
+import json
 import os
 import re
 import shutil
@@ -153,6 +154,7 @@ PACKAGES = {
     "postfix": "postfix",
     "postconf": "postfix",
     "postkick": "postfix",
+    "postqueue": "postfix",
     "dovecot": "dovecot-core",
     "doveconf": "dovecot-core",
     "opendkim": "opendkim",
@@ -199,6 +201,16 @@ def _set(key: str, value: str) -> None:
     if now != value.strip():
         raise ServiceError(f"{key}: postconf reads back {now!r}, not {value!r}")
     _run(["postfix", "reload"], "postfix reload")
+
+
+def _deferred_mtime(queue_id: str) -> float | None:
+    """The mtime of a message's file in Postfix's deferred queue (hashed
+    one level deep, or not): when qmgr tries it again, on Postfix's clock."""
+    spool = "/var/spool/postfix/deferred"
+    for path in [*glob.glob(f"{spool}/*/{queue_id}"), f"{spool}/{queue_id}"]:
+        with contextlib.suppress(OSError):
+            return os.stat(path).st_mtime
+    return None
 
 
 def _chown(path: Path, user: str) -> None:
@@ -520,16 +532,13 @@ class PostfixNode(_Daemon):
         data = event.data
         assert isinstance(data, QueueDeferred)
         deadline = time.monotonic() + DEFERRED_WAIT
-        spool = "/var/spool/postfix/deferred"
         while True:
-            for path in glob.glob(f"{spool}/*/{data.queue_id}") + glob.glob(
-                f"{spool}/{data.queue_id}"
-            ):
-                with contextlib.suppress(OSError):
-                    due = os.stat(path).st_mtime - self.ctx.clock.epoch
-                    return dataclasses.replace(
-                        event, data=dataclasses.replace(data, next_attempt=round(due, 3))
-                    )
+            mtime = _deferred_mtime(data.queue_id)
+            if mtime is not None:
+                due = mtime - self.ctx.clock.epoch
+                return dataclasses.replace(
+                    event, data=dataclasses.replace(data, next_attempt=round(due, 3))
+                )
             if time.monotonic() > deadline:
                 # Still active (another recipient under way): the earliest.
                 relay = self.ctx.node.services.relay
@@ -538,6 +547,46 @@ class PostfixNode(_Daemon):
                     event, data=dataclasses.replace(data, next_attempt=round(soonest, 3))
                 )
             time.sleep(LOG_POLL)
+
+    def queue(self) -> dict[str, Any]:
+        """Postfix's queue as maillab's relay lists its own (``relay queue``),
+        for ``lab.queues()`` and ``lab.settle()``: ``postqueue -j`` (one
+        JSON object per message), and when each is due, in lab time: a
+        deferred file's mtime (qmgr's retry time), else now (active,
+        incoming: under way)."""
+        out = _run(["postqueue", "-j"], "postqueue -j")
+        now = self.ctx.clock.now()
+        epoch = self.ctx.clock.epoch
+        entries: list[dict[str, Any]] = []
+        for line in out.splitlines():
+            try:
+                message = json.loads(line)
+                queue, qid = str(message["queue_name"]), str(message["queue_id"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            due = (_deferred_mtime(qid) if queue == "deferred" else None) or epoch + now
+            rcpts = [
+                {"address": str(r.get("address", "")), "state": "deferred"}
+                if r.get("delay_reason")
+                else {"address": str(r.get("address", "")), "state": "pending"}
+                for r in message.get("recipients", [])
+            ]
+            entries.append(
+                {
+                    "id": qid,
+                    "kind": "dsn" if qid in self.reader.dsn else "message",
+                    "queue": queue,
+                    "mail_from": str(message.get("sender", "")),
+                    "rcpts": rcpts,
+                    "created": round(float(message.get("arrival_time", 0)) - epoch, 3),
+                    "next_attempt": round(due - epoch, 3),
+                    "size": int(message.get("message_size", 0)),
+                    "held": queue == "hold",
+                    "software": "postfix",
+                }
+            )
+        entries.sort(key=lambda e: float(e["created"]))
+        return {"entries": entries, "now": round(now, 3)}
 
     async def lab_started(self) -> None:
         self.follow_log(self.base / "lib" / "maillog")
@@ -574,6 +623,8 @@ class PostfixNode(_Daemon):
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(None, _run, ["postconf", "-h", key], "postconf")
             return {"key": key, "value": value.strip()}
+        if command == "queue":
+            return await asyncio.get_running_loop().run_in_executor(None, self.queue)
         if command == "set":
             key, value = str(args["key"]), str(args["value"])
             loop = asyncio.get_running_loop()
