@@ -284,6 +284,35 @@ def test_a_milter_refusal_is_a_data_stage_rejection() -> None:
     assert smtp.data["stage"] == "data" and smtp.data["code"] == 550
 
 
+def test_an_expired_message_bounces_each_recipient_still_deferred() -> None:
+    """qmgr logs the give-up (maximal_queue_lifetime) for the message, not per
+    recipient: the recipients still deferred are bounced with reason
+    give_up, their last reply and stage, as maillab's relay reports them."""
+    reader = MailLogReader(lambda ip, port: None)
+    reader.queue["4FE1B23213A"] = "t-1"
+    relay = "relay=none, delay=432000, delays=432000/0/0/0"
+    lines = [
+        f"Dec 06 14:10:01 smtp postfix/smtp[7]: 4FE1B23213A: to=<dave@later.example>, {relay}, "
+        "dsn=4.4.1, status=deferred (connect to mx.later.example[203.0.113.40]:25: "
+        "Connection refused)",
+        f"Dec 06 14:10:01 smtp postfix/smtp[7]: 4FE1B23213A: to=<carol@later.example>, {relay}, "
+        "dsn=4.4.1, status=deferred (connect to mx.later.example[203.0.113.40]:25: "
+        "Connection refused)",
+        "Dec 06 14:10:02 smtp postfix/lmtp[8]: 4FE1B23213A: to=<carol@later.example>, "
+        "relay=127.0.0.1[127.0.0.1]:24, delay=1, delays=0/0/0/0, dsn=2.0.0, status=sent (250 Ok)",
+        "Dec 11 15:09:01 smtp postfix/qmgr[9]: 4FE1B23213A: from=<alice@home.example>, "
+        "status=expired, returned to sender",
+        "Dec 11 15:09:02 smtp postfix/bounce[10]: 4FE1B23213A: sender non-delivery "
+        "notification: D77B42355A3",
+    ]
+    events = [e for line in lines for e in reader.feed(line)]
+    bounced = [e for e in events if e.kind == "queue" and e.data["event"] == "bounced"]
+    given_up = [e for e in bounced if e.data.get("reason") == "give_up"]
+    assert [(e.trace_id, e.data["rcpt"]) for e in given_up] == [("t-1", "dave@later.example")]
+    assert given_up[0].data["reply"]["code"] == 451 and given_up[0].data["stage"] is None
+    assert reader.deferred == {}  # nothing left to give up on
+
+
 def test_the_postfix_set_action_needs_a_postfix_node() -> None:
     from sim.lab.actions import action_from_data, action_problems
 

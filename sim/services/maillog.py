@@ -69,6 +69,8 @@ _STATUS = re.compile(
 _CLIENT_LINE = re.compile(r"^" + _QID + r": client=(?P<client>\S+?)(?:,|$)")
 _MESSAGE_ID = re.compile(r"^" + _QID + r": message-id=<?(?P<mid>[^>\s]*)>?$")
 _NDR = re.compile(r"^" + _QID + r": sender (?:non-delivery|delay) notification: (?P<new>\S+)$")
+#: qmgr gives up on a message older than maximal_queue_lifetime (no recipient named).
+_EXPIRED = re.compile(r"^" + _QID + r": from=<[^>]*>, status=expired, returned to sender$")
 _REPLY = re.compile(r"(?P<code>[2-5]\d\d)[ -](?:(?P<enh>[2-5]\.\d{1,3}\.\d{1,3}) )?(?P<text>.*)")
 _IN_REPLY = re.compile(r"\(in reply to (?P<cmd>[A-Z ]+?) command\)")
 _LOGIN = re.compile(r"^Login: user=<(?P<user>[^>]*)>.*rip=(?P<ip>[\d.]+).*rport=(?P<port>\d+)")
@@ -152,6 +154,9 @@ class MailLogReader:
         self.sessions: dict[str, str | None] = {}  # smtpd pid → trace id
         self.queue: dict[str, str | None] = {}  # queue id → trace id
         self.dsn: set[str] = set()  # queue ids of bounces (DSNs) Postfix sent
+        #: queue id → recipient → its last deferral (reply, stage, remote MTA):
+        #: what an expiry gives up on.
+        self.deferred: dict[str, dict[str, tuple[ReplyJson, str | None, str | None]]] = {}
 
     def _client_trace(self, client: str) -> str | None:
         match = _CLIENT.search(client)
@@ -196,6 +201,10 @@ class MailLogReader:
         m = _REJECT.match(msg)
         if m is not None:
             yield from self._reject(pid, m)
+            return
+        m = _EXPIRED.match(msg)
+        if m is not None:
+            yield from self._expired(m["qid"])
             return
         m = _NDR.match(msg)
         if m is not None:
@@ -272,6 +281,13 @@ class MailLogReader:
         bounce = True if qid in self.dsn else None
         summary = f"postfix/{daemon}: {qid} to <{rcpt}>: status={status} ({why})"
         name, address = _host(m["relay"])
+        open_rcpts = self.deferred.setdefault(qid, {})
+        if status == "deferred":
+            open_rcpts[rcpt] = (reply, stage, name if address else None)
+        else:
+            open_rcpts.pop(rcpt, None)
+        if not open_rcpts:
+            del self.deferred[qid]
         data: EventData
         if status == "sent":
             data = QueueDelivered(
@@ -324,6 +340,26 @@ class MailLogReader:
                     junk_by=[],
                     software="postfix",
                     bounce=bounce,
+                ),
+            )
+
+    def _expired(self, qid: str) -> Iterator[LogEvent]:
+        """The give-up time (maximal_queue_lifetime, RFC 5321 §4.5.4.1) has
+        passed: each recipient still deferred is bounced, as maillab's
+        relay reports ``give_up`` (Postfix logs the message, not them)."""
+        for rcpt, (reply, stage, remote) in self.deferred.pop(qid, {}).items():
+            yield LogEvent(
+                self.queue.get(qid),
+                f"postfix/qmgr: {qid} to <{rcpt}>: status=expired, returned to sender",
+                QueueBounced(
+                    queue_id=qid,
+                    rcpt=rcpt,
+                    reply=reply,
+                    reason="give_up",
+                    stage=stage,
+                    remote_mta=remote,
+                    software="postfix",
+                    bounce=True if qid in self.dsn else None,
                 ),
             )
 
