@@ -300,6 +300,8 @@ def test_an_expired_message_bounces_each_recipient_still_deferred() -> None:
         "Connection refused)",
         "Dec 06 14:10:02 smtp postfix/lmtp[8]: 4FE1B23213A: to=<carol@later.example>, "
         "relay=127.0.0.1[127.0.0.1]:24, delay=1, delays=0/0/0/0, dsn=2.0.0, status=sent (250 Ok)",
+        "Dec 06 18:10:03 smtp postfix/bounce[10]: 4FE1B23213A: sender delay notification: "
+        "3DDB0235534",
         "Dec 11 15:09:01 smtp postfix/qmgr[9]: 4FE1B23213A: from=<alice@home.example>, "
         "status=expired, returned to sender",
         "Dec 11 15:09:02 smtp postfix/bounce[10]: 4FE1B23213A: sender non-delivery "
@@ -311,6 +313,13 @@ def test_an_expired_message_bounces_each_recipient_still_deferred() -> None:
     assert [(e.trace_id, e.data["rcpt"]) for e in given_up] == [("t-1", "dave@later.example")]
     assert given_up[0].data["reply"]["code"] == 451 and given_up[0].data["stage"] is None
     assert reader.deferred == {}  # nothing left to give up on
+    # The delay warning (delay_warning_time, maillab's warn_after) is a
+    # warning, the non-delivery report a DSN, as maillab's relay reports them.
+    kinds = [(e.data["event"], e.summary.split(": ", 2)[-1]) for e in events if e.kind == "queue"]
+    assert ("warning", "delay warning sent to the sender as 3DDB0235534") in kinds
+    assert ("dsn", "bounce (DSN) sent to the sender as D77B42355A3") in kinds
+    warning = next(e for e in events if e.kind == "queue" and e.data["event"] == "warning")
+    assert warning.data["rcpts"] == ["dave@later.example"] and warning.trace_id == "t-1"
 
 
 def test_the_postfix_set_action_needs_a_postfix_node() -> None:

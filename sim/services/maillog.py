@@ -38,6 +38,7 @@ from sim.events import (
     QueueBounceSent,
     QueueDeferred,
     QueueDelivered,
+    QueueWarning,
     ReplyJson,
     SmtpConnectLogged,
     SmtpRefusalLogged,
@@ -68,7 +69,9 @@ _STATUS = re.compile(
 )
 _CLIENT_LINE = re.compile(r"^" + _QID + r": client=(?P<client>\S+?)(?:,|$)")
 _MESSAGE_ID = re.compile(r"^" + _QID + r": message-id=<?(?P<mid>[^>\s]*)>?$")
-_NDR = re.compile(r"^" + _QID + r": sender (?:non-delivery|delay) notification: (?P<new>\S+)$")
+_NDR = re.compile(
+    r"^" + _QID + r": sender (?P<kind>non-delivery|delay) notification: (?P<new>\S+)$"
+)
 #: qmgr gives up on a message older than maximal_queue_lifetime (no recipient named).
 _EXPIRED = re.compile(r"^" + _QID + r": from=<[^>]*>, status=expired, returned to sender$")
 _REPLY = re.compile(r"(?P<code>[2-5]\d\d)[ -](?:(?P<enh>[2-5]\.\d{1,3}\.\d{1,3}) )?(?P<text>.*)")
@@ -210,6 +213,19 @@ class MailLogReader:
         if m is not None:
             self.queue[m["new"]] = self.queue.get(m["qid"])
             self.dsn.add(m["new"])
+            if m["kind"] == "delay":
+                # delay_warning_time has passed (maillab: relay.warn_after):
+                # a warning (RFC 3464 Action: delayed), not a bounce.
+                yield LogEvent(
+                    self.queue.get(m["qid"]),
+                    f"postfix: {m['qid']}: delay warning sent to the sender as {m['new']}",
+                    QueueWarning(
+                        queue_id=m["qid"],
+                        rcpts=list(self.deferred.get(m["qid"], {})),
+                        dsn=m["new"],
+                    ),
+                )
+                return
             yield LogEvent(
                 self.queue.get(m["qid"]),
                 f"postfix: {m['qid']}: bounce (DSN) sent to the sender as {m['new']}",
