@@ -21,8 +21,9 @@ ca-certificates postfix chromium nodejs tshark"
 # lab configures and starts itself, and the policy services around them.
 # dbconfig-no-thanks: OpenDMARC's database question answered "no" without
 # pulling a MySQL client in.
+# faketime (libfaketime): Postfix and postgrey run on the lab's clock.
 MAIL_PACKAGES="dovecot-imapd dovecot-pop3d dovecot-lmtpd opendkim opendmarc dbconfig-no-thanks
-postfix-policyd-spf-python postgrey"
+postfix-policyd-spf-python postgrey faketime"
 PACKAGES="$PACKAGES $MAIL_PACKAGES"
 
 check_only=0
@@ -107,6 +108,10 @@ need "opendkim, the DKIM milter of Postfix nodes" sh -c 'command -v opendkim || 
 need "opendmarc, the DMARC milter of Postfix nodes" sh -c 'command -v opendmarc || test -x /usr/sbin/opendmarc'
 need "postfix-policyd-spf-python, the SPF policy service of Postfix nodes" test -x /usr/bin/policyd-spf
 need "postgrey, the greylisting policy service of Postfix nodes" test -x /usr/sbin/postgrey
+# libfaketime must move a program's clock: FAKETIME=+1d puts `date` a day ahead.
+need "libfaketime (faketime), to run Postfix and postgrey on lab time" \
+  sh -c 'lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1) && test -n "$lib" \
+    && test "$(LD_PRELOAD=$lib FAKETIME=+1d date +%s)" -gt "$(( $(date +%s) + 86000 ))"'
 need "swaks with TLS (libnet-ssleay-perl, libio-socket-ssl-perl) for STARTTLS and 465" \
   has_line "=== TLS supported" swaks --support
 need "chromium, a headless browser for the maillab serve test" chromium --headless --version

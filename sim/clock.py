@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncio
+    from pathlib import Path
 
 # asyncio is imported where the clock sleeps, not here: parse_duration is
 # all that loading a topology or lab file needs (`maillab validate`, `list`),
 # and asyncio with ssl is a good part of those commands' start-up.
 
-__all__ = ["LabClock", "format_duration", "parse_duration"]
+__all__ = ["LabClock", "faketime_spec", "format_duration", "parse_duration"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -52,14 +53,31 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+def faketime_spec(offset: float, scale: float) -> str:
+    """A lab clock as a libfaketime ``FAKETIME`` value: ``+OFFSET xSCALE``.
+
+    With a process's start time set to the lab's epoch E (libfaketime's
+    shared start time), libfaketime computes ``E + OFFSET + (now - E) *
+    SCALE``: E plus the lab time :meth:`LabClock.now` computes. Seconds
+    only: libfaketime reads an ``m``, ``h``, ``d`` or ``y`` anywhere in the
+    value as a unit."""
+    return f"+{offset:.6f} x{scale:.6f}\n"
+
+
 class LabClock:
     """Lab seconds since the lab started, scaled and advanceable."""
+
+    #: Where the clock is kept in libfaketime's notation (:func:`faketime_spec`)
+    #: for real daemons that run on lab time; only a clock shared between
+    #: processes (``sim.net.shared.SharedClock``) has one.
+    faketime_file: Path | None = None
 
     def __init__(self, time_scale: float = 1.0) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
         self._start = time.monotonic()
+        self._epoch = time.time()
         self._offset = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
@@ -70,6 +88,16 @@ class LabClock:
 
         self._loop = loop
         self._changed = asyncio.Event()
+
+    @property
+    def epoch(self) -> float:
+        """The wall time (Unix seconds) at which lab time was 0."""
+        return self._epoch
+
+    @property
+    def offset(self) -> float:
+        """The lab seconds :meth:`advance` has added so far."""
+        return self._offset
 
     def now(self) -> float:
         return self._offset + (time.monotonic() - self._start) * self.time_scale

@@ -132,6 +132,8 @@ COMMANDS: tuple[Command, ...] = (
        'lab.control("imap-host", "mailbox", "status")'),
     _c("postfix", "config", "main.cf, master.cf as generated; each line's topology field",
        'lab.control("mx-qq", "postfix", "config")'),
+    _c("postfix", "queue", "Postfix's queue (postqueue -j), each entry's next attempt in lab time",
+       'lab.control("smtp-isp", "postfix", "queue")'),
     _c("postfix", "postconf", "a main.cf parameter, as `postconf -h KEY` prints it",
        'lab.control("mx-qq", "postfix", "postconf", key="relayhost")',
        Arg("key", "the parameter", True)),

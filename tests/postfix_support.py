@@ -36,6 +36,8 @@ def mail_software_missing() -> str | None:
     for binary in ("imap", "pop3", "lmtp"):
         if not Path("/usr/lib/dovecot", binary).exists():
             return f"/usr/lib/dovecot/{binary} missing (Debian package dovecot-{binary}d)"
+    if not any(Path("/usr/lib").glob("*/faketime/libfaketime.so.1")):
+        return "libfaketime.so.1 missing (Debian package faketime; `make system`)"
     return None
 
 

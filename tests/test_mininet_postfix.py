@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -207,17 +208,96 @@ def _code(reply: dict[str, Any] | None) -> str:
 AUTH_CHECKS = ("spf", "dkim", "dmarc")
 
 
+#: mx-grey's greylisting delay and smtp-isp's first retry (the topology's
+#: 5m), and the lab's time_scale.
+GREYLIST, RETRY, SCALE = 300.0, 300.0, 60.0
+
+
 def _table(lab: sim.Lab) -> dict[str, tuple[str, str | None, str, dict[str, str]]]:
     out = {}
     for row, node, args, _, _ in TABLE:
+        started = time.monotonic()
         result = lab.send(node, **args)
+        took = time.monotonic() - started
         checks = {k: v for k, v in result.checks.items() if k in AUTH_CHECKS}
         if row.startswith("greylisting"):
             # Deferred first: the relay's queue saw a 4xx before the 250.
-            events = [e.data.get("event") for e in result.trace.of_kind("queue")]
+            queue = result.trace.of_kind("queue")
+            events = [e.data.get("event") for e in queue]
             assert "deferred" in events and "delivered" in events, (row, events)
+            # On lab time: the retry came after the greylisting delay of lab
+            # time, which `settle` advanced at once (the relay and postgrey
+            # both moved): far less real time than 5m at time_scale 60.
+            deferred = next(e.t for e in queue if e.data.get("event") == "deferred")
+            delivered = next(e.t for e in queue if e.data.get("event") == "delivered")
+            assert delivered - deferred >= GREYLIST, (row, deferred, delivered)
+            assert took < GREYLIST / SCALE, (row, took)
         out[row] = (result.outcome, result.stage, _code(result.reply), checks)
     return out
+
+
+def _relay_retry(lab: sim.Lab) -> dict[str, Any]:
+    """A message deferred because the destination MX is down (mx-later,
+    maillab's MX in both runs), the MX back up, lab time advanced: not
+    delivered before the relay's retry interval (5m), delivered at once
+    after it, whether maillab's relay or Postfix holds the message."""
+    lab.control("mx-later", "mx", "down")
+    first = lab.send("laptop", to="dave@later.example", via="smtp-isp", subject="retry", **ALICE)
+    lab.control("mx-later", "mx", "up")
+    lab.advance("1m")  # not yet due: the retry waits for 5m of lab time
+    time.sleep(0.5)
+    early = [m.subject for m in lab.mailbox("dave@later.example")]
+    # The relay's queue (maillab's, or Postfix's through postqueue -j) says
+    # when it tries again, in lab time: about 5m after the deferral.
+    entries = lab.queues()["smtp-isp"]
+    due_in = float(entries[0]["next_attempt"]) - lab.now() if entries else 0.0
+    assert 0 < due_in <= RETRY - 60, entries
+    lab.advance("5m")
+    advanced = time.monotonic()
+    stored: list[str | None] = []
+    while not stored and time.monotonic() - advanced < 30:
+        time.sleep(0.05)
+        stored = [m.subject for m in lab.mailbox("dave@later.example")]
+    # Delivered because lab time moved, not because 5m passed at 60x.
+    took = time.monotonic() - advanced
+    assert took < 0.6 * RETRY / SCALE, took
+    # lab.settle() finds nothing left to wait for (Postfix's queue empties a
+    # moment after the delivery).
+    lab.settle("1m")
+    return {
+        "first": (first.outcome, first.stage, _code(first.reply)),
+        "early": early,
+        "queued": [(e["mail_from"], [r["address"] for r in e["rcpts"]]) for e in entries],
+        "stored": stored,
+        "left": lab.queues()["smtp-isp"],
+    }
+
+
+def _log_in_lab_time(lab: sim.Lab, state: Path) -> None:
+    """Postfix's own log line and the trace event made of it tell the same
+    lab time (the log's clock is the lab's: the retry row advanced it 6m
+    past real time), as maillab's services' events do."""
+    backend = lab.backend
+    assert isinstance(backend, MininetBackend) and backend.clock is not None
+    deadline = time.monotonic() + 10
+    while True:
+        sent = [
+            e
+            for e in lab.trace().of_kind("queue")
+            if e.node == "smtp-isp"
+            and e.data.get("event") == "delivered"
+            and e.data.get("rcpt") == "dave@later.example"
+        ]
+        if sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert sent, "no trace event of the retried delivery"
+    log = (state / "smtp-isp" / "postfix" / "lib" / "maillog").read_text().splitlines()
+    line = next(x for x in log if "to=<dave@later.example>" in x and "status=sent" in x)
+    expected = datetime.fromtimestamp(backend.clock.epoch + sent[0].t)
+    stamp = datetime.strptime(line[:15], "%b %d %H:%M:%S").replace(year=expected.year)
+    # Read within a few hundredths of a real second: seconds of lab time.
+    assert abs((stamp - expected).total_seconds()) < 60, (line, expected)
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +305,12 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with sim.start(
         parity_topology(), backend="mininet", state_dir=tmp_path_factory.mktemp("own")
     ) as lab:
-        yield {"table": _table(lab), "dsn": len(lab.mailbox("alice@home.example"))}
+        table = _table(lab)
+        yield {
+            "table": table,
+            "dsn": len(lab.mailbox("alice@home.example")),
+            "retry": _relay_retry(lab),
+        }
 
 
 def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
@@ -236,6 +321,8 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
     assert _host_mail_processes() == []
     with sim.start(with_real(parity_topology()), backend="mininet", state_dir=tmp_path) as lab:
         real = _table(lab)
+        retry = _relay_retry(lab)
+        _log_in_lab_time(lab, tmp_path)
         # The DSN of the unknown user reached alice's Maildir (LMTP into Dovecot).
         dsn = lab.mailbox("alice@home.example")
         assert any(
@@ -298,6 +385,18 @@ def test_the_outcome_table_is_the_same_with_postfix_and_dovecot(
         elif mine[2] != "-" and not row.startswith(("delivered", "greylisting")):
             assert mine[2] == theirs[2], (row, mine, theirs)
     assert own["dsn"] >= 1
+    # The relay-retry row: the same with maillab's relay and with Postfix.
+    assert (
+        own["retry"]
+        == retry
+        == {
+            "first": ("deferred", None, "451 4.4.1"),
+            "early": [],
+            "queued": [("alice@home.example", ["dave@later.example"])],
+            "stored": ["retry"],
+            "left": [],
+        }
+    ), (own["retry"], retry)
     # A clean stop: every process of the run gone (the backend checks and
     # would say so), every namespace with it.
     assert not [n for n in backend.notices if "did not stop cleanly" in n], backend.notices

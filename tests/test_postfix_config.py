@@ -14,8 +14,9 @@ from postfix_support import mail_software_missing, parity_topology, with_real
 import sim
 from sim.errors import BackendError
 from sim.services.dovecotconf import dovecot_config
+from sim.services.labtime import FAKETIME_VARIABLES
 from sim.services.maillog import MailLogReader
-from sim.services.postfixconf import postfix_config
+from sim.services.postfixconf import greylist_delay, postfix_config
 from sim.topology.model import Topology
 
 
@@ -154,9 +155,42 @@ def test_submission_and_relay_settings() -> None:
     assert "smtpd_tls_auth_only=yes" in main["#master"]
     assert "smtpd_tls_wrappermode=yes" in main["#master"]
     assert main["smtpd_sasl_type"] == "dovecot"
-    # relay.retry: [5m, 30m, 2h] at time_scale 60 → 5 s and 120 s of real time.
-    assert main["minimal_backoff_time"] == "5s"
-    assert main["maximal_backoff_time"] == "120s"
+    # Postfix runs on lab time (libfaketime): relay.retry [5m, 30m, 2h] and
+    # give_up 5d in lab seconds, as maillab's relay reads them.
+    assert main["minimal_backoff_time"] == "300s"
+    assert main["maximal_backoff_time"] == "7200s"
+    assert main["queue_run_delay"] == "300s"
+    assert main["maximal_queue_lifetime"] == main["bounce_queue_lifetime"] == "432000s"
+    # connect_timeout: 30s, a lab duration too.
+    assert main["smtp_connect_timeout"] == "30s"
+
+
+def test_postfix_and_postgrey_are_configured_in_lab_seconds() -> None:
+    """On lab time the durations are the topology's; Postfix's own I/O time
+    limits keep their real length (× time_scale 60); the master passes
+    libfaketime's variables on to its children."""
+    topology = with_real(parity_topology())
+    grey = next(n for n in topology.nodes if n.name == "mx-grey")
+    assert greylist_delay(topology, grey) == 300  # greylist: 5m
+    main = _config(topology, "mx-grey")
+    assert "check_policy_service inet:127.0.0.1:10023" in main["smtpd_recipient_restrictions"]
+    assert main["smtpd_timeout"] == f"{300 * 60}s"
+    assert main["milter_command_timeout"] == f"{30 * 60}s"
+    assert main["smtpd_policy_service_timeout"] == f"{100 * 60}s"
+    imported = main["import_environment"].split()
+    for name in FAKETIME_VARIABLES:
+        assert name in imported
+    # Postfix's own defaults stay (LANG=C, MAIL_CONFIG...).
+    assert {"MAIL_CONFIG", "TZ", "LANG=C"} <= set(imported)
+
+
+def test_at_time_scale_1_postfix_keeps_its_own_io_limits(tmp_path: Path) -> None:
+    text = (Path(__file__).parent / "data" / "postfix-parity.yaml").read_text()
+    path = tmp_path / "scale1.yaml"
+    path.write_text(text.replace("time_scale: 60", "time_scale: 1"))
+    main = _config(with_real(sim.load_topology(path)), "smtp-isp")
+    assert "smtpd_timeout" not in main
+    assert main["minimal_backoff_time"] == "300s"
 
 
 def test_dovecot_users_and_maildirs() -> None:
@@ -328,6 +362,44 @@ def test_a_milter_refusal_is_a_data_stage_rejection() -> None:
     assert smtp.data["stage"] == "data" and smtp.data["code"] == 550
 
 
+def test_an_expired_message_bounces_each_recipient_still_deferred() -> None:
+    """qmgr logs the give-up (maximal_queue_lifetime) for the message, not per
+    recipient: the recipients still deferred are bounced with reason
+    give_up, their last reply and stage, as maillab's relay reports them."""
+    reader = MailLogReader(lambda ip, port: None)
+    reader.queue["4FE1B23213A"] = "t-1"
+    relay = "relay=none, delay=432000, delays=432000/0/0/0"
+    lines = [
+        f"Dec 06 14:10:01 smtp postfix/smtp[7]: 4FE1B23213A: to=<dave@later.example>, {relay}, "
+        "dsn=4.4.1, status=deferred (connect to mx.later.example[203.0.113.40]:25: "
+        "Connection refused)",
+        f"Dec 06 14:10:01 smtp postfix/smtp[7]: 4FE1B23213A: to=<carol@later.example>, {relay}, "
+        "dsn=4.4.1, status=deferred (connect to mx.later.example[203.0.113.40]:25: "
+        "Connection refused)",
+        "Dec 06 14:10:02 smtp postfix/lmtp[8]: 4FE1B23213A: to=<carol@later.example>, "
+        "relay=127.0.0.1[127.0.0.1]:24, delay=1, delays=0/0/0/0, dsn=2.0.0, status=sent (250 Ok)",
+        "Dec 06 18:10:03 smtp postfix/bounce[10]: 4FE1B23213A: sender delay notification: "
+        "3DDB0235534",
+        "Dec 11 15:09:01 smtp postfix/qmgr[9]: 4FE1B23213A: from=<alice@home.example>, "
+        "status=expired, returned to sender",
+        "Dec 11 15:09:02 smtp postfix/bounce[10]: 4FE1B23213A: sender non-delivery "
+        "notification: D77B42355A3",
+    ]
+    events = [e for line in lines for e in reader.feed(line)]
+    bounced = [e for e in events if e.kind == "queue" and e.data["event"] == "bounced"]
+    given_up = [e for e in bounced if e.data.get("reason") == "give_up"]
+    assert [(e.trace_id, e.data["rcpt"]) for e in given_up] == [("t-1", "dave@later.example")]
+    assert given_up[0].data["reply"]["code"] == 451 and given_up[0].data["stage"] is None
+    assert reader.deferred == {}  # nothing left to give up on
+    # The delay warning (delay_warning_time, maillab's warn_after) is a
+    # warning, the non-delivery report a DSN, as maillab's relay reports them.
+    kinds = [(e.data["event"], e.summary.split(": ", 2)[-1]) for e in events if e.kind == "queue"]
+    assert ("warning", "delay warning sent to the sender as 3DDB0235534") in kinds
+    assert ("dsn", "bounce (DSN) sent to the sender as D77B42355A3") in kinds
+    warning = next(e for e in events if e.kind == "queue" and e.data["event"] == "warning")
+    assert warning.data["rcpts"] == ["dave@later.example"] and warning.trace_id == "t-1"
+
+
 def test_the_postfix_set_action_needs_a_postfix_node() -> None:
     from sim.lab.actions import action_from_data, action_problems
 
@@ -438,7 +510,7 @@ def test_system_setup_check_finds_every_mail_capability() -> None:
         timeout=120,
         check=False,
     )
-    mail = ("dovecot", "opendkim", "opendmarc", "policyd-spf", "postgrey", "postfix")
+    mail = ("dovecot", "opendkim", "opendmarc", "policyd-spf", "postgrey", "postfix", "faketime")
     complaints = [line for line in done.stdout.splitlines() if any(word in line for word in mail)]
     assert complaints == []
 

@@ -225,7 +225,9 @@ class Lab(LabHelpers):
         out: dict[str, list[dict[str, Any]]] = {}
         for node in self.topology.hosts():
             if node.services.relay is not None:
-                out[node.name] = list(self.control(node.name, "relay", "queue")["entries"])
+                # A Postfix node's relay is Postfix: its queue, in lab time.
+                service = "postfix" if node.services.postfix is not None else "relay"
+                out[node.name] = list(self.control(node.name, service, "queue")["entries"])
         return out
 
     def settle(self, limit: str | float = "8d", *, poll: float = 0.05) -> float:

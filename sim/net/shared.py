@@ -6,7 +6,10 @@ lab's shared state lives in files under ``STATE/run/``:
 
 * :class:`SharedClock`: the lab clock. ``clock.json`` holds the epoch, the
   scale and the offset that ``advance`` adds; every process computes the
-  same lab time from it.
+  same lab time from it. ``time/faketime`` says the same in libfaketime's
+  notation (``+OFFSET xSCALE``) for the real daemons that run on lab time
+  (Postfix, postgrey: :mod:`sim.services.labtime`); it is written with
+  ``clock.json``, so an ``advance`` moves them at the same moment.
 * :class:`FileTraceHub`: trace events, one JSON line each, appended to
   ``traces/<trace id>.jsonl`` and to ``traces/lab.jsonl``. Lines are written
   with a single ``O_APPEND`` write, so concurrent writers do not interleave.
@@ -27,7 +30,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from sim.clock import LabClock
+from sim.clock import LabClock, faketime_spec
 from sim.trace import Trace, TraceEvent, TraceHub
 
 __all__ = ["ConnTags", "FileTraceHub", "SharedClock", "run_dir"]
@@ -40,11 +43,13 @@ def run_dir(state_dir: Path) -> Path:
     return state_dir / "run"
 
 
-def _atomic_write(path: Path, data: str) -> None:
+def _atomic_write(path: Path, data: str, mode: int = 0o600) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
         tmp.write(data)
         tmp.flush()
+        if mode != 0o600:
+            os.fchmod(tmp.fileno(), mode)
         os.fsync(tmp.fileno())
     Path(tmp.name).replace(path)
 
@@ -54,6 +59,7 @@ class SharedClock(LabClock):
 
     def __init__(self, path: Path, time_scale: float | None = None) -> None:
         self.path = path
+        self.faketime_file = path.parent / "time" / "faketime"
         if time_scale is not None:
             # The driver creates the clock; node processes open it.
             super().__init__(time_scale)
@@ -72,11 +78,23 @@ class SharedClock(LabClock):
         except FileNotFoundError:
             return 0
 
+    @property
+    def offset(self) -> float:
+        self._refresh()  # another process may have advanced the clock
+        return self._offset
+
     def _write(self) -> None:
         _atomic_write(
             self.path,
             json.dumps({"epoch": self._epoch, "scale": self.time_scale, "offset": self._offset}),
         )
+        # Read by daemons that dropped their privileges (postfix, postgrey):
+        # world-readable, in a directory of its own that a node bind-mounts.
+        spec = self.faketime_file
+        assert spec is not None
+        spec.parent.mkdir(exist_ok=True)
+        spec.parent.chmod(0o755)
+        _atomic_write(spec, faketime_spec(self._offset, self.time_scale), 0o644)
 
     def _refresh(self) -> None:
         mtime = self._stat()

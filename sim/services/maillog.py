@@ -40,6 +40,7 @@ from sim.events import (
     QueueBounceSent,
     QueueDeferred,
     QueueDelivered,
+    QueueWarning,
     ReplyJson,
     SmtpConnectLogged,
     SmtpRefusalLogged,
@@ -70,7 +71,11 @@ _STATUS = re.compile(
 )
 _CLIENT_LINE = re.compile(r"^" + _QID + r": client=(?P<client>\S+?)(?:,|$)")
 _MESSAGE_ID = re.compile(r"^" + _QID + r": message-id=<?(?P<mid>[^>\s]*)>?$")
-_NDR = re.compile(r"^" + _QID + r": sender (?:non-delivery|delay) notification: (?P<new>\S+)$")
+_NDR = re.compile(
+    r"^" + _QID + r": sender (?P<kind>non-delivery|delay) notification: (?P<new>\S+)$"
+)
+#: qmgr gives up on a message older than maximal_queue_lifetime (no recipient named).
+_EXPIRED = re.compile(r"^" + _QID + r": from=<[^>]*>, status=expired, returned to sender$")
 _REPLY = re.compile(r"(?P<code>[2-5]\d\d)[ -](?:(?P<enh>[2-5]\.\d{1,3}\.\d{1,3}) )?(?P<text>.*)")
 _IN_REPLY = re.compile(r"\(in reply to (?P<cmd>[A-Z ]+?) command\)")
 #: postscreen(8), which answers port 25 before smtpd: the connection, the
@@ -162,6 +167,9 @@ class MailLogReader:
         #: Clients postscreen logged (address, port) → the DNSBL rank it
         #: found (0: none yet), until smtpd takes the client or it leaves.
         self.screened: dict[tuple[str, int], int] = {}
+        #: queue id → recipient → its last deferral (reply, stage, remote MTA):
+        #: what an expiry gives up on.
+        self.deferred: dict[str, dict[str, tuple[ReplyJson, str | None, str | None]]] = {}
 
     def _client_trace(self, client: str) -> str | None:
         match = _CLIENT.search(client)
@@ -236,10 +244,27 @@ class MailLogReader:
         if m is not None:
             yield from self._reject(pid, m)
             return
+        m = _EXPIRED.match(msg)
+        if m is not None:
+            yield from self._expired(m["qid"])
+            return
         m = _NDR.match(msg)
         if m is not None:
             self.queue[m["new"]] = self.queue.get(m["qid"])
             self.dsn.add(m["new"])
+            if m["kind"] == "delay":
+                # delay_warning_time has passed (maillab: relay.warn_after):
+                # a warning (RFC 3464 Action: delayed), not a bounce.
+                yield LogEvent(
+                    self.queue.get(m["qid"]),
+                    f"postfix: {m['qid']}: delay warning sent to the sender as {m['new']}",
+                    QueueWarning(
+                        queue_id=m["qid"],
+                        rcpts=list(self.deferred.get(m["qid"], {})),
+                        dsn=m["new"],
+                    ),
+                )
+                return
             yield LogEvent(
                 self.queue.get(m["qid"]),
                 f"postfix: {m['qid']}: bounce (DSN) sent to the sender as {m['new']}",
@@ -307,13 +332,21 @@ class MailLogReader:
             reply = {"code": code, "enhanced": m["dsn"], "text": why}
         cmd = _IN_REPLY.search(why)
         reply["text"] = _IN_REPLY.sub("", reply["text"]).strip()
-        stage = (
-            _STAGES.get(cmd["cmd"], "data") if cmd else ("connect" if status != "sent" else None)
-        )
+        # No "in reply to": no server reply to a command (connection refused,
+        # timed out before the greeting): no SMTP stage, as maillab's relay
+        # reports a failure without a remote reply.
+        stage = _STAGES.get(cmd["cmd"], "data") if cmd else None
         local = daemon in ("virtual", "lmtp", "local")
         bounce = True if qid in self.dsn else None
         summary = f"postfix/{daemon}: {qid} to <{rcpt}>: status={status} ({why})"
         name, address = _host(m["relay"])
+        open_rcpts = self.deferred.setdefault(qid, {})
+        if status == "deferred":
+            open_rcpts[rcpt] = (reply, stage, name if address else None)
+        else:
+            open_rcpts.pop(rcpt, None)
+        if not open_rcpts:
+            del self.deferred[qid]
         data: EventData
         if status == "sent":
             data = QueueDelivered(
@@ -331,7 +364,8 @@ class MailLogReader:
                 rcpt=rcpt,
                 reply=reply,
                 # Postfix does not log when it tries again: "now" at the
-                # earliest (it keeps its own schedule, in real time).
+                # earliest; the node reads the queue file's retry time
+                # (sim.services.realmail: PostfixNode.when_retried).
                 next_attempt=self.now(),
                 remote_mta=name if address else None,
                 stage=stage,
@@ -365,6 +399,26 @@ class MailLogReader:
                     junk_by=[],
                     software="postfix",
                     bounce=bounce,
+                ),
+            )
+
+    def _expired(self, qid: str) -> Iterator[LogEvent]:
+        """The give-up time (maximal_queue_lifetime, RFC 5321 §4.5.4.1) has
+        passed: each recipient still deferred is bounced, as maillab's
+        relay reports ``give_up`` (Postfix logs the message, not them)."""
+        for rcpt, (reply, stage, remote) in self.deferred.pop(qid, {}).items():
+            yield LogEvent(
+                self.queue.get(qid),
+                f"postfix/qmgr: {qid} to <{rcpt}>: status=expired, returned to sender",
+                QueueBounced(
+                    queue_id=qid,
+                    rcpt=rcpt,
+                    reply=reply,
+                    reason="give_up",
+                    stage=stage,
+                    remote_mta=remote,
+                    software="postfix",
+                    bounce=True if qid in self.dsn else None,
                 ),
             )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from sim.services.labtime import FAKETIME_VARIABLES
 from sim.topology.model import MxService, Node, Topology
 
 __all__ = [
@@ -130,17 +131,76 @@ _RESTRICTIONS = {
 
 
 def greylist_delay(topology: Topology, node: Node) -> int | None:
-    """postgrey's --delay (real seconds) for ``node``'s ``mx.greylist``."""
+    """postgrey's --delay for ``node``'s ``mx.greylist``, in lab seconds:
+    postgrey runs on lab time (:mod:`sim.services.labtime`)."""
     mx = node.services.mx
     if mx is None or mx.greylist is None:
         return None
-    return max(1, round(mx.greylist / topology.settings.time_scale))
+    return max(1, round(mx.greylist))
 
 
-def _seconds(lab_seconds: float, scale: float) -> str:
-    """A lab duration as Postfix's real seconds: the lab clock runs ``scale``
-    times faster than Postfix's, which knows only real time."""
-    return f"{max(1, round(lab_seconds / scale))}s"
+def _seconds(lab_seconds: float) -> str:
+    """A topology duration as a Postfix time value: Postfix runs on lab time
+    (libfaketime, :mod:`sim.services.labtime`), so lab seconds as they are."""
+    return f"{max(1, round(lab_seconds))}s"
+
+
+#: Postfix's I/O time limits (postconf(5) defaults, real seconds). They guard
+#: against a stuck peer, not a schedule of the lab: on lab time they are
+#: multiplied by ``time_scale``, so a milter, a policy service or a student
+#: typing SMTP by hand has as long as with a Postfix on real time.
+_IO_LIMITS = (
+    ("smtpd_timeout", 300),
+    ("smtpd_starttls_timeout", 300),
+    ("smtpd_policy_service_timeout", 100),
+    ("milter_connect_timeout", 30),
+    ("milter_command_timeout", 30),
+    ("milter_content_timeout", 300),
+    ("smtp_helo_timeout", 300),
+    ("smtp_starttls_timeout", 300),
+    ("smtp_mail_timeout", 300),
+    ("smtp_rcpt_timeout", 300),
+    ("smtp_data_init_timeout", 120),
+    ("smtp_data_xfer_timeout", 180),
+    ("smtp_data_done_timeout", 600),
+    ("smtp_rset_timeout", 20),
+    ("smtp_quit_timeout", 300),
+    ("lmtp_lhlo_timeout", 300),
+    ("lmtp_mail_timeout", 300),
+    ("lmtp_rcpt_timeout", 300),
+    ("lmtp_data_init_timeout", 120),
+    ("lmtp_data_xfer_timeout", 180),
+    ("lmtp_data_done_timeout", 600),
+    ("lmtp_rset_timeout", 20),
+    ("lmtp_quit_timeout", 300),
+    ("qmgr_ipc_timeout", 60),
+    ("max_idle", 100),
+    ("postscreen_dnsbl_timeout", 10),
+)
+
+#: Postfix 3.7's default import_environment: the master keeps only these
+#: variables (and passes them to its children).
+_IMPORT_ENVIRONMENT = (
+    "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ XAUTHORITY DISPLAY LANG=C "
+    "POSTLOG_SERVICE POSTLOG_HOSTNAME"
+)
+
+
+def _lab_time(conf: PostfixConfig, scale: float) -> None:
+    """What puts Postfix on the lab clock besides libfaketime itself."""
+    conf.set(
+        "import_environment",
+        f"{_IMPORT_ENVIRONMENT} {' '.join(FAKETIME_VARIABLES)}",
+        "(lab time: the master passes libfaketime's variables on to its children)",
+    )
+    if scale == 1:
+        return
+    for name, real in _IO_LIMITS:
+        conf.set(
+            name,
+            f"{round(real * scale)}s",
+            f"(Postfix's {real}s of real time × time_scale {scale:g}: an I/O time limit)",
+        )
 
 
 def postfix_config(
@@ -190,8 +250,8 @@ def postfix_config(
     )
     conf.set(
         "smtp_connect_timeout",
-        _seconds(topology.settings.connect_timeout, scale),
-        "settings.connect_timeout ÷ time_scale (a dropped SYN waits this long)",
+        _seconds(topology.settings.connect_timeout),
+        "settings.connect_timeout (a dropped SYN waits this long)",
     )
     conf.set("smtp_tls_CAfile", ca_file, "(the lab CA)")
     conf.set("smtp_tls_security_level", "may", "(opportunistic, RFC 7435)")
@@ -248,9 +308,9 @@ def postfix_config(
                 sources.append(src)
     if mx is not None and mx.greylist is not None:
         # postgrey (a policy service): 450 for a new (client, sender,
-        # recipient) until the delay has passed, in Postfix's real seconds.
+        # recipient) until the delay has passed, in lab seconds.
         restrictions.append(f"check_policy_service {POSTGREY}")
-        sources.append(f"mx.greylist ({_seconds(mx.greylist, scale)} real: postgrey --delay)")
+        sources.append(f"mx.greylist ({_seconds(mx.greylist)}: postgrey --delay)")
     # Postfix 3's default here is defer_unauth_destination (a 4xx): refuse
     # for good, as maillab's MX does (554 5.7.1 relay access denied).
     conf.set(
@@ -282,25 +342,14 @@ def postfix_config(
         conf.set("smtpd_sasl_auth_enable", "no", "(only on the submission ports)")
     # Relay: retries in lab time, a smarthost.
     if relay is not None:
-        conf.set(
-            "minimal_backoff_time", _seconds(relay.retry[0], scale), "relay.retry[0] ÷ time_scale"
-        )
-        conf.set(
-            "maximal_backoff_time", _seconds(relay.retry[-1], scale), "relay.retry[-1] ÷ time_scale"
-        )
-        conf.set("queue_run_delay", _seconds(relay.retry[0], scale), "relay.retry[0] ÷ time_scale")
-        conf.set(
-            "maximal_queue_lifetime", _seconds(relay.give_up, scale), "relay.give_up ÷ time_scale"
-        )
-        conf.set(
-            "bounce_queue_lifetime", _seconds(relay.give_up, scale), "relay.give_up ÷ time_scale"
-        )
+        # In lab time: `lab.advance` moves Postfix's queue as maillab's relay.
+        conf.set("minimal_backoff_time", _seconds(relay.retry[0]), "relay.retry[0]")
+        conf.set("maximal_backoff_time", _seconds(relay.retry[-1]), "relay.retry[-1]")
+        conf.set("queue_run_delay", _seconds(relay.retry[0]), "relay.retry[0]")
+        conf.set("maximal_queue_lifetime", _seconds(relay.give_up), "relay.give_up")
+        conf.set("bounce_queue_lifetime", _seconds(relay.give_up), "relay.give_up")
         if relay.warn_after is not None:
-            conf.set(
-                "delay_warning_time",
-                _seconds(relay.warn_after, scale),
-                "relay.warn_after ÷ time_scale",
-            )
+            conf.set("delay_warning_time", _seconds(relay.warn_after), "relay.warn_after")
         smart = relay.smarthost
         if smart is not None:
             target = (node_addresses or {}).get(smart.host)
@@ -322,8 +371,9 @@ def postfix_config(
         conf.set(
             "default_transport", "error:this node has no relay", "(no relay: nothing goes out)"
         )
-    screened = mx is not None and _postscreen(conf, mx)
+    screened = mx is not None and _postscreen(conf, mx, scale)
     _milters(conf, topology, node, hostname)
+    _lab_time(conf, scale)
     for name, value in services.postfix.main_cf if services.postfix else ():
         conf.set(name, value, f"postfix.main_cf.{name}")
     # master.cf
@@ -370,7 +420,7 @@ def postfix_config(
     return conf
 
 
-def _postscreen(conf: PostfixConfig, mx: MxService) -> bool:
+def _postscreen(conf: PostfixConfig, mx: MxService, scale: float) -> bool:
     """postscreen's DNSBL test for ``mx.checks.dnsbl: reject`` (True when
     port 25 goes through postscreen). Only that test: the pregreet wait is
     1 s instead of 6, and the "deep protocol" tests (which make every new
@@ -389,8 +439,14 @@ def _postscreen(conf: PostfixConfig, mx: MxService) -> bool:
     conf.set("postscreen_access_list", "permit_mynetworks", "(the node's own loopback skips it)")
     conf.set("postscreen_greet_action", "ignore", "(no pregreet verdict: DNSBL only)")
     # Every client postscreen has not seen yet waits this long for the
-    # pregreet test (and its DNSBL answer), once; the default is 6 s.
-    conf.set("postscreen_greet_wait", "1s", "(a short pregreet wait: lab clients)")
+    # pregreet test (and its DNSBL answer), once; the default is 6 s. It is
+    # one second of real time (Postfix runs on lab time, x time_scale): the
+    # DNSBL answer must arrive within it, else postscreen lets the client by.
+    conf.set(
+        "postscreen_greet_wait",
+        f"{max(1, round(scale))}s",
+        f"(a short pregreet wait: 1 s of real time × time_scale {scale:g})",
+    )
     for test in ("pipelining", "non_smtp_command", "bare_newline"):
         conf.set(f"postscreen_{test}_enable", "no", "(deep protocol tests off)")
     # A pass is remembered in postscreen_cache (the node's own

@@ -21,12 +21,19 @@ and mount namespaces. Each starts a private instance of the real daemon:
   ``maillab clean`` empties.
 * its log (``maillog_file``, ``log_path``) is read as it grows and turned
   into trace events (:mod:`sim.services.maillog`).
+* Postfix and postgrey run on lab time (libfaketime, :mod:`sim.services.labtime`):
+  their durations are the topology's, in lab seconds, and after the lab
+  clock jumps (``lab.advance``) qmgr is told to look at its deferred queue
+  at once (``postkick public qmgr D``), as maillab's relay wakes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import glob
+import json
 import os
 import re
 import shutil
@@ -38,10 +45,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sim.errors import ServiceError
-from sim.events import Check, Delivered
+from sim.events import Check, Delivered, QueueDeferred
 from sim.net.api import Endpoint
 from sim.services.base import NodeContext, Service
 from sim.services.dovecotconf import DOVECOT_LOG, dovecot_config
+from sim.services.labtime import TIME_DIR, LabTime
 from sim.services.maildir import mail_root
 from sim.services.maillog import LogEvent, MailLogReader, header_verdicts
 from sim.services.postfixconf import (
@@ -62,6 +70,11 @@ START_TIMEOUT = 30.0
 LOG_POLL = 0.02
 #: The source shown beside a main.cf line postfix_set changed.
 POSTFIX_SET_SOURCE = "postfix_set (changed while the lab runs)"
+#: Real seconds to wait for a deferred message's queue file (its mtime is
+#: when Postfix tries again) after the deferral is logged.
+DEFERRED_WAIT = 1.0
+#: The source name of the node's private /dev/shm (labtime's shared start).
+_SHM_SOURCE = "maillab-shm"
 
 
 def private_namespace() -> bool:
@@ -105,6 +118,30 @@ def bind(source: Path, target: str) -> None:
         _run(["mount", "--bind", str(source), target], "mount")
 
 
+def _tmpfs_mounted(target: str, source: str) -> bool:
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            fields = line.split()
+            tail = fields[fields.index("-") + 1 :]
+            if fields[4] == target and tail[:2] == ["tmpfs", source]:
+                return True
+    return False
+
+
+def private_tmpfs(target: str, source: str = _SHM_SOURCE) -> None:
+    """A small tmpfs over ``target`` in this node's mount namespace only
+    (gone with the namespace: nothing of it is left on the machine)."""
+    if not private_namespace():
+        raise ServiceError(
+            f"refusing to mount a tmpfs over {target}: not in a node's private mount namespace"
+        )
+    if not _tmpfs_mounted(target, source):
+        _run(
+            ["mount", "-t", "tmpfs", "-o", "mode=1777,size=1m,nosuid,nodev", source, target],
+            "mount",
+        )
+
+
 def _wait_listening(address: str, port: int, deadline: float) -> None:
     while True:
         try:
@@ -120,6 +157,8 @@ def _wait_listening(address: str, port: int, deadline: float) -> None:
 PACKAGES = {
     "postfix": "postfix",
     "postconf": "postfix",
+    "postkick": "postfix",
+    "postqueue": "postfix",
     "dovecot": "dovecot-core",
     "doveconf": "dovecot-core",
     "doveadm": "dovecot-core",
@@ -169,6 +208,16 @@ def _set(key: str, value: str) -> None:
     _run(["postfix", "reload"], "postfix reload")
 
 
+def _deferred_mtime(queue_id: str) -> float | None:
+    """The mtime of a message's file in Postfix's deferred queue (hashed
+    one level deep, or not): when qmgr tries it again, on Postfix's clock."""
+    spool = "/var/spool/postfix/deferred"
+    for path in [*glob.glob(f"{spool}/*/{queue_id}"), f"{spool}/{queue_id}"]:
+        with contextlib.suppress(OSError):
+            return os.stat(path).st_mtime
+    return None
+
+
 def _chown(path: Path, user: str) -> None:
     shutil.chown(path, user, user)
 
@@ -188,6 +237,8 @@ class _Daemon(Service):
         self.helpers: list[subprocess.Popen[bytes]] = []
         self.config: PostfixConfig | None = None
         self._tail: asyncio.Task[None] | None = None
+        #: PostfixNode's watch on the lab clock (kicks qmgr after an advance).
+        self._clock_task: asyncio.Task[None] | None = None
         self.reader = MailLogReader(ctx.net.trace_of, ctx.net.trace_of_message, ctx.clock.now)
 
     @property
@@ -218,11 +269,20 @@ class _Daemon(Service):
         cert, key = self.ctx.ca.issue(list(dict.fromkeys(names)))
         return str(cert), str(key)
 
-    def spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """``argv`` as a child of the agent; ``env``: variables added to the
+        agent's (libfaketime's, for the daemons on lab time)."""
         need(argv[0])
         out = open(self.base / "daemon.out", "ab")  # noqa: SIM115
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/")
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                cwd="/",
+                env={**os.environ, **env} if env else None,
+            )
         finally:
             out.close()
         return proc
@@ -245,14 +305,18 @@ class _Daemon(Service):
             *lines, pending = pending.split("\n")
             for line in lines:
                 for event in self.reader.feed(line):
+                    if isinstance(event.data, QueueDeferred):
+                        event = await loop.run_in_executor(None, self.when_retried, event)
                     self.ctx.record(event.trace_id, event.data, event.summary)
                     self.after_event(event)
 
     async def stop(self) -> None:
-        if self._tail is not None:
-            self._tail.cancel()
+        for task in (self._tail, self._clock_task):
+            if task is None:
+                continue
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._tail
+                await task
         for proc in (self.proc, *self.helpers):
             if proc is None or proc.poll() is not None:
                 continue
@@ -268,6 +332,10 @@ class _Daemon(Service):
     def after_event(self, event: LogEvent) -> None:
         """Follow-up of one event (PostfixNode reads a stored message's verdicts)."""
         return None
+
+    def when_retried(self, event: LogEvent) -> LogEvent:
+        """A deferral with the time of the next attempt (PostfixNode)."""
+        return event
 
     def shown(self) -> dict[str, Any]:
         """The generated files and, per line, the topology field behind it."""
@@ -291,6 +359,9 @@ class PostfixNode(_Daemon):
     kind = "postfix"
     log_file = MAILLOG
     etc_dir = "/etc/postfix"
+    #: Lab time for the master and postgrey (set as Postfix starts).
+    labtime: LabTime | None = None
+    env: dict[str, str] | None = None
 
     async def start(self) -> list[Endpoint]:
         return await asyncio.get_running_loop().run_in_executor(None, self._start)
@@ -317,10 +388,12 @@ class PostfixNode(_Daemon):
                 "Dovecot: add `dovecot: {}` to the node"
             )
         etc, spool, lib = (self.base / d for d in ("etc", "spool", "lib"))
-        for directory in (etc, spool, lib):
+        for directory in (etc, spool, lib, lib / "time"):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(0o755)
         _chown(lib, "postfix")
+        # Lab time before anything starts (one line if libfaketime is missing).
+        self.labtime = LabTime(self.ctx.clock)
         for name, text in conf.files().items():
             (etc / name).parent.mkdir(parents=True, exist_ok=True)
             (etc / name).write_text(text)
@@ -335,12 +408,15 @@ class PostfixNode(_Daemon):
         bind(spool, "/var/spool/postfix")
         bind(lib, "/var/lib/postfix")
         bind(mail, "/var/mail")
+        self.env = self.lab_time()
         Path(MAILLOG).touch()
         _chown(Path(MAILLOG), "postfix")
         _run(["postfix", "check"], f"{node.name}: postfix")
         daemon_dir = _run(["postconf", "-h", "daemon_directory"], "postconf").strip()
         self.start_milters(conf, etc)
-        self.proc = self.spawn([f"{daemon_dir}/master", "-d"])
+        # On lab time; main.cf's import_environment passes libfaketime's
+        # variables from the master to every daemon it starts.
+        self.proc = self.spawn([f"{daemon_dir}/master", "-d"], self.env)
         deadline = time.monotonic() + START_TIMEOUT
         endpoints: list[Endpoint] = []
         ports: list[tuple[str, int]] = []
@@ -358,6 +434,19 @@ class PostfixNode(_Daemon):
                 ) from None
             endpoints.append(Endpoint(node.name, label, "tcp", f"{self.address}:{port}"))
         return endpoints
+
+    def lab_time(self) -> dict[str, str]:
+        """The variables that put a daemon on the lab clock: the lab's clock
+        file (``STATE/run/time``) bind-mounted at :data:`TIME_DIR`, the
+        shared start time in a private /dev/shm (:mod:`sim.services.labtime`)."""
+        clock_file = self.ctx.clock.faketime_file
+        # LabTime() refused a clock without a file.
+        assert clock_file is not None and self.labtime is not None
+        bind(clock_file.parent, TIME_DIR)
+        private_tmpfs("/dev/shm")
+        env = self.labtime.create(f"{TIME_DIR}/{clock_file.name}")
+        self.labtime.check(env)
+        return env
 
     def start_milters(self, conf: PostfixConfig, etc: Path) -> None:
         """OpenDKIM and OpenDMARC, when the topology asks for them, listening
@@ -387,7 +476,8 @@ class PostfixNode(_Daemon):
                         f"--delay={delay}",
                         "--user=postgrey",
                         "--group=postgrey",
-                    ]
+                    ],
+                    self.env,  # on lab time: --delay is in lab seconds
                 )
             )
             _wait_listening("127.0.0.1", int(POSTGREY.rpartition(":")[2]), deadline)
@@ -437,8 +527,98 @@ class PostfixNode(_Daemon):
             return "(no log)"
         return lines[-1] if lines else "(empty log)"
 
+    def when_retried(self, event: LogEvent) -> LogEvent:
+        """Postfix does not log when it tries a deferred message again; qmgr
+        writes it as the queue file's mtime (qmgr_active.c: ``utime`` to
+        now + the backoff, on the lab clock) when it moves the file to the
+        deferred queue, a moment after the deferral is logged. Lab time is
+        that mtime minus the lab's epoch. ``send(settle=True)`` advances the
+        lab to it, as it does to maillab's relay's next attempt."""
+        data = event.data
+        assert isinstance(data, QueueDeferred)
+        deadline = time.monotonic() + DEFERRED_WAIT
+        while True:
+            mtime = _deferred_mtime(data.queue_id)
+            if mtime is not None:
+                due = mtime - self.ctx.clock.epoch
+                return dataclasses.replace(
+                    event, data=dataclasses.replace(data, next_attempt=round(due, 3))
+                )
+            if time.monotonic() > deadline:
+                # Still active (another recipient under way): the earliest.
+                relay = self.ctx.node.services.relay
+                soonest = self.ctx.clock.now() + (relay.retry[0] if relay else 0.0)
+                return dataclasses.replace(
+                    event, data=dataclasses.replace(data, next_attempt=round(soonest, 3))
+                )
+            time.sleep(LOG_POLL)
+
+    def queue(self) -> dict[str, Any]:
+        """Postfix's queue as maillab's relay lists its own (``relay queue``),
+        for ``lab.queues()`` and ``lab.settle()``: ``postqueue -j`` (one
+        JSON object per message), and when each is due, in lab time: a
+        deferred file's mtime (qmgr's retry time), else now (active,
+        incoming: under way)."""
+        out = _run(["postqueue", "-j"], "postqueue -j")
+        now = self.ctx.clock.now()
+        epoch = self.ctx.clock.epoch
+        entries: list[dict[str, Any]] = []
+        for line in out.splitlines():
+            try:
+                message = json.loads(line)
+                queue, qid = str(message["queue_name"]), str(message["queue_id"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            due = (_deferred_mtime(qid) if queue == "deferred" else None) or epoch + now
+            rcpts = [
+                {"address": str(r.get("address", "")), "state": "deferred"}
+                if r.get("delay_reason")
+                else {"address": str(r.get("address", "")), "state": "pending"}
+                for r in message.get("recipients", [])
+            ]
+            entries.append(
+                {
+                    "id": qid,
+                    "kind": "dsn" if qid in self.reader.dsn else "message",
+                    "queue": queue,
+                    "mail_from": str(message.get("sender", "")),
+                    "rcpts": rcpts,
+                    "created": round(float(message.get("arrival_time", 0)) - epoch, 3),
+                    "next_attempt": round(due - epoch, 3),
+                    "size": int(message.get("message_size", 0)),
+                    "held": queue == "hold",
+                    "software": "postfix",
+                }
+            )
+        entries.sort(key=lambda e: float(e["created"]))
+        return {"entries": entries, "now": round(now, 3)}
+
     async def lab_started(self) -> None:
         self.follow_log(self.base / "lib" / "maillog")
+        self._clock_task = asyncio.get_running_loop().create_task(self._follow_clock())
+
+    async def _follow_clock(self) -> None:
+        """After the lab clock jumps, qmgr looks at its deferred queue at once
+        (``postkick public qmgr D``: a scan that respects each file's retry
+        time, unlike ``postqueue -f``, which sends everything now) instead of
+        at its next ``queue_run_delay`` timer."""
+        loop = asyncio.get_running_loop()
+        offset = self.ctx.clock.offset
+        while True:
+            await asyncio.sleep(LOG_POLL)
+            now = self.ctx.clock.offset
+            if now == offset:
+                continue
+            offset = now
+            with contextlib.suppress(ServiceError, subprocess.SubprocessError):
+                await loop.run_in_executor(
+                    None, _run, ["postkick", "public", "qmgr", "D"], "postkick"
+                )
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.labtime is not None:
+            self.labtime.remove()
 
     async def control(self, command: str, **args: Any) -> dict[str, Any]:
         if command == "config":
@@ -448,6 +628,8 @@ class PostfixNode(_Daemon):
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(None, _run, ["postconf", "-h", key], "postconf")
             return {"key": key, "value": value.strip()}
+        if command == "queue":
+            return await asyncio.get_running_loop().run_in_executor(None, self.queue)
         if command == "set":
             key, value = str(args["key"]), str(args["value"])
             loop = asyncio.get_running_loop()
