@@ -374,7 +374,7 @@ def test_parity_topology_exists() -> None:
 
 
 def test_the_real_thing_lab_passes_on_mininet() -> None:
-    """labs-real/real-thing.yaml: the deferred send, the smarthost task (its
+    """labs/13-real-thing.yaml: the deferred send, the smarthost task (its
     solution passes, its mistake does not) and the IMAP read from Dovecot."""
     done = subprocess.run(
         [
@@ -382,7 +382,7 @@ def test_the_real_thing_lab_passes_on_mininet() -> None:
             "-m",
             "sim.cli",
             "check",
-            str(ROOT / "labs-real" / "real-thing.yaml"),
+            str(ROOT / "labs" / "13-real-thing.yaml"),
             "--backend",
             "mininet",
             "--json",
@@ -396,7 +396,9 @@ def test_the_real_thing_lab_passes_on_mininet() -> None:
     report = json.loads(done.stdout)
     assert report["passed"], json.dumps(report, indent=1)[:3000]
     assert [s["id"] for s in report["labs"][0]["steps"]] == [
+        "postfix-config",
         "blocked-at-home",
+        "where-is-it",
         "smarthost",
         "read-it",
     ]

@@ -266,7 +266,7 @@ def test_realconfig_shows_each_line_beside_its_field() -> None:
     import sys
 
     root = Path(__file__).resolve().parent.parent
-    topology = root / "labs-real" / "topologies" / "real-thing.yaml"
+    topology = root / "topologies" / "real-thing.yaml"
     done = subprocess.run(
         [sys.executable, "-m", "sim.cli", "realconfig", str(topology), "mx-qq", "--json"],
         capture_output=True,
