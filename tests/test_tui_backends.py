@@ -11,16 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import DataTable, Static
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable, Input, RadioButton, Select, Static
 from tuikit import settle
 
 from sim.errors import BackendUnavailable
 from sim.lab.catalog import find_lab, labs_dir
-from sim.lab.loader import load_lab
+from sim.lab.loader import lab_topology, load_lab
+from sim.lab.model import TaskStep
 from sim.lab.progress import MemoryProgressStore
+from sim.topology.model import Topology
+from sim.tui import task_form
 from sim.tui.app import MaillabApp
 from sim.tui.home import HomeScreen, details_markdown
 from sim.tui.notice import BackendNotice
+from sim.tui.task_form import MODE_OF_ACTION, TaskForm
 
 SIZE = (80, 24)
 COMMAND = "maillab run real-thing --backend mininet"
@@ -103,3 +108,60 @@ async def test_on_mininet_choosing_it_starts_the_lab(tmp_path: Path) -> None:
         await settle(pilot)
         assert not isinstance(app.screen, BackendNotice)
     assert starter.started == ["mininet"]
+
+
+class FormApp(App[None]):
+    """A task form alone, on the real-thing topology, as lab 13's task shows it."""
+
+    CSS_PATH = [Path(task_form.__file__).with_name("task_form.tcss")]
+
+    def __init__(self, topology: Topology, **kwargs: Any) -> None:
+        super().__init__()
+        self.topology = topology
+        self.kwargs = kwargs
+        self.submitted: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield TaskForm(self.topology, id="task-form", **self.kwargs)
+
+    def on_task_form_submitted(self, event: TaskForm.Submitted) -> None:
+        self.submitted.append(event.action)
+
+
+async def test_the_task_form_sets_a_postfix_key_from_the_keyboard() -> None:
+    lab = load_lab(find_lab("real-thing", labs_dir()))
+    step = lab.step("smarthost")
+    assert isinstance(step, TaskStep)
+    first = step.solution[0]
+    # The lab screen starts the form in the mode of the task's solution.
+    assert MODE_OF_ACTION[first.name] == "key"
+    app = FormApp(lab_topology(lab), mode="key", node=first.args["node"])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        form = app.query_one(TaskForm)
+        assert form.mode == "key"
+        assert form.query_one("#key-node", Select).value == "postfix_set:homesrv"
+        labels = [str(r.label) for r in form.query(RadioButton)]
+        assert labels[-1] == "Set a key"
+        form.query_one("#mode").focus()
+        await pilot.press("tab", "tab", *"relay host")
+        await settle(pilot)
+        assert form.validate() is None  # not a parameter name: Apply stays off
+        assert "not a parameter name" in str(form.query_one("#error-key", Static).content)
+        name = form.query_one("#key-name", Input)
+        name.value = ""
+        await pilot.press(*"relayhost", "tab", *"[192.0.2.25]:587", "enter")
+        await settle(pilot)
+    assert app.submitted == [
+        {"postfix_set": {"node": "homesrv", "key": "relayhost", "value": "[192.0.2.25]:587"}}
+    ]
+
+
+async def test_a_topology_without_postfix_has_no_key_mode() -> None:
+    lab = load_lab(find_lab("receive-only", labs_dir()))
+    app = FormApp(lab_topology(lab))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        form = app.query_one(TaskForm)
+        labels = [str(r.label) for r in form.query(RadioButton)]
+        assert labels == ["Add a record", "Remove records", "Edit the zone", "Other"]

@@ -39,7 +39,7 @@ def backend_notice_text(lab: LabDef, backend: str) -> str:
         f"“{lab.title}” runs only on the {other} backend; this session uses the "
         f"{backend} backend. {why}\n\n"
         f"Quit (ctrl+q), then run, as root:\n\n    {command}\n\n"
-        f"(`maillab check {lab.id} --backend {other}` runs its reference solution.)"
+        f"(maillab check {lab.id} --backend {other} runs its reference solution.)"
     )
 
 
