@@ -82,8 +82,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "--password-file bob.pw --protocol pop3 --json",
     ),
     "realconfig": (
-        "maillab realconfig labs-real/topologies/real-thing.yaml mx-qq",
-        "maillab realconfig labs-real/topologies/real-thing.yaml homesrv --json",
+        "maillab realconfig topologies/real-thing.yaml mx-qq",
+        "maillab realconfig topologies/real-thing.yaml homesrv --json",
     ),
     "new": ("maillab new topology my-net", "maillab new lab my-lab --topology home-isp"),
     "new topology": (

@@ -149,7 +149,17 @@ def lab_session(lab: str | Path, backend: str = "local") -> LabSession:
     from sim.lab.loader import load_lab
 
     path = Path(lab) if Path(lab).is_file() else find_lab(str(lab), labs_dir())
-    return LabSession.for_student(load_lab(path), backend, student=student())
+    found = load_lab(path)
+    if not found.runs_on(backend):
+        from sim.errors import ArgumentError
+
+        # A lab with real Postfix and Dovecot (`backends: [mininet]`): say so
+        # before anything starts, with the call that runs it.
+        raise ArgumentError(
+            f"the lab {found.id} does not run on the {backend} backend; as root: "
+            f"lab_session({found.id!r}, backend={found.backends[0]!r})"
+        )
+    return LabSession.for_student(found, backend, student=student())
 
 
 def lab_time(seconds: float) -> str:

@@ -197,3 +197,20 @@ def test_unreadable_and_empty_files(tmp_path: Path) -> None:
     binary.write_bytes(b"id: \xff\xfe\n")
     (problem,) = validate_lab_file(binary)
     assert "not UTF-8" in problem.message
+
+
+def test_backends_default_to_both_and_a_postfix_lab_names_mininet() -> None:
+    from sim.lab.model import needs_backend
+
+    plain = load_lab(FIXTURES / "good" / "minimal.yaml")
+    assert plain.backends == ("local", "mininet")
+    assert plain.runs_on("local") and plain.runs_on("mininet")
+    only = load_lab(FIXTURES / "good" / "mininet-only.yaml")
+    assert only.backends == ("mininet",)
+    assert not only.runs_on("local") and only.runs_on("mininet")
+    assert needs_backend(only.id, only.backends) == (
+        "needs the mininet backend (root): maillab check mininet-only --backend mininet"
+    )
+    assert needs_backend(only.id, only.backends, "run").endswith(
+        "maillab run mininet-only --backend mininet"
+    )

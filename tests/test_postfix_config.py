@@ -416,7 +416,7 @@ def test_realconfig_shows_each_line_beside_its_field() -> None:
     import sys
 
     root = Path(__file__).resolve().parent.parent
-    topology = root / "labs-real" / "topologies" / "real-thing.yaml"
+    topology = root / "topologies" / "real-thing.yaml"
     done = subprocess.run(
         [sys.executable, "-m", "sim.cli", "realconfig", str(topology), "mx-qq", "--json"],
         capture_output=True,
@@ -537,14 +537,14 @@ def test_a_topology_sets_dovecot_conf_keys_beside_the_generated_ones(tmp_path: P
     from sim.validation import validate_path
 
     root = Path(__file__).resolve().parent.parent
-    topology = sim.load_topology(root / "labs-real" / "topologies" / "real-thing.yaml")
+    topology = sim.load_topology(root / "topologies" / "real-thing.yaml")
     node = topology.node("mx-qq")
     assert node.ip is not None
     conf = dovecot_config(node, node.ip.ip, cert_file="/c.pem", key_file="/c.key")
     lines = [(s.text, s.source) for s in conf.main if s.text.startswith("disable_plaintext")]
     # The topology's value comes last: Dovecot keeps the last one.
     assert lines[-1] == ("disable_plaintext_auth = no", "dovecot.conf.disable_plaintext_auth")
-    text = (root / "labs-real" / "topologies" / "real-thing.yaml").read_text()
+    text = (root / "topologies" / "real-thing.yaml").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace('conf: {disable_plaintext_auth: "no"}', 'conf: {"ssl {": "no"}'))
     [problem] = validate_path(bad)
@@ -557,22 +557,23 @@ def test_a_lab_file_with_a_wrong_dovecot_set_is_refused_at_its_line(tmp_path: Pa
 
     from sim.validation import validate_path
 
-    root = Path(__file__).resolve().parent.parent / "labs-real"
+    root = Path(__file__).resolve().parent.parent
     (tmp_path / "topologies").mkdir()
     shutil.copy(root / "topologies" / "real-thing.yaml", tmp_path / "topologies")
-    text = (root / "real-thing.yaml").read_text()
+    text = (root / "labs" / "13-real-thing.yaml").read_text()
     good = "dovecot_set: {node: mx-qq, key: disable_plaintext_auth"
     mistake = 'dovecot_set: {node: mx-qq, key: ssl, value: "yes"}'
     assert good in text and mistake in text
     text = text.replace(good, "dovecot_set: {node: ns, key: disable_plaintext_auth")
     text = text.replace(mistake, 'dovecot_set: {node: mx-qq, key: "ssl {", value: "yes"}')
-    lab = tmp_path / "lab.yaml"
+    (tmp_path / "labs").mkdir()
+    lab = tmp_path / "labs" / "lab.yaml"
     lab.write_text(text)
     lines = text.splitlines()
     found = [(p.line, p.message) for p in validate_path(lab)]
     assert [(lines[n - 1].strip()[:16], m.split(": ", 1)[0]) for n, m in found] == [
-        ("- dovecot_set: {", "steps[4].solution[0].dovecot_set.node"),
-        ("- - dovecot_set:", "steps[4].mistakes[0][0].dovecot_set.key"),
+        ("- dovecot_set: {", "steps[6].solution[0].dovecot_set.node"),
+        ("- - dovecot_set:", "steps[6].mistakes[0][0].dovecot_set.key"),
     ]
     assert "ns runs no dovecot service" in found[0][1]
     assert "nested sections" in found[1][1]

@@ -54,6 +54,7 @@ def test_the_wheel_carries_them_inside_the_package(dist: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"sim/data/labs/{n}" for n in LABS} <= names
     assert {f"sim/data/topologies/{n}" for n in TOPOLOGIES} <= names
+    assert {"sim/data/labs/13-real-thing.yaml", "sim/data/topologies/real-thing.yaml"} <= names
     assert "sim/data/course.yaml" in names  # the shipped labs are a course
     # The build copies into the build directory, never into the source tree.
     assert not (ROOT / "sim" / "data").exists()
@@ -88,6 +89,8 @@ def test_installed_maillab_lists_the_ten_labs(
     labs = json.loads(_run([str(installed), "list", "--json"], work, env))["labs"]
     assert len(labs) == len(LABS) >= 10
     assert labs[0]["id"] == "receive-only"
+    # The course ends with the lab for real Postfix and Dovecot (mininet only).
+    assert (labs[-1]["id"], labs[-1]["backends"]) == ("real-thing", ["mininet"])
     assert all("site-packages" in lab["file"] for lab in labs)
 
 

@@ -29,7 +29,15 @@ if TYPE_CHECKING:
 # the labs directory (every lab command, `maillab list` from its cache) must
 # not load them.
 
-__all__ = ["CatalogEntry", "find_lab", "lab_files", "labs_dir", "load_catalog"]
+__all__ = [
+    "CatalogEntry",
+    "declared_backends",
+    "find_lab",
+    "lab_files",
+    "labs_dir",
+    "load_catalog",
+    "refuse_backend",
+]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 REPO_LABS = _PACKAGE.parent / "labs"
@@ -85,6 +93,33 @@ def _declared_id(path: Path) -> str | None:
         return None
     value = doc.get("id")
     return str(value) if isinstance(value, str) else None
+
+
+def declared_backends(path: Path) -> tuple[str, ...]:
+    """The backends a lab file says it runs on (``backends:``; both when it
+    says nothing or cannot be read: the loader reports why), without
+    validating the file."""
+    from sim.lab.model import LAB_BACKENDS
+    from sim.spec.yamlpos import load_yaml
+
+    doc, problems = load_yaml(path)
+    given = doc.get("backends") if not problems and isinstance(doc, dict) else None
+    if isinstance(given, list) and given and all(isinstance(b, str) for b in given):
+        return tuple(given)
+    return LAB_BACKENDS
+
+
+def refuse_backend(lab_id: str, backends: tuple[str, ...], backend: str, command: str) -> None:
+    """One line, exit 2 (:class:`ArgumentError`), for a lab asked for on a
+    backend it does not run on: ``maillab run real-thing`` on local."""
+    from sim.errors import ArgumentError
+    from sim.lab.model import needs_backend
+
+    if backend not in backends:
+        raise ArgumentError(
+            f"the lab {lab_id} does not run on the {backend} backend; "
+            f"it {needs_backend(lab_id, backends, command)}"
+        )
 
 
 def find_lab(ref: str, directory: Path) -> Path:

@@ -78,6 +78,9 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "progress": done.summary(summary["steps"]) if done is not None else None,
                 "file": summary["file"],
                 "estimated_time": summary["estimated_time"],
+                # Where the lab runs (its `backends:`): ["mininet"] for real
+                # Postfix and Dovecot, both for the others.
+                "backends": summary["backends"],
             }
         )
     for problem in problems:
@@ -103,7 +106,8 @@ def _list_table(rows: list[dict[str, Any]]) -> str:
         p = r["progress"]
         state = ("done" if p["completed"] else f"{p['done']}/{p['total']}") if p else "—"
         minutes = round(r["estimated_time"] / 60)
-        lines.append(f"{r['id']:<{width}}  {state:>5}  {minutes:>3} min  {r['title']}")
+        only = "" if len(r["backends"]) > 1 else f"  ({r['backends'][0]} only)"
+        lines.append(f"{r['id']:<{width}}  {state:>5}  {minutes:>3} min  {r['title']}{only}")
     return "\n".join(lines)
 
 
@@ -111,7 +115,7 @@ def _list_table(rows: list[dict[str, Any]]) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from sim.lab.catalog import find_lab, labs_dir, load_catalog
+    from sim.lab.catalog import find_lab, labs_dir, load_catalog, refuse_backend
     from sim.lab.engine import run_reference
     from sim.lab.loader import load_lab
 
@@ -126,12 +130,19 @@ def cmd_check(args: argparse.Namespace) -> int:
                 problems.extend(err.problems)
         if problems:
             raise InputError(problems)
+        # Asked for by name on a backend it does not run on: one line, exit 2.
+        for lab in labs:
+            refuse_backend(lab.id, lab.backends, args.backend, "check")
     else:
         entries = load_catalog(directory)
         problems = [p for e in entries for p in e.problems]
         if problems:
             raise InputError(problems)
         labs = [e.lab for e in entries if e.lab is not None]
+    # Every lab, on a backend some do not run on (real Postfix and Dovecot:
+    # mininet only): those are reported as not run, neither pass nor fail.
+    skipped = [lab for lab in labs if not lab.runs_on(args.backend)]
+    labs = [lab for lab in labs if lab.runs_on(args.backend)]
     for lab in labs:
         if lab.pack == "student":
             raise ArgumentError(
@@ -145,6 +156,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         for student in _check_students(lab, args.variants)
     ]
     reports: list[LabReport] = []
+    not_run = [
+        {"id": lab.id, "backends": list(lab.backends), "reason": _not_run(lab)} for lab in skipped
+    ]
+    if not args.json:
+        for lab, entry in zip(skipped, not_run, strict=True):
+            print(f"SKIP  {lab.id}: {entry['reason']}", flush=True)
     for lab, fault, student in runs:
         report = run_reference(
             lab, args.backend, student=student, fault=fault, explain=args.explain
@@ -155,11 +172,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     passed = all(r.passed for r in reports)
     if args.json:
         _print_json(
-            {"passed": passed, "backend": args.backend, "labs": [r.to_json() for r in reports]}
+            {
+                "passed": passed,
+                "backend": args.backend,
+                "labs": [r.to_json() for r in reports],
+                "not_run": not_run,
+            }
         )
     elif not reports:
         print("no labs to check", file=sys.stderr)
     return EXIT_OK if passed else EXIT_FAILED
+
+
+def _not_run(lab: LabDef) -> str:
+    from sim.lab.model import needs_backend
+
+    return f"not run: {needs_backend(lab.id, lab.backends)}"
 
 
 def _fault_runs(lab: LabDef, args: argparse.Namespace) -> list[str | None]:

@@ -162,6 +162,8 @@ def grade_files(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Every submission's labs replayed; the rows, and warnings (a lab the
     catalog does not have). Submissions are read (and refused) first."""
+    from sim.lab.catalog import declared_backends
+    from sim.lab.model import needs_backend
     from sim.lab.submission import read_submission
 
     work: list[tuple[str, str, str, str]] = []
@@ -173,6 +175,15 @@ def grade_files(
                 continue
             if lab.id not in catalog:
                 warnings.append(f"{path}: lab {lab.id!r} is not in the labs directory: not graded")
+                continue
+            backends = declared_backends(catalog[lab.id])
+            if backend not in backends:
+                # Replaying needs the backend the lab runs on (real Postfix:
+                # mininet); graded there, not here.
+                warnings.append(
+                    f"{path}: lab {lab.id!r} not graded on the {backend} backend: it "
+                    f"{needs_backend(lab.id, backends, 'grade', f'{path} --lab {lab.id}')}"
+                )
                 continue
             work.append((str(path), lab.id, str(catalog[lab.id]), backend))
     rows: list[dict[str, Any]] = []

@@ -4,7 +4,7 @@ Listing the labs means loading and validating every lab file and its
 topology: about twenty YAML documents read with line positions (ruamel.yaml,
 pure Python), over a second of CPU on a small machine, for a table that
 rarely changes. So the summary of each lab that loaded without a problem is
-kept in the user's cache (``$XDG_CACHE_HOME/maillab/labs-v1.json``) with
+kept in the user's cache (``$XDG_CACHE_HOME/maillab/labs-v2.json``) with
 what it depends on: the SHA-256 of the lab file, of its topology file, and a
 key of maillab's own code (its version and the size and time of every module,
 so that an edited checkout revalidates). Anything changed, a lab with a
@@ -29,7 +29,8 @@ __all__ = ["Summary", "lab_summaries"]
 #: One lab as ``maillab list`` shows it.
 Summary = dict[str, Any]
 
-_VERSION = 1
+# 2: a summary has the lab's `backends`.
+_VERSION = 2
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -106,7 +107,7 @@ def _fresh(entry: Any, lab_sha: str | None) -> Summary | None:
 
 def lab_summaries(directory: Path) -> tuple[list[Summary], list[Problem]]:
     """The summary of every lab of ``directory`` (id, title, topology, steps,
-    estimated_time, file), in file order, and the problems of those that do
+    estimated_time, backends, file), in file order, and the problems of those that do
     not load."""
     from sim.lab.catalog import lab_files
 
@@ -156,6 +157,7 @@ def _load_all(
             "steps": len(lab.steps),
             "file": str(entry.path),
             "estimated_time": lab.estimated_time,
+            "backends": list(lab.backends),
         }
         rows.append(summary)
         topology = topology_path(entry.path, lab.topology).resolve()

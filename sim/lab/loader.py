@@ -34,6 +34,7 @@ from sim.lab.actions import action_problems
 from sim.lab.checks import PREDICATES, pattern_ok
 from sim.lab.facts import STATE, known_facts, unknown_facts
 from sim.lab.model import (
+    LAB_BACKENDS,
     Action,
     Check,
     CheckpointStep,
@@ -386,6 +387,7 @@ def _build(doc: Any, path: Path) -> LabDef:
         faults=_faults(doc.get("faults")),
         source=path,
         pack=_text(doc.get("pack")),
+        backends=tuple(str(b) for b in doc.get("backends") or LAB_BACKENDS),
     )
 
 
@@ -429,6 +431,7 @@ class _Meaning:
 
     def run(self, curriculum: bool) -> None:
         self.topology = self._load_topology()
+        self._backends()
         self._step_ids()
         for action in self.lab.setup:
             self._action(action)
@@ -489,6 +492,37 @@ class _Meaning:
             detail = f": {first}" if first else ""
             self.add(where, f"the topology {self.lab.topology} does not load{detail}{more}")
             return None
+
+    def _backends(self) -> None:
+        """A topology with a service some backend cannot host (real Postfix
+        or Dovecot: mininet only) needs a lab that says so in ``backends:``,
+        so that the catalogue, ``maillab check`` and the TUI never try it
+        there. One problem per lab: the first such service names the rule."""
+        from sim.services.registry import hosted_only_by
+
+        if self.topology is None:
+            return
+        for node in self.topology.hosts():
+            for kind in node.services.names():
+                where = hosted_only_by(kind)
+                wrong = [b for b in self.lab.backends if where is not None and b not in where]
+                if not wrong:
+                    continue
+                able = sorted(b for b in self.lab.backends if b not in wrong) or sorted(where or ())
+                given = "backends" in self.doc
+                self.add(
+                    ("backends",) if given else ("topology",),
+                    f"{self.lab.topology} runs {kind} on {node.name}, which "
+                    f"runs only on the {' or '.join(sorted(where or ()))} backend, "
+                    f"not on {' or '.join(wrong)}: "
+                    + (
+                        f"write `backends: [{', '.join(able)}]`"
+                        if given
+                        else f"add `backends: [{', '.join(able)}]` to the lab"
+                    ),
+                    at_key=given,
+                )
+                return
 
     def _host(self, node: str, path: FilePath) -> bool:
         """Whether ``node`` is a host experiments can run from."""

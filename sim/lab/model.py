@@ -32,6 +32,7 @@ from sim.experiments.params import from_args, params
 from sim.lab.variants import Variable
 
 __all__ = [
+    "LAB_BACKENDS",
     "Action",
     "Check",
     "CheckpointStep",
@@ -50,10 +51,15 @@ __all__ = [
     "StepKind",
     "TaskStep",
     "WrongAnswer",
+    "needs_backend",
 ]
 
 StepKind = Literal["explain", "experiment", "question", "task", "checkpoint"]
 FilePath = tuple[str | int, ...]
+
+#: The backends a lab can name in ``backends:`` (sim.hosting.backend.BACKENDS),
+#: and the default: a lab runs on both unless its topology needs one.
+LAB_BACKENDS: tuple[str, ...] = ("local", "mininet")
 
 
 # -- experiments -----------------------------------------------------------
@@ -330,6 +336,12 @@ class LabDef:
     variables: tuple[Variable, ...] = ()
     values: tuple[tuple[str, str], ...] = ()
     student: str | None = None
+    #: The backends the lab runs on (``backends:``): a lab whose topology runs
+    #: real Postfix or Dovecot says ``[mininet]`` (they live in namespaces).
+    backends: tuple[str, ...] = LAB_BACKENDS
+
+    def runs_on(self, backend: str) -> bool:
+        return backend in self.backends
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -342,3 +354,15 @@ class LabDef:
             if step.id == step_id:
                 return i
         raise KeyError(step_id)
+
+
+def needs_backend(
+    lab_id: str, backends: tuple[str, ...], command: str = "check", args: str | None = None
+) -> str:
+    """Why a lab is not run on a backend it does not list, and how to run it:
+    ``needs the mininet backend (root): maillab check real-thing --backend mininet``
+    (``args``: what follows the command, the lab's id by default)."""
+    other = backends[0] if backends else "mininet"
+    root = " (root)" if other == "mininet" else ""
+    given = lab_id if args is None else args
+    return f"needs the {other} backend{root}: maillab {command} {given} --backend {other}"

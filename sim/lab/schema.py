@@ -22,7 +22,7 @@ from sim.experiments import KINDS, experiment_class
 from sim.experiments.params import lab_record
 from sim.lab.actions import ACTION_SPEC
 from sim.lab.checks import PREDICATES
-from sim.lab.model import SHOW_VIEWS
+from sim.lab.model import LAB_BACKENDS, SHOW_VIEWS
 from sim.lab.variants import VARIABLES_SPEC
 from sim.spec.document import document_schema, markdown_sections
 from sim.spec.kinds import (
@@ -325,6 +325,14 @@ LAB_SPEC = Record(
             default="flush",
             description=(
                 "after a DNS edit: flush the lab resolver's cache, or keep answers for their TTL"
+            ),
+        ),
+        "backends": Field(
+            ListOf(Str(enum=LAB_BACKENDS), min_items=1, unique=True),
+            description=(
+                "the backends the lab runs on (default: both); a lab whose topology runs "
+                "real Postfix or Dovecot (`postfix`/`dovecot` services) says `[mininet]`, "
+                "and `maillab list`, `check`, `run` and the TUI say how to run it"
             ),
         ),
         "steps": Field(ListOf(STEP_SPEC, min_items=1), required=True),

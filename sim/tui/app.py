@@ -20,7 +20,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
-from sim.lab.catalog import find_lab, labs_dir
+from sim.lab.catalog import find_lab, labs_dir, refuse_backend
 from sim.lab.engine import Starter
 from sim.lab.loader import load_lab
 from sim.lab.model import LabDef
@@ -57,6 +57,7 @@ class MaillabApp(App[int]):
             "mail_view.tcss",
             "experiment_box.tcss",
             "student.tcss",
+            "notice.tcss",
         )
     ]
 
@@ -120,7 +121,14 @@ class MaillabApp(App[int]):
     # -- labs ----------------------------------------------------------------------
 
     def open_lab(self, lab: LabDef) -> None:
-        """Open the lab screen (the lab starts there, in a worker)."""
+        """Open the lab screen (the lab starts there, in a worker); a lab
+        this backend does not run (``backends:``) opens a notice saying how
+        to run it instead."""
+        if not lab.runs_on(self.backend):
+            from sim.tui.notice import BackendNotice
+
+            self.push_screen(BackendNotice(lab, self.backend))
+            return
         session = TracingSession(
             lab, self.backend, store=self.store, starter=self.starter, student=self.student
         )
@@ -175,15 +183,20 @@ def run_tui(
     backend: str = "local",
     *,
     labs: str | Path | None = None,
+    lab: LabDef | None = None,
 ) -> int:
-    """Run the TUI in this terminal: the home screen, or ``lab_id`` at once.
+    """Run the TUI in this terminal: the home screen, or ``lab_id`` at once
+    (``lab``: that lab, loaded already).
 
-    An unknown lab or a lab file with problems raises :class:`~sim.errors.SimError`
-    before the screen is taken over (the CLI prints it as one line).
+    An unknown lab, a lab file with problems or a lab that does not run on
+    ``backend`` raises :class:`~sim.errors.SimError` before the screen is
+    taken over (the CLI prints it as one line).
     """
-    start = None
-    if lab_id is not None:
+    start = lab
+    if start is None and lab_id is not None:
         start = load_lab(find_lab(lab_id, labs_dir(labs)))
+    if start is not None:
+        refuse_backend(start.id, start.backends, backend, "run")
     from sim.tui.student import needs_student
 
     app = MaillabApp(

@@ -17,6 +17,14 @@ __all__ = ["cmd_run", "register"]
 def cmd_run(args: argparse.Namespace) -> int:
     import sys
 
+    from sim.lab.catalog import find_lab, labs_dir, refuse_backend
+    from sim.lab.loader import load_lab
+
+    # The lab first: an unknown lab, a file with problems, or a lab that does
+    # not run on this backend (real Postfix on local) is one line and exit 2,
+    # with or without a terminal.
+    lab = load_lab(find_lab(args.lab, labs_dir(args.labs_dir)))
+    refuse_backend(lab.id, lab.backends, args.backend, "run")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         # No terminal: the TUI would write escape codes into a pipe and wait
         # for keys forever (DESIGN.md: one line, exit 2).
@@ -26,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     from sim.tui.app import run_tui
 
-    return run_tui(args.lab, args.backend, labs=args.labs_dir)
+    return run_tui(args.lab, args.backend, labs=args.labs_dir, lab=lab)
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:

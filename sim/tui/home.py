@@ -6,7 +6,8 @@ onto a second line rather than being cut. Enter starts a lab, or resumes it
 where the student left; back from a lab just finished, the cursor is on the
 next one; ``r`` resets its progress after asking. A lab
 file with problems is listed as invalid, with its problems, and cannot be
-started.
+started. A lab for one backend only (``backends: [mininet]``) is marked so;
+chosen on another backend, it opens a notice with the command to run it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sim.lab.model import LabDef
 from sim.lab.progress import FileProgressStore
 from sim.tui.confirm import ConfirmScreen
 from sim.tui.labrun import LabEntry, describe_minutes, describe_spent, load_entries
+from sim.tui.notice import only_mark
 
 if TYPE_CHECKING:
     from sim.tui.app import MaillabApp
@@ -50,6 +52,12 @@ def details_markdown(entry: LabEntry) -> str:
         )
     lab = entry.lab
     goals = "\n".join(f"- {goal}" for goal in lab.goals)
+    only = ""
+    if len(lab.backends) == 1:
+        only = (
+            f"**{only_mark(lab).capitalize()}**: run it as root with "
+            f"`maillab run {lab.id} --backend {lab.backends[0]}`.\n\n"
+        )
     if entry.completed:
         progress = f"completed: all {entry.total} steps done"
     elif entry.started:
@@ -64,6 +72,7 @@ def details_markdown(entry: LabEntry) -> str:
         )
     return (
         f"## {lab.title}\n\n"
+        f"{only}"
         f"{lab.description.strip()}\n\n"
         f"**You will learn**\n\n{goals}\n\n"
         f"**Time** about {describe_minutes(lab.estimated_time)} · "
@@ -184,6 +193,10 @@ class HomeScreen(Screen[None]):
         table.add_column("Spent", key="spent", width=fixed["spent"])
         for entry in self.entries:
             title = Text(entry.title, style="red" if entry.lab is None else "")
+            mark = only_mark(entry.lab) if entry.lab is not None else ""
+            if mark:
+                # Marked whatever the backend: the student sees where it runs.
+                title.append(f" [{mark}]", style="yellow")
             lines = len(title.wrap(self.app.console, width))
             table.add_row(
                 _number(entry),

@@ -10,7 +10,10 @@ record editor, in four modes:
   (``dns_replace_zone``);
 * **Other change**      any task action in YAML flow style, such as
   ``dnsbl_delist: {node: dnsbl, net: 203.0.113.10/32}`` (delist an address,
-  change an MX policy, let lab time pass).
+  change an MX policy, let lab time pass);
+* **Set a key**         on a topology with real Postfix (mininet): the node,
+  a main.cf name and its value (``postfix_set``), as ``postconf -e``; the
+  name is checked by Postfix itself when applied.
 
 Input is checked as it is typed, with the same parser the DNS service uses
 (:func:`sim.topology.zones.parse_zone`) and the same action checks as lab
@@ -21,6 +24,7 @@ field and *Apply* stays disabled until the input is valid. Applying posts
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +55,7 @@ from sim.topology.model import Topology
 from sim.topology.zones import ZoneSyntaxError, parse_zone
 
 __all__ = [
+    "KEY_ACTIONS",
     "MODES",
     "TaskForm",
     "other_problem",
@@ -67,8 +72,27 @@ MODES: tuple[tuple[str, str], ...] = (
     ("other", "Other"),
 )
 
+#: Actions that set one configuration key of real software on a node
+#: (``{node, key, value}``), with the service the node must run and what
+#: the key is; the "Set a key" mode offers those the lab knows.
+KEY_ACTIONS: dict[str, tuple[str, str]] = {
+    "postfix_set": ("postfix", "Postfix main.cf"),
+    "dovecot_set": ("dovecot", "Dovecot"),
+}
+KEY_MODE = ("key", "Set a key")
+#: Shorter labels when the "Set a key" mode joins the row (80 columns).
+SHORT_LABELS = {"add": "Add record", "remove": "Remove", "edit": "Edit zone"}
+
 #: The mode a task's reference solution would use (the kind of change, not the change).
-MODE_OF_ACTION = {"dns_add": "add", "dns_remove": "remove", "dns_replace_zone": "edit"}
+MODE_OF_ACTION = {
+    "dns_add": "add",
+    "dns_remove": "remove",
+    "dns_replace_zone": "edit",
+    **dict.fromkeys(KEY_ACTIONS, "key"),
+}
+
+#: A main.cf parameter name (postconf(5)): lower case, digits and underscores.
+_KEY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 # -- checking input (pure functions) -------------------------------------------------
@@ -126,6 +150,27 @@ def other_problem(text: str) -> tuple[dict[str, Any] | None, str | None]:
     except LabFileError as err:
         return None, "; ".join(p.message.removeprefix("(top level): ") for p in err.problems)
     return action.to_json(), None
+
+
+def key_targets(topology: Topology) -> dict[str, str]:
+    """``action:node`` → its label, for every node running software whose
+    keys a task may set (``postfix_set:homesrv`` → ``homesrv: Postfix main.cf``)."""
+    out: dict[str, str] = {}
+    for name, (service, what) in KEY_ACTIONS.items():
+        if name not in ACTIONS:
+            continue
+        for node in topology.hosts():
+            if getattr(node.services, service, None) is not None:
+                out[f"{name}:{node.name}"] = f"{node.name}: {what}"
+    return out
+
+
+def key_problem(key: str) -> str | None:
+    if not key.strip():
+        return "Type the parameter's name, such as `relayhost`."
+    if not _KEY_NAME.match(key.strip()):
+        return f"{key.strip()!r} is not a parameter name (lower case, digits and _)."
+    return None
 
 
 def dns_nodes(topology: Topology) -> dict[str, tuple[str, ...]]:
@@ -199,7 +244,15 @@ class TaskForm(Vertical):
         #: The server and zone the selectors start on: the ones the task
         #: names (its reference solution's), else the first.
         self.start_node, self.start_zone = _start(self.servers, node, zone)
-        self.mode = mode if self.servers else "other"
+        self.targets = key_targets(topology)
+        #: The node whose keys the "Set a key" mode starts on: the task's.
+        self.start_target = next(
+            (t for t in self.targets if node is not None and t.endswith(f":{node}")),
+            next(iter(self.targets), None),
+        )
+        if mode == "key" and not self.targets:
+            mode = "other"
+        self.mode = mode if self.servers or mode in ("other", "key") else "other"
         self._zone_text: dict[tuple[str, str], str] = {}
         self._loaded_editor: tuple[str, str] | None = None
 
@@ -209,11 +262,13 @@ class TaskForm(Vertical):
         with RadioSet(id="mode"):
             for mode, label in MODES:
                 yield RadioButton(
-                    label,
+                    SHORT_LABELS.get(mode, label) if self.targets else label,
                     value=mode == self.mode,
                     name=mode,
                     disabled=mode != "other" and not self.servers,
                 )
+            if self.targets:
+                yield RadioButton(KEY_MODE[1], value=self.mode == "key", name=KEY_MODE[0])
         node = self.start_node
         with Horizontal(id="where", classes="dns-only"):
             yield Label("Server", classes="field-label")
@@ -251,6 +306,28 @@ class TaskForm(Vertical):
             yield Static("", id="error-other", classes="error")
             yield Static(
                 Text("Actions: " + ", ".join(ACTIONS), style="dim"), classes="actions-help"
+            )
+        with Vertical(id="fields-key", classes="fields"):
+            start = self.start_target
+            yield Select(
+                [(label, target) for target, label in self.targets.items()],
+                compact=True,
+                value=start if start is not None else Select.NULL,
+                allow_blank=start is None,
+                id="key-node",
+            )
+            with Horizontal(classes="row"):
+                yield Input(compact=True, placeholder="name, e.g. relayhost", id="key-name")
+                yield Input(compact=True, placeholder="value, e.g. yes", id="key-value")
+            yield Static("", id="error-key", classes="error")
+            yield Static(
+                Text(
+                    "Applied inside the node as an administrator would (Postfix: "
+                    "postconf -e 'name = value', then postfix reload); a name the "
+                    "software does not know is refused. An empty value sets it to nothing.",
+                    style="dim",
+                ),
+                classes="actions-help",
             )
         with Horizontal(classes="buttons"):
             yield Button(
@@ -290,7 +367,7 @@ class TaskForm(Vertical):
 
     def _set_mode(self, mode: str) -> None:
         self.mode = mode
-        for m, _ in MODES:
+        for m, _ in (*MODES, KEY_MODE):
             self.set_class(m == mode, f"-mode-{m}")
         if mode == "edit":
             self._load_editor()
@@ -375,11 +452,15 @@ class TaskForm(Vertical):
             )
         if self.mode == "edit":
             return True
+        if self.mode == "key":
+            return bool(self.query_one("#key-name", Input).value.strip())
         return bool(self.query_one("#other", Input).value.strip())
 
     def _action(self) -> tuple[dict[str, Any] | None, str | None]:
         if self.mode == "other":
             return other_problem(self.query_one("#other", Input).value)
+        if self.mode == "key":
+            return self._key_action()
         node, zone = self.node, self.zone
         if node is None or zone is None:
             return None, "Choose the DNS server and the zone."
@@ -407,6 +488,18 @@ class TaskForm(Vertical):
             return None, problem
         return {"dns_replace_zone": {"node": node, "zone": zone, "text": text}}, None
 
+    def _key_action(self) -> tuple[dict[str, Any] | None, str | None]:
+        target = self.query_one("#key-node", Select).value
+        if not isinstance(target, str):
+            return None, "Choose the node."
+        name, _, node = target.partition(":")
+        key = self.query_one("#key-name", Input).value
+        problem = key_problem(key)
+        if problem:
+            return None, problem
+        value = self.query_one("#key-value", Input).value.strip()
+        return {name: {"node": node, "key": key.strip(), "value": value}}, None
+
     def apply(self) -> None:
         action = self.validate()
         if action is not None:
@@ -414,7 +507,7 @@ class TaskForm(Vertical):
 
     def clear(self) -> None:
         """Empty the fields after a change was applied."""
-        for i in ("record", "rm-name", "rm-type", "rm-data", "other"):
+        for i in ("record", "rm-name", "rm-type", "rm-data", "other", "key-name", "key-value"):
             self.query_one(f"#{i}", Input).value = ""
         self._loaded_editor = None
         if self.mode == "edit":
