@@ -542,15 +542,38 @@ def test_parity_topology_exists() -> None:
     assert PARITY.exists()
 
 
-def test_the_real_thing_lab_runs_once_elsewhere() -> None:
-    """labs/13-real-thing.yaml says `backends: [mininet]`; its one mininet
-    run is in the mininet half of tests/test_trace_vocabulary_labs.py, whose
-    reference run must pass (the deferred send, the smarthost task, whose
-    solution passes and whose mistake does not, the IMAP read from Dovecot,
-    the dovecot_set task refusing clear-text passwords)
-    with every event of Postfix's and Dovecot's logs declared. Moved there,
-    not run twice (the suite's time budget)."""
+def test_the_real_thing_lab_passes_maillab_check_on_mininet() -> None:
+    """`maillab check real-thing --backend mininet` (the CLI path a teacher
+    runs): every step of labs/13-real-thing.yaml passes, and --explain shows
+    the dovecot_set task's check failing before its solution (a clear-text
+    LOGIN accepted) and passing after (refused, while STARTTLS works). Its
+    events are validated in tests/test_trace_vocabulary_labs.py's mininet
+    half; on local the lab is left out of every lab-iterating test."""
     from tests.labsets import lab_params
 
     assert [p.id for p in lab_params("mininet") if p.id == "13-real-thing"], "in the mininet half"
     assert not [p.id for p in lab_params("local") if p.id == "13-real-thing"], "not on local"
+    argv = [sys.executable, "-m", "sim.cli", "check", "real-thing", "--backend", "mininet"]
+    done = subprocess.run(
+        [*argv, "--json", "--explain"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    report = json.loads(done.stdout)
+    assert report["passed"], json.dumps(report, indent=1)[:3000]
+    assert [s["id"] for s in report["labs"][0]["steps"]] == [
+        "postfix-config",
+        "blocked-at-home",
+        "where-is-it",
+        "smarthost",
+        "read-it",
+        "clear-text",
+        "refuse-clear-text",
+    ]
+    explain = report["labs"][0]["steps"][-1]["explain"]
+    before = {p["predicate"]: p["passed"] for p in explain["before"]["predicates"]}
+    after = {p["predicate"]: p["passed"] for p in explain["after"]["predicates"]}
+    assert before["reply_contains"] is False and after == {"reply_contains": True, "messages": True}
