@@ -30,11 +30,11 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sim.errors import InputError, SimError
+from sim.fastclass import dataclass
 from sim.topology.model import MxService, Node, Topology
 
 __all__ = [

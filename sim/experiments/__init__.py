@@ -19,13 +19,14 @@ import contextlib
 import importlib
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError
 from sim.events import DnsRecordJson
 from sim.experiments.params import param
+from sim.fastclass import dataclass
 from sim.net.api import LabConnectError
 from sim.spec.kinds import Int, Str
 from sim.trace import Trace, presented

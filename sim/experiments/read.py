@@ -22,7 +22,7 @@ it read: the file moves from ``new/`` to ``cur/`` and gets the ``S`` flag.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,6 +30,7 @@ from sim.errors import NetworkError, SimError
 from sim.events import EventData
 from sim.experiments import Experiment, ExperimentResult, resolve_host
 from sim.experiments.params import param
+from sim.fastclass import dataclass
 from sim.net.api import LabConnectError
 from sim.spec.kinds import Bool, Int, Str
 from sim.trace import Trace

@@ -26,7 +26,7 @@ import email.policy
 import email.utils
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from email.message import EmailMessage
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -52,6 +52,7 @@ from sim.events import (
 from sim.experiments import Experiment, ExperimentResult
 from sim.experiments.alignment import alignment_json
 from sim.experiments.params import param
+from sim.fastclass import dataclass
 from sim.services.maildir import Maildir, StoredMessage, mail_root
 from sim.spec.kinds import Bool, Either, Int, ListOf, MapOf, Str
 from sim.topology.model import Topology

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from sim.events import (
     Check,
@@ -42,6 +41,7 @@ from sim.events import (
     SmtpConnectLogged,
     SmtpRefusalLogged,
 )
+from sim.fastclass import dataclass
 
 __all__ = ["LogEvent", "MailLogReader", "header_verdicts", "parse_reply"]
 
