@@ -1,7 +1,8 @@
 """The per-user cache directory, and a key of maillab's own code.
 
-What maillab derives from files that rarely change (a loaded topology:
-:mod:`sim.topology.filecache`) is kept under ``$XDG_CACHE_HOME/maillab``
+What maillab makes or derives once and may reuse (a loaded topology:
+:mod:`sim.topology.filecache`; the lab CA and certificates: :mod:`sim.tls`)
+is kept under ``$XDG_CACHE_HOME/maillab``
 (``~/.cache/maillab`` by default), each entry keyed by what it was made
 from, including :func:`code_key`: maillab's version and the size and time
 of every one of its modules, so that an edited checkout never reads what
