@@ -31,11 +31,13 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.errors import InputError, SimError
 from sim.fastclass import dataclass
-from sim.topology.model import MxService, Node, Topology
+
+if TYPE_CHECKING:
+    from sim.topology.model import MxService, Node, Topology
 
 __all__ = [
     "Roles",
