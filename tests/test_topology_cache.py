@@ -88,6 +88,22 @@ def test_a_damaged_or_foreign_entry_is_ignored(
     assert load_topology(topo) is first
 
 
+def test_the_oldest_entries_go_first(
+    cache: Path, topo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filecache, "MAX_ENTRIES", 4)
+    text = topo.read_text()
+    for n in range(5):
+        topo.write_text(f"{text}\n# edit {n}\n")
+        load_topology(topo)
+        entries = sorted(cache.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+        os.utime(entries[-1], ns=(n * 10**9, n * 10**9))  # in the order they were made
+    kept = list(cache.iterdir())
+    assert len(kept) == 3  # five made: over four, down to three, the newest
+    monkeypatch.setattr(loader, "loads_topology", _no_loading)
+    load_topology(topo)  # the last one is among them
+
+
 def test_the_cache_can_be_turned_off(
     cache: Path, topo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

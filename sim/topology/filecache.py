@@ -12,7 +12,8 @@ the same code reads it back (a pickle: a fraction of a millisecond).
 A file with a problem is never kept: its problems are found afresh each
 time. Anything unreadable in the cache (a cache written by someone else,
 damaged, or of classes since changed) is ignored and the file loaded as
-before. ``MAILLAB_TOPOLOGIES_CACHE=0`` turns the cache off.
+before. At most :data:`MAX_ENTRIES` are kept, the oldest removed first.
+``MAILLAB_TOPOLOGIES_CACHE=0`` turns the cache off.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from sim.usercache import cache_dir, code_key
 __all__ = ["load_topology"]
 
 _VERSION = 1
+#: Entries kept at most (each a few kB): every path and edit of a topology
+#: (a test suite's temporary copies) makes one; the oldest go first.
+MAX_ENTRIES = 256
 
 
 def _entry(text: str, source: str) -> Path | None:
@@ -74,6 +78,20 @@ def _write(path: Path, topology: Topology) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp.name)
+        return
+    _prune(path.parent)
+
+
+def _prune(directory: Path) -> None:
+    """Keep the newest :data:`MAX_ENTRIES` entries (a miss is the only writer)."""
+    with contextlib.suppress(OSError):
+        entries = [e for e in os.scandir(directory) if e.name.endswith(".pickle")]
+        if len(entries) <= MAX_ENTRIES:
+            return
+        entries.sort(key=lambda e: e.stat().st_mtime_ns)
+        for entry in entries[: len(entries) - MAX_ENTRIES * 3 // 4]:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 def load_topology(path: str | os.PathLike[str]) -> Topology:
