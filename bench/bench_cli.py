@@ -1,9 +1,11 @@
 """How long each ``maillab`` command takes as a whole process (issue 14 §3).
 
-Each command runs 5 times (after one warm-up run, which also fills the DKIM
-key cache); the median is printed beside its *floor*: a bare Python that
-imports the same non-maillab modules (standard library and third-party) the
-command imported, measured in the same run. The difference is what maillab
+Each command runs 5 times (after one warm-up run, which also fills the user
+caches: DKIM keys, the lab CA, loaded topologies, the lab list); the median
+is printed beside its *floor*: a bare Python that imports the same
+non-maillab modules (standard library and third-party) the command imported,
+measured in the same run, its runs taken in turns with the command's (the
+load of a shared machine changes within seconds). The difference is what maillab
 itself costs: its own modules and the work the command does.
 
 Targets on a 2-core machine: ``send`` within 0.3 s of its floor;
@@ -121,6 +123,28 @@ def median_seconds(argv: list[str], runs: int) -> tuple[float, int, float]:
     return statistics.median(times), code, statistics.median(cpus)
 
 
+def paired_medians(
+    argv: list[str], floor: list[str], runs: int
+) -> tuple[tuple[float, int, float], tuple[float, int, float]]:
+    """:func:`median_seconds` of a command and of its floor, their runs taken
+    in turns: on a shared machine the load changes within seconds, and five
+    runs of one then five of the other would compare two different loads."""
+    _run(argv)  # warm-up: the page cache, the .pyc files, the user caches
+    _run(floor)
+    walls: list[list[float]] = [[], []]
+    cpus: list[list[float]] = [[], []]
+    codes = [0, 0]
+    for _ in range(runs):
+        for i, one in enumerate((argv, floor)):
+            seconds, codes[i], _, cpu = _timed(one)
+            walls[i].append(seconds)
+            cpus[i].append(cpu)
+    command, base = (
+        (statistics.median(walls[i]), codes[i], statistics.median(cpus[i])) for i in (0, 1)
+    )
+    return command, base
+
+
 def imported_modules(args: tuple[str, ...]) -> list[str]:
     """The modules other than maillab's that ``maillab ARGS`` imports."""
     env = _environment(PYTHONPROFILEIMPORTTIME="1")
@@ -167,8 +191,9 @@ def main(runs: int = RUNS) -> None:
     )
     command = maillab_command()
     for case in CASES:
-        seconds, code, cpu = median_seconds([*command, *case.args], runs)
-        floor, _, floor_cpu = median_seconds(floor_argv(imported_modules(case.args)), runs)
+        (seconds, code, cpu), (floor, _, floor_cpu) = paired_medians(
+            [*command, *case.args], floor_argv(imported_modules(case.args)), runs
+        )
         over = seconds - floor
         if case.target <= 0:
             verdict = "(no target)"

@@ -12,8 +12,9 @@ what each service accepts.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 from typing import Any
+
+from sim.fastclass import dataclass
 
 __all__ = ["COMMANDS", "Arg", "Command", "CommandList", "commands_of"]
 

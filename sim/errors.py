@@ -22,7 +22,7 @@ rendered as ``PATH:LINE:COL: message``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from sim.fastclass import dataclass
 
 __all__ = [
     "ArgumentError",

@@ -27,9 +27,11 @@ import sys
 import types
 import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict, TypeVar, Union
+
+from sim.fastclass import dataclass
 
 __all__ = [
     "EVENT_CLASSES",

@@ -36,7 +36,7 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ import networkx as nx
 
 from sim.clock import format_duration
 from sim.errors import NetworkError, SimError
+from sim.fastclass import dataclass
 from sim.topology.firewall import describe_rule
 from sim.topology.graph import LabNetwork, Segment, router_order
 from sim.topology.graph import layout as network_of

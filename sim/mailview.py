@@ -30,10 +30,12 @@ import email.utils
 import gzip
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from email.message import EmailMessage, Message
 from typing import Any
+
+from sim.fastclass import dataclass
 
 __all__ = [
     "DsnRecipient",

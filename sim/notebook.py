@@ -24,7 +24,7 @@ import html
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ from sim.events import (
     SmtpServerAnswer,
 )
 from sim.experiments import ConnectResult, DigResult, ExperimentResult
+from sim.fastclass import dataclass
 from sim.mailview import MailParts, parse_mail
 from sim.present.walks import read_walks
 from sim.render import KIND_LABEL, render_trace

@@ -20,7 +20,7 @@ import struct
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ import dnslib
 
 from sim.clock import LabClock
 from sim.events import Dns, DnsRecordJson, EventData
+from sim.fastclass import dataclass
 from sim.net.api import NodeNet
 from sim.topology.zones import fqdn, name_labels
 

@@ -30,12 +30,14 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.errors import InputError, SimError
-from sim.topology.model import MxService, Node, Topology
+from sim.fastclass import dataclass
+
+if TYPE_CHECKING:
+    from sim.topology.model import MxService, Node, Topology
 
 __all__ = [
     "Roles",

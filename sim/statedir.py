@@ -27,10 +27,10 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from sim.errors import ArgumentError
+from sim.fastclass import dataclass
 from sim.inputfile import InputFileError, read_input_bytes
 
 __all__ = [

@@ -17,10 +17,11 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, TypeVar
 
 from sim.events import EventData, parse_data
+from sim.fastclass import dataclass
 
 __all__ = ["LOG_LIMIT", "Trace", "TraceEvent", "TraceHub", "event", "new_trace_id"]
 

@@ -23,7 +23,7 @@ import base64
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import dkim
 from cryptography.hazmat.primitives import serialization
@@ -33,6 +33,7 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 
 import sim.auth.dkimfast as dkimfast
 from sim.auth.result import CheckResult, Lookup
+from sim.fastclass import dataclass
 
 __all__ = ["generate_ed25519_key", "generate_key", "key_txt_rdata", "sign", "verify_dkim"]
 

@@ -27,10 +27,11 @@ import email.utils
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
 
 from sim.auth.result import CheckResult, Lookup
+from sim.fastclass import dataclass
 from sim.resolve import DnsAnswer
 
 __all__ = [

@@ -37,10 +37,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sim.auth.result import Lookup
+from sim.fastclass import dataclass
 from sim.resolve import DnsAnswer
 
 __all__ = ["AsyncLookup", "Memo", "Peek", "replay"]

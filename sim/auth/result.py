@@ -9,9 +9,10 @@ can read (``explanation``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from sim.fastclass import dataclass
 from sim.resolve import DnsAnswer
 
 __all__ = ["CheckResult", "Lookup"]

@@ -19,19 +19,20 @@ import contextlib
 import importlib
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError
-from sim.events import DnsRecordJson
 from sim.experiments.params import param
+from sim.fastclass import dataclass
 from sim.net.api import LabConnectError
 from sim.spec.kinds import Int, Str
-from sim.trace import Trace, presented
 
 if TYPE_CHECKING:
+    from sim.events import DnsRecordJson
     from sim.services.base import NodeContext
+    from sim.trace import Trace
 
 __all__ = [
     "KINDS",
@@ -65,11 +66,19 @@ OUTCOMES: dict[str, str] = {
 }
 
 
+def _new_trace() -> Trace:
+    # The trace vocabulary (sim.trace, sim.events) is imported when a result
+    # is made, not when the command line is built (issue 14 §3).
+    from sim.trace import Trace
+
+    return Trace()
+
+
 @dataclass(repr=False)
 class ExperimentResult(ABC):
     """What an experiment found; ``trace`` is filled in by the backend."""
 
-    trace: Trace = field(default_factory=Trace, kw_only=True)
+    trace: Trace = field(default_factory=_new_trace, kw_only=True)
     seconds: float = field(default=0.0, kw_only=True)
 
     @abstractmethod
@@ -84,9 +93,13 @@ class ExperimentResult(ABC):
         return {**self.body(), "trace": self.trace.to_json()}
 
     def __repr__(self) -> str:
+        from sim.trace import presented
+
         return str(presented("result_repr")(self))
 
     def _repr_html_(self) -> str:
+        from sim.trace import presented
+
         return str(presented("result_html")(self))
 
 

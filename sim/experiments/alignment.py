@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from sim.events import Check
+from sim.fastclass import dataclass
 from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:

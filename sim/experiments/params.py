@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sim.fastclass import dataclass
 from sim.spec.kinds import Field, Int, Record, Spec, Str
 
 __all__ = [

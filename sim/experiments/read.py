@@ -22,20 +22,21 @@ it read: the file moves from ``new/`` to ``cur/`` and gets the ``S`` flag.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import NetworkError, SimError
-from sim.events import EventData
 from sim.experiments import Experiment, ExperimentResult, resolve_host
 from sim.experiments.params import param
+from sim.fastclass import dataclass
 from sim.net.api import LabConnectError
 from sim.spec.kinds import Bool, Int, Str
-from sim.trace import Trace
 
 if TYPE_CHECKING:
+    from sim.events import EventData
     from sim.services.base import NodeContext
+    from sim.trace import Trace
 
 __all__ = ["PORTS", "PROTOCOLS", "Read", "ReadResult"]
 

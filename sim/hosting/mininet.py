@@ -29,13 +29,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import BackendError, ServiceError
 from sim.experiments import Experiment, ExperimentResult
+from sim.fastclass import dataclass
 from sim.hosting import agent as agent_mod
 from sim.hosting.agent import TOPOLOGY_FILE
 from sim.hosting.backend import Backend

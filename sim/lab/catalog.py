@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim.errors import LabError, LabFileError, Problem
+from sim.fastclass import dataclass
 
 if TYPE_CHECKING:
     from sim.lab.model import LabDef

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sim.errors import SimError
 from sim.events import service_kinds
 from sim.experiments import OUTCOMES as EXPERIMENT_OUTCOMES
+from sim.fastclass import dataclass
 from sim.services import checks as checks_registry
 from sim.spec.kinds import Bool, Either, Field, Int, ListOf, MapOf, Record, Spec, Str
 

@@ -20,11 +20,11 @@ The manifest is checked like every other file maillab reads: each problem as
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sim.errors import InputError, Problem
+from sim.fastclass import dataclass
 from sim.spec.kinds import Checker, Field, ListOf, Record, Str, path_text, suggest
 
 __all__ = [

@@ -35,7 +35,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from sim.errors import BackendUnavailable, LabError, LabFileError, SimError
 from sim.events import QueueAttempt
 from sim.experiments import Experiment
+from sim.fastclass import dataclass
 from sim.lab.actions import ActionResult, action_from_data, apply_action
 from sim.lab.checks import PredicateOutcome, evaluate, summarise
 from sim.lab.facts import STATE, Fact, RunFacts, last_queue_events, render, state_trace

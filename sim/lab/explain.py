@@ -25,8 +25,9 @@ report. ``flags`` name what looks accidental:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sim.fastclass import dataclass
 
 if TYPE_CHECKING:
     from sim.lab.engine import CheckOutcome

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, TypeVar
 
 from sim.clock import format_duration
@@ -46,6 +46,7 @@ from sim.events import (
     SmtpClientExchange,
     parse_data,
 )
+from sim.fastclass import dataclass
 
 __all__ = [
     "FACTS",

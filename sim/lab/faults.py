@@ -33,9 +33,10 @@ Adding a fault is adding one :class:`Fault` to :data:`CATALOGUE`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from sim.fastclass import dataclass
 from sim.lab.draw import draw_index
 from sim.lab.faultfacts import (
     Facts,

@@ -25,10 +25,11 @@ not graded).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from sim.errors import BackendUnavailable, LabFileError, SimError
+from sim.fastclass import dataclass
 from sim.lab.checks import PREDICATES
 from sim.lab.engine import LabSession, Starter
 from sim.lab.model import (

@@ -22,13 +22,14 @@ so that semantic problems found later can point at a line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
 from sim.errors import SimError
 from sim.experiments import Experiment, experiment_class
 from sim.experiments.params import from_args, params
+from sim.fastclass import dataclass
 from sim.lab.variants import Variable
 
 __all__ = [

@@ -29,12 +29,13 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 from sim.errors import LabError, LabFileError, Problem
+from sim.fastclass import dataclass
 from sim.lab.loader import load_lab, normalise_answer
 from sim.lab.model import ExperimentStep, LabDef, QuestionStep
 from sim.lab.seal import answer_digest, answer_key, new_salt, new_unlock_key, seal

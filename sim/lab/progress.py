@@ -32,11 +32,12 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
 from sim.errors import ArgumentError, LabError
+from sim.fastclass import dataclass
 
 __all__ = [
     "FileProgressStore",

@@ -31,11 +31,11 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sim.errors import ArgumentError, Problem
+from sim.fastclass import dataclass
 from sim.lab.model import LabDef
 from sim.lab.progress import LabProgress, check_student_id
 

@@ -38,10 +38,10 @@ import ipaddress
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sim.errors import Problem
+from sim.fastclass import dataclass
 from sim.lab.draw import draw_choice, draw_index
 from sim.spec.kinds import Field, Int, ListOf, MapOf, Record, Str, path_text, suggest
 from sim.spec.yamlpos import is_map, locate

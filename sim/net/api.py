@@ -24,9 +24,10 @@ import errno
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Literal
+
+from sim.fastclass import dataclass
 
 if TYPE_CHECKING:
     import asyncio

@@ -45,12 +45,13 @@ import shlex
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.errors import BackendError
+from sim.fastclass import dataclass
 from sim.net import mnclean
 from sim.net.iptables import compile_router
 from sim.net.shell import interactive_shell

@@ -43,11 +43,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
 from sim.errors import BackendUnavailable
+from sim.fastclass import dataclass
 
 __all__ = [
     "CleanReport",

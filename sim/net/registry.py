@@ -25,9 +25,10 @@ from __future__ import annotations
 import socket
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Literal
+
+from sim.fastclass import dataclass
 
 __all__ = ["ClientEntry", "LoopbackRegistry", "Proto"]
 

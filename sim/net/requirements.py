@@ -18,9 +18,9 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sim.errors import BackendUnavailable
+from sim.fastclass import dataclass
 
 __all__ = ["Requirement", "check", "missing", "requirements"]
 

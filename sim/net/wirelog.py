@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
+
+from sim.fastclass import dataclass
 
 __all__ = ["WireConnection", "WireLog", "WireSegment"]
 

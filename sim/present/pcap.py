@@ -33,12 +33,12 @@ import base64
 import functools
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.events import Dns, ImapExchange, Net, Pop3Exchange, SmtpClientExchange
+from sim.fastclass import dataclass
 from sim.net.wirelog import WireConnection, WireSegment
 from sim.present.pcapng import (
     TCP_ACK,

@@ -21,9 +21,11 @@ nodes into one pcapng file with an interface per node.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
 from pathlib import Path
+
+from sim.fastclass import dataclass
 
 __all__ = [
     "LINKTYPE_RAW",

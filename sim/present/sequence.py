@@ -29,7 +29,6 @@ decided the outcome. Renderers highlight it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +53,7 @@ from sim.events import (
     SmtpServerAnswer,
     Tls,
 )
+from sim.fastclass import dataclass
 from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:

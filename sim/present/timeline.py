@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sim.events import (
@@ -31,6 +30,7 @@ from sim.events import (
     QueueRecovered,
     QueueWarning,
 )
+from sim.fastclass import dataclass
 from sim.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:

@@ -15,11 +15,12 @@ rest of the route it would have taken is its ``onward``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import pairwise
 from typing import Any
 
 from sim.errors import SimError
+from sim.fastclass import dataclass
 from sim.topology.graph import LabNetwork
 from sim.trace import TraceEvent
 

@@ -8,12 +8,13 @@ service code runs on both backends: only ``ctx.net`` differs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sim.clock import LabClock
 from sim.events import EventData
+from sim.fastclass import dataclass
 from sim.net.api import Endpoint, NodeNet
 from sim.topology.model import Node, Topology
 from sim.trace import TraceEvent, TraceHub

@@ -28,9 +28,10 @@ import hashlib
 import os
 import re
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+from sim.fastclass import dataclass
 from sim.topology.model import Node, Topology
 from sim.topology.zones import ZoneSyntaxError, fqdn, parse_zone
 

@@ -25,13 +25,14 @@ import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
 from sim.auth.result import CheckResult
 from sim.events import DmarcReportJson, DmarcReportSent, ServiceFailure
+from sim.fastclass import dataclass
 from sim.topology.model import DmarcReporting
 
 __all__ = [

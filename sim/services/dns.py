@@ -36,7 +36,7 @@ import base64
 import struct
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from ipaddress import IPv4Address
 from typing import Any, ClassVar, Protocol, cast
 
@@ -44,6 +44,7 @@ import dnslib
 
 from sim.errors import ServiceError
 from sim.events import Dns, DnsWire, ServiceFailure
+from sim.fastclass import dataclass
 from sim.net.api import Endpoint, NodeNet
 from sim.resolve import (
     NoAnswer,

@@ -25,11 +25,11 @@ import email.policy
 import email.utils
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from email.message import Message
 from typing import Any, Literal
 
 from sim.clock import format_duration
+from sim.fastclass import dataclass
 from sim.services.smtpclient import Reply
 
 __all__ = [

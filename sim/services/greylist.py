@@ -22,8 +22,9 @@ can advance its clock and see the retry succeed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address
+
+from sim.fastclass import dataclass
 
 __all__ = ["Greylist", "GreylistVerdict", "Triplet", "triplet"]
 

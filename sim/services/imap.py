@@ -34,10 +34,10 @@ import email.utils
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from sim.events import MailboxLogin, MailboxLoginFailed, MailboxTls
+from sim.fastclass import dataclass
 from sim.services.maildir import FOLDERS
 from sim.services.mailstore import (
     SYSTEM_FLAGS,

@@ -25,9 +25,10 @@ import re
 import secrets
 import socket
 import time
-from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+
+from sim.fastclass import dataclass
 
 __all__ = [
     "FOLDERS",

@@ -30,10 +30,11 @@ for it (the envelope sender's domain), as a list's MTA does.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from email.headerregistry import Address
 from email.utils import getaddresses
 
+from sim.fastclass import dataclass
 from sim.topology.model import MailingList
 
 __all__ = ["ListCopy", "bounce_address", "rewrite"]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 from sim.events import (
     Check,
@@ -45,6 +44,7 @@ from sim.events import (
     SmtpConnectLogged,
     SmtpRefusalLogged,
 )
+from sim.fastclass import dataclass
 
 __all__ = ["LogEvent", "MailLogReader", "header_verdicts", "parse_reply"]
 

@@ -21,11 +21,12 @@ import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from sim.fastclass import dataclass
 from sim.net.api import Peer
 from sim.net.wirelog import WireConnection
 from sim.services.maildir import FOLDERS, Maildir

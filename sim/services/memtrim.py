@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import weakref
 from collections.abc import Callable
 
@@ -29,9 +28,22 @@ TRIM_DELAY = 5.0
 
 def _find_trim() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # glibc's soname first: ctypes.util.find_library runs `ldconfig -p`
+        # in a subprocess, a few ms of every lab start (issue 14 §3).
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        from ctypes.util import find_library
+
+        name = find_library("c")
+        if name is None:
+            return None
+        try:
+            libc = ctypes.CDLL(name)
+        except OSError:
+            return None
+    try:
         trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):
+    except AttributeError:  # not glibc (musl, macOS): nothing to trim
         return None
     return trim
 

@@ -76,13 +76,13 @@ import logging
 import ssl
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Network, ip_address, ip_network
 from typing import Any, ClassVar, Literal, TypeVar
 
 from sim.auth.replay import Memo
 from sim.clock import parse_duration
 from sim.errors import NetworkError, ServiceError
+from sim.fastclass import dataclass
 from sim.net.api import Endpoint
 from sim.services import checks as registry
 from sim.services.base import NodeContext, Service

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import partial
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 
 from sim.auth.replay import AsyncLookup, Memo, Peek, replay
 from sim.auth.result import CheckResult, Lookup
+from sim.fastclass import dataclass
 from sim.resolve import DnsAnswer
 
 __all__ = [

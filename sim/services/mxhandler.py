@@ -17,7 +17,7 @@ import inspect
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +25,7 @@ from sim.auth.headers import authentication_results
 from sim.auth.replay import Memo, replay
 from sim.auth.result import CheckResult, Lookup
 from sim.events import Check, Delivered, Forwarded, ListResent
+from sim.fastclass import dataclass
 from sim.resolve import DnsAnswer, Resolver
 from sim.services import checks as registry
 from sim.services.checks import dkim as dkim_check

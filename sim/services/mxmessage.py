@@ -12,13 +12,13 @@ from __future__ import annotations
 import email.utils
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from sim.fastclass import dataclass
 from sim.services.mxscore import Score
 from sim.services.policy import Decision, Judgement
 

@@ -25,9 +25,9 @@ same reply, whoever sends:
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from sim.fastclass import dataclass
 from sim.resolve import Resolver
 from sim.services.smtpclient import Reply
 

@@ -29,10 +29,10 @@ How the lab MX does it (:class:`~sim.topology.model.Scoring`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from sim.events import Check
+from sim.fastclass import dataclass
 from sim.services.policy import Decision, Judgement
 from sim.services.replies import Reply, reply
 from sim.topology.model import Scoring

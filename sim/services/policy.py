@@ -45,11 +45,11 @@ rejection carries X.7.26 "multiple authentication checks failed" (RFC 7372
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from sim.auth.result import CheckResult
 from sim.events import Check
+from sim.fastclass import dataclass
 from sim.services import checks
 from sim.services.checks.base import Stage, Taken
 from sim.services.replies import Reply, reply

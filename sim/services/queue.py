@@ -41,10 +41,11 @@ import contextlib
 import json
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
+from sim.fastclass import dataclass
 from sim.services.smtpclient import Reply
 
 __all__ = ["EntryKind", "QueueEntry", "RcptState", "Recipient", "Spool", "in_flight"]

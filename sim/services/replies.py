@@ -38,9 +38,9 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 from sim.events import ReplyJson
+from sim.fastclass import dataclass
 
 __all__ = ["GENERAL", "REPLIES", "Reply", "Template", "enhance", "reply", "temporary"]
 

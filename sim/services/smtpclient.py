@@ -34,7 +34,7 @@ import base64
 import re
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -43,6 +43,7 @@ import aiosmtplib
 from sim.clock import LabClock
 from sim.errors import NetworkError
 from sim.events import ReplyJson, SmtpClientExchange, Tls
+from sim.fastclass import dataclass
 from sim.net.api import Dropped, LabConnectError, NodeNet, Refused, Unreachable
 
 if TYPE_CHECKING:

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address
 
 import dnslib
 
+from sim.fastclass import dataclass
 from sim.resolve import qtype_code, rdata_text
 from sim.topology.zones import (
     DEFAULT_TTL,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from sim.errors import Problem
+from sim.fastclass import dataclass
 from sim.spec.words import expected, path_text
 from sim.spec.yamlpos import Pos
 

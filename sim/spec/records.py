@@ -8,9 +8,10 @@ keys to each other), :class:`Tagged` (a record chosen by its ``kind`` key),
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, field
 from typing import Any
 
+from sim.fastclass import dataclass
 from sim.spec.base import BAD, Checker, Spec, Where, plain, slug
 from sim.spec.scalars import Str
 from sim.spec.words import a_an, describe_value, suggest, unknown_key

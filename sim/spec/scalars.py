@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from sim.clock import parse_duration
+from sim.fastclass import dataclass
 from sim.spec.base import BAD, Checker, Spec, Where, plain, slug
 from sim.spec.words import a_an, expected, suggest
 from sim.spec.yamlpos import Pos, is_map, is_seq

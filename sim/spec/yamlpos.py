@@ -10,11 +10,11 @@ exceptions, so an instructor sees ``PATH:LINE:COL: message``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sim.errors import Problem
+from sim.fastclass import dataclass
 from sim.spec.source import read_text
 from sim.spec.words import path_text
 

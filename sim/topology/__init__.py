@@ -2,7 +2,8 @@
 
 ``load_topology(path)`` reads and checks a file and returns a
 :class:`~sim.topology.model.Topology`, or raises
-:class:`~sim.errors.TopologyError` with every problem;
+:class:`~sim.errors.TopologyError` with every problem (a topology that
+loaded is remembered between runs: :mod:`sim.topology.filecache`);
 ``validate_topology_file(path)`` returns the problems and never raises.
 """
 
@@ -12,8 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sim.topology.filecache import load_topology
     from sim.topology.loader import (
-        load_topology,
         loads_topology,
         validate_topology_file,
         validate_topology_text,
@@ -30,7 +31,7 @@ __all__ = [
 
 _HOMES = {
     "Topology": "sim.topology.model",
-    "load_topology": "sim.topology.loader",
+    "load_topology": "sim.topology.filecache",
     "loads_topology": "sim.topology.loader",
     "validate_topology_file": "sim.topology.loader",
     "validate_topology_text": "sim.topology.loader",

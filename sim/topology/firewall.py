@@ -30,12 +30,13 @@ Everything here is a pure function of the network and a packet: no sockets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
 from sim.errors import BackendError
 from sim.events import Net
+from sim.fastclass import dataclass
 from sim.topology.graph import Hop, LabNetwork
 from sim.topology.model import FirewallRule, RejectWith, Topology
 

@@ -43,7 +43,6 @@ import re
 import threading
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -54,6 +53,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from sim.errors import NetworkError, Problem, TopologyError
+from sim.fastclass import dataclass
 from sim.topology.model import Node, Topology
 
 if TYPE_CHECKING:

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from sim.errors import Problem, TopologyError
+from sim.fastclass import dataclass
 from sim.spec.kinds import Checker
 from sim.spec.source import read_text
 from sim.spec.words import path_text

@@ -9,9 +9,11 @@ Addresses are :mod:`ipaddress` objects. Durations are lab seconds (floats).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Literal
+
+from sim.fastclass import dataclass
 
 __all__ = [
     "CheckAction",

@@ -22,11 +22,12 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address, IPv4Network
 
 import dnslib
 
+from sim.fastclass import dataclass
 from sim.spec.words import path_text
 from sim.topology.model import FirewallRule, Node, Topology
 from sim.topology.model import MxService as model_MxService

@@ -9,9 +9,10 @@ is parsed on its own, keeping ``$ORIGIN`` and ``$TTL`` state between them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import dnslib
+
+from sim.fastclass import dataclass
 
 __all__ = [
     "ZoneSyntaxError",

@@ -38,10 +38,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from sim.fastclass import dataclass
 from sim.services.checks.base import ArClause, Check, CheckInput
 
 if TYPE_CHECKING:

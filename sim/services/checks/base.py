@@ -24,9 +24,10 @@ nor dkimpy for that.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Literal
 
+from sim.fastclass import dataclass
 from sim.services.replies import Reply, Template, reply
 
 if TYPE_CHECKING:
