@@ -119,3 +119,21 @@ def test_resumed_session_replays_edits_into_the_real_dns(
         assert [r.ok for r in second.replayed] == [True]
         dig = second.check("null-mx")
         assert dig.passed, dig.detail
+
+
+def test_a_resumed_lab_has_the_mail_its_finished_steps_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lab 10: bob's IMAP read (read-imap) reads the message an earlier step
+    (send-to-bob) delivered. A student who quits after sending and resumes
+    gets a fresh topology (no mailbox survives a run), so resuming runs the
+    finished experiment again: the read still finds the message."""
+    monkeypatch.setenv("MAILLAB_HOME", str(tmp_path))
+    monkeypatch.setenv("MAILLAB_STUDENT", "alice")
+    mta_mda = load_lab(ROOT / "labs" / "10-mta-mda.yaml")
+    with LabSession.for_student(mta_mda) as first:
+        assert first.run_experiment("send-to-bob").passed
+    with LabSession.for_student(mta_mda) as second:
+        assert second.outcome_of("send-to-bob") is not None  # its views show it again
+        read = second.run_experiment("read-imap")
+        assert read.passed, read.detail

@@ -165,3 +165,25 @@ async def test_a_topology_without_postfix_has_no_key_mode() -> None:
         form = app.query_one(TaskForm)
         labels = [str(r.label) for r in form.query(RadioButton)]
         assert labels == ["Add a record", "Remove records", "Edit the zone", "Other"]
+
+
+async def test_the_dovecot_task_starts_the_form_on_dovecot_not_postfix() -> None:
+    """mx-qq runs Postfix and Dovecot: the form starts on the software the
+    task's solution sets (dovecot_set), so a student typing the Dovecot
+    setting is not sent to postconf; the change applied is a dovecot_set."""
+    lab = load_lab(find_lab("real-thing", labs_dir()))
+    step = lab.step("refuse-clear-text")
+    assert isinstance(step, TaskStep)
+    first = step.solution[0]
+    assert first.name == "dovecot_set"
+    app = FormApp(lab_topology(lab), mode="key", node=first.args["node"], action=first.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        form = app.query_one(TaskForm)
+        assert form.query_one("#key-node", Select).value == "dovecot_set:mx-qq"
+        form.query_one("#key-name", Input).focus()
+        await pilot.press(*"disable_plaintext_auth", "tab", *"yes", "enter")
+        await settle(pilot)
+    assert app.submitted == [
+        {"dovecot_set": {"node": "mx-qq", "key": "disable_plaintext_auth", "value": "yes"}}
+    ]

@@ -124,7 +124,10 @@ class Read(Experiment):
     peek: bool = field(default=False, metadata=param(Bool(), "look without marking messages read"))
 
     def describe(self, node: str) -> str:
-        return f"read {self.user}'s {self.folder} from {node} via {self.via} ({self.protocol})"
+        # Whether the password crosses the wire in the clear is the point of
+        # a read with tls: false (RFC 8314 §3): say so where the step shows it.
+        how = self.protocol if self.tls else f"{self.protocol}, no TLS: password in the clear"
+        return f"read {self.user}'s {self.folder} from {node} via {self.via} ({how})"
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:

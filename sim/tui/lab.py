@@ -368,15 +368,23 @@ class LabScreen(Screen[None]):
             widgets.append(question)
         elif isinstance(step, TaskStep):
             mode = "add"
-            node = zone = None
+            node = zone = action = None
             if step.solution:
                 first = step.solution[0]
                 mode = MODE_OF_ACTION.get(first.name, "other")
+                action = first.name
                 if isinstance(first.args, Mapping):
                     node = _opt_str(first.args.get("node"))
                     zone = _opt_str(first.args.get("zone"))
             widgets.append(
-                TaskForm(self.session.topology, mode=mode, node=node, zone=zone, id="task-form")
+                TaskForm(
+                    self.session.topology,
+                    mode=mode,
+                    node=node,
+                    zone=zone,
+                    action=action,
+                    id="task-form",
+                )
             )
             widgets.append(Static(self._edits_text(step), id="edits"))
             widgets.append(

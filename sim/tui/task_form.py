@@ -235,6 +235,7 @@ class TaskForm(Vertical):
         mode: str = "add",
         node: str | None = None,
         zone: str | None = None,
+        action: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
@@ -245,10 +246,14 @@ class TaskForm(Vertical):
         #: names (its reference solution's), else the first.
         self.start_node, self.start_zone = _start(self.servers, node, zone)
         self.targets = key_targets(topology)
-        #: The node whose keys the "Set a key" mode starts on: the task's.
+        #: The software and node the "Set a key" mode starts on: the task's
+        #: (its solution's action on its node: Dovecot on mx-qq, not Postfix).
         self.start_target = next(
-            (t for t in self.targets if node is not None and t.endswith(f":{node}")),
-            next(iter(self.targets), None),
+            (t for t in self.targets if t == f"{action}:{node}"),
+            next(
+                (t for t in self.targets if node is not None and t.endswith(f":{node}")),
+                next(iter(self.targets), None),
+            ),
         )
         if mode == "key" and not self.targets:
             mode = "other"
@@ -323,7 +328,8 @@ class TaskForm(Vertical):
             yield Static(
                 Text(
                     "Applied inside the node as an administrator would (Postfix: "
-                    "postconf -e 'name = value', then postfix reload); a name the "
+                    "postconf -e 'name = value', then postfix reload; Dovecot: "
+                    "checked by doveconf, then doveadm reload); a name the "
                     "software does not know is refused. An empty value sets it to nothing.",
                     style="dim",
                 ),
