@@ -187,3 +187,16 @@ async def test_the_dovecot_task_starts_the_form_on_dovecot_not_postfix() -> None
     assert app.submitted == [
         {"dovecot_set": {"node": "mx-qq", "key": "disable_plaintext_auth", "value": "yes"}}
     ]
+
+
+async def test_the_key_boxes_show_an_example_of_the_software_chosen() -> None:
+    lab = load_lab(find_lab("real-thing", labs_dir()))
+    app = FormApp(lab_topology(lab), mode="key", node="mx-qq", action="dovecot_set")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        form = app.query_one(TaskForm)
+        name = form.query_one("#key-name", Input)
+        assert name.placeholder == "name, e.g. auth_mechanisms"
+        form.query_one("#key-node", Select).value = "postfix_set:homesrv"
+        await settle(pilot)
+        assert name.placeholder == "name, e.g. myhostname"

@@ -212,11 +212,14 @@ class LabScreen(Screen[None]):
         self._fill_sidebar()
         self._update_where()
         backend = self.session.backend
+        # A resumed lab runs its finished steps again (the mail they
+        # delivered): say so, the wait is longer than a fresh start.
+        again = " and replaying your finished steps" if self.session.progress.steps else ""
         self.query_one("#step-title", Static).update(
-            Text(f"Starting the lab's network ({backend} backend)…", style="dim")
+            Text(f"Starting the lab's network ({backend} backend){again}…", style="dim")
         )
         self._call(
-            f"Starting the lab ({backend} backend)…",
+            f"Starting the lab ({backend} backend){again}…",
             lambda: self.session.start(resume=True),
             self._started,
             on_error=self._start_failed,

@@ -80,6 +80,11 @@ KEY_ACTIONS: dict[str, tuple[str, str]] = {
     "dovecot_set": ("dovecot", "Dovecot"),
 }
 KEY_MODE = ("key", "Set a key")
+#: (name, value) examples the boxes show for each software.
+KEY_EXAMPLES: dict[str, tuple[str, str]] = {
+    "postfix_set": ("myhostname", "mail.example.net"),
+    "dovecot_set": ("auth_mechanisms", "plain login"),
+}
 #: Shorter labels when the "Set a key" mode joins the row (80 columns).
 SHORT_LABELS = {"add": "Add record", "remove": "Remove", "edit": "Edit zone"}
 
@@ -350,6 +355,8 @@ class TaskForm(Vertical):
     def on_mount(self) -> None:
         self._set_mode(self.mode)
         self._want_zone()
+        if self.targets:
+            self._key_placeholders()
         self.call_after_refresh(self._highlight_mode)
 
     def _highlight_mode(self) -> None:
@@ -397,6 +404,20 @@ class TaskForm(Vertical):
             select.value = keep if keep in zones else zones[0]
         self._want_zone()
         self.validate()
+
+    @on(Select.Changed, "#key-node")
+    def _key_target_chosen(self, event: Select.Changed) -> None:
+        event.stop()
+        self._key_placeholders()
+        self.validate()
+
+    def _key_placeholders(self) -> None:
+        """Examples in the name and value boxes for the software chosen."""
+        target = self.query_one("#key-node", Select).value
+        action = str(target).split(":", 1)[0] if isinstance(target, str) else ""
+        name, value = KEY_EXAMPLES.get(action, KEY_EXAMPLES["postfix_set"])
+        self.query_one("#key-name", Input).placeholder = f"name, e.g. {name}"
+        self.query_one("#key-value", Input).placeholder = f"value, e.g. {value}"
 
     @on(Select.Changed, "#zone")
     def _zone_chosen(self, event: Select.Changed) -> None:
