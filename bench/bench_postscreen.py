@@ -25,8 +25,6 @@ machine it moves them.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
@@ -39,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import sim  # noqa: E402
+from bench import rootbench  # noqa: E402
 
 #: Clients of the parity lab: not listed (a fresh one per round) and listed.
 CLEAN = ("noptr", "liar", "spoofer")
@@ -88,30 +87,19 @@ def measure(rounds: int) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(
-        argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else []
+def _sentence(result: dict[str, Any], rounds: int) -> str:
+    return (
+        f"send through postscreen, medians: new client {result['first']:.2f} s, "
+        f"known {result['again']:.2f} s, listed {result['listed']:.2f} s "
+        f"(maillab's MX: {result['own']:.2f} s); dovecot set "
+        f"{result['dovecot_set'] * 1000:.0f} ms; "
+        f"load {result['load_before']:.1f} → {result['load_after']:.1f}"
     )
-    if os.geteuid() != 0:
-        print("bench_postscreen: skipped (needs root for the mininet backend)")
-        return 0
-    result = measure(args.rounds)
-    if args.json:
-        print(json.dumps(result))
-    elif "skipped" in result:
-        print(f"bench_postscreen: skipped ({result['skipped']})")
-    else:
-        print(
-            f"send through postscreen, medians: new client {result['first']:.2f} s, "
-            f"known {result['again']:.2f} s, listed {result['listed']:.2f} s "
-            f"(maillab's MX: {result['own']:.2f} s); dovecot set "
-            f"{result['dovecot_set'] * 1000:.0f} ms; "
-            f"load {result['load_before']:.1f} → {result['load_after']:.1f}"
-        )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else []
+    return rootbench.run("bench_postscreen", __doc__, measure, _sentence, args)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ it moves them by a factor of two.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import sim  # noqa: E402
+from bench import rootbench  # noqa: E402
 
 
 def measure(runs: int) -> dict[str, Any]:
@@ -54,29 +53,18 @@ def measure(runs: int) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(
-        argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else []
+def _sentence(result: dict[str, Any], runs: int) -> str:
+    return (
+        f"lab start, median of {runs}: maillab's services "
+        f"{result['own']['median']:.2f} s, "
+        f"Postfix+Dovecot {result['real']['median']:.2f} s (x{result['ratio']}); "
+        f"load {result['load_before']:.1f} → {result['load_after']:.1f}"
     )
-    if os.geteuid() != 0:
-        print("bench_realmail: skipped (needs root for the mininet backend)")
-        return 0
-    result = measure(args.runs)
-    if args.json:
-        print(json.dumps(result))
-    elif "skipped" in result:
-        print(f"bench_realmail: skipped ({result['skipped']})")
-    else:
-        print(
-            f"lab start, median of {args.runs}: maillab's services "
-            f"{result['own']['median']:.2f} s, "
-            f"Postfix+Dovecot {result['real']['median']:.2f} s (x{result['ratio']}); "
-            f"load {result['load_before']:.1f} → {result['load_after']:.1f}"
-        )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else []
+    return rootbench.run("bench_realmail", __doc__, measure, _sentence, args, rounds="runs")
 
 
 if __name__ == "__main__":

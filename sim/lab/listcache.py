@@ -4,7 +4,7 @@ Listing the labs means loading and validating every lab file and its
 topology: about twenty YAML documents read with line positions (ruamel.yaml,
 pure Python), over a second of CPU on a small machine, for a table that
 rarely changes. So the summary of each lab that loaded without a problem is
-kept in the user's cache (``$XDG_CACHE_HOME/maillab/labs-v2.json``) with
+kept in the user's cache (``$XDG_CACHE_HOME/maillab/list/labs-v2.json``) with
 what it depends on: the SHA-256 of the lab file, of its topology file, and a
 key of maillab's own code (its version and the size and time of every module,
 so that an edited checkout revalidates). Anything changed, a lab with a
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import Problem
+from sim.usercache import cache_dir, code_key
 
 __all__ = ["Summary", "lab_summaries"]
 
@@ -35,27 +36,9 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 
 
 def _cache_file() -> Path | None:
-    if os.environ.get("MAILLAB_LIST_CACHE", "1").strip().lower() in ("0", "no", "off", "false"):
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    if not os.path.isabs(base):  # the XDG spec: a relative path is ignored
-        home = os.path.expanduser("~")
-        if home == "~":
-            return None
-        base = os.path.join(home, ".cache")
-    return Path(base) / "maillab" / f"labs-v{_VERSION}.json"
-
-
-def code_key() -> str:
-    """A key that changes whenever maillab's code may validate differently."""
-    digest = hashlib.sha256(str(_PACKAGE).encode())
-    for root, dirs, files in os.walk(_PACKAGE):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith((".py", ".json")):
-                st = os.stat(os.path.join(root, name))
-                digest.update(f"{root}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+    """``$XDG_CACHE_HOME/maillab/list/labs-vN.json`` (``MAILLAB_LIST_CACHE=0``: none)."""
+    directory = cache_dir("list")
+    return None if directory is None else directory / f"labs-v{_VERSION}.json"
 
 
 def _sha(path: Path) -> str | None:

@@ -31,6 +31,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from sim import usercache
 from sim.fastclass import dataclass
 from sim.topology.model import Node, Topology
 from sim.topology.zones import ZoneSyntaxError, fqdn, parse_zone
@@ -140,16 +141,9 @@ def _new_pem(bits: int) -> bytes:
 
 
 def cache_dir() -> Path | None:
-    """The per-user DKIM key cache, or None when it is turned off."""
-    if os.environ.get("MAILLAB_DKIM_CACHE", "1").strip().lower() in ("0", "no", "off", "false"):
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or ""
-    if not os.path.isabs(base):  # the XDG spec: a relative path is ignored
-        home = os.path.expanduser("~")
-        if home == "~":
-            return None
-        base = os.path.join(home, ".cache")
-    return Path(base) / "maillab" / "dkim"
+    """The per-user DKIM key cache, or None when it is turned off
+    (``MAILLAB_DKIM_CACHE=0``)."""
+    return usercache.cache_dir("dkim")
 
 
 def _usable(pem: bytes) -> bool:
