@@ -128,6 +128,10 @@ _REMOVE_DKIM_KEY = {
 _REMOVE_PTR = {
     "dns_remove": {"node": "{dns}", "zone": "{ptr_zone}", "name": "{ptr_label}", "type": "PTR"}
 }
+#: The reference fix of both PTR faults: the sender's address names its host again.
+_ADD_PTR = {
+    "dns_add": {"node": "{dns}", "zone": "{ptr_zone}", "record": "{ptr_label} PTR {ptr_target}"}
+}
 _REMOVE_DMARC = {
     "dns_remove": {"node": "{dns}", "zone": "{domain}", "name": "_dmarc", "type": "TXT"}
 }
@@ -226,15 +230,7 @@ CATALOGUE: dict[str, Fault] = {
             "reverse DNS refuse the client (RFC 1912 §2.1; iprev, RFC 8601 §3).",
             ("dns", "sender", "receiver"),
             breaks=(_REMOVE_PTR,),
-            solution=(
-                {
-                    "dns_add": {
-                        "node": "{dns}",
-                        "zone": "{ptr_zone}",
-                        "record": "{ptr_label} PTR {ptr_target}",
-                    }
-                },
-            ),
+            solution=(_ADD_PTR,),
             expect=({"checks": {"ptr": "pass"}},),
             trips="ptr",
             facts=(sender_facts, ptr_facts, receiver_facts),
@@ -258,13 +254,7 @@ CATALOGUE: dict[str, Fault] = {
             ),
             solution=(
                 _REMOVE_PTR,
-                {
-                    "dns_add": {
-                        "node": "{dns}",
-                        "zone": "{ptr_zone}",
-                        "record": "{ptr_label} PTR {ptr_target}",
-                    }
-                },
+                _ADD_PTR,
             ),
             expect=({"checks": {"fcrdns": "pass"}},),
             trips="fcrdns",
